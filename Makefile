@@ -1,0 +1,46 @@
+# ppml — build, test and demo. Two commands matter on a fresh machine:
+#   make demo   installs what is missing, builds, runs the end-to-end demo
+#   make test   installs what is missing, runs the whole test suite
+SHELL := /bin/bash
+GO    ?= go
+BIN   := bin/ppml
+SUDO  := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# System packages the build and the tests need (Debian 12 names).
+APT_PKGS := gcc libxgboost-dev python3-xgboost python3-numpy redis-server
+FUZZTIME ?= 60s
+
+.PHONY: all deps build test demo fuzz bench clean
+all: build
+
+deps:
+	@missing=""; for p in $(APT_PKGS); do \
+	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing system packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+build: deps
+	$(GO) build -o $(BIN) ./cmd/ppml
+
+test: deps
+	$(GO) vet ./...
+	$(GO) test -timeout 20m ./...
+
+demo: build
+	./scripts/demo.sh $(BIN)
+
+# Runs every fuzz target for FUZZTIME each (make fuzz FUZZTIME=3m).
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz' || true); do \
+	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
+	  done; \
+	done
+
+bench: build
+	./$(BIN) bench envelope
+
+clean:
+	rm -rf bin

@@ -1,0 +1,184 @@
+// Package attest defines what every TEE backend shares: the evidence a TEE
+// produces, the normalized claims a verifier derives from it, and the
+// interfaces attesters (evidence producers) and verifiers implement.
+//
+// Parsing lives in per-platform packages (attest/sgx, attest/tdx, attest/snp,
+// attest/sim), chain and collateral checks beside them; this package holds no
+// platform logic so that the key service and the launcher never need to know
+// which backend they talk to.
+package attest
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// Platform names a TEE technology.
+type Platform string
+
+const (
+	PlatformSGX Platform = "sgx" // Intel SGX enclave, DCAP ECDSA quote
+	PlatformTDX Platform = "tdx" // Intel TDX trust domain, DCAP quote v4/v5
+	PlatformSNP Platform = "snp" // AMD SEV-SNP guest, attestation report
+	PlatformSim Platform = "sim" // simulated TEE: development and CI only, never secure
+)
+
+// ReportDataSize is the number of caller-chosen bytes every platform binds into evidence.
+const ReportDataSize = 64
+
+// Evidence is what a TEE hands to a verifier.
+type Evidence struct {
+	Platform Platform `json:"platform"`
+	// Data is the raw quote (SGX, TDX), attestation report (SNP) or simulated evidence.
+	Data []byte `json:"data"`
+	// Aux carries platform-specific certificates that travel with the evidence:
+	// for SNP the certificate table from configfs-tsm's auxblob (VCEK or VLEK,
+	// optionally ASK/ASVK and ARK). Roots in it are never trusted.
+	Aux []byte `json:"aux,omitempty"`
+}
+
+// Hex is a byte string that marshals to and from lower-case hex in JSON.
+type Hex []byte
+
+func (h Hex) String() string { return hex.EncodeToString(h) }
+
+func (h Hex) MarshalJSON() ([]byte, error) { return json.Marshal(hex.EncodeToString(h)) }
+
+func (h *Hex) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return err
+	}
+	v, err := hex.DecodeString(s)
+	if err != nil {
+		return fmt.Errorf("hex field: %w", err)
+	}
+	*h = v
+	return nil
+}
+
+// Claims is the normalized result of verifying evidence. Fields that a platform
+// does not have are left empty. Only a verifier constructs Claims; a Claims
+// value means every check named in the verifier's documentation passed.
+type Claims struct {
+	Platform Platform `json:"platform"`
+	// TEEType says what kind of TEE within the platform, e.g. "sgx-enclave",
+	// "tdx-td", "sev-snp-guest", "simulated".
+	TEEType string `json:"tee_type"`
+	// EvidenceVersion is the quote or report format version (3, 4, 5; SNP 2, 3).
+	EvidenceVersion int `json:"evidence_version"`
+	// Insecure is true for the simulated TEE and anything else that offers no
+	// hardware protection. Policies refuse it unless they list it explicitly.
+	Insecure bool `json:"insecure"`
+
+	// Measurement is the platform's primary code identity: MRENCLAVE (SGX),
+	// MRTD (TDX), MEASUREMENT (SNP), SHA-384 of the executable (simulated).
+	Measurement Hex `json:"measurement"`
+	// Signer is the identity of who signed the code: MRSIGNER (SGX), the
+	// digest of the simulation signing key (simulated); empty where the
+	// platform has none.
+	Signer Hex `json:"signer,omitempty"`
+
+	// SGX
+	MREnclave Hex `json:"mrenclave,omitempty"`
+	MRSigner  Hex `json:"mrsigner,omitempty"`
+	// TDX
+	MRTD          Hex   `json:"mrtd,omitempty"`
+	RTMR          []Hex `json:"rtmr,omitempty"`
+	MRSeam        Hex   `json:"mrseam,omitempty"`
+	MRSignerSeam  Hex   `json:"mrsignerseam,omitempty"`
+	MRConfigID    Hex   `json:"mrconfigid,omitempty"`
+	MROwner       Hex   `json:"mrowner,omitempty"`
+	MROwnerConfig Hex   `json:"mrownerconfig,omitempty"`
+	TEETCBSVN     Hex   `json:"tee_tcb_svn,omitempty"`
+	// SNP
+	HostData        Hex    `json:"host_data,omitempty"`
+	IDKeyDigest     Hex    `json:"id_key_digest,omitempty"`
+	AuthorKeyDigest Hex    `json:"author_key_digest,omitempty"`
+	FamilyID        Hex    `json:"family_id,omitempty"`
+	ImageID         Hex    `json:"image_id,omitempty"`
+	ChipID          Hex    `json:"chip_id,omitempty"`
+	ReportedTCB     uint64 `json:"reported_tcb,omitempty"`
+	GuestPolicy     uint64 `json:"guest_policy,omitempty"`
+	VMPL            int    `json:"vmpl,omitempty"`
+	// MigrationAgent and SMT are SNP guest policy bits surfaced for policies.
+	MigrationAgent bool `json:"migration_agent,omitempty"`
+	SMTAllowed     bool `json:"smt_allowed,omitempty"`
+	// Signing key used by the SNP firmware: "vcek" or "vlek".
+	SigningKey string `json:"signing_key,omitempty"`
+
+	// ProductID is ISVPRODID (SGX) or the equivalent; SecurityVersion is
+	// ISVSVN (SGX), GUEST_SVN (SNP).
+	ProductID       uint16 `json:"product_id"`
+	SecurityVersion uint32 `json:"security_version"`
+	// Debug is true when the TEE allows a debugger to read its memory. Such a
+	// TEE protects nothing; policies refuse it unless explicitly allowed.
+	Debug bool `json:"debug"`
+	// Attributes are the raw attribute bits (SGX ATTRIBUTES, TDX TD_ATTRIBUTES).
+	Attributes Hex `json:"attributes,omitempty"`
+
+	// TCB evaluation against the vendor's collateral.
+	FMSPC      Hex       `json:"fmspc,omitempty"`
+	TCBStatus  string    `json:"tcb_status,omitempty"`
+	TCBDate    time.Time `json:"tcb_date,omitzero"`
+	Advisories []string  `json:"advisories,omitempty"`
+
+	// ReportData is the 64 bytes the TEE bound into the evidence.
+	ReportData Hex `json:"report_data"`
+
+	// CollateralNotBefore/NotAfter is the window in which every piece of
+	// collateral (certificates, CRLs, TCB info, QE identity) was valid at once.
+	CollateralNotBefore time.Time `json:"collateral_not_before,omitzero"`
+	CollateralNotAfter  time.Time `json:"collateral_not_after,omitzero"`
+	// VerifiedAt is the verification time that was used.
+	VerifiedAt time.Time `json:"verified_at"`
+	// EvidenceDigest is the SHA-256 of Evidence.Data.
+	EvidenceDigest Hex `json:"evidence_digest"`
+}
+
+// Verifier turns evidence into claims or says which check failed.
+type Verifier interface {
+	Verify(ctx context.Context, ev *Evidence, opts VerifyOptions) (*Claims, error)
+}
+
+// VerifyOptions are inputs every verifier takes.
+type VerifyOptions struct {
+	// Time is the verification instant; zero means now. Collateral and
+	// certificates must all be valid at this time.
+	Time time.Time
+}
+
+// Now returns o.Time, or the current time when it is zero.
+func (o VerifyOptions) Now() time.Time {
+	if o.Time.IsZero() {
+		return time.Now()
+	}
+	return o.Time
+}
+
+// Attester produces evidence from inside a TEE.
+type Attester interface {
+	// Name is the backend name used on command lines: "sim", "gramine", "tsm".
+	Name() string
+	// Evidence returns evidence that binds reportData.
+	Evidence(ctx context.Context, reportData [ReportDataSize]byte) (*Evidence, error)
+}
+
+// CheckError reports which named verification check failed. Every verifier
+// returns its failures wrapped in one, so callers (the CLI's --json output,
+// the key service's audit log) can name the check without parsing text.
+type CheckError struct {
+	Check string // stable, snake_case name, e.g. "pck_chain", "tcb_info_expired"
+	Err   error
+}
+
+func (e *CheckError) Error() string { return e.Check + ": " + e.Err.Error() }
+func (e *CheckError) Unwrap() error { return e.Err }
+
+// Fail wraps err as a failure of the named check.
+func Fail(check string, format string, args ...any) error {
+	return &CheckError{Check: check, Err: fmt.Errorf(format, args...)}
+}
