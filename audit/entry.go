@@ -1,0 +1,131 @@
+package audit
+
+import (
+	"bytes"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Type is what an entry records.
+type Type string
+
+const (
+	TypeRelease     Type = "release"      // a key was released to an attested TEE
+	TypeDenial      Type = "denial"       // a release attempt was refused
+	TypeKeyCreate   Type = "key_create"   // a primary key was created
+	TypeKeyRotate   Type = "key_rotate"   // a primary key got a new version
+	TypePolicySet   Type = "policy_set"   // a key's policy was set or replaced
+	TypeTokenIssue  Type = "token_issue"  // an API or attestation token was issued
+	TypeTokenRevoke Type = "token_revoke" // an API token was revoked
+	TypeTenant      Type = "tenant"       // a tenant was created or changed
+	TypeDecrypt     Type = "decrypt"      // an owner unwrapped a data key
+)
+
+// Decision values.
+const (
+	Allow = "allow"
+	Deny  = "deny"
+)
+
+// Entry is one audit record. Its canonical JSON encoding (Encode) is the
+// Merkle leaf: field order as declared, empty fields omitted, no white space,
+// times in UTC, hex in lower case. Index and Prev are set by Append.
+type Entry struct {
+	// Index is the entry's position in the log, from 0.
+	Index uint64 `json:"index"`
+	// Prev is the RFC 6962 leaf hash of entry Index-1 (absent for entry 0).
+	// It is redundant with the tree and exists so that a verifier can say
+	// exactly which entry of a tampered copy was changed.
+	Prev Hex       `json:"prev,omitempty"`
+	Time time.Time `json:"time"`
+	Type Type      `json:"type"`
+	// Tenant is the party whose key or account is concerned; Actor the token
+	// (by id, never the token itself) or party that acted.
+	Tenant      string `json:"tenant,omitempty"`
+	Actor       string `json:"actor,omitempty"`
+	Key         string `json:"key,omitempty"`
+	KeyVersion  uint32 `json:"key_version,omitempty"`
+	JobDigest   Hex    `json:"job_digest,omitempty"`
+	Platform    string `json:"platform,omitempty"`
+	Measurement Hex    `json:"measurement,omitempty"`
+	Signer      Hex    `json:"signer,omitempty"`
+	TCBStatus   string `json:"tcb_status,omitempty"`
+	Insecure    bool   `json:"insecure,omitempty"`
+	Decision    string `json:"decision,omitempty"`
+	// Rule is the stable name of the policy rule or check that decided a denial.
+	Rule      string `json:"rule,omitempty"`
+	Reason    string `json:"reason,omitempty"`
+	RequestID string `json:"request_id,omitempty"`
+}
+
+// MaxEntrySize bounds an encoded entry; Append refuses larger ones and the
+// export parser refuses longer lines.
+const MaxEntrySize = 64 << 10
+
+// Encode returns the canonical encoding.
+func (e *Entry) Encode() ([]byte, error) {
+	c := *e
+	c.Time = c.Time.UTC()
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(&c); err != nil {
+		return nil, fmt.Errorf("audit: encode entry: %w", err)
+	}
+	b := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+	if len(b) > MaxEntrySize {
+		return nil, fmt.Errorf("audit: entry of %d bytes exceeds %d", len(b), MaxEntrySize)
+	}
+	return b, nil
+}
+
+// DecodeEntry parses an encoded entry strictly: unknown fields, trailing
+// data and non-canonical encodings are errors.
+func DecodeEntry(b []byte) (*Entry, error) {
+	if len(b) > MaxEntrySize {
+		return nil, fmt.Errorf("entry of %d bytes exceeds %d", len(b), MaxEntrySize)
+	}
+	var e Entry
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&e); err != nil {
+		return nil, fmt.Errorf("not a valid entry: %w", err)
+	}
+	if dec.More() {
+		return nil, errors.New("not a valid entry: data after the JSON object")
+	}
+	if e.Type == "" {
+		return nil, errors.New("not a valid entry: no type")
+	}
+	again, err := e.Encode()
+	if err != nil {
+		return nil, err
+	}
+	if !bytes.Equal(again, b) {
+		return nil, errors.New("entry is not in canonical form (fields reordered, reformatted or re-encoded)")
+	}
+	return &e, nil
+}
+
+// Hex is a byte string that is lower-case hex in JSON.
+type Hex []byte
+
+func (h Hex) String() string { return hex.EncodeToString(h) }
+
+func (h Hex) MarshalJSON() ([]byte, error) { return json.Marshal(hex.EncodeToString(h)) }
+
+func (h *Hex) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return err
+	}
+	v, err := hex.DecodeString(s)
+	if err != nil {
+		return fmt.Errorf("hex field: %w", err)
+	}
+	*h = v
+	return nil
+}

@@ -1,0 +1,141 @@
+package audit
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+)
+
+// Signature algorithms of tree heads.
+const (
+	AlgECDSAP256 = "ecdsa-p256-sha256" // ASN.1 DER signature over SHA-256 of the message
+	AlgEd25519   = "ed25519"           // Ed25519 over the message
+)
+
+// TreeHead is a signed statement of the log's size and root hash.
+type TreeHead struct {
+	LogID     Hex       `json:"log_id"`
+	Size      uint64    `json:"size"`
+	RootHash  Hex       `json:"root_hash"`
+	Timestamp time.Time `json:"timestamp"`
+	// KeyID is SHA-256 of the signing key's PKIX (SubjectPublicKeyInfo) DER.
+	KeyID     Hex    `json:"key_id"`
+	Algorithm string `json:"algorithm"`
+	Signature Hex    `json:"signature"`
+}
+
+// Message returns the bytes that are signed:
+//
+//	ppml audit tree head v1\n
+//	log_id <hex>\n
+//	size <decimal>\n
+//	root_hash <hex>\n
+//	timestamp <RFC 3339, UTC, nanoseconds>\n
+//	key_id <hex>\n
+//	algorithm <name>\n
+func (h *TreeHead) Message() []byte {
+	b := []byte("ppml audit tree head v1\n")
+	b = append(b, "log_id "+h.LogID.String()+"\n"...)
+	b = append(b, "size "+strconv.FormatUint(h.Size, 10)+"\n"...)
+	b = append(b, "root_hash "+h.RootHash.String()+"\n"...)
+	b = append(b, "timestamp "+h.Timestamp.UTC().Format(time.RFC3339Nano)+"\n"...)
+	b = append(b, "key_id "+h.KeyID.String()+"\n"...)
+	b = append(b, "algorithm "+h.Algorithm+"\n"...)
+	return b
+}
+
+// KeyID returns SHA-256 of the PKIX encoding of pub.
+func KeyID(pub crypto.PublicKey) ([]byte, error) {
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return nil, fmt.Errorf("audit: public key: %w", err)
+	}
+	s := sha256.Sum256(der)
+	return s[:], nil
+}
+
+func algorithmOf(pub crypto.PublicKey) (string, error) {
+	switch k := pub.(type) {
+	case *ecdsa.PublicKey:
+		if k.Curve != elliptic.P256() {
+			return "", errors.New("audit: ECDSA tree head keys must be P-256")
+		}
+		return AlgECDSAP256, nil
+	case ed25519.PublicKey:
+		return AlgEd25519, nil
+	}
+	return "", fmt.Errorf("audit: unsupported tree head key type %T (want ECDSA P-256 or Ed25519)", pub)
+}
+
+// SignTreeHead signs a tree head with signer (ECDSA P-256 or Ed25519).
+func SignTreeHead(signer crypto.Signer, logID []byte, size uint64, root []byte, ts time.Time) (*TreeHead, error) {
+	if signer == nil {
+		return nil, errors.New("audit: no tree head signer configured")
+	}
+	pub := signer.Public()
+	alg, err := algorithmOf(pub)
+	if err != nil {
+		return nil, err
+	}
+	id, err := KeyID(pub)
+	if err != nil {
+		return nil, err
+	}
+	h := &TreeHead{LogID: logID, Size: size, RootHash: root, Timestamp: ts.UTC(), KeyID: id, Algorithm: alg}
+	msg := h.Message()
+	var sig []byte
+	switch alg {
+	case AlgECDSAP256:
+		d := sha256.Sum256(msg)
+		sig, err = signer.Sign(rand.Reader, d[:], crypto.SHA256)
+	case AlgEd25519:
+		sig, err = signer.Sign(rand.Reader, msg, crypto.Hash(0))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("audit: sign tree head: %w", err)
+	}
+	h.Signature = sig
+	return h, nil
+}
+
+// Verify checks the tree head's signature with pub.
+func (h *TreeHead) Verify(pub crypto.PublicKey) error {
+	alg, err := algorithmOf(pub)
+	if err != nil {
+		return err
+	}
+	id, err := KeyID(pub)
+	if err != nil {
+		return err
+	}
+	if h.Algorithm != alg {
+		return fmt.Errorf("tree head is signed with %q, the public key is for %q", h.Algorithm, alg)
+	}
+	if string(h.KeyID) != string(id) {
+		return fmt.Errorf("tree head was signed by key %x, not by the given public key %x", []byte(h.KeyID), id)
+	}
+	if len(h.RootHash) != sha256.Size {
+		return fmt.Errorf("tree head root hash is %d bytes, want %d", len(h.RootHash), sha256.Size)
+	}
+	msg := h.Message()
+	switch k := pub.(type) {
+	case *ecdsa.PublicKey:
+		d := sha256.Sum256(msg)
+		if !ecdsa.VerifyASN1(k, d[:], h.Signature) {
+			return errors.New("tree head signature is not valid")
+		}
+	case ed25519.PublicKey:
+		if !ed25519.Verify(k, msg, h.Signature) {
+			return errors.New("tree head signature is not valid")
+		}
+	}
+	return nil
+}

@@ -1,0 +1,258 @@
+// Package policy holds a data owner's rules for releasing one key and
+// evaluates verified attestation claims against them.
+//
+// A policy is a YAML or JSON document (docs/policy.md) decoded strictly:
+// unknown fields, duplicate keys, malformed hex and unknown TCB statuses are
+// errors. Evaluation denies by default: an empty policy denies everything,
+// a platform is accepted only when it is listed (the simulated TEE "sim"
+// included), and every denial names the rule that failed.
+package policy
+
+import (
+	"bytes"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/ppml/ppml/attest"
+)
+
+// Version is the only policy document version this package reads.
+const Version = 1
+
+// MaxSize bounds a policy document.
+const MaxSize = 1 << 20
+
+// Policy is one key's release policy.
+type Policy struct {
+	Version int `json:"version" yaml:"version"`
+	// Platforms maps each accepted platform (sgx, tdx, snp, sim) to its
+	// rules. A platform that is not listed is refused.
+	Platforms map[attest.Platform]*PlatformRules `json:"platforms,omitempty" yaml:"platforms,omitempty"`
+	// Jobs are the accepted job manifest digests (SHA-256); empty accepts any job.
+	Jobs []Hex `json:"jobs,omitempty" yaml:"jobs,omitempty"`
+	// NotBefore and NotAfter bound when the policy releases anything.
+	NotBefore *time.Time `json:"not_before,omitempty" yaml:"not_before,omitempty"`
+	NotAfter  *time.Time `json:"not_after,omitempty" yaml:"not_after,omitempty"`
+}
+
+// PlatformRules are the rules for one platform.
+type PlatformRules struct {
+	// Measurements are accepted code identities (MRENCLAVE, MRTD, SNP
+	// MEASUREMENT, the simulated binary's SHA-384). Signers are accepted
+	// MRSIGNERs (or the simulation signer digest). At least one of the two
+	// lists must be given; when both are, both must match.
+	Measurements []Hex `json:"measurements,omitempty" yaml:"measurements,omitempty"`
+	Signers      []Hex `json:"signers,omitempty" yaml:"signers,omitempty"`
+	// ProductID, when set, must equal the claims' product id.
+	ProductID *uint16 `json:"product_id,omitempty" yaml:"product_id,omitempty"`
+	// MinSecurityVersion is the lowest accepted ISVSVN / GUEST_SVN.
+	MinSecurityVersion uint32 `json:"min_security_version,omitempty" yaml:"min_security_version,omitempty"`
+	// TCBStatuses are the accepted TCB statuses; empty means UpToDate only.
+	TCBStatuses []string `json:"tcb_statuses,omitempty" yaml:"tcb_statuses,omitempty"`
+	// AllowedAdvisories lists advisory ids (INTEL-SA-00615, ...) that may
+	// appear in the claims; any other advisory denies.
+	AllowedAdvisories []string `json:"allowed_advisories,omitempty" yaml:"allowed_advisories,omitempty"`
+	// AllowDebug accepts a debuggable TEE. Never do this for real data.
+	AllowDebug bool `json:"allow_debug,omitempty" yaml:"allow_debug,omitempty"`
+	// SNP guest policy constraints (platform snp only).
+	// AllowMigrationAgent accepts a guest whose policy allows a migration agent.
+	AllowMigrationAgent bool `json:"allow_migration_agent,omitempty" yaml:"allow_migration_agent,omitempty"`
+	// AllowSMT, when false, refuses a guest whose policy allows SMT
+	// (hyper-threading); absent accepts both.
+	AllowSMT *bool `json:"allow_smt,omitempty" yaml:"allow_smt,omitempty"`
+}
+
+// TCB statuses a verifier may report (Intel's names; the SEV-SNP verifier
+// uses the same where they apply).
+const (
+	TCBUpToDate                          = "UpToDate"
+	TCBSWHardeningNeeded                 = "SWHardeningNeeded"
+	TCBConfigurationNeeded               = "ConfigurationNeeded"
+	TCBConfigurationAndSWHardeningNeeded = "ConfigurationAndSWHardeningNeeded"
+	TCBOutOfDate                         = "OutOfDate"
+	TCBOutOfDateConfigurationNeeded      = "OutOfDateConfigurationNeeded"
+	TCBRevoked                           = "Revoked"
+	TCBLevelNotSupported                 = "TCB_LEVEL_NOT_SUPPORTED"
+)
+
+// KnownTCBStatuses are the statuses a policy may list (Revoked may not).
+var KnownTCBStatuses = []string{
+	TCBUpToDate, TCBSWHardeningNeeded, TCBConfigurationNeeded, TCBConfigurationAndSWHardeningNeeded,
+	TCBOutOfDate, TCBOutOfDateConfigurationNeeded, TCBLevelNotSupported,
+}
+
+// measurementSize and signerSize are the byte sizes per hardware platform
+// (0: not checked).
+var measurementSize = map[attest.Platform]int{attest.PlatformSGX: 32, attest.PlatformTDX: 48, attest.PlatformSNP: 48, attest.PlatformSim: 48}
+var signerSize = map[attest.Platform]int{attest.PlatformSGX: 32, attest.PlatformTDX: 0, attest.PlatformSNP: 0, attest.PlatformSim: 32}
+
+// Parse decodes and validates a YAML or JSON policy document (JSON is read
+// as the YAML subset it is). Unknown fields and duplicate keys are errors.
+func Parse(doc []byte) (p *Policy, err error) {
+	if len(doc) > MaxSize {
+		return nil, fmt.Errorf("policy: document of %d bytes exceeds %d", len(doc), MaxSize)
+	}
+	if len(bytes.TrimSpace(doc)) == 0 {
+		return nil, errors.New("policy: empty document")
+	}
+	defer func() {
+		// The YAML library is third-party code parsing untrusted bytes:
+		// whatever it does, the caller gets an error, not a crash.
+		if r := recover(); r != nil {
+			p, err = nil, fmt.Errorf("policy: document could not be parsed: %v", r)
+		}
+	}()
+	dec := yaml.NewDecoder(bytes.NewReader(doc))
+	dec.KnownFields(true)
+	var out Policy
+	if err := dec.Decode(&out); err != nil {
+		// yaml.v3 lists several problems on separate lines; keep one line.
+		msg := strings.ReplaceAll(err.Error(), "unmarshal errors:\n  ", "")
+		return nil, fmt.Errorf("policy: %s", strings.ReplaceAll(msg, "\n  ", "; "))
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return nil, errors.New("policy: more than one document")
+	}
+	if err := out.Validate(); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// Validate checks a policy's consistency; Parse calls it, and Evaluate
+// denies a policy that fails it.
+func (p *Policy) Validate() error {
+	if p.Version == 0 {
+		return fmt.Errorf("policy: no version (start the document with version: %d)", Version)
+	}
+	if p.Version != Version {
+		return fmt.Errorf("policy: version %d is not supported (want version: %d)", p.Version, Version)
+	}
+	if p.NotBefore != nil && p.NotAfter != nil && !p.NotAfter.After(*p.NotBefore) {
+		return fmt.Errorf("policy: not_after %s is not after not_before %s", p.NotAfter.Format(time.RFC3339), p.NotBefore.Format(time.RFC3339))
+	}
+	for i, j := range p.Jobs {
+		if len(j) != 32 {
+			return fmt.Errorf("policy: jobs[%d]: %d bytes, want a 32-byte SHA-256 digest", i, len(j))
+		}
+	}
+	for name, r := range p.Platforms {
+		if err := validatePlatform(name, r); err != nil {
+			return fmt.Errorf("policy: platforms.%s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+func validatePlatform(name attest.Platform, r *PlatformRules) error {
+	msize, known := measurementSize[name]
+	if !known {
+		return fmt.Errorf("unknown platform (want sgx, tdx, snp or sim)")
+	}
+	if r == nil {
+		return errors.New("no rules: list measurements or signers")
+	}
+	if len(r.Measurements) == 0 && len(r.Signers) == 0 {
+		return errors.New("list measurements or signers (or both): a platform with neither would accept any code")
+	}
+	for i, m := range r.Measurements {
+		if len(m) == 0 || (msize != 0 && len(m) != msize) {
+			return fmt.Errorf("measurements[%d]: %d bytes, want %d", i, len(m), msize)
+		}
+	}
+	if len(r.Signers) > 0 && name != attest.PlatformSGX && name != attest.PlatformSim {
+		return fmt.Errorf("signers apply to sgx and sim only: %s evidence names no signer", name)
+	}
+	ssize := signerSize[name]
+	for i, s := range r.Signers {
+		if len(s) == 0 || (ssize != 0 && len(s) != ssize) {
+			return fmt.Errorf("signers[%d]: %d bytes, want %d", i, len(s), ssize)
+		}
+	}
+	for _, s := range r.TCBStatuses {
+		if s == TCBRevoked {
+			return errors.New("tcb_statuses: Revoked can never be accepted")
+		}
+		if !slices.Contains(KnownTCBStatuses, s) {
+			return fmt.Errorf("tcb_statuses: unknown status %q (known: %s)", s, strings.Join(KnownTCBStatuses, ", "))
+		}
+	}
+	for i, a := range r.AllowedAdvisories {
+		if strings.TrimSpace(a) == "" || a != strings.TrimSpace(a) {
+			return fmt.Errorf("allowed_advisories[%d]: %q is not an advisory id", i, a)
+		}
+	}
+	if name != attest.PlatformSNP && (r.AllowMigrationAgent || r.AllowSMT != nil) {
+		return errors.New("allow_migration_agent and allow_smt apply to platform snp only")
+	}
+	return nil
+}
+
+// MarshalYAML-compatible output for `ppml policy get`.
+
+// YAML encodes the policy as YAML.
+func (p *Policy) YAML() ([]byte, error) {
+	var buf bytes.Buffer
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	if err := enc.Encode(p); err != nil {
+		return nil, fmt.Errorf("policy: encode: %w", err)
+	}
+	enc.Close()
+	return buf.Bytes(), nil
+}
+
+// JSON encodes the policy as JSON.
+func (p *Policy) JSON() ([]byte, error) { return json.Marshal(p) }
+
+// Hex is a byte string written as hex in policies (either case; no prefix).
+type Hex []byte
+
+func (h Hex) String() string { return hex.EncodeToString(h) }
+
+func (h Hex) MarshalJSON() ([]byte, error) { return json.Marshal(hex.EncodeToString(h)) }
+
+func (h *Hex) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return err
+	}
+	return h.set(s)
+}
+
+func (h Hex) MarshalYAML() (any, error) { return hex.EncodeToString(h), nil }
+
+func (h *Hex) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return fmt.Errorf("line %d: want a hex string", n.Line)
+	}
+	if err := h.set(n.Value); err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	return nil
+}
+
+func (h *Hex) set(s string) error {
+	v, err := hex.DecodeString(s)
+	if err != nil {
+		return fmt.Errorf("%q is not hex: %w", truncate(s, 80), err)
+	}
+	*h = v
+	return nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}

@@ -1,0 +1,242 @@
+// Package seal protects the key service's root key at rest.
+//
+// The root key encrypts everything in the server's store. A Sealer creates a
+// root key and its protected form (Init), and recovers it (Unseal):
+//
+//   - File: the key sits in a 0600 file (development only).
+//   - Shamir: the key is split into N shares, K of which recover it; the
+//     server starts sealed until an operator supplies K shares.
+//   - TEE: the key is derived from the TEE's sealing key (Gramine's
+//     /dev/attestation/keys/_sgx_mrenclave), so only the same enclave on the
+//     same CPU can recover it.
+//
+// Whatever the type, the data directory holds a sealed-state record,
+// seal.json, that names the seal type and holds a verifier of the root key.
+// Every recovered key is checked against the verifier, so wrong or too few
+// shares, another machine's sealing key or a replaced key file fail with a
+// clear error instead of yielding a wrong key. Boot creates a new root only
+// in a directory that holds neither a seal state nor data: a missing key
+// file is an error, never a reason to start over.
+package seal
+
+import (
+	"crypto/hkdf"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/ppml/ppml/seal/shamir"
+)
+
+// KeySize is the size of the root key in bytes (AES-256).
+const KeySize = 32
+
+// StateFile is the name of the sealed-state record in the data directory.
+const StateFile = "seal.json"
+
+// Type names a seal.
+type Type string
+
+const (
+	TypeFile   Type = "file"
+	TypeShamir Type = "shamir"
+	TypeTEE    Type = "tee"
+)
+
+// State is the sealed-state record. It holds nothing secret: the verifier is
+// a MAC under a key derived from the root key, which says whether a
+// candidate root key is the right one and nothing else.
+type State struct {
+	Version int       `json:"version"`
+	Type    Type      `json:"type"`
+	Created time.Time `json:"created"`
+	// Verifier is HMAC-SHA256(HKDF(root, "ppml seal verifier v1"), "ppml root key check v1").
+	Verifier []byte `json:"verifier"`
+
+	// File seal: the key file's path.
+	KeyFile string `json:"key_file,omitempty"`
+	// Shamir seal: K and N.
+	Threshold int `json:"threshold,omitempty"`
+	Shares    int `json:"shares,omitempty"`
+	// TEE seal: the sealing key file's name under the attestation key
+	// directory and the HKDF salt.
+	SealingKey string `json:"sealing_key,omitempty"`
+	Salt       []byte `json:"salt,omitempty"`
+}
+
+// InitResult is what Init produces.
+type InitResult struct {
+	RootKey []byte
+	State   *State
+	// Shares are the Shamir shares (nil for other seals). They exist only
+	// here: show them to the operators once and drop them.
+	Shares []shamir.Share
+}
+
+// Sealer creates and recovers a root key.
+type Sealer interface {
+	Type() Type
+	// Init creates a new root key and its protected form. It must not
+	// overwrite an existing protected key.
+	Init() (*InitResult, error)
+	// Unseal recovers the root key that st describes and checks it against
+	// st's verifier.
+	Unseal(st *State) ([]byte, error)
+}
+
+var (
+	// ErrNoState means the data directory has no seal.json.
+	ErrNoState = errors.New("seal: no sealed state")
+	// ErrWrongKey means a recovered key does not match the verifier.
+	ErrWrongKey = errors.New("seal: recovered key does not match the sealed state's verifier")
+)
+
+// SealedError says the root key cannot be recovered yet because an operator
+// has to supply shares; the server should start sealed.
+type SealedError struct {
+	Threshold int // K
+	Have      int // shares given so far
+}
+
+func (e *SealedError) Error() string {
+	return fmt.Sprintf("seal: sealed: %d of %d unseal shares given; supply %d more (ppml server unseal)", e.Have, e.Threshold, e.Threshold-e.Have)
+}
+
+// Verifier computes the verifier of a root key.
+func Verifier(root []byte) ([]byte, error) {
+	k, err := hkdf.Key(sha256.New, root, nil, "ppml seal verifier v1", 32)
+	if err != nil {
+		return nil, fmt.Errorf("seal: derive verifier key: %w", err)
+	}
+	m := hmac.New(sha256.New, k)
+	m.Write([]byte("ppml root key check v1"))
+	clear(k)
+	return m.Sum(nil), nil
+}
+
+// Check reports whether root matches st's verifier, in constant time.
+func (st *State) Check(root []byte) error {
+	if len(root) != KeySize {
+		return fmt.Errorf("%w: key is %d bytes, want %d", ErrWrongKey, len(root), KeySize)
+	}
+	v, err := Verifier(root)
+	if err != nil {
+		return err
+	}
+	if len(st.Verifier) == 0 || !hmac.Equal(v, st.Verifier) {
+		return ErrWrongKey
+	}
+	return nil
+}
+
+func newState(t Type, root []byte) (*State, error) {
+	v, err := Verifier(root)
+	if err != nil {
+		return nil, err
+	}
+	return &State{Version: 1, Type: t, Created: time.Now().UTC().Truncate(time.Second), Verifier: v}, nil
+}
+
+func newRootKey() ([]byte, error) {
+	k := make([]byte, KeySize)
+	if _, err := rand.Read(k); err != nil {
+		return nil, fmt.Errorf("seal: random root key: %w", err)
+	}
+	return k, nil
+}
+
+// LoadState reads dataDir/seal.json. It returns ErrNoState when the file
+// does not exist.
+func LoadState(dataDir string) (*State, error) {
+	p := filepath.Join(dataDir, StateFile)
+	b, err := os.ReadFile(p)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, ErrNoState
+	}
+	if err != nil {
+		return nil, fmt.Errorf("seal: read %s: %w", p, err)
+	}
+	var st State
+	dec := json.NewDecoder(bytesReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&st); err != nil {
+		return nil, fmt.Errorf("seal: parse %s: %w", p, err)
+	}
+	if st.Version != 1 {
+		return nil, fmt.Errorf("seal: %s: version %d is not supported", p, st.Version)
+	}
+	switch st.Type {
+	case TypeFile, TypeShamir, TypeTEE:
+	default:
+		return nil, fmt.Errorf("seal: %s: unknown seal type %q", p, st.Type)
+	}
+	if len(st.Verifier) != sha256.Size {
+		return nil, fmt.Errorf("seal: %s: verifier is %d bytes, want %d", p, len(st.Verifier), sha256.Size)
+	}
+	return &st, nil
+}
+
+// SaveState writes dataDir/seal.json atomically (temp file, fsync, rename,
+// fsync of the directory) and refuses to replace an existing one.
+func SaveState(dataDir string, st *State) error {
+	p := filepath.Join(dataDir, StateFile)
+	if _, err := os.Lstat(p); err == nil {
+		return fmt.Errorf("seal: %s already exists: refusing to replace the sealed state of existing data", p)
+	}
+	b, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(p, append(b, '\n'), 0o600)
+}
+
+// Boot recovers the root key of dataDir with s, or creates a new one when
+// the directory is fresh: no seal.json and none of dataFiles (names relative
+// to dataDir, e.g. the database file) present. created is non-nil only when
+// a new root was made; for a Shamir seal it carries the shares to show once.
+//
+// When seal.json exists, its type must be s's type, and the key recovered
+// must match its verifier. When it does not exist but data does, Boot
+// fails: a new root key would make the data unreadable.
+func Boot(dataDir string, s Sealer, dataFiles ...string) (root []byte, created *InitResult, err error) {
+	st, err := LoadState(dataDir)
+	switch {
+	case err == nil:
+		if st.Type != s.Type() {
+			return nil, nil, fmt.Errorf("seal: %s is sealed with %q, not %q: start with --seal %s", dataDir, st.Type, s.Type(), st.Type)
+		}
+		root, err := s.Unseal(st)
+		if err != nil {
+			return nil, nil, err
+		}
+		return root, nil, nil
+	case !errors.Is(err, ErrNoState):
+		return nil, nil, err
+	}
+	for _, f := range dataFiles {
+		p := filepath.Join(dataDir, f)
+		if _, err := os.Lstat(p); err == nil {
+			return nil, nil, fmt.Errorf("seal: %s holds data (%s) but no %s: refusing to create a new root key over existing data; restore %s from your backup", dataDir, f, StateFile, StateFile)
+		} else if !errors.Is(err, os.ErrNotExist) {
+			return nil, nil, fmt.Errorf("seal: check %s: %w", p, err)
+		}
+	}
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return nil, nil, fmt.Errorf("seal: create data dir: %w", err)
+	}
+	res, err := s.Init()
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := SaveState(dataDir, res.State); err != nil {
+		clear(res.RootKey)
+		return nil, nil, err
+	}
+	return res.RootKey, res, nil
+}

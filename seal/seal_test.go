@@ -1,0 +1,251 @@
+package seal
+
+import (
+	"bytes"
+	"crypto/rand"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ppml/ppml/seal/shamir"
+)
+
+const dbName = "ppml.db"
+
+func TestFileBootThenReopen(t *testing.T) {
+	dir := t.TempDir()
+	key := filepath.Join(dir, "root.key")
+	root, created, err := Boot(dir, &File{Path: key}, dbName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if created == nil || len(root) != KeySize {
+		t.Fatalf("first boot: created=%v len=%d", created, len(root))
+	}
+	fi, err := os.Stat(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Fatalf("key file mode %o, want 600", fi.Mode().Perm())
+	}
+	if fi, err := os.Stat(filepath.Join(dir, StateFile)); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("seal.json: %v %v", fi, err)
+	}
+	again, created2, err := Boot(dir, &File{}, dbName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if created2 != nil || !bytes.Equal(again, root) {
+		t.Fatal("second boot did not recover the same root key")
+	}
+}
+
+// TestExistingDataMissingKeyFile is the guard the issue asks for: with data
+// in the directory, a missing key file is an error and never a fresh root.
+func TestExistingDataMissingKeyFile(t *testing.T) {
+	dir := t.TempDir()
+	key := filepath.Join(dir, "root.key")
+	if _, _, err := Boot(dir, &File{Path: key}, dbName); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, dbName), []byte("data"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	stBefore, _ := os.ReadFile(filepath.Join(dir, StateFile))
+	os.Remove(key)
+	_, created, err := Boot(dir, &File{Path: key}, dbName)
+	if err == nil || created != nil {
+		t.Fatalf("boot with missing key file: err=%v created=%v", err, created)
+	}
+	if !strings.Contains(err.Error(), "is missing") || !strings.Contains(err.Error(), "restore it") {
+		t.Fatalf("unclear error: %v", err)
+	}
+	if _, err := os.Stat(key); !errors.Is(err, os.ErrNotExist) {
+		t.Fatal("a new key file was created")
+	}
+	stAfter, _ := os.ReadFile(filepath.Join(dir, StateFile))
+	if !bytes.Equal(stBefore, stAfter) {
+		t.Fatal("seal.json changed")
+	}
+
+	// Data but seal.json gone too: still refused.
+	os.Remove(filepath.Join(dir, StateFile))
+	_, created, err = Boot(dir, &File{Path: key}, dbName)
+	if err == nil || created != nil || !strings.Contains(err.Error(), "refusing to create a new root key over existing data") {
+		t.Fatalf("boot with data and no seal state: err=%v", err)
+	}
+}
+
+func TestFileWrongKeyAndLooseMode(t *testing.T) {
+	dir := t.TempDir()
+	key := filepath.Join(dir, "root.key")
+	if _, _, err := Boot(dir, &File{Path: key}, dbName); err != nil {
+		t.Fatal(err)
+	}
+	// Another root key in the file: caught by the verifier.
+	other := make([]byte, 32)
+	rand.Read(other)
+	os.WriteFile(key, []byte(strings.Repeat("ab", 32)), 0o600)
+	if _, _, err := Boot(dir, &File{}, dbName); !errors.Is(err, ErrWrongKey) {
+		t.Fatalf("wrong key: err = %v", err)
+	}
+	os.Chmod(key, 0o644)
+	if _, _, err := Boot(dir, &File{}, dbName); err == nil || !strings.Contains(err.Error(), "chmod 600") {
+		t.Fatalf("loose mode: err = %v", err)
+	}
+	// Init never overwrites an existing key file.
+	if _, err := (&File{Path: key}).Init(); err == nil || !strings.Contains(err.Error(), "already exists") {
+		t.Fatalf("Init over existing key: err = %v", err)
+	}
+}
+
+func TestSealTypeMismatch(t *testing.T) {
+	dir := t.TempDir()
+	if _, _, err := Boot(dir, &File{Path: filepath.Join(dir, "k")}, dbName); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err := Boot(dir, &Shamir{Threshold: 2, Count: 3}, dbName)
+	if err == nil || !strings.Contains(err.Error(), `sealed with "file", not "shamir"`) {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestShamirBootAndUnseal(t *testing.T) {
+	dir := t.TempDir()
+	root, created, err := Boot(dir, &Shamir{Threshold: 3, Count: 5}, dbName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if created == nil || len(created.Shares) != 5 {
+		t.Fatalf("created = %+v", created)
+	}
+	// The state holds no share and no key.
+	stText, _ := os.ReadFile(filepath.Join(dir, StateFile))
+	for _, s := range created.Shares {
+		if bytes.Contains(stText, []byte(s.String()[len(shamir.Prefix):])) {
+			t.Fatal("seal.json contains a share")
+		}
+	}
+	// Shares travel as text: parse what an operator would type.
+	parse := func(idx ...int) []shamir.Share {
+		var out []shamir.Share
+		for _, i := range idx {
+			s, err := shamir.Parse(created.Shares[i].String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, s)
+		}
+		return out
+	}
+
+	t.Run("K shares", func(t *testing.T) {
+		got, c, err := Boot(dir, &Shamir{Shares: parse(4, 0, 2)}, dbName)
+		if err != nil || c != nil || !bytes.Equal(got, root) {
+			t.Fatalf("K shares: err=%v", err)
+		}
+	})
+	t.Run("no shares: starts sealed", func(t *testing.T) {
+		_, _, err := Boot(dir, &Shamir{}, dbName)
+		var se *SealedError
+		if !errors.As(err, &se) || se.Threshold != 3 || se.Have != 0 {
+			t.Fatalf("err = %v", err)
+		}
+	})
+	t.Run("K-1 shares", func(t *testing.T) {
+		_, _, err := Boot(dir, &Shamir{Shares: parse(1, 3)}, dbName)
+		var se *SealedError
+		if !errors.As(err, &se) || !strings.Contains(err.Error(), "2 of 3 unseal shares given; supply 1 more") {
+			t.Fatalf("err = %v", err)
+		}
+	})
+	t.Run("K-1 shares claiming a lower threshold", func(t *testing.T) {
+		// Forged shares that say K=2 are refused before combining.
+		s := parse(1, 3)
+		s = append(s, s[0])
+		s[2].X = 9
+		for i := range s {
+			s[i].Threshold = 2
+		}
+		_, _, err := Boot(dir, &Shamir{Shares: s}, dbName)
+		if err == nil || !strings.Contains(err.Error(), "another server") {
+			t.Fatalf("err = %v", err)
+		}
+	})
+	t.Run("wrong share", func(t *testing.T) {
+		s := parse(0, 1, 2)
+		s[1].Y[0] ^= 0x80 // a share that parses but is not the one issued
+		_, _, err := Boot(dir, &Shamir{Shares: s}, dbName)
+		if !errors.Is(err, ErrWrongKey) || !strings.Contains(err.Error(), "at least one is wrong") {
+			t.Fatalf("err = %v", err)
+		}
+	})
+	t.Run("duplicate share", func(t *testing.T) {
+		s := parse(0, 1, 1)
+		_, _, err := Boot(dir, &Shamir{Shares: s}, dbName)
+		if err == nil || !strings.Contains(err.Error(), "same share") {
+			t.Fatalf("err = %v", err)
+		}
+	})
+	t.Run("share of another server", func(t *testing.T) {
+		other, _, err := Boot(t.TempDir(), &Shamir{Threshold: 3, Count: 5}, dbName)
+		if err != nil || bytes.Equal(other, root) {
+			t.Fatal(err)
+		}
+		res, _ := (&Shamir{Threshold: 3, Count: 5}).Init()
+		s := parse(0, 1)
+		s = append(s, res.Shares[2])
+		_, _, err = Boot(dir, &Shamir{Shares: s}, dbName)
+		if err == nil || !strings.Contains(err.Error(), "different split") {
+			t.Fatalf("err = %v", err)
+		}
+	})
+}
+
+func TestTEESeal(t *testing.T) {
+	keys := t.TempDir()
+	sealing := make([]byte, 16)
+	rand.Read(sealing)
+	os.WriteFile(filepath.Join(keys, "_sgx_mrenclave"), sealing, 0o600)
+	dir := t.TempDir()
+	root, created, err := Boot(dir, &TEE{KeyDir: keys}, dbName)
+	if err != nil || created == nil {
+		t.Fatal(err)
+	}
+	got, _, err := Boot(dir, &TEE{KeyDir: keys}, dbName)
+	if err != nil || !bytes.Equal(got, root) {
+		t.Fatalf("reopen: %v", err)
+	}
+	// Another enclave (another sealing key) cannot recover it.
+	sealing[0] ^= 1
+	os.WriteFile(filepath.Join(keys, "_sgx_mrenclave"), sealing, 0o600)
+	if _, _, err := Boot(dir, &TEE{KeyDir: keys}, dbName); !errors.Is(err, ErrWrongKey) || !strings.Contains(err.Error(), "different enclave") {
+		t.Fatalf("other sealing key: err = %v", err)
+	}
+	// Outside an enclave the key file is missing.
+	if _, _, err := Boot(dir, &TEE{KeyDir: t.TempDir()}, dbName); err == nil || !strings.Contains(err.Error(), "not running inside a Gramine SGX enclave") {
+		t.Fatalf("no sealing key: err = %v", err)
+	}
+	if _, _, err := Boot(dir, &TEE{KeyDir: keys, KeyName: "_sgx_mrsigner"}, dbName); err == nil {
+		t.Fatal("key name mismatch accepted")
+	}
+}
+
+func TestLoadStateRejectsBadRecords(t *testing.T) {
+	for name, body := range map[string]string{
+		"unknown field": `{"version":1,"type":"file","verifier":"` + strings.Repeat("A", 43) + `=","extra":1}`,
+		"bad type":      `{"version":1,"type":"hsm","verifier":"` + strings.Repeat("A", 43) + `="}`,
+		"bad version":   `{"version":2,"type":"file","verifier":"` + strings.Repeat("A", 43) + `="}`,
+		"no verifier":   `{"version":1,"type":"file"}`,
+		"not json":      `seal`,
+	} {
+		dir := t.TempDir()
+		os.WriteFile(filepath.Join(dir, StateFile), []byte(body), 0o600)
+		if _, err := LoadState(dir); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
