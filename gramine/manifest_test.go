@@ -1,0 +1,449 @@
+package gramine
+
+import (
+	"bufio"
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/pelletier/go-toml/v2"
+
+	"github.com/ppml/ppml/gramine/elfdeps"
+	"github.com/ppml/ppml/job"
+)
+
+// standInPPML is a dynamically linked system binary used in place of the ppml
+// binary: a test binary lives under /tmp, which a manifest cannot mount, and
+// a pure-Go test binary would have no libraries to check.
+const standInPPML = "/bin/ls"
+
+// resolver is shared so that the Python installation is read once.
+var resolver = elfdeps.System()
+
+func loadJob(t *testing.T, name string) (*job.Manifest, string) {
+	t.Helper()
+	p, err := filepath.Abs(filepath.Join("testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := job.Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m, p
+}
+
+// render generates the template and parses it back as TOML.
+func render(t *testing.T, m *job.Manifest, o Options) (*Manifest, map[string]any, []byte) {
+	t.Helper()
+	if o.Resolver == nil {
+		o.Resolver = resolver
+	}
+	g, err := New(m, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := g.Template()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v map[string]any
+	if err := toml.Unmarshal(out, &v); err != nil {
+		t.Fatalf("template does not parse: %v\n%s", err, out)
+	}
+	return g, v, out
+}
+
+func get(t *testing.T, v map[string]any, dotted string) any {
+	t.Helper()
+	var cur any = v
+	for _, k := range strings.Split(dotted, ".") {
+		m, ok := cur.(map[string]any)
+		if !ok {
+			t.Fatalf("%s: %s is not a table", dotted, k)
+		}
+		if cur, ok = m[k]; !ok {
+			t.Fatalf("%s missing", dotted)
+		}
+	}
+	return cur
+}
+
+func realPath(t *testing.T, p string) string {
+	t.Helper()
+	r, err := filepath.EvalSymlinks(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// lddFiles lists what the system's ldd says prog loads, links resolved.
+func lddFiles(t *testing.T, prog string) []string {
+	t.Helper()
+	out, err := exec.Command("ldd", prog).Output()
+	if err != nil {
+		t.Skipf("ldd %s: %v", prog, err)
+	}
+	var files []string
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		switch {
+		case len(f) >= 3 && f[1] == "=>" && strings.HasPrefix(f[2], "/"):
+			files = append(files, realPath(t, f[2]))
+		case len(f) >= 1 && strings.HasPrefix(f[0], "/"):
+			files = append(files, realPath(t, f[0]))
+		}
+	}
+	if len(files) == 0 {
+		t.Fatalf("ldd found nothing for %s", prog)
+	}
+	return files
+}
+
+func trustedPaths(t *testing.T, v map[string]any) (map[string]bool, map[string]string) {
+	t.Helper()
+	real := map[string]bool{}
+	pinned := map[string]string{}
+	for _, e := range get(t, v, "sgx.trusted_files").([]any) {
+		var uri string
+		switch x := e.(type) {
+		case string:
+			uri = x
+		case map[string]any:
+			uri = x["uri"].(string)
+			pinned[strings.TrimPrefix(uri, "file:")] = x["sha256"].(string)
+		}
+		if uri == "file:{{ gramine.libos }}" {
+			continue
+		}
+		p := strings.TrimPrefix(uri, "file:")
+		real[p] = true
+		if r, err := filepath.EvalSymlinks(p); err == nil {
+			real[r] = true
+		}
+	}
+	return real, pinned
+}
+
+func TestPythonJobManifest(t *testing.T) {
+	if _, err := os.Stat("/usr/bin/python3"); err != nil {
+		t.Skip("Debian python3 not installed")
+	}
+	m, jobPath := loadJob(t, "python-job.yaml")
+	g, v, _ := render(t, m, Options{PPML: standInPPML, JobPath: jobPath})
+
+	if got := get(t, v, "libos.entrypoint"); got != standInPPML {
+		t.Errorf("libos.entrypoint = %v", got)
+	}
+	argv := get(t, v, "loader.argv").([]any)
+	want := []string{standInPPML, "run", "--manifest", jobPath, "--tee", "gramine"}
+	if len(argv) != len(want) {
+		t.Fatalf("argv %v", argv)
+	}
+	for i := range want {
+		if argv[i] != want[i] {
+			t.Errorf("argv[%d] = %v, want %s", i, argv[i], want[i])
+		}
+	}
+	if get(t, v, "sgx.debug") != false || get(t, v, "sgx.edmm_enable") != false {
+		t.Error("debug or EDMM enabled")
+	}
+	if get(t, v, "sgx.remote_attestation") != "dcap" {
+		t.Error("remote attestation is not dcap")
+	}
+	if get(t, v, "sgx.enclave_size") != "512M" {
+		t.Errorf("enclave_size %v", get(t, v, "sgx.enclave_size"))
+	}
+	if got := get(t, v, "sgx.max_threads"); got != int64(2+GramineThreads+GoRuntimeThreads) {
+		t.Errorf("max_threads %v", got)
+	}
+	if get(t, v, "loader.env.PPML_TOKEN").(map[string]any)["passthrough"] != true {
+		t.Error("PPML_TOKEN is not passed through")
+	}
+	if get(t, v, "loader.env.GOMAXPROCS") != "2" {
+		t.Error("GOMAXPROCS")
+	}
+	// Nothing lets the host choose argv or the environment wholesale.
+	for _, k := range []string{"insecure__use_cmdline_argv", "insecure__use_host_env", "argv_src_file", "env_src_file"} {
+		if _, ok := v["loader"].(map[string]any)[k]; ok {
+			t.Errorf("loader.%s is set", k)
+		}
+	}
+
+	mounts := get(t, v, "fs.mounts").([]any)
+	tmpfs := false
+	var chroots []string
+	for _, mt := range mounts {
+		mm := mt.(map[string]any)
+		if mm["type"] == "tmpfs" && mm["path"] == "/tmp" {
+			tmpfs = true
+		}
+		if mm["type"] == "chroot" {
+			if mm["uri"] != "file:"+mm["path"].(string) {
+				t.Errorf("mount %v maps a different host path", mm)
+			}
+			chroots = append(chroots, mm["path"].(string))
+		}
+	}
+	if !tmpfs {
+		t.Error("no tmpfs at /tmp")
+	}
+
+	trusted, pinned := trustedPaths(t, v)
+	for _, p := range []string{standInPPML, jobPath, "/usr/bin/python3", "/usr/lib/python3.11/"} {
+		if strings.HasPrefix(p, "/usr/lib/python3.11") {
+			if _, err := os.Stat(p); err != nil {
+				continue
+			}
+		}
+		if !trusted[p] {
+			t.Errorf("%s is not a trusted file", p)
+		}
+	}
+	for _, prog := range []string{standInPPML, "/usr/bin/python3"} {
+		for _, lib := range lddFiles(t, prog) {
+			if !trusted[lib] {
+				t.Errorf("%s needs %s (per ldd); it is not a trusted file", prog, lib)
+			}
+		}
+	}
+	if pinned["/opt/ppml-jobs/hello.py"] != "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855" {
+		t.Errorf("pinned job file missing: %v", pinned)
+	}
+	// Every trusted file is visible inside the enclave at its host path.
+	for _, f := range g.TrustedFiles {
+		if !coveredBy(strings.TrimSuffix(f.Path, "/"), chroots) {
+			t.Errorf("trusted file %s is not under any mount %v", f.Path, chroots)
+		}
+	}
+
+	allowed := map[string]bool{}
+	for _, a := range get(t, v, "sgx.allowed_files").([]any) {
+		allowed[a.(string)] = true
+	}
+	dir := filepath.Dir(jobPath)
+	for _, a := range []string{"file:" + dir + "/in/people.csv.ppml", "file:" + dir + "/out/"} {
+		if !allowed[a] {
+			t.Errorf("%s not allowed; allowed: %v", a, allowed)
+		}
+	}
+	if len(allowed) != 2 {
+		t.Errorf("allowed files beyond inputs and outputs: %v", allowed)
+	}
+	if !coveredBy(dir+"/in/people.csv.ppml", chroots) || !coveredBy(dir+"/out", chroots) {
+		t.Errorf("inputs/outputs not mounted: %v", chroots)
+	}
+}
+
+func coveredBy(p string, mounts []string) bool {
+	for _, m := range mounts {
+		if p == m || strings.HasPrefix(p, m+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+func TestEnclaveSizeAndThreads(t *testing.T) {
+	for _, tc := range []struct {
+		mem  int64
+		want string
+	}{
+		{16 << 20, "256M"}, {256 << 20, "256M"}, {256<<20 + 1, "512M"}, {512 << 20, "512M"},
+		{600 << 20, "1G"}, {2 << 30, "2G"}, {3 << 30, "4G"}, {1 << 40, "1024G"},
+	} {
+		if got := FormatGramineSize(EnclaveSize(tc.mem)); got != tc.want {
+			t.Errorf("EnclaveSize(%s) = %s, want %s", job.FormatSize(tc.mem), got, tc.want)
+		}
+	}
+	_, jobPath := loadJob(t, "python-job.yaml")
+	src, err := os.ReadFile(jobPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		resources, size string
+		threads         int64
+	}{
+		{"memory: 3GiB\n  threads: 7", "4G", 7 + GramineThreads + GoRuntimeThreads},
+		{"memory: 600MiB\n  threads: 1", "1G", 1 + GramineThreads + GoRuntimeThreads},
+	} {
+		m, err := job.Parse(bytes.Replace(src, []byte("memory: 512MiB\n  threads: 2"), []byte(tc.resources), 1), filepath.Dir(jobPath))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, v, _ := render(t, m, Options{PPML: standInPPML, JobPath: jobPath})
+		if get(t, v, "sgx.enclave_size") != tc.size || get(t, v, "sgx.max_threads") != tc.threads {
+			t.Errorf("%s: size %v threads %v", tc.resources, get(t, v, "sgx.enclave_size"), get(t, v, "sgx.max_threads"))
+		}
+	}
+}
+
+func TestServerFixedInArgv(t *testing.T) {
+	m, jobPath := loadJob(t, "python-job.yaml")
+	_, v, _ := render(t, m, Options{PPML: standInPPML, JobPath: jobPath, Server: "https://kms.example.org:8443"})
+	argv := get(t, v, "loader.argv").([]any)
+	if argv[len(argv)-2] != "--server" || argv[len(argv)-1] != "https://kms.example.org:8443" {
+		t.Errorf("argv %v", argv)
+	}
+	if _, ok := v["loader"].(map[string]any)["env"].(map[string]any)["PPML_SERVER"]; ok {
+		t.Error("PPML_SERVER passed through although the server is fixed")
+	}
+	_, v, _ = render(t, m, Options{PPML: standInPPML, JobPath: jobPath})
+	if get(t, v, "loader.env.PPML_SERVER").(map[string]any)["passthrough"] != true {
+		t.Error("PPML_SERVER not passed through when the server is not fixed")
+	}
+}
+
+func TestScriptInterpreter(t *testing.T) {
+	if ok, _ := shebangOf("/usr/bin/ldd"); !ok {
+		t.Skip("/usr/bin/ldd is not a #! script here")
+	}
+	m, err := job.Parse([]byte("name: s\nengine: exec\nparameters: {command: [ldd, /bin/ls]}\n"), "/srv/job")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, jobPath := loadJob(t, "python-job.yaml")
+	_, v, _ := render(t, m, Options{PPML: standInPPML, JobPath: jobPath, PATH: []string{"/usr/bin"}})
+	trusted, _ := trustedPaths(t, v)
+	interp, _, _ := shebang("/usr/bin/ldd")
+	for _, p := range append([]string{"/usr/bin/ldd", interp}, lddFiles(t, interp)...) {
+		if !trusted[p] {
+			t.Errorf("%s not trusted", p)
+		}
+	}
+}
+
+func shebangOf(p string) (bool, error) {
+	b, err := os.ReadFile(p)
+	return err == nil && bytes.HasPrefix(b, []byte("#!")), err
+}
+
+func TestShebangParsing(t *testing.T) {
+	dir := t.TempDir()
+	for body, want := range map[string][2]string{
+		"#!/bin/sh\necho":               {"/bin/sh", ""},
+		"#! /usr/bin/env python3 -u\nx": {"/usr/bin/env", "python3"},
+		"#!/usr/bin/python3.11":         {"/usr/bin/python3.11", ""},
+		"#!relative\n":                  {"", ""},
+		"plain text":                    {"", ""},
+	} {
+		p := filepath.Join(dir, "s")
+		if err := os.WriteFile(p, []byte(body), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		interp, arg, err := shebang(p)
+		if want[0] == "" {
+			if err == nil {
+				t.Errorf("%q accepted", body)
+			}
+			continue
+		}
+		if err != nil || interp != want[0] || arg != want[1] {
+			t.Errorf("%q: %q %q %v", body, interp, arg, err)
+		}
+	}
+}
+
+func TestRefusedPaths(t *testing.T) {
+	m, jobPath := loadJob(t, "python-job.yaml")
+	for _, tc := range []struct {
+		o    Options
+		want string
+	}{
+		{Options{PPML: "/tmp/ppml", JobPath: jobPath}, "ppml binary: /tmp/ppml is under /tmp"},
+		{Options{PPML: standInPPML, JobPath: "/tmp/job.yaml"}, "job manifest: /tmp/job.yaml is under /tmp"},
+		{Options{PPML: "ppml", JobPath: jobPath}, "must be absolute"},
+		{Options{PPML: "/srv/{{ x }}/ppml", JobPath: jobPath}, "gramine-manifest would expand"},
+		{Options{PPML: "/nonexistent/ppml", JobPath: jobPath}, "no such file"},
+	} {
+		if _, err := New(m, tc.o); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: got %v, want %q", tc.o, err, tc.want)
+		}
+	}
+	tmpJob, err := job.Parse([]byte("name: t\nengine: exec\ninputs: {a: /tmp/in.ppml}\nparameters: {command: [/bin/ls]}\n"), "/srv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(tmpJob, Options{PPML: standInPPML, JobPath: jobPath}); err == nil || !strings.Contains(err.Error(), "inputs.a: /tmp/in.ppml is under /tmp") {
+		t.Errorf("input under /tmp: %v", err)
+	}
+	missing, err := job.Parse([]byte("name: t\nengine: exec\nparameters: {command: [no-such-program-ppml]}\n"), "/srv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(missing, Options{PPML: standInPPML, JobPath: jobPath}); err == nil || !strings.Contains(err.Error(), `program "no-such-program-ppml" not found in /usr/local/bin:/usr/bin:/bin`) {
+		t.Errorf("missing program: %v", err)
+	}
+}
+
+func TestTOMLQuoting(t *testing.T) {
+	for _, s := range []string{"plain", `quote " and \ backslash`, "tab\tnewline\n", "ctl\x01\x1f\x7f", "ünïcödé ✓", "file:{{ gramine.libos }}"} {
+		var v struct{ K string }
+		if err := toml.Unmarshal([]byte("K = "+q(s)+"\n"), &v); err != nil || v.K != s {
+			t.Errorf("%q: got %q %v", s, v.K, err)
+		}
+	}
+}
+
+func TestWriteFileAtomic(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "ppml.manifest.template")
+	for _, content := range []string{"first\n", "second, longer\n"} {
+		if err := WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		got, err := os.ReadFile(p)
+		if err != nil || string(got) != content {
+			t.Fatalf("got %q %v", got, err)
+		}
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 1 {
+		t.Errorf("temporary files left behind: %v", entries)
+	}
+	if fi, _ := os.Stat(p); fi.Mode().Perm() != 0o644 {
+		t.Errorf("mode %v", fi.Mode())
+	}
+	if err := WriteFile(filepath.Join(dir, "missing", "x"), []byte("x"), 0o644); err == nil {
+		t.Error("write into a missing directory succeeded")
+	}
+}
+
+func TestExtraTrustedAndKeyFiles(t *testing.T) {
+	m, err := job.Parse([]byte(`name: k
+engine: exec
+inputs: {a: {path: in/a.ppml, key: "file:keys/in.key"}}
+outputs: {o: {path: out/o.ppml, key: "file:/srv/keys/out.key"}}
+parameters: {command: [/bin/ls]}
+`), "/srv/job")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, jobPath := loadJob(t, "python-job.yaml")
+	g, v, _ := render(t, m, Options{PPML: standInPPML, JobPath: jobPath, Trusted: []string{"/etc/hostname", "/usr/share/zoneinfo/"}})
+	allowed := map[string]bool{}
+	for _, a := range g.AllowedFiles {
+		allowed[a] = true
+	}
+	for _, want := range []string{"/srv/job/in/a.ppml", "/srv/job/out/", "/srv/job/keys/in.key", "/srv/keys/out.key"} {
+		if !allowed[want] {
+			t.Errorf("%s not allowed: %v", want, g.AllowedFiles)
+		}
+	}
+	trusted, _ := trustedPaths(t, v)
+	if _, err := os.Stat("/etc/hostname"); err == nil && !trusted["/etc/hostname"] {
+		t.Error("--trusted file missing")
+	}
+	if _, err := os.Stat("/usr/share/zoneinfo"); err == nil && !trusted["/usr/share/zoneinfo/"] {
+		t.Error("--trusted directory missing (directories end in /)")
+	}
+	if _, err := New(m, Options{PPML: standInPPML, JobPath: jobPath, Trusted: []string{"/nonexistent-ppml"}}); err == nil {
+		t.Error("missing --trusted file accepted")
+	}
+}

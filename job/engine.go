@@ -1,0 +1,65 @@
+package job
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+)
+
+// Engine validates the engine-specific parameters of a manifest. Each engine
+// (exec here; sql, ml and others in their own packages) registers one.
+type Engine interface {
+	// Name is the value of the manifest's engine field.
+	Name() string
+	// ParseParameters reads the parameters section. present is false when
+	// the manifest has none; n then carries only the field path. Problems go
+	// to c; the returned value is used only when c reports no problem.
+	ParseParameters(n Node, present bool, c *Checker) Parameters
+}
+
+// Parameters are an engine's validated parameters.
+type Parameters interface {
+	// Canonical returns the parameters with every default explicit, as a
+	// value built only from string, int64, bool, []any and map[string]any.
+	// It is the "parameters" member of the canonical form.
+	Canonical() map[string]any
+}
+
+var (
+	enginesMu sync.RWMutex
+	engines   = map[string]Engine{}
+)
+
+// RegisterEngine makes an engine known to Parse. It panics on a duplicate
+// name, which is a programming error caught at start-up.
+func RegisterEngine(e Engine) {
+	enginesMu.Lock()
+	defer enginesMu.Unlock()
+	if _, dup := engines[e.Name()]; dup {
+		panic(fmt.Sprintf("job: engine %q registered twice", e.Name()))
+	}
+	engines[e.Name()] = e
+}
+
+// Engines lists the registered engine names in order.
+func Engines() []string {
+	enginesMu.RLock()
+	defer enginesMu.RUnlock()
+	names := make([]string, 0, len(engines))
+	for n := range engines {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+func lookupEngine(name string) (Engine, error) {
+	enginesMu.RLock()
+	e, ok := engines[name]
+	enginesMu.RUnlock()
+	if !ok {
+		return nil, fmt.Errorf("unknown engine %q (known engines: %s)", truncate(name), strings.Join(Engines(), ", "))
+	}
+	return e, nil
+}
