@@ -6,7 +6,7 @@ GO    ?= go
 BIN   := bin/ppml
 SUDO  := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # System packages the build and the tests need (Debian 12 names).
-APT_PKGS := gcc libxgboost-dev python3-xgboost python3-numpy redis-server
+APT_PKGS := gcc libxgboost-dev python3-xgboost python3-numpy python3-cryptography redis-server
 FUZZTIME ?= 60s
 # Public datasets the ML examples and tests use (fetched from npm and Debian, cached).
 DATASETS ?= $(HOME)/.cache/ppml/datasets

@@ -1,0 +1,152 @@
+package atomicfile
+
+import (
+	"bytes"
+	"errors"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func entries(t *testing.T, dir string) []string {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	return names
+}
+
+func TestCommit(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "out")
+	f, err := Create(p, Options{Perm: 0o640})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write([]byte("hello"))
+	if _, err := os.Stat(p); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatal("target visible before Commit")
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(p); string(b) != "hello" {
+		t.Fatalf("content %q", b)
+	}
+	if st, _ := os.Stat(p); st.Mode().Perm() != 0o640 {
+		t.Fatalf("mode %v", st.Mode())
+	}
+	if got := entries(t, dir); len(got) != 1 {
+		t.Fatalf("leftovers %v", got)
+	}
+	f.Abort() // no-op after commit
+	if _, err := os.Stat(p); err != nil {
+		t.Fatal("Abort after Commit removed the file")
+	}
+}
+
+func TestNoClobberAndOverwrite(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "out")
+	os.WriteFile(p, []byte("old"), 0o600)
+	if _, err := Create(p, Options{}); !errors.Is(err, ErrExists) {
+		t.Fatalf("existing target: %v", err)
+	}
+	// Appearing between Create and Commit is caught too.
+	os.Remove(p)
+	f, err := Create(p, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write([]byte("new"))
+	os.WriteFile(p, []byte("raced"), 0o600)
+	if err := f.Commit(); !errors.Is(err, ErrExists) {
+		t.Fatalf("race: %v", err)
+	}
+	if b, _ := os.ReadFile(p); string(b) != "raced" {
+		t.Fatal("raced file replaced")
+	}
+	f, _ = Create(p, Options{Overwrite: true})
+	f.Write([]byte("new"))
+	if err := f.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(p); string(b) != "new" {
+		t.Fatal("overwrite")
+	}
+	if got := entries(t, dir); len(got) != 1 {
+		t.Fatalf("leftovers %v", got)
+	}
+}
+
+func TestAbortLeavesNothing(t *testing.T) {
+	dir := t.TempDir()
+	f, err := Create(filepath.Join(dir, "out"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write([]byte("partial"))
+	f.Abort()
+	if err := f.Commit(); err == nil {
+		t.Fatal("Commit after Abort succeeded")
+	}
+	if got := entries(t, dir); len(got) != 0 {
+		t.Fatalf("leftovers %v", got)
+	}
+}
+
+func TestOutputDirectoryMissing(t *testing.T) {
+	_, err := Create(filepath.Join(t.TempDir(), "no", "such", "out"), Options{})
+	if err == nil || !strings.Contains(err.Error(), "does not exist") || !strings.Contains(err.Error(), filepath.Join("no", "such")) {
+		t.Fatalf("%v", err)
+	}
+}
+
+// TestDiskFull writes past the end of a 1 MiB tmpfs: the write fails with
+// ENOSPC, nothing is left behind and an existing target is untouched.
+func TestDiskFull(t *testing.T) {
+	dir := MountSmallTmpfs(t)
+	p := filepath.Join(dir, "out")
+	os.WriteFile(p, []byte("old"), 0o600)
+	f, err := Create(p, Options{Overwrite: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunk := bytes.Repeat([]byte{'x'}, 64<<10)
+	var werr error
+	for i := 0; i < 64 && werr == nil; i++ {
+		_, werr = f.Write(chunk)
+	}
+	if werr == nil || !strings.Contains(werr.Error(), "no space left") {
+		t.Fatalf("write error %v", werr)
+	}
+	if err := f.Close(); err == nil {
+		t.Fatal("Close committed after a failed write")
+	}
+	if got := entries(t, dir); len(got) != 1 {
+		t.Fatalf("leftovers %v", got)
+	}
+	if b, _ := os.ReadFile(p); string(b) != "old" {
+		t.Fatal("target changed")
+	}
+}
+
+// MountSmallTmpfs mounts a 1 MiB tmpfs for the test, or skips when mounting
+// is not permitted (not root, or no CAP_SYS_ADMIN in a container).
+func MountSmallTmpfs(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a small tmpfs (%v: %s); the size-limited writer tests still cover disk full", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", dir).Run() })
+	return dir
+}

@@ -1,0 +1,100 @@
+package envelope
+
+import (
+	"encoding/hex"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// Info is what Inspect reports: header fields and the layout check, never
+// key material (the wrapped key appears only as its length).
+type Info struct {
+	File            string  `json:"file,omitempty"`
+	FormatVersion   int     `json:"format_version"`
+	CipherSuite     string  `json:"cipher_suite"`
+	KeyRef          string  `json:"key_ref"`
+	KeyScheme       string  `json:"key_scheme"`
+	WrappedKeyBytes int     `json:"wrapped_key_bytes"`
+	ContentType     string  `json:"content_type"`
+	PlaintextBytes  *uint64 `json:"plaintext_bytes"` // null when the writer streamed its input
+	SegmentSize     int     `json:"segment_size"`
+	Segments        uint64  `json:"segments,omitempty"`
+	HeaderBytes     int     `json:"header_bytes"`
+	FileBytes       int64   `json:"file_bytes"`
+	Salt            string  `json:"salt"`
+	NoncePrefix     string  `json:"nonce_prefix"`
+	Layout          string  `json:"layout"` // "ok" or "error"
+	LayoutError     string  `json:"layout_error,omitempty"`
+	Authenticated   bool    `json:"authenticated"`
+}
+
+// Inspect parses the header from r and checks that the file size fits it.
+// size is the file size, or -1 to count the rest of r.
+func Inspect(r io.Reader, size int64) (*Info, error) {
+	h, err := ReadHeader(r)
+	if err != nil {
+		return nil, err
+	}
+	if size < 0 {
+		n, err := io.Copy(io.Discard, r)
+		if err != nil {
+			return nil, fmt.Errorf("read body: %w", err)
+		}
+		size = int64(h.Len()) + n
+	}
+	in := &Info{
+		FormatVersion: int(h.Version), CipherSuite: h.Suite.String(), KeyRef: h.KeyRef.String(), KeyScheme: h.KeyRef.Scheme,
+		WrappedKeyBytes: len(h.WrappedKey), ContentType: h.ContentType.String(), SegmentSize: h.SegmentSize,
+		HeaderBytes: h.Len(), FileBytes: size, Salt: hex.EncodeToString(h.Salt[:]), NoncePrefix: hex.EncodeToString(h.NoncePrefix[:]),
+		Layout: "ok",
+	}
+	body := uint64(size - int64(h.Len()))
+	if h.LengthKnown() {
+		n := h.PlaintextLength
+		in.PlaintextBytes = &n
+		in.Segments = numSegments(n, h.SegmentSize)
+		if want := BodyLen(n, h.SegmentSize); body != want {
+			in.Layout = "error"
+			if body < want {
+				in.LayoutError = fmt.Sprintf("truncated: the body is %d bytes, the header's plaintext length needs %d", body, want)
+			} else {
+				in.LayoutError = fmt.Sprintf("%d bytes follow the final segment (appended data)", body-want)
+			}
+		}
+	} else if n, ok := plaintextLen(body, h.SegmentSize); ok {
+		in.Segments = numSegments(n, h.SegmentSize)
+	} else {
+		in.Layout = "error"
+		in.LayoutError = fmt.Sprintf("a body of %d bytes cannot end with a complete final segment (truncated or extended)", body)
+	}
+	return in, nil
+}
+
+// Text renders Info for people.
+func (in *Info) Text() string {
+	var b strings.Builder
+	row := func(k, f string, a ...any) { fmt.Fprintf(&b, "%-15s %s\n", k+":", fmt.Sprintf(f, a...)) }
+	if in.File != "" {
+		row("file", "%s (%d bytes)", in.File, in.FileBytes)
+	}
+	row("format", "ppml envelope version %d", in.FormatVersion)
+	row("cipher suite", "%s", in.CipherSuite)
+	row("key", "%s", in.KeyRef)
+	row("wrapped key", "%d bytes", in.WrappedKeyBytes)
+	row("content type", "%s", in.ContentType)
+	if in.PlaintextBytes != nil {
+		row("plaintext", "%d bytes", *in.PlaintextBytes)
+	} else {
+		row("plaintext", "length not recorded (streamed input)")
+	}
+	row("segments", "%d of up to %d bytes", in.Segments, in.SegmentSize)
+	row("header", "%d bytes", in.HeaderBytes)
+	if in.LayoutError != "" {
+		row("layout", "ERROR: %s", in.LayoutError)
+	} else {
+		row("layout", "ok (file size fits the header)")
+	}
+	row("authenticated", "no (inspect uses no key; decrypt checks every segment)")
+	return b.String()
+}

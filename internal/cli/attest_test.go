@@ -1,0 +1,358 @@
+package cli_test
+
+import (
+	"bytes"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ppml/ppml/internal/cli"
+	"github.com/ppml/ppml/internal/shareddata"
+)
+
+// runMain runs cli.Main as the binary would and captures its stdout.
+func runMain(t *testing.T, args ...string) (string, int) {
+	t.Helper()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldOut, oldErr := os.Stdout, os.Stderr
+	devnull, _ := os.Open(os.DevNull)
+	os.Stdout, os.Stderr = w, devnull
+	done := make(chan []byte)
+	go func() { b, _ := io.ReadAll(r); done <- b }()
+	code := cli.Main(args)
+	os.Stdout, os.Stderr = oldOut, oldErr
+	w.Close()
+	devnull.Close()
+	return string(<-done), code
+}
+
+type vec struct {
+	ID          string   `json:"id"`
+	Platform    string   `json:"platform"`
+	Evidence    string   `json:"evidence"`
+	Collateral  string   `json:"collateral"`
+	VCEK        string   `json:"vcek"`
+	Chain       string   `json:"chain"`
+	At          *string  `json:"at"`
+	Valid       bool     `json:"valid"`
+	TCBStatus   string   `json:"tcb_status"`
+	Advisories  []string `json:"advisories"`
+	ReportData  string   `json:"report_data"`
+	Measurement string   `json:"measurement"`
+	MREnclave   string   `json:"mrenclave"`
+	MRTD        string   `json:"mrtd"`
+}
+
+func vectors(t *testing.T) (string, []vec) {
+	p := shareddata.Require(t, "attestation", "vectors.json")
+	b, _ := os.ReadFile(p)
+	var vs []vec
+	if err := json.Unmarshal(b, &vs); err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Dir(p), vs
+}
+
+type result struct {
+	Valid       bool     `json:"valid"`
+	Platform    string   `json:"platform"`
+	Insecure    bool     `json:"insecure"`
+	TCBStatus   string   `json:"tcb_status"`
+	Advisories  []string `json:"advisories"`
+	Measurement string   `json:"measurement"`
+	MREnclave   string   `json:"mrenclave"`
+	MRTD        string   `json:"mrtd"`
+	ReportData  string   `json:"report_data"`
+	Check       string   `json:"check"`
+	Error       string   `json:"error"`
+}
+
+func decode(t *testing.T, out string) result {
+	t.Helper()
+	var r result
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("not one JSON object: %v\n%s", err, out)
+	}
+	return r
+}
+
+// snpAt is a time inside the vectors' VCEK validity (they carry none).
+const snpAt = "2026-01-01T00:00:00Z"
+
+func TestAttestVerifyVectors(t *testing.T) {
+	dir, vs := vectors(t)
+	for _, v := range vs {
+		t.Run(v.ID, func(t *testing.T) {
+			args := []string{"attest", "verify", "--json", "--evidence", filepath.Join(dir, v.Evidence)}
+			switch v.Platform {
+			case "snp":
+				args = append(args, "--vcek", filepath.Join(dir, v.VCEK), "--chain", filepath.Join(dir, v.Chain), "--at", snpAt)
+			default:
+				args = append(args, "--collateral", filepath.Join(dir, v.Collateral), "--at", *v.At)
+			}
+			out, code := runMain(t, args...)
+			r := decode(t, out)
+			if !v.Valid {
+				if code != 1 || r.Valid || r.Check == "" || r.Error == "" {
+					t.Fatalf("invalid case: exit %d, %+v", code, r)
+				}
+				return
+			}
+			if code != 0 || !r.Valid {
+				t.Fatalf("exit %d: %+v", code, r)
+			}
+			if r.Platform != v.Platform || r.ReportData != v.ReportData {
+				t.Errorf("platform %s report_data %s", r.Platform, r.ReportData)
+			}
+			if v.TCBStatus != "" && r.TCBStatus != v.TCBStatus {
+				t.Errorf("tcb_status %s, want %s", r.TCBStatus, v.TCBStatus)
+			}
+			if strings.Join(r.Advisories, ",") != strings.Join(v.Advisories, ",") {
+				t.Errorf("advisories %v, want %v", r.Advisories, v.Advisories)
+			}
+			for name, pair := range map[string][2]string{"measurement": {r.Measurement, v.Measurement}, "mrenclave": {r.MREnclave, v.MREnclave}, "mrtd": {r.MRTD, v.MRTD}} {
+				if pair[1] != "" && pair[0] != pair[1] {
+					t.Errorf("%s %s, want %s", name, pair[0], pair[1])
+				}
+			}
+		})
+	}
+}
+
+func TestAttestVerifyInvalid(t *testing.T) {
+	dir, _ := vectors(t)
+	tmp := t.TempDir()
+	report, _ := os.ReadFile(filepath.Join(dir, "snp", "virtee_milan.report.bin"))
+	report[0x90] ^= 1 // measurement
+	tampered := filepath.Join(tmp, "tampered.bin")
+	os.WriteFile(tampered, report, 0o644)
+	vcek := filepath.Join(dir, "snp", "virtee_milan.vcek.der")
+
+	out, code := runMain(t, "attest", "verify", "--json", "--evidence", tampered, "--vcek", vcek, "--at", snpAt)
+	if r := decode(t, out); code != 1 || r.Valid || r.Check != "report_signature" || r.Measurement != "" {
+		t.Fatalf("tampered: exit %d %+v", code, r)
+	}
+	// Text mode names the check too.
+	out, code = runMain(t, "attest", "verify", "--evidence", tampered, "--vcek", vcek, "--at", snpAt)
+	if code != 1 || !strings.Contains(out, "report_signature") {
+		t.Fatalf("text: exit %d %q", code, out)
+	}
+	// One second after the VCEK expired.
+	out, code = runMain(t, "attest", "verify", "--json", "--evidence", filepath.Join(dir, "snp", "virtee_milan.report.bin"), "--vcek", vcek, "--at", "2100-01-01T00:00:00Z")
+	if r := decode(t, out); code != 1 || !strings.HasSuffix(r.Check, "_validity") {
+		t.Fatalf("expired: exit %d %+v", code, r)
+	}
+	// SGX one second past its collateral window.
+	at, _ := time.Parse(time.RFC3339, "2025-07-19T10:01:17Z")
+	out, code = runMain(t, "attest", "verify", "--json", "--evidence", filepath.Join(dir, "sgx", "phala_sgx_v3.quote.bin"),
+		"--collateral", filepath.Join(dir, "sgx", "collateral_00A067110000_2025-06-19_phala.json"), "--at", at.Add(2*time.Second).Format(time.RFC3339))
+	if r := decode(t, out); code != 1 || r.Valid || r.Check == "" {
+		t.Fatalf("sgx expired: exit %d %+v", code, r)
+	}
+	// SGX without collateral names the missing input.
+	out, code = runMain(t, "attest", "verify", "--json", "--evidence", filepath.Join(dir, "sgx", "phala_sgx_v3.quote.bin"))
+	if r := decode(t, out); code != 1 || r.Check != "collateral" {
+		t.Fatalf("no collateral: exit %d %+v", code, r)
+	}
+	// Unrecognisable content asks for --platform.
+	junk := filepath.Join(tmp, "junk")
+	os.WriteFile(junk, []byte("hello"), 0o644)
+	out, code = runMain(t, "attest", "verify", "--json", "--evidence", junk)
+	if r := decode(t, out); code != 1 || r.Check != "evidence_format" || !strings.Contains(r.Error, "--platform") {
+		t.Fatalf("junk: exit %d %+v", code, r)
+	}
+}
+
+func TestAttestUsageErrors(t *testing.T) {
+	dir, _ := vectors(t)
+	ev := filepath.Join(dir, "snp", "virtee_milan.report.bin")
+	for _, args := range [][]string{
+		{"attest", "verify"},
+		{"attest", "verify", "--evidence", ev, "--bogus"},
+		{"attest", "verify", "--evidence", ev, "--platform", "arm"},
+		{"attest", "verify", "--evidence", ev, "--at", "yesterday"},
+		{"attest", "verify", "--evidence", ev, "--collateral", "a", "--pccs", "http://x"},
+		{"attest", "verify", "--evidence", ev, "--chain", "c.pem"},
+		{"attest", "evidence", "--report-data", "zz", "-o", "x"},
+		{"attest", "evidence", "--report-data", strings.Repeat("00", 65), "-o", "x"},
+		{"attest", "evidence", "--report-data", "00"},
+		{"attest", "evidence", "--report-data", "00", "--tee", "sgx", "-o", "x"},
+		{"attest", "inspect"},
+	} {
+		if _, code := runMain(t, args...); code != 2 {
+			t.Errorf("%v: exit %d, want 2", args, code)
+		}
+	}
+}
+
+func TestAttestSimRoundTrip(t *testing.T) {
+	simDir := filepath.Join(t.TempDir(), "sim")
+	t.Setenv("PPML_SIM_DIR", simDir)
+	evPath := filepath.Join(t.TempDir(), "ev.json")
+	out, code := runMain(t, "attest", "evidence", "--tee", "sim", "--report-data", "0102", "-o", evPath, "--json")
+	if code != 0 || !strings.Contains(out, `"insecure": true`) {
+		t.Fatalf("evidence: exit %d %s", code, out)
+	}
+	pub := filepath.Join(simDir, "platform.pub")
+	out, code = runMain(t, "attest", "verify", "--json", "--evidence", evPath, "--sim-key", pub)
+	r := decode(t, out)
+	if code != 0 || !r.Valid || !r.Insecure || r.Platform != "sim" || !strings.HasPrefix(r.ReportData, "0102000000") {
+		t.Fatalf("verify: exit %d %+v", code, r)
+	}
+	// Without a trusted key simulated evidence is refused.
+	out, code = runMain(t, "attest", "verify", "--json", "--evidence", evPath)
+	if r := decode(t, out); code != 1 || r.Check != "sim_platform_key" {
+		t.Fatalf("untrusted: exit %d %+v", code, r)
+	}
+	// A container whose report_data field disagrees with the evidence is invalid.
+	b, _ := os.ReadFile(evPath)
+	var m map[string]any
+	json.Unmarshal(b, &m)
+	m["report_data"] = strings.Repeat("ff", 64)
+	b, _ = json.Marshal(m)
+	os.WriteFile(evPath, b, 0o644)
+	out, code = runMain(t, "attest", "verify", "--json", "--evidence", evPath, "--sim-key", pub)
+	if r := decode(t, out); code != 1 || r.Check != "report_data" {
+		t.Fatalf("report_data mismatch: exit %d %+v", code, r)
+	}
+}
+
+func TestAttestGramineEvidenceVerifies(t *testing.T) {
+	dir, _ := vectors(t)
+	quote, _ := os.ReadFile(filepath.Join(dir, "sgx", "phala_sgx_v3.quote.bin"))
+	root := t.TempDir()
+	os.WriteFile(filepath.Join(root, "attestation_type"), []byte("dcap\n"), 0o644)
+	os.WriteFile(filepath.Join(root, "user_report_data"), nil, 0o644)
+	os.WriteFile(filepath.Join(root, "quote"), quote, 0o644)
+	evPath := filepath.Join(t.TempDir(), "ev.json")
+	rd := "48656c6c6f2c20776f726c6421" // "Hello, world!", the vector's report data
+	out, code := runMain(t, "attest", "evidence", "--gramine-root", root, "--tsm-root", filepath.Join(root, "none"),
+		"--report-data", rd, "-o", evPath, "--json")
+	if code != 0 || !strings.Contains(out, `"backend": "gramine"`) {
+		t.Fatalf("evidence: exit %d %s", code, out)
+	}
+	out, code = runMain(t, "attest", "verify", "--json", "--evidence", evPath,
+		"--collateral", filepath.Join(dir, "sgx", "collateral_00A067110000_2025-06-19_phala.json"), "--at", "2025-07-19T10:01:17Z")
+	if r := decode(t, out); code != 0 || !r.Valid || r.Platform != "sgx" {
+		t.Fatalf("verify: exit %d %+v", code, r)
+	}
+	out, code = runMain(t, "attest", "inspect", evPath)
+	if code != 0 || !strings.Contains(out, "NOT VERIFIED") || !strings.Contains(out, "quote.") {
+		t.Fatalf("inspect: exit %d %s", code, out)
+	}
+}
+
+func TestAttestInspect(t *testing.T) {
+	dir, vs := vectors(t)
+	for _, v := range vs {
+		out, code := runMain(t, "attest", "inspect", "--json", filepath.Join(dir, v.Evidence))
+		if code != 0 {
+			t.Fatalf("%s: exit %d", v.ID, code)
+		}
+		var m map[string]any
+		if err := json.Unmarshal([]byte(out), &m); err != nil {
+			t.Fatal(err)
+		}
+		if m["platform"] != v.Platform || m["verified"] != false {
+			t.Errorf("%s: %v", v.ID, m["platform"])
+		}
+		if !bytes.Contains([]byte(out), []byte(v.ReportData)) {
+			t.Errorf("%s: report data not shown", v.ID)
+		}
+	}
+	out, code := runMain(t, "attest", "inspect", filepath.Join(dir, "snp", "gosev_milan.report.bin"))
+	if code != 0 || !strings.Contains(out, "snp_report.reported_tcb.decoded.microcode: 68") {
+		t.Fatalf("text inspect: %d\n%s", code, out)
+	}
+}
+
+func TestBenchAttest(t *testing.T) {
+	out, code := runMain(t, "bench", "attest", "--n", "3", "--json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, out)
+	}
+	var res []struct {
+		Platform string `json:"platform"`
+		Latency  struct {
+			N   int   `json:"n"`
+			P50 int64 `json:"p50_ns"`
+			P99 int64 `json:"p99_ns"`
+		} `json:"latency"`
+	}
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, r := range res {
+		seen[r.Platform] = true
+		if r.Latency.N < 3 || r.Latency.P50 <= 0 || r.Latency.P99 < r.Latency.P50 {
+			t.Errorf("%s: %+v", r.Platform, r.Latency)
+		}
+	}
+	for _, p := range []string{"sgx", "tdx", "snp", "sim"} {
+		if !seen[p] {
+			t.Errorf("no %s result", p)
+		}
+	}
+	if _, code := runMain(t, "bench", "attest", "--n", "0"); code != 2 {
+		t.Errorf("--n 0: exit %d", code)
+	}
+}
+
+// TestAttestVerifyPCCS serves the shared SGX bundle through the PCCS v4 API
+// from a local server and verifies through --pccs.
+func TestAttestVerifyPCCS(t *testing.T) {
+	dir, _ := vectors(t)
+	raw, err := os.ReadFile(filepath.Join(dir, "sgx", "collateral_00A067110000_2025-06-19_phala.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bd map[string]string
+	if err := json.Unmarshal(raw, &bd); err != nil {
+		t.Fatal(err)
+	}
+	esc := func(s string) string { return strings.ReplaceAll(url.QueryEscape(s), "+", "%20") }
+	var hits atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		switch r.URL.Path {
+		case "/sgx/certification/v4/tcb":
+			if !strings.EqualFold(r.URL.Query().Get("fmspc"), "00A067110000") {
+				http.NotFound(w, r)
+				return
+			}
+			w.Header().Set("TCB-Info-Issuer-Chain", esc(bd["tcb_info_issuer_chain"]))
+			io.WriteString(w, `{"tcbInfo":`+bd["tcb_info"]+`,"signature":"`+bd["tcb_info_signature"]+`"}`)
+		case "/sgx/certification/v4/qe/identity":
+			w.Header().Set("SGX-Enclave-Identity-Issuer-Chain", esc(bd["qe_identity_issuer_chain"]))
+			io.WriteString(w, `{"enclaveIdentity":`+bd["qe_identity"]+`,"signature":"`+bd["qe_identity_signature"]+`"}`)
+		case "/sgx/certification/v4/pckcrl":
+			w.Header().Set("SGX-PCK-CRL-Issuer-Chain", esc(bd["pck_crl_issuer_chain"]))
+			der, _ := hex.DecodeString(bd["pck_crl"])
+			w.Write(der)
+		case "/sgx/certification/v4/rootcacrl":
+			io.WriteString(w, bd["root_ca_crl"])
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer srv.Close()
+	out, code := runMain(t, "attest", "verify", "--json", "--evidence", filepath.Join(dir, "sgx", "phala_sgx_v3.quote.bin"),
+		"--pccs", srv.URL, "--pccs-cache", t.TempDir(), "--at", "2025-07-19T10:01:17Z")
+	r := decode(t, out)
+	if code != 0 || !r.Valid || r.TCBStatus != "ConfigurationAndSWHardeningNeeded" || hits.Load() == 0 {
+		t.Fatalf("exit %d, %d requests: %+v", code, hits.Load(), r)
+	}
+}

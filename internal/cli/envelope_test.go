@@ -1,0 +1,171 @@
+package cli
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// run executes the command line in-process and returns the exit code and output.
+func run(t *testing.T, stdin []byte, args ...string) (int, string, string) {
+	t.Helper()
+	root := NewRoot()
+	var out, errb bytes.Buffer
+	root.SetArgs(args)
+	root.SetOut(&out)
+	root.SetErr(&errb)
+	root.SetIn(bytes.NewReader(stdin))
+	err := root.Execute()
+	if err != nil {
+		errb.WriteString(err.Error())
+	}
+	return exitCode(err), out.String(), errb.String()
+}
+
+func TestDataOwnerCommands(t *testing.T) {
+	dir := t.TempDir()
+	p := func(n string) string { return filepath.Join(dir, n) }
+	key, other := p("owner.key"), p("other.key")
+	csv := []byte("name,age\nMichael,\nAndy,30\nJustin,19\n")
+	os.WriteFile(p("people.csv"), csv, 0o644)
+
+	steps := []struct {
+		name  string
+		args  []string
+		code  int
+		words string // in stdout+stderr
+	}{
+		{"key generate", []string{"key", "generate", "-o", key}, 0, "generated key"},
+		{"second key", []string{"key", "generate", "-o", other, "--json"}, 0, `"key_ref": "local:`},
+		{"key generate refuses to overwrite", []string{"key", "generate", "-o", key}, 1, "already exists (use --force"},
+		{"key generate without -o", []string{"key", "generate"}, 2, "-o FILE"},
+		{"encrypt", []string{"encrypt", "--key", key, p("people.csv")}, 0, "people.csv.ppml (csv"},
+		{"encrypt refuses to overwrite", []string{"encrypt", "--key", key, p("people.csv")}, 1, "already exists"},
+		{"encrypt --force", []string{"encrypt", "--key", key, "--force", "--type", "bytes", p("people.csv")}, 0, "(bytes"},
+		{"inspect", []string{"inspect", p("people.csv.ppml")}, 0, "plaintext:      36 bytes"},
+		{"decrypt to stdout", []string{"decrypt", "--key", key, "-o", "-", p("people.csv.ppml")}, 0, "Justin,19"},
+		{"decrypt default output exists", []string{"decrypt", "--key", key, p("people.csv.ppml")}, 1, "already exists"},
+		{"decrypt -o", []string{"decrypt", "--key", key, "-o", p("back.csv"), p("people.csv.ppml")}, 0, "decrypted"},
+		{"wrong key", []string{"decrypt", "--key", other, "-o", p("x"), p("people.csv.ppml")}, 1, "wrong key: the file needs local key"},
+		{"missing key file", []string{"decrypt", "--key", p("nokey"), "-o", p("x"), p("people.csv.ppml")}, 1, "nokey: no such file"},
+		{"missing --key", []string{"encrypt", p("people.csv")}, 2, "--key"},
+		{"bad --type", []string{"encrypt", "--key", key, "--type", "xml", "-o", p("y"), p("people.csv")}, 2, "unknown content type"},
+		{"unknown flag", []string{"encrypt", "--kee", key, p("people.csv")}, 2, "unknown flag"},
+		{"two inputs", []string{"encrypt", "--key", key, p("a"), p("b")}, 2, "accepts 1 arg"},
+		{"-r without -o", []string{"encrypt", "--key", key, "-r", dir}, 2, "-o DIR"},
+		{"missing input", []string{"encrypt", "--key", key, p("nope.csv")}, 1, "nope.csv: no such file"},
+		{"output directory missing", []string{"encrypt", "--key", key, "-o", p("nodir/x.ppml"), p("people.csv")}, 1, "output directory " + p("nodir") + " does not exist"},
+		{"not an envelope", []string{"decrypt", "--key", key, "-o", p("x"), p("people.csv")}, 1, "not a ppml envelope"},
+		{"inspect not an envelope", []string{"inspect", p("people.csv")}, 1, "not a ppml envelope"},
+		{"inspect missing", []string{"inspect", p("nope")}, 1, "no such file"},
+		{"decrypt name without .ppml", []string{"decrypt", "--key", key, p("back.csv")}, 1, "does not end in .ppml"},
+	}
+	for _, s := range steps {
+		code, out, errs := run(t, nil, s.args...)
+		if code != s.code || !strings.Contains(out+errs, s.words) {
+			t.Fatalf("%s: exit %d (want %d), output %q %q (want %q)", s.name, code, s.code, out, errs, s.words)
+		}
+	}
+	if got, _ := os.ReadFile(p("back.csv")); !bytes.Equal(got, csv) {
+		t.Fatal("round trip differs")
+	}
+	if _, err := os.Stat(p("x")); err == nil {
+		t.Fatal("a failed decrypt left output")
+	}
+
+	// Bad inputs with the right key: exit 1, a message, no output.
+	ct, _ := os.ReadFile(p("people.csv.ppml"))
+	for name, c := range map[string]struct {
+		data  []byte
+		words string
+	}{
+		"truncated":   {ct[:len(ct)-1], "truncated"},
+		"flipped bit": {append(append([]byte{}, ct[:len(ct)-3]...), ct[len(ct)-3]^4, ct[len(ct)-2], ct[len(ct)-1]), "authentication failed"},
+		"appended":    {append(bytes.Clone(ct), 0), "appended"},
+		"zero-length": {nil, "the file is empty"},
+	} {
+		in := p(strings.ReplaceAll(name, " ", "_") + ".ppml")
+		os.WriteFile(in, c.data, 0o600)
+		code, _, errs := run(t, nil, "decrypt", "--key", key, in)
+		if code != 1 || !strings.Contains(errs, c.words) {
+			t.Fatalf("%s: exit %d, %q", name, code, errs)
+		}
+		if _, err := os.Stat(strings.TrimSuffix(in, ".ppml")); err == nil {
+			t.Fatalf("%s: output written", name)
+		}
+	}
+	code, out, _ := run(t, nil, "inspect", "--json", p("truncated.ppml"))
+	if code != 1 || !strings.Contains(out, `"layout": "error"`) {
+		t.Fatalf("inspect truncated: %d %s", code, out)
+	}
+
+	// Key file readable by others: a warning, and the command still works.
+	os.Chmod(key, 0o644)
+	code, _, errs := run(t, nil, "decrypt", "--key", key, "-o", "-", p("people.csv.ppml"))
+	if code != 0 || !strings.Contains(errs, "warning: key file") || !strings.Contains(errs, "chmod 600") {
+		t.Fatalf("permissive key file: %d %q", code, errs)
+	}
+	os.Chmod(key, 0o600)
+
+	// stdin to stdout both ways.
+	code, enc, _ := run(t, csv, "encrypt", "--key", key, "-")
+	if code != 0 {
+		t.Fatal("encrypt stdin")
+	}
+	code, dec, _ := run(t, []byte(enc), "decrypt", "--key", key, "-")
+	if code != 0 || dec != string(csv) {
+		t.Fatalf("decrypt stdin: %d %q", code, dec)
+	}
+
+	// inspect --json names the key but carries no key material.
+	code, out, _ = run(t, nil, "inspect", "--json", p("people.csv.ppml"))
+	var info map[string]any
+	if code != 0 || json.Unmarshal([]byte(out), &info) != nil || info["content_type"] != "bytes" || info["plaintext_bytes"] != float64(len(csv)) {
+		t.Fatalf("inspect --json: %d %s", code, out)
+	}
+	keyText, _ := os.ReadFile(key)
+	secret := strings.TrimPrefix(strings.TrimSpace(string(keyText[bytes.LastIndex(keyText, []byte("ppml-local-key-v1:")):])), "ppml-local-key-v1:")
+	if strings.Contains(out, secret) {
+		t.Fatal("inspect printed the key")
+	}
+
+	// Trees.
+	os.MkdirAll(p("tree/sub"), 0o755)
+	os.WriteFile(p("tree/sub/a.json"), []byte(`{"x":1}`), 0o644)
+	if code, _, errs := run(t, nil, "encrypt", "--key", key, "-r", "-o", p("enc"), p("tree")); code != 0 {
+		t.Fatalf("encrypt -r: %s", errs)
+	}
+	if code, out, errs := run(t, nil, "decrypt", "--key", key, "-r", "--json", "-o", p("dec"), p("enc")); code != 0 || !strings.Contains(out, `"files"`) {
+		t.Fatalf("decrypt -r: %s %s", out, errs)
+	}
+	if b, _ := os.ReadFile(p("dec/sub/a.json")); string(b) != `{"x":1}` {
+		t.Fatal("tree round trip")
+	}
+}
+
+func TestGoldenVectorThroughCLI(t *testing.T) {
+	code, out, errs := run(t, nil, "decrypt", "--key", "../../envelope/testdata/golden.key", "-o", "-", "../../envelope/testdata/golden.ppml")
+	want, _ := os.ReadFile("../../envelope/testdata/golden.txt")
+	if code != 0 || out != string(want) {
+		t.Fatalf("exit %d %q", code, errs)
+	}
+}
+
+func TestBenchEnvelope(t *testing.T) {
+	code, out, errs := run(t, nil, "bench", "envelope", "--size", "8MiB", "--rounds", "1", "--json")
+	var res map[string]float64
+	if code != 0 || json.Unmarshal([]byte(out), &res) != nil {
+		t.Fatalf("exit %d %s %s", code, out, errs)
+	}
+	for _, k := range []string{"raw_aes_256_gcm_bytes_per_sec", "encrypt_ratio", "decrypt_ratio"} {
+		if res[k] <= 0 {
+			t.Fatalf("%s = %v", k, res[k])
+		}
+	}
+	if code, _, _ := run(t, nil, "bench", "envelope", "--size", "lots"); code != 2 {
+		t.Fatalf("bad size: exit %d", code)
+	}
+}

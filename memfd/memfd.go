@@ -1,0 +1,123 @@
+// Package memfd holds decrypted data in anonymous memory files (memfd) so
+// engines and child processes can open a path, /proc/self/fd/N, without any
+// plaintext reaching a disk.
+//
+// The descriptor is created with MFD_CLOEXEC, so a child started with exec
+// does not inherit it by accident. To hand one to a child, put File.OSFile()
+// in exec.Cmd.ExtraFiles (AttachTo does that): the child then sees it as
+// descriptor 3+i and opens /proc/self/fd/(3+i).
+package memfd
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ppml/ppml/envelope"
+)
+
+// File is an open memfd.
+type File struct {
+	f *os.File
+}
+
+// New creates an empty, writable memfd; name shows in /proc for debugging only.
+func New(name string) (*File, error) {
+	fd, err := unix.MemfdCreate("ppml:"+name, unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+	if err != nil {
+		return nil, fmt.Errorf("memfd_create: %w", err)
+	}
+	return &File{f: os.NewFile(uintptr(fd), "memfd:"+name)}, nil
+}
+
+// Decrypt decrypts the envelope at path into a new, sealed memfd. The
+// plaintext exists only in memory; on any error nothing is returned.
+func Decrypt(path string, kr envelope.KeyResolver) (*File, error) {
+	src, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer src.Close()
+	return DecryptReader(src, path, kr)
+}
+
+// DecryptReader is Decrypt from an open stream; name labels the memfd.
+func DecryptReader(src io.Reader, name string, kr envelope.KeyResolver) (*File, error) {
+	m, err := New(name)
+	if err != nil {
+		return nil, err
+	}
+	r, err := envelope.NewReader(src, kr)
+	if err != nil {
+		m.Close()
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	if h := r.Header(); h.LengthKnown() && h.PlaintextLength < 1<<40 {
+		// Reserve the size up front: one allocation, and ENOSPC (memory
+		// limits) shows before decrypting.
+		if err := m.f.Truncate(int64(h.PlaintextLength)); err != nil {
+			m.Close()
+			return nil, fmt.Errorf("size memfd for %s: %w", name, err)
+		}
+	}
+	if _, err := r.WriteTo(&offsetWriter{f: m.f}); err != nil {
+		m.Close()
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	if err := m.Seal(); err != nil {
+		m.Close()
+		return nil, err
+	}
+	return m, nil
+}
+
+type offsetWriter struct {
+	f   *os.File
+	off int64
+}
+
+func (w *offsetWriter) Write(p []byte) (int, error) {
+	n, err := w.f.WriteAt(p, w.off)
+	w.off += int64(n)
+	return n, err
+}
+
+// Seal makes the memfd read-only for everyone (F_SEAL_WRITE, SHRINK, GROW,
+// SEAL), so a consumer cannot alter an input others also read.
+func (m *File) Seal() error {
+	_, err := unix.FcntlInt(m.f.Fd(), unix.F_ADD_SEALS, unix.F_SEAL_WRITE|unix.F_SEAL_SHRINK|unix.F_SEAL_GROW|unix.F_SEAL_SEAL)
+	if err != nil {
+		return fmt.Errorf("seal memfd: %w", err)
+	}
+	return nil
+}
+
+// Path is /proc/self/fd/N, valid in this process while the File is open.
+// Each open of it starts at offset 0 with its own file position.
+func (m *File) Path() string { return "/proc/self/fd/" + strconv.Itoa(int(m.f.Fd())) }
+
+// OSFile returns the descriptor, e.g. for exec.Cmd.ExtraFiles.
+func (m *File) OSFile() *os.File { return m.f }
+
+// AttachTo passes the memfd to cmd (which must not have started) and
+// returns the path under which the child can open it.
+func (m *File) AttachTo(cmd *exec.Cmd) string {
+	cmd.ExtraFiles = append(cmd.ExtraFiles, m.f)
+	return "/proc/self/fd/" + strconv.Itoa(2+len(cmd.ExtraFiles))
+}
+
+// Size is the current length of the memfd.
+func (m *File) Size() (int64, error) {
+	st, err := m.f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	return st.Size(), nil
+}
+
+// Close releases the memory (once no child holds the descriptor).
+func (m *File) Close() error { return m.f.Close() }

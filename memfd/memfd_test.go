@@ -1,0 +1,132 @@
+package memfd
+
+import (
+	"bytes"
+	"crypto/rand"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"github.com/ppml/ppml/envelope"
+)
+
+func setup(t *testing.T, n int) (string, []byte, *envelope.LocalKey) {
+	t.Helper()
+	secret := make([]byte, 32)
+	rand.Read(secret)
+	k, err := envelope.NewLocalKey(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pt := make([]byte, n)
+	rand.Read(pt)
+	path := filepath.Join(t.TempDir(), "data.ppml")
+	w, err := envelope.CreateFile(path, k, &envelope.Options{Size: int64(n), SizeKnown: true, SegmentSize: 4096}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Abort()
+	w.Write(pt)
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return path, pt, k
+}
+
+func openFDs(t *testing.T) int {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
+}
+
+func TestDecryptIntoMemfd(t *testing.T) {
+	path, pt, k := setup(t, 100000)
+	m, err := Decrypt(path, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	got, err := os.ReadFile(m.Path())
+	if err != nil || !bytes.Equal(got, pt) {
+		t.Fatalf("read %s: %v, equal=%v", m.Path(), err, bytes.Equal(got, pt))
+	}
+	// Opening the path twice gives independent readers from offset 0.
+	again, err := os.ReadFile(m.Path())
+	if err != nil || !bytes.Equal(again, pt) {
+		t.Fatal("second read differs")
+	}
+	target, _ := os.Readlink(m.Path())
+	if !bytes.HasPrefix([]byte(target), []byte("/memfd:ppml:")) {
+		t.Fatalf("%s links to %q, not a memfd", m.Path(), target)
+	}
+	// Sealed: nobody can change it.
+	f, err := os.OpenFile(m.Path(), os.O_WRONLY, 0)
+	if err == nil {
+		_, err = f.Write([]byte("x"))
+		f.Close()
+	}
+	if err == nil {
+		t.Fatal("wrote to a sealed memfd")
+	}
+}
+
+func TestChildProcessInheritsOnlyWhenAttached(t *testing.T) {
+	path, pt, k := setup(t, 50000)
+	m, err := Decrypt(path, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	cmd := exec.Command("cat", "PLACEHOLDER")
+	cmd.Args[1] = m.AttachTo(cmd)
+	out, err := cmd.Output()
+	if err != nil || !bytes.Equal(out, pt) {
+		t.Fatalf("child read %d bytes: %v", len(out), err)
+	}
+	// Without ExtraFiles the CLOEXEC descriptor is not in the child.
+	if err := exec.Command("cat", m.Path()).Run(); err == nil {
+		t.Fatalf("child opened %s without it being passed", m.Path())
+	}
+}
+
+func TestCloseReleasesAndFailureLeavesNothing(t *testing.T) {
+	path, _, k := setup(t, 10000)
+	before := openFDs(t)
+	m, err := Decrypt(path, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := m.Path()
+	m.Close()
+	if target, err := os.Readlink(p); err == nil && bytes.Contains([]byte(target), []byte("memfd:ppml")) {
+		t.Fatalf("%s still open after Close", p)
+	}
+	// A tampered file: error, and no descriptor leaks.
+	data, _ := os.ReadFile(path)
+	data[len(data)-1] ^= 1
+	bad := filepath.Join(t.TempDir(), "bad.ppml")
+	os.WriteFile(bad, data, 0o600)
+	if _, err := Decrypt(bad, k); err == nil {
+		t.Fatal("tampered file decrypted")
+	}
+	if after := openFDs(t); after != before {
+		t.Fatalf("open descriptors %d -> %d", before, after)
+	}
+}
+
+func TestWritableMemfd(t *testing.T) {
+	m, err := New("out")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if err := os.WriteFile(m.Path(), []byte("result"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := m.Size(); n != 6 {
+		t.Fatalf("size %d", n)
+	}
+}
