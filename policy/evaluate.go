@@ -130,13 +130,25 @@ func Evaluate(p *Policy, c *attest.Claims, jobDigest []byte, now time.Time) Deci
 			return deny(RuleSMT, "the SNP guest policy allows SMT (hyper-threading) and the policy requires it off")
 		}
 	}
-	if len(p.Jobs) > 0 && !containsHex(p.Jobs, jobDigest) {
+	if len(p.Jobs) > 0 && !containsDigest(p.Jobs, jobDigest) {
 		if len(jobDigest) == 0 {
 			return deny(RuleJob, "no job digest was given and the policy accepts only %d listed jobs", len(p.Jobs))
 		}
 		return deny(RuleJob, "job %s is not one of the policy's %d allowed jobs", short(jobDigest), len(p.Jobs))
 	}
 	return Decision{Allow: true, Reason: fmt.Sprintf("%s %s measurement %s meets the policy", c.Platform, c.TEEType, short(c.Measurement))}
+}
+
+func containsDigest(list []JobDigest, v []byte) bool {
+	if len(v) == 0 {
+		return false
+	}
+	for _, d := range list {
+		if bytes.Equal(d, v) {
+			return true
+		}
+	}
+	return false
 }
 
 func containsHex(list []Hex, v []byte) bool {

@@ -37,7 +37,7 @@ type Policy struct {
 	// rules. A platform that is not listed is refused.
 	Platforms map[attest.Platform]*PlatformRules `json:"platforms,omitempty" yaml:"platforms,omitempty"`
 	// Jobs are the accepted job manifest digests (SHA-256); empty accepts any job.
-	Jobs []Hex `json:"jobs,omitempty" yaml:"jobs,omitempty"`
+	Jobs []JobDigest `json:"jobs,omitempty" yaml:"jobs,omitempty"`
 	// NotBefore and NotAfter bound when the policy releases anything.
 	NotBefore *time.Time `json:"not_before,omitempty" yaml:"not_before,omitempty"`
 	NotAfter  *time.Time `json:"not_after,omitempty" yaml:"not_after,omitempty"`
@@ -248,6 +248,52 @@ func (h *Hex) set(s string) error {
 	}
 	*h = v
 	return nil
+}
+
+// JobDigest is a job identity in the form `ppml job digest` prints it,
+// "sha256:<64 hex digits>"; the bare hex digits are accepted too, so a digest
+// can be pasted from either the CLI or an audit entry.
+type JobDigest []byte
+
+const jobDigestPrefix = "sha256:"
+
+func (d JobDigest) String() string { return jobDigestPrefix + hex.EncodeToString(d) }
+
+func (d JobDigest) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }
+
+func (d JobDigest) MarshalYAML() (any, error) { return d.String(), nil }
+
+func (d *JobDigest) UnmarshalJSON(b []byte) error {
+	var h Hex
+	if err := h.UnmarshalJSON(stripDigestPrefixJSON(b)); err != nil {
+		return err
+	}
+	*d = JobDigest(h)
+	return nil
+}
+
+func (d *JobDigest) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode {
+		c := *n
+		c.Value = strings.TrimPrefix(c.Value, jobDigestPrefix)
+		n = &c
+	}
+	var h Hex
+	if err := h.UnmarshalYAML(n); err != nil {
+		return err
+	}
+	*d = JobDigest(h)
+	return nil
+}
+
+// stripDigestPrefixJSON removes the "sha256:" prefix from a JSON string literal.
+func stripDigestPrefixJSON(b []byte) []byte {
+	var s string
+	if json.Unmarshal(b, &s) != nil {
+		return b // let Hex report the error
+	}
+	out, _ := json.Marshal(strings.TrimPrefix(s, jobDigestPrefix))
+	return out
 }
 
 func truncate(s string, n int) string {

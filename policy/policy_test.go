@@ -369,3 +369,26 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// A digest pasted as `ppml job digest` prints it ("sha256:...") means the same
+// job as its bare hex digits, in YAML and in JSON.
+func TestJobDigestPrefix(t *testing.T) {
+	const hexDigest = "3b4c1f0a9e6d2b7c8a5f4e3d2c1b0a9f8e7d6c5b4a39281706f5e4d3c2b1a090"
+	docs := []string{
+		"version: 1\njobs: [sha256:" + hexDigest + "]\n",
+		`{"version":1,"jobs":["sha256:` + hexDigest + `"],"platforms":{}}`,
+		"version: 1\njobs: [" + hexDigest + "]\n",
+	}
+	for i, d := range docs {
+		p, err := Parse([]byte(d))
+		if err != nil {
+			t.Fatalf("doc %d: %v", i, err)
+		}
+		if len(p.Jobs) != 1 || p.Jobs[0].String() != "sha256:"+hexDigest {
+			t.Fatalf("doc %d: jobs = %v", i, p.Jobs)
+		}
+	}
+	if _, err := Parse([]byte("version: 1\njobs: [sha256:zz]\n")); err == nil {
+		t.Fatal("a non-hex digest after the prefix was accepted")
+	}
+}
