@@ -1,0 +1,2 @@
+-- df.filter($"age" > 21).show()
+SELECT * FROM people WHERE age > 21;

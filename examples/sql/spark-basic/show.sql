@@ -1,0 +1,2 @@
+-- df.show()
+SELECT * FROM people;
