@@ -1,0 +1,73 @@
+package mlengine
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"testing"
+
+	"github.com/ppml/ppml/memfd"
+	"github.com/ppml/ppml/ml/dataset"
+	"github.com/ppml/ppml/ml/xgboost"
+)
+
+// memInput puts data into a sealed memfd, as the launcher does after decrypting, and returns
+// it as an input by /proc/self/fd path.
+func memInput(t testing.TB, name string, data []byte, f Format) Input {
+	t.Helper()
+	m, err := memfd.New(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	if _, err := m.OSFile().Write(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Seal(); err != nil {
+		t.Fatal(err)
+	}
+	return Input{Path: m.Path(), Format: f}
+}
+
+func datasetInput(t testing.TB, name string) Input {
+	t.Helper()
+	b, err := os.ReadFile(dataset.Require(t, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return memInput(t, name, b, CSV)
+}
+
+func bytesInput(b []byte, f Format) Input {
+	return Input{ReaderAt: bytes.NewReader(b), Size: int64(len(b)), Format: f}
+}
+
+// run runs a job and returns its outputs (named as requested).
+func run(t testing.TB, spec *Spec, inputs map[string]Input, outNames ...string) (*Result, map[string][]byte, error) {
+	t.Helper()
+	bufs := map[string]*bytes.Buffer{}
+	outs := map[string]Output{}
+	for _, n := range outNames {
+		bufs[n] = &bytes.Buffer{}
+		outs[n] = Output{W: bufs[n]}
+	}
+	res, err := Run(context.Background(), Config{Threads: 1, JobDigest: "sha256:" + string(bytes.Repeat([]byte("ab"), 32))}, spec, inputs, outs)
+	got := map[string][]byte{}
+	for n, b := range bufs {
+		got[n] = b.Bytes()
+	}
+	return res, got, err
+}
+
+func mustRun(t testing.TB, spec *Spec, inputs map[string]Input, outNames ...string) (*Result, map[string][]byte) {
+	t.Helper()
+	res, out, err := run(t, spec, inputs, outNames...)
+	if err != nil {
+		t.Fatalf("%s %s: %v", spec.Task, spec.Algorithm, err)
+	}
+	return res, out
+}
+
+type xgbParamT = xgboost.Param
+
+func xgbParam(n, v string) xgboost.Param { return xgboost.Param{Name: n, Value: v} }
