@@ -6,7 +6,7 @@ GO    ?= go
 BIN   := bin/ppml
 SUDO  := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # System packages the build and the tests need (Debian 12 names).
-APT_PKGS := gcc libxgboost-dev python3-xgboost python3-numpy python3-cryptography redis-server
+APT_PKGS := gcc libxgboost-dev python3 python3-xgboost python3-numpy python3-cryptography redis-server
 FUZZTIME ?= 60s
 # Public datasets the ML examples and tests use (fetched from npm and Debian, cached).
 DATASETS ?= $(HOME)/.cache/ppml/datasets
@@ -34,7 +34,7 @@ test: deps datasets
 	PPML_DATASETS=$(DATASETS) $(GO) test -timeout 20m ./...
 
 demo: build
-	./scripts/demo.sh $(BIN)
+	./$(BIN) demo
 
 # Runs every fuzz target for FUZZTIME each (make fuzz FUZZTIME=3m).
 fuzz:

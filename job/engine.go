@@ -63,3 +63,12 @@ func lookupEngine(name string) (Engine, error) {
 	}
 	return e, nil
 }
+
+// ManifestChecker is implemented by engine parameters that must agree with
+// the rest of the manifest (outputs and inputs they name, paths relative to
+// the manifest's directory). Parse calls CheckManifest once everything else
+// parsed without a problem; it may complete the parameters (defaults that
+// depend on the outputs) before the digest is computed.
+type ManifestChecker interface {
+	CheckManifest(m *Manifest, c *Checker)
+}

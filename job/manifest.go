@@ -193,6 +193,9 @@ func Parse(data []byte, dir string) (*Manifest, error) {
 		parseResources(n, &m.Resources, c)
 	}
 	checkPaths(m, c)
+	if mc, ok := m.Parameters.(ManifestChecker); ok && c.OK() {
+		mc.CheckManifest(m, c)
+	}
 	if err := c.err(""); err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package sqlengine
 
 import (
 	"context"
+	"database/sql"
 	"database/sql/driver"
 	"errors"
 	"fmt"
@@ -255,4 +256,23 @@ func copySlot(w io.Writer, slot *memfd.File) error {
 		return fmt.Errorf("write output: %w", err)
 	}
 	return nil
+}
+
+// Rows runs script and returns the rows of its last statement for the
+// caller to read and close before the next call (the engine has one
+// connection). Errors are classified as in Query (memory-limit errors
+// become *MemoryError).
+func (e *Engine) Rows(ctx context.Context, script string) (*sql.Rows, error) {
+	last, err := e.runPrefix(ctx, script)
+	if err != nil {
+		return nil, err
+	}
+	if err := e.checkSingle(last); err != nil {
+		return nil, err
+	}
+	rows, err := e.conn.QueryContext(ctx, last)
+	if err != nil {
+		return nil, e.classify(err)
+	}
+	return rows, nil
 }

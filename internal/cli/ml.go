@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	mlengine "github.com/ppml/ppml/engine/ml"
+	_ "github.com/ppml/ppml/engine/ml/mljob" // registers the ml engine for ppml run
 	"github.com/ppml/ppml/envelope"
 	"github.com/ppml/ppml/ml/xgboost"
 )

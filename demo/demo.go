@@ -1,0 +1,707 @@
+// Package demo is `ppml demo`: the whole chain on one machine in under a
+// minute, with the real components — the key service over TLS, a key policy
+// pinning this binary and the demo job, an encrypted dataset, the trusted
+// launcher in the simulated TEE, the audit log verified offline, the owner
+// decrypting the result, a modified job refused — and a final check that
+// nothing readable was left behind. Every step says in one sentence what it
+// shows and ends with ✓ or ✗.
+//
+// The TEE is the simulated one (attest/sim): it protects nothing and is
+// labelled insecure everywhere. Its platform key is made in the demo's
+// temporary directory, never the user's own simulation directory.
+//
+// The sql and ml engines have a step each: a GROUP BY over the same
+// encrypted dataset, and an XGBoost training on an embedded public dataset
+// (jobs.go, engines.go).
+package demo
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/ppml/ppml/attest"
+	"github.com/ppml/ppml/attest/sim"
+	"github.com/ppml/ppml/audit"
+	"github.com/ppml/ppml/envelope"
+	"github.com/ppml/ppml/examples/data"
+	"github.com/ppml/ppml/job"
+	"github.com/ppml/ppml/keyfile"
+	"github.com/ppml/ppml/kms"
+	"github.com/ppml/ppml/kms/api"
+	"github.com/ppml/ppml/kms/client"
+	"github.com/ppml/ppml/launcher"
+)
+
+// Config configures a demo run.
+type Config struct {
+	// Out receives the human-readable walk-through; nil prints nothing.
+	Out io.Writer
+	// KeepDir, when set, is the working directory (created; it must be
+	// empty or absent), kept afterwards for inspection. Otherwise a
+	// temporary directory is used and removed.
+	KeepDir string
+	// Executable is the ppml binary the job runs as its program (`EXE demo
+	// aggregate`); empty means this process's own executable. Tests set
+	// nothing: their binary answers `demo aggregate` from TestMain.
+	Executable string
+}
+
+// Step is one step's outcome.
+type Step struct {
+	N          int               `json:"step"`
+	Title      string            `json:"title"`
+	OK         bool              `json:"ok"`
+	Skipped    bool              `json:"skipped,omitempty"`
+	Error      string            `json:"error,omitempty"`
+	Details    []string          `json:"details,omitempty"`
+	Facts      map[string]string `json:"facts,omitempty"`
+	DurationMS float64           `json:"duration_ms"`
+}
+
+// Summary is the outcome of the whole demo (`ppml demo --json`).
+type Summary struct {
+	OK      bool    `json:"ok"`
+	Steps   []Step  `json:"steps"`
+	WorkDir string  `json:"work_dir,omitempty"` // only when kept
+	Seconds float64 `json:"seconds"`
+	// Server is the key service's URL while the demo ran.
+	Server string `json:"server,omitempty"`
+	// Measurement is the SHA-384 of the binary the policy pins.
+	Measurement string `json:"measurement,omitempty"`
+	// JobDigest is the approved job; ModifiedDigest the refused one.
+	JobDigest      string `json:"job_digest,omitempty"`
+	ModifiedDigest string `json:"modified_job_digest,omitempty"`
+	// Release is the audit entry of the allowed release, Denial that of
+	// the refused one.
+	Release *audit.Entry `json:"release,omitempty"`
+	Denial  *audit.Entry `json:"denial,omitempty"`
+	// Refusal is what the launcher reported for the modified job.
+	Refusal *launcher.Denial `json:"refusal,omitempty"`
+	// Result is the decrypted result of the demo job (aggregates only).
+	Result string `json:"result,omitempty"`
+	// SQL is the SQL step's job and decrypted result (aggregates only).
+	SQL *SQLStep `json:"sql,omitempty"`
+	// Train is the training step's job and the decrypted model's
+	// description and test metrics.
+	Train *TrainStep `json:"train,omitempty"`
+	// Scan is the final check of the working directory.
+	Scan *ScanReport `json:"scan,omitempty"`
+}
+
+// Names the demo gives its parties and key.
+const (
+	OwnerTenant  = "hospital"
+	RunnerTenant = "analytics-runner"
+	KeyName      = "hospital.patients"
+)
+
+// env is the state the steps share.
+type env struct {
+	cfg     Config
+	out     io.Writer
+	sum     *Summary
+	dir     string // working directory
+	kmsDir  string
+	simDir  string
+	exe     string
+	started time.Time
+
+	srv      *kms.Server
+	stopSrv  func() error
+	url      string
+	fp       string
+	port     int
+	auditPub *ecdsa.PublicKey
+
+	admin, owner, runner *client.Client
+	runnerTokenID        string
+	keyRef               envelope.KeyRef
+	resultKey            *keyfile.Key
+	resultKeyPath        string
+	measurement          [48]byte
+	exeSHA256            string
+
+	jobs     []*Job
+	canary   canary
+	before   map[string]map[string]bool // entries of shared temp dirs before the demo
+	modified *modifiedRun
+}
+
+type modifiedRun struct {
+	manifest string
+	digest   string
+}
+
+// Run runs the demo. The error is non-nil only when the demo could not be
+// set up at all; a failed step is reported in the summary (OK false).
+func Run(ctx context.Context, cfg Config) (*Summary, error) {
+	e := &env{cfg: cfg, out: cfg.Out, sum: &Summary{}, started: time.Now()}
+	if e.out == nil {
+		e.out = io.Discard
+	}
+	e.exe = cfg.Executable
+	if e.exe == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, fmt.Errorf("demo: find this program: %w", err)
+		}
+		e.exe = exe
+	}
+	if abs, err := filepath.Abs(e.exe); err == nil {
+		e.exe = filepath.Clean(abs)
+	}
+	e.before = sharedTempEntries()
+	if err := e.makeDir(); err != nil {
+		return nil, err
+	}
+	defer e.cleanup()
+	var err error
+	if e.canary, err = newCanary(); err != nil {
+		return nil, err
+	}
+	e.jobs = jobs()
+
+	fmt.Fprintln(e.out, "ppml demo: the whole chain on this machine, in the SIMULATED TEE (insecure: it shows the protocol, it protects nothing).")
+	steps := []struct {
+		title string
+		fn    func(context.Context, *Step) error
+	}{
+		{"Start the real key service on 127.0.0.1 (TLS 1.3, file seal, a temporary data directory), trusting this machine's simulated TEE through a temporary platform key — never your own simulation keys.", e.startServer},
+		{"As administrator create the data owner (tenant + token) and a job runner; as the owner create a key whose policy releases it only to the simulated TEE running this exact ppml binary (SHA-384 measurement) and these exact demo jobs (digests of the exec, SQL and training jobs).", e.setupOwner},
+		{"The owner encrypts the bundled synthetic dataset patients.csv, with one planted canary row, under the key-service key; the plaintext never touches the disk.", e.encrypt},
+		{"Run the exec demo job in the simulated TEE through the real launcher: attest, receive the data key sealed to the TEE, decrypt into memory, run `ppml demo aggregate` (visits per diagnosis, groups under 5 suppressed), and encrypt the output under the owner's local result key (the launcher cannot use kms:// output keys yet).", e.runJobs},
+		{"Verify the audit log as an outsider would: fetch the export and a signed tree head, verify every entry, the Merkle tree and every signature offline with audit.VerifyExport, and prove the release entry's inclusion.", e.verifyAudit},
+		{"The owner decrypts the result with the result key and reads it; it matches the aggregate of the plaintext.", e.decryptResult},
+		{"Run a SQL job (sql engine) over the same encrypted dataset in the simulated TEE — visits per diagnosis, GROUP BY … HAVING count(*) >= 5 — whose digest the key policy also allows; the owner decrypts its encrypted output and it matches the aggregate computed in Go from the plaintext.", e.sqlStep},
+		{"Train a model on encrypted data (ml engine): the owner encrypts the bundled public breast cancer dataset under the same key, an XGBoost job (one thread) trains a classifier in the simulated TEE, and the owner decrypts the encrypted model, which records the approved job's digest and its test metrics.", e.trainStep},
+		{"A modified job — one byte of the manifest changed (--min-group=5 → --min-group=1, which would expose single patients) — is refused on rule job_digest, never runs, and the refusal is on the audit log.", e.modifiedJob},
+	}
+	failed := false
+	for i, s := range steps {
+		st := Step{N: i + 1, Title: s.title}
+		if failed || ctx.Err() != nil {
+			st.Skipped = true
+			st.Error = "skipped: an earlier step failed"
+			if ctx.Err() != nil {
+				st.Error = "skipped: " + context.Cause(ctx).Error()
+			}
+			e.sum.Steps = append(e.sum.Steps, st)
+			fmt.Fprintf(e.out, "\n%d. %s\n   - skipped\n", st.N, st.Title)
+			continue
+		}
+		if !e.runStep(ctx, &st, s.fn) {
+			failed = true
+		}
+	}
+	// The last step always runs: it stops the server and cleans up.
+	st := Step{N: len(steps) + 1, Title: "Leave nothing behind: stop the key service, check that the working directory holds only ciphertext and the demo's own key material and that no planted marker is readable in it or in the shared temporary directories, then remove it."}
+	if !e.runStep(ctx, &st, e.finalScan) {
+		failed = true
+	}
+	e.sum.OK = !failed
+	e.sum.Seconds = time.Since(e.started).Seconds()
+	if e.sum.OK {
+		fmt.Fprintf(e.out, "\nppml demo: all %d steps passed in %.1f s.\n", len(e.sum.Steps), e.sum.Seconds)
+	} else if ctx.Err() != nil {
+		fmt.Fprintf(e.out, "\nppml demo: interrupted (%v) after %d of %d steps; cleaned up.\n", context.Cause(ctx), e.passed(), len(e.sum.Steps))
+	} else {
+		fmt.Fprintf(e.out, "\nppml demo: FAILED (%d of %d steps passed).\n", e.passed(), len(e.sum.Steps))
+	}
+	return e.sum, nil
+}
+
+func (e *env) passed() int {
+	n := 0
+	for _, s := range e.sum.Steps {
+		if s.OK {
+			n++
+		}
+	}
+	return n
+}
+
+func (e *env) runStep(ctx context.Context, st *Step, fn func(context.Context, *Step) error) bool {
+	fmt.Fprintf(e.out, "\n%d. %s\n", st.N, st.Title)
+	t0 := time.Now()
+	err := fn(ctx, st)
+	st.DurationMS = float64(time.Since(t0).Microseconds()) / 1000
+	for _, d := range st.Details {
+		fmt.Fprintf(e.out, "   %s\n", d)
+	}
+	if err != nil {
+		st.Error = err.Error()
+		fmt.Fprintf(e.out, "   ✗ %s\n", indent(st.Error))
+	} else {
+		st.OK = true
+		fmt.Fprintf(e.out, "   ✓ step %d passed (%.0f ms)\n", st.N, st.DurationMS)
+	}
+	e.sum.Steps = append(e.sum.Steps, *st)
+	return st.OK
+}
+
+func indent(s string) string { return strings.ReplaceAll(s, "\n", "\n     ") }
+
+func (st *Step) detail(format string, args ...any) {
+	st.Details = append(st.Details, fmt.Sprintf(format, args...))
+}
+
+func (st *Step) fact(k, v string) {
+	if st.Facts == nil {
+		st.Facts = map[string]string{}
+	}
+	st.Facts[k] = v
+}
+
+func (e *env) makeDir() error {
+	if e.cfg.KeepDir == "" {
+		d, err := os.MkdirTemp("", "ppml-demo-")
+		if err != nil {
+			return fmt.Errorf("demo: working directory: %w", err)
+		}
+		e.dir = d
+	} else {
+		abs, err := filepath.Abs(e.cfg.KeepDir)
+		if err != nil {
+			return fmt.Errorf("demo: --keep %s: %w", e.cfg.KeepDir, err)
+		}
+		if err := os.MkdirAll(abs, 0o700); err != nil {
+			return fmt.Errorf("demo: --keep: %w", err)
+		}
+		ents, err := os.ReadDir(abs)
+		if err != nil {
+			return fmt.Errorf("demo: --keep: %w", err)
+		}
+		if len(ents) > 0 {
+			return fmt.Errorf("demo: --keep %s: the directory is not empty (give a new or empty directory)", e.cfg.KeepDir)
+		}
+		e.dir = abs
+		e.sum.WorkDir = abs
+	}
+	e.kmsDir = filepath.Join(e.dir, "kms")
+	e.simDir = filepath.Join(e.dir, "sim")
+	for _, d := range []string{e.kmsDir, e.simDir, filepath.Join(e.dir, "out")} {
+		if err := os.Mkdir(d, 0o700); err != nil {
+			return fmt.Errorf("demo: %w", err)
+		}
+	}
+	return nil
+}
+
+// cleanup stops the server if a step did not, and removes the working
+// directory unless it is kept. It runs on every path out of Run.
+func (e *env) cleanup() {
+	if e.stopSrv != nil {
+		e.stopSrv()
+	}
+	if e.cfg.KeepDir == "" && e.dir != "" {
+		os.RemoveAll(e.dir)
+	}
+}
+
+// Step 1.
+func (e *env) startServer(ctx context.Context, st *Step) error {
+	// The simulated platform key the "TEE" signs evidence with, made in the
+	// demo's own directory; the server trusts exactly this key.
+	pk, err := sim.PlatformKey(e.simDir)
+	if err != nil {
+		return err
+	}
+	simPub := pk.Public().(ed25519.PublicKey)
+	var boot bytes.Buffer
+	srv, err := kms.New(kms.Config{
+		DataDir: e.kmsDir, Seal: "file", SimKeys: []ed25519.PublicKey{simPub},
+		Out: &boot, Logger: slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		return fmt.Errorf("start key service: %w", err)
+	}
+	cert, fp, err := kms.LoadOrCreateCert(e.kmsDir, "", "", nil)
+	if err != nil {
+		srv.Close()
+		return err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		srv.Close()
+		return fmt.Errorf("listen on 127.0.0.1: %w", err)
+	}
+	sctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(sctx, ln, cert) }()
+	stopped := false
+	e.srv = srv
+	e.stopSrv = func() error {
+		if stopped {
+			return nil
+		}
+		stopped = true
+		cancel()
+		err := <-errc
+		if cerr := srv.Close(); err == nil {
+			err = cerr
+		}
+		return err
+	}
+	e.port = ln.Addr().(*net.TCPAddr).Port
+	e.url = client.ServerURL("127.0.0.1", e.port)
+	e.fp = fp
+	e.sum.Server = e.url
+	e.auditPub = srv.AuditPublicKey()
+
+	adminToken, err := bootstrapToken(boot.String())
+	if err != nil {
+		return err
+	}
+	if e.admin, err = e.client(adminToken); err != nil {
+		return err
+	}
+	// The server is up when it answers over TLS with the pinned certificate.
+	status, err := e.admin.Status(ctx)
+	if err != nil {
+		return fmt.Errorf("key service does not answer: %w", err)
+	}
+	if status.Sealed {
+		return errors.New("key service started sealed")
+	}
+	kid := sim.KeyID(simPub)
+	st.detail("key service at %s (TLS 1.3, certificate pinned by SHA-256 %s…), seal %s, data in %s", e.url, fp[:16], status.Seal, e.rel(e.kmsDir))
+	st.detail("trusts the simulated TEE platform key %x… made in %s (PPML_SIM_DIR for this run only)", kid[:8], e.rel(e.simDir))
+	st.fact("server", e.url)
+	st.fact("tls_fingerprint", fp)
+	st.fact("sim_platform_key_id", hex.EncodeToString(kid[:]))
+	return nil
+}
+
+// bootstrapToken finds the admin token the server prints once at its
+// first start (kms has no other way to hand it to an embedding program).
+func bootstrapToken(out string) (string, error) {
+	for _, f := range strings.Fields(out) {
+		if strings.HasPrefix(f, "ppml_") {
+			return f, nil
+		}
+	}
+	return "", errors.New("the key service printed no admin bootstrap token")
+}
+
+func (e *env) client(token string) (*client.Client, error) {
+	return client.New(e.url, token, client.Options{Fingerprint: e.fp, Timeout: 20 * time.Second})
+}
+
+// rel shows a path inside the working directory relative to it.
+func (e *env) rel(p string) string {
+	if r, err := filepath.Rel(e.dir, p); err == nil && !strings.HasPrefix(r, "..") {
+		return filepath.Join("$WORK", r)
+	}
+	return p
+}
+
+// Step 2.
+func (e *env) setupOwner(ctx context.Context, st *Step) error {
+	for _, t := range []struct{ name, role string }{{OwnerTenant, api.RoleOwner}, {RunnerTenant, api.RoleRunner}} {
+		if _, err := e.admin.CreateTenant(ctx, t.name, t.role); err != nil {
+			return fmt.Errorf("create tenant %s: %w", t.name, err)
+		}
+	}
+	ot, err := e.admin.CreateToken(ctx, OwnerTenant, "ppml demo owner")
+	if err != nil {
+		return fmt.Errorf("owner token: %w", err)
+	}
+	rt, err := e.admin.CreateToken(ctx, RunnerTenant, "ppml demo runner")
+	if err != nil {
+		return fmt.Errorf("runner token: %w", err)
+	}
+	e.runnerTokenID = rt.ID
+	if e.owner, err = e.client(ot.Token); err != nil {
+		return err
+	}
+	if e.runner, err = e.client(rt.Token); err != nil {
+		return err
+	}
+	st.detail("tenant %s (owner, token %s) and tenant %s (runner, token %s); tokens are shown once and kept in memory only", OwnerTenant, ot.ID, RunnerTenant, rt.ID)
+
+	k, err := e.owner.CreateKey(ctx, KeyName)
+	if err != nil {
+		return fmt.Errorf("create key: %w", err)
+	}
+	e.keyRef = envelope.KeyRef{Scheme: envelope.SchemeKMS, Host: "127.0.0.1", Port: e.port, Name: KeyName}
+
+	// The owner's local result key: outputs are encrypted under it.
+	e.resultKeyPath = filepath.Join(e.dir, "result.key")
+	if e.resultKey, err = keyfile.Generate(e.resultKeyPath, false); err != nil {
+		return fmt.Errorf("result key: %w", err)
+	}
+
+	// What the policy pins: this binary and the demo jobs.
+	if e.measurement, err = sim.Measure("/proc/self/exe"); err != nil {
+		return err
+	}
+	e.sum.Measurement = hex.EncodeToString(e.measurement[:])
+	if e.exeSHA256, err = fileSHA256(e.exe); err != nil {
+		return fmt.Errorf("pin the job's program: %w", err)
+	}
+	var digests []string
+	for _, j := range e.jobs {
+		m, err := j.Manifest(e.jobEnv())
+		if err != nil {
+			return fmt.Errorf("job %s: %w", j.Name, err)
+		}
+		j.path = filepath.Join(e.dir, j.File)
+		if err := os.WriteFile(j.path, m, 0o644); err != nil {
+			return err
+		}
+		pm, err := job.Parse(m, e.dir)
+		if err != nil {
+			return fmt.Errorf("job %s: %w", j.Name, err)
+		}
+		j.manifest, j.digest = m, pm.DigestString()
+		digests = append(digests, j.digest)
+		st.detail("job %s (%s engine) in %s: digest %s", j.Name, pm.Engine, e.rel(j.path), j.digest)
+	}
+	e.sum.JobDigest = e.jobs[0].digest
+	doc, err := json.Marshal(map[string]any{
+		"version":   1,
+		"jobs":      digests,
+		"platforms": map[string]any{"sim": map[string]any{"measurements": []string{e.sum.Measurement}}},
+	})
+	if err != nil {
+		return err
+	}
+	p, err := e.owner.SetPolicy(ctx, KeyName, doc)
+	if err != nil {
+		return fmt.Errorf("set policy: %w", err)
+	}
+	if _, ok := p.Platforms[attest.PlatformSim]; !ok || len(p.Jobs) != len(digests) {
+		return errors.New("the server stored another policy than the one set")
+	}
+	st.detail("key %s (version %d) with policy: platform sim, measurement %s…, jobs %s", e.keyRef, k.Version, e.sum.Measurement[:24], strings.Join(short(digests), ", "))
+	st.detail("result key %s (local key %s) stays with the owner", e.rel(e.resultKeyPath), e.resultKey.ID())
+	st.fact("key", e.keyRef.String())
+	st.fact("measurement", e.sum.Measurement)
+	st.fact("job_digest", e.sum.JobDigest)
+	return nil
+}
+
+func short(ds []string) []string {
+	out := make([]string, len(ds))
+	for i, d := range ds {
+		if len(d) > 23 {
+			d = d[:23] + "…"
+		}
+		out[i] = d
+	}
+	return out
+}
+
+// Step 3.
+func (e *env) encrypt(ctx context.Context, st *Step) error {
+	plain := e.canary.plant(data.PatientsCSV)
+	defer clear(plain)
+	// What the job should compute, from the owner's plaintext, to compare
+	// with the decrypted result in step 6.
+	for _, j := range e.jobs {
+		if j.Expect != nil {
+			want, err := j.Expect(plain)
+			if err != nil {
+				return fmt.Errorf("job %s: expected result: %w", j.Name, err)
+			}
+			j.want = want
+		}
+	}
+	path := filepath.Join(e.dir, "patients.csv.ppml")
+	n, err := e.encryptFile(ctx, plain, path)
+	if err != nil {
+		return err
+	}
+	rows := bytes.Count(data.PatientsCSV, []byte("\n")) - 1
+	st.detail("%d visit rows + 1 canary row (%d B of CSV, canary patient %s) → %s (%d B), data key wrapped by %s", rows, len(plain), e.canary.id, e.rel(path), n, e.keyRef)
+	st.detail("no patient name, id or the canary is readable in the encrypted file")
+	st.fact("encrypted", path)
+	return nil
+}
+
+// encryptFile encrypts a CSV held in memory to path under the key-service
+// key, and checks that no marker is readable in the result.
+func (e *env) encryptFile(ctx context.Context, plain []byte, path string) (int, error) {
+	kw := &client.EnvelopeKey{Client: e.owner, Ref: e.keyRef, Ctx: ctx}
+	w, err := envelope.CreateFile(path, kw, &envelope.Options{ContentType: envelope.TypeCSV, Size: int64(len(plain)), SizeKnown: true}, false)
+	if err != nil {
+		return 0, fmt.Errorf("encrypt: %w", err)
+	}
+	defer w.Abort()
+	if _, err := w.Write(plain); err != nil {
+		return 0, fmt.Errorf("encrypt: %w", err)
+	}
+	if err := w.Close(); err != nil {
+		return 0, fmt.Errorf("encrypt: %w", err)
+	}
+	ct, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	if m := e.canary.findAll(ct); m != "" {
+		return 0, fmt.Errorf("the encrypted file %s contains the plaintext marker %q", e.rel(path), m)
+	}
+	return len(ct), nil
+}
+
+// Step 4.
+func (e *env) runJobs(ctx context.Context, st *Step) error {
+	for _, j := range e.jobs {
+		if j.Own {
+			continue
+		}
+		run, err := e.launch(ctx, j.path)
+		for _, l := range run.log {
+			st.detail("%s", l)
+		}
+		if err != nil {
+			return fmt.Errorf("job %s: %w", j.Name, err)
+		}
+		if run.res.Digest != j.digest {
+			return fmt.Errorf("job %s: the launcher ran digest %s, the owner approved %s", j.Name, run.res.Digest, j.digest)
+		}
+		if len(run.res.Outputs) == 0 {
+			return fmt.Errorf("job %s: no output written", j.Name)
+		}
+		j.outputs = run.res.Outputs
+		if run.token == "" {
+			return fmt.Errorf("job %s: the key service returned no attestation token", j.Name)
+		}
+		st.detail("the key service returned a signed attestation token (ES256, %d B) naming the job and the measurement", len(run.token))
+	}
+	return nil
+}
+
+type launchRun struct {
+	res     *launcher.Result
+	log     []string
+	program string
+	token   string
+}
+
+// launch runs one manifest through the real launcher with the runner's
+// token and the simulated attester.
+func (e *env) launch(ctx context.Context, manifest string) (*launchRun, error) {
+	local, err := launcher.NewLocalKeys(e.resultKeyPath)
+	if err != nil {
+		return &launchRun{}, err
+	}
+	keys := &launcher.KMSKeys{Client: e.runner, Server: e.url, Attester: &sim.Attester{Dir: e.simDir}, Local: local}
+	var logb, prog bytes.Buffer
+	res, err := launcher.Run(ctx, launcher.Config{Manifest: manifest, Keys: keys, Stdout: &prog, Stderr: &prog, Log: &logb, Grace: 2 * time.Second})
+	run := &launchRun{res: res, program: prog.String(), token: keys.Token}
+	for _, l := range strings.Split(strings.TrimSpace(logb.String()), "\n") {
+		if l != "" {
+			l = strings.ReplaceAll(strings.TrimPrefix(l, "ppml run: "), e.dir+string(filepath.Separator), "$WORK/")
+			run.log = append(run.log, "launcher: "+l)
+		}
+	}
+	for _, l := range strings.Split(strings.TrimSpace(prog.String()), "\n") {
+		if l != "" {
+			run.log = append(run.log, "program:  "+l)
+		}
+	}
+	if m := e.canary.find(prog.Bytes()); m != "" {
+		return run, fmt.Errorf("the program printed the plaintext marker %q", m)
+	}
+	return run, err
+}
+
+// Step 5.
+func (e *env) verifyAudit(ctx context.Context, st *Step) error {
+	// The tree-head key from the server, compared with the one the demo
+	// holds from the server process itself (a trusted channel).
+	pemb, err := e.admin.AuditPublicKey(ctx)
+	if err != nil {
+		return err
+	}
+	pub, err := kms.ParseAuditPublicKey(pemb)
+	if err != nil {
+		return err
+	}
+	if ep, ok := pub.(*ecdsa.PublicKey); !ok || !ep.Equal(e.auditPub) {
+		return errors.New("the audit public key the server serves is not the server's tree-head key")
+	}
+	rel, err := e.findEntry(ctx, audit.TypeRelease, e.jobs[0].digest)
+	if err != nil {
+		return err
+	}
+	entry, head, err := e.owner.AuditReceipt(ctx, rel.Index, e.auditPub)
+	if err != nil {
+		return fmt.Errorf("inclusion proof of entry %d: %w", rel.Index, err)
+	}
+	proofLen := inclusionHashes(rel.Index, head.Size)
+	export, err := e.admin.AuditExport(ctx)
+	if err != nil {
+		return fmt.Errorf("audit export: %w", err)
+	}
+	res, err := audit.VerifyExport(bytes.NewReader(export), audit.VerifyOptions{PublicKey: e.auditPub, Trusted: []*audit.TreeHead{head}})
+	if err != nil {
+		return fmt.Errorf("offline verification: %w", err)
+	}
+	switch {
+	case entry.Decision != audit.Allow || entry.Key != KeyName:
+		return fmt.Errorf("entry %d is %s of %s, want an allowed release of %s", entry.Index, entry.Decision, entry.Key, KeyName)
+	case entry.Actor != e.runnerTokenID:
+		return fmt.Errorf("entry %d names actor %s, want the runner's token %s", entry.Index, entry.Actor, e.runnerTokenID)
+	case !bytes.Equal(entry.Measurement, e.measurement[:]):
+		return fmt.Errorf("entry %d names measurement %s, want %s", entry.Index, entry.Measurement, e.sum.Measurement)
+	case "sha256:"+entry.JobDigest.String() != e.jobs[0].digest:
+		return fmt.Errorf("entry %d names job %s, want %s", entry.Index, entry.JobDigest, e.jobs[0].digest)
+	case entry.Platform != "sim" || !entry.Insecure:
+		return fmt.Errorf("entry %d: platform %s insecure=%v, want sim marked insecure", entry.Index, entry.Platform, entry.Insecure)
+	}
+	e.sum.Release = entry
+	st.detail("export: %d entries; every entry, the hash chain, the Merkle tree and every signed tree head verify offline (ECDSA P-256 key %s…)", res.Entries, hex.EncodeToString(res.TreeHead.KeyID)[:16])
+	st.detail("release entry #%d at %s: key %s@%d released to token %s (tenant %s), platform %s INSECURE, measurement %s…, job sha256:%s…",
+		entry.Index, entry.Time.Format(time.RFC3339), entry.Key, entry.KeyVersion, entry.Actor, RunnerTenant, entry.Platform, entry.Measurement.String()[:24], entry.JobDigest.String()[:16])
+	st.detail("inclusion proof: entry #%d is in the signed tree head of %d entries (root %s…) via %d hashes, and the export extends that head", entry.Index, head.Size, head.RootHash.String()[:16], proofLen)
+	st.fact("release_entry", fmt.Sprint(entry.Index))
+	st.fact("tree_size", fmt.Sprint(head.Size))
+	st.fact("root_hash", head.RootHash.String())
+	return nil
+}
+
+// findEntry returns the newest entry of type t for the demo key with job digest jd.
+func (e *env) findEntry(ctx context.Context, t audit.Type, jd string) (*audit.Entry, error) {
+	es, err := e.owner.AuditList(ctx, KeyName, 0, 1000)
+	if err != nil {
+		return nil, fmt.Errorf("audit list: %w", err)
+	}
+	for i := len(es) - 1; i >= 0; i-- {
+		if es[i].Type == t && "sha256:"+es[i].JobDigest.String() == jd {
+			return &es[i], nil
+		}
+	}
+	return nil, fmt.Errorf("the audit trail of %s has no %s entry for job %s (%d entries)", KeyName, t, jd, len(es))
+}
+
+// inclusionHashes is the number of hashes in the RFC 6962 inclusion proof
+// of leaf m in a tree of n leaves (the client verifies the proof and
+// returns only the entry and the head).
+func inclusionHashes(m, n uint64) int {
+	if n <= 1 {
+		return 0
+	}
+	k := uint64(1)
+	for k<<1 < n {
+		k <<= 1
+	}
+	if m < k {
+		return 1 + inclusionHashes(m, k)
+	}
+	return 1 + inclusionHashes(m-k, n-k)
+}

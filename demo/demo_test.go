@@ -1,0 +1,321 @@
+package demo
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ppml/ppml/examples/data"
+	"github.com/ppml/ppml/policy"
+)
+
+// TestMain lets the test binary play the demo job's program: the demo runs
+// its own executable as `EXE demo aggregate`, which in a test is this binary.
+func TestMain(m *testing.M) {
+	if len(os.Args) >= 3 && os.Args[1] == "demo" && os.Args[2] == "aggregate" {
+		if err := AggregateCommand(os.Args[3:], os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// countByDiagnosis counts visits per diagnosis in the bundled dataset with
+// a plain line split, independently of Aggregate.
+func countByDiagnosis(t *testing.T) map[string]int {
+	t.Helper()
+	counts := map[string]int{}
+	sc := bufio.NewScanner(bytes.NewReader(data.PatientsCSV))
+	sc.Scan() // header
+	for sc.Scan() {
+		f := strings.Split(sc.Text(), ",")
+		if len(f) != 7 {
+			t.Fatalf("dataset line %q: %d fields", sc.Text(), len(f))
+		}
+		counts[f[5]]++
+	}
+	return counts
+}
+
+func TestDemo(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var out bytes.Buffer
+	sum, err := Run(ctx, Config{Out: &out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sum.OK {
+		t.Fatalf("demo failed:\n%s", out.String())
+	}
+	if len(sum.Steps) != 10 {
+		t.Fatalf("%d steps, want 10", len(sum.Steps))
+	}
+	for _, s := range sum.Steps {
+		if !s.OK || s.Skipped || s.Error != "" {
+			t.Errorf("step %d: ok=%v skipped=%v error=%q", s.N, s.OK, s.Skipped, s.Error)
+		}
+	}
+	if got := strings.Count(out.String(), "✓ step"); got != 10 {
+		t.Errorf("%d ✓ lines, want 10", got)
+	}
+	if strings.Contains(out.String(), "✗") {
+		t.Error("the walk-through shows a ✗")
+	}
+
+	// The refusal: the right key, for the job digest, of the modified job.
+	if sum.Refusal == nil || sum.Refusal.Rule != policy.RuleJob || !strings.Contains(sum.Refusal.Key, KeyName) {
+		t.Fatalf("refusal %+v, want rule %s for %s", sum.Refusal, policy.RuleJob, KeyName)
+	}
+	if sum.ModifiedDigest == "" || sum.ModifiedDigest == sum.JobDigest {
+		t.Fatalf("modified digest %q, approved %q", sum.ModifiedDigest, sum.JobDigest)
+	}
+	if d := sum.Denial; d == nil || d.Rule != policy.RuleJob || "sha256:"+d.JobDigest.String() != sum.ModifiedDigest || d.Decision != "deny" {
+		t.Fatalf("denial entry %+v", sum.Denial)
+	}
+	r := sum.Release
+	if r == nil || r.Type != "release" || r.Key != KeyName || r.Platform != "sim" || !r.Insecure ||
+		r.Measurement.String() != sum.Measurement || "sha256:"+r.JobDigest.String() != sum.JobDigest {
+		t.Fatalf("release entry %+v", r)
+	}
+	if r.Index >= sum.Denial.Index {
+		t.Errorf("release entry %d is not before the denial %d", r.Index, sum.Denial.Index)
+	}
+
+	// The result, against an independent count of the dataset.
+	counts := countByDiagnosis(t)
+	lines := strings.Split(strings.TrimSpace(sum.Result), "\n")
+	if lines[0] != ResultHeader {
+		t.Fatalf("result header %q", lines[0])
+	}
+	if len(lines)-1 != len(counts) {
+		t.Fatalf("result has %d diagnoses, the dataset %d:\n%s", len(lines)-1, len(counts), sum.Result)
+	}
+	for _, l := range lines[1:] {
+		f := strings.Split(l, ",")
+		n, err := strconv.Atoi(f[1])
+		if err != nil || counts[f[0]] != n {
+			t.Errorf("result line %q: dataset has %d visits for %q", l, counts[f[0]], f[0])
+		}
+	}
+	if strings.Contains(sum.Result, "canary") {
+		t.Error("the canary's diagnosis was not suppressed")
+	}
+
+	checkSQL(t, sum, counts)
+	checkTrain(t, sum)
+
+	// Nothing left behind.
+	if sum.Scan == nil || !sum.Scan.Removed || len(sum.Scan.Leftovers) > 0 || len(sum.Scan.Files) != len(expected) {
+		t.Fatalf("scan %+v", sum.Scan)
+	}
+	for _, f := range sum.Scan.Files {
+		if f.Kind != expected[f.Path] {
+			t.Errorf("%s: kind %q", f.Path, f.Kind)
+		}
+	}
+	if sum.WorkDir != "" {
+		t.Errorf("work dir %q reported though not kept", sum.WorkDir)
+	}
+}
+
+func TestDemoKeep(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "kept")
+	sum, err := Run(context.Background(), Config{KeepDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sum.OK || sum.WorkDir != dir || sum.Scan.Removed {
+		t.Fatalf("ok=%v workdir=%q removed=%v", sum.OK, sum.WorkDir, sum.Scan.Removed)
+	}
+	// The kept directory is what the scan listed: ciphertext is ciphertext.
+	ct, err := os.ReadFile(filepath.Join(dir, "patients.csv.ppml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.HasPrefix(ct, []byte("PPMLENV")) || bytes.Contains(ct, []byte("Ines Moreau")) {
+		t.Error("patients.csv.ppml is not an envelope without plaintext")
+	}
+	n := 0
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			n++
+		}
+		return nil
+	})
+	if n != len(expected) {
+		t.Errorf("kept %d files, want %d", n, len(expected))
+	}
+	// A non-empty directory is refused before anything starts.
+	if _, err := Run(context.Background(), Config{KeepDir: dir}); err == nil || !strings.Contains(err.Error(), "not empty") {
+		t.Fatalf("non-empty --keep: %v", err)
+	}
+}
+
+// A job whose program fails: that step and the ones after it fail or are
+// skipped, the final scan still cleans up, and the summary says not OK.
+func TestDemoFailingStep(t *testing.T) {
+	var out bytes.Buffer
+	sum, err := Run(context.Background(), Config{Out: &out, Executable: "/bin/false"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.OK {
+		t.Fatal("demo with a failing program passed")
+	}
+	st := sum.Steps
+	if len(st) != 10 || !st[2].OK || st[3].OK || !strings.Contains(st[3].Error, "exited with status 1") {
+		t.Fatalf("steps: %+v", st)
+	}
+	for _, s := range st[4:9] {
+		if !s.Skipped || s.OK {
+			t.Errorf("step %d after the failure: ok=%v skipped=%v", s.N, s.OK, s.Skipped)
+		}
+	}
+	if !st[9].OK || !sum.Scan.Removed {
+		t.Errorf("final step: ok=%v error=%q", st[9].OK, st[9].Error)
+	}
+	if sum.SQL != nil || sum.Train != nil {
+		t.Error("skipped engine steps reported results")
+	}
+	if !strings.Contains(out.String(), "✗") || !strings.Contains(out.String(), "FAILED") {
+		t.Errorf("the walk-through does not show the failure:\n%s", out.String())
+	}
+}
+
+// The built binary's `ppml demo --json`, once, as `make demo` runs it.
+func TestBinaryDemoJSON(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the ppml binary")
+	}
+	bin := filepath.Join(t.TempDir(), "ppml")
+	build := exec.Command("go", "build", "-o", bin, "github.com/ppml/ppml/cmd/ppml")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	cmd := exec.Command(bin, "demo", "--json")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) || err != nil {
+		t.Fatalf("ppml demo --json: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
+	}
+	var sum Summary
+	if err := json.Unmarshal(stdout.Bytes(), &sum); err != nil {
+		t.Fatalf("not JSON: %v\n%s", err, stdout.String())
+	}
+	if !sum.OK || len(sum.Steps) != 10 || sum.Refusal == nil || sum.Refusal.Rule != policy.RuleJob {
+		t.Fatalf("summary: ok=%v steps=%d refusal=%+v", sum.OK, len(sum.Steps), sum.Refusal)
+	}
+	for _, s := range sum.Steps {
+		if !s.OK {
+			t.Errorf("step %d: %s", s.N, s.Error)
+		}
+	}
+	if sum.Measurement == "" || sum.Release == nil || sum.Release.Measurement.String() != sum.Measurement {
+		t.Errorf("the release entry does not name the binary's measurement %s", sum.Measurement)
+	}
+	checkSQL(t, &sum, countByDiagnosis(t))
+	checkTrain(t, &sum)
+}
+
+// checkSQL: the SQL step's decrypted result against an independent count
+// of the bundled dataset (every diagnosis has at least 5 visits; the
+// canary's single visit is suppressed).
+func checkSQL(t *testing.T, sum *Summary, counts map[string]int) {
+	t.Helper()
+	if sum.SQL == nil || sum.SQL.JobDigest == "" || sum.SQL.JobDigest == sum.JobDigest {
+		t.Fatalf("SQL step %+v (exec job %s)", sum.SQL, sum.JobDigest)
+	}
+	lines := strings.Split(strings.TrimSpace(sum.SQL.Result), "\n")
+	if lines[0] != SQLResultHeader || len(lines)-1 != len(counts) {
+		t.Fatalf("SQL result has header %q and %d groups, the dataset %d diagnoses:\n%s", lines[0], len(lines)-1, len(counts), sum.SQL.Result)
+	}
+	prev := 1 << 30
+	for _, l := range lines[1:] {
+		f := strings.Split(l, ",")
+		n, err := strconv.Atoi(f[1])
+		if err != nil || counts[f[0]] != n || n < DefaultMinGroup {
+			t.Errorf("SQL result line %q: dataset has %d visits for %q", l, counts[f[0]], f[0])
+		}
+		if n > prev {
+			t.Errorf("SQL result not ordered by visits: %q", l)
+		}
+		prev = n
+	}
+	if strings.Contains(sum.SQL.Result, "canary") {
+		t.Error("the SQL job did not suppress the canary's diagnosis")
+	}
+}
+
+// checkTrain: the model the owner decrypted names the approved training
+// job and scores well on its held-out rows.
+func checkTrain(t *testing.T, sum *Summary) {
+	t.Helper()
+	tr := sum.Train
+	if tr == nil || tr.TrainingJobDigest != tr.JobDigest || tr.JobDigest == sum.JobDigest || (sum.SQL != nil && tr.JobDigest == sum.SQL.JobDigest) {
+		t.Fatalf("training step %+v", tr)
+	}
+	if tr.Algorithm != "xgboost" || tr.Objective != "binary" || tr.Label != "target" || tr.Features != 30 {
+		t.Errorf("model %+v", tr)
+	}
+	m := tr.Metrics
+	if m == nil || m.Classification == nil || m.TestRows+m.TrainRows != 569 || m.TestRows < 100 || m.TestRows > 130 {
+		t.Fatalf("metrics %+v", m)
+	}
+	c := m.Classification
+	if c.Accuracy < MinAccuracy || c.Accuracy > 1 || c.AUC == nil || *c.AUC < 0.95 {
+		t.Errorf("classification %+v", c)
+	}
+	n := 0
+	for _, r := range c.Confusion {
+		for _, v := range r {
+			n += v
+		}
+	}
+	if n != m.TestRows {
+		t.Errorf("confusion matrix counts %d rows, %d tested", n, m.TestRows)
+	}
+}
+
+func TestBreastCancerDataset(t *testing.T) {
+	if got := fmt.Sprintf("%x", sha256.Sum256(BreastCancerCSV)); got != "432ff316e7bfb60b70a275064b4401315cc39f09c9099d031013a23647e98687" {
+		t.Fatalf("datasets/breast_cancer.csv has SHA-256 %s, not the file scripts/datasets.sh pins", got)
+	}
+}
+
+func TestSameSQLResult(t *testing.T) {
+	want := []byte(SQLResultHeader + "\nflu,7,5,20.01\nasthma,5,4,100.00\n")
+	for _, c := range []struct {
+		got, err string
+	}{
+		{SQLResultHeader + "\nflu,7,5,20.01\nasthma,5,4,100.0\n", ""},
+		{SQLResultHeader + "\nflu,7,5,20.0\nasthma,5,4,100\n", ""},
+		{SQLResultHeader + "\nflu,7,5,20.01\n", "1 groups"},
+		{SQLResultHeader + "\nflu,7,4,20.01\nasthma,5,4,100.00\n", "line 2"},
+		{SQLResultHeader + "\nasthma,5,4,100.00\nflu,7,5,20.01\n", "line 2"},
+		{SQLResultHeader + "\nflu,7,5,20.01\nasthma,5,4,100.03\n", "mean cost"},
+		{"diagnosis,visits\nflu,7\nasthma,5\n", "header"},
+		{SQLResultHeader + "\nflu,7,5,20.01\nasthma,5,4,\"x\n", "not CSV"},
+	} {
+		err := sameSQLResult([]byte(c.got), want)
+		if c.err == "" && err != nil || c.err != "" && (err == nil || !strings.Contains(err.Error(), c.err)) {
+			t.Errorf("%q: error %v, want %q", c.got, err, c.err)
+		}
+	}
+}

@@ -1,0 +1,293 @@
+// Package exec is the exec engine: it runs an external program on
+// decrypted inputs that live only in memory (memfds) and collects its
+// outputs in memfds, which the launcher encrypts when the program succeeds.
+//
+// # How the program finds its files
+//
+// Every input and output memfd is handed to the child with exec.Cmd's
+// ExtraFiles, so the child holds it as descriptor 3+i, and the program gets
+// PPML_INPUT_<NAME> / PPML_OUTPUT_<NAME> = /proc/self/fd/<3+i>. A directory
+// input becomes a private directory of symbolic links whose targets are
+// /proc/self/fd/<3+i>: a link is resolved by the process that opens it, so
+// it reaches the child's descriptor, and the directory holds names only,
+// never plaintext.
+//
+// The alternative, /proc/<launcher pid>/fd/N, was rejected: it exposes every
+// descriptor of the launcher to the program (not only the job's files), it
+// needs ptrace-level access to the launcher, and Gramine does not emulate
+// another process's /proc/<pid>/fd; descriptor inheritance and
+// /proc/self/fd are what Gramine supports across fork and exec.
+//
+// # Stopping
+//
+// The child runs in its own process group. When the context is cancelled
+// (SIGINT/SIGTERM to the launcher) the group gets SIGTERM, then SIGKILL
+// after Config.Grace. The child also gets SIGKILL if the launcher's thread
+// dies (Pdeathsig), so a launcher killed with SIGKILL does not leave the
+// program running with the plaintext.
+package exec
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	osexec "os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ppml/ppml/job"
+	"github.com/ppml/ppml/memfd"
+)
+
+// Input is a decrypted input: a single file (File) or a directory (Dir).
+type Input struct {
+	Name string
+	File *memfd.File
+	Dir  []DirEntry
+	// IsDir is set for a directory input, even an empty one.
+	IsDir bool
+}
+
+// DirEntry is one file of a directory input; Path is relative and uses '/'.
+type DirEntry struct {
+	Path string
+	File *memfd.File
+}
+
+// Output is an in-memory file the program writes.
+type Output struct {
+	Name string
+	File *memfd.File
+}
+
+// DefaultGrace is how long a cancelled program has between SIGTERM and SIGKILL.
+const DefaultGrace = 5 * time.Second
+
+// Config is one run.
+type Config struct {
+	Params  *job.ExecParams
+	Inputs  []Input
+	Outputs []Output
+	Stdout  io.Writer
+	Stderr  io.Writer
+	// Grace is the time between SIGTERM and SIGKILL on cancellation; 0 means DefaultGrace.
+	Grace time.Duration
+	// TempRoot is where the private working directory is made when the job
+	// sets none: "" means /dev/shm when it is a memory file system, else
+	// os.TempDir().
+	TempRoot string
+}
+
+// ExitError is a program that ran and failed: a non-zero exit status or
+// death by a signal.
+type ExitError struct {
+	Code   int    // exit status; 128+signal when killed
+	Signal string // the signal that killed it, if any
+}
+
+func (e *ExitError) Error() string {
+	if e.Signal != "" {
+		return fmt.Sprintf("program killed by %s", e.Signal)
+	}
+	return fmt.Sprintf("program exited with status %d", e.Code)
+}
+
+// ErrStopped is returned (wrapped) when the context stopped the program.
+var ErrStopped = errors.New("program stopped")
+
+// BasePATH is the PATH the program gets unless the job sets one.
+var BasePATH = strings.Join(job.ExecPATH, ":")
+
+// Run runs the program to completion. It returns nil when it exited 0, an
+// *ExitError when it failed, and an error wrapping ErrStopped (and the
+// context's cause) when ctx ended first; the program is then gone.
+func Run(ctx context.Context, cfg Config) error {
+	p := cfg.Params
+	if p == nil || len(p.Command) == 0 {
+		return errors.New("exec: no command")
+	}
+	prog, err := job.LookProgram(p.Command[0])
+	if err != nil {
+		return fmt.Errorf("exec: %w", err)
+	}
+	private, err := makePrivateDir(cfg.TempRoot)
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(private)
+
+	cmd := osexec.Command(prog)
+	cmd.Args = append([]string(nil), p.Command...)
+	cmd.Stdin = nil
+	cmd.Stdout, cmd.Stderr = cfg.Stdout, cfg.Stderr
+	workdir := p.Workdir
+	if workdir == "" {
+		workdir = filepath.Join(private, "work")
+		if err := os.Mkdir(workdir, 0o700); err != nil {
+			return fmt.Errorf("exec: working directory: %w", err)
+		}
+	}
+	cmd.Dir = workdir
+
+	vars := map[string]string{"PATH": BasePATH, "HOME": workdir, "TMPDIR": workdir}
+	attach := func(f *memfd.File) string {
+		cmd.ExtraFiles = append(cmd.ExtraFiles, f.OSFile())
+		return "/proc/self/fd/" + strconv.Itoa(2+len(cmd.ExtraFiles))
+	}
+	for _, in := range cfg.Inputs {
+		if !in.IsDir {
+			vars[job.InputEnv(in.Name)] = attach(in.File)
+			continue
+		}
+		dir := filepath.Join(private, "in", in.Name)
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return fmt.Errorf("exec: input directory %s: %w", in.Name, err)
+		}
+		for _, e := range in.Dir {
+			link := filepath.Join(dir, filepath.FromSlash(e.Path))
+			if !strings.HasPrefix(link, dir+string(filepath.Separator)) {
+				return fmt.Errorf("exec: input %s: entry %q escapes its directory", in.Name, e.Path)
+			}
+			if err := os.MkdirAll(filepath.Dir(link), 0o700); err != nil {
+				return fmt.Errorf("exec: input directory %s: %w", in.Name, err)
+			}
+			if err := os.Symlink(attach(e.File), link); err != nil {
+				return fmt.Errorf("exec: input directory %s: %w", in.Name, err)
+			}
+		}
+		vars[job.InputEnv(in.Name)] = dir
+	}
+	for _, o := range cfg.Outputs {
+		vars[job.OutputEnv(o.Name)] = attach(o.File)
+	}
+	for _, v := range p.Env {
+		if v.Passthrough {
+			if val, ok := os.LookupEnv(v.Name); ok {
+				vars[v.Name] = val
+			} else {
+				delete(vars, v.Name)
+			}
+			continue
+		}
+		vars[v.Name] = v.Value
+	}
+	cmd.Env = make([]string, 0, len(vars))
+	for k, v := range vars {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+
+	grace := cfg.Grace
+	if grace <= 0 {
+		grace = DefaultGrace
+	}
+	// A grandchild that keeps stdout open must not block Wait for ever.
+	cmd.WaitDelay = grace
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("exec: start %s: %w", prog, err)
+	}
+	pgid := cmd.Process.Pid
+
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		// The leader is gone; members of its group that outlived it
+		// still hold the descriptors.
+		killGroup(pgid)
+		return exitError(err)
+	case <-ctx.Done():
+	}
+	unix.Kill(-pgid, unix.SIGTERM)
+	t := time.NewTimer(grace)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		unix.Kill(-pgid, unix.SIGKILL)
+		<-done
+	}
+	killGroup(pgid)
+	return fmt.Errorf("%w: %w", ErrStopped, context.Cause(ctx))
+}
+
+// killGroup kills what is left of the program's process group and waits
+// briefly for it to go, so no member still holds an input when Run returns.
+// (Members reparented to an init that does not reap stay as zombies, which
+// hold no descriptors.)
+func killGroup(pgid int) {
+	if unix.Kill(-pgid, unix.SIGKILL) != nil {
+		return // no such group: nothing outlived the leader
+	}
+	for i := 0; i < 100; i++ {
+		if !groupAlive(pgid) {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// groupAlive reports whether a non-zombie process is still in group pgid.
+func groupAlive(pgid int) bool {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return unix.Kill(-pgid, 0) == nil
+	}
+	for _, e := range ents {
+		if e.Name()[0] < '0' || e.Name()[0] > '9' {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid pgrp ...; comm may hold spaces and parens.
+		s := string(b)
+		i := strings.LastIndexByte(s, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(s[i+1:])
+		if len(f) >= 3 && f[2] == strconv.Itoa(pgid) && f[0] != "Z" && f[0] != "X" {
+			return true
+		}
+	}
+	return false
+}
+
+func exitError(err error) error {
+	if err == nil {
+		return nil
+	}
+	var ee *osexec.ExitError
+	if !errors.As(err, &ee) {
+		return fmt.Errorf("exec: %w", err)
+	}
+	if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return &ExitError{Code: 128 + int(ws.Signal()), Signal: unix.SignalName(ws.Signal())}
+	}
+	return &ExitError{Code: ee.ExitCode()}
+}
+
+// makePrivateDir makes a fresh mode-0700 directory in memory when it can.
+func makePrivateDir(root string) (string, error) {
+	if root == "" {
+		root = os.TempDir()
+		var st unix.Statfs_t
+		if unix.Statfs("/dev/shm", &st) == nil && st.Type == unix.TMPFS_MAGIC && unix.Access("/dev/shm", unix.W_OK) == nil {
+			root = "/dev/shm"
+		}
+	}
+	d, err := os.MkdirTemp(root, "ppml-exec-")
+	if err != nil {
+		return "", fmt.Errorf("exec: private directory: %w", err)
+	}
+	return d, nil
+}

@@ -1,0 +1,141 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/ppml/ppml/kms"
+)
+
+func runKMS(t *testing.T, stdin string, args ...string) (int, string, string) {
+	t.Helper()
+	root := NewRoot()
+	var out, errb bytes.Buffer
+	root.SetArgs(args)
+	root.SetOut(&out)
+	root.SetErr(&errb)
+	root.SetIn(strings.NewReader(stdin))
+	err := root.Execute()
+	if err != nil {
+		errb.WriteString(err.Error())
+	}
+	return exitCode(err), out.String(), errb.String()
+}
+
+// TestKeyServiceCommands drives the owner and admin commands against a real
+// key service on 127.0.0.1.
+func TestKeyServiceCommands(t *testing.T) {
+	dir := t.TempDir()
+	var boot bytes.Buffer
+	srv, err := kms.New(kms.Config{DataDir: dir, Out: &boot, Logger: slog.New(slog.NewJSONHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, fp, err := kms.LoadOrCreateCert(dir, "", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { srv.Serve(ctx, ln, cert); close(done) }()
+	t.Cleanup(func() { cancel(); <-done; srv.Close() })
+	admin := regexp.MustCompile(`ppml_[0-9a-f]{16}_\S+`).FindString(boot.String())
+	addr := ln.Addr().String()
+	t.Setenv("PPML_SERVER", "https://"+addr)
+	t.Setenv("PPML_SERVER_FINGERPRINT", fp)
+	t.Setenv("PPML_TOKEN", admin)
+
+	if code, _, errs := runKMS(t, "", "tenant", "create", "alice", "--role", "owner"); code != 0 {
+		t.Fatal(errs)
+	}
+	if code, out, errs := runKMS(t, "", "tenant", "list"); code != 0 || !strings.Contains(out, "alice") || !strings.Contains(out, "admin") {
+		t.Fatal(out, errs)
+	}
+	code, out, errs := runKMS(t, "", "token", "create", "--tenant", "alice", "--json")
+	if code != 0 {
+		t.Fatal(errs)
+	}
+	var tok struct{ Token, ID string }
+	if err := json.Unmarshal([]byte(out), &tok); err != nil || tok.Token == "" {
+		t.Fatalf("%q %v", out, err)
+	}
+	t.Setenv("PPML_TOKEN", tok.Token)
+	if code, _, errs := runKMS(t, "", "key", "create", "alice.sales"); code != 0 {
+		t.Fatal(errs)
+	}
+	pol := "version: 1\nplatforms:\n  sim:\n    signers: [" + strings.Repeat("ab", 32) + "]\n"
+	if code, out, errs := runKMS(t, pol, "policy", "set", "alice.sales", "-"); code != 0 || !strings.Contains(out, "abab") {
+		t.Fatal(out, errs)
+	}
+	plain := filepath.Join(t.TempDir(), "p.txt")
+	os.WriteFile(plain, []byte("owner data\n"), 0o600)
+	ref := "kms://" + addr + "/alice.sales"
+	if code, _, errs := runKMS(t, "", "encrypt", "--key", ref, plain); code != 0 {
+		t.Fatal(errs)
+	}
+	if code, out, errs := runKMS(t, "", "key", "rotate", "alice.sales", "--json"); code != 0 || !strings.Contains(out, `"version": 2`) {
+		t.Fatal(out, errs)
+	}
+	back := filepath.Join(t.TempDir(), "back.txt")
+	if code, _, errs := runKMS(t, "", "decrypt", "--key", ref, "-o", back, plain+".ppml"); code != 0 {
+		t.Fatal(errs)
+	}
+	if b, _ := os.ReadFile(back); string(b) != "owner data\n" {
+		t.Fatalf("decrypted %q", b)
+	}
+	code, out, errs = runKMS(t, "", "audit", "list", "--key", "alice.sales")
+	if code != 0 || !strings.Contains(out, "key_create") || !strings.Contains(out, "policy_set") || !strings.Contains(out, "key_rotate") || !strings.Contains(out, "decrypt") {
+		t.Fatalf("audit list: %s %s", out, errs)
+	}
+	// Owners cannot export; the admin can, and the copy verifies offline.
+	if code, _, _ := runKMS(t, "", "audit", "export", "-o", filepath.Join(t.TempDir(), "x")); code != 1 {
+		t.Fatal("owner exported the log")
+	}
+	t.Setenv("PPML_TOKEN", admin)
+	exp := filepath.Join(t.TempDir(), "audit.jsonl")
+	if code, _, errs := runKMS(t, "", "audit", "export", "-o", exp); code != 0 {
+		t.Fatal(errs)
+	}
+	if code, out, errs := runKMS(t, "", "audit", "verify", "--file", exp, "--public-key", exp+".pub"); code != 0 || !strings.Contains(out, "verifies") {
+		t.Fatal(out, errs)
+	}
+	b, _ := os.ReadFile(exp)
+	os.WriteFile(exp, bytes.Replace(b, []byte(`"key_rotate"`), []byte(`"key_create"`), 1), 0o600)
+	if code, out, _ := runKMS(t, "", "audit", "verify", "--file", exp, "--public-key", exp+".pub", "--json"); code != 1 || !strings.Contains(out, "modified_entry") {
+		t.Fatalf("tampered export: %d %s", code, out)
+	}
+	if code, out, errs := runKMS(t, "", "audit", "prove", "3", "--public-key", exp+".pub"); code != 0 || !strings.Contains(out, "is in the signed tree") {
+		t.Fatal(out, errs)
+	}
+	if code, out, errs := runKMS(t, "", "audit", "verify"); code != 0 || !strings.Contains(out, "verifies") {
+		t.Fatal(out, errs)
+	}
+	if code, _, errs := runKMS(t, "", "token", "revoke", tok.ID); code != 0 {
+		t.Fatal(errs)
+	}
+	t.Setenv("PPML_TOKEN", tok.Token)
+	if code, _, errs := runKMS(t, "", "key", "list"); code != 1 || !strings.Contains(errs, "revoked") {
+		t.Fatalf("revoked token: %d %s", code, errs)
+	}
+	if code, _, _ := runKMS(t, "", "key", "create"); code != ExitUsage {
+		t.Fatal("missing NAME is not a usage error")
+	}
+	backup := filepath.Join(t.TempDir(), "b.db")
+	t.Setenv("PPML_TOKEN", admin)
+	if code, _, errs := runKMS(t, "", "server", "backup", "-o", backup); code != 0 {
+		t.Fatal(errs)
+	}
+}

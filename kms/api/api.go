@@ -1,0 +1,390 @@
+// Package api holds the key service's wire types, shared by the server
+// (package kms) and the Go client (kms/client), and the two constructions
+// both sides must compute identically: the report_data a TEE binds into its
+// evidence and the HPKE info string a released key is sealed under.
+//
+// Every request body is decoded with Decode: at most MaxBodySize bytes, one
+// JSON object, unknown fields refused. docs/api/openapi.yaml describes the
+// routes; docs/api/release-protocol.md the release protocol.
+package api
+
+import (
+	"bytes"
+	"crypto/sha512"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"time"
+
+	"github.com/ppml/ppml/attest"
+)
+
+// Prefix is the path prefix of API version 1.
+const Prefix = "/v1"
+
+// MaxBodySize bounds every request body (evidence with certificates is ~10 KiB).
+const MaxBodySize = 1 << 20
+
+// Roles.
+const (
+	RoleAdmin  = "admin"  // manages tenants and tokens, reads the whole audit log
+	RoleOwner  = "owner"  // manages its own keys and policies, reads its audit trail, unwraps its own data keys
+	RoleRunner = "runner" // attestation challenge and key release only
+)
+
+// ValidRole reports whether r is a role name.
+func ValidRole(r string) bool { return r == RoleAdmin || r == RoleOwner || r == RoleRunner }
+
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
+// ValidTenant reports whether s is a valid tenant name: 1-64 of A-Z a-z 0-9 . _ -, not starting with a punctuation mark.
+func ValidTenant(s string) bool { return nameRE.MatchString(s) }
+
+var keyRE = regexp.MustCompile(`^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$`)
+
+// ValidKeyName reports whether s can be a key name (the KEY of kms://HOST/KEY).
+func ValidKeyName(s string) bool { return len(s) <= 256 && keyRE.MatchString(s) }
+
+// Error is the body of every non-2xx response.
+type Error struct {
+	// Code is a stable snake_case name of what went wrong ("bad_request",
+	// "unauthorized", "forbidden", "not_found", "conflict", "sealed",
+	// "too_large", "rate_limited", "denied", "internal").
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	// Denials lists, for a refused release, each key and the rule that refused it.
+	Denials []Denial `json:"denials,omitempty"`
+}
+
+func (e *Error) Error() string { return e.Code + ": " + e.Message }
+
+// Denial names a key and the policy rule or attestation check that refused it.
+type Denial struct {
+	Key    string `json:"key"`
+	Rule   string `json:"rule"`
+	Reason string `json:"reason"`
+}
+
+// Decode reads one JSON object of at most MaxBodySize bytes into v,
+// refusing unknown fields and trailing data.
+func Decode(r io.Reader, v any) error {
+	b, err := io.ReadAll(io.LimitReader(r, MaxBodySize+1))
+	if err != nil {
+		return fmt.Errorf("read body: %w", err)
+	}
+	return DecodeBytes(b, v)
+}
+
+// ErrTooLarge is returned by Decode for a body over MaxBodySize.
+var ErrTooLarge = fmt.Errorf("request body larger than %d bytes", MaxBodySize)
+
+// DecodeBytes is Decode on a byte slice.
+func DecodeBytes(b []byte, v any) error {
+	if len(b) > MaxBodySize {
+		return ErrTooLarge
+	}
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.DisallowUnknownFields()
+	if err := d.Decode(v); err != nil {
+		return fmt.Errorf("malformed JSON body: %w", err)
+	}
+	if _, err := d.Token(); !errors.Is(err, io.EOF) {
+		return errors.New("malformed JSON body: data after the JSON object")
+	}
+	if c, ok := v.(interface{ Check() error }); ok {
+		if err := c.Check(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Tenant is a party: a data owner, a job runner, or an administrator.
+type Tenant struct {
+	Name    string    `json:"name"`
+	Role    string    `json:"role"`
+	Created time.Time `json:"created"`
+}
+
+// CreateTenantRequest is the body of POST /v1/tenants (admin).
+type CreateTenantRequest struct {
+	Name string `json:"name"`
+	Role string `json:"role"`
+}
+
+func (r *CreateTenantRequest) Check() error {
+	if !ValidTenant(r.Name) {
+		return fmt.Errorf("tenant name %q: want 1-64 characters of A-Z a-z 0-9 . _ -", r.Name)
+	}
+	if !ValidRole(r.Role) {
+		return fmt.Errorf("role %q: want admin, owner or runner", r.Role)
+	}
+	return nil
+}
+
+// CreateTokenRequest is the body of POST /v1/tokens (admin).
+type CreateTokenRequest struct {
+	Tenant      string `json:"tenant"`
+	Description string `json:"description,omitempty"`
+}
+
+func (r *CreateTokenRequest) Check() error {
+	if !ValidTenant(r.Tenant) {
+		return fmt.Errorf("tenant name %q is not valid", r.Tenant)
+	}
+	if len(r.Description) > 256 {
+		return errors.New("description longer than 256 bytes")
+	}
+	return nil
+}
+
+// TokenInfo describes an API token; Token (the secret) is set only in the
+// response that issued it.
+type TokenInfo struct {
+	ID          string    `json:"id"`
+	Tenant      string    `json:"tenant"`
+	Role        string    `json:"role"`
+	Description string    `json:"description,omitempty"`
+	Created     time.Time `json:"created"`
+	Revoked     bool      `json:"revoked,omitempty"`
+	Token       string    `json:"token,omitempty"`
+}
+
+// CreateKeyRequest is the body of POST /v1/keys (owner).
+type CreateKeyRequest struct {
+	Name string `json:"name"`
+}
+
+func (r *CreateKeyRequest) Check() error {
+	if !ValidKeyName(r.Name) {
+		return fmt.Errorf("key name %q: want 1-256 characters: segments of A-Z a-z 0-9 . _ - separated by single slashes", r.Name)
+	}
+	return nil
+}
+
+// Key describes a primary key; its material never leaves the server.
+type Key struct {
+	Name     string       `json:"name"`
+	Tenant   string       `json:"tenant"`
+	Version  uint32       `json:"version"` // newest
+	Versions []KeyVersion `json:"versions"`
+	Policy   bool         `json:"policy"` // whether a release policy is set
+	Created  time.Time    `json:"created"`
+}
+
+// KeyVersion is one version of a primary key.
+type KeyVersion struct {
+	Version uint32    `json:"version"`
+	Created time.Time `json:"created"`
+}
+
+// KeyNameRequest is the body of POST /v1/keys (create) and POST /v1/keys/rotate (owner).
+type KeyNameRequest = CreateKeyRequest
+
+// GenerateDataKeyRequest is the body of POST /v1/datakey (owner).
+// AAD is bound into the wrapping: the same AAD must be given to unwrap.
+type GenerateDataKeyRequest struct {
+	Key string `json:"key"`
+	AAD []byte `json:"aad"`
+}
+
+func (r *GenerateDataKeyRequest) Check() error {
+	if !ValidKeyName(r.Key) {
+		return fmt.Errorf("key name %q is not valid", r.Key)
+	}
+	if len(r.AAD) > 64<<10 {
+		return errors.New("aad longer than 64 KiB")
+	}
+	return nil
+}
+
+// DataKey is a data key and its wrapped form.
+type DataKey struct {
+	Key     string `json:"key"`
+	Version uint32 `json:"version"`
+	DataKey []byte `json:"data_key,omitempty"`
+	Wrapped []byte `json:"wrapped"`
+}
+
+// DecryptRequest is the body of POST /v1/decrypt (owner).
+type DecryptRequest struct {
+	Key     string `json:"key"`
+	Wrapped []byte `json:"wrapped"`
+	AAD     []byte `json:"aad"`
+}
+
+func (r *DecryptRequest) Check() error {
+	if !ValidKeyName(r.Key) {
+		return fmt.Errorf("key name %q is not valid", r.Key)
+	}
+	if len(r.Wrapped) == 0 {
+		return errors.New("wrapped is missing")
+	}
+	if len(r.Wrapped) > 1024 || len(r.AAD) > 64<<10 {
+		return errors.New("wrapped or aad too long")
+	}
+	return nil
+}
+
+// Challenge is the response to POST /v1/attest/challenge (runner).
+type Challenge struct {
+	Nonce   []byte    `json:"nonce"`
+	Expires time.Time `json:"expires"`
+}
+
+// NonceSize is the size of a challenge nonce.
+const NonceSize = 32
+
+// HPKE KEM identifiers accepted for the ephemeral key (RFC 9180 and
+// draft-ietf-hpke-pq): DHKEM(X25519, HKDF-SHA256) and ML-KEM-768+X25519.
+// The KDF is always HKDF-SHA256 and the AEAD AES-256-GCM.
+const (
+	KEMX25519         uint16 = 0x0020
+	KEMMLKEM768X25519 uint16 = 0x647a
+)
+
+// ReleaseRequest is the body of POST /v1/release (runner).
+type ReleaseRequest struct {
+	Nonce    []byte          `json:"nonce"`
+	Evidence attest.Evidence `json:"evidence"`
+	// KEM is the HPKE KEM id of PublicKey (0: KEMX25519).
+	KEM       uint16 `json:"kem,omitempty"`
+	PublicKey []byte `json:"public_key"`
+	// Manifest is the job manifest as the TEE read it; the server parses it
+	// and uses the SHA-256 of its canonical form (the job digest).
+	Manifest []byte           `json:"manifest"`
+	Keys     []ReleaseKeyItem `json:"keys"`
+}
+
+// MaxReleaseKeys bounds the keys of one release.
+const MaxReleaseKeys = 64
+
+// ReleaseKeyItem is one key the TEE asks for: what it found in an envelope header.
+type ReleaseKeyItem struct {
+	// Ref is the header's key reference (kms://HOST[:PORT]/KEY[@VERSION]) or a bare key name.
+	Ref     string `json:"ref"`
+	Wrapped []byte `json:"wrapped"`
+	AAD     []byte `json:"aad"`
+}
+
+func (r *ReleaseRequest) Check() error {
+	if len(r.Nonce) != NonceSize {
+		return fmt.Errorf("nonce is %d bytes, want %d", len(r.Nonce), NonceSize)
+	}
+	if r.Evidence.Platform == "" || len(r.Evidence.Data) == 0 {
+		return errors.New("evidence is missing (platform and data)")
+	}
+	switch r.KEM {
+	case 0, KEMX25519, KEMMLKEM768X25519:
+	default:
+		return fmt.Errorf("kem 0x%04x is not supported (want 0x0020 DHKEM-X25519 or 0x647a ML-KEM-768+X25519)", r.KEM)
+	}
+	if len(r.PublicKey) == 0 || len(r.PublicKey) > 4096 {
+		return errors.New("public_key is missing or too long")
+	}
+	if len(r.Manifest) == 0 {
+		return errors.New("manifest is missing")
+	}
+	if len(r.Keys) == 0 || len(r.Keys) > MaxReleaseKeys {
+		return fmt.Errorf("keys: give 1 to %d keys", MaxReleaseKeys)
+	}
+	for i, k := range r.Keys {
+		if k.Ref == "" || len(k.Ref) > 1024 {
+			return fmt.Errorf("keys[%d]: ref is missing or too long", i)
+		}
+		if len(k.Wrapped) == 0 || len(k.Wrapped) > 1024 || len(k.AAD) > 64<<10 {
+			return fmt.Errorf("keys[%d]: wrapped is missing, or wrapped or aad too long", i)
+		}
+	}
+	return nil
+}
+
+// ReleaseResponse is the answer to an allowed release.
+type ReleaseResponse struct {
+	// Token is the signed attestation token (compact JWS, ES256), keys at /.well-known/jwks.json.
+	Token  string         `json:"token"`
+	Keys   []ReleasedKey  `json:"keys"`
+	Suite  ReleaseSuite   `json:"suite"`
+	Job    attest.Hex     `json:"job_digest"`
+	Claims *attest.Claims `json:"claims,omitempty"`
+}
+
+// ReleaseSuite names the HPKE suite the keys are sealed with.
+type ReleaseSuite struct {
+	KEM  uint16 `json:"kem"`
+	KDF  uint16 `json:"kdf"`
+	AEAD uint16 `json:"aead"`
+}
+
+// ReleasedKey is one data key sealed to the TEE's ephemeral key:
+// Sealed = HPKE enc ‖ ciphertext (single-shot, no aad), info = ReleaseInfo(nonce, Ref).
+type ReleasedKey struct {
+	Ref     string `json:"ref"`
+	Key     string `json:"key"`
+	Version uint32 `json:"version"`
+	Sealed  []byte `json:"sealed"`
+}
+
+// ReportData is the value the TEE binds into its evidence:
+// SHA-512(nonce ‖ jobDigest ‖ publicKey), with a 32-byte nonce, the 32-byte
+// job digest (SHA-256 of the canonical manifest) and the serialized HPKE
+// public key. The first two are fixed-size, so the concatenation is unambiguous.
+func ReportData(nonce, jobDigest, publicKey []byte) [64]byte {
+	h := sha512.New()
+	h.Write(nonce)
+	h.Write(jobDigest)
+	h.Write(publicKey)
+	var out [64]byte
+	h.Sum(out[:0])
+	return out
+}
+
+// ReleaseInfo is the HPKE info for the key released for ref in the
+// release answering nonce: "ppml kms release v1" 0x00 nonce 0x00 ref.
+func ReleaseInfo(nonce []byte, ref string) []byte {
+	b := append([]byte("ppml kms release v1\x00"), nonce...)
+	b = append(b, 0)
+	return append(b, ref...)
+}
+
+// Status is the response of GET /v1/sys/status and POST /v1/sys/unseal.
+type Status struct {
+	Sealed    bool   `json:"sealed"`
+	Seal      string `json:"seal"`
+	Threshold int    `json:"threshold,omitempty"`
+	Shares    int    `json:"shares_given,omitempty"`
+}
+
+// UnsealRequest is the body of POST /v1/sys/unseal: one Shamir share as printed at init.
+type UnsealRequest struct {
+	Share string `json:"share"`
+}
+
+func (r *UnsealRequest) Check() error {
+	if r.Share == "" || len(r.Share) > 4096 {
+		return errors.New("share is missing or too long")
+	}
+	return nil
+}
+
+// InclusionProof is the answer of GET /v1/audit/proof?index=N: the entry
+// exactly as hashed into the log, a signed tree head and the RFC 6962
+// inclusion proof of the entry in that tree. It is a receipt: with the
+// tree-head public key, anyone can check it without trusting the server.
+type InclusionProof struct {
+	Index    uint64          `json:"index"`
+	Entry    json.RawMessage `json:"entry"`
+	TreeHead json.RawMessage `json:"tree_head"`
+	Proof    []attest.Hex    `json:"proof"`
+}
+
+// ConsistencyProof is the answer of GET /v1/audit/consistency?from=SIZE: a
+// signed tree head of the current log and the proof that the tree of SIZE
+// entries is a prefix of it.
+type ConsistencyProof struct {
+	From     uint64          `json:"from"`
+	TreeHead json.RawMessage `json:"tree_head"`
+	Proof    []attest.Hex    `json:"proof"`
+}

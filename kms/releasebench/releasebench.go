@@ -1,0 +1,244 @@
+// Package releasebench measures the key service's release path end to end
+// on this machine: a real server over HTTPS on 127.0.0.1, runners doing
+// the whole protocol (challenge, simulated evidence, release, HPKE open) in
+// parallel. It backs `ppml bench release`.
+package releasebench
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/ppml/ppml/attest"
+	"github.com/ppml/ppml/attest/dcap"
+	"github.com/ppml/ppml/attest/sim"
+	"github.com/ppml/ppml/kms"
+	"github.com/ppml/ppml/kms/api"
+	"github.com/ppml/ppml/kms/client"
+)
+
+// Options of a run.
+type Options struct {
+	Duration    time.Duration // default 5 s
+	Concurrency int           // parallel runners, default 32
+	Warmup      time.Duration // default 1 s, not counted
+	// SGX, when set, sends this real SGX quote instead of simulated
+	// evidence. Without SGX hardware no quote can bind the benchmark's
+	// nonce, so every attempt is fully verified (DCAP, collateral in
+	// memory) and then denied at report_data: the result measures
+	// verification and the audited decision, not a completed release.
+	SGX *SGXInput
+}
+
+// SGXInput is a real quote and the collateral to verify it at time At.
+type SGXInput struct {
+	Quote      []byte
+	Collateral dcap.Source
+	At         time.Time
+}
+
+// Result of a run.
+type Result struct {
+	Platform    string  `json:"platform"`
+	Concurrency int     `json:"concurrency"`
+	Releases    int     `json:"releases"`
+	Errors      int     `json:"errors"`
+	Seconds     float64 `json:"seconds"`
+	PerSecond   float64 `json:"releases_per_second"`
+	P50ms       float64 `json:"p50_ms"`
+	P99ms       float64 `json:"p99_ms"`
+	FirstError  string  `json:"first_error,omitempty"`
+}
+
+// Manifest is the job manifest the benchmark releases for.
+var Manifest = []byte("version: 1\nname: release-bench\nengine: exec\ninputs:\n  data: {path: data.ppml}\nparameters:\n  command: [cat]\n")
+
+var tokenRE = regexp.MustCompile(`ppml_[0-9a-f]{16}_[A-Za-z0-9_-]{43}`)
+
+// Run sets up a fresh server in a temporary directory and measures releases
+// with simulated evidence.
+func Run(ctx context.Context, o Options) (*Result, error) {
+	if o.Duration <= 0 {
+		o.Duration = 5 * time.Second
+	}
+	if o.Concurrency <= 0 {
+		o.Concurrency = 32
+	}
+	if o.Warmup == 0 {
+		o.Warmup = time.Second
+	}
+	tmp, err := os.MkdirTemp("", "ppml-bench-release-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(tmp)
+	simDir := filepath.Join(tmp, "sim")
+	pk, err := sim.PlatformKey(simDir)
+	if err != nil {
+		return nil, err
+	}
+	// A small stand-in executable keeps the simulator from hashing this
+	// whole binary for every piece of evidence (a real TEE measures once).
+	exe := filepath.Join(tmp, "job-binary")
+	if err := os.WriteFile(exe, []byte("release benchmark job binary"), 0o644); err != nil {
+		return nil, err
+	}
+	measure, err := sim.Measure(exe)
+	if err != nil {
+		return nil, err
+	}
+	dataDir := filepath.Join(tmp, "kms")
+	var out bytes.Buffer
+	cfg := kms.Config{DataDir: dataDir, Out: &out, SimKeys: []ed25519.PublicKey{pk.Public().(ed25519.PublicKey)}, RateLimit: -1,
+		Logger: slog.New(slog.NewJSONHandler(io.Discard, nil))}
+	if o.SGX != nil {
+		cfg.Collateral = o.SGX.Collateral
+		at := o.SGX.At
+		cfg.Now = func() time.Time { return at }
+	}
+	srv, err := kms.New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	cert, fp, err := kms.LoadOrCreateCert(dataDir, "", "", nil)
+	if err != nil {
+		srv.Close()
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		srv.Close()
+		return nil, err
+	}
+	sctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { srv.Serve(sctx, ln, cert); close(done) }()
+	defer func() { stop(); <-done; srv.Close() }()
+
+	url := "https://" + ln.Addr().String()
+	mk := func(tok string) (*client.Client, error) { return client.New(url, tok, client.Options{Fingerprint: fp}) }
+	admin, err := mk(tokenRE.FindString(out.String()))
+	if err != nil {
+		return nil, err
+	}
+	token := func(name, role string) (*client.Client, error) {
+		if _, err := admin.CreateTenant(ctx, name, role); err != nil {
+			return nil, err
+		}
+		t, err := admin.CreateToken(ctx, name, "bench")
+		if err != nil {
+			return nil, err
+		}
+		return mk(t.Token)
+	}
+	owner, err := token("owner", api.RoleOwner)
+	if err != nil {
+		return nil, err
+	}
+	runner, err := token("runner", api.RoleRunner)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := owner.CreateKey(ctx, "bench.key"); err != nil {
+		return nil, err
+	}
+	if _, err := owner.SetPolicy(ctx, "bench.key", fmt.Appendf(nil, "version: 1\nplatforms:\n  sim:\n    measurements: [%x]\n", measure[:])); err != nil {
+		return nil, err
+	}
+	dk, err := owner.GenerateDataKey(ctx, "bench.key", []byte("bench aad"))
+	if err != nil {
+		return nil, err
+	}
+	items := []api.ReleaseKeyItem{{Ref: "bench.key", Wrapped: dk.Wrapped, AAD: []byte("bench aad")}}
+	att := &sim.Attester{Dir: simDir, Executable: exe}
+
+	res := &Result{Platform: "sim", Concurrency: o.Concurrency}
+	attempt := func() error {
+		r, err := runner.Release(ctx, att, Manifest, items, 0)
+		if err == nil {
+			r.Zero()
+		}
+		return err
+	}
+	if o.SGX != nil {
+		res.Platform = "sgx (real quote, verified, denied at report_data)"
+		attempt = func() error {
+			ch, err := runner.Challenge(ctx)
+			if err != nil {
+				return err
+			}
+			req := &api.ReleaseRequest{Nonce: ch.Nonce, Evidence: attest.Evidence{Platform: attest.PlatformSGX, Data: o.SGX.Quote},
+				PublicKey: make([]byte, 32), Manifest: Manifest, Keys: items}
+			_, err = runner.ReleaseRaw(ctx, req)
+			var se *client.StatusError
+			if errors.As(err, &se) && len(se.Err.Denials) > 0 && se.Err.Denials[0].Rule == kms.RuleReportData {
+				return nil
+			}
+			if err == nil {
+				return errors.New("a stale quote was released to")
+			}
+			return err
+		}
+	}
+	var mu sync.Mutex
+	var lat []time.Duration
+	start := time.Now()
+	measureFrom := start.Add(o.Warmup)
+	end := measureFrom.Add(o.Duration)
+	var wg sync.WaitGroup
+	for range o.Concurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var mine []time.Duration
+			var errs int
+			var first string
+			for {
+				t0 := time.Now()
+				if t0.After(end) || ctx.Err() != nil {
+					break
+				}
+				err := attempt()
+				d := time.Since(t0)
+				if err != nil {
+					errs++
+					if first == "" {
+						first = err.Error()
+					}
+					continue
+				}
+				if t0.After(measureFrom) {
+					mine = append(mine, d)
+				}
+			}
+			mu.Lock()
+			lat = append(lat, mine...)
+			res.Errors += errs
+			if res.FirstError == "" {
+				res.FirstError = first
+			}
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	res.Releases = len(lat)
+	res.Seconds = o.Duration.Seconds()
+	res.PerSecond = float64(res.Releases) / res.Seconds
+	if len(lat) > 0 {
+		sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+		res.P50ms = float64(lat[len(lat)/2].Microseconds()) / 1000
+		res.P99ms = float64(lat[len(lat)*99/100].Microseconds()) / 1000
+	}
+	return res, ctx.Err()
+}

@@ -1,0 +1,364 @@
+// Package kms is the key service behind `ppml server`: tenants and hashed
+// API tokens, per-owner primary keys that never leave it, data keys wrapped
+// under them, and attestation-gated release of data keys to a TEE (sealed
+// with HPKE to a key inside the TEE), every change and every release
+// decision appended to the Merkle audit log in the same transaction.
+//
+// The wire types are in kms/api, the Go client in kms/client, the protocol
+// in docs/api/release-protocol.md and the routes in docs/api/openapi.yaml.
+package kms
+
+import (
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ppml/ppml/attest"
+	"github.com/ppml/ppml/attest/dcap"
+	"github.com/ppml/ppml/attest/verifier"
+	"github.com/ppml/ppml/audit"
+	"github.com/ppml/ppml/kms/api"
+	"github.com/ppml/ppml/seal"
+	"github.com/ppml/ppml/seal/shamir"
+	"github.com/ppml/ppml/store"
+)
+
+// DBFile is the database's name in the data directory.
+const DBFile = "ppml.db"
+
+// Config configures a Server.
+type Config struct {
+	DataDir string
+	// Seal is "file" (default), "shamir" or "tee".
+	Seal string
+	// SealKeyFile is the file seal's key file (default DataDir/root.key).
+	SealKeyFile string
+	// Shares and Threshold split a new Shamir root (default 5 and 3).
+	Shares, Threshold int
+	// TEEKeyDir and TEEKeyName select the TEE sealing key (defaults in package seal).
+	TEEKeyDir, TEEKeyName string
+
+	// Verifier verifies evidence; nil builds the dispatcher of
+	// attest/verifier from SimKeys and Collateral.
+	Verifier attest.Verifier
+	// SimKeys are the simulation platform keys to trust. Without one,
+	// simulated evidence is refused whatever a policy says.
+	SimKeys []ed25519.PublicKey
+	// Collateral for SGX and TDX evidence (nil refuses them).
+	Collateral dcap.Source
+
+	// Out receives what is shown once at first start: the admin bootstrap
+	// token and Shamir shares. Default os.Stdout.
+	Out io.Writer
+	// Logger for structured logs (default: JSON to stderr). It never sees secrets.
+	Logger *slog.Logger
+	// Now is the clock for verification, policies, nonces, tokens and audit
+	// entries (default time.Now); rate limiting always uses the wall clock.
+	Now func() time.Time
+
+	// NonceTTL is the challenge lifetime (default 60 s).
+	NonceTTL time.Duration
+	// TokenTTL is the attestation token lifetime (default 10 min).
+	TokenTTL time.Duration
+	// RateLimit is requests per second per API token (default 1000; negative: none).
+	RateLimit float64
+	// RateBurst is the bucket size (default 2*RateLimit).
+	RateBurst int
+	// Issuer is the attestation token issuer (default "ppml-kms").
+	Issuer string
+	// NewAdminToken issues (and prints once) a new admin token at start,
+	// for an operator who lost the bootstrap token: it needs the data
+	// directory and the root key, i.e. control of the server itself.
+	NewAdminToken bool
+	// CheckpointEvery makes the audit log keep a signed tree head every so
+	// many entries (default 1024).
+	CheckpointEvery uint64
+}
+
+// Server is the key service. It may start sealed (Shamir seal) and serves
+// only status and unseal until operators unseal it.
+type Server struct {
+	cfg      Config
+	verifier attest.Verifier
+	logger   *slog.Logger
+	st       atomic.Pointer[state]
+	nonces   *nonces
+	limiter  *limiter
+	metrics  *metrics
+	digests  digestCache
+
+	mu        sync.Mutex // guards sealState and shares
+	sealState *seal.State
+	// shares given so far, grouped by split: shares of another split (or
+	// junk from whoever can reach the unauthenticated unseal route) never
+	// mix with, or reset, the operators' shares.
+	shares map[[4]byte][]shamir.Share
+}
+
+// state is what exists once the root key is known.
+type state struct {
+	db       *store.DB
+	log      *audit.Log
+	jwtKey   *ecdsa.PrivateKey
+	auditKey *ecdsa.PrivateKey
+	nowFn    func() time.Time
+}
+
+// New boots the server from cfg.DataDir: it creates a new root key only in
+// a fresh directory, prints the bootstrap token (and Shamir shares) once,
+// and for an existing Shamir-sealed directory returns a sealed server.
+func New(cfg Config) (*Server, error) {
+	if cfg.DataDir == "" {
+		return nil, errors.New("kms: no data directory")
+	}
+	if cfg.Seal == "" {
+		cfg.Seal = string(seal.TypeFile)
+	}
+	if cfg.Out == nil {
+		cfg.Out = os.Stdout
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.NonceTTL <= 0 {
+		cfg.NonceTTL = 60 * time.Second
+	}
+	if cfg.TokenTTL <= 0 {
+		cfg.TokenTTL = 10 * time.Minute
+	}
+	if cfg.RateLimit == 0 {
+		cfg.RateLimit = 1000
+	}
+	if cfg.RateBurst <= 0 {
+		cfg.RateBurst = int(2 * cfg.RateLimit)
+	}
+	if cfg.Issuer == "" {
+		cfg.Issuer = "ppml-kms"
+	}
+	if cfg.CheckpointEvery == 0 {
+		cfg.CheckpointEvery = 1024
+	}
+	if cfg.Shares == 0 {
+		cfg.Shares = 5
+	}
+	if cfg.Threshold == 0 {
+		cfg.Threshold = 3
+	}
+	s := &Server{cfg: cfg, logger: cfg.Logger, nonces: newNonces(cfg.NonceTTL, cfg.Now), limiter: newLimiter(cfg.RateLimit, cfg.RateBurst, time.Now), metrics: newMetrics()}
+	s.verifier = cfg.Verifier
+	if s.verifier == nil {
+		s.verifier = verifier.New(verifier.Config{Collateral: cfg.Collateral, SimKeys: cfg.SimKeys})
+	}
+	sealer, err := s.sealer(nil)
+	if err != nil {
+		return nil, err
+	}
+	root, created, err := seal.Boot(cfg.DataDir, sealer, DBFile)
+	var se *seal.SealedError
+	if errors.As(err, &se) {
+		st, lerr := seal.LoadState(cfg.DataDir)
+		if lerr != nil {
+			return nil, lerr
+		}
+		s.sealState = st
+		s.logger.Info("started sealed", "seal", string(st.Type), "threshold", st.Threshold)
+		return s, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("kms: unseal root key: %w", err)
+	}
+	if created != nil && len(created.Shares) > 0 {
+		fmt.Fprintf(cfg.Out, "Initialised a new %d-of-%d Shamir-sealed key service. Unseal shares (shown ONCE, give each to a different operator):\n", created.State.Threshold, created.State.Shares)
+		for _, sh := range created.Shares {
+			fmt.Fprintln(cfg.Out, "  "+sh.String())
+		}
+	}
+	st, err := seal.LoadState(cfg.DataDir)
+	if err != nil {
+		clear(root)
+		return nil, err
+	}
+	s.sealState = st
+	if err := s.open(root); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Server) sealer(shares []shamir.Share) (seal.Sealer, error) {
+	switch seal.Type(s.cfg.Seal) {
+	case seal.TypeFile:
+		p := s.cfg.SealKeyFile
+		if p == "" {
+			p = filepath.Join(s.cfg.DataDir, "root.key")
+		}
+		return &seal.File{Path: p}, nil
+	case seal.TypeShamir:
+		return &seal.Shamir{Threshold: s.cfg.Threshold, Count: s.cfg.Shares, Shares: shares}, nil
+	case seal.TypeTEE:
+		return &seal.TEE{KeyDir: s.cfg.TEEKeyDir, KeyName: s.cfg.TEEKeyName}, nil
+	}
+	return nil, fmt.Errorf("kms: seal %q: want file, shamir or tee", s.cfg.Seal)
+}
+
+// open opens the store under root, creating signing keys and the admin
+// bootstrap token on first start.
+func (s *Server) open(root []byte) error {
+	db, err := store.Open(filepath.Join(s.cfg.DataDir, DBFile), root, nil)
+	clear(root)
+	if err != nil {
+		return fmt.Errorf("kms: %w", err)
+	}
+	st := &state{db: db, nowFn: s.cfg.Now}
+	var boot *api.TokenInfo
+	err = db.Update(func(tx *store.Tx) error {
+		var err error
+		if st.jwtKey, err = loadOrCreateSigner(tx, "token_signing_key"); err != nil {
+			return err
+		}
+		if st.auditKey, err = loadOrCreateSigner(tx, "audit_signing_key"); err != nil {
+			return err
+		}
+		st.log = audit.New(audit.Config{Signer: st.auditKey, Cipher: db, CheckpointEvery: s.cfg.CheckpointEvery, Now: s.cfg.Now})
+		if err := st.log.Init(tx.Bolt()); err != nil {
+			return err
+		}
+		if _, err := tx.Get(bktMeta, []byte("bootstrapped")); err == nil {
+			if !s.cfg.NewAdminToken {
+				return nil
+			}
+			var admin tenantRec
+			if err := getJSON(tx, bktTenants, tenantKey(db, "admin"), &admin); err != nil {
+				return fmt.Errorf("admin tenant: %w", err)
+			}
+			boot, err = st.issueToken(tx, &admin, "operator recovery", "operator")
+			return err
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		admin := &tenantRec{Name: "admin", Role: api.RoleAdmin, Created: st.now().UTC()}
+		if err := putJSON(tx, bktTenants, tenantKey(db, admin.Name), admin); err != nil {
+			return err
+		}
+		if _, err := st.log.Append(tx.Bolt(), audit.Entry{Type: audit.TypeTenant, Tenant: admin.Name, Actor: "bootstrap", Reason: "created tenant admin (admin)"}); err != nil {
+			return err
+		}
+		if boot, err = st.issueToken(tx, admin, "bootstrap", "bootstrap"); err != nil {
+			return err
+		}
+		return tx.Put(bktMeta, []byte("bootstrapped"), []byte("1"))
+	})
+	if err != nil {
+		db.Close()
+		return fmt.Errorf("kms: open state: %w", err)
+	}
+	if boot != nil {
+		fmt.Fprintf(s.cfg.Out, "Admin token (shown ONCE; store it now):\n  %s\n", boot.Token)
+	}
+	s.st.Store(st)
+	s.logger.Info("unsealed", "seal", s.cfg.Seal)
+	return nil
+}
+
+func (st *state) now() time.Time { return st.nowFn() }
+
+// Sealed reports whether the server waits for unseal shares.
+func (s *Server) Sealed() bool { return s.st.Load() == nil }
+
+// Unseal adds one Shamir share; with enough shares it recovers the root
+// key and opens the store. It returns the status after the share.
+func (s *Server) Unseal(share string) (api.Status, error) {
+	sh, err := shamir.Parse(share)
+	if err != nil {
+		return s.Status(), err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.st.Load() != nil {
+		return s.statusLocked(), nil
+	}
+	if s.sealState == nil || s.sealState.Type != seal.TypeShamir {
+		return s.statusLocked(), errors.New("this key service is not Shamir-sealed")
+	}
+	if sh.Threshold != s.sealState.Threshold {
+		return s.statusLocked(), fmt.Errorf("the share is from a %d-of-N split; this server needs %d-of-%d shares: it belongs to another server", sh.Threshold, s.sealState.Threshold, s.sealState.Shares)
+	}
+	if s.shares == nil {
+		s.shares = map[[4]byte][]shamir.Share{}
+	}
+	group := s.shares[sh.SetID]
+	for _, have := range group {
+		if have.X == sh.X {
+			return s.statusLocked(), errors.New("this share was already given")
+		}
+	}
+	group = append(group, sh)
+	s.shares[sh.SetID] = group
+	if len(group) < s.sealState.Threshold {
+		return s.statusLocked(), nil
+	}
+	sealer, err := s.sealer(group)
+	if err != nil {
+		return s.statusLocked(), err
+	}
+	root, err := sealer.Unseal(s.sealState)
+	if err != nil {
+		// The group combines to a wrong key: at least one share in it is
+		// forged or damaged; drop the group, keep the others.
+		delete(s.shares, sh.SetID)
+		return s.statusLocked(), err
+	}
+	s.shares = nil
+	if err := s.open(root); err != nil {
+		return s.statusLocked(), err
+	}
+	return s.statusLocked(), nil
+}
+
+// Status reports the seal state.
+func (s *Server) Status() api.Status {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.statusLocked()
+}
+
+func (s *Server) statusLocked() api.Status {
+	st := api.Status{Sealed: s.st.Load() == nil, Seal: s.cfg.Seal}
+	if s.sealState != nil {
+		st.Seal = string(s.sealState.Type)
+		st.Threshold = s.sealState.Threshold
+	}
+	if st.Sealed {
+		for _, g := range s.shares {
+			st.Shares = max(st.Shares, len(g))
+		}
+	}
+	return st
+}
+
+// Close closes the store.
+func (s *Server) Close() error {
+	if st := s.st.Load(); st != nil {
+		return st.db.Close()
+	}
+	return nil
+}
+
+// AuditPublicKey returns the key that signs audit tree heads (nil while sealed).
+func (s *Server) AuditPublicKey() *ecdsa.PublicKey {
+	if st := s.st.Load(); st != nil {
+		return &st.auditKey.PublicKey
+	}
+	return nil
+}

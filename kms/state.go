@@ -1,0 +1,266 @@
+package kms
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/ppml/ppml/audit"
+	"github.com/ppml/ppml/kms/api"
+	"github.com/ppml/ppml/store"
+)
+
+// Buckets of the store. Key names and tenant names are blinded (store.Blind)
+// so that they do not appear at rest.
+const (
+	bktTenants = "tenants" // blind("tenant\0"+name) -> tenantRec
+	bktTokens  = "tokens"  // token id (16 hex) -> tokenRec
+	bktKeys    = "keys"    // blind("key\0"+name) -> keyRec
+	bktMeta    = "meta"    // "signing_key", "audit_key" -> PKCS#8
+)
+
+type tenantRec struct {
+	Name    string    `json:"name"`
+	Role    string    `json:"role"`
+	Created time.Time `json:"created"`
+}
+
+type tokenRec struct {
+	ID          string    `json:"id"`
+	Tenant      string    `json:"tenant"`
+	Role        string    `json:"role"`
+	Description string    `json:"description,omitempty"`
+	Hash        []byte    `json:"hash"` // SHA-256 of the secret part
+	Created     time.Time `json:"created"`
+	Revoked     bool      `json:"revoked,omitempty"`
+}
+
+type keyVersionRec struct {
+	Version  uint32    `json:"version"`
+	Material []byte    `json:"material"` // 32-byte AES-256 key; sealed by the store
+	Created  time.Time `json:"created"`
+}
+
+type keyRec struct {
+	Name     string          `json:"name"`
+	Tenant   string          `json:"tenant"`
+	Versions []keyVersionRec `json:"versions"`
+	Policy   json.RawMessage `json:"policy,omitempty"` // policy.Policy JSON
+	Created  time.Time       `json:"created"`
+}
+
+func (k *keyRec) newest() *keyVersionRec { return &k.Versions[len(k.Versions)-1] }
+
+func (k *keyRec) version(v uint32) *keyVersionRec {
+	for i := range k.Versions {
+		if k.Versions[i].Version == v {
+			return &k.Versions[i]
+		}
+	}
+	return nil
+}
+
+func (k *keyRec) api() api.Key {
+	out := api.Key{Name: k.Name, Tenant: k.Tenant, Version: k.newest().Version, Policy: len(k.Policy) > 0, Created: k.Created}
+	for _, v := range k.Versions {
+		out.Versions = append(out.Versions, api.KeyVersion{Version: v.Version, Created: v.Created})
+	}
+	return out
+}
+
+func getJSON(tx *store.Tx, bucket string, key []byte, v any) error {
+	b, err := tx.Get(bucket, key)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b, v)
+}
+
+func putJSON(tx *store.Tx, bucket string, key []byte, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return tx.Put(bucket, key, b)
+}
+
+func tenantKey(db *store.DB, name string) []byte { return db.Blind([]byte("tenant\x00" + name)) }
+func keyKey(db *store.DB, name string) []byte    { return db.Blind([]byte("key\x00" + name)) }
+
+// Tokens are "ppml_" ID "_" SECRET: ID 16 hex digits names the record,
+// SECRET is 32 random bytes in base64url whose SHA-256 is stored.
+const tokenPrefix = "ppml_"
+
+func newToken() (id, token string, hash []byte, err error) {
+	b := make([]byte, 8+32)
+	if _, err := rand.Read(b); err != nil {
+		return "", "", nil, err
+	}
+	id = hex.EncodeToString(b[:8])
+	secret := base64.RawURLEncoding.EncodeToString(b[8:])
+	h := sha256.Sum256([]byte(secret))
+	clear(b)
+	return id, tokenPrefix + id + "_" + secret, h[:], nil
+}
+
+func splitToken(tok string) (id, secret string, ok bool) {
+	rest, ok := strings.CutPrefix(tok, tokenPrefix)
+	if !ok || len(rest) < 18 || rest[16] != '_' {
+		return "", "", false
+	}
+	return rest[:16], rest[17:], true
+}
+
+// lookupToken finds the token record and checks the secret in constant time.
+func lookupToken(tx *store.Tx, tok string) (*tokenRec, error) {
+	id, secret, ok := splitToken(tok)
+	if !ok {
+		return nil, errors.New("malformed token")
+	}
+	var rec tokenRec
+	if err := getJSON(tx, bktTokens, []byte(id), &rec); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, errors.New("unknown token")
+		}
+		return nil, err
+	}
+	h := sha256.Sum256([]byte(secret))
+	if subtle.ConstantTimeCompare(h[:], rec.Hash) != 1 {
+		return nil, errors.New("unknown token")
+	}
+	if rec.Revoked {
+		return nil, errors.New("token revoked")
+	}
+	return &rec, nil
+}
+
+// issueToken stores a new token for tenant and audits it.
+func (s *state) issueToken(tx *store.Tx, t *tenantRec, desc, actor string) (*api.TokenInfo, error) {
+	id, tok, hash, err := newToken()
+	if err != nil {
+		return nil, err
+	}
+	rec := tokenRec{ID: id, Tenant: t.Name, Role: t.Role, Description: desc, Hash: hash, Created: s.now()}
+	if err := putJSON(tx, bktTokens, []byte(id), &rec); err != nil {
+		return nil, err
+	}
+	if _, err := s.log.Append(tx.Bolt(), audit.Entry{Type: audit.TypeTokenIssue, Tenant: t.Name, Actor: actor, Reason: "token " + id + " (" + t.Role + ")"}); err != nil {
+		return nil, err
+	}
+	return &api.TokenInfo{ID: id, Tenant: t.Name, Role: t.Role, Description: desc, Created: rec.Created, Token: tok}, nil
+}
+
+// Wrapped data key layout:
+//
+//	version (uint32 BE) | nonce (12) | AES-256-GCM(KEK_v, data key, wrapAAD)
+//
+// wrapAAD = "ppml kms wrap v1" 0x00 | uint32 len(name) | name | uint32 version | caller AAD,
+// so a wrapped key is bound to its key, version and the caller's AAD.
+const wrappedSize = 4 + 12 + 32 + 16
+
+func wrapAAD(name string, v uint32, aad []byte) []byte {
+	b := append([]byte("ppml kms wrap v1\x00"), binary.BigEndian.AppendUint32(nil, uint32(len(name)))...)
+	b = append(b, name...)
+	b = binary.BigEndian.AppendUint32(b, v)
+	return append(b, aad...)
+}
+
+func kekAEAD(material []byte) (cipher.AEAD, error) {
+	block, err := aes.NewCipher(material)
+	if err != nil {
+		return nil, err
+	}
+	return cipher.NewGCM(block)
+}
+
+func wrapDataKey(k *keyRec, aad []byte) (dk, wrapped []byte, v uint32, err error) {
+	kv := k.newest()
+	a, err := kekAEAD(kv.Material)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	buf := make([]byte, 32+12)
+	if _, err := rand.Read(buf); err != nil {
+		return nil, nil, 0, err
+	}
+	dk, nonce := buf[:32], buf[32:]
+	out := binary.BigEndian.AppendUint32(nil, kv.Version)
+	out = append(out, nonce...)
+	out = a.Seal(out, nonce, dk, wrapAAD(k.Name, kv.Version, aad))
+	return dk, out, kv.Version, nil
+}
+
+// errUnwrap names why a wrapped key does not unwrap; rule is the stable name.
+type errUnwrap struct{ rule, msg string }
+
+func (e *errUnwrap) Error() string { return e.msg }
+
+func unwrapDataKey(k *keyRec, wrapped, aad []byte) ([]byte, uint32, error) {
+	if len(wrapped) != wrappedSize {
+		return nil, 0, &errUnwrap{"wrapped_key", fmt.Sprintf("wrapped data key is %d bytes, want %d", len(wrapped), wrappedSize)}
+	}
+	v := binary.BigEndian.Uint32(wrapped)
+	kv := k.version(v)
+	if kv == nil {
+		return nil, v, &errUnwrap{"key_version", fmt.Sprintf("key %s has no version %d", k.Name, v)}
+	}
+	a, err := kekAEAD(kv.Material)
+	if err != nil {
+		return nil, v, err
+	}
+	dk, err := a.Open(nil, wrapped[4:16], wrapped[16:], wrapAAD(k.Name, v, aad))
+	if err != nil {
+		return nil, v, &errUnwrap{"wrapped_key", fmt.Sprintf("the data key does not unwrap under %s version %d: it was wrapped under another key or with other associated data", k.Name, v)}
+	}
+	return dk, v, nil
+}
+
+func newKeyMaterial() ([]byte, error) {
+	b := make([]byte, 32)
+	_, err := rand.Read(b)
+	return b, err
+}
+
+// loadOrCreateSigner keeps an ECDSA P-256 key in the meta bucket.
+func loadOrCreateSigner(tx *store.Tx, name string) (*ecdsa.PrivateKey, error) {
+	b, err := tx.Get(bktMeta, []byte(name))
+	if err == nil {
+		k, err := x509.ParsePKCS8PrivateKey(b)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		ek, ok := k.(*ecdsa.PrivateKey)
+		if !ok {
+			return nil, fmt.Errorf("%s: not an ECDSA key", name)
+		}
+		return ek, nil
+	}
+	if !errors.Is(err, store.ErrNotFound) {
+		return nil, err
+	}
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(k)
+	if err != nil {
+		return nil, err
+	}
+	if err := tx.Put(bktMeta, []byte(name), der); err != nil {
+		return nil, err
+	}
+	return k, nil
+}

@@ -1,0 +1,144 @@
+package launcher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/ppml/ppml/envelope"
+	"github.com/ppml/ppml/job"
+	"github.com/ppml/ppml/keyfile"
+)
+
+// KeyRequest is one data key the job needs: what an input file's envelope
+// header says.
+type KeyRequest struct {
+	Input string // the manifest's input name
+	File  string // the encrypted file
+	// Pinned is the input's key in the manifest, if it pins one.
+	Pinned  *job.KeyRef
+	Ref     envelope.KeyRef
+	Wrapped []byte
+	AAD     []byte
+}
+
+// KeySource obtains keys for a job. Release returns the data key of every
+// request, in order, or an error and no key at all: one denied key denies
+// the whole job. OutputWrapper returns the key-encryption key an output is
+// encrypted under.
+//
+// Implementations: LocalKeys (local key files, development and tests) and
+// KMSKeys (the key service's attested release).
+type KeySource interface {
+	Release(ctx context.Context, manifest []byte, reqs []KeyRequest) (keys [][]byte, err error)
+	OutputWrapper(ctx context.Context, ref job.KeyRef) (envelope.KeyWrapper, error)
+}
+
+// Denial names a refused key and the rule that refused it.
+type Denial struct {
+	Key    string `json:"key"`
+	Rule   string `json:"rule"`
+	Reason string `json:"reason"`
+}
+
+// DeniedError is a release that was refused; nothing runs.
+type DeniedError struct {
+	Denials []Denial
+}
+
+func (e *DeniedError) Error() string {
+	var b strings.Builder
+	b.WriteString("keys denied, the job does not run:")
+	for _, d := range e.Denials {
+		fmt.Fprintf(&b, "\n  key %s: rule %s: %s", d.Key, d.Rule, d.Reason)
+	}
+	return b.String()
+}
+
+// LocalKeys releases local keys (local:ID references, from key files) to
+// any job: there is no policy and no attestation, so it is for development,
+// tests and the simulated TEE only. file: references in the manifest are
+// loaded from their paths.
+type LocalKeys struct {
+	keys map[string]*envelope.LocalKey // by key id
+}
+
+// NewLocalKeys loads key files.
+func NewLocalKeys(paths ...string) (*LocalKeys, error) {
+	lk := &LocalKeys{keys: map[string]*envelope.LocalKey{}}
+	for _, p := range paths {
+		if _, err := lk.load(p); err != nil {
+			return nil, err
+		}
+	}
+	return lk, nil
+}
+
+func (lk *LocalKeys) load(path string) (*envelope.LocalKey, error) {
+	k, err := keyfile.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	if lk.keys == nil {
+		lk.keys = map[string]*envelope.LocalKey{}
+	}
+	lk.keys[k.ID()] = k.LocalKey
+	return k.LocalKey, nil
+}
+
+// Release implements KeySource.
+func (lk *LocalKeys) Release(_ context.Context, _ []byte, reqs []KeyRequest) ([][]byte, error) {
+	keys := make([][]byte, 0, len(reqs))
+	fail := func(err error) ([][]byte, error) {
+		Zero(keys)
+		return nil, err
+	}
+	for _, r := range reqs {
+		if r.Pinned != nil && r.Pinned.Scheme == job.KeyFile {
+			if _, err := lk.load(r.Pinned.AbsPath); err != nil {
+				return fail(fmt.Errorf("input %s: %w", r.Input, err))
+			}
+		}
+		if r.Ref.Scheme != envelope.SchemeLocal {
+			return fail(fmt.Errorf("input %s (%s) is encrypted under %s: that needs a key service (--server)", r.Input, r.File, r.Ref))
+		}
+		k, ok := lk.keys[r.Ref.KeyID]
+		if !ok {
+			return fail(fmt.Errorf("input %s (%s) needs local key %s: give its key file with --key", r.Input, r.File, r.Ref.KeyID))
+		}
+		dk, err := k.UnwrapDataKey(r.Ref, r.Wrapped, r.AAD)
+		if err != nil {
+			return fail(fmt.Errorf("input %s (%s): %w", r.Input, r.File, err))
+		}
+		keys = append(keys, dk)
+	}
+	return keys, nil
+}
+
+// OutputWrapper implements KeySource for local: and file: references.
+func (lk *LocalKeys) OutputWrapper(_ context.Context, ref job.KeyRef) (envelope.KeyWrapper, error) {
+	switch ref.Scheme {
+	case job.KeyFile:
+		return lk.load(ref.AbsPath)
+	case job.KeyLocal:
+		if k, ok := lk.keys[ref.Envelope.KeyID]; ok {
+			return k, nil
+		}
+		return nil, fmt.Errorf("output key %s: give its key file with --key", ref)
+	}
+	return nil, fmt.Errorf("output key %s needs a key service (--server)", ref)
+}
+
+// Zero overwrites key material the launcher owns.
+func Zero(keys [][]byte) {
+	for _, k := range keys {
+		clear(k)
+	}
+}
+
+// errNoKMSOutputs: the key service's release protocol returns data keys
+// of existing files only; it has no call that gives a TEE a fresh data key
+// wrapped under a service key, so an output cannot be encrypted under a
+// kms:// key from inside the TEE yet.
+var errNoKMSOutputs = errors.New("the key service cannot yet issue output data keys to a TEE (no release call for new data keys): encrypt this output under a local: or file: key")

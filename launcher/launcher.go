@@ -1,0 +1,542 @@
+// Package launcher is the trusted launcher behind `ppml run`: it reads a job
+// manifest, obtains every input key in one release, decrypts the inputs
+// into memory (memfds), runs the job's engine, encrypts the outputs
+// atomically under their keys, and clears the key material it holds.
+//
+// Order matters and is part of the contract: the manifest and its files are
+// checked before any key is asked for (a bad manifest never reaches
+// attestation); the output keys are loaded before the inputs are decrypted;
+// all input keys come in a single release, so one denied key means nothing
+// is decrypted and nothing runs.
+//
+// # Engines
+//
+// The manifest's engine field picks an Engine registered with
+// RegisterEngine; exec is built in, and other engines register from their
+// own package's init (the binary imports the package for that):
+//
+//	func init() { launcher.RegisterEngine("ml", launcher.EngineFunc(run)) }
+//	func run(ctx context.Context, j *launcher.Job) error {
+//		p := j.Manifest.Parameters.(*MLParams) // registered with job.RegisterEngine
+//		// read j.Inputs[i].Files[k].Mem (sealed plaintext memfds), fill
+//		// j.Outputs[i].File; return nil to have them encrypted and written
+//	}
+//
+// The launcher does everything around Run: checks the manifest, obtains
+// every key in one release, decrypts the inputs into memfds, then encrypts
+// the outputs atomically after Run returns nil (an error writes nothing).
+// Parameters may implement RawInputs (inputs that are not envelopes, which
+// the engine decrypts itself) and SecretFiles (envelope-encrypted key files
+// released together with the input keys and handed over in Job.Secrets).
+//
+// # What "zeroize" means here
+//
+// The launcher clears every data key it receives (byte slices it owns) as
+// soon as the inputs are decrypted, and the output data keys are cleared by
+// the envelope writer. Go gives no stronger guarantee: the garbage
+// collector may have copied a slice before it was cleared, AES key
+// schedules inside crypto/cipher and HPKE private keys inside crypto/hpke
+// are not reachable to clear, and envelope.LocalKey keeps its derived
+// wrapping key unexported. Plaintext lives in memfds, which are freed when
+// the last descriptor closes; they are never written to a file system.
+package launcher
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"mime"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/ppml/ppml/envelope"
+	"github.com/ppml/ppml/job"
+	"github.com/ppml/ppml/keyfile"
+	"github.com/ppml/ppml/memfd"
+)
+
+// Config is one run.
+type Config struct {
+	// Manifest is the job manifest's path.
+	Manifest string
+	Keys     KeySource
+	// Stdout and Stderr receive the program's output; nil discards.
+	Stdout, Stderr io.Writer
+	// Log receives the launcher's own progress lines; nil discards. They
+	// name files, keys and digests, never content.
+	Log io.Writer
+	// Grace is the time a stopped program has between SIGTERM and SIGKILL.
+	Grace time.Duration
+	// TempRoot is where the exec engine makes its private directory ("" is
+	// /dev/shm when available).
+	TempRoot string
+	// ManifestData, when not nil, is the manifest itself (Manifest is then
+	// ignored) and ManifestDir the directory its relative paths start from:
+	// for callers that build a job on the fly (ppml sql).
+	ManifestData []byte
+	ManifestDir  string
+	// Stdin is the terminal input an engine may read (ppml sql's prompt).
+	Stdin io.Reader
+	// EngineOptions reach the engine as Job.Options.
+	EngineOptions any
+}
+
+// Result describes a finished run.
+type Result struct {
+	Name    string   `json:"name"`
+	Digest  string   `json:"digest"`
+	Outputs []string `json:"outputs,omitempty"` // written files
+}
+
+// ManifestError is a manifest that failed validation; nothing was contacted.
+type ManifestError struct{ Err error }
+
+func (e *ManifestError) Error() string { return e.Err.Error() }
+func (e *ManifestError) Unwrap() error { return e.Err }
+
+// Run runs the job. A program that exits non-zero gives an error wrapping
+// *exec.ExitError (its status is the launcher's exit status); a stopped run
+// wraps exec.ErrStopped. In both cases no output is written.
+func Run(ctx context.Context, cfg Config) (*Result, error) {
+	logf := func(format string, args ...any) {
+		if cfg.Log != nil {
+			fmt.Fprintf(cfg.Log, "ppml run: "+format+"\n", args...)
+		}
+	}
+	var (
+		raw []byte
+		m   *job.Manifest
+		err error
+	)
+	if cfg.ManifestData != nil {
+		raw, m, err = parse(cfg.ManifestData, cfg.ManifestDir, "job manifest")
+	} else {
+		raw, m, err = load(cfg.Manifest)
+	}
+	if err != nil {
+		return nil, &ManifestError{Err: err}
+	}
+	res := &Result{Name: m.Name, Digest: m.DigestString()}
+	eng, err := lookupEngine(m.Engine)
+	if err != nil {
+		return res, err
+	}
+	logf("job %q (%s engine), digest %s", m.Name, m.Engine, res.Digest)
+	if cfg.Keys == nil {
+		return res, errors.New("no key source")
+	}
+
+	rawInputs := map[string]bool{}
+	if ri, ok := m.Parameters.(RawInputs); ok {
+		for _, n := range ri.RawInputs() {
+			rawInputs[n] = true
+		}
+	}
+	reqs, err := collect(m, rawInputs)
+	if err != nil {
+		return res, err
+	}
+	nInputReqs := len(reqs)
+	if sf, ok := m.Parameters.(SecretFiles); ok {
+		for _, p := range sf.SecretFiles() {
+			h, err := readHeader(p)
+			if err != nil {
+				return res, fmt.Errorf("key file: %w", err)
+			}
+			reqs = append(reqs, KeyRequest{Input: secretInput, File: p, Ref: h.KeyRef,
+				Wrapped: h.WrappedKey, AAD: bytes.Clone(h.WrapAAD())})
+		}
+	}
+	wrappers := make([]envelope.KeyWrapper, len(m.Outputs))
+	for i, o := range m.Outputs {
+		if wrappers[i], err = cfg.Keys.OutputWrapper(ctx, o.Key); err != nil {
+			return res, fmt.Errorf("output %s: %w", o.Name, err)
+		}
+	}
+
+	var keys [][]byte
+	if len(reqs) > 0 {
+		logf("asking for %d key(s)", len(reqs))
+		keys, err = cfg.Keys.Release(ctx, raw, reqs)
+		if err != nil {
+			return res, err
+		}
+		if len(keys) != len(reqs) {
+			Zero(keys)
+			return res, fmt.Errorf("key source returned %d keys for %d requests", len(keys), len(reqs))
+		}
+	}
+	secrets, err := decryptSecrets(reqs[nInputReqs:], keys[min(nInputReqs, len(keys)):])
+	defer func() {
+		for _, s := range secrets {
+			clear(s)
+		}
+	}()
+	if err != nil {
+		Zero(keys)
+		return res, err
+	}
+	inputs, closeInputs, err := decrypt(m, rawInputs, reqs[:nInputReqs], keys)
+	Zero(keys)
+	defer closeInputs()
+	if err != nil {
+		return res, err
+	}
+
+	outputs := make([]Output, len(m.Outputs))
+	for i, o := range m.Outputs {
+		f, err := memfd.New("output-" + o.Name)
+		if err != nil {
+			for _, done := range outputs[:i] {
+				done.File.Close()
+			}
+			return res, err
+		}
+		outputs[i] = Output{Name: o.Name, File: f}
+	}
+	defer func() {
+		for _, o := range outputs {
+			o.File.Close()
+		}
+	}()
+
+	j := &Job{Manifest: m, Inputs: inputs, Outputs: outputs, Secrets: secrets,
+		Stdin: cfg.Stdin, Stdout: orDiscard(cfg.Stdout), Stderr: orDiscard(cfg.Stderr),
+		Options: cfg.EngineOptions, Grace: cfg.Grace, TempRoot: cfg.TempRoot, Logf: logf}
+	err = eng.Run(ctx, j)
+	closeInputs()
+	for _, s := range secrets {
+		clear(s)
+	}
+	if err != nil {
+		return res, err
+	}
+	if err := writeOutputs(m, outputs, wrappers); err != nil {
+		return res, err
+	}
+	for _, o := range m.Outputs {
+		res.Outputs = append(res.Outputs, o.Path)
+		logf("wrote %s (encrypted under %s)", o.Path, o.Key)
+	}
+	return res, nil
+}
+
+// secretInput is the KeyRequest.Input of a key file named by the parameters.
+const secretInput = "(key file)"
+
+func orDiscard(w io.Writer) io.Writer {
+	if w == nil {
+		return io.Discard
+	}
+	return w
+}
+
+// decryptSecrets decrypts the key files into memory.
+func decryptSecrets(reqs []KeyRequest, keys [][]byte) (map[string][]byte, error) {
+	if len(reqs) == 0 {
+		return nil, nil
+	}
+	out := map[string][]byte{}
+	for i, r := range reqs {
+		f, err := memfd.Decrypt(r.File, releasedResolver{ref: r.Ref, wrapped: r.Wrapped, key: keys[i]})
+		if err != nil {
+			return out, fmt.Errorf("key file: decrypt: %w", err)
+		}
+		b, err := io.ReadAll(io.LimitReader(f.OSFile(), maxSecretSize+1))
+		f.Close()
+		if err != nil {
+			return out, fmt.Errorf("key file %s: %w", r.File, err)
+		}
+		if len(b) > maxSecretSize {
+			clear(b)
+			return out, fmt.Errorf("key file %s holds more than %d bytes: not a key", r.File, maxSecretSize)
+		}
+		out[r.File] = b
+	}
+	return out, nil
+}
+
+const maxSecretSize = 64 << 10
+
+// Check validates the manifest at path and checks its files, as Run does
+// first; callers use it to report manifest errors before choosing a TEE.
+func Check(path string) error {
+	_, _, err := load(path)
+	return err
+}
+
+// load reads the manifest bytes once: the same bytes are validated and sent
+// to the key service, so what is checked is what is attested.
+func load(path string) ([]byte, *job.Manifest, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("job manifest %s: %w", path, err)
+	}
+	f, err := os.Open(abs)
+	if err != nil {
+		return nil, nil, fmt.Errorf("job manifest: %w", err)
+	}
+	defer f.Close()
+	raw, err := io.ReadAll(io.LimitReader(f, job.MaxManifestSize+1))
+	if err != nil {
+		return nil, nil, fmt.Errorf("job manifest %s: %w", path, err)
+	}
+	return parse(raw, filepath.Dir(abs), path)
+}
+
+// parse validates manifest bytes; source names them in errors.
+func parse(raw []byte, dir, source string) ([]byte, *job.Manifest, error) {
+	path := source
+	if dir == "" {
+		dir = "."
+	}
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	m, err := job.Parse(raw, dir)
+	if err != nil {
+		var je *job.Error
+		if errors.As(err, &je) {
+			je.Source = path
+		}
+		return nil, nil, err
+	}
+	if err := m.CheckFiles(); err != nil {
+		var je *job.Error
+		if errors.As(err, &je) {
+			je.Source = path
+		}
+		return nil, nil, err
+	}
+	return raw, m, nil
+}
+
+// collect reads the envelope header of every input file, in manifest order
+// (directories walked in lexical order), and checks pinned keys.
+func collect(m *job.Manifest, rawInputs map[string]bool) ([]KeyRequest, error) {
+	var reqs []KeyRequest
+	for _, in := range m.Inputs {
+		if rawInputs[in.Name] {
+			continue
+		}
+		files, err := inputFiles(in.Path)
+		if err != nil {
+			return nil, fmt.Errorf("input %s: %w", in.Name, err)
+		}
+		for _, p := range files {
+			h, err := readHeader(p)
+			if err != nil {
+				return nil, fmt.Errorf("input %s: %w", in.Name, err)
+			}
+			if err := checkPin(in, h.KeyRef); err != nil {
+				return nil, fmt.Errorf("input %s: %s: %w", in.Name, p, err)
+			}
+			reqs = append(reqs, KeyRequest{Input: in.Name, File: p, Pinned: in.Key, Ref: h.KeyRef,
+				Wrapped: h.WrappedKey, AAD: bytes.Clone(h.WrapAAD())})
+		}
+	}
+	return reqs, nil
+}
+
+// inputFiles lists an input: the file itself, or every regular file under a
+// directory (sorted; symbolic links are not followed).
+func inputFiles(path string) ([]string, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if !fi.IsDir() {
+		return []string{path}, nil
+	}
+	var files []string
+	err = filepath.WalkDir(path, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.Type().IsRegular() {
+			files = append(files, p)
+		} else if !d.IsDir() {
+			return fmt.Errorf("%s is not a regular file (an input directory holds encrypted files only)", p)
+		}
+		return nil
+	})
+	sort.Strings(files)
+	return files, err
+}
+
+func readHeader(path string) (*envelope.Header, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	h, err := envelope.ReadHeader(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return h, nil
+}
+
+// checkPin compares a file's key with the key its input pins. A kms:// pin
+// without a version accepts any version of that key.
+func checkPin(in job.Input, got envelope.KeyRef) error {
+	if in.Key == nil {
+		return nil
+	}
+	want := in.Key
+	switch want.Scheme {
+	case job.KeyFile:
+		k, err := keyfile.Load(want.AbsPath)
+		if err != nil {
+			return err
+		}
+		if got.Scheme == envelope.SchemeLocal && got.KeyID == k.ID() {
+			return nil
+		}
+		return fmt.Errorf("encrypted under %s, but the job pins %s (local key %s)", got.Describe(), want, k.ID())
+	case job.KeyKMS:
+		w := want.Envelope
+		if got.Scheme == envelope.SchemeKMS && got.Host == w.Host && got.Port == w.Port && got.Name == w.Name && (w.Version == 0 || w.Version == got.Version) {
+			return nil
+		}
+	default:
+		if got.String() == want.String() {
+			return nil
+		}
+	}
+	return fmt.Errorf("encrypted under %s, but the job pins %s", got.Describe(), want)
+}
+
+// releasedResolver hands the envelope reader the one released key of a file.
+type releasedResolver struct {
+	ref     envelope.KeyRef
+	wrapped []byte
+	key     []byte
+}
+
+func (r releasedResolver) UnwrapDataKey(ref envelope.KeyRef, wrapped, _ []byte) ([]byte, error) {
+	if ref != r.ref || !bytes.Equal(wrapped, r.wrapped) {
+		return nil, &envelope.WrongKeyError{Need: ref, Given: "the key released for " + r.ref.String()}
+	}
+	return bytes.Clone(r.key), nil // the reader clears its copy
+}
+
+// decrypt opens every input into a sealed memfd (raw inputs are only
+// listed). The returned close function is idempotent.
+func decrypt(m *job.Manifest, rawInputs map[string]bool, reqs []KeyRequest, keys [][]byte) ([]Input, func(), error) {
+	var all []*memfd.File
+	closed := false
+	closeAll := func() {
+		if closed {
+			return
+		}
+		closed = true
+		for _, f := range all {
+			f.Close()
+		}
+	}
+	var inputs []Input
+	i := 0
+	for _, in := range m.Inputs {
+		fi, err := os.Stat(in.Path)
+		if err != nil {
+			return nil, closeAll, fmt.Errorf("input %s: %w", in.Name, err)
+		}
+		ei := Input{Name: in.Name, IsDir: fi.IsDir(), Raw: rawInputs[in.Name]}
+		if ei.Raw {
+			files, err := inputFiles(in.Path)
+			if err != nil {
+				return nil, closeAll, fmt.Errorf("input %s: %w", in.Name, err)
+			}
+			for _, p := range files {
+				ei.Files = append(ei.Files, InputFile{Path: p, Rel: relName(in.Path, p, ei.IsDir)})
+			}
+			inputs = append(inputs, ei)
+			continue
+		}
+		for ; i < len(reqs) && reqs[i].Input == in.Name; i++ {
+			r := reqs[i]
+			h, err := readHeader(r.File)
+			if err != nil {
+				return nil, closeAll, fmt.Errorf("input %s: %w", in.Name, err)
+			}
+			f, err := memfd.Decrypt(r.File, releasedResolver{ref: r.Ref, wrapped: r.Wrapped, key: keys[i]})
+			if err != nil {
+				return nil, closeAll, fmt.Errorf("input %s: decrypt: %w", in.Name, err)
+			}
+			all = append(all, f)
+			ei.Files = append(ei.Files, InputFile{Path: r.File, Rel: relName(in.Path, r.File, ei.IsDir), ContentType: h.ContentType, Mem: f})
+		}
+		inputs = append(inputs, ei)
+	}
+	return inputs, closeAll, nil
+}
+
+func relName(dir, file string, isDir bool) string {
+	if !isDir {
+		return ""
+	}
+	rel, err := filepath.Rel(dir, file)
+	if err != nil {
+		return filepath.Base(file)
+	}
+	return filepath.ToSlash(strings.TrimSuffix(rel, ".ppml"))
+}
+
+// writeOutputs encrypts every output. All are written to temporary files
+// first and renamed only when every one is complete, so a failure while
+// encrypting leaves no output at all; a failure during the renames
+// themselves can leave the earlier ones renamed.
+func writeOutputs(m *job.Manifest, outs []Output, wrappers []envelope.KeyWrapper) error {
+	writers := make([]*envelope.FileWriter, 0, len(outs))
+	defer func() {
+		for _, w := range writers {
+			w.Abort()
+		}
+	}()
+	for i, o := range m.Outputs {
+		f := outs[i].File
+		size, err := f.Size()
+		if err != nil {
+			return fmt.Errorf("output %s: %w", o.Name, err)
+		}
+		w, err := envelope.CreateFile(o.Path, wrappers[i], &envelope.Options{ContentType: contentType(o.ContentType), Size: size, SizeKnown: true}, true)
+		if err != nil {
+			return fmt.Errorf("output %s: %w", o.Name, err)
+		}
+		writers = append(writers, w)
+		if _, err := io.Copy(w, io.NewSectionReader(f.OSFile(), 0, size)); err != nil {
+			return fmt.Errorf("output %s: encrypt: %w", o.Name, err)
+		}
+	}
+	for i, w := range writers {
+		if err := w.Close(); err != nil {
+			return fmt.Errorf("output %s: %w", m.Outputs[i].Name, err)
+		}
+	}
+	return nil
+}
+
+// contentType maps a job's media type to the envelope's content type.
+func contentType(media string) envelope.ContentType {
+	t, _, err := mime.ParseMediaType(media)
+	if err != nil {
+		return envelope.TypeBytes
+	}
+	switch {
+	case t == "text/csv":
+		return envelope.TypeCSV
+	case t == "application/json" || strings.HasSuffix(t, "+json"):
+		return envelope.TypeJSON
+	case t == "application/vnd.apache.parquet" || t == "application/x-parquet":
+		return envelope.TypeParquet
+	}
+	return envelope.TypeBytes
+}
