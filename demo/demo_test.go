@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -282,6 +283,9 @@ func checkTrain(t *testing.T, sum *Summary) {
 	if c.Accuracy < MinAccuracy || c.Accuracy > 1 || c.AUC == nil || *c.AUC < 0.95 {
 		t.Errorf("classification %+v", c)
 	}
+	if o := tr.OwnerEvaluation; o == nil || o.Rows != 569 || o.Accuracy < c.Accuracy-0.05 || o.Accuracy > 1 {
+		t.Errorf("owner's evaluation %+v (test accuracy %.3f)", o, c.Accuracy)
+	}
 	n := 0
 	for _, r := range c.Confusion {
 		for _, v := range r {
@@ -318,4 +322,23 @@ func TestSameSQLResult(t *testing.T) {
 			t.Errorf("%q: error %v, want %q", c.got, err, c.err)
 		}
 	}
+}
+
+// FuzzSameSQLResult: the SQL job's output (written inside the TEE) is
+// compared, never trusted: any bytes give nil or an error, never a panic,
+// and only a result with the owner's groups and counts is accepted.
+func FuzzSameSQLResult(f *testing.F) {
+	want := []byte(SQLResultHeader + "\nflu,7,5,20.01\nasthma,5,4,100.00\n")
+	f.Add(want)
+	f.Add([]byte(SQLResultHeader + "\nflu,7,5,20.0\nasthma,5,4,100\n"))
+	f.Add([]byte(SQLResultHeader + "\nflu,7\n\"a\nb\",1,2,NaN\n"))
+	f.Fuzz(func(t *testing.T, got []byte) {
+		if sameSQLResult(got, want) != nil {
+			return
+		}
+		rs, err := csv.NewReader(bytes.NewReader(got)).ReadAll()
+		if err != nil || len(rs) != 3 || strings.Join(rs[1][:3], ",") != "flu,7,5" || strings.Join(rs[2][:3], ",") != "asthma,5,4" {
+			t.Fatalf("accepted %q", got)
+		}
+	})
 }

@@ -19,6 +19,7 @@ import (
 	_ "github.com/ppml/ppml/engine/ml/mljob" // registers the ml engine with the launcher
 	"github.com/ppml/ppml/engine/sql/sqljob" // registers the sql engine with the launcher
 	"github.com/ppml/ppml/envelope"
+	"github.com/ppml/ppml/ml/metrics"
 )
 
 // The sql and ml engines run inside the launcher process (no program of
@@ -188,7 +189,6 @@ type SQLStep struct {
 // description (not the model itself).
 type TrainStep struct {
 	JobDigest string            `json:"job_digest"`
-	Model     *mlengine.Model   `json:"-"`
 	Algorithm string            `json:"algorithm"`
 	Objective string            `json:"objective"`
 	Label     string            `json:"label"`
@@ -196,6 +196,9 @@ type TrainStep struct {
 	Metrics   *mlengine.Metrics `json:"metrics"`
 	// TrainingJobDigest is the digest the model records: the approved job.
 	TrainingJobDigest string `json:"training_job_digest"`
+	// OwnerEvaluation is the owner's own scoring of the decrypted model on
+	// every row of the plaintext (training rows included).
+	OwnerEvaluation *metrics.Classification `json:"owner_evaluation"`
 }
 
 func (e *env) jobNamed(name string) (*Job, error) {
@@ -286,8 +289,8 @@ func (e *env) trainStep(ctx context.Context, st *Step) error {
 	if err != nil {
 		return err
 	}
+	defer clear(plain)
 	m, err := mlengine.DecodeModel(plain)
-	clear(plain)
 	if err != nil {
 		return fmt.Errorf("the decrypted model: %w", err)
 	}
@@ -305,8 +308,28 @@ func (e *env) trainStep(ctx context.Context, st *Step) error {
 	if c.Accuracy < MinAccuracy {
 		return fmt.Errorf("test accuracy %.3f, want at least %.2f", c.Accuracy, MinAccuracy)
 	}
+	// The owner uses the model: the same engine code scores it outside
+	// the TEE on the plaintext the owner holds (all rows, the training rows
+	// included), which shows the decrypted model is a working classifier.
+	var report bytes.Buffer
+	ev, err := mlengine.Run(ctx, mlengine.Config{Threads: 1}, &mlengine.Spec{Task: mlengine.Evaluate},
+		map[string]mlengine.Input{
+			mlengine.InputModel: {ReaderAt: bytes.NewReader(plain), Size: int64(len(plain))},
+			mlengine.InputData:  {ReaderAt: bytes.NewReader(BreastCancerCSV), Size: int64(len(BreastCancerCSV)), Format: mlengine.CSV},
+		},
+		map[string]mlengine.Output{mlengine.OutputReport: {W: &report}})
+	if err != nil {
+		return fmt.Errorf("the owner scores the model on the plaintext: %w", err)
+	}
+	if ev.Report == nil || ev.Report.Metrics == nil || ev.Report.Metrics.Classification == nil || ev.Rows != rows {
+		return errors.New("the owner's evaluation of the model gave no classification metrics over every row")
+	}
+	all := ev.Report.Metrics.Classification
+	if all.Accuracy < MinAccuracy {
+		return fmt.Errorf("the owner's evaluation: accuracy %.3f on all %d rows, want at least %.2f", all.Accuracy, rows, MinAccuracy)
+	}
 	e.sum.Train = &TrainStep{JobDigest: j.digest, Algorithm: string(m.Algorithm), Objective: string(m.Objective), Label: m.Label,
-		Features: len(m.Features), Metrics: mt, TrainingJobDigest: m.TrainingJobDigest}
+		Features: len(m.Features), Metrics: mt, TrainingJobDigest: m.TrainingJobDigest, OwnerEvaluation: all}
 	st.detail("%s, decrypted in memory with result key %s: a ppml model (%s, %s, %d features, label %s)", e.rel(j.outputs[0]), e.resultKey.ID(), m.Algorithm, m.Objective, len(m.Features), m.Label)
 	st.detail("recorded training job digest %s — the job the policy approved", m.TrainingJobDigest)
 	auc := "n/a"
@@ -315,6 +338,7 @@ func (e *env) trainStep(ctx context.Context, st *Step) error {
 	}
 	cm, _ := json.Marshal(c.Confusion)
 	st.detail("metrics on %d held-out tumours (trained on %d): accuracy %.4f, AUC %s, log-loss %.4f, confusion [true][predicted] %s", mt.TestRows, mt.TrainRows, c.Accuracy, auc, c.LogLoss, cm)
+	st.detail("the owner scores the decrypted model on its plaintext copy of all %d rows (training rows included) with the same engine code: accuracy %.4f", ev.Rows, all.Accuracy)
 	st.fact("train_job_digest", j.digest)
 	st.fact("accuracy", strconv.FormatFloat(c.Accuracy, 'f', 4, 64))
 	return nil
