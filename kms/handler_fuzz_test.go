@@ -80,6 +80,7 @@ func FuzzHandlers(f *testing.F) {
 	f.Add(uint8(4), []byte(`{"key":"k","aad":"AAE="}`))
 	f.Add(uint8(5), []byte(`{"key":"k","wrapped":"AAAAAQ==","aad":""}`))
 	f.Add(uint8(6), []byte(`{"nonce":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=","evidence":{"platform":"sim","data":"AQ=="},"public_key":"AQ==","manifest":"eA==","keys":[{"ref":"k","wrapped":"AQ=="}]}`))
+	f.Add(uint8(6), []byte(`{"nonce":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=","evidence":{"platform":"sim","data":"AQ=="},"public_key":"AQ==","manifest":"eA==","keys":[],"outputs":[{"ref":"k","aad":"AQ=="}]}`))
 	f.Add(uint8(7), []byte(`{"share":"ppml-share-1:00"}`))
 	f.Add(uint8(8), []byte(`7`))
 	f.Fuzz(func(t *testing.T, route uint8, body []byte) {

@@ -350,8 +350,10 @@ func ownedKey(tx *store.Tx, st *state, c *caller, name string) (*keyRec, error) 
 		}
 		return nil, err
 	}
+	// Another tenant's key answers exactly like a missing one, so that
+	// names cannot be probed for existence.
 	if c.role != api.RoleAdmin && k.Tenant != c.tenant {
-		return nil, apiErr(http.StatusForbidden, "forbidden", "key %s belongs to another tenant", name)
+		return nil, apiErr(http.StatusNotFound, "not_found", "no key %s", name)
 	}
 	return &k, nil
 }
@@ -500,7 +502,8 @@ func (s *Server) generateDataKey(w http.ResponseWriter, r *http.Request, c *call
 		return nil, err
 	}
 	var out api.DataKey
-	err := st.db.View(func(tx *store.Tx) error {
+	err := st.db.Batch(func(tx *store.Tx) error {
+		clear(out.DataKey) // Batch may rerun fn
 		k, err := ownedKey(tx, st, c, req.Key)
 		if err != nil {
 			return err
@@ -510,9 +513,14 @@ func (s *Server) generateDataKey(w http.ResponseWriter, r *http.Request, c *call
 			return err
 		}
 		out = api.DataKey{Key: k.Name, Version: v, DataKey: dk, Wrapped: wrapped}
-		return nil
+		_, err = st.log.Append(tx.Bolt(), audit.Entry{Type: TypeDataKey, Tenant: k.Tenant, Actor: c.tokenID, Key: k.Name, KeyVersion: v, Decision: audit.Allow})
+		return err
 	})
-	return out, err
+	if err != nil {
+		clear(out.DataKey)
+		return nil, err
+	}
+	return out, nil
 }
 
 func (s *Server) decrypt(w http.ResponseWriter, r *http.Request, c *caller, st *state) (any, error) {

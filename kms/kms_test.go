@@ -305,7 +305,7 @@ func TestEndToEnd(t *testing.T) {
 			}
 		}
 	}
-	if rel0 == nil || fmt.Sprint(types) != "[key_create policy_set release release decrypt]" {
+	if rel0 == nil || fmt.Sprint(types) != "[key_create policy_set data_key release release decrypt]" {
 		t.Fatalf("audit trail of alice.sales: %v", types)
 	}
 	// Owners see only their own keys' trails.

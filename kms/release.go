@@ -34,6 +34,16 @@ func (s *Server) challenge(w http.ResponseWriter, r *http.Request, c *caller, st
 	return ch, err
 }
 
+// TypeOutputKey is the audit entry of a fresh data key issued, inside a
+// release, to an attested TEE for a job output (an input key's release is
+// audit.TypeRelease). Denials of either are audit.TypeDenial; an output
+// key's denial reason starts with "output key: ".
+const TypeOutputKey audit.Type = "output_key"
+
+// TypeDataKey is the audit entry of a data key generated for an owner
+// (POST /v1/datakey, what ppml encrypt --key kms://... calls).
+const TypeDataKey audit.Type = "data_key"
+
 // Rules of release denials that are not policy rules.
 const (
 	RuleNonce      = "nonce"       // unknown, used, expired or foreign nonce
@@ -117,6 +127,9 @@ func (s *Server) denyAll(st *state, rc *releaseCtx, rule, reason string) error {
 	var ds []api.Denial
 	for _, it := range rc.req.Keys {
 		ds = append(ds, api.Denial{Key: it.Ref, Rule: rule, Reason: reason})
+	}
+	for _, it := range rc.req.Outputs {
+		ds = append(ds, api.Denial{Key: it.Ref, Rule: rule, Reason: "output key: " + reason})
 	}
 	if err := s.auditDenials(st, rc, ds); err != nil {
 		return err
@@ -223,71 +236,118 @@ func (s *Server) release(w http.ResponseWriter, r *http.Request, c *caller, st *
 		name string
 		ver  uint32
 		dk   []byte
+		key  *keyRec
+	}
+	type outGrant struct {
+		item    api.ReleaseOutputItem
+		name    string
+		ver     uint32
+		dk      []byte
+		wrapped []byte
+		key     *keyRec
 	}
 	var grants []grant
+	var outs []outGrant
 	var ds []api.Denial
+	var dkeys []*keyRec // dkeys[i] is the key of ds[i], when it exists
 	now := st.now()
+	// admit looks a key up and evaluates its policy; a nil *api.Denial
+	// with a nil error means the policy allows this TEE and job.
+	admit := func(tx *store.Tx, ref string) (*keyRec, string, uint32, *api.Denial, error) {
+		name, refVer, err := keyNameOf(ref)
+		if err != nil {
+			return nil, "", 0, &api.Denial{Key: ref, Rule: RuleUnknownKey, Reason: truncate(err.Error(), maxReason)}, nil
+		}
+		var k keyRec
+		if err := getJSON(tx, bktKeys, keyKey(st.db, name), &k); err != nil {
+			if !errors.Is(err, store.ErrNotFound) {
+				return nil, "", 0, nil, err
+			}
+			return nil, name, 0, &api.Denial{Key: ref, Rule: RuleUnknownKey, Reason: "no key " + name}, nil
+		}
+		if len(k.Policy) == 0 {
+			return &k, name, 0, &api.Denial{Key: ref, Rule: RuleNoPolicy, Reason: "key " + name + " has no release policy"}, nil
+		}
+		p, err := policy.Parse(k.Policy)
+		if err != nil {
+			return &k, name, 0, &api.Denial{Key: ref, Rule: policy.RuleInvalidPolicy, Reason: truncate(err.Error(), maxReason)}, nil
+		}
+		if d := policy.Evaluate(p, claims, jd, now); !d.Allow {
+			return &k, name, 0, &api.Denial{Key: ref, Rule: d.Rule, Reason: d.Reason}, nil
+		}
+		return &k, name, refVer, nil, nil
+	}
+	deny := func(k *keyRec, d api.Denial) {
+		ds = append(ds, d)
+		dkeys = append(dkeys, k)
+	}
 	err = st.db.Batch(func(tx *store.Tx) error {
-		grants, ds = grants[:0], ds[:0] // Batch may rerun fn
-		var keys []*keyRec
+		// Batch may rerun fn.
+		for _, g := range grants {
+			clear(g.dk)
+		}
+		for _, o := range outs {
+			clear(o.dk)
+		}
+		grants, outs, ds, dkeys = grants[:0], outs[:0], ds[:0], dkeys[:0]
 		for _, it := range req.Keys {
-			name, refVer, err := keyNameOf(it.Ref)
+			k, name, refVer, d, err := admit(tx, it.Ref)
 			if err != nil {
-				ds = append(ds, api.Denial{Key: it.Ref, Rule: RuleUnknownKey, Reason: truncate(err.Error(), maxReason)})
-				keys = append(keys, nil)
+				return err
+			}
+			if d != nil {
+				deny(k, *d)
 				continue
 			}
-			var k keyRec
-			if err := getJSON(tx, bktKeys, keyKey(st.db, name), &k); err != nil {
-				if !errors.Is(err, store.ErrNotFound) {
-					return err
-				}
-				ds = append(ds, api.Denial{Key: it.Ref, Rule: RuleUnknownKey, Reason: "no key " + name})
-				keys = append(keys, nil)
-				continue
-			}
-			keys = append(keys, &k)
-			if len(k.Policy) == 0 {
-				ds = append(ds, api.Denial{Key: it.Ref, Rule: RuleNoPolicy, Reason: "key " + name + " has no release policy"})
-				continue
-			}
-			p, err := policy.Parse(k.Policy)
-			if err != nil {
-				ds = append(ds, api.Denial{Key: it.Ref, Rule: policy.RuleInvalidPolicy, Reason: truncate(err.Error(), maxReason)})
-				continue
-			}
-			if d := policy.Evaluate(p, claims, jd, now); !d.Allow {
-				ds = append(ds, api.Denial{Key: it.Ref, Rule: d.Rule, Reason: d.Reason})
-				continue
-			}
-			dk, v, err := unwrapDataKey(&k, it.Wrapped, it.AAD)
+			dk, v, err := unwrapDataKey(k, it.Wrapped, it.AAD)
 			if err != nil {
 				var ue *errUnwrap
 				if !errors.As(err, &ue) {
 					return err
 				}
-				ds = append(ds, api.Denial{Key: it.Ref, Rule: ue.rule, Reason: ue.msg})
+				deny(k, api.Denial{Key: it.Ref, Rule: ue.rule, Reason: ue.msg})
 				continue
 			}
 			if refVer != 0 && refVer != v {
-				ds = append(ds, api.Denial{Key: it.Ref, Rule: "key_version", Reason: fmt.Sprintf("the reference names version %d but the data key is wrapped under version %d", refVer, v)})
+				clear(dk)
+				deny(k, api.Denial{Key: it.Ref, Rule: "key_version", Reason: fmt.Sprintf("the reference names version %d but the data key is wrapped under version %d", refVer, v)})
 				continue
 			}
-			grants = append(grants, grant{item: it, name: name, ver: v, dk: dk})
+			grants = append(grants, grant{item: it, name: name, ver: v, dk: dk, key: k})
+		}
+		// Output keys are gated by the same policy as input keys: the
+		// owner decides which jobs, in which TEEs, may write under the key.
+		for _, it := range req.Outputs {
+			k, name, refVer, d, err := admit(tx, it.Ref)
+			if err != nil {
+				return err
+			}
+			if d != nil {
+				d.Reason = "output key: " + d.Reason
+				deny(k, *d)
+				continue
+			}
+			if nv := k.newest().Version; refVer != 0 && refVer != nv {
+				deny(k, api.Denial{Key: it.Ref, Rule: "key_version", Reason: fmt.Sprintf("output key: the reference names version %d, but new data keys are wrapped under the newest version, %d", refVer, nv)})
+				continue
+			}
+			dk, wrapped, v, err := wrapDataKey(k, it.AAD)
+			if err != nil {
+				return err
+			}
+			outs = append(outs, outGrant{item: it, name: name, ver: v, dk: dk, wrapped: wrapped, key: k})
 		}
 		// All or nothing: a job needs every key it asks for, and a partial
 		// release would hand out keys the job cannot use.
 		if len(ds) > 0 {
-			for _, d := range ds {
+			for i, d := range ds {
 				e := s.releaseEntry(rc, audit.TypeDenial, audit.Deny)
 				e.Key, e.Rule, e.Reason = d.Key, d.Rule, d.Reason
 				if name, _, err := keyNameOf(d.Key); err == nil {
 					e.Key = name
 				}
-				for _, k := range keys {
-					if k != nil && k.Name == e.Key {
-						e.Tenant = k.Tenant
-					}
+				if dkeys[i] != nil {
+					e.Tenant = dkeys[i].Tenant
 				}
 				if _, err := st.log.Append(tx.Bolt(), e); err != nil {
 					return err
@@ -295,23 +355,33 @@ func (s *Server) release(w http.ResponseWriter, r *http.Request, c *caller, st *
 			}
 			return nil
 		}
-		for i, g := range grants {
+		for _, g := range grants {
 			e := s.releaseEntry(rc, audit.TypeRelease, audit.Allow)
-			e.Key, e.KeyVersion, e.Tenant = g.name, g.ver, keys[i].Tenant
+			e.Key, e.KeyVersion, e.Tenant = g.name, g.ver, g.key.Tenant
+			if _, err := st.log.Append(tx.Bolt(), e); err != nil {
+				return err
+			}
+		}
+		for _, o := range outs {
+			e := s.releaseEntry(rc, TypeOutputKey, audit.Allow)
+			e.Key, e.KeyVersion, e.Tenant = o.name, o.ver, o.key.Tenant
 			if _, err := st.log.Append(tx.Bolt(), e); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
-	if err != nil {
-		return nil, err
-	}
 	defer func() {
 		for _, g := range grants {
 			clear(g.dk)
 		}
+		for _, o := range outs {
+			clear(o.dk)
+		}
 	}()
+	if err != nil {
+		return nil, err
+	}
 	if len(ds) > 0 {
 		for _, d := range ds {
 			s.metrics.denials.WithLabelValues(d.Rule).Inc()
@@ -328,6 +398,14 @@ func (s *Server) release(w http.ResponseWriter, r *http.Request, c *caller, st *
 		resp.Keys = append(resp.Keys, api.ReleasedKey{Ref: g.item.Ref, Key: g.name, Version: g.ver, Sealed: sealed})
 		names = append(names, g.name)
 	}
+	for i, o := range outs {
+		sealed, err := hpke.Seal(pub, hpke.HKDFSHA256(), hpke.AES256GCM(), api.OutputInfo(req.Nonce, i, o.item.Ref), o.dk)
+		if err != nil {
+			return nil, fmt.Errorf("seal output key %s: %w", o.name, err)
+		}
+		resp.Outputs = append(resp.Outputs, api.ReleasedOutput{Ref: o.item.Ref, Key: o.name, Version: o.ver, Sealed: sealed, Wrapped: o.wrapped})
+		names = append(names, o.name)
+	}
 	jti := make([]byte, 16)
 	rand.Read(jti)
 	tc := TokenClaims{
@@ -338,7 +416,7 @@ func (s *Server) release(w http.ResponseWriter, r *http.Request, c *caller, st *
 	if resp.Token, err = signJWT(st.jwtKey, tc); err != nil {
 		return nil, err
 	}
-	s.metrics.releases.WithLabelValues(string(claims.Platform)).Add(float64(len(grants)))
+	s.metrics.releases.WithLabelValues(string(claims.Platform)).Add(float64(len(grants) + len(outs)))
 	s.logger.Info("release", "platform", string(claims.Platform), "insecure", claims.Insecure, "job", hex.EncodeToString(jd), "keys", strings.Join(names, ","))
 	return resp, nil
 }

@@ -58,6 +58,11 @@ type Config struct {
 	// Out receives what is shown once at first start: the admin bootstrap
 	// token and Shamir shares. Default os.Stdout.
 	Out io.Writer
+	// BootstrapToken, when set, is called with the admin token issued at
+	// first start (or by NewAdminToken) before it is printed to Out, so
+	// that a program embedding the server need not parse Out. It runs at
+	// most once per start, synchronously, before New or Unseal returns.
+	BootstrapToken func(token string)
 	// Logger for structured logs (default: JSON to stderr). It never sees secrets.
 	Logger *slog.Logger
 	// Now is the clock for verification, policies, nonces, tokens and audit
@@ -264,6 +269,9 @@ func (s *Server) open(root []byte) error {
 		return fmt.Errorf("kms: open state: %w", err)
 	}
 	if boot != nil {
+		if s.cfg.BootstrapToken != nil {
+			s.cfg.BootstrapToken(boot.Token)
+		}
 		fmt.Fprintf(s.cfg.Out, "Admin token (shown ONCE; store it now):\n  %s\n", boot.Token)
 	}
 	s.st.Store(st)

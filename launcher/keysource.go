@@ -2,7 +2,6 @@ package launcher
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 
@@ -136,9 +135,3 @@ func Zero(keys [][]byte) {
 		clear(k)
 	}
 }
-
-// errNoKMSOutputs: the key service's release protocol returns data keys
-// of existing files only; it has no call that gives a TEE a fresh data key
-// wrapped under a service key, so an output cannot be encrypted under a
-// kms:// key from inside the TEE yet.
-var errNoKMSOutputs = errors.New("the key service cannot yet issue output data keys to a TEE (no release call for new data keys): encrypt this output under a local: or file: key")

@@ -28,6 +28,16 @@ type KMSKeys struct {
 
 // Release implements KeySource.
 func (k *KMSKeys) Release(ctx context.Context, manifest []byte, reqs []KeyRequest) ([][]byte, error) {
+	keys, _, err := k.ReleaseWithOutputs(ctx, manifest, reqs, nil)
+	return keys, err
+}
+
+// ReleaseWithOutputs implements OutputKeySource: one attested release
+// carries the kms:// input keys and a fresh data key for each output; the
+// service evaluates the policy of every key, input or output, and grants
+// all or none. The returned wrappers are *client.OutputKey, each good for
+// the one envelope whose header's fixed part is outs[i].AAD.
+func (k *KMSKeys) ReleaseWithOutputs(ctx context.Context, manifest []byte, reqs []KeyRequest, outs []OutputKeyRequest) ([][]byte, []envelope.KeyWrapper, error) {
 	keys := make([][]byte, len(reqs))
 	var items []api.ReleaseKeyItem
 	var remote []int
@@ -44,24 +54,36 @@ func (k *KMSKeys) Release(ctx context.Context, manifest []byte, reqs []KeyReques
 	}
 	if len(local) > 0 {
 		if k.Local == nil {
-			return nil, fmt.Errorf("input %s (%s) is encrypted under %s, and no local key file was given", local[0].Input, local[0].File, local[0].Ref)
+			return nil, nil, fmt.Errorf("input %s (%s) is encrypted under %s, and no local key file was given", local[0].Input, local[0].File, local[0].Ref)
 		}
 		lks, err := k.Local.Release(ctx, manifest, local)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		for j, i := range localAt {
 			keys[i] = lks[j]
 		}
 	}
-	if len(items) == 0 {
-		return keys, nil
+	var oitems []api.ReleaseOutputItem
+	for _, o := range outs {
+		if o.Ref.Scheme != envelope.SchemeKMS {
+			Zero(keys)
+			return nil, nil, fmt.Errorf("output %s: key %s is not a kms:// key", o.Output, o.Ref)
+		}
+		oitems = append(oitems, api.ReleaseOutputItem{Ref: o.Ref.String(), AAD: o.AAD})
 	}
-	if len(items) > api.MaxReleaseKeys {
+	if len(items)+len(oitems) == 0 {
+		return keys, nil, nil
+	}
+	if n := len(items) + len(oitems); n > api.MaxReleaseKeys {
 		Zero(keys)
-		return nil, fmt.Errorf("the job needs %d key-service keys (one per input file); a release carries at most %d", len(items), api.MaxReleaseKeys)
+		return nil, nil, fmt.Errorf("the job needs %d key-service keys (one per input file and per output under a kms:// key); a release carries at most %d", n, api.MaxReleaseKeys)
 	}
-	rel, err := k.Client.Release(ctx, k.Attester, manifest, items, 0)
+	if k.Client == nil {
+		Zero(keys)
+		return nil, nil, fmt.Errorf("the job needs key-service keys (%d inputs, %d outputs), and no key service was given: give --server", len(items), len(oitems))
+	}
+	rel, err := k.Client.ReleaseWithOutputs(ctx, k.Attester, manifest, items, oitems, 0)
 	if err != nil {
 		Zero(keys)
 		var se *client.StatusError
@@ -70,24 +92,29 @@ func (k *KMSKeys) Release(ctx context.Context, manifest []byte, reqs []KeyReques
 			for _, d := range se.Err.Denials {
 				de.Denials = append(de.Denials, Denial{Key: d.Key, Rule: d.Rule, Reason: d.Reason})
 			}
-			return nil, de
+			return nil, nil, de
 		}
 		if strings.Contains(err.Error(), k.Server) {
-			return nil, err // the client names the address it tried
+			return nil, nil, err // the client names the address it tried
 		}
-		return nil, fmt.Errorf("key service %s: %w", k.Server, err)
+		return nil, nil, fmt.Errorf("key service %s: %w", k.Server, err)
 	}
 	k.Token = rel.Token
 	for j, i := range remote {
 		keys[i] = rel.Keys[j]
 	}
-	return keys, nil
+	var ws []envelope.KeyWrapper
+	for _, o := range rel.Outputs {
+		ws = append(ws, o)
+	}
+	return keys, ws, nil
 }
 
 // OutputWrapper implements KeySource: local: and file: keys from Local.
+// kms:// output keys come from ReleaseWithOutputs, with the release.
 func (k *KMSKeys) OutputWrapper(ctx context.Context, ref job.KeyRef) (envelope.KeyWrapper, error) {
 	if ref.Scheme == job.KeyKMS {
-		return nil, fmt.Errorf("output key %s: %w", ref, errNoKMSOutputs)
+		return nil, fmt.Errorf("output key %s: a key-service output key comes with the release (ReleaseWithOutputs), not on its own", ref)
 	}
 	if k.Local == nil {
 		k.Local = &LocalKeys{}

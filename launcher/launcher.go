@@ -154,14 +154,64 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		}
 	}
 	wrappers := make([]envelope.KeyWrapper, len(m.Outputs))
+	prepared := make([]*preparedWriter, len(m.Outputs))
+	var pending []*pendingOutput
+	var outReqs []OutputKeyRequest
+	defer func() { cancelPending(pending) }() // every path that did not finish them
 	for i, o := range m.Outputs {
+		if o.Key.Scheme == job.KeyKMS {
+			if _, ok := cfg.Keys.(OutputKeySource); !ok {
+				return res, fmt.Errorf("output %s: key %s is a key-service key, and keys come from local key files here: give --server", o.Name, o.Key)
+			}
+			p, err := startPending(i, o)
+			if err != nil {
+				return res, fmt.Errorf("output %s: %w", o.Name, err)
+			}
+			pending = append(pending, p)
+			outReqs = append(outReqs, OutputKeyRequest{Output: o.Name, Ref: o.Key.Envelope, AAD: p.aad})
+			continue
+		}
 		if wrappers[i], err = cfg.Keys.OutputWrapper(ctx, o.Key); err != nil {
 			return res, fmt.Errorf("output %s: %w", o.Name, err)
 		}
 	}
+	defer func() {
+		for _, w := range prepared {
+			if w != nil {
+				w.w.Close() // unused (the job failed): stop it; its header was only in memory
+			}
+		}
+	}()
 
 	var keys [][]byte
-	if len(reqs) > 0 {
+	switch {
+	case len(outReqs) > 0:
+		logf("asking for %d key(s) and %d output key(s)", len(reqs), len(outReqs))
+		var ows []envelope.KeyWrapper
+		keys, ows, err = cfg.Keys.(OutputKeySource).ReleaseWithOutputs(ctx, raw, reqs, outReqs)
+		if err == nil && (len(keys) != len(reqs) || len(ows) != len(outReqs)) {
+			Zero(keys)
+			err = fmt.Errorf("key source returned %d keys and %d output keys for %d and %d requests", len(keys), len(ows), len(reqs), len(outReqs))
+		}
+		if err != nil {
+			return res, err
+		}
+		ps := pending
+		pending = nil
+		for j, p := range ps {
+			w, werr := p.finish(ows[j])
+			if werr != nil && err == nil {
+				err = fmt.Errorf("output %s: %w", m.Outputs[p.index].Name, werr)
+			}
+			if w != nil {
+				prepared[p.index] = &preparedWriter{w: w, dst: p.dst}
+			}
+		}
+		if err != nil {
+			Zero(keys)
+			return res, err
+		}
+	case len(reqs) > 0:
 		logf("asking for %d key(s)", len(reqs))
 		keys, err = cfg.Keys.Release(ctx, raw, reqs)
 		if err != nil {
@@ -217,7 +267,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err != nil {
 		return res, err
 	}
-	if err := writeOutputs(m, outputs, wrappers); err != nil {
+	err = writeOutputs(m, outputs, wrappers, prepared)
+	clear(prepared) // used or aborted by writeOutputs
+	if err != nil {
 		return res, err
 	}
 	for _, o := range m.Outputs {
@@ -494,8 +546,19 @@ func relName(dir, file string, isDir bool) string {
 // first and renamed only when every one is complete, so a failure while
 // encrypting leaves no output at all; a failure during the renames
 // themselves can leave the earlier ones renamed.
-func writeOutputs(m *job.Manifest, outs []Output, wrappers []envelope.KeyWrapper) error {
-	writers := make([]*envelope.FileWriter, 0, len(outs))
+//
+// An output with a prepared writer (a key-service key, whose data key came
+// with the release) continues that writer into the file; the others get a
+// new envelope under wrappers[i], recording the length.
+func writeOutputs(m *job.Manifest, outs []Output, wrappers []envelope.KeyWrapper, prepared []*preparedWriter) error {
+	writers := make([]outputFile, 0, len(outs))
+	defer func() {
+		for _, w := range prepared[len(writers):] {
+			if w != nil {
+				w.w.Close() // never reached: stop it
+			}
+		}
+	}()
 	defer func() {
 		for _, w := range writers {
 			w.Abort()
@@ -507,7 +570,12 @@ func writeOutputs(m *job.Manifest, outs []Output, wrappers []envelope.KeyWrapper
 		if err != nil {
 			return fmt.Errorf("output %s: %w", o.Name, err)
 		}
-		w, err := envelope.CreateFile(o.Path, wrappers[i], &envelope.Options{ContentType: contentType(o.ContentType), Size: size, SizeKnown: true}, true)
+		var w outputFile
+		if pw := prepared[i]; pw != nil {
+			w, err = openPrepared(o.Path, pw.w, pw.dst)
+		} else {
+			w, err = envelope.CreateFile(o.Path, wrappers[i], &envelope.Options{ContentType: contentType(o.ContentType), Size: size, SizeKnown: true}, true)
+		}
 		if err != nil {
 			return fmt.Errorf("output %s: %w", o.Name, err)
 		}

@@ -296,17 +296,22 @@ time.sleep(60)`
 	e.scan(t)
 }
 
-func TestNoKMSOutputKeys(t *testing.T) {
+// A kms:// output key needs a key service: with local key files only, the
+// run is refused before anything happens.
+func TestKMSOutputNeedsKeyService(t *testing.T) {
 	e := newJobEnv(t)
 	mf := filepath.Join(e.dir, "kmsout.yaml")
 	writeFile(t, mf, "name: x\nengine: exec\noutputs:\n  o: {path: out/o.ppml, key: kms://kms.example.org/owner.results}\nparameters:\n  command: [true]\n")
 	keys, _ := NewLocalKeys(e.keyPath)
-	if _, err := Run(context.Background(), Config{Manifest: mf, Keys: keys}); err == nil || !strings.Contains(err.Error(), "needs a key service") {
+	if _, err := Run(context.Background(), Config{Manifest: mf, Keys: keys}); err == nil || !strings.Contains(err.Error(), "give --server") {
 		t.Fatalf("kms output with local keys: %v", err)
 	}
 	kk := &KMSKeys{Local: keys}
-	if _, err := Run(context.Background(), Config{Manifest: mf, Keys: kk}); err == nil || !strings.Contains(err.Error(), "cannot yet issue output data keys") {
-		t.Fatalf("kms output with the key service: %v", err)
+	if _, err := Run(context.Background(), Config{Manifest: mf, Keys: kk}); err == nil || !strings.Contains(err.Error(), "no key service was given") {
+		t.Fatalf("kms output without a client: %v", err)
+	}
+	if ents, _ := os.ReadDir(e.outDir); len(ents) != 0 {
+		t.Fatalf("outputs written: %v", ents)
 	}
 }
 

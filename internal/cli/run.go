@@ -34,9 +34,10 @@ func newRunCmd() *cobra.Command {
 		Use:   "run --manifest job.yaml",
 		Short: "Run a job on encrypted inputs: get keys, decrypt in memory, run, encrypt outputs",
 		Long: `Run a job (docs/jobs.md, docs/guide/run.md). The manifest and its files are checked
-first; then every input key is obtained in one release — from the key service after
-attestation (--server, or PPML_SERVER), or from local key files (--key, development
-only) — and if any key is denied nothing runs. Inputs are decrypted into memory only;
+first; then every input key, and a fresh data key for each output under a kms:// key,
+is obtained in one release — from the key service after attestation (--server, or
+PPML_SERVER), or from local key files (--key, development only) — and if any key,
+input or output, is denied nothing runs. Inputs are decrypted into memory only;
 the program's outputs are encrypted and written atomically when it exits 0, and
 discarded otherwise. ppml exits with the program's status; SIGINT or SIGTERM stop the
 program (SIGTERM, then SIGKILL after --grace) and exit 128+signal with no output.

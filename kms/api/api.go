@@ -11,6 +11,7 @@ package api
 import (
 	"bytes"
 	"crypto/sha512"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -256,9 +257,12 @@ type ReleaseRequest struct {
 	// and uses the SHA-256 of its canonical form (the job digest).
 	Manifest []byte           `json:"manifest"`
 	Keys     []ReleaseKeyItem `json:"keys"`
+	// Outputs asks for fresh data keys for the job's outputs, policy-gated
+	// like Keys and granted all or nothing together with them.
+	Outputs []ReleaseOutputItem `json:"outputs,omitempty"`
 }
 
-// MaxReleaseKeys bounds the keys of one release.
+// MaxReleaseKeys bounds the keys and outputs of one release together.
 const MaxReleaseKeys = 64
 
 // ReleaseKeyItem is one key the TEE asks for: what it found in an envelope header.
@@ -267,6 +271,19 @@ type ReleaseKeyItem struct {
 	Ref     string `json:"ref"`
 	Wrapped []byte `json:"wrapped"`
 	AAD     []byte `json:"aad"`
+}
+
+// ReleaseOutputItem asks for a fresh data key wrapped under a service key,
+// for an output the job will write.
+type ReleaseOutputItem struct {
+	// Ref is kms://HOST[:PORT]/KEY or a bare key name. New data keys are
+	// wrapped under the key's newest version; a ref naming @VERSION must name it.
+	Ref string `json:"ref"`
+	// AAD is the fixed part of the output envelope's header (63 bytes for
+	// envelope version 1), bound into the wrapping exactly as
+	// POST /v1/datakey binds its aad, so the owner unwraps it with
+	// POST /v1/decrypt and the same header.
+	AAD []byte `json:"aad"`
 }
 
 func (r *ReleaseRequest) Check() error {
@@ -287,8 +304,8 @@ func (r *ReleaseRequest) Check() error {
 	if len(r.Manifest) == 0 {
 		return errors.New("manifest is missing")
 	}
-	if len(r.Keys) == 0 || len(r.Keys) > MaxReleaseKeys {
-		return fmt.Errorf("keys: give 1 to %d keys", MaxReleaseKeys)
+	if n := len(r.Keys) + len(r.Outputs); n == 0 || n > MaxReleaseKeys {
+		return fmt.Errorf("keys and outputs: give 1 to %d together, got %d", MaxReleaseKeys, n)
 	}
 	for i, k := range r.Keys {
 		if k.Ref == "" || len(k.Ref) > 1024 {
@@ -298,17 +315,27 @@ func (r *ReleaseRequest) Check() error {
 			return fmt.Errorf("keys[%d]: wrapped is missing, or wrapped or aad too long", i)
 		}
 	}
+	for i, o := range r.Outputs {
+		if o.Ref == "" || len(o.Ref) > 1024 {
+			return fmt.Errorf("outputs[%d]: ref is missing or too long", i)
+		}
+		if len(o.AAD) > 64<<10 {
+			return fmt.Errorf("outputs[%d]: aad longer than 64 KiB", i)
+		}
+	}
 	return nil
 }
 
 // ReleaseResponse is the answer to an allowed release.
 type ReleaseResponse struct {
 	// Token is the signed attestation token (compact JWS, ES256), keys at /.well-known/jwks.json.
-	Token  string         `json:"token"`
-	Keys   []ReleasedKey  `json:"keys"`
-	Suite  ReleaseSuite   `json:"suite"`
-	Job    attest.Hex     `json:"job_digest"`
-	Claims *attest.Claims `json:"claims,omitempty"`
+	Token string        `json:"token"`
+	Keys  []ReleasedKey `json:"keys"`
+	// Outputs answers ReleaseRequest.Outputs, in order.
+	Outputs []ReleasedOutput `json:"outputs,omitempty"`
+	Suite   ReleaseSuite     `json:"suite"`
+	Job     attest.Hex       `json:"job_digest"`
+	Claims  *attest.Claims   `json:"claims,omitempty"`
 }
 
 // ReleaseSuite names the HPKE suite the keys are sealed with.
@@ -325,6 +352,27 @@ type ReleasedKey struct {
 	Key     string `json:"key"`
 	Version uint32 `json:"version"`
 	Sealed  []byte `json:"sealed"`
+}
+
+// ReleasedOutput is a fresh data key for an output: Sealed is the data key
+// sealed to the TEE's ephemeral key (HPKE enc ‖ ciphertext, single-shot, no
+// aad, info = OutputInfo(nonce, index, Ref)); Wrapped is the same key wrapped
+// under Key version Version with the request's AAD, for the envelope header.
+type ReleasedOutput struct {
+	Ref     string `json:"ref"`
+	Key     string `json:"key"`
+	Version uint32 `json:"version"`
+	Sealed  []byte `json:"sealed"`
+	Wrapped []byte `json:"wrapped"`
+}
+
+// OutputInfo is the HPKE info for the data key of outputs[index] in the
+// release answering nonce: "ppml kms output v1" 0x00 nonce uint32-BE(index) ref.
+// The index keeps two outputs under the same key from being swapped.
+func OutputInfo(nonce []byte, index int, ref string) []byte {
+	b := append([]byte("ppml kms output v1\x00"), nonce...)
+	b = binary.BigEndian.AppendUint32(b, uint32(index))
+	return append(b, ref...)
 }
 
 // ReportData is the value the TEE binds into its evidence:

@@ -2,7 +2,10 @@ package api
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
+
+	"github.com/ppml/ppml/attest"
 )
 
 // fuzzDecoder checks that a decoder never panics and that whatever it
@@ -36,7 +39,40 @@ func fuzzDecoder[T any, P interface {
 func FuzzDecodeReleaseRequest(f *testing.F) {
 	fuzzDecoder[ReleaseRequest](f,
 		`{"nonce":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=","evidence":{"platform":"sim","data":"AQID"},"public_key":"AQID","manifest":"eA==","keys":[{"ref":"kms://h/k@1","wrapped":"AQ==","aad":""}]}`,
-		`{"nonce":"","kem":25722}`, `[]`, `{"keys":null}`)
+		`{"nonce":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=","evidence":{"platform":"sim","data":"AQID"},"public_key":"AQID","manifest":"eA==","keys":[],"outputs":[{"ref":"kms://h/out","aad":"UFBNTEVOVgEBAQ=="}]}`,
+		`{"nonce":"","kem":25722}`, `[]`, `{"keys":null}`, `{"outputs":[{"ref":""}]}`)
+}
+
+func TestReleaseRequestOutputsCheck(t *testing.T) {
+	base := func() ReleaseRequest {
+		return ReleaseRequest{Nonce: make([]byte, NonceSize), Evidence: attest.Evidence{Platform: "sim", Data: []byte{1}}, PublicKey: []byte{1}, Manifest: []byte("x")}
+	}
+	r := base()
+	r.Outputs = []ReleaseOutputItem{{Ref: "kms://h/out", AAD: make([]byte, 63)}}
+	if err := r.Check(); err != nil {
+		t.Fatalf("outputs only: %v", err)
+	}
+	r.Outputs = append(r.Outputs, ReleaseOutputItem{Ref: ""})
+	if err := r.Check(); err == nil || !strings.Contains(err.Error(), "outputs[1]: ref") {
+		t.Fatalf("empty output ref: %v", err)
+	}
+	r = base()
+	if err := r.Check(); err == nil || !strings.Contains(err.Error(), "give 1 to") {
+		t.Fatalf("nothing asked: %v", err)
+	}
+	r.Keys = make([]ReleaseKeyItem, MaxReleaseKeys)
+	for i := range r.Keys {
+		r.Keys[i] = ReleaseKeyItem{Ref: "k", Wrapped: []byte{1}}
+	}
+	r.Outputs = []ReleaseOutputItem{{Ref: "k"}}
+	if err := r.Check(); err == nil || !strings.Contains(err.Error(), "got 65") {
+		t.Fatalf("over the limit with outputs: %v", err)
+	}
+	r = base()
+	r.Outputs = []ReleaseOutputItem{{Ref: "k", AAD: make([]byte, 64<<10+1)}}
+	if err := r.Check(); err == nil || !strings.Contains(err.Error(), "aad longer") {
+		t.Fatalf("long aad: %v", err)
+	}
 }
 
 func FuzzDecodeCreateTenant(f *testing.F) {

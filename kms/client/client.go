@@ -364,3 +364,20 @@ func (c *Client) JWKS(ctx context.Context) ([]byte, error) {
 	var b []byte
 	return b, c.do(ctx, "GET", "/.well-known/jwks.json", nil, &b)
 }
+
+// AuditHead fetches the current signed tree head (GET /v1/audit/head) and,
+// when pub is not nil, verifies its signature with it (the tree-head key,
+// kept from a trusted source). Keep the head to check later, with
+// AuditConsistency, that the log only grew.
+func (c *Client) AuditHead(ctx context.Context, pub crypto.PublicKey) (*audit.TreeHead, error) {
+	var head audit.TreeHead
+	if err := c.do(ctx, "GET", "/v1/audit/head", nil, &head); err != nil {
+		return nil, err
+	}
+	if pub != nil {
+		if err := head.Verify(pub); err != nil {
+			return nil, fmt.Errorf("tree head: %w", err)
+		}
+	}
+	return &head, nil
+}
