@@ -38,7 +38,6 @@ import (
 	"github.com/ppml/ppml/envelope"
 	"github.com/ppml/ppml/examples/data"
 	"github.com/ppml/ppml/job"
-	"github.com/ppml/ppml/keyfile"
 	"github.com/ppml/ppml/kms"
 	"github.com/ppml/ppml/kms/api"
 	"github.com/ppml/ppml/kms/client"
@@ -88,8 +87,17 @@ type Summary struct {
 	// the refused one.
 	Release *audit.Entry `json:"release,omitempty"`
 	Denial  *audit.Entry `json:"denial,omitempty"`
+	// OutputDenial is the refused job's denial on the results key.
+	OutputDenial *audit.Entry `json:"output_denial,omitempty"`
 	// Refusal is what the launcher reported for the modified job.
 	Refusal *launcher.Denial `json:"refusal,omitempty"`
+	// OutputKeys are the output_key audit entries of the three demo jobs
+	// (exec, SQL, training): the data key of each job's output, issued
+	// under ResultKeyName inside the job's attested release.
+	OutputKeys []*audit.Entry `json:"output_keys,omitempty"`
+	// Decrypts are the decrypt audit entries of the owner unwrapping those
+	// outputs' data keys at the key service, one per output.
+	Decrypts []*audit.Entry `json:"decrypts,omitempty"`
 	// Result is the decrypted result of the demo job (aggregates only).
 	Result string `json:"result,omitempty"`
 	// SQL is the SQL step's job and decrypted result (aggregates only).
@@ -101,11 +109,13 @@ type Summary struct {
 	Scan *ScanReport `json:"scan,omitempty"`
 }
 
-// Names the demo gives its parties and key.
+// Names the demo gives its parties and keys: the owner's data is
+// encrypted under KeyName, every job output under ResultKeyName.
 const (
-	OwnerTenant  = "hospital"
-	RunnerTenant = "analytics-runner"
-	KeyName      = "hospital.patients"
+	OwnerTenant   = "hospital"
+	RunnerTenant  = "analytics-runner"
+	KeyName       = "hospital.patients"
+	ResultKeyName = "hospital.results"
 )
 
 // env is the state the steps share.
@@ -127,10 +137,10 @@ type env struct {
 	auditPub *ecdsa.PublicKey
 
 	admin, owner, runner *client.Client
+	ownerTokenID         string
 	runnerTokenID        string
 	keyRef               envelope.KeyRef
-	resultKey            *keyfile.Key
-	resultKeyPath        string
+	resultRef            envelope.KeyRef
 	measurement          [48]byte
 	exeSHA256            string
 
@@ -180,14 +190,14 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 		fn    func(context.Context, *Step) error
 	}{
 		{"Start the real key service on 127.0.0.1 (TLS 1.3, file seal, a temporary data directory), trusting this machine's simulated TEE through a temporary platform key — never your own simulation keys.", e.startServer},
-		{"As administrator create the data owner (tenant + token) and a job runner; as the owner create a key whose policy releases it only to the simulated TEE running this exact ppml binary (SHA-384 measurement) and these exact demo jobs (digests of the exec, SQL and training jobs).", e.setupOwner},
+		{"As administrator create the data owner (tenant + token) and a job runner; as the owner create two keys, hospital.patients for the data and hospital.results for every job output, each with a policy that releases it only to the simulated TEE running this exact ppml binary (SHA-384 measurement) and these exact demo jobs (digests of the exec, SQL and training jobs) — a separate results key, because a careful owner can later let a downstream job read the aggregates without letting it read the patient records.", e.setupOwner},
 		{"The owner encrypts the bundled synthetic dataset patients.csv, with one planted canary row, under the key-service key; the plaintext never touches the disk.", e.encrypt},
-		{"Run the exec demo job in the simulated TEE through the real launcher: attest, receive the data key sealed to the TEE, decrypt into memory, run `ppml demo aggregate` (visits per diagnosis, groups under 5 suppressed), and encrypt the output under the owner's local result key (the launcher cannot use kms:// output keys yet).", e.runJobs},
-		{"Verify the audit log as an outsider would: fetch the export and a signed tree head, verify every entry, the Merkle tree and every signature offline with audit.VerifyExport, and prove the release entry's inclusion.", e.verifyAudit},
-		{"The owner decrypts the result with the result key and reads it; it matches the aggregate of the plaintext.", e.decryptResult},
-		{"Run a SQL job (sql engine) over the same encrypted dataset in the simulated TEE — visits per diagnosis, GROUP BY … HAVING count(*) >= 5 — whose digest the key policy also allows; the owner decrypts its encrypted output and it matches the aggregate computed in Go from the plaintext.", e.sqlStep},
-		{"Train a model on encrypted data (ml engine): the owner encrypts the bundled public breast cancer dataset under the same key, an XGBoost job (one thread) trains a classifier in the simulated TEE, and the owner decrypts the encrypted model, which records the approved job's digest and its test metrics.", e.trainStep},
-		{"A modified job — one byte of the manifest changed (--min-group=5 → --min-group=1, which would expose single patients) — is refused on rule job_digest, never runs, and the refusal is on the audit log.", e.modifiedJob},
+		{"Run the exec demo job in the simulated TEE through the real launcher: attest, receive the data key sealed to the TEE, decrypt into memory, run `ppml demo aggregate` (visits per diagnosis, groups under 5 suppressed), and encrypt the output under the owner's key-service key hospital.results, whose fresh data key comes sealed to the TEE in the same attested release.", e.runJobs},
+		{"Verify the audit log as an outsider would: fetch the export and a signed tree head, verify every entry, the Merkle tree and every signature offline with audit.VerifyExport, and prove the inclusion of the job's release entry and of its output_key entry.", e.verifyAudit},
+		{"The owner decrypts the result through the key service (it unwraps the output's data key under hospital.results with the owner's token — the runner could not — and the decrypt is audited) and reads it; it matches the aggregate of the plaintext.", e.decryptResult},
+		{"Run a SQL job (sql engine) over the same encrypted dataset in the simulated TEE — visits per diagnosis, GROUP BY … HAVING count(*) >= 5 — whose digest both key policies also allow; the owner decrypts its output through the key service and it matches the aggregate computed in Go from the plaintext.", e.sqlStep},
+		{"Train a model on encrypted data (ml engine): the owner encrypts the bundled public breast cancer dataset under the same key, an XGBoost job (one thread) trains a classifier in the simulated TEE, and the owner decrypts the encrypted model through the key service; it records the approved job's digest and its test metrics.", e.trainStep},
+		{"A modified job — one byte of the manifest changed (--min-group=5 → --min-group=1, which would expose single patients) — is refused on rule job_digest for both the data key and the results key, never runs, gets no key at all, and the refusal is on the audit log.", e.modifiedJob},
 	}
 	failed := false
 	for i, s := range steps {
@@ -320,10 +330,13 @@ func (e *env) startServer(ctx context.Context, st *Step) error {
 		return err
 	}
 	simPub := pk.Public().(ed25519.PublicKey)
-	var boot bytes.Buffer
+	// The admin token issued at first start comes through the callback;
+	// the text the server would print is discarded.
+	var adminToken string
 	srv, err := kms.New(kms.Config{
 		DataDir: e.kmsDir, Seal: "file", SimKeys: []ed25519.PublicKey{simPub},
-		Out: &boot, Logger: slog.New(slog.DiscardHandler),
+		Out: io.Discard, Logger: slog.New(slog.DiscardHandler),
+		BootstrapToken: func(tok string) { adminToken = tok },
 	})
 	if err != nil {
 		return fmt.Errorf("start key service: %w", err)
@@ -361,9 +374,8 @@ func (e *env) startServer(ctx context.Context, st *Step) error {
 	e.sum.Server = e.url
 	e.auditPub = srv.AuditPublicKey()
 
-	adminToken, err := bootstrapToken(boot.String())
-	if err != nil {
-		return err
+	if adminToken == "" {
+		return errors.New("the key service issued no admin bootstrap token")
 	}
 	if e.admin, err = e.client(adminToken); err != nil {
 		return err
@@ -383,17 +395,6 @@ func (e *env) startServer(ctx context.Context, st *Step) error {
 	st.fact("tls_fingerprint", fp)
 	st.fact("sim_platform_key_id", hex.EncodeToString(kid[:]))
 	return nil
-}
-
-// bootstrapToken finds the admin token the server prints once at its
-// first start (kms has no other way to hand it to an embedding program).
-func bootstrapToken(out string) (string, error) {
-	for _, f := range strings.Fields(out) {
-		if strings.HasPrefix(f, "ppml_") {
-			return f, nil
-		}
-	}
-	return "", errors.New("the key service printed no admin bootstrap token")
 }
 
 func (e *env) client(token string) (*client.Client, error) {
@@ -423,7 +424,7 @@ func (e *env) setupOwner(ctx context.Context, st *Step) error {
 	if err != nil {
 		return fmt.Errorf("runner token: %w", err)
 	}
-	e.runnerTokenID = rt.ID
+	e.ownerTokenID, e.runnerTokenID = ot.ID, rt.ID
 	if e.owner, err = e.client(ot.Token); err != nil {
 		return err
 	}
@@ -432,17 +433,8 @@ func (e *env) setupOwner(ctx context.Context, st *Step) error {
 	}
 	st.detail("tenant %s (owner, token %s) and tenant %s (runner, token %s); tokens are shown once and kept in memory only", OwnerTenant, ot.ID, RunnerTenant, rt.ID)
 
-	k, err := e.owner.CreateKey(ctx, KeyName)
-	if err != nil {
-		return fmt.Errorf("create key: %w", err)
-	}
 	e.keyRef = envelope.KeyRef{Scheme: envelope.SchemeKMS, Host: "127.0.0.1", Port: e.port, Name: KeyName}
-
-	// The owner's local result key: outputs are encrypted under it.
-	e.resultKeyPath = filepath.Join(e.dir, "result.key")
-	if e.resultKey, err = keyfile.Generate(e.resultKeyPath, false); err != nil {
-		return fmt.Errorf("result key: %w", err)
-	}
+	e.resultRef = envelope.KeyRef{Scheme: envelope.SchemeKMS, Host: "127.0.0.1", Port: e.port, Name: ResultKeyName}
 
 	// What the policy pins: this binary and the demo jobs.
 	if e.measurement, err = sim.Measure("/proc/self/exe"); err != nil {
@@ -479,16 +471,26 @@ func (e *env) setupOwner(ctx context.Context, st *Step) error {
 	if err != nil {
 		return err
 	}
-	p, err := e.owner.SetPolicy(ctx, KeyName, doc)
-	if err != nil {
-		return fmt.Errorf("set policy: %w", err)
+	// The same policy on both keys: these jobs, in this TEE, may read the
+	// data and write results. Another job could later be allowed on the
+	// results key alone.
+	for _, ref := range []envelope.KeyRef{e.keyRef, e.resultRef} {
+		k, err := e.owner.CreateKey(ctx, ref.Name)
+		if err != nil {
+			return fmt.Errorf("create key %s: %w", ref.Name, err)
+		}
+		p, err := e.owner.SetPolicy(ctx, ref.Name, doc)
+		if err != nil {
+			return fmt.Errorf("set policy of %s: %w", ref.Name, err)
+		}
+		if _, ok := p.Platforms[attest.PlatformSim]; !ok || len(p.Jobs) != len(digests) {
+			return fmt.Errorf("the server stored another policy for %s than the one set", ref.Name)
+		}
+		st.detail("key %s (version %d) with policy: platform sim, measurement %s…, jobs %s", ref, k.Version, e.sum.Measurement[:24], strings.Join(short(digests), ", "))
 	}
-	if _, ok := p.Platforms[attest.PlatformSim]; !ok || len(p.Jobs) != len(digests) {
-		return errors.New("the server stored another policy than the one set")
-	}
-	st.detail("key %s (version %d) with policy: platform sim, measurement %s…, jobs %s", e.keyRef, k.Version, e.sum.Measurement[:24], strings.Join(short(digests), ", "))
-	st.detail("result key %s (local key %s) stays with the owner", e.rel(e.resultKeyPath), e.resultKey.ID())
+	st.detail("%s encrypts the data, %s every job output: the owner holds both, the runner neither", KeyName, ResultKeyName)
 	st.fact("key", e.keyRef.String())
+	st.fact("result_key", e.resultRef.String())
 	st.fact("measurement", e.sum.Measurement)
 	st.fact("job_digest", e.sum.JobDigest)
 	return nil
@@ -581,8 +583,27 @@ func (e *env) runJobs(ctx context.Context, st *Step) error {
 			return fmt.Errorf("job %s: the key service returned no attestation token", j.Name)
 		}
 		st.detail("the key service returned a signed attestation token (ES256, %d B) naming the job and the measurement", len(run.token))
+		ok, err := e.outputKeyEntry(ctx, j)
+		if err != nil {
+			return err
+		}
+		st.detail("audit entry #%d: output_key %s@%d issued to token %s for this job's output, in the same release", ok.Index, ok.Key, ok.KeyVersion, ok.Actor)
 	}
 	return nil
+}
+
+// outputKeyEntry checks that the owner's audit trail of the results key
+// holds the output_key entry of job j's release and records it.
+func (e *env) outputKeyEntry(ctx context.Context, j *Job) (*audit.Entry, error) {
+	ok, err := e.findEntry(ctx, ResultKeyName, kms.TypeOutputKey, j.digest)
+	if err != nil {
+		return nil, err
+	}
+	if ok.Decision != audit.Allow || ok.Actor != e.runnerTokenID || ok.Tenant != OwnerTenant || !bytes.Equal(ok.Measurement, e.measurement[:]) {
+		return nil, fmt.Errorf("output_key entry %d for job %s: decision %s, actor %s, tenant %s, measurement %s", ok.Index, j.Name, ok.Decision, ok.Actor, ok.Tenant, ok.Measurement)
+	}
+	e.sum.OutputKeys = append(e.sum.OutputKeys, ok)
+	return ok, nil
 }
 
 type launchRun struct {
@@ -595,11 +616,8 @@ type launchRun struct {
 // launch runs one manifest through the real launcher with the runner's
 // token and the simulated attester.
 func (e *env) launch(ctx context.Context, manifest string) (*launchRun, error) {
-	local, err := launcher.NewLocalKeys(e.resultKeyPath)
-	if err != nil {
-		return &launchRun{}, err
-	}
-	keys := &launcher.KMSKeys{Client: e.runner, Server: e.url, Attester: &sim.Attester{Dir: e.simDir}, Local: local}
+	// Only the key service: inputs and outputs are all under kms:// keys.
+	keys := &launcher.KMSKeys{Client: e.runner, Server: e.url, Attester: &sim.Attester{Dir: e.simDir}}
 	var logb, prog bytes.Buffer
 	res, err := launcher.Run(ctx, launcher.Config{Manifest: manifest, Keys: keys, Stdout: &prog, Stderr: &prog, Log: &logb, Grace: 2 * time.Second})
 	run := &launchRun{res: res, program: prog.String(), token: keys.Token}
@@ -635,9 +653,20 @@ func (e *env) verifyAudit(ctx context.Context, st *Step) error {
 	if ep, ok := pub.(*ecdsa.PublicKey); !ok || !ep.Equal(e.auditPub) {
 		return errors.New("the audit public key the server serves is not the server's tree-head key")
 	}
-	rel, err := e.findEntry(ctx, audit.TypeRelease, e.jobs[0].digest)
+	rel, err := e.findEntry(ctx, KeyName, audit.TypeRelease, e.jobs[0].digest)
 	if err != nil {
 		return err
+	}
+	outKey, err := e.findEntry(ctx, ResultKeyName, kms.TypeOutputKey, e.jobs[0].digest)
+	if err != nil {
+		return err
+	}
+	okEntry, okHead, err := e.owner.AuditReceipt(ctx, outKey.Index, e.auditPub)
+	if err != nil {
+		return fmt.Errorf("inclusion proof of entry %d: %w", outKey.Index, err)
+	}
+	if okEntry.Type != kms.TypeOutputKey || okEntry.Key != ResultKeyName || okEntry.Decision != audit.Allow || okEntry.JobDigest.String() != entryDigest(e.jobs[0].digest) {
+		return fmt.Errorf("entry %d is %s %s of %s, want an allowed output_key of %s for the job", okEntry.Index, okEntry.Decision, okEntry.Type, okEntry.Key, ResultKeyName)
 	}
 	entry, head, err := e.owner.AuditReceipt(ctx, rel.Index, e.auditPub)
 	if err != nil {
@@ -669,15 +698,22 @@ func (e *env) verifyAudit(ctx context.Context, st *Step) error {
 	st.detail("release entry #%d at %s: key %s@%d released to token %s (tenant %s), platform %s INSECURE, measurement %s…, job sha256:%s…",
 		entry.Index, entry.Time.Format(time.RFC3339), entry.Key, entry.KeyVersion, entry.Actor, RunnerTenant, entry.Platform, entry.Measurement.String()[:24], entry.JobDigest.String()[:16])
 	st.detail("inclusion proof: entry #%d is in the signed tree head of %d entries (root %s…) via %d hashes, and the export extends that head", entry.Index, head.Size, head.RootHash.String()[:16], proofLen)
+	st.detail("output_key entry #%d: a fresh data key under %s@%d for the job's output, in the same release — proven included in the signed tree head of %d entries via %d hashes",
+		okEntry.Index, okEntry.Key, okEntry.KeyVersion, okHead.Size, inclusionHashes(okEntry.Index, okHead.Size))
 	st.fact("release_entry", fmt.Sprint(entry.Index))
+	st.fact("output_key_entry", fmt.Sprint(okEntry.Index))
 	st.fact("tree_size", fmt.Sprint(head.Size))
 	st.fact("root_hash", head.RootHash.String())
 	return nil
 }
 
-// findEntry returns the newest entry of type t for the demo key with job digest jd.
-func (e *env) findEntry(ctx context.Context, t audit.Type, jd string) (*audit.Entry, error) {
-	es, err := e.owner.AuditList(ctx, KeyName, 0, 1000)
+// entryDigest is a job digest as an audit entry shows it (hex, no prefix).
+func entryDigest(jd string) string { return strings.TrimPrefix(jd, "sha256:") }
+
+// findEntry returns the newest entry of type t for the owner's key with
+// job digest jd.
+func (e *env) findEntry(ctx context.Context, key string, t audit.Type, jd string) (*audit.Entry, error) {
+	es, err := e.owner.AuditList(ctx, key, 0, 1000)
 	if err != nil {
 		return nil, fmt.Errorf("audit list: %w", err)
 	}
@@ -686,7 +722,7 @@ func (e *env) findEntry(ctx context.Context, t audit.Type, jd string) (*audit.En
 			return &es[i], nil
 		}
 	}
-	return nil, fmt.Errorf("the audit trail of %s has no %s entry for job %s (%d entries)", KeyName, t, jd, len(es))
+	return nil, fmt.Errorf("the audit trail of %s has no %s entry for job %s (%d entries)", key, t, jd, len(es))
 }
 
 // inclusionHashes is the number of hashes in the RFC 6962 inclusion proof

@@ -97,6 +97,8 @@ func TestDemo(t *testing.T) {
 		t.Errorf("release entry %d is not before the denial %d", r.Index, sum.Denial.Index)
 	}
 
+	checkOutputKeys(t, sum)
+
 	// The result, against an independent count of the dataset.
 	counts := countByDiagnosis(t)
 	lines := strings.Split(strings.TrimSpace(sum.Result), "\n")
@@ -233,7 +235,59 @@ func TestBinaryDemoJSON(t *testing.T) {
 	}
 	checkSQL(t, &sum, countByDiagnosis(t))
 	checkTrain(t, &sum)
+	checkOutputKeys(t, &sum)
 }
+
+// checkOutputKeys: every job output was written under the results key with
+// a data key issued in the job's attested release (an output_key entry per
+// approved job, to the runner), the owner decrypted each output through the
+// key service (a decrypt entry per output, by another token than the
+// runner's, after the output_key entries), and the refused job got no key:
+// both keys were denied.
+func checkOutputKeys(t *testing.T, sum *Summary) {
+	t.Helper()
+	if sum.SQL == nil || sum.Train == nil || sum.Release == nil {
+		t.Fatal("the summary lacks the SQL or training step or the release entry")
+	}
+	want := map[string]bool{entryHex(sum.JobDigest): true, entryHex(sum.SQL.JobDigest): true, entryHex(sum.Train.JobDigest): true}
+	if len(sum.OutputKeys) != 3 {
+		t.Fatalf("%d output_key entries, want 3 (one per job)", len(sum.OutputKeys))
+	}
+	var last uint64
+	for _, e := range sum.OutputKeys {
+		if e.Type != "output_key" || e.Key != ResultKeyName || e.Tenant != OwnerTenant || e.Decision != "allow" ||
+			e.Actor != sum.Release.Actor || e.Platform != "sim" || !e.Insecure || e.Measurement.String() != sum.Measurement {
+			t.Errorf("output_key entry %+v", e)
+		}
+		if !want[e.JobDigest.String()] {
+			t.Errorf("output_key entry %d for job %s, not one of the approved jobs (or twice)", e.Index, e.JobDigest)
+		}
+		delete(want, e.JobDigest.String())
+		last = max(last, e.Index)
+	}
+	if len(sum.Decrypts) != 3 {
+		t.Fatalf("%d decrypt entries, want 3 (one per output)", len(sum.Decrypts))
+	}
+	for i, d := range sum.Decrypts {
+		if d.Type != "decrypt" || d.Key != ResultKeyName || d.Tenant != OwnerTenant || d.Decision != "allow" || d.Actor == "" || d.Actor == sum.Release.Actor {
+			t.Errorf("decrypt entry %+v", d)
+		}
+		if i > 0 && d.Index <= sum.Decrypts[i-1].Index {
+			t.Errorf("decrypt entries out of order: %d after %d", d.Index, sum.Decrypts[i-1].Index)
+		}
+	}
+	if first := sum.Decrypts[0].Index; first <= sum.OutputKeys[0].Index {
+		t.Errorf("the first decrypt (#%d) precedes the first output_key entry (#%d)", first, sum.OutputKeys[0].Index)
+	}
+	if sum.Denial == nil || sum.Denial.Index <= last {
+		t.Errorf("the denial %+v does not follow the output_key entries", sum.Denial)
+	}
+	if d := sum.OutputDenial; d == nil || d.Key != ResultKeyName || d.Rule != policy.RuleJob || d.Decision != "deny" || entryHex(sum.ModifiedDigest) != d.JobDigest.String() {
+		t.Errorf("output key denial %+v", sum.OutputDenial)
+	}
+}
+
+func entryHex(d string) string { return strings.TrimPrefix(d, "sha256:") }
 
 // checkSQL: the SQL step's decrypted result against an independent count
 // of the bundled dataset (every diagnosis has at least 5 visits; the

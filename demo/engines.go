@@ -19,6 +19,7 @@ import (
 	_ "github.com/ppml/ppml/engine/ml/mljob" // registers the ml engine with the launcher
 	"github.com/ppml/ppml/engine/sql/sqljob" // registers the sql engine with the launcher
 	"github.com/ppml/ppml/envelope"
+	"github.com/ppml/ppml/kms/client"
 	"github.com/ppml/ppml/ml/metrics"
 )
 
@@ -227,7 +228,7 @@ func (e *env) runOwn(ctx context.Context, st *Step, j *Job) ([]byte, error) {
 	}
 	j.outputs = run.res.Outputs
 	// The release for this job is on the owner's audit trail too.
-	rel, err := e.findEntry(ctx, audit.TypeRelease, j.digest)
+	rel, err := e.findEntry(ctx, KeyName, audit.TypeRelease, j.digest)
 	if err != nil {
 		return nil, err
 	}
@@ -236,10 +237,17 @@ func (e *env) runOwn(ctx context.Context, st *Step, j *Job) ([]byte, error) {
 	}
 	st.detail("audit entry #%d: %s@%d released to token %s for this job (sha256:%s…), measurement %s…", rel.Index, rel.Key, rel.KeyVersion, rel.Actor, rel.JobDigest.String()[:16], rel.Measurement.String()[:24])
 	st.fact("release_entry", fmt.Sprint(rel.Index))
-	plain, err := e.decryptOutput(j.outputs[0])
+	ok, err := e.outputKeyEntry(ctx, j)
 	if err != nil {
 		return nil, err
 	}
+	st.detail("audit entry #%d: output_key %s@%d issued to token %s for this job's output, in the same release", ok.Index, ok.Key, ok.KeyVersion, ok.Actor)
+	st.fact("output_key_entry", fmt.Sprint(ok.Index))
+	plain, d, err := e.decryptOutput(ctx, j.outputs[0])
+	if err != nil {
+		return nil, err
+	}
+	st.detail("%s, decrypted in memory through the key service: audit entry #%d, decrypt of %s@%d by the owner's token %s", e.rel(j.outputs[0]), d.Index, d.Key, d.KeyVersion, d.Actor)
 	if m := e.canary.find(plain); m != "" {
 		clear(plain)
 		return nil, fmt.Errorf("the result contains the planted marker %q: suppression failed", m)
@@ -253,12 +261,12 @@ func (e *env) sqlStep(ctx context.Context, st *Step) error {
 	if err != nil {
 		return err
 	}
-	st.detail("job %s (sql engine, digest %s…), allowed by the same key policy", e.rel(j.path), j.digest[:23])
+	st.detail("job %s (sql engine, digest %s…), allowed by the same key policies", e.rel(j.path), j.digest[:23])
 	plain, err := e.runOwn(ctx, st, j)
 	if err != nil {
 		return err
 	}
-	st.detail("%s, decrypted in memory with result key %s:", e.rel(j.outputs[0]), e.resultKey.ID())
+	st.detail("the decrypted result:")
 	for _, l := range strings.Split(strings.TrimRight(string(plain), "\n"), "\n") {
 		st.detail("  | %s", l)
 	}
@@ -330,7 +338,7 @@ func (e *env) trainStep(ctx context.Context, st *Step) error {
 	}
 	e.sum.Train = &TrainStep{JobDigest: j.digest, Algorithm: string(m.Algorithm), Objective: string(m.Objective), Label: m.Label,
 		Features: len(m.Features), Metrics: mt, TrainingJobDigest: m.TrainingJobDigest, OwnerEvaluation: all}
-	st.detail("%s, decrypted in memory with result key %s: a ppml model (%s, %s, %d features, label %s)", e.rel(j.outputs[0]), e.resultKey.ID(), m.Algorithm, m.Objective, len(m.Features), m.Label)
+	st.detail("the decrypted model: a ppml model (%s, %s, %d features, label %s)", m.Algorithm, m.Objective, len(m.Features), m.Label)
 	st.detail("recorded training job digest %s — the job the policy approved", m.TrainingJobDigest)
 	auc := "n/a"
 	if c.AUC != nil {
@@ -344,16 +352,41 @@ func (e *env) trainStep(ctx context.Context, st *Step) error {
 	return nil
 }
 
-// decryptOutput reads an output envelope with the owner's result key.
-func (e *env) decryptOutput(path string) ([]byte, error) {
-	f, err := envelope.OpenFile(path, e.resultKey.LocalKey)
+// decryptOutput reads an output envelope as the owner: the data key in
+// its header is wrapped under the results key, which only the key service
+// holds, so the owner's token unwraps it there (POST /v1/decrypt, what
+// `ppml decrypt --key kms://…` does) and the service audits that decrypt.
+// It returns the plaintext and the decrypt entry.
+func (e *env) decryptOutput(ctx context.Context, path string) ([]byte, *audit.Entry, error) {
+	kr := &client.EnvelopeKey{Client: e.owner, Ref: e.resultRef, Ctx: ctx}
+	f, err := envelope.OpenFile(path, kr)
 	if err != nil {
-		return nil, fmt.Errorf("decrypt %s: %w", e.rel(path), err)
+		return nil, nil, fmt.Errorf("decrypt %s: %w", e.rel(path), err)
 	}
 	defer f.Close()
+	if ref := f.Header().KeyRef; ref.Scheme != envelope.SchemeKMS || ref.Name != ResultKeyName {
+		return nil, nil, fmt.Errorf("%s is encrypted under %s, want %s", e.rel(path), ref, e.resultRef)
+	}
 	var buf bytes.Buffer
 	if _, err := buf.ReadFrom(io.LimitReader(f, maxResult)); err != nil {
-		return nil, fmt.Errorf("decrypt %s: %w", e.rel(path), err)
+		return nil, nil, fmt.Errorf("decrypt %s: %w", e.rel(path), err)
 	}
-	return buf.Bytes(), nil
+	// The unwrap is the newest entry of the results key's trail: a decrypt
+	// by the owner's token (nothing else uses the key meanwhile).
+	es, err := e.owner.AuditList(ctx, ResultKeyName, 0, 1000)
+	if err != nil {
+		clear(buf.Bytes())
+		return nil, nil, fmt.Errorf("audit list: %w", err)
+	}
+	if len(es) == 0 {
+		clear(buf.Bytes())
+		return nil, nil, fmt.Errorf("the audit trail of %s is empty after the owner's decrypt", ResultKeyName)
+	}
+	d := &es[len(es)-1]
+	if d.Type != audit.TypeDecrypt || d.Decision != audit.Allow || d.Actor != e.ownerTokenID || d.Key != ResultKeyName {
+		clear(buf.Bytes())
+		return nil, nil, fmt.Errorf("the newest audit entry of %s is %s %s by %s, want the owner's decrypt", ResultKeyName, d.Decision, d.Type, d.Actor)
+	}
+	e.sum.Decrypts = append(e.sum.Decrypts, d)
+	return buf.Bytes(), d, nil
 }

@@ -47,11 +47,11 @@ type JobEnv struct {
 	Executable string // the ppml binary, absolute
 	ExeSHA256  string // its SHA-256, hex
 	InputKey   string // kms://127.0.0.1:PORT/KEY
-	OutputKey  string // local:KEYID (the owner's result key)
+	OutputKey  string // kms://127.0.0.1:PORT/RESULTKEY
 }
 
 func (e *env) jobEnv() JobEnv {
-	return JobEnv{Executable: e.exe, ExeSHA256: e.exeSHA256, InputKey: e.keyRef.String(), OutputKey: "local:" + e.resultKey.ID()}
+	return JobEnv{Executable: e.exe, ExeSHA256: e.exeSHA256, InputKey: e.keyRef.String(), OutputKey: e.resultRef.String()}
 }
 
 func jobs() []*Job {

@@ -128,7 +128,7 @@ const (
 var expected = map[string]string{
 	"kms/root.key": KindKey, "kms/tls.key": KindKey, "kms/tls.crt": KindPublic, "kms/seal.json": KindPublic,
 	"kms/ppml.db": KindStore, "sim/platform.key": KindKey, "sim/signer.key": KindKey, "sim/platform.pub": KindPublic,
-	"result.key": KindKey, "job.yaml": KindManifest, "job-modified.yaml": KindManifest,
+	"job.yaml": KindManifest, "job-modified.yaml": KindManifest,
 	"patients.csv.ppml": KindCiphertext, "out/summary.csv.ppml": KindCiphertext,
 	"sql-job.yaml": KindManifest, "out/diagnoses.csv.ppml": KindCiphertext,
 	"train-job.yaml": KindManifest, "breast_cancer.csv.ppml": KindCiphertext, "out/tumour.model.ppml": KindCiphertext,

@@ -5,14 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/ppml/ppml/audit"
-	"github.com/ppml/ppml/envelope"
 	"github.com/ppml/ppml/job"
+	"github.com/ppml/ppml/kms"
 	"github.com/ppml/ppml/launcher"
 	"github.com/ppml/ppml/policy"
 )
@@ -27,16 +26,11 @@ func (e *env) decryptResult(ctx context.Context, st *Step) error {
 			continue
 		}
 		for _, out := range j.outputs {
-			f, err := envelope.OpenFile(out, e.resultKey.LocalKey)
+			plain, d, err := e.decryptOutput(ctx, out)
 			if err != nil {
-				return fmt.Errorf("decrypt %s: %w", e.rel(out), err)
+				return err
 			}
-			plain, err := io.ReadAll(io.LimitReader(f, maxResult))
-			f.Close()
-			if err != nil {
-				return fmt.Errorf("decrypt %s: %w", e.rel(out), err)
-			}
-			st.detail("%s, decrypted in memory with result key %s:", e.rel(out), e.resultKey.ID())
+			st.detail("%s (header names %s), decrypted in memory through the key service: audit entry #%d, decrypt of %s@%d by the owner's token %s:", e.rel(out), e.resultRef, d.Index, d.Key, d.KeyVersion, d.Actor)
 			for _, l := range strings.Split(strings.TrimRight(string(plain), "\n"), "\n") {
 				st.detail("  | %s", l)
 			}
@@ -101,7 +95,14 @@ func (e *env) modifiedJob(ctx context.Context, st *Step) error {
 	}
 	d := de.Denials[0]
 	e.sum.Refusal = &d
-	st.detail("refused: key %s: rule %s: %s", d.Key, d.Rule, d.Reason)
+	outDenied := false
+	for _, dd := range de.Denials {
+		st.detail("refused: key %s: rule %s: %s", dd.Key, dd.Rule, dd.Reason)
+		outDenied = outDenied || (strings.Contains(dd.Key, ResultKeyName) && dd.Rule == policy.RuleJob)
+	}
+	if !outDenied {
+		return fmt.Errorf("the results key %s was not refused on rule %s: %v", ResultKeyName, policy.RuleJob, err)
+	}
 
 	// The program never ran: the launcher never got to "running", the
 	// program printed nothing, and the output is untouched.
@@ -123,7 +124,24 @@ func (e *env) modifiedJob(ctx context.Context, st *Step) error {
 	}
 	st.detail("the program never started, printed nothing, and the output is unchanged")
 
-	den, err := e.findEntry(ctx, audit.TypeDenial, e.sum.ModifiedDigest)
+	// All or nothing: no input key released and no output key issued.
+	for _, k := range []struct {
+		name string
+		t    audit.Type
+	}{{KeyName, audit.TypeRelease}, {ResultKeyName, kms.TypeOutputKey}} {
+		es, err := e.owner.AuditList(ctx, k.name, 0, 1000)
+		if err != nil {
+			return fmt.Errorf("audit list: %w", err)
+		}
+		for _, en := range es {
+			if en.Type == k.t && "sha256:"+en.JobDigest.String() == e.sum.ModifiedDigest {
+				return fmt.Errorf("audit entry #%d: %s of %s for the refused job", en.Index, k.t, k.name)
+			}
+		}
+	}
+	st.detail("no release of %s and no output_key of %s for the modified job on the audit log: it got no key at all", KeyName, ResultKeyName)
+
+	den, err := e.findEntry(ctx, KeyName, audit.TypeDenial, e.sum.ModifiedDigest)
 	if err != nil {
 		return err
 	}
@@ -135,8 +153,17 @@ func (e *env) modifiedJob(ctx context.Context, st *Step) error {
 		return fmt.Errorf("denial entry %d: decision %s rule %s actor %s, want deny, %s, %s", entry.Index, entry.Decision, entry.Rule, entry.Actor, policy.RuleJob, e.runnerTokenID)
 	}
 	e.sum.Denial = entry
+	od, err := e.findEntry(ctx, ResultKeyName, audit.TypeDenial, e.sum.ModifiedDigest)
+	if err != nil {
+		return err
+	}
+	if od.Decision != audit.Deny || od.Rule != policy.RuleJob || od.Actor != e.runnerTokenID {
+		return fmt.Errorf("denial entry %d of %s: decision %s rule %s actor %s, want deny, %s, %s", od.Index, ResultKeyName, od.Decision, od.Rule, od.Actor, policy.RuleJob, e.runnerTokenID)
+	}
+	e.sum.OutputDenial = od
 	st.detail("audit entry #%d: denial of %s to token %s, rule %s, job sha256:%s… — proven included in the signed tree head of %d entries",
 		entry.Index, entry.Key, entry.Actor, entry.Rule, entry.JobDigest.String()[:16], head.Size)
+	st.detail("audit entry #%d: denial of the output key %s to the same token, rule %s", od.Index, od.Key, od.Rule)
 	st.fact("rule", d.Rule)
 	st.fact("denial_entry", fmt.Sprint(entry.Index))
 	return nil
