@@ -32,12 +32,18 @@ var (
 )
 
 // RegisterEngine makes an engine known to Parse. It panics on a duplicate
-// name, which is a programming error caught at start-up.
+// name or an out-of-range ThreadsDefaulter default, programming errors caught
+// at start-up.
 func RegisterEngine(e Engine) {
 	enginesMu.Lock()
 	defer enginesMu.Unlock()
 	if _, dup := engines[e.Name()]; dup {
 		panic(fmt.Sprintf("job: engine %q registered twice", e.Name()))
+	}
+	if d, ok := e.(ThreadsDefaulter); ok {
+		if t := d.DefaultThreads(); t < 1 || t > MaxThreads {
+			panic(fmt.Sprintf("job: engine %q default threads %d outside 1 to %d", e.Name(), t, MaxThreads))
+		}
 	}
 	engines[e.Name()] = e
 }
@@ -71,4 +77,17 @@ func lookupEngine(name string) (Engine, error) {
 // depend on the outputs) before the digest is computed.
 type ManifestChecker interface {
 	CheckManifest(m *Manifest, c *Checker)
+}
+
+// ThreadsDefaulter is implemented by engines whose jobs should run with a
+// different thread count than DefaultThreads when the manifest's resources
+// omit threads (the ml engine: one XGBoost thread, since OpenMP stalls on
+// small machines and one thread makes training reproducible). Parse applies
+// it before reading the resources section, so the canonical form, and with
+// it the digest, always carries the thread count the job runs with: a
+// manifest that omits threads and one that writes the engine's default are
+// the same job.
+type ThreadsDefaulter interface {
+	// DefaultThreads is the engine's default, between 1 and MaxThreads.
+	DefaultThreads() int
 }

@@ -493,3 +493,31 @@ func TestCheckFilesExec(t *testing.T) {
 		t.Errorf("changed pinned file: %v", err)
 	}
 }
+
+type threadsEngine struct{ fakeEngine }
+
+func (threadsEngine) Name() string        { return "test-threads" }
+func (threadsEngine) DefaultThreads() int { return 1 }
+
+func TestEngineDefaultThreads(t *testing.T) {
+	RegisterEngine(threadsEngine{})
+	omitted := mustParse(t, "name: q\nengine: test-threads\nparameters: {query: select 1}\n")
+	if omitted.Resources.Threads != 1 {
+		t.Fatalf("threads %d, want the engine's default 1", omitted.Resources.Threads)
+	}
+	explicit := mustParse(t, "name: q\nengine: test-threads\nparameters: {query: select 1}\nresources: {threads: 1}\n")
+	if omitted.DigestString() != explicit.DigestString() {
+		t.Errorf("writing the engine default changes the digest:\n%s\n%s", omitted.Canonical(), explicit.Canonical())
+	}
+	if !strings.Contains(string(omitted.Canonical()), `"threads":1`) {
+		t.Errorf("canonical %s", omitted.Canonical())
+	}
+	four := mustParse(t, "name: q\nengine: test-threads\nparameters: {query: select 1}\nresources: {threads: 4}\n")
+	if four.Resources.Threads != 4 || four.DigestString() == omitted.DigestString() {
+		t.Errorf("explicit threads: %d, digest %s", four.Resources.Threads, four.DigestString())
+	}
+	// Other engines keep the manifest default.
+	if m := mustParse(t, "name: q\nengine: exec\nparameters: {command: [/bin/true]}\n"); m.Resources.Threads != DefaultThreads {
+		t.Errorf("exec threads %d, want %d", m.Resources.Threads, DefaultThreads)
+	}
+}

@@ -174,6 +174,9 @@ func Parse(data []byte, dir string) (*Manifest, error) {
 		c.Failf(n, "%v", err)
 	} else {
 		engine, m.Engine = e, s
+		if d, ok := e.(ThreadsDefaulter); ok {
+			m.Resources.Threads = d.DefaultThreads() // checked by RegisterEngine
+		}
 	}
 
 	if n, ok := fs["inputs"]; ok {

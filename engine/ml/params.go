@@ -20,6 +20,10 @@ import (
 // EngineName is the manifest's engine value.
 const EngineName = "ml"
 
+// DefaultThreads is resources.threads for an ml job whose manifest omits it
+// (job.DefaultThreads for other engines).
+const DefaultThreads = 1
+
 // Task is what a job does.
 type Task string
 
@@ -224,6 +228,11 @@ func (s *Spec) Canonical() map[string]any {
 type engine struct{}
 
 func (engine) Name() string { return EngineName }
+
+// DefaultThreads implements job.ThreadsDefaulter: an ml job whose manifest omits
+// resources.threads trains with one XGBoost thread. OpenMP spins for seconds on
+// small machines with more, and one thread makes training reproducible.
+func (engine) DefaultThreads() int { return DefaultThreads }
 
 // ParseParameters reads the parameters section with the manifest's strictness: unknown
 // fields, wrong types and values that do not fit the task are problems at their field.

@@ -43,6 +43,33 @@ func TestParameters(t *testing.T) {
 	}
 }
 
+// An ml manifest without resources.threads trains with one thread, and the
+// digest cannot tell it from one that writes threads: 1.
+func TestDefaultThreads(t *testing.T) {
+	const params = "  task: train\n  algorithm: xgboost\n  objective: regression\n  label: y\n"
+	omitted, err := parseManifest(params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if omitted.Resources.Threads != DefaultThreads || DefaultThreads != 1 {
+		t.Fatalf("threads %d, want 1", omitted.Resources.Threads)
+	}
+	explicit, err := parseManifest(params + "resources: {threads: 1}\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if omitted.DigestString() != explicit.DigestString() {
+		t.Errorf("threads: 1 changes the digest:\n%s\n%s", omitted.Canonical(), explicit.Canonical())
+	}
+	more, err := parseManifest(params + "resources: {threads: 2}\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if more.Resources.Threads != 2 {
+		t.Errorf("explicit threads: %d, want 2", more.Resources.Threads)
+	}
+}
+
 func TestParameterProblems(t *testing.T) {
 	for _, c := range []struct{ params, want string }{
 		{"  task: train\n  algorithm: xgboost\n  objective: regression\n  label: y\n  learning_rate: 1\n", "parameters.learning_rate: unknown field"},

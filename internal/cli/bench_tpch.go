@@ -3,7 +3,6 @@ package cli
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -31,11 +30,13 @@ func newBenchTPCHCmd() *cobra.Command {
 and once as envelope-encrypted Parquet (one file per table, under a fresh key that is
 never written down), then run the 22 queries (a) through the SQL engine on the
 encrypted files - decrypted into memfds, the decryption and the locked-down engine's
-start counted in the encrypted total - and (b) with DuckDB directly on the plaintext
-files, with the same threads and memory limit, alternating which goes first; each
-query runs --rounds times per side and the fastest run counts. At SF
-0.01, 0.1 and 1 every result of both sides is checked against the published answers
-(--answers, default $PPML_SHARED/testdata/tpch/answers). Prints per-query times and
+start counted in the encrypted total - and (b) through the same engine, with the same
+settings, threads and memory limit, on the plaintext files, so that only where the
+bytes come from differs; the two sides alternate which goes first, each query runs
+--rounds times per side and the fastest run counts. At SF 0.01, 0.1 and 1 every
+result of both sides is checked against the published answers (--answers, default
+$PPML_SHARED/testdata/tpch/answers, or ../shared/testdata/tpch/answers beside the
+source tree the binary was built from). Prints per-query times and
 ratios and the total ratio (target at SF 1: at most 1.15). The scratch directory
 (TMPDIR) needs room for the data twice (about 0.5 GB per SF).`,
 		Example: `  ppml bench tpch --sf 0.1
@@ -70,9 +71,7 @@ ratios and the total ratio (target at SF 1: at most 1.15). The scratch directory
 				}
 			}
 			if answers == "" {
-				if d := os.Getenv("PPML_SHARED"); d != "" {
-					answers = filepath.Join(d, "testdata", "tpch", "answers")
-				}
+				answers = tpchbench.DefaultAnswersDir()
 			}
 			if tpchbench.AnswerSet(sf) != "" && answers == "" {
 				return usageErrorf("--sf %g is checked against the published answers: give their directory with --answers (or set PPML_SHARED)", sf)
@@ -116,7 +115,7 @@ ratios and the total ratio (target at SF 1: at most 1.15). The scratch directory
 	f.Float64Var(&sf, "sf", 0, "scale factor (0.01, 0.1 and 1 are checked against the answers)")
 	f.IntVar(&threads, "threads", runtime.NumCPU(), "DuckDB threads, both sides")
 	f.StringVar(&memory, "memory", "4GiB", "DuckDB memory limit, both sides")
-	f.StringVar(&answers, "answers", "", "directory of the answer sets sf0.01, sf0.1, sf1 (default $PPML_SHARED/testdata/tpch/answers)")
+	f.StringVar(&answers, "answers", "", "directory of the answer sets sf0.01, sf0.1, sf1 (default $PPML_SHARED/testdata/tpch/answers or <repo>/../shared/...)")
 	f.IntVar(&rounds, "rounds", 3, "runs of each query on each side; the fastest counts (the decryption is counted once)")
 	f.StringVar(&qs, "queries", "", "comma-separated query numbers (default: all 22)")
 	f.StringVar(&scratch, "dir", "", "where to make the scratch directory (default TMPDIR)")

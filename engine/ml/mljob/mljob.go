@@ -43,9 +43,8 @@ func Run(ctx context.Context, j *launcher.Job) error {
 	sh := &shaper{job: j}
 	defer sh.close()
 	cfg := mlengine.Config{
-		// The manifest default (job.DefaultThreads) applies when resources
-		// omit threads; the examples ask for 1, which OpenMP needs on small
-		// machines.
+		// mlengine.DefaultThreads (1) when the manifest omits threads: the
+		// engine supplies it to job.Parse, so it is also in the digest.
 		Threads:   j.Manifest.Resources.Threads,
 		JobDigest: j.Manifest.DigestString(),
 		SQL:       sh,
