@@ -32,7 +32,8 @@ func execEngine(ctx context.Context, j *Job) error {
 	}
 	j.Logf("running %s", params.Command[0])
 	return exec.Run(ctx, exec.Config{Params: params, Inputs: inputs, Outputs: outputs,
-		Stdout: j.Stdout, Stderr: j.Stderr, Grace: j.Grace, TempRoot: j.TempRoot})
+		Stdout: j.Stdout, Stderr: j.Stderr, Grace: j.Grace, TempRoot: j.TempRoot,
+		Memory: j.Manifest.Resources.Memory})
 }
 
 func init() { RegisterEngine(job.ExecEngine, EngineFunc(execEngine)) }

@@ -25,6 +25,11 @@
 // after Config.Grace. The child also gets SIGKILL if the launcher's thread
 // dies (Pdeathsig), so a launcher killed with SIGKILL does not leave the
 // program running with the plaintext.
+//
+// # Memory
+//
+// Config.Memory becomes the program's RLIMIT_DATA, set by a shim (this
+// binary re-executed, see limit.go) just before it execve's the program.
 package exec
 
 import (
@@ -83,6 +88,9 @@ type Config struct {
 	// sets none: "" means /dev/shm when it is a memory file system, else
 	// os.TempDir().
 	TempRoot string
+	// Memory is the program's RLIMIT_DATA in bytes (resources.memory); 0
+	// means no limit. See limit.go.
+	Memory int64
 }
 
 // ExitError is a program that ran and failed: a non-zero exit status or
@@ -125,6 +133,13 @@ func Run(ctx context.Context, cfg Config) error {
 
 	cmd := osexec.Command(prog)
 	cmd.Args = append([]string(nil), p.Command...)
+	if cfg.Memory > 0 {
+		self, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("exec: memory limit shim: %w", err)
+		}
+		cmd.Path, cmd.Args = self, shimArgs(cfg.Memory, prog, p.Command)
+	}
 	cmd.Stdin = nil
 	cmd.Stdout, cmd.Stderr = cfg.Stdout, cfg.Stderr
 	workdir := p.Workdir
@@ -178,9 +193,13 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		vars[v.Name] = v.Value
 	}
-	cmd.Env = make([]string, 0, len(vars))
+	cmd.Env = make([]string, 0, len(vars)+1)
 	for k, v := range vars {
 		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	if cfg.Memory > 0 {
+		// The shim removes it before the program starts.
+		cmd.Env = append(cmd.Env, shimEnv+"=1")
 	}
 
 	grace := cfg.Grace
