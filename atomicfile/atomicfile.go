@@ -51,8 +51,16 @@ func Create(path string, opts Options) (*File, error) {
 			return nil, fmt.Errorf("output %s already exists: %w", path, ErrExists)
 		}
 	}
-	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
-		return nil, fmt.Errorf("output %s is a directory", path)
+	if fi, err := os.Stat(path); err == nil {
+		switch {
+		case fi.IsDir():
+			return nil, fmt.Errorf("output %s is a directory", path)
+		case !fi.Mode().IsRegular():
+			// Renaming over a device, FIFO or socket would replace the node
+			// itself (as root, /dev/null becomes a regular file holding the
+			// output), so only regular files are ever replaced.
+			return nil, fmt.Errorf("output %s is not a regular file (%s): outputs are written by atomically replacing a regular file; write to standard output (-) instead", path, fileKind(fi.Mode()))
+		}
 	}
 	perm := opts.Perm
 	if perm == 0 {
@@ -168,6 +176,22 @@ func (a *File) Abort() error {
 func (a *File) cleanup() {
 	a.f.Close()
 	os.Remove(a.tmp)
+}
+
+// fileKind names a non-regular file type for error messages.
+func fileKind(m fs.FileMode) string {
+	switch {
+	case m&fs.ModeCharDevice != 0:
+		return "character device"
+	case m&fs.ModeDevice != 0:
+		return "block device"
+	case m&fs.ModeNamedPipe != 0:
+		return "named pipe"
+	case m&fs.ModeSocket != 0:
+		return "socket"
+	default:
+		return "special file"
+	}
 }
 
 func unwrapPathError(err error) error {

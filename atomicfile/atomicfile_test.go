@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 func entries(t *testing.T, dir string) []string {
@@ -149,4 +151,42 @@ func MountSmallTmpfs(t *testing.T) string {
 	}
 	t.Cleanup(func() { exec.Command("umount", dir).Run() })
 	return dir
+}
+
+// Renaming over a device or FIFO replaces the node itself: as root,
+// `-o /dev/null --force` would turn /dev/null into a regular file holding the
+// output. Special files are refused, with or without Overwrite, and left alone.
+func TestRefusesSpecialFiles(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "pipe")
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatalf("mkfifo: %v", err)
+	}
+	targets := map[string]string{fifo: "named pipe"}
+	if os.Geteuid() == 0 {
+		dev := filepath.Join(dir, "null")
+		if err := unix.Mknod(dev, unix.S_IFCHR|0o666, int(unix.Mkdev(1, 3))); err == nil {
+			targets[dev] = "character device"
+		}
+	}
+	for path, kind := range targets {
+		for _, overwrite := range []bool{false, true} {
+			f, err := Create(path, Options{Overwrite: overwrite})
+			if err == nil {
+				f.Abort()
+				t.Fatalf("%s (overwrite=%v): Create succeeded", kind, overwrite)
+			}
+			if overwrite && !strings.Contains(err.Error(), kind) {
+				t.Errorf("%s: error %q does not name the file kind", kind, err)
+			}
+			fi, err := os.Lstat(path)
+			if err != nil || fi.Mode().IsRegular() {
+				t.Fatalf("%s was replaced: %v %v", kind, fi, err)
+			}
+		}
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != len(targets) {
+		t.Errorf("temporary files left behind: %v", entries)
+	}
 }

@@ -37,6 +37,8 @@ import (
 	"time"
 
 	"go.etcd.io/bbolt"
+
+	"github.com/ppml/ppml/atomicfile"
 )
 
 const (
@@ -175,30 +177,18 @@ func (db *DB) Backup(w io.Writer) (int64, error) {
 	return n, nil
 }
 
-// BackupFile writes a backup to path atomically (temp file, fsync, rename).
+// BackupFile writes a backup to path atomically (package atomicfile: temp
+// file, fsync, rename), replacing an existing regular file.
 func (db *DB) BackupFile(path string) error {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	f, err := atomicfile.Create(path, atomicfile.Options{Perm: 0o600, Overwrite: true})
 	if err != nil {
 		return fmt.Errorf("store: backup: %w", err)
 	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return fmt.Errorf("store: backup: %w", err)
-	}
-	if _, err := db.Backup(tmp); err != nil {
-		tmp.Close()
+	defer f.Abort()
+	if _, err := db.Backup(f); err != nil {
 		return err
 	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("store: backup: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("store: backup: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
+	if err := f.Commit(); err != nil {
 		return fmt.Errorf("store: backup: %w", err)
 	}
 	return nil

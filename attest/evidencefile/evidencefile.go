@@ -11,9 +11,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"time"
 
+	"github.com/ppml/ppml/atomicfile"
 	"github.com/ppml/ppml/attest"
 	"github.com/ppml/ppml/attest/sim"
 	"github.com/ppml/ppml/attest/snp"
@@ -119,29 +119,18 @@ func (f *File) Write(path string) error {
 	return WriteAtomic(path, b, 0o644)
 }
 
-// WriteAtomic writes b to path via a synced temporary file and a rename.
+// WriteAtomic writes b to path via a synced temporary file and a rename
+// (package atomicfile), replacing an existing regular file.
 func WriteAtomic(path string, b []byte, perm os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	f, err := atomicfile.Create(path, atomicfile.Options{Perm: perm, Overwrite: true})
 	if err != nil {
 		return err
 	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
+	defer f.Abort()
+	if _, err := f.Write(b); err != nil {
 		return err
 	}
-	if err := tmp.Chmod(perm); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return f.Commit()
 }
 
 // Intel's QE vendor ID, bytes 12..28 of every DCAP quote header.

@@ -7,13 +7,13 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/ppml/ppml/atomicfile"
 	"github.com/ppml/ppml/attest/dcap"
 	"github.com/ppml/ppml/attest/sim"
 	"github.com/ppml/ppml/envelope"
@@ -470,23 +470,17 @@ seal.json and the root key's protection (shares, key file or the same enclave).`
 			if err != nil {
 				return err
 			}
-			tmp, err := os.CreateTemp(filepath.Dir(out), ".ppml-backup-*")
-			if err != nil {
-				return err
-			}
-			defer os.Remove(tmp.Name())
-			n, err := c.Backup(cmd.Context(), tmp)
-			if err == nil {
-				err = tmp.Sync()
-			}
-			if cerr := tmp.Close(); err == nil {
-				err = cerr
-			}
+			f, err := atomicfile.Create(out, atomicfile.Options{Perm: 0o600, Overwrite: true})
 			if err != nil {
 				return fmt.Errorf("backup: %w", err)
 			}
-			if err := os.Rename(tmp.Name(), out); err != nil {
-				return err
+			defer f.Abort()
+			n, err := c.Backup(cmd.Context(), f)
+			if err == nil {
+				err = f.Commit()
+			}
+			if err != nil {
+				return fmt.Errorf("backup: %w", err)
 			}
 			return printResult(cmd, kf.json, map[string]any{"file": out, "bytes": n}, fmt.Sprintf("backed up %d bytes to %s", n, out))
 		},
