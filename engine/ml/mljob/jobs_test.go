@@ -5,8 +5,6 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
-	"io"
-	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
@@ -15,6 +13,7 @@ import (
 
 	mlengine "github.com/ppml/ppml/engine/ml"
 	"github.com/ppml/ppml/envelope"
+	"github.com/ppml/ppml/envelope/envelopetest"
 	"github.com/ppml/ppml/keyfile"
 	"github.com/ppml/ppml/launcher"
 	"github.com/ppml/ppml/ml/dataset"
@@ -59,7 +58,7 @@ func newWorkspace(t *testing.T) *workspace {
 	}
 	for _, e := range ents {
 		if strings.HasSuffix(e.Name(), ".yaml") {
-			copyFile(t, filepath.Join(examplesDir, e.Name()), filepath.Join(w.dir, e.Name()))
+			envelopetest.CopyFile(t, filepath.Join(examplesDir, e.Name()), filepath.Join(w.dir, e.Name()))
 		}
 	}
 	k, err := keyfile.Generate(filepath.Join(w.dir, "owner.key"), false)
@@ -75,7 +74,7 @@ func newWorkspace(t *testing.T) *workspace {
 		if !bytes.Contains(plain, []byte(markers[i])) {
 			t.Fatalf("marker %q is not in %s", markers[i], name)
 		}
-		encrypt(t, filepath.Join(w.dir, name+".ppml"), w.key, plain, envelope.TypeCSV)
+		envelopetest.Encrypt(t, filepath.Join(w.dir, name+".ppml"), w.key, plain, envelope.TypeCSV)
 	}
 	if err := os.Mkdir(filepath.Join(w.dir, "out"), 0o755); err != nil {
 		t.Fatal(err)
@@ -101,7 +100,7 @@ func (w *workspace) run(t *testing.T, manifest string) (*launcher.Result, error)
 
 func (w *workspace) out(t *testing.T, name string) []byte {
 	t.Helper()
-	return decrypt(t, filepath.Join(w.dir, "out", name), w.key)
+	return envelopetest.Decrypt(t, filepath.Join(w.dir, "out", name), w.key)
 }
 
 // TestExamplesThroughLauncher runs the four trainings, then predict and
@@ -167,7 +166,7 @@ func TestExamplesThroughLauncher(t *testing.T) {
 
 	for _, d := range []string{w.dir, w.tmp} {
 		for _, m := range markers {
-			assertNoMarker(t, d, []byte(m))
+			envelopetest.AssertNoMarker(t, d, []byte(m))
 		}
 	}
 }
@@ -248,8 +247,8 @@ parameters:
 	if math.Abs(a.RMSE-b.RMSE) > 1e-9 || math.Abs(a.R2-b.R2) > 1e-9 {
 		t.Errorf("query training RMSE %v R² %v, direct %v %v", a.RMSE, a.R2, b.RMSE, b.R2)
 	}
-	assertNoMarker(t, w.dir, []byte(markers[0]))
-	assertNoMarker(t, w.tmp, []byte(markers[0]))
+	envelopetest.AssertNoMarker(t, w.dir, []byte(markers[0]))
+	envelopetest.AssertNoMarker(t, w.tmp, []byte(markers[0]))
 
 	// A query that fails names SQL's problem; nothing is written.
 	write("badquery.yaml", "  query: SELECT rm, lstat, medv FROM no_such_table\n")
@@ -293,7 +292,7 @@ func TestBadInputWritesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	encrypt(t, filepath.Join(w.dir, "boston.csv.ppml"), w.key, plain, envelope.TypeBytes)
+	envelopetest.Encrypt(t, filepath.Join(w.dir, "boston.csv.ppml"), w.key, plain, envelope.TypeBytes)
 	if _, err := w.run(t, "boston-linear-regression.yaml"); err == nil || !strings.Contains(err.Error(), "not a table") {
 		t.Errorf("bytes input: %v", err)
 	}
@@ -309,62 +308,4 @@ func parse(t *testing.T, s string) float64 {
 		t.Fatalf("%q: %v", s, err)
 	}
 	return f
-}
-
-func encrypt(t *testing.T, path string, k *envelope.LocalKey, plain []byte, ct envelope.ContentType) {
-	t.Helper()
-	w, err := envelope.CreateFile(path, k, &envelope.Options{ContentType: ct, Size: int64(len(plain)), SizeKnown: true}, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w.Write(plain); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func decrypt(t *testing.T, path string, k *envelope.LocalKey) []byte {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	r, err := envelope.NewReader(f, k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := io.ReadAll(r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
-func copyFile(t *testing.T, from, to string) {
-	t.Helper()
-	b, err := os.ReadFile(from)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(to, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// assertNoMarker scans every regular file below dir for a plaintext marker.
-func assertNoMarker(t *testing.T, dir string, marker []byte) {
-	t.Helper()
-	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || !d.Type().IsRegular() {
-			return nil
-		}
-		b, err := os.ReadFile(p)
-		if err == nil && bytes.Contains(b, marker) {
-			t.Errorf("plaintext marker found on disk in %s", p)
-		}
-		return nil
-	})
 }

@@ -3,14 +3,13 @@ package sqljob
 import (
 	"bytes"
 	"context"
-	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/ppml/ppml/envelope"
+	"github.com/ppml/ppml/envelope/envelopetest"
 	"github.com/ppml/ppml/job"
 	"github.com/ppml/ppml/keyfile"
 	"github.com/ppml/ppml/launcher"
@@ -42,7 +41,7 @@ func TestExamplesThroughLauncher(t *testing.T) {
 			if err := os.Mkdir(dir, 0o755); err != nil {
 				t.Fatal(err)
 			}
-			copyFile(t, filepath.Join(src, "job.yaml"), filepath.Join(dir, "job.yaml"))
+			envelopetest.CopyFile(t, filepath.Join(src, "job.yaml"), filepath.Join(dir, "job.yaml"))
 			key, err := keyfile.Generate(filepath.Join(dir, "owner.key"), false)
 			if err != nil {
 				t.Fatal(err)
@@ -57,7 +56,7 @@ func TestExamplesThroughLauncher(t *testing.T) {
 					t.Fatalf("marker %q is not in %s", ex.marker, in)
 				}
 				marker = []byte(ex.marker)
-				encrypt(t, filepath.Join(dir, in+".ppml"), key.LocalKey, plain, contentTypeOf(in))
+				envelopetest.Encrypt(t, filepath.Join(dir, in+".ppml"), key.LocalKey, plain, contentTypeOf(in))
 			}
 			if err := os.Mkdir(filepath.Join(dir, "out"), 0o755); err != nil {
 				t.Fatal(err)
@@ -80,7 +79,7 @@ func TestExamplesThroughLauncher(t *testing.T) {
 				t.Fatalf("wrote %v, want %d outputs", res.Outputs, len(m.Outputs))
 			}
 			for _, o := range m.Outputs {
-				got := decrypt(t, o.Path, key.LocalKey)
+				got := envelopetest.Decrypt(t, o.Path, key.LocalKey)
 				want, err := os.ReadFile(filepath.Join(src, o.Name+".expected.csv"))
 				if err != nil {
 					t.Fatal(err)
@@ -96,7 +95,7 @@ func TestExamplesThroughLauncher(t *testing.T) {
 			}
 			if marker != nil {
 				for _, d := range []string{dir, tmp} {
-					assertNoMarker(t, d, marker)
+					envelopetest.AssertNoMarker(t, d, marker)
 				}
 			}
 		})
@@ -131,49 +130,6 @@ func contentTypeOf(name string) envelope.ContentType {
 	return envelope.TypeBytes
 }
 
-func encrypt(t *testing.T, path string, k *envelope.LocalKey, plain []byte, ct envelope.ContentType) {
-	t.Helper()
-	w, err := envelope.CreateFile(path, k, &envelope.Options{ContentType: ct, Size: int64(len(plain)), SizeKnown: true}, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w.Write(plain); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func decrypt(t *testing.T, path string, k *envelope.LocalKey) []byte {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	r, err := envelope.NewReader(f, k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := io.ReadAll(r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
-func copyFile(t *testing.T, from, to string) {
-	t.Helper()
-	b, err := os.ReadFile(from)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(to, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func assertEmpty(t *testing.T, dir string) {
 	t.Helper()
 	ents, err := os.ReadDir(dir)
@@ -183,20 +139,6 @@ func assertEmpty(t *testing.T, dir string) {
 	for _, e := range ents {
 		t.Errorf("%s: unexpected file %s (DuckDB must not write temp files)", dir, e.Name())
 	}
-}
-
-func assertNoMarker(t *testing.T, dir string, marker []byte) {
-	t.Helper()
-	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || !d.Type().IsRegular() {
-			return nil
-		}
-		b, err := os.ReadFile(p)
-		if err == nil && bytes.Contains(b, marker) {
-			t.Errorf("plaintext marker found on disk in %s", p)
-		}
-		return nil
-	})
 }
 
 func listDir(t *testing.T, dir string) string {

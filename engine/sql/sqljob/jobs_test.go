@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/ppml/ppml/envelope"
+	"github.com/ppml/ppml/envelope/envelopetest"
 	"github.com/ppml/ppml/internal/shareddata"
 	"github.com/ppml/ppml/job"
 	"github.com/ppml/ppml/keyfile"
@@ -37,7 +38,7 @@ func (j *jobDir) path(n string) string { return filepath.Join(j.dir, n) }
 func (j *jobDir) encrypt(name, plain string, ct envelope.ContentType) {
 	j.t.Helper()
 	os.MkdirAll(filepath.Dir(j.path(name)), 0o755)
-	encrypt(j.t, j.path(name), j.key, []byte(plain), ct)
+	envelopetest.Encrypt(j.t, j.path(name), j.key, []byte(plain), ct)
 }
 
 func (j *jobDir) manifest(yaml string) string {
@@ -136,13 +137,13 @@ resources: {memory: 256MiB, threads: 1}
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := string(decrypt(t, j.path("j.json.ppml"), j.key)); got != "{\"name\":\"Andy\",\"age\":30}\n" {
+	if got := string(envelopetest.Decrypt(t, j.path("j.json.ppml"), j.key)); got != "{\"name\":\"Andy\",\"age\":30}\n" {
 		t.Errorf("json output %q", got)
 	}
-	if got := string(decrypt(t, j.path("c.out.ppml"), j.key)); got != "x,y\n1,2\n" {
+	if got := string(envelopetest.Decrypt(t, j.path("c.out.ppml"), j.key)); got != "x,y\n1,2\n" {
 		t.Errorf("csv output %q", got)
 	}
-	pq := decrypt(t, j.path("p.parquet.ppml"), j.key)
+	pq := envelopetest.Decrypt(t, j.path("p.parquet.ppml"), j.key)
 	if !strings.HasPrefix(string(pq), "PAR1") {
 		t.Fatalf("parquet output is not Parquet")
 	}
@@ -152,7 +153,7 @@ resources: {memory: 256MiB, threads: 1}
 	if _, err := j2.run("name: back\nengine: sql\ninputs: {p: p.parquet.ppml}\noutputs: {o: {path: o.csv.ppml, key: file:owner.key}}\nparameters: {query: 'SELECT * FROM p'}\n"); err != nil {
 		t.Fatal(err)
 	}
-	if got := string(decrypt(t, j2.path("o.csv.ppml"), j2.key)); got != "total,n\n60.0,3\n" {
+	if got := string(envelopetest.Decrypt(t, j2.path("o.csv.ppml"), j2.key)); got != "total,n\n60.0,3\n" {
 		t.Errorf("parquet round trip %q", got)
 	}
 }
@@ -203,7 +204,7 @@ func TestDeniedKeyStopsBeforeDecryption(t *testing.T) {
 	j := newJobDir(t)
 	j.encrypt("people.json.ppml", people, envelope.TypeJSON)
 	j.encrypt("footer.key.ppml", "0123456789012345", envelope.TypeBytes)
-	copyFile(t, shareddata.Require(t, "parquet-encryption", "uniform_encryption.parquet.encrypted"), j.path("u.parquet"))
+	envelopetest.CopyFile(t, shareddata.Require(t, "parquet-encryption", "uniform_encryption.parquet.encrypted"), j.path("u.parquet"))
 	local, _ := launcher.NewLocalKeys(j.path("owner.key"))
 	d := &denyingKeys{KeySource: local}
 	_, err := launcher.Run(context.Background(), launcher.Config{Keys: d, Manifest: j.manifest(`name: deny
@@ -235,7 +236,7 @@ func TestParquetModularEncryption(t *testing.T) {
 	j.encrypt("kc1.ppml", "hex:31323334353637383930313233343530\n", envelope.TypeBytes)
 	j.encrypt("kc2.ppml", "base64:MTIzNDU2Nzg5MDEyMzQ1MQ==", envelope.TypeBytes)
 	for _, f := range []string{"encrypt_columns_and_footer.parquet.encrypted", "encrypt_columns_and_footer_disable_aad_storage.parquet.encrypted"} {
-		copyFile(t, shareddata.Require(t, "parquet-encryption", f), j.path(f))
+		envelopetest.CopyFile(t, shareddata.Require(t, "parquet-encryption", f), j.path(f))
 	}
 	_, err := j.run(`name: pme
 engine: sql
@@ -260,7 +261,7 @@ parameters:
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := string(decrypt(t, j.path("o.csv.ppml"), j.key))
+	got := string(envelopetest.Decrypt(t, j.path("o.csv.ppml"), j.key))
 	if got != "n,bad,differ\n50,0,0\n" {
 		t.Fatalf("got %q", got)
 	}
