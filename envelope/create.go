@@ -1,6 +1,8 @@
 package envelope
 
 import (
+	"errors"
+
 	"github.com/ppml/ppml/atomicfile"
 )
 
@@ -14,16 +16,14 @@ type FileWriter struct {
 // CreateFile starts an envelope at path (mode 0600). Unless overwrite, an
 // existing file at path is an error. Always defer Abort; call Close to commit.
 func CreateFile(path string, kw KeyWrapper, opts *Options, overwrite bool) (*FileWriter, error) {
-	af, err := atomicfile.Create(path, atomicfile.Options{Perm: 0o600, Overwrite: overwrite})
+	if opts != nil && opts.SizeLater {
+		return nil, errors.New("envelope options: SizeLater needs two-phase writing (NewDraft, then Draft.CreateFile with the size)")
+	}
+	d, err := NewDraft(opts)
 	if err != nil {
 		return nil, err
 	}
-	w, err := NewWriter(af, kw, opts)
-	if err != nil {
-		af.Abort()
-		return nil, err
-	}
-	return &FileWriter{Writer: w, af: af}, nil
+	return d.CreateFile(path, kw, NoSize, overwrite)
 }
 
 // Close seals the final segment and commits the file.

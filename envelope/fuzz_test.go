@@ -10,6 +10,7 @@ func FuzzReadHeader(f *testing.F) {
 	k := testKey(f, 1)
 	f.Add(seal(f, k, []byte("hello"), nil))
 	f.Add(seal(f, k, nil, &Options{SizeKnown: true}))
+	f.Add(sealLater(f, k, []byte("hello"), nil))
 	f.Add([]byte(Magic + "\x01\x01\x02\x00\x00\x00\x00\x00\x40"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		h, err := ReadHeader(bytes.NewReader(data))
@@ -25,6 +26,15 @@ func FuzzReadHeader(f *testing.F) {
 			KeyRef: h.KeyRef, WrappedKey: h.WrappedKey}
 		if err := again.finish(again.fixed()); err != nil || !bytes.Equal(again.Raw, h.Raw) {
 			t.Fatalf("re-encoding differs: %v", err)
+		}
+		// The wrap's associated data is the fixed part, with the length
+		// field reading "unknown" exactly when the flag says so.
+		aad := h.WrapAAD()
+		if len(aad) != fixedLen || !bytes.Equal(aad[:16], data[:16]) || !bytes.Equal(aad[24:], data[24:fixedLen]) {
+			t.Fatalf("wrap AAD %x does not match the fixed part", aad)
+		}
+		if h.LengthAfterWrap() != !bytes.Equal(aad[16:24], data[16:24]) || h.LengthAfterWrap() && !h.LengthKnown() {
+			t.Fatalf("flags %#04x, length %d, wrap AAD %x", h.Flags, h.PlaintextLength, aad)
 		}
 	})
 }
@@ -56,6 +66,7 @@ func FuzzSegmentReader(f *testing.F) {
 	for i, p := range plain {
 		f.Add(seal(f, k, p, &Options{SegmentSize: 64, Size: int64(len(p)), SizeKnown: i%2 == 0}))
 		f.Add(seal(f, k, p, &Options{SegmentSize: 64}))
+		f.Add(sealLater(f, k, p, &Options{SegmentSize: 64}))
 	}
 	known := func(got []byte) bool {
 		for _, p := range plain {

@@ -85,3 +85,75 @@ func TestGoldenVector(t *testing.T) {
 		}
 	})
 }
+
+// TestGoldenVectorLengthAfterWrap is the second vector of the spec: the
+// same key, plaintext and randomness as golden.ppml, written in two phases
+// (NewDraft with SizeLater, the length given to the writer), so the header
+// has FlagLengthAfterWrap and the data key is wrapped with the length field
+// reading "unknown".
+func TestGoldenVectorLengthAfterWrap(t *testing.T) {
+	k, err := NewLocalKey(goldenSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := NewDraft(&Options{ContentType: TypeCSV, SegmentSize: 64, SizeLater: true, rand: &countingReader{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	w, err := d.NewWriter(&buf, k, int64(len(goldenPlaintext)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write(goldenPlaintext); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join("testdata", "golden-length-after-wrap.ppml")
+	if *update {
+		if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(buf.Bytes(), want) {
+		t.Fatalf("format drift: two-phase encryption no longer reproduces %s (run with -update only for an intended format change)", path)
+	}
+	got, err := openAll(want, k)
+	if err != nil || !bytes.Equal(got, goldenPlaintext) {
+		t.Fatalf("Reader: %v", err)
+	}
+	if got, err = openRandom(want, k); err != nil || !bytes.Equal(got, goldenPlaintext) {
+		t.Fatalf("File: %v", err)
+	}
+	h, err := ReadHeader(bytes.NewReader(want))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Flags != FlagLengthAfterWrap || h.PlaintextLength != uint64(len(goldenPlaintext)) || h.Len() != 165 {
+		t.Fatalf("header fields: %+v", h)
+	}
+	// The wrap's associated data is the fixed part with the length field
+	// reading "unknown": what the draft handed out before the length existed.
+	aad := h.WrapAAD()
+	if !bytes.Equal(aad, d.WrapAAD()) || !bytes.Equal(aad[16:24], bytes.Repeat([]byte{0xff}, 8)) ||
+		!bytes.Equal(aad[:16], h.Raw[:16]) || !bytes.Equal(aad[24:], h.Raw[24:63]) {
+		t.Fatalf("wrap AAD %x", aad)
+	}
+	// Against golden.ppml (same randomness, so the same wrap key, nonce and
+	// data key): only the flags, the wrap's GCM tag (its associated data
+	// differs) and the body (the header digest differs) change.
+	v1, err := os.ReadFile(filepath.Join("testdata", "golden.ppml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(v1) != len(want) || !bytes.Equal(v1[:10], want[:10]) || !bytes.Equal(v1[12:149], want[12:149]) ||
+		want[10] != 0 || want[11] != 1 || bytes.Equal(v1[149:165], want[149:165]) || bytes.Equal(v1[165:245], want[165:245]) {
+		t.Fatal("the two vectors differ in more than the flags, the wrap tag and the body")
+	}
+}

@@ -33,6 +33,13 @@ const (
 	UnknownLength = ^uint64(0)
 )
 
+// FlagLengthAfterWrap is header flag bit 0: the plaintext length was
+// recorded after the data key was wrapped (two-phase writing, see Draft), so
+// the wrap's associated data carries the length field as UnknownLength.
+// The length is still authenticated: the payload key binds the whole header.
+// It is the only flag defined; readers reject any other bit.
+const FlagLengthAfterWrap uint16 = 0x0001
+
 // Suite identifies the cipher suite of the body.
 type Suite uint8
 
@@ -112,9 +119,28 @@ func (h *Header) Len() int { return len(h.Raw) }
 // LengthKnown reports whether the header records the plaintext length.
 func (h *Header) LengthKnown() bool { return h.PlaintextLength != UnknownLength }
 
+// LengthAfterWrap reports whether the plaintext length was recorded after
+// the data key was wrapped (FlagLengthAfterWrap).
+func (h *Header) LengthAfterWrap() bool { return h.Flags&FlagLengthAfterWrap != 0 }
+
 // WrapAAD is the associated data the key-encryption key must bind when
-// wrapping and unwrapping the data key: the fixed part of the header.
-func (h *Header) WrapAAD() []byte { return h.Raw[:fixedLen] }
+// wrapping and unwrapping the data key: the fixed part of the header as it
+// stood when the key was wrapped. That is header[0:63], except that with
+// FlagLengthAfterWrap the length field reads UnknownLength.
+func (h *Header) WrapAAD() []byte {
+	if !h.LengthAfterWrap() {
+		return h.Raw[:fixedLen]
+	}
+	return wrapAAD(h.Raw[:fixedLen])
+}
+
+// wrapAAD is the wrap associated data of a fixed part whose header has
+// FlagLengthAfterWrap: a copy with the length field set to UnknownLength.
+func wrapAAD(fixed []byte) []byte {
+	aad := append([]byte(nil), fixed[:fixedLen]...)
+	binary.BigEndian.PutUint64(aad[16:], UnknownLength)
+	return aad
+}
 
 // Digest is SHA-256 of the complete header, bound into the payload key.
 func (h *Header) Digest() [32]byte { return sha256.Sum256(h.Raw) }
@@ -188,14 +214,17 @@ func ReadHeader(r io.Reader) (*Header, error) {
 	if h.Suite != SuiteAES256GCMHKDF {
 		return nil, fmt.Errorf("%w: cipher suite %d", ErrUnsupported, uint8(h.Suite))
 	}
-	if h.Flags != 0 {
-		return nil, fmt.Errorf("%w: unknown header flags %#04x", ErrUnsupported, h.Flags)
+	if unknown := h.Flags &^ FlagLengthAfterWrap; unknown != 0 {
+		return nil, fmt.Errorf("%w: unknown header flags %#04x (a newer ppml wrote this file)", ErrUnsupported, unknown)
 	}
 	if h.ContentType == 0 {
 		return nil, fmt.Errorf("%w: content type 0 is reserved", ErrCorruptHeader)
 	}
 	if h.SegmentSize < MinSegmentSize || h.SegmentSize > MaxSegmentSize {
 		return nil, fmt.Errorf("%w: segment size %d outside %d..%d", ErrCorruptHeader, h.SegmentSize, MinSegmentSize, MaxSegmentSize)
+	}
+	if h.LengthAfterWrap() && !h.LengthKnown() {
+		return nil, fmt.Errorf("%w: the flags say the plaintext length was recorded after the key wrap, but no length is recorded", ErrCorruptHeader)
 	}
 	if h.LengthKnown() && numSegments(h.PlaintextLength, h.SegmentSize) > maxSegments {
 		return nil, fmt.Errorf("%w: plaintext length %d needs more than 2^32 segments", ErrCorruptHeader, h.PlaintextLength)

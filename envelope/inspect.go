@@ -18,15 +18,19 @@ type Info struct {
 	WrappedKeyBytes int     `json:"wrapped_key_bytes"`
 	ContentType     string  `json:"content_type"`
 	PlaintextBytes  *uint64 `json:"plaintext_bytes"` // null when the writer streamed its input
-	SegmentSize     int     `json:"segment_size"`
-	Segments        uint64  `json:"segments,omitempty"`
-	HeaderBytes     int     `json:"header_bytes"`
-	FileBytes       int64   `json:"file_bytes"`
-	Salt            string  `json:"salt"`
-	NoncePrefix     string  `json:"nonce_prefix"`
-	Layout          string  `json:"layout"` // "ok" or "error"
-	LayoutError     string  `json:"layout_error,omitempty"`
-	Authenticated   bool    `json:"authenticated"`
+	// LengthAfterWrap: the length was recorded after the data key was
+	// wrapped (two-phase writing), so the payload key, not the key wrap,
+	// authenticates it.
+	LengthAfterWrap bool   `json:"length_after_wrap,omitempty"`
+	SegmentSize     int    `json:"segment_size"`
+	Segments        uint64 `json:"segments,omitempty"`
+	HeaderBytes     int    `json:"header_bytes"`
+	FileBytes       int64  `json:"file_bytes"`
+	Salt            string `json:"salt"`
+	NoncePrefix     string `json:"nonce_prefix"`
+	Layout          string `json:"layout"` // "ok" or "error"
+	LayoutError     string `json:"layout_error,omitempty"`
+	Authenticated   bool   `json:"authenticated"`
 }
 
 // Inspect parses the header from r and checks that the file size fits it.
@@ -45,7 +49,7 @@ func Inspect(r io.Reader, size int64) (*Info, error) {
 	}
 	in := &Info{
 		FormatVersion: int(h.Version), CipherSuite: h.Suite.String(), KeyRef: h.KeyRef.String(), KeyScheme: h.KeyRef.Scheme,
-		WrappedKeyBytes: len(h.WrappedKey), ContentType: h.ContentType.String(), SegmentSize: h.SegmentSize,
+		WrappedKeyBytes: len(h.WrappedKey), ContentType: h.ContentType.String(), LengthAfterWrap: h.LengthAfterWrap(), SegmentSize: h.SegmentSize,
 		HeaderBytes: h.Len(), FileBytes: size, Salt: hex.EncodeToString(h.Salt[:]), NoncePrefix: hex.EncodeToString(h.NoncePrefix[:]),
 		Layout: "ok",
 	}
@@ -83,7 +87,9 @@ func (in *Info) Text() string {
 	row("key", "%s", in.KeyRef)
 	row("wrapped key", "%d bytes", in.WrappedKeyBytes)
 	row("content type", "%s", in.ContentType)
-	if in.PlaintextBytes != nil {
+	if in.PlaintextBytes != nil && in.LengthAfterWrap {
+		row("plaintext", "%d bytes (recorded after the data key was wrapped)", *in.PlaintextBytes)
+	} else if in.PlaintextBytes != nil {
 		row("plaintext", "%d bytes", *in.PlaintextBytes)
 	} else {
 		row("plaintext", "length not recorded (streamed input)")

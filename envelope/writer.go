@@ -3,7 +3,6 @@ package envelope
 import (
 	"crypto/cipher"
 	"crypto/hkdf"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
@@ -22,6 +21,12 @@ type Options struct {
 	// Close fails if a different number of bytes was written.
 	Size      int64
 	SizeKnown bool
+	// SizeLater is for two-phase writing (NewDraft): the length is not
+	// known when the data key is wrapped, and is given to Draft.NewWriter
+	// or Draft.CreateFile, which record it in the header with
+	// FlagLengthAfterWrap. Such files need a reader that knows that flag
+	// (ppml from this version on).
+	SizeLater bool
 	// Workers is how many goroutines seal segments: 0 means one per CPU
 	// (at most 4), 1 seals inline on the caller's goroutine.
 	Workers int
@@ -80,80 +85,18 @@ type Writer struct {
 
 var errClosed = errors.New("envelope writer already closed")
 
-// NewWriter writes the header to dst and returns a Writer for the plaintext.
+// NewWriter writes the header to dst and returns a Writer for the plaintext:
+// NewDraft(opts), then its NewWriter with kw. Two-phase writing (the data
+// key wrapped before the writer exists) uses a Draft directly.
 func NewWriter(dst io.Writer, kw KeyWrapper, opts *Options) (*Writer, error) {
-	var o Options
-	if opts != nil {
-		o = *opts
+	if opts != nil && opts.SizeLater {
+		return nil, errors.New("envelope options: SizeLater needs two-phase writing (NewDraft, then Draft.NewWriter with the size)")
 	}
-	if o.ContentType == 0 {
-		o.ContentType = TypeBytes
-	}
-	if o.SegmentSize == 0 {
-		o.SegmentSize = DefaultSegmentSize
-	}
-	if o.SegmentSize < MinSegmentSize || o.SegmentSize > MaxSegmentSize {
-		return nil, fmt.Errorf("segment size %d outside %d..%d", o.SegmentSize, MinSegmentSize, MaxSegmentSize)
-	}
-	rnd := o.rand
-	if rnd == nil {
-		rnd = rand.Reader
-	}
-	h := &Header{
-		Version:         Version,
-		Suite:           SuiteAES256GCMHKDF,
-		ContentType:     o.ContentType,
-		SegmentSize:     o.SegmentSize,
-		PlaintextLength: UnknownLength,
-	}
-	if o.SizeKnown {
-		if o.Size < 0 {
-			return nil, fmt.Errorf("negative plaintext size %d", o.Size)
-		}
-		h.PlaintextLength = uint64(o.Size)
-		if numSegments(h.PlaintextLength, h.SegmentSize) > maxSegments {
-			return nil, fmt.Errorf("plaintext of %d bytes needs more than 2^32 segments of %d bytes", o.Size, o.SegmentSize)
-		}
-	}
-	if _, err := io.ReadFull(rnd, h.Salt[:]); err != nil {
-		return nil, fmt.Errorf("generate salt: %w", err)
-	}
-	if _, err := io.ReadFull(rnd, h.NoncePrefix[:]); err != nil {
-		return nil, fmt.Errorf("generate nonce prefix: %w", err)
-	}
-	fixed := h.fixed()
-	var (
-		dk, wrapped []byte
-		ref         KeyRef
-		err         error
-	)
-	if lk, ok := kw.(*LocalKey); ok && o.rand != nil {
-		dk, wrapped, ref, err = lk.newDataKey(rnd, fixed)
-	} else {
-		dk, wrapped, ref, err = kw.NewDataKey(fixed)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("new data key: %w", err)
-	}
-	h.KeyRef, h.WrappedKey = ref, wrapped
-	if err := h.finish(fixed); err != nil {
-		return nil, fmt.Errorf("build header: %w", err)
-	}
-	aead, err := payloadAEAD(dk, h)
-	clear(dk)
+	d, err := NewDraft(opts)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := dst.Write(h.Raw); err != nil {
-		return nil, fmt.Errorf("write envelope header: %w", err)
-	}
-	w := &Writer{dst: dst, hdr: h, aead: aead, segSize: h.SegmentSize, declared: h.PlaintextLength,
-		seg: make([]byte, h.SegmentSize+TagSize), workers: o.Workers}
-	if w.workers <= 0 {
-		w.workers = sealWorkers()
-	}
-	copy(w.nonce[:], h.NoncePrefix[:])
-	return w, nil
+	return d.NewWriter(dst, kw, NoSize)
 }
 
 // Header returns the header written to the destination.

@@ -113,8 +113,16 @@ func TestRunKMSOutputs(t *testing.T) {
 		if h.KeyRef.Scheme != envelope.SchemeKMS || h.KeyRef.Name != "lab.results" || h.KeyRef.Version != 2 {
 			t.Fatalf("%s: header names %s, want lab.results version 2", name, h.KeyRef)
 		}
-		if h.LengthKnown() {
-			t.Fatalf("%s: a key-service output's length is recorded before the job ran: %d", name, h.PlaintextLength)
+		// The length is recorded although the data key was wrapped (in
+		// the release) before the job ran: as ppml inspect shows it.
+		if !h.LengthAfterWrap() || h.PlaintextLength != uint64(got.Len()) {
+			t.Fatalf("%s: header records length %d (after the wrap: %v), the plaintext is %d bytes", name, h.PlaintextLength, h.LengthAfterWrap(), got.Len())
+		}
+		f, _ = os.Open(path)
+		in, err := envelope.Inspect(f, -1)
+		f.Close()
+		if err != nil || in.PlaintextBytes == nil || *in.PlaintextBytes != uint64(got.Len()) || in.Layout != "ok" {
+			t.Fatalf("%s: inspect %+v, %v", name, in, err)
 		}
 		// The runner, which got the data key inside the TEE, cannot unwrap
 		// the header afterwards: only the owner can.
@@ -189,7 +197,7 @@ func TestRunKMSOutputs(t *testing.T) {
 	}
 
 	// A program that fails after the output keys were released leaves no
-	// output: the headers made before the release stay in memory.
+	// output: the headers drafted before the release are never written.
 	for _, name := range []string{"lab.in", "lab.results"} {
 		if _, err := owner.SetPolicy(ctx, name, []byte(fmt.Sprintf("version: 1\nplatforms:\n  sim:\n    measurements: [%x]\n", k.measure[:]))); err != nil {
 			t.Fatal(err)

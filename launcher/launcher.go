@@ -32,8 +32,8 @@
 // # What "zeroize" means here
 //
 // The launcher clears every data key it receives (byte slices it owns) as
-// soon as the inputs are decrypted, and the output data keys are cleared by
-// the envelope writer. Go gives no stronger guarantee: the garbage
+// soon as the inputs are decrypted; the output data keys are cleared by
+// the envelope writer, or when Run returns if no writer took them. Go gives no stronger guarantee: the garbage
 // collector may have copied a slice before it was cleared, AES key
 // schedules inside crypto/cipher and HPKE private keys inside crypto/hpke
 // are not reachable to clear, and envelope.LocalKey keeps its derived
@@ -153,63 +153,24 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 				Wrapped: h.WrappedKey, AAD: bytes.Clone(h.WrapAAD())})
 		}
 	}
-	wrappers := make([]envelope.KeyWrapper, len(m.Outputs))
-	prepared := make([]*preparedWriter, len(m.Outputs))
-	var pending []*pendingOutput
-	var outReqs []OutputKeyRequest
-	defer func() { cancelPending(pending) }() // every path that did not finish them
-	for i, o := range m.Outputs {
-		if o.Key.Scheme == job.KeyKMS {
-			if _, ok := cfg.Keys.(OutputKeySource); !ok {
-				return res, fmt.Errorf("output %s: key %s is a key-service key, and keys come from local key files here: give --server", o.Name, o.Key)
-			}
-			p, err := startPending(i, o)
-			if err != nil {
-				return res, fmt.Errorf("output %s: %w", o.Name, err)
-			}
-			pending = append(pending, p)
-			outReqs = append(outReqs, OutputKeyRequest{Output: o.Name, Ref: o.Key.Envelope, AAD: p.aad})
-			continue
-		}
-		if wrappers[i], err = cfg.Keys.OutputWrapper(ctx, o.Key); err != nil {
-			return res, fmt.Errorf("output %s: %w", o.Name, err)
-		}
+	outKeys, err := loadOutputKeys(ctx, m, cfg.Keys)
+	if err != nil {
+		return res, err
 	}
-	defer func() {
-		for _, w := range prepared {
-			if w != nil {
-				w.w.Close() // unused (the job failed): stop it; its header was only in memory
-			}
-		}
-	}()
+	defer outKeys.zero() // released output keys no writer took
 
 	var keys [][]byte
 	switch {
-	case len(outReqs) > 0:
-		logf("asking for %d key(s) and %d output key(s)", len(reqs), len(outReqs))
+	case len(outKeys.reqs) > 0:
+		logf("asking for %d key(s) and %d output key(s)", len(reqs), len(outKeys.reqs))
 		var ows []envelope.KeyWrapper
-		keys, ows, err = cfg.Keys.(OutputKeySource).ReleaseWithOutputs(ctx, raw, reqs, outReqs)
-		if err == nil && (len(keys) != len(reqs) || len(ows) != len(outReqs)) {
-			Zero(keys)
-			err = fmt.Errorf("key source returned %d keys and %d output keys for %d and %d requests", len(keys), len(ows), len(reqs), len(outReqs))
-		}
+		keys, ows, err = cfg.Keys.(OutputKeySource).ReleaseWithOutputs(ctx, raw, reqs, outKeys.reqs)
 		if err != nil {
 			return res, err
 		}
-		ps := pending
-		pending = nil
-		for j, p := range ps {
-			w, werr := p.finish(ows[j])
-			if werr != nil && err == nil {
-				err = fmt.Errorf("output %s: %w", m.Outputs[p.index].Name, werr)
-			}
-			if w != nil {
-				prepared[p.index] = &preparedWriter{w: w, dst: p.dst}
-			}
-		}
-		if err != nil {
+		if err := outKeys.setReleased(ows); err != nil || len(keys) != len(reqs) {
 			Zero(keys)
-			return res, err
+			return res, fmt.Errorf("key source returned %d keys and %d output keys for %d and %d requests", len(keys), len(ows), len(reqs), len(outKeys.reqs))
 		}
 	case len(reqs) > 0:
 		logf("asking for %d key(s)", len(reqs))
@@ -267,9 +228,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err != nil {
 		return res, err
 	}
-	err = writeOutputs(m, outputs, wrappers, prepared)
-	clear(prepared) // used or aborted by writeOutputs
-	if err != nil {
+	if err := writeOutputs(m, outputs, outKeys); err != nil {
 		return res, err
 	}
 	for _, o := range m.Outputs {
@@ -545,20 +504,10 @@ func relName(dir, file string, isDir bool) string {
 // writeOutputs encrypts every output. All are written to temporary files
 // first and renamed only when every one is complete, so a failure while
 // encrypting leaves no output at all; a failure during the renames
-// themselves can leave the earlier ones renamed.
-//
-// An output with a prepared writer (a key-service key, whose data key came
-// with the release) continues that writer into the file; the others get a
-// new envelope under wrappers[i], recording the length.
-func writeOutputs(m *job.Manifest, outs []Output, wrappers []envelope.KeyWrapper, prepared []*preparedWriter) error {
-	writers := make([]outputFile, 0, len(outs))
-	defer func() {
-		for _, w := range prepared[len(writers):] {
-			if w != nil {
-				w.w.Close() // never reached: stop it
-			}
-		}
-	}()
+// themselves can leave the earlier ones renamed. Every output records its
+// length (a kms:// output's after its key was wrapped, see outputKeys).
+func writeOutputs(m *job.Manifest, outs []Output, keys *outputKeys) error {
+	writers := make([]*envelope.FileWriter, 0, len(outs))
 	defer func() {
 		for _, w := range writers {
 			w.Abort()
@@ -570,12 +519,7 @@ func writeOutputs(m *job.Manifest, outs []Output, wrappers []envelope.KeyWrapper
 		if err != nil {
 			return fmt.Errorf("output %s: %w", o.Name, err)
 		}
-		var w outputFile
-		if pw := prepared[i]; pw != nil {
-			w, err = openPrepared(o.Path, pw.w, pw.dst)
-		} else {
-			w, err = envelope.CreateFile(o.Path, wrappers[i], &envelope.Options{ContentType: contentType(o.ContentType), Size: size, SizeKnown: true}, true)
-		}
+		w, err := keys.create(i, o.Path, o.ContentType, size)
 		if err != nil {
 			return fmt.Errorf("output %s: %w", o.Name, err)
 		}

@@ -45,8 +45,14 @@ def main():
     if data[:7] != b"PPMLENV":
         sys.exit("not a ppml envelope")
     version, suite, ctype, flags, S, L = struct.unpack(">BBBHIQ", data[7:24])
-    if version != 1 or suite != 1 or flags != 0:
+    if version != 1 or suite != 1 or flags & ~0x0001:
         sys.exit("unsupported")
+    # Flag 0x0001: L was recorded after the data key was wrapped; the wrap's
+    # associated data has the length field as 0xFFFFFFFFFFFFFFFF (section 4).
+    length_after_wrap = flags & 0x0001 != 0
+    if length_after_wrap and L == 0xFFFFFFFFFFFFFFFF:
+        sys.exit("corrupt header: length-after-wrap flag without a length")
+    aad = data[:16] + b"\xff" * 8 + data[24:63] if length_after_wrap else data[:63]
     salt, prefix = data[24:56], data[56:63]
     (R,) = struct.unpack(">H", data[63:65])
     ref = data[65:65 + R].decode("ascii")
@@ -56,7 +62,7 @@ def main():
     if ref != "local:" + key_id:
         sys.exit(f"wrong key: file needs {ref}, given local:{key_id}")
     wk = hkdf(kek, b"", b"ppml-envelope v1 local wrap key")
-    dk = AESGCM(wk).decrypt(wrapped[:12], wrapped[12:], data[:63])
+    dk = AESGCM(wk).decrypt(wrapped[:12], wrapped[12:], aad)
     k = hkdf(dk, salt, b"ppml-envelope v1 payload key" + hashlib.sha256(data[:H]).digest())
     body, T = data[H:], S + 16
     n = max(1, -(-len(body) // T))

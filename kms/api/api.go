@@ -279,8 +279,8 @@ type ReleaseOutputItem struct {
 	// Ref is kms://HOST[:PORT]/KEY or a bare key name. New data keys are
 	// wrapped under the key's newest version; a ref naming @VERSION must name it.
 	Ref string `json:"ref"`
-	// AAD is the fixed part of the output envelope's header (63 bytes for
-	// envelope version 1), bound into the wrapping exactly as
+	// AAD is the wrap associated data of the output envelope's header (its
+	// 63-byte fixed part, envelope.Draft.WrapAAD), bound into the wrapping exactly as
 	// POST /v1/datakey binds its aad, so the owner unwraps it with
 	// POST /v1/decrypt and the same header.
 	AAD []byte `json:"aad"`
