@@ -73,7 +73,9 @@ func columnValue(name string, col arrow.Array) (tensor.Tensor, error) {
 	if col.IsNull(0) && col.DataType().ID() != arrow.STRUCT {
 		return tensor.Tensor{}, fmt.Errorf("column %q: value is null", tensor.Clip(name))
 	}
-	scalar := func(dt tensor.DataType) tensor.Tensor { return tensor.Tensor{Name: name, DataType: dt, Shape: []int64{1}} }
+	scalar := func(dt tensor.DataType) tensor.Tensor {
+		return tensor.Tensor{Name: name, DataType: dt, Shape: []int64{1}}
+	}
 	switch c := col.(type) {
 	case *array.Float32:
 		t := scalar(tensor.FP32)
