@@ -122,7 +122,7 @@ func ToInputs(md *model.Metadata, inst Instance) ([]tensor.Tensor, Batched, erro
 func tabularInputs(md *model.Metadata, inst Instance) ([]tensor.Tensor, Batched, error) {
 	spec := md.Inputs[0]
 	f := int64(len(md.Features))
-	if len(inst) == 1 && !(f == 1 && inst[0].Name == md.Features[0]) {
+	if len(inst) == 1 && !slices.Contains(md.Features, inst[0].Name) {
 		t, err := convert(inst[0], spec.DataType)
 		if err != nil {
 			return nil, false, err
