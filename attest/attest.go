@@ -14,6 +14,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
+
+	"gopkg.in/yaml.v3"
 )
 
 // Platform names a TEE technology.
@@ -40,7 +42,9 @@ type Evidence struct {
 	Aux []byte `json:"aux,omitempty"`
 }
 
-// Hex is a byte string that marshals to and from lower-case hex in JSON.
+// Hex is ppml's one byte-string type written as hex: lower-case in JSON and
+// YAML output, either case accepted on input, no prefix. Claims, quotes,
+// policies, audit entries and Intel's collateral all use it.
 type Hex []byte
 
 func (h Hex) String() string { return hex.EncodeToString(h) }
@@ -52,9 +56,30 @@ func (h *Hex) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, &s); err != nil {
 		return err
 	}
+	return h.set(s)
+}
+
+func (h Hex) MarshalYAML() (any, error) { return hex.EncodeToString(h), nil }
+
+// UnmarshalYAML names the line of a value that is not hex, so that a
+// policy author finds it.
+func (h *Hex) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return fmt.Errorf("line %d: want a hex string", n.Line)
+	}
+	if err := h.set(n.Value); err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	return nil
+}
+
+func (h *Hex) set(s string) error {
 	v, err := hex.DecodeString(s)
 	if err != nil {
-		return fmt.Errorf("hex field: %w", err)
+		if len(s) > 80 {
+			s = s[:80] + "..."
+		}
+		return fmt.Errorf("%q is not hex: %w", s, err)
 	}
 	*h = v
 	return nil

@@ -2,11 +2,12 @@ package audit
 
 import (
 	"bytes"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/ppml/ppml/attest"
 )
 
 // Type is what an entry records.
@@ -39,22 +40,22 @@ type Entry struct {
 	// Prev is the RFC 6962 leaf hash of entry Index-1 (absent for entry 0).
 	// It is redundant with the tree and exists so that a verifier can say
 	// exactly which entry of a tampered copy was changed.
-	Prev Hex       `json:"prev,omitempty"`
-	Time time.Time `json:"time"`
-	Type Type      `json:"type"`
+	Prev attest.Hex `json:"prev,omitempty"`
+	Time time.Time  `json:"time"`
+	Type Type       `json:"type"`
 	// Tenant is the party whose key or account is concerned; Actor the token
 	// (by id, never the token itself) or party that acted.
-	Tenant      string `json:"tenant,omitempty"`
-	Actor       string `json:"actor,omitempty"`
-	Key         string `json:"key,omitempty"`
-	KeyVersion  uint32 `json:"key_version,omitempty"`
-	JobDigest   Hex    `json:"job_digest,omitempty"`
-	Platform    string `json:"platform,omitempty"`
-	Measurement Hex    `json:"measurement,omitempty"`
-	Signer      Hex    `json:"signer,omitempty"`
-	TCBStatus   string `json:"tcb_status,omitempty"`
-	Insecure    bool   `json:"insecure,omitempty"`
-	Decision    string `json:"decision,omitempty"`
+	Tenant      string     `json:"tenant,omitempty"`
+	Actor       string     `json:"actor,omitempty"`
+	Key         string     `json:"key,omitempty"`
+	KeyVersion  uint32     `json:"key_version,omitempty"`
+	JobDigest   attest.Hex `json:"job_digest,omitempty"`
+	Platform    string     `json:"platform,omitempty"`
+	Measurement attest.Hex `json:"measurement,omitempty"`
+	Signer      attest.Hex `json:"signer,omitempty"`
+	TCBStatus   string     `json:"tcb_status,omitempty"`
+	Insecure    bool       `json:"insecure,omitempty"`
+	Decision    string     `json:"decision,omitempty"`
 	// Rule is the stable name of the policy rule or check that decided a denial.
 	Rule      string `json:"rule,omitempty"`
 	Reason    string `json:"reason,omitempty"`
@@ -108,24 +109,4 @@ func DecodeEntry(b []byte) (*Entry, error) {
 		return nil, errors.New("entry is not in canonical form (fields reordered, reformatted or re-encoded)")
 	}
 	return &e, nil
-}
-
-// Hex is a byte string that is lower-case hex in JSON.
-type Hex []byte
-
-func (h Hex) String() string { return hex.EncodeToString(h) }
-
-func (h Hex) MarshalJSON() ([]byte, error) { return json.Marshal(hex.EncodeToString(h)) }
-
-func (h *Hex) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return err
-	}
-	v, err := hex.DecodeString(s)
-	if err != nil {
-		return fmt.Errorf("hex field: %w", err)
-	}
-	*h = v
-	return nil
 }

@@ -12,6 +12,8 @@ import (
 	"fmt"
 	"strconv"
 	"time"
+
+	"github.com/ppml/ppml/attest"
 )
 
 // Signature algorithms of tree heads.
@@ -22,14 +24,14 @@ const (
 
 // TreeHead is a signed statement of the log's size and root hash.
 type TreeHead struct {
-	LogID     Hex       `json:"log_id"`
-	Size      uint64    `json:"size"`
-	RootHash  Hex       `json:"root_hash"`
-	Timestamp time.Time `json:"timestamp"`
+	LogID     attest.Hex `json:"log_id"`
+	Size      uint64     `json:"size"`
+	RootHash  attest.Hex `json:"root_hash"`
+	Timestamp time.Time  `json:"timestamp"`
 	// KeyID is SHA-256 of the signing key's PKIX (SubjectPublicKeyInfo) DER.
-	KeyID     Hex    `json:"key_id"`
-	Algorithm string `json:"algorithm"`
-	Signature Hex    `json:"signature"`
+	KeyID     attest.Hex `json:"key_id"`
+	Algorithm string     `json:"algorithm"`
+	Signature attest.Hex `json:"signature"`
 }
 
 // Message returns the bytes that are signed:

@@ -183,7 +183,7 @@ func (s *Server) auditDenials(st *state, rc *releaseCtx, ds []api.Denial) error 
 func (s *Server) releaseEntry(rc *releaseCtx, t audit.Type, decision string) audit.Entry {
 	e := audit.Entry{Type: t, Actor: rc.c.tokenID, Decision: decision, JobDigest: rc.job}
 	if cl := rc.claims; cl != nil {
-		e.Platform, e.Measurement, e.Signer, e.TCBStatus, e.Insecure = string(cl.Platform), audit.Hex(cl.Measurement), audit.Hex(cl.Signer), cl.TCBStatus, cl.Insecure
+		e.Platform, e.Measurement, e.Signer, e.TCBStatus, e.Insecure = string(cl.Platform), cl.Measurement, cl.Signer, cl.TCBStatus, cl.Insecure
 	} else {
 		e.Platform = string(rc.req.Evidence.Platform)
 	}

@@ -151,7 +151,7 @@ func containsDigest(list []JobDigest, v []byte) bool {
 	return false
 }
 
-func containsHex(list []Hex, v []byte) bool {
+func containsHex(list []attest.Hex, v []byte) bool {
 	if len(v) == 0 {
 		return false
 	}

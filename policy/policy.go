@@ -49,8 +49,8 @@ type PlatformRules struct {
 	// MEASUREMENT, the simulated binary's SHA-384). Signers are accepted
 	// MRSIGNERs (or the simulation signer digest). At least one of the two
 	// lists must be given; when both are, both must match.
-	Measurements []Hex `json:"measurements,omitempty" yaml:"measurements,omitempty"`
-	Signers      []Hex `json:"signers,omitempty" yaml:"signers,omitempty"`
+	Measurements []attest.Hex `json:"measurements,omitempty" yaml:"measurements,omitempty"`
+	Signers      []attest.Hex `json:"signers,omitempty" yaml:"signers,omitempty"`
 	// ProductID, when set, must equal the claims' product id.
 	ProductID *uint16 `json:"product_id,omitempty" yaml:"product_id,omitempty"`
 	// MinSecurityVersion is the lowest accepted ISVSVN / GUEST_SVN.
@@ -214,42 +214,6 @@ func (p *Policy) YAML() ([]byte, error) {
 // JSON encodes the policy as JSON.
 func (p *Policy) JSON() ([]byte, error) { return json.Marshal(p) }
 
-// Hex is a byte string written as hex in policies (either case; no prefix).
-type Hex []byte
-
-func (h Hex) String() string { return hex.EncodeToString(h) }
-
-func (h Hex) MarshalJSON() ([]byte, error) { return json.Marshal(hex.EncodeToString(h)) }
-
-func (h *Hex) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return err
-	}
-	return h.set(s)
-}
-
-func (h Hex) MarshalYAML() (any, error) { return hex.EncodeToString(h), nil }
-
-func (h *Hex) UnmarshalYAML(n *yaml.Node) error {
-	if n.Kind != yaml.ScalarNode {
-		return fmt.Errorf("line %d: want a hex string", n.Line)
-	}
-	if err := h.set(n.Value); err != nil {
-		return fmt.Errorf("line %d: %w", n.Line, err)
-	}
-	return nil
-}
-
-func (h *Hex) set(s string) error {
-	v, err := hex.DecodeString(s)
-	if err != nil {
-		return fmt.Errorf("%q is not hex: %w", truncate(s, 80), err)
-	}
-	*h = v
-	return nil
-}
-
 // JobDigest is a job identity in the form `ppml job digest` prints it,
 // "sha256:<64 hex digits>"; the bare hex digits are accepted too, so a digest
 // can be pasted from either the CLI or an audit entry.
@@ -264,7 +228,7 @@ func (d JobDigest) MarshalJSON() ([]byte, error) { return json.Marshal(d.String(
 func (d JobDigest) MarshalYAML() (any, error) { return d.String(), nil }
 
 func (d *JobDigest) UnmarshalJSON(b []byte) error {
-	var h Hex
+	var h attest.Hex
 	if err := h.UnmarshalJSON(stripDigestPrefixJSON(b)); err != nil {
 		return err
 	}
@@ -278,7 +242,7 @@ func (d *JobDigest) UnmarshalYAML(n *yaml.Node) error {
 		c.Value = strings.TrimPrefix(c.Value, jobDigestPrefix)
 		n = &c
 	}
-	var h Hex
+	var h attest.Hex
 	if err := h.UnmarshalYAML(n); err != nil {
 		return err
 	}
@@ -290,7 +254,7 @@ func (d *JobDigest) UnmarshalYAML(n *yaml.Node) error {
 func stripDigestPrefixJSON(b []byte) []byte {
 	var s string
 	if json.Unmarshal(b, &s) != nil {
-		return b // let Hex report the error
+		return b // let attest.Hex report the error
 	}
 	out, _ := json.Marshal(strings.TrimPrefix(s, jobDigestPrefix))
 	return out

@@ -247,7 +247,7 @@ func TestEmptyAndInvalidPoliciesDeny(t *testing.T) {
 		"no platforms": {Version: 1},
 		"nil rules":    {Version: 1, Platforms: map[attest.Platform]*PlatformRules{"sgx": nil}},
 		"empty rules":  {Version: 1, Platforms: map[attest.Platform]*PlatformRules{"sgx": {}}},
-		"short hash":   {Version: 1, Platforms: map[attest.Platform]*PlatformRules{"sgx": {Measurements: []Hex{{1, 2}}}}},
+		"short hash":   {Version: 1, Platforms: map[attest.Platform]*PlatformRules{"sgx": {Measurements: []attest.Hex{{1, 2}}}}},
 	} {
 		if d := Evaluate(p, c, nil, now); d.Allow || d.Rule == "" || d.Reason == "" {
 			t.Errorf("%s: %+v", name, d)

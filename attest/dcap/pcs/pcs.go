@@ -6,12 +6,12 @@ package pcs
 
 import (
 	"bytes"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
+
+	"github.com/ppml/ppml/attest"
 )
 
 // TCB statuses as Intel names them, plus TCBLevelNotSupported for "no level
@@ -31,26 +31,6 @@ var knownStatus = map[string]bool{
 	StatusUpToDate: true, StatusSWHardeningNeeded: true, StatusConfigurationNeeded: true,
 	StatusConfigurationAndSWHardeningNeeded: true, StatusOutOfDate: true,
 	StatusOutOfDateConfigurationNeeded: true, StatusRevoked: true,
-}
-
-// HexBytes is a hex string in Intel's JSON (either case).
-type HexBytes []byte
-
-func (h *HexBytes) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return err
-	}
-	v, err := hex.DecodeString(s)
-	if err != nil {
-		return fmt.Errorf("hex field %q: %w", s, err)
-	}
-	*h = v
-	return nil
-}
-
-func (h HexBytes) MarshalJSON() ([]byte, error) {
-	return json.Marshal(strings.ToUpper(hex.EncodeToString(h)))
 }
 
 // TCBComponent is one SVN of a TCB level.
@@ -78,17 +58,17 @@ type TCBLevel struct {
 
 // TDXModule is the TDX module signer/attributes of TCB info v3.
 type TDXModule struct {
-	MRSigner       HexBytes `json:"mrsigner"`
-	Attributes     HexBytes `json:"attributes"`
-	AttributesMask HexBytes `json:"attributesMask"`
+	MRSigner       attest.Hex `json:"mrsigner"`
+	Attributes     attest.Hex `json:"attributes"`
+	AttributesMask attest.Hex `json:"attributesMask"`
 }
 
 // TDXModuleIdentity is one entry of tdxModuleIdentities (TCB info v3).
 type TDXModuleIdentity struct {
 	ID             string     `json:"id"`
-	MRSigner       HexBytes   `json:"mrsigner"`
-	Attributes     HexBytes   `json:"attributes"`
-	AttributesMask HexBytes   `json:"attributesMask"`
+	MRSigner       attest.Hex `json:"mrsigner"`
+	Attributes     attest.Hex `json:"attributes"`
+	AttributesMask attest.Hex `json:"attributesMask"`
 	TCBLevels      []QETCBLvl `json:"tcbLevels"`
 }
 
@@ -98,8 +78,8 @@ type TCBInfo struct {
 	Version                 int                 `json:"version"`
 	IssueDate               time.Time           `json:"issueDate"`
 	NextUpdate              time.Time           `json:"nextUpdate"`
-	FMSPC                   HexBytes            `json:"fmspc"`
-	PCEID                   HexBytes            `json:"pceId"`
+	FMSPC                   attest.Hex          `json:"fmspc"`
+	PCEID                   attest.Hex          `json:"pceId"`
 	TCBType                 int                 `json:"tcbType"`
 	TCBEvaluationDataNumber int                 `json:"tcbEvaluationDataNumber"`
 	TDXModule               *TDXModule          `json:"tdxModule,omitempty"`
@@ -118,8 +98,8 @@ type rawTCBInfo struct {
 	Version                 int                 `json:"version"`
 	IssueDate               time.Time           `json:"issueDate"`
 	NextUpdate              time.Time           `json:"nextUpdate"`
-	FMSPC                   HexBytes            `json:"fmspc"`
-	PCEID                   HexBytes            `json:"pceId"`
+	FMSPC                   attest.Hex          `json:"fmspc"`
+	PCEID                   attest.Hex          `json:"pceId"`
 	TCBType                 int                 `json:"tcbType"`
 	TCBEvaluationDataNumber int                 `json:"tcbEvaluationDataNumber"`
 	TDXModule               *TDXModule          `json:"tdxModule"`
@@ -282,11 +262,11 @@ type QEIdentity struct {
 	IssueDate               time.Time  `json:"issueDate"`
 	NextUpdate              time.Time  `json:"nextUpdate"`
 	TCBEvaluationDataNumber int        `json:"tcbEvaluationDataNumber"`
-	MiscSelect              HexBytes   `json:"miscselect"`
-	MiscSelectMask          HexBytes   `json:"miscselectMask"`
-	Attributes              HexBytes   `json:"attributes"`
-	AttributesMask          HexBytes   `json:"attributesMask"`
-	MRSigner                HexBytes   `json:"mrsigner"`
+	MiscSelect              attest.Hex `json:"miscselect"`
+	MiscSelectMask          attest.Hex `json:"miscselectMask"`
+	Attributes              attest.Hex `json:"attributes"`
+	AttributesMask          attest.Hex `json:"attributesMask"`
+	MRSigner                attest.Hex `json:"mrsigner"`
 	ISVProdID               uint16     `json:"isvprodid"`
 	TCBLevels               []QETCBLvl `json:"tcbLevels"`
 }
