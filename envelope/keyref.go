@@ -92,8 +92,8 @@ func ParseKeyRef(s string) (KeyRef, error) {
 			return KeyRef{}, fmt.Errorf("key reference %q: %w", s, err)
 		}
 		name, ver, hasVer := strings.Cut(path, "@")
-		if !validKeyName(name) {
-			return KeyRef{}, fmt.Errorf("key reference %q: key name must be 1-256 characters: segments of A-Z a-z 0-9 . _ - separated by single slashes", s)
+		if err := CheckKeyName(name); err != nil {
+			return KeyRef{}, fmt.Errorf("key reference %q: %w", s, err)
 		}
 		r.Name = name
 		if hasVer {
@@ -173,25 +173,35 @@ func validHostName(h string) bool {
 	return true
 }
 
-// validKeyName accepts 1-256 characters: segments of A-Z a-z 0-9 . _ -
-// separated by single slashes (key services often name keys by path), with
-// no empty, "." or ".." segment.
-func validKeyName(n string) bool {
-	if n == "" || len(n) > MaxKeyNameLen {
-		return false
+// ValidKeyName reports whether n is a key name: the KEY of
+// kms://HOST/KEY, the one grammar the key service and envelope headers share.
+func ValidKeyName(n string) bool { return CheckKeyName(n) == nil }
+
+// CheckKeyName says why n is not a key name, or returns nil. A key name is
+// 1-256 bytes: segments of A-Z a-z 0-9 . _ - separated by single slashes (key
+// services often name keys by path), with no empty, "." or ".." segment, so
+// that no name can be read as a path that leaves its place.
+func CheckKeyName(n string) error {
+	switch {
+	case n == "":
+		return fmt.Errorf("key name is empty")
+	case len(n) > MaxKeyNameLen:
+		return fmt.Errorf("key name of %d bytes is longer than %d", len(n), MaxKeyNameLen)
 	}
-	for _, seg := range strings.Split(n, "/") {
-		if seg == "" || seg == "." || seg == ".." {
-			return false
+	for i, seg := range strings.Split(n, "/") {
+		switch seg {
+		case "":
+			return fmt.Errorf("key name %q: segment %d is empty (a leading, trailing or doubled slash)", n, i+1)
+		case ".", "..":
+			return fmt.Errorf("key name %q: segment %q is not allowed", n, seg)
 		}
-		for i := 0; i < len(seg); i++ {
-			c := seg[i]
+		for _, c := range seg {
 			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
-				return false
+				return fmt.Errorf("key name %q: character %q is not allowed (want segments of A-Z a-z 0-9 . _ - separated by single slashes)", n, c)
 			}
 		}
 	}
-	return true
+	return nil
 }
 
 func isLowerHex(s string) bool {

@@ -65,7 +65,7 @@ func keyNameOf(ref string) (string, uint32, error) {
 		}
 		return kr.Name, kr.Version, nil
 	}
-	if !api.ValidKeyName(ref) {
+	if !envelope.ValidKeyName(ref) {
 		return "", 0, fmt.Errorf("key %q: not a kms:// reference or key name", ref)
 	}
 	return ref, 0, nil

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/ppml/ppml/attest"
+	"github.com/ppml/ppml/envelope"
 )
 
 // Prefix is the path prefix of API version 1.
@@ -42,11 +43,6 @@ var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 
 // ValidTenant reports whether s is a valid tenant name: 1-64 of A-Z a-z 0-9 . _ -, not starting with a punctuation mark.
 func ValidTenant(s string) bool { return nameRE.MatchString(s) }
-
-var keyRE = regexp.MustCompile(`^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$`)
-
-// ValidKeyName reports whether s can be a key name (the KEY of kms://HOST/KEY).
-func ValidKeyName(s string) bool { return len(s) <= 256 && keyRE.MatchString(s) }
 
 // Error is the body of every non-2xx response.
 type Error struct {
@@ -159,8 +155,8 @@ type CreateKeyRequest struct {
 }
 
 func (r *CreateKeyRequest) Check() error {
-	if !ValidKeyName(r.Name) {
-		return fmt.Errorf("key name %q: want 1-256 characters: segments of A-Z a-z 0-9 . _ - separated by single slashes", r.Name)
+	if err := envelope.CheckKeyName(r.Name); err != nil {
+		return err
 	}
 	return nil
 }
@@ -192,8 +188,8 @@ type GenerateDataKeyRequest struct {
 }
 
 func (r *GenerateDataKeyRequest) Check() error {
-	if !ValidKeyName(r.Key) {
-		return fmt.Errorf("key name %q is not valid", r.Key)
+	if err := envelope.CheckKeyName(r.Key); err != nil {
+		return err
 	}
 	if len(r.AAD) > 64<<10 {
 		return errors.New("aad longer than 64 KiB")
@@ -217,8 +213,8 @@ type DecryptRequest struct {
 }
 
 func (r *DecryptRequest) Check() error {
-	if !ValidKeyName(r.Key) {
-		return fmt.Errorf("key name %q is not valid", r.Key)
+	if err := envelope.CheckKeyName(r.Key); err != nil {
+		return err
 	}
 	if len(r.Wrapped) == 0 {
 		return errors.New("wrapped is missing")
