@@ -23,6 +23,14 @@ const (
 	TypeTokenRevoke Type = "token_revoke" // an API token was revoked
 	TypeTenant      Type = "tenant"       // a tenant was created or changed
 	TypeDecrypt     Type = "decrypt"      // an owner unwrapped a data key
+	// TypeDataKey is a data key generated for an owner (POST /v1/datakey,
+	// what ppml encrypt --key kms://... calls).
+	TypeDataKey Type = "data_key"
+	// TypeOutputKey is a fresh data key issued, inside a release, to an
+	// attested TEE for a job output (an input key's release is
+	// TypeRelease). Denials of either are TypeDenial; an output key's
+	// denial reason starts with "output key: ".
+	TypeOutputKey Type = "output_key"
 )
 
 // Decision values.

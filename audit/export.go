@@ -12,8 +12,6 @@ import (
 	"slices"
 	"sort"
 	"strings"
-
-	"go.etcd.io/bbolt"
 )
 
 // Export format identifiers (docs/formats/audit-log.md).
@@ -30,48 +28,6 @@ type ExportHeader struct {
 	Version     int         `json:"version"`
 	TreeHead    *TreeHead   `json:"tree_head"`
 	Checkpoints []*TreeHead `json:"checkpoints,omitempty"`
-}
-
-// Export writes the whole log: a header line with a freshly signed tree head
-// and the kept checkpoints, then one line per entry, in index order, exactly
-// as hashed into the tree. It runs in a read transaction, so the copy is
-// consistent while the log keeps growing.
-func (l *Log) Export(tx *bbolt.Tx, w io.Writer) (*TreeHead, error) {
-	head, err := l.SignTreeHead(tx)
-	if err != nil {
-		return nil, err
-	}
-	cps, err := l.Checkpoints(tx)
-	if err != nil {
-		return nil, err
-	}
-	hdr := ExportHeader{Format: ExportFormat, Version: ExportVersion, TreeHead: head}
-	for _, c := range cps {
-		if c.Size <= head.Size {
-			hdr.Checkpoints = append(hdr.Checkpoints, c)
-		}
-	}
-	bw := bufio.NewWriter(w)
-	j, err := json.Marshal(hdr)
-	if err != nil {
-		return nil, err
-	}
-	bw.Write(j)
-	bw.WriteByte('\n')
-	for i := uint64(0); i < head.Size; i++ {
-		_, raw, err := l.Entry(tx, i)
-		if err != nil {
-			return nil, err
-		}
-		bw.Write(raw)
-		if err := bw.WriteByte('\n'); err != nil {
-			return nil, fmt.Errorf("audit: export: %w", err)
-		}
-	}
-	if err := bw.Flush(); err != nil {
-		return nil, fmt.Errorf("audit: export: %w", err)
-	}
-	return head, nil
 }
 
 // Problem kinds: stable names a caller can match on.

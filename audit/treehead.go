@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"strconv"
@@ -140,4 +141,30 @@ func (h *TreeHead) Verify(pub crypto.PublicKey) error {
 		}
 	}
 	return nil
+}
+
+// ParsePublicKey reads the PEM public key that signs tree heads, as the key
+// service serves it at /v1/audit/public-key and `ppml audit export` saves it.
+func ParsePublicKey(pemBytes []byte) (crypto.PublicKey, error) {
+	blk, _ := pem.Decode(pemBytes)
+	if blk == nil || blk.Type != "PUBLIC KEY" {
+		return nil, errors.New("audit public key: want a PEM PUBLIC KEY block")
+	}
+	k, err := x509.ParsePKIXPublicKey(blk.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("audit public key: %w", err)
+	}
+	if _, err := algorithmOf(k); err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+// MarshalPublicKey is the PEM form ParsePublicKey reads.
+func MarshalPublicKey(pub crypto.PublicKey) ([]byte, error) {
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return nil, fmt.Errorf("audit public key: %w", err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), nil
 }

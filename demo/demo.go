@@ -19,14 +19,12 @@ import (
 	"bytes"
 	"context"
 	"crypto/ecdsa"
-	"crypto/ed25519"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -41,6 +39,7 @@ import (
 	"github.com/ppml/ppml/kms"
 	"github.com/ppml/ppml/kms/api"
 	"github.com/ppml/ppml/kms/client"
+	"github.com/ppml/ppml/kms/kmstest"
 	"github.com/ppml/ppml/launcher"
 )
 
@@ -324,55 +323,27 @@ func (e *env) cleanup() {
 // Step 1.
 func (e *env) startServer(ctx context.Context, st *Step) error {
 	// The simulated platform key the "TEE" signs evidence with, made in the
-	// demo's own directory; the server trusts exactly this key.
-	pk, err := sim.PlatformKey(e.simDir)
+	// demo's own directory; the server trusts exactly this key. The admin
+	// token issued at first start comes through the bootstrap callback;
+	// the text the server would print is discarded.
+	simTEE, err := kmstest.NewSim(e.simDir, e.exe)
 	if err != nil {
 		return err
 	}
-	simPub := pk.Public().(ed25519.PublicKey)
-	// The admin token issued at first start comes through the callback;
-	// the text the server would print is discarded.
-	var adminToken string
-	srv, err := kms.New(kms.Config{
-		DataDir: e.kmsDir, Seal: "file", SimKeys: []ed25519.PublicKey{simPub},
-		Out: io.Discard, Logger: slog.New(slog.DiscardHandler),
-		BootstrapToken: func(tok string) { adminToken = tok },
-	})
+	srv, err := kmstest.Start(kmstest.Options{Sim: simTEE, Config: kms.Config{
+		DataDir: e.kmsDir, Seal: "file", Out: io.Discard, Logger: slog.New(slog.DiscardHandler),
+	}})
 	if err != nil {
 		return fmt.Errorf("start key service: %w", err)
 	}
-	cert, fp, err := kms.LoadOrCreateCert(e.kmsDir, "", "", nil)
-	if err != nil {
-		srv.Close()
-		return err
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		srv.Close()
-		return fmt.Errorf("listen on 127.0.0.1: %w", err)
-	}
-	sctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(sctx, ln, cert) }()
-	stopped := false
-	e.srv = srv
-	e.stopSrv = func() error {
-		if stopped {
-			return nil
-		}
-		stopped = true
-		cancel()
-		err := <-errc
-		if cerr := srv.Close(); err == nil {
-			err = cerr
-		}
-		return err
-	}
-	e.port = ln.Addr().(*net.TCPAddr).Port
-	e.url = client.ServerURL("127.0.0.1", e.port)
-	e.fp = fp
+	e.srv = srv.Server
+	e.stopSrv = srv.Stop
+	e.port = srv.Port
+	e.url = srv.URL
+	e.fp = srv.Fingerprint
 	e.sum.Server = e.url
 	e.auditPub = srv.AuditPublicKey()
+	adminToken := srv.AdminToken()
 
 	if adminToken == "" {
 		return errors.New("the key service issued no admin bootstrap token")
@@ -388,11 +359,11 @@ func (e *env) startServer(ctx context.Context, st *Step) error {
 	if status.Sealed {
 		return errors.New("key service started sealed")
 	}
-	kid := sim.KeyID(simPub)
-	st.detail("key service at %s (TLS 1.3, certificate pinned by SHA-256 %s…), seal %s, data in %s", e.url, fp[:16], status.Seal, e.rel(e.kmsDir))
+	kid := sim.KeyID(simTEE.PublicKey)
+	st.detail("key service at %s (TLS 1.3, certificate pinned by SHA-256 %s…), seal %s, data in %s", e.url, e.fp[:16], status.Seal, e.rel(e.kmsDir))
 	st.detail("trusts the simulated TEE platform key %x… made in %s (PPML_SIM_DIR for this run only)", kid[:8], e.rel(e.simDir))
 	st.fact("server", e.url)
-	st.fact("tls_fingerprint", fp)
+	st.fact("tls_fingerprint", e.fp)
 	st.fact("sim_platform_key_id", hex.EncodeToString(kid[:]))
 	return nil
 }
@@ -595,7 +566,7 @@ func (e *env) runJobs(ctx context.Context, st *Step) error {
 // outputKeyEntry checks that the owner's audit trail of the results key
 // holds the output_key entry of job j's release and records it.
 func (e *env) outputKeyEntry(ctx context.Context, j *Job) (*audit.Entry, error) {
-	ok, err := e.findEntry(ctx, ResultKeyName, kms.TypeOutputKey, j.digest)
+	ok, err := e.findEntry(ctx, ResultKeyName, audit.TypeOutputKey, j.digest)
 	if err != nil {
 		return nil, err
 	}
@@ -646,7 +617,7 @@ func (e *env) verifyAudit(ctx context.Context, st *Step) error {
 	if err != nil {
 		return err
 	}
-	pub, err := kms.ParseAuditPublicKey(pemb)
+	pub, err := audit.ParsePublicKey(pemb)
 	if err != nil {
 		return err
 	}
@@ -657,7 +628,7 @@ func (e *env) verifyAudit(ctx context.Context, st *Step) error {
 	if err != nil {
 		return err
 	}
-	outKey, err := e.findEntry(ctx, ResultKeyName, kms.TypeOutputKey, e.jobs[0].digest)
+	outKey, err := e.findEntry(ctx, ResultKeyName, audit.TypeOutputKey, e.jobs[0].digest)
 	if err != nil {
 		return err
 	}
@@ -665,7 +636,7 @@ func (e *env) verifyAudit(ctx context.Context, st *Step) error {
 	if err != nil {
 		return fmt.Errorf("inclusion proof of entry %d: %w", outKey.Index, err)
 	}
-	if okEntry.Type != kms.TypeOutputKey || okEntry.Key != ResultKeyName || okEntry.Decision != audit.Allow || okEntry.JobDigest.String() != entryDigest(e.jobs[0].digest) {
+	if okEntry.Type != audit.TypeOutputKey || okEntry.Key != ResultKeyName || okEntry.Decision != audit.Allow || okEntry.JobDigest.String() != entryDigest(e.jobs[0].digest) {
 		return fmt.Errorf("entry %d is %s %s of %s, want an allowed output_key of %s for the job", okEntry.Index, okEntry.Decision, okEntry.Type, okEntry.Key, ResultKeyName)
 	}
 	entry, head, err := e.owner.AuditReceipt(ctx, rel.Index, e.auditPub)

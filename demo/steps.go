@@ -11,7 +11,6 @@ import (
 
 	"github.com/ppml/ppml/audit"
 	"github.com/ppml/ppml/job"
-	"github.com/ppml/ppml/kms"
 	"github.com/ppml/ppml/launcher"
 	"github.com/ppml/ppml/policy"
 )
@@ -128,7 +127,7 @@ func (e *env) modifiedJob(ctx context.Context, st *Step) error {
 	for _, k := range []struct {
 		name string
 		t    audit.Type
-	}{{KeyName, audit.TypeRelease}, {ResultKeyName, kms.TypeOutputKey}} {
+	}{{KeyName, audit.TypeRelease}, {ResultKeyName, audit.TypeOutputKey}} {
 		es, err := e.owner.AuditList(ctx, k.name, 0, 1000)
 		if err != nil {
 			return fmt.Errorf("audit list: %w", err)

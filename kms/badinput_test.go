@@ -141,14 +141,14 @@ func TestBadInputs(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, err := runner.ReleaseRaw(ctx, &p.req)
-		expectDenied(t, err, kms.RuleNonce)
+		expectDenied(t, err, api.RuleNonce)
 	})
 	t.Run("expired nonce", func(t *testing.T) {
 		p := prepare(t, runner, simDir, manifest, []api.ReleaseKeyItem{itA}, nil)
 		skew.Store(int64(61 * time.Second))
 		_, err := runner.ReleaseRaw(ctx, &p.req)
 		skew.Store(0)
-		expectDenied(t, err, kms.RuleNonce)
+		expectDenied(t, err, api.RuleNonce)
 		if !strings.Contains(err.Error(), "expired") {
 			t.Fatal(err)
 		}
@@ -161,14 +161,14 @@ func TestBadInputs(t *testing.T) {
 		}
 		p.req.Nonce = ch.Nonce
 		_, err = runner.ReleaseRaw(ctx, &p.req)
-		expectDenied(t, err, kms.RuleReportData)
+		expectDenied(t, err, api.RuleReportData)
 	})
 	t.Run("report_data mismatch", func(t *testing.T) {
 		p := prepare(t, runner, simDir, manifest, []api.ReleaseKeyItem{itA}, func(n, jd, pub []byte) [64]byte {
 			return api.ReportData(n, jd, append([]byte{1}, pub[1:]...)) // binds another public key
 		})
 		_, err := runner.ReleaseRaw(ctx, &p.req)
-		expectDenied(t, err, kms.RuleReportData)
+		expectDenied(t, err, api.RuleReportData)
 	})
 	t.Run("wrong tenant", func(t *testing.T) {
 		// Another tenant's key answers exactly like a key that does not
@@ -199,7 +199,7 @@ func TestBadInputs(t *testing.T) {
 		it := itA
 		it.Ref = "kms://127.0.0.1/nobody.key"
 		_, err := runner.Release(ctx, att, manifest, []api.ReleaseKeyItem{it}, 0)
-		expectDenied(t, err, kms.RuleUnknownKey)
+		expectDenied(t, err, api.RuleUnknownKey)
 	})
 	t.Run("revoked token", func(t *testing.T) {
 		c, tok := e.party("runner2", api.RoleRunner)
@@ -258,7 +258,7 @@ func TestBadInputs(t *testing.T) {
 			rules[en.Rule] = true
 		}
 	}
-	for _, r := range []string{kms.RuleNonce, kms.RuleReportData, policy.RuleDebug, policy.RuleTCBStatus, "attestation:sim_platform_key", "wrapped_key"} {
+	for _, r := range []string{api.RuleNonce, api.RuleReportData, policy.RuleDebug, policy.RuleTCBStatus, "attestation:sim_platform_key", "wrapped_key"} {
 		if !rules[r] {
 			t.Errorf("no denial with rule %s on alice.a's trail (have %v)", r, rules)
 		}
@@ -283,11 +283,11 @@ func TestHugeManifestDenialIsAudited(t *testing.T) {
 	big := []byte("version: 1\nname: " + strings.Repeat("x", 600<<10) + "\n")
 	_, err = runner.ReleaseRaw(ctx, &api.ReleaseRequest{Nonce: ch.Nonce, Evidence: attest.Evidence{Platform: "sim", Data: []byte{1}},
 		PublicKey: make([]byte, 32), Manifest: big, Keys: []api.ReleaseKeyItem{{Ref: "alice.k", Wrapped: []byte{1}}}})
-	if got := denialRule(t, err); got != kms.RuleManifest {
+	if got := denialRule(t, err); got != api.RuleManifest {
 		t.Fatalf("denied by %q: %v", got, err)
 	}
 	es, err := alice.AuditList(ctx, "alice.k", 0, 0)
-	if err != nil || es[len(es)-1].Rule != kms.RuleManifest {
+	if err != nil || es[len(es)-1].Rule != api.RuleManifest {
 		t.Fatalf("%v %v", es, err)
 	}
 }

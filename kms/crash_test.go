@@ -7,7 +7,6 @@ import (
 	"crypto/ed25519"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -18,9 +17,11 @@ import (
 	"time"
 
 	"github.com/ppml/ppml/attest/sim"
+	"github.com/ppml/ppml/audit"
 	"github.com/ppml/ppml/kms"
 	"github.com/ppml/ppml/kms/api"
 	"github.com/ppml/ppml/kms/client"
+	"github.com/ppml/ppml/kms/kmstest"
 )
 
 // TestMain doubles as the key service process for the crash test: with
@@ -43,30 +44,23 @@ func childServer() int {
 		fmt.Println("ERROR", err)
 		return 1
 	}
-	srv, err := kms.New(kms.Config{DataDir: dir, Out: os.Stdout, SimKeys: []ed25519.PublicKey{pub}, Logger: slog.New(slog.NewJSONHandler(io.Discard, nil))})
+	srv, err := kmstest.Start(kmstest.Options{Addr: addr, Config: kms.Config{DataDir: dir, Out: os.Stdout, SimKeys: []ed25519.PublicKey{pub}}})
 	if err != nil {
 		fmt.Println("ERROR", err)
 		return 1
 	}
-	cert, fp, err := kms.LoadOrCreateCert(dir, "", "", nil)
-	if err != nil {
-		fmt.Println("ERROR", err)
-		return 1
+	if tok := srv.AdminToken(); tok != "" {
+		fmt.Println("ADMIN", tok)
 	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		fmt.Println("ERROR", err)
-		return 1
-	}
-	fmt.Println("READY", fp)
-	srv.Serve(context.Background(), ln, cert)
-	return 0
+	fmt.Println("READY", srv.Fingerprint)
+	select {} // until killed
 }
 
 type child struct {
-	cmd *exec.Cmd
-	fp  string
-	out string
+	cmd   *exec.Cmd
+	fp    string
+	admin string // the admin token, when this start issued one
+	out   string
 }
 
 func startChild(t *testing.T, dir, addr, simPub string) *child {
@@ -87,6 +81,9 @@ func startChild(t *testing.T, dir, addr, simPub string) *child {
 	for sc.Scan() {
 		l := sc.Text()
 		out.WriteString(l + "\n")
+		if tok, ok := strings.CutPrefix(l, "ADMIN "); ok {
+			c.admin = tok
+		}
 		if f, ok := strings.CutPrefix(l, "READY "); ok {
 			c.fp = f
 			break
@@ -126,7 +123,7 @@ func TestCrashSafety(t *testing.T) {
 
 	c := startChild(t, dir, addr, simPub)
 	defer func() { c.kill9() }()
-	adminTok := tokenRE.FindString(c.out)
+	adminTok := c.admin
 	if adminTok == "" {
 		t.Fatalf("no bootstrap token in %q", c.out)
 	}
@@ -205,7 +202,7 @@ func TestCrashSafety(t *testing.T) {
 		close(stop)
 		wg.Wait()
 		c = startChild(t, dir, addr, simPub)
-		if strings.Contains(c.out, "ppml_") {
+		if c.admin != "" || strings.Contains(c.out, "ppml_") {
 			t.Fatal("a restart printed a new bootstrap token")
 		}
 	}
@@ -231,11 +228,11 @@ func TestCrashSafety(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pub, err := kms.ParseAuditPublicKey(pemKey)
+	pub, err := audit.ParsePublicKey(pemKey)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := kms.VerifyAuditExport(bytes.NewReader(exp), pub); err != nil {
+	if _, err := audit.VerifyExport(bytes.NewReader(exp), audit.VerifyOptions{PublicKey: pub}); err != nil {
 		t.Fatalf("audit log after crashes: %v", err)
 	}
 	// Every key has its creation entry and every creation entry its key:

@@ -2,8 +2,6 @@ package kms_test
 
 import (
 	"bytes"
-	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -11,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/ppml/ppml/kms"
+	"github.com/ppml/ppml/kms/kmstest"
 )
 
 var fuzzSrv struct {
@@ -31,14 +30,15 @@ func fuzzServer(t testing.TB) (http.Handler, map[string]string) {
 			return
 		}
 		fuzzSrv.dir = dir
-		var out bytes.Buffer
-		srv, err := kms.New(kms.Config{DataDir: dir, Out: &out, RateLimit: -1, Logger: slog.New(slog.NewJSONHandler(io.Discard, nil))})
+		// A real server (the fuzzer sends requests to its handler
+		// directly, for a steady exec rate); stopped with the process.
+		srv, err := kmstest.Start(kmstest.Options{Config: kms.Config{DataDir: dir, RateLimit: -1}})
 		if err != nil {
 			fuzzSrv.err = err
 			return
 		}
 		h := srv.Handler()
-		admin := tokenRE.FindString(out.String())
+		admin := srv.AdminToken()
 		do := func(tok, method, path, body string) []byte {
 			r := httptest.NewRequest(method, path, bytes.NewReader([]byte(body)))
 			r.Header.Set("Authorization", "Bearer "+tok)

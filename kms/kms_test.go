@@ -10,11 +10,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -22,28 +20,28 @@ import (
 
 	"github.com/ppml/ppml/attest"
 	"github.com/ppml/ppml/attest/sim"
+	"github.com/ppml/ppml/audit"
 	"github.com/ppml/ppml/envelope"
 	"github.com/ppml/ppml/kms"
 	"github.com/ppml/ppml/kms/api"
 	"github.com/ppml/ppml/kms/client"
+	"github.com/ppml/ppml/kms/core"
+	"github.com/ppml/ppml/kms/jwt"
+	"github.com/ppml/ppml/kms/kmstest"
 )
 
 var tokenRE = regexp.MustCompile(`ppml_[0-9a-f]{16}_[A-Za-z0-9_-]{43}`)
 
-// testEnv is a key service on 127.0.0.1 over real TLS, with a simulated TEE.
+// testEnv is a key service on 127.0.0.1 over real TLS (package kmstest).
 type testEnv struct {
+	*kmstest.Server
 	t       testing.TB
 	srv     *kms.Server
 	host    string
 	port    int
 	url     string
 	fp      string
-	out     *bytes.Buffer
 	admin   *client.Client
-	simDir  string
-	simPub  ed25519.PublicKey
-	measure [48]byte
-	stop    func()
 	dataDir string
 	tokens  map[string]string // tenant -> token made by party
 }
@@ -71,62 +69,28 @@ func (v *mutVerifier) Verify(ctx context.Context, ev *attest.Evidence, o attest.
 
 func (v *mutVerifier) set(f func(*attest.Claims)) { v.mu.Lock(); v.mut = f; v.mu.Unlock() }
 
+// simSetup makes a simulated TEE whose measurement is this test binary's.
 func simSetup(t testing.TB) (string, ed25519.PublicKey, [48]byte) {
-	dir := filepath.Join(t.TempDir(), "sim")
-	k, err := sim.PlatformKey(dir)
+	s, err := kmstest.NewSim(filepath.Join(t.TempDir(), "sim"), "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := sim.Measure(exe)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return dir, k.Public().(ed25519.PublicKey), m
+	return s.Dir, s.PublicKey, s.Measurement
 }
 
+// startServer starts a key service on dataDir (fresh or existing).
 func startServer(t testing.TB, dataDir string, cfg kms.Config) *testEnv {
 	t.Helper()
-	e := &testEnv{t: t, out: &bytes.Buffer{}, dataDir: dataDir, tokens: map[string]string{}}
 	cfg.DataDir = dataDir
-	cfg.Out = e.out
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.NewJSONHandler(io.Discard, nil))
-	}
-	srv, err := kms.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.srv = srv
-	cert, fp, err := kms.LoadOrCreateCert(dataDir, "", "", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.host = "127.0.0.1"
-	e.port = ln.Addr().(*net.TCPAddr).Port
-	e.url = "https://127.0.0.1:" + strconv.Itoa(e.port)
-	e.fp = fp
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { srv.Serve(ctx, ln, cert); close(done) }()
-	var once sync.Once
-	e.stop = func() { once.Do(func() { cancel(); <-done; srv.Close() }) }
-	t.Cleanup(e.stop)
-	if m := tokenRE.FindString(e.out.String()); m != "" {
-		e.admin = e.client(m)
-	}
-	return e
+	s := kmstest.New(t, kmstest.Options{Config: cfg})
+	return &testEnv{Server: s, t: t, srv: s.Server, host: s.Host, port: s.Port, url: s.URL, fp: s.Fingerprint,
+		admin: s.Admin, dataDir: dataDir, tokens: map[string]string{}}
 }
 
+func (e *testEnv) stop() { e.Stop() }
+
 func (e *testEnv) client(token string) *client.Client {
-	c, err := client.New(e.url, token, client.Options{Fingerprint: e.fp})
+	c, err := e.Client(token)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -135,21 +99,15 @@ func (e *testEnv) client(token string) *client.Client {
 
 // party creates a tenant with a role and returns a client with its token.
 func (e *testEnv) party(name, role string) (*client.Client, *api.TokenInfo) {
-	ctx := context.Background()
-	if _, err := e.admin.CreateTenant(ctx, name, role); err != nil {
-		e.t.Fatal(err)
-	}
-	tok, err := e.admin.CreateToken(ctx, name, "test")
+	c, tok, err := e.Party(context.Background(), name, role)
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	e.tokens[name] = tok.Token
-	return e.client(tok.Token), tok
+	return c, tok
 }
 
-func (e *testEnv) ref(name string) envelope.KeyRef {
-	return envelope.KeyRef{Scheme: envelope.SchemeKMS, Host: e.host, Port: e.port, Name: name}
-}
+func (e *testEnv) ref(name string) envelope.KeyRef { return e.KeyRef(name) }
 
 var manifest = []byte(`version: 1
 name: kms-test
@@ -163,7 +121,7 @@ parameters:
 `)
 
 func jobDigest(t testing.TB, m []byte) []byte {
-	d, err := kms.JobDigest(m)
+	d, err := core.JobDigest(m)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,7 +184,7 @@ func TestEndToEnd(t *testing.T) {
 	e := startServer(t, t.TempDir(), kms.Config{SimKeys: []ed25519.PublicKey{simPub}, Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
 	ctx := context.Background()
 	if e.admin == nil {
-		t.Fatalf("no bootstrap token printed: %q", e.out.String())
+		t.Fatalf("no bootstrap token: %q", e.Output())
 	}
 	alice, aliceTok := e.party("alice", api.RoleOwner)
 	runner, _ := e.party("runner1", api.RoleRunner)
@@ -316,7 +274,7 @@ func TestEndToEnd(t *testing.T) {
 	if !strings.Contains(logs.String(), `"route":"POST /v1/release"`) {
 		t.Fatalf("no release in the logs: %.500s", logs.String())
 	}
-	for what, secret := range map[string]string{"admin token": tokenRE.FindString(e.out.String()), "owner token": aliceTok.Token, "data key (base64)": dataKeyB64, "data key (hex)": dataKeyHex} {
+	for what, secret := range map[string]string{"admin token": e.AdminToken(), "owner token": aliceTok.Token, "data key (base64)": dataKeyB64, "data key (hex)": dataKeyHex} {
 		_, sec, _ := strings.Cut(secret, "_")
 		if strings.Contains(logs.String(), secret) || (sec != "" && strings.Contains(logs.String(), sec[17:])) {
 			t.Errorf("the %s appears in the logs", what)
@@ -352,14 +310,14 @@ func TestEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := kms.VerifyAuditExport(bytes.NewReader(exp), pub); err != nil {
+	if _, err := audit.VerifyExport(bytes.NewReader(exp), audit.VerifyOptions{PublicKey: pub}); err != nil {
 		t.Fatal(err)
 	}
 	tampered := bytes.Replace(exp, []byte(`"platform":"sim"`), []byte(`"platform":"sgx"`), 1)
 	if bytes.Equal(tampered, exp) {
 		t.Fatal("tamper did not change the export")
 	}
-	err = kms.VerifyAuditExport(bytes.NewReader(tampered), pub)
+	_, err = audit.VerifyExport(bytes.NewReader(tampered), audit.VerifyOptions{PublicKey: pub})
 	if err == nil || !regexp.MustCompile(`entry \d+|line \d+`).MatchString(err.Error()) {
 		t.Fatalf("tampered export: %v", err)
 	}
@@ -377,13 +335,13 @@ func (s *syncBuffer) Write(p []byte) (int, error) {
 }
 func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
-func verifyToken(t testing.TB, tok string, jwks []byte) *kms.TokenClaims {
+func verifyToken(t testing.TB, tok string, jwks []byte) *jwt.Claims {
 	t.Helper()
-	keys, err := kms.ParseJWKS(jwks)
+	keys, err := jwt.ParseJWKS(jwks)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := kms.VerifyJWT(tok, keys, time.Now())
+	c, err := jwt.Verify(tok, keys, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}

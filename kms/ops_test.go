@@ -78,7 +78,7 @@ func TestOperations(t *testing.T) {
 	if code != 200 || !strings.Contains(body, "ppml_kms_request_duration_seconds_bucket") || !strings.Contains(body, `code="429"`) {
 		t.Fatalf("metrics: %d %.300s", code, body)
 	}
-	shares := shareRE.FindAllString(e.out.String(), -1)
+	shares := shareRE.FindAllString(e.Output(), -1)
 	e.stop()
 	e = startServer(t, dir, kms.Config{Seal: "shamir"})
 	if code, _ := get(t, e.url+"/readyz"); code != 503 {

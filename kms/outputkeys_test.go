@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/ppml/ppml/attest/sim"
+	"github.com/ppml/ppml/audit"
 	"github.com/ppml/ppml/kms"
 	"github.com/ppml/ppml/kms/api"
 	"github.com/ppml/ppml/kms/client"
@@ -100,7 +101,7 @@ func TestReleaseOutputKeys(t *testing.T) {
 	}
 	var n int
 	for _, en := range entries {
-		if en.Type == kms.TypeOutputKey {
+		if en.Type == audit.TypeOutputKey {
 			n++
 			if en.Decision != "allow" || en.KeyVersion != 2 || en.Tenant != "alice" || !bytes.Equal(en.Measurement, measure[:]) || !bytes.Equal(en.JobDigest, jobDigest(t, manifest)) {
 				t.Fatalf("output_key entry %+v", en)
@@ -133,7 +134,7 @@ func TestReleaseOutputKeys(t *testing.T) {
 		}
 		c := 0
 		for _, en := range es {
-			if en.Type == "release" || en.Type == kms.TypeOutputKey {
+			if en.Type == "release" || en.Type == audit.TypeOutputKey {
 				c++
 			}
 		}
@@ -143,8 +144,8 @@ func TestReleaseOutputKeys(t *testing.T) {
 	denials := []struct {
 		name, ref, rule string
 	}{
-		{"no policy", e.ref("alice.nopolicy").String(), kms.RuleNoPolicy},
-		{"unknown key", e.ref("alice.gone").String(), kms.RuleUnknownKey},
+		{"no policy", e.ref("alice.nopolicy").String(), api.RuleNoPolicy},
+		{"unknown key", e.ref("alice.gone").String(), api.RuleUnknownKey},
 		{"old version", outRef + "@1", "key_version"},
 	}
 	for _, d := range denials {
@@ -192,7 +193,7 @@ func TestGenerateDataKeyAudited(t *testing.T) {
 		t.Fatal(err)
 	}
 	last := es[len(es)-1]
-	if last.Type != kms.TypeDataKey || last.Tenant != "alice" || last.Actor != tok.ID || last.Key != "alice.k" || last.KeyVersion != d.Version || last.Decision != "allow" {
+	if last.Type != audit.TypeDataKey || last.Tenant != "alice" || last.Actor != tok.ID || last.Key != "alice.k" || last.KeyVersion != d.Version || last.Decision != "allow" {
 		t.Fatalf("data key entry %+v", last)
 	}
 }

@@ -79,9 +79,9 @@ func TestShamirRestart(t *testing.T) {
 	dir := t.TempDir()
 	cfg := kms.Config{Seal: "shamir", Shares: 5, Threshold: 3}
 	e := startServer(t, dir, cfg)
-	shares := shareRE.FindAllString(e.out.String(), -1)
+	shares := shareRE.FindAllString(e.Output(), -1)
 	if len(shares) != 5 || e.admin == nil {
-		t.Fatalf("first start printed %d shares: %q", len(shares), e.out.String())
+		t.Fatalf("first start printed %d shares: %q", len(shares), e.Output())
 	}
 	ctx := context.Background()
 	alice, aliceTok := e.party("alice", api.RoleOwner)
@@ -92,8 +92,8 @@ func TestShamirRestart(t *testing.T) {
 
 	// Restart: sealed until K shares; K-1 leave it sealed with a clear message.
 	e = startServer(t, dir, cfg)
-	if !e.srv.Sealed() || strings.Contains(e.out.String(), "ppml_") {
-		t.Fatalf("restart: sealed=%v out=%q", e.srv.Sealed(), e.out.String())
+	if !e.srv.Sealed() || strings.Contains(e.Output(), "ppml_") {
+		t.Fatalf("restart: sealed=%v out=%q", e.srv.Sealed(), e.Output())
 	}
 	alice = e.client(aliceTok.Token)
 	if _, err := alice.ListKeys(ctx); err == nil || !strings.Contains(err.Error(), "sealed") {
@@ -139,9 +139,9 @@ func TestShamirRestart(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	newAdmin := tokenRE.FindString(e.out.String())
+	newAdmin := e.AdminToken()
 	if newAdmin == "" {
-		t.Fatalf("no new admin token: %q", e.out.String())
+		t.Fatalf("no new admin token: %q", e.Output())
 	}
 	if _, err := e.client(newAdmin).ListTokens(ctx); err != nil {
 		t.Fatal(err)

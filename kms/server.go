@@ -1,11 +1,19 @@
-// Package kms is the key service behind `ppml server`: tenants and hashed
-// API tokens, per-owner primary keys that never leave it, data keys wrapped
-// under them, and attestation-gated release of data keys to a TEE (sealed
-// with HPKE to a key inside the TEE), every change and every release
-// decision appended to the Merkle audit log in the same transaction.
+// Package kms is the key service behind `ppml server`: it boots the service
+// (unseals the root key, opens the encrypted store, opens the core) and
+// serves it over HTTPS, TLS 1.3 only.
 //
-// The wire types are in kms/api, the Go client in kms/client, the protocol
-// in docs/api/release-protocol.md and the routes in docs/api/openapi.yaml.
+// The service is split as MarbleRun's coordinator is: package kms/core holds
+// every operation (tenants, tokens, keys, policies, challenge, release, data
+// keys, audit) and knows no HTTP; package store (with store/boltstore) keeps
+// the state and encrypts it under the root key; package seal protects the
+// root key; this package is the thin HTTP layer that decodes a request,
+// authenticates its token, calls the core and encodes the result or the
+// core's error. kms/auditlog stores the audit log, kms/api holds the wire
+// types, kms/client is the Go client (linking none of the server), and
+// kms/kmstest starts a real service on loopback for tests.
+//
+// The protocol is in docs/api/release-protocol.md and the routes in
+// docs/api/openapi.yaml.
 package kms
 
 import (
@@ -24,11 +32,12 @@ import (
 	"github.com/ppml/ppml/attest"
 	"github.com/ppml/ppml/attest/dcap"
 	"github.com/ppml/ppml/attest/verifier"
-	"github.com/ppml/ppml/audit"
 	"github.com/ppml/ppml/kms/api"
+	"github.com/ppml/ppml/kms/core"
 	"github.com/ppml/ppml/seal"
 	"github.com/ppml/ppml/seal/shamir"
 	"github.com/ppml/ppml/store"
+	"github.com/ppml/ppml/store/boltstore"
 )
 
 // DBFile is the database's name in the data directory.
@@ -94,11 +103,9 @@ type Server struct {
 	cfg      Config
 	verifier attest.Verifier
 	logger   *slog.Logger
-	st       atomic.Pointer[state]
-	nonces   *nonces
+	core     atomic.Pointer[core.Core] // nil while sealed
 	limiter  *limiter
 	metrics  *metrics
-	digests  digestCache
 
 	mu        sync.Mutex // guards sealState and shares
 	sealState *seal.State
@@ -106,15 +113,6 @@ type Server struct {
 	// junk from whoever can reach the unauthenticated unseal route) never
 	// mix with, or reset, the operators' shares.
 	shares map[[4]byte][]shamir.Share
-}
-
-// state is what exists once the root key is known.
-type state struct {
-	db       *store.DB
-	log      *audit.Log
-	jwtKey   *ecdsa.PrivateKey
-	auditKey *ecdsa.PrivateKey
-	nowFn    func() time.Time
 }
 
 // New boots the server from cfg.DataDir: it creates a new root key only in
@@ -160,7 +158,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Threshold == 0 {
 		cfg.Threshold = 3
 	}
-	s := &Server{cfg: cfg, logger: cfg.Logger, nonces: newNonces(cfg.NonceTTL, cfg.Now), limiter: newLimiter(cfg.RateLimit, cfg.RateBurst, time.Now), metrics: newMetrics()}
+	s := &Server{cfg: cfg, logger: cfg.Logger, limiter: newLimiter(cfg.RateLimit, cfg.RateBurst, time.Now), metrics: newMetrics()}
 	s.verifier = cfg.Verifier
 	if s.verifier == nil {
 		s.verifier = verifier.New(verifier.Config{Collateral: cfg.Collateral, SimKeys: cfg.SimKeys})
@@ -217,56 +215,28 @@ func (s *Server) sealer(shares []shamir.Share) (seal.Sealer, error) {
 	return nil, fmt.Errorf("kms: seal %q: want file, shamir or tee", s.cfg.Seal)
 }
 
-// open opens the store under root, creating signing keys and the admin
-// bootstrap token on first start.
+// open opens the store under root and the core over it; the core creates
+// signing keys and the admin bootstrap token on first start.
 func (s *Server) open(root []byte) error {
-	db, err := store.Open(filepath.Join(s.cfg.DataDir, DBFile), root, nil)
-	clear(root)
+	backend, err := boltstore.Open(filepath.Join(s.cfg.DataDir, DBFile), nil)
 	if err != nil {
+		clear(root)
 		return fmt.Errorf("kms: %w", err)
 	}
-	st := &state{db: db, nowFn: s.cfg.Now}
-	var boot *api.TokenInfo
-	err = db.Update(func(tx *store.Tx) error {
-		var err error
-		if st.jwtKey, err = loadOrCreateSigner(tx, "token_signing_key"); err != nil {
-			return err
-		}
-		if st.auditKey, err = loadOrCreateSigner(tx, "audit_signing_key"); err != nil {
-			return err
-		}
-		st.log = audit.New(audit.Config{Signer: st.auditKey, Cipher: db, CheckpointEvery: s.cfg.CheckpointEvery, Now: s.cfg.Now})
-		if err := st.log.Init(tx.Bolt()); err != nil {
-			return err
-		}
-		if _, err := tx.Get(bktMeta, []byte("bootstrapped")); err == nil {
-			if !s.cfg.NewAdminToken {
-				return nil
-			}
-			var admin tenantRec
-			if err := getJSON(tx, bktTenants, tenantKey(db, "admin"), &admin); err != nil {
-				return fmt.Errorf("admin tenant: %w", err)
-			}
-			boot, err = st.issueToken(tx, &admin, "operator recovery", "operator")
-			return err
-		} else if !errors.Is(err, store.ErrNotFound) {
-			return err
-		}
-		admin := &tenantRec{Name: "admin", Role: api.RoleAdmin, Created: st.now().UTC()}
-		if err := putJSON(tx, bktTenants, tenantKey(db, admin.Name), admin); err != nil {
-			return err
-		}
-		if _, err := st.log.Append(tx.Bolt(), audit.Entry{Type: audit.TypeTenant, Tenant: admin.Name, Actor: "bootstrap", Reason: "created tenant admin (admin)"}); err != nil {
-			return err
-		}
-		if boot, err = st.issueToken(tx, admin, "bootstrap", "bootstrap"); err != nil {
-			return err
-		}
-		return tx.Put(bktMeta, []byte("bootstrapped"), []byte("1"))
+	db, err := store.Open(backend, root)
+	clear(root)
+	if err != nil {
+		backend.Close()
+		return fmt.Errorf("kms: %w", err)
+	}
+	c, boot, err := core.Open(db, core.Config{
+		Verifier: s.verifier, Now: s.cfg.Now, NonceTTL: s.cfg.NonceTTL, TokenTTL: s.cfg.TokenTTL,
+		Issuer: s.cfg.Issuer, CheckpointEvery: s.cfg.CheckpointEvery, NewAdminToken: s.cfg.NewAdminToken,
+		Logger: s.logger, Observer: s.metrics,
 	})
 	if err != nil {
 		db.Close()
-		return fmt.Errorf("kms: open state: %w", err)
+		return err
 	}
 	if boot != nil {
 		if s.cfg.BootstrapToken != nil {
@@ -274,15 +244,13 @@ func (s *Server) open(root []byte) error {
 		}
 		fmt.Fprintf(s.cfg.Out, "Admin token (shown ONCE; store it now):\n  %s\n", boot.Token)
 	}
-	s.st.Store(st)
+	s.core.Store(c)
 	s.logger.Info("unsealed", "seal", s.cfg.Seal)
 	return nil
 }
 
-func (st *state) now() time.Time { return st.nowFn() }
-
 // Sealed reports whether the server waits for unseal shares.
-func (s *Server) Sealed() bool { return s.st.Load() == nil }
+func (s *Server) Sealed() bool { return s.core.Load() == nil }
 
 // Unseal adds one Shamir share; with enough shares it recovers the root
 // key and opens the store. It returns the status after the share.
@@ -293,7 +261,7 @@ func (s *Server) Unseal(share string) (api.Status, error) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.st.Load() != nil {
+	if s.core.Load() != nil {
 		return s.statusLocked(), nil
 	}
 	if s.sealState == nil || s.sealState.Type != seal.TypeShamir {
@@ -342,7 +310,7 @@ func (s *Server) Status() api.Status {
 }
 
 func (s *Server) statusLocked() api.Status {
-	st := api.Status{Sealed: s.st.Load() == nil, Seal: s.cfg.Seal}
+	st := api.Status{Sealed: s.core.Load() == nil, Seal: s.cfg.Seal}
 	if s.sealState != nil {
 		st.Seal = string(s.sealState.Type)
 		st.Threshold = s.sealState.Threshold
@@ -357,16 +325,19 @@ func (s *Server) statusLocked() api.Status {
 
 // Close closes the store.
 func (s *Server) Close() error {
-	if st := s.st.Load(); st != nil {
-		return st.db.Close()
+	if c := s.core.Load(); c != nil {
+		return c.Close()
 	}
 	return nil
 }
 
+// Core returns the service core, nil while sealed.
+func (s *Server) Core() *core.Core { return s.core.Load() }
+
 // AuditPublicKey returns the key that signs audit tree heads (nil while sealed).
 func (s *Server) AuditPublicKey() *ecdsa.PublicKey {
-	if st := s.st.Load(); st != nil {
-		return &st.auditKey.PublicKey
+	if c := s.core.Load(); c != nil {
+		return c.AuditPublicKey()
 	}
 	return nil
 }

@@ -28,7 +28,7 @@ func TestRealSGXQuote(t *testing.T) {
 	_ = e
 	ctx := context.Background()
 	_, err := runner.ReleaseRaw(ctx, req)
-	if got := denialRule(t, err); got != kms.RuleReportData {
+	if got := denialRule(t, err); got != api.RuleReportData {
 		t.Fatalf("denied by %q, want report_data: %v", got, err)
 	}
 	es, err := alice.AuditList(ctx, "alice.k", 0, 0)

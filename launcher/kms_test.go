@@ -3,16 +3,13 @@ package launcher
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -20,15 +17,14 @@ import (
 	"github.com/ppml/ppml/attest/sim"
 	"github.com/ppml/ppml/envelope"
 	"github.com/ppml/ppml/job"
-	"github.com/ppml/ppml/kms"
 	"github.com/ppml/ppml/kms/api"
 	"github.com/ppml/ppml/kms/client"
+	"github.com/ppml/ppml/kms/kmstest"
 )
 
-var adminTokenRE = regexp.MustCompile(`ppml_[0-9a-f]{16}_[A-Za-z0-9_-]{43}`)
-
-// kmsEnv is a real key service on 127.0.0.1 over TLS that trusts this
-// machine's simulated TEE (a fresh platform key in a temp dir).
+// kmsEnv is a real key service on 127.0.0.1 over TLS (package kmstest)
+// that trusts this machine's simulated TEE (a fresh platform key in a temp
+// dir, measuring this test binary).
 type kmsEnv struct {
 	url, fp, host string
 	port          int
@@ -39,45 +35,12 @@ type kmsEnv struct {
 
 func startKMS(t *testing.T) *kmsEnv {
 	t.Helper()
-	e := &kmsEnv{simDir: filepath.Join(t.TempDir(), "sim")}
-	pk, err := sim.PlatformKey(e.simDir)
+	simTEE, err := kmstest.NewSim(filepath.Join(t.TempDir(), "sim"), "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if e.measure, err = sim.Measure(exe); err != nil {
-		t.Fatal(err)
-	}
-	dataDir := t.TempDir()
-	var out bytes.Buffer
-	srv, err := kms.New(kms.Config{DataDir: dataDir, Out: &out, SimKeys: []ed25519.PublicKey{pk.Public().(ed25519.PublicKey)},
-		Logger: slog.New(slog.NewJSONHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, fp, err := kms.LoadOrCreateCert(dataDir, "", "", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.host, e.port, e.fp = "127.0.0.1", ln.Addr().(*net.TCPAddr).Port, fp
-	e.url = fmt.Sprintf("https://127.0.0.1:%d", e.port)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { srv.Serve(ctx, ln, cert); close(done) }()
-	t.Cleanup(func() { cancel(); <-done; srv.Close() })
-	tok := adminTokenRE.FindString(out.String())
-	if tok == "" {
-		t.Fatalf("no bootstrap admin token in %q", out.String())
-	}
-	e.admin = e.client(t, tok)
-	return e
+	s := kmstest.New(t, kmstest.Options{Sim: simTEE})
+	return &kmsEnv{url: s.URL, fp: s.Fingerprint, host: s.Host, port: s.Port, admin: s.Admin, simDir: simTEE.Dir, measure: simTEE.Measurement}
 }
 
 func (e *kmsEnv) client(t *testing.T, token string) *client.Client {

@@ -5,17 +5,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/ppml/ppml/engine/exec"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/ppml/ppml/audit"
+	"github.com/ppml/ppml/engine/exec"
+
 	"github.com/ppml/ppml/attest/sim"
 	"github.com/ppml/ppml/envelope"
 	"github.com/ppml/ppml/job"
-	"github.com/ppml/ppml/kms"
 	"github.com/ppml/ppml/kms/api"
 	"github.com/ppml/ppml/kms/client"
 )
@@ -139,7 +140,7 @@ func TestRunKMSOutputs(t *testing.T) {
 	}
 	var outs int
 	for _, en := range entries {
-		if en.Type == kms.TypeOutputKey {
+		if en.Type == audit.TypeOutputKey {
 			outs++
 			if en.Decision != "allow" || !bytes.Equal(en.JobDigest, digest[:]) || !bytes.Equal(en.Measurement, k.measure[:]) || en.KeyVersion != 2 || en.Platform != "sim" {
 				t.Fatalf("output_key entry %+v", en)
@@ -219,7 +220,7 @@ func TestRunKMSOutputs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if last := entries[len(entries)-1]; last.Type != kms.TypeOutputKey {
+	if last := entries[len(entries)-1]; last.Type != audit.TypeOutputKey {
 		t.Fatalf("the failing job's output key was not released (so the test proves nothing): %+v", last)
 	}
 }

@@ -16,11 +16,11 @@ import (
 	"github.com/ppml/ppml/atomicfile"
 	"github.com/ppml/ppml/attest/dcap"
 	"github.com/ppml/ppml/attest/sim"
+	releasebench "github.com/ppml/ppml/bench/release"
 	"github.com/ppml/ppml/envelope"
 	"github.com/ppml/ppml/kms"
 	"github.com/ppml/ppml/kms/api"
 	"github.com/ppml/ppml/kms/client"
-	"github.com/ppml/ppml/kms/releasebench"
 )
 
 func init() {

@@ -11,7 +11,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ppml/ppml/audit"
-	"github.com/ppml/ppml/kms"
 )
 
 func readAllLimited(r io.Reader) ([]byte, error) {
@@ -131,7 +130,7 @@ A tampered copy fails with the entry and line where it breaks.`,
 					return err
 				}
 			}
-			pub, err := kms.ParseAuditPublicKey(pubPEM)
+			pub, err := audit.ParsePublicKey(pubPEM)
 			if err != nil {
 				return err
 			}
@@ -181,7 +180,7 @@ prove entries about their own keys. --save-head keeps the tree head for later co
 			if err != nil {
 				return err
 			}
-			pub, err := kms.ParseAuditPublicKey(pemb)
+			pub, err := audit.ParsePublicKey(pemb)
 			if err != nil {
 				return err
 			}

@@ -2,18 +2,15 @@ package cli
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
-	"io"
-	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
-	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
-	"github.com/ppml/ppml/kms"
+	"github.com/ppml/ppml/kms/kmstest"
 )
 
 func runKMS(t *testing.T, stdin string, args ...string) (int, string, string) {
@@ -34,28 +31,11 @@ func runKMS(t *testing.T, stdin string, args ...string) (int, string, string) {
 // TestKeyServiceCommands drives the owner and admin commands against a real
 // key service on 127.0.0.1.
 func TestKeyServiceCommands(t *testing.T) {
-	dir := t.TempDir()
-	var boot bytes.Buffer
-	srv, err := kms.New(kms.Config{DataDir: dir, Out: &boot, Logger: slog.New(slog.NewJSONHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, fp, err := kms.LoadOrCreateCert(dir, "", "", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { srv.Serve(ctx, ln, cert); close(done) }()
-	t.Cleanup(func() { cancel(); <-done; srv.Close() })
-	admin := regexp.MustCompile(`ppml_[0-9a-f]{16}_\S+`).FindString(boot.String())
-	addr := ln.Addr().String()
-	t.Setenv("PPML_SERVER", "https://"+addr)
-	t.Setenv("PPML_SERVER_FINGERPRINT", fp)
+	srv := kmstest.New(t, kmstest.Options{})
+	admin := srv.AdminToken()
+	addr := net.JoinHostPort(srv.Host, strconv.Itoa(srv.Port))
+	t.Setenv("PPML_SERVER", srv.URL)
+	t.Setenv("PPML_SERVER_FINGERPRINT", srv.Fingerprint)
 	t.Setenv("PPML_TOKEN", admin)
 
 	if code, _, errs := runKMS(t, "", "tenant", "create", "alice", "--role", "owner"); code != 0 {

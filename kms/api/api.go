@@ -57,6 +57,19 @@ type Error struct {
 
 func (e *Error) Error() string { return e.Code + ": " + e.Message }
 
+// Rules of release denials that are not policy rules (those are in package
+// policy); attestation failures are "attestation:" + the verifier's check name.
+const (
+	RuleNonce      = "nonce"       // unknown, used, expired or foreign nonce
+	RuleManifest   = "manifest"    // the job manifest does not parse
+	RuleReportData = "report_data" // evidence binds other data than nonce, job and key
+	RulePublicKey  = "public_key"  // the ephemeral key does not parse
+	RuleUnknownKey = "unknown_key" // no such key (or not a key reference)
+	RuleNoPolicy   = "no_policy"   // the key has no release policy
+	RuleWrappedKey = "wrapped_key" // the wrapped data key does not unwrap
+	RuleKeyVersion = "key_version" // the key has no such version, or the reference names another
+)
+
 // Denial names a key and the policy rule or attestation check that refused it.
 type Denial struct {
 	Key    string `json:"key"`

@@ -1,4 +1,4 @@
-package kms
+package core
 
 import (
 	"crypto/aes"
@@ -23,13 +23,14 @@ import (
 	"github.com/ppml/ppml/store"
 )
 
-// Buckets of the store. Key names and tenant names are blinded (store.Blind)
-// so that they do not appear at rest.
+// Buckets of the store. Key names and tenant names are blinded (store.DB.Blind)
+// so that they do not appear at rest; the audit log keeps its own records
+// under the namespace auditlog.Namespace.
 const (
 	bktTenants = "tenants" // blind("tenant\0"+name) -> tenantRec
 	bktTokens  = "tokens"  // token id (16 hex) -> tokenRec
 	bktKeys    = "keys"    // blind("key\0"+name) -> keyRec
-	bktMeta    = "meta"    // "signing_key", "audit_key" -> PKCS#8
+	bktMeta    = "meta"    // "token_signing_key", "audit_signing_key" -> PKCS#8; "bootstrapped"
 )
 
 type tenantRec struct {
@@ -46,6 +47,10 @@ type tokenRec struct {
 	Hash        []byte    `json:"hash"` // SHA-256 of the secret part
 	Created     time.Time `json:"created"`
 	Revoked     bool      `json:"revoked,omitempty"`
+}
+
+func (t *tokenRec) info() api.TokenInfo {
+	return api.TokenInfo{ID: t.ID, Tenant: t.Tenant, Role: t.Role, Description: t.Description, Created: t.Created, Revoked: t.Revoked}
 }
 
 type keyVersionRec struct {
@@ -81,7 +86,7 @@ func (k *keyRec) api() api.Key {
 	return out
 }
 
-func getJSON(tx *store.Tx, bucket string, key []byte, v any) error {
+func getJSON(tx store.Tx, bucket string, key []byte, v any) error {
 	b, err := tx.Get(bucket, key)
 	if err != nil {
 		return err
@@ -89,7 +94,7 @@ func getJSON(tx *store.Tx, bucket string, key []byte, v any) error {
 	return json.Unmarshal(b, v)
 }
 
-func putJSON(tx *store.Tx, bucket string, key []byte, v any) error {
+func putJSON(tx store.Tx, bucket string, key []byte, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return err
@@ -97,8 +102,8 @@ func putJSON(tx *store.Tx, bucket string, key []byte, v any) error {
 	return tx.Put(bucket, key, b)
 }
 
-func tenantKey(db *store.DB, name string) []byte { return db.Blind([]byte("tenant\x00" + name)) }
-func keyKey(db *store.DB, name string) []byte    { return db.Blind([]byte("key\x00" + name)) }
+func (c *Core) tenantKey(name string) []byte { return c.db.Blind([]byte("tenant\x00" + name)) }
+func (c *Core) keyKey(name string) []byte    { return c.db.Blind([]byte("key\x00" + name)) }
 
 // Tokens are "ppml_" ID "_" SECRET: ID 16 hex digits names the record,
 // SECRET is 32 random bytes in base64url whose SHA-256 is stored.
@@ -125,7 +130,7 @@ func splitToken(tok string) (id, secret string, ok bool) {
 }
 
 // lookupToken finds the token record and checks the secret in constant time.
-func lookupToken(tx *store.Tx, tok string) (*tokenRec, error) {
+func lookupToken(tx store.Tx, tok string) (*tokenRec, error) {
 	id, secret, ok := splitToken(tok)
 	if !ok {
 		return nil, errors.New("malformed token")
@@ -148,16 +153,16 @@ func lookupToken(tx *store.Tx, tok string) (*tokenRec, error) {
 }
 
 // issueToken stores a new token for tenant and audits it.
-func (s *state) issueToken(tx *store.Tx, t *tenantRec, desc, actor string) (*api.TokenInfo, error) {
+func (c *Core) issueToken(tx store.Tx, t *tenantRec, desc, actor string) (*api.TokenInfo, error) {
 	id, tok, hash, err := newToken()
 	if err != nil {
 		return nil, err
 	}
-	rec := tokenRec{ID: id, Tenant: t.Name, Role: t.Role, Description: desc, Hash: hash, Created: s.now()}
+	rec := tokenRec{ID: id, Tenant: t.Name, Role: t.Role, Description: desc, Hash: hash, Created: c.now()}
 	if err := putJSON(tx, bktTokens, []byte(id), &rec); err != nil {
 		return nil, err
 	}
-	if _, err := s.log.Append(tx.Bolt(), audit.Entry{Type: audit.TypeTokenIssue, Tenant: t.Name, Actor: actor, Reason: "token " + id + " (" + t.Role + ")"}); err != nil {
+	if err := c.record(tx, audit.Entry{Type: audit.TypeTokenIssue, Tenant: t.Name, Actor: actor, Reason: "token " + id + " (" + t.Role + ")"}); err != nil {
 		return nil, err
 	}
 	return &api.TokenInfo{ID: id, Tenant: t.Name, Role: t.Role, Description: desc, Created: rec.Created, Token: tok}, nil
@@ -215,7 +220,7 @@ func unwrapDataKey(k *keyRec, wrapped, aad []byte) ([]byte, uint32, error) {
 	v := binary.BigEndian.Uint32(wrapped)
 	kv := k.version(v)
 	if kv == nil {
-		return nil, v, &errUnwrap{"key_version", fmt.Sprintf("key %s has no version %d", k.Name, v)}
+		return nil, v, &errUnwrap{api.RuleKeyVersion, fmt.Sprintf("key %s has no version %d", k.Name, v)}
 	}
 	a, err := kekAEAD(kv.Material)
 	if err != nil {
@@ -223,7 +228,7 @@ func unwrapDataKey(k *keyRec, wrapped, aad []byte) ([]byte, uint32, error) {
 	}
 	dk, err := a.Open(nil, wrapped[4:16], wrapped[16:], wrapAAD(k.Name, v, aad))
 	if err != nil {
-		return nil, v, &errUnwrap{"wrapped_key", fmt.Sprintf("the data key does not unwrap under %s version %d: it was wrapped under another key or with other associated data", k.Name, v)}
+		return nil, v, &errUnwrap{api.RuleWrappedKey, fmt.Sprintf("the data key does not unwrap under %s version %d: it was wrapped under another key or with other associated data", k.Name, v)}
 	}
 	return dk, v, nil
 }
@@ -235,7 +240,7 @@ func newKeyMaterial() ([]byte, error) {
 }
 
 // loadOrCreateSigner keeps an ECDSA P-256 key in the meta bucket.
-func loadOrCreateSigner(tx *store.Tx, name string) (*ecdsa.PrivateKey, error) {
+func loadOrCreateSigner(tx store.Tx, name string) (*ecdsa.PrivateKey, error) {
 	b, err := tx.Get(bktMeta, []byte(name))
 	if err == nil {
 		k, err := x509.ParsePKCS8PrivateKey(b)

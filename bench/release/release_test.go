@@ -1,4 +1,4 @@
-package releasebench
+package release
 
 import (
 	"context"

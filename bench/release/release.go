@@ -1,31 +1,24 @@
-// Package releasebench measures the key service's release path end to end
-// on this machine: a real server over HTTPS on 127.0.0.1, runners doing
-// the whole protocol (challenge, simulated evidence, release, HPKE open) in
-// parallel. It backs `ppml bench release`.
-package releasebench
+// Package release measures the key service's release path end to end on
+// this machine: a real server over HTTPS on 127.0.0.1 (package
+// kms/kmstest), runners doing the whole protocol (challenge, simulated
+// evidence, release, HPKE open) in parallel. It backs `ppml bench release`.
+package release
 
 import (
-	"bytes"
 	"context"
-	"crypto/ed25519"
 	"errors"
-	"fmt"
-	"io"
-	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"sync"
 	"time"
 
 	"github.com/ppml/ppml/attest"
 	"github.com/ppml/ppml/attest/dcap"
-	"github.com/ppml/ppml/attest/sim"
 	"github.com/ppml/ppml/kms"
 	"github.com/ppml/ppml/kms/api"
 	"github.com/ppml/ppml/kms/client"
+	"github.com/ppml/ppml/kms/kmstest"
 )
 
 // Options of a run.
@@ -64,8 +57,6 @@ type Result struct {
 // Manifest is the job manifest the benchmark releases for.
 var Manifest = []byte("version: 1\nname: release-bench\nengine: exec\ninputs:\n  data: {path: data.ppml}\nparameters:\n  command: [cat]\n")
 
-var tokenRE = regexp.MustCompile(`ppml_[0-9a-f]{16}_[A-Za-z0-9_-]{43}`)
-
 // Run sets up a fresh server in a temporary directory and measures releases
 // with simulated evidence.
 func Run(ctx context.Context, o Options) (*Result, error) {
@@ -83,64 +74,30 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	defer os.RemoveAll(tmp)
-	simDir := filepath.Join(tmp, "sim")
-	pk, err := sim.PlatformKey(simDir)
-	if err != nil {
-		return nil, err
-	}
 	// A small stand-in executable keeps the simulator from hashing this
 	// whole binary for every piece of evidence (a real TEE measures once).
 	exe := filepath.Join(tmp, "job-binary")
 	if err := os.WriteFile(exe, []byte("release benchmark job binary"), 0o644); err != nil {
 		return nil, err
 	}
-	measure, err := sim.Measure(exe)
+	simTEE, err := kmstest.NewSim(filepath.Join(tmp, "sim"), exe)
 	if err != nil {
 		return nil, err
 	}
-	dataDir := filepath.Join(tmp, "kms")
-	var out bytes.Buffer
-	cfg := kms.Config{DataDir: dataDir, Out: &out, SimKeys: []ed25519.PublicKey{pk.Public().(ed25519.PublicKey)}, RateLimit: -1,
-		Logger: slog.New(slog.NewJSONHandler(io.Discard, nil))}
+	cfg := kms.Config{DataDir: filepath.Join(tmp, "kms"), RateLimit: -1}
 	if o.SGX != nil {
 		cfg.Collateral = o.SGX.Collateral
 		at := o.SGX.At
 		cfg.Now = func() time.Time { return at }
 	}
-	srv, err := kms.New(cfg)
+	srv, err := kmstest.Start(kmstest.Options{Config: cfg, Sim: simTEE})
 	if err != nil {
 		return nil, err
 	}
-	cert, fp, err := kms.LoadOrCreateCert(dataDir, "", "", nil)
-	if err != nil {
-		srv.Close()
-		return nil, err
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		srv.Close()
-		return nil, err
-	}
-	sctx, stop := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { srv.Serve(sctx, ln, cert); close(done) }()
-	defer func() { stop(); <-done; srv.Close() }()
-
-	url := "https://" + ln.Addr().String()
-	mk := func(tok string) (*client.Client, error) { return client.New(url, tok, client.Options{Fingerprint: fp}) }
-	admin, err := mk(tokenRE.FindString(out.String()))
-	if err != nil {
-		return nil, err
-	}
+	defer srv.Stop()
 	token := func(name, role string) (*client.Client, error) {
-		if _, err := admin.CreateTenant(ctx, name, role); err != nil {
-			return nil, err
-		}
-		t, err := admin.CreateToken(ctx, name, "bench")
-		if err != nil {
-			return nil, err
-		}
-		return mk(t.Token)
+		c, _, err := srv.Party(ctx, name, role)
+		return c, err
 	}
 	owner, err := token("owner", api.RoleOwner)
 	if err != nil {
@@ -153,7 +110,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if _, err := owner.CreateKey(ctx, "bench.key"); err != nil {
 		return nil, err
 	}
-	if _, err := owner.SetPolicy(ctx, "bench.key", fmt.Appendf(nil, "version: 1\nplatforms:\n  sim:\n    measurements: [%x]\n", measure[:])); err != nil {
+	if _, err := owner.SetPolicy(ctx, "bench.key", simTEE.Policy("")); err != nil {
 		return nil, err
 	}
 	dk, err := owner.GenerateDataKey(ctx, "bench.key", []byte("bench aad"))
@@ -161,7 +118,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	items := []api.ReleaseKeyItem{{Ref: "bench.key", Wrapped: dk.Wrapped, AAD: []byte("bench aad")}}
-	att := &sim.Attester{Dir: simDir, Executable: exe}
+	att := simTEE.Attester()
 
 	res := &Result{Platform: "sim", Concurrency: o.Concurrency}
 	attempt := func() error {
@@ -182,7 +139,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 				PublicKey: make([]byte, 32), Manifest: Manifest, Keys: items}
 			_, err = runner.ReleaseRaw(ctx, req)
 			var se *client.StatusError
-			if errors.As(err, &se) && len(se.Err.Denials) > 0 && se.Err.Denials[0].Rule == kms.RuleReportData {
+			if errors.As(err, &se) && len(se.Err.Denials) > 0 && se.Err.Denials[0].Rule == api.RuleReportData {
 				return nil
 			}
 			if err == nil {

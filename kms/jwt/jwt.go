@@ -1,4 +1,9 @@
-package kms
+// Package jwt is the key service's attestation token: after a release it
+// signs what it verified about the TEE (platform, measurement, TCB status,
+// job digest, keys) as an ES256 compact JWS, and publishes its keys at
+// /.well-known/jwks.json. Relying parties verify tokens with Verify and
+// ParseJWKS; nothing here links server code.
+package jwt
 
 import (
 	"crypto/ecdsa"
@@ -13,9 +18,9 @@ import (
 	"time"
 )
 
-// TokenClaims are the claims of an attestation token: what the key service
+// Claims are the claims of an attestation token: what the key service
 // verified about the TEE a key was released to.
-type TokenClaims struct {
+type Claims struct {
 	Issuer      string   `json:"iss"`
 	Subject     string   `json:"sub"` // the job digest, hex
 	IssuedAt    int64    `json:"iat"`
@@ -34,16 +39,16 @@ type TokenClaims struct {
 
 var b64 = base64.RawURLEncoding
 
-// keyID is the JWK thumbprint-like id: base64url SHA-256 of the point.
-func keyID(pub *ecdsa.PublicKey) string {
+// KeyID is the JWK thumbprint-like id: base64url SHA-256 of the point.
+func KeyID(pub *ecdsa.PublicKey) string {
 	b, _ := pub.Bytes()
 	h := sha256.Sum256(b)
 	return b64.EncodeToString(h[:16])
 }
 
-// signJWT returns a compact JWS (ES256) of claims.
-func signJWT(key *ecdsa.PrivateKey, claims any) (string, error) {
-	hdr, _ := json.Marshal(map[string]string{"alg": "ES256", "typ": "JWT", "kid": keyID(&key.PublicKey)})
+// Sign returns a compact JWS (ES256) of claims.
+func Sign(key *ecdsa.PrivateKey, claims any) (string, error) {
+	hdr, _ := json.Marshal(map[string]string{"alg": "ES256", "typ": "JWT", "kid": KeyID(&key.PublicKey)})
 	body, err := json.Marshal(claims)
 	if err != nil {
 		return "", err
@@ -60,9 +65,9 @@ func signJWT(key *ecdsa.PrivateKey, claims any) (string, error) {
 	return signing + "." + b64.EncodeToString(sig), nil
 }
 
-// VerifyJWT checks an ES256 compact JWS against keys (by kid) and its
+// Verify checks an ES256 compact JWS against keys (by kid) and its
 // expiry at now, and decodes its claims.
-func VerifyJWT(token string, keys []*ecdsa.PublicKey, now time.Time) (*TokenClaims, error) {
+func Verify(token string, keys []*ecdsa.PublicKey, now time.Time) (*Claims, error) {
 	parts := strings.Split(token, ".")
 	if len(parts) != 3 {
 		return nil, fmt.Errorf("token: want 3 dot-separated parts, got %d", len(parts))
@@ -80,7 +85,7 @@ func VerifyJWT(token string, keys []*ecdsa.PublicKey, now time.Time) (*TokenClai
 	}
 	var pub *ecdsa.PublicKey
 	for _, k := range keys {
-		if keyID(k) == hdr.Kid {
+		if KeyID(k) == hdr.Kid {
 			pub = k
 		}
 	}
@@ -99,7 +104,7 @@ func VerifyJWT(token string, keys []*ecdsa.PublicKey, now time.Time) (*TokenClai
 	if err != nil {
 		return nil, fmt.Errorf("token claims: %w", err)
 	}
-	var c TokenClaims
+	var c Claims
 	if err := json.Unmarshal(body, &c); err != nil {
 		return nil, fmt.Errorf("token claims: %w", err)
 	}
@@ -120,9 +125,10 @@ type JWK struct {
 	Use string `json:"use"`
 }
 
-func jwkOf(pub *ecdsa.PublicKey) JWK {
+// JWKOf is the JWKS entry of pub.
+func JWKOf(pub *ecdsa.PublicKey) JWK {
 	b, _ := pub.Bytes() // 0x04 | X | Y
-	return JWK{Kty: "EC", Crv: "P-256", X: b64.EncodeToString(b[1:33]), Y: b64.EncodeToString(b[33:65]), Kid: keyID(pub), Alg: "ES256", Use: "sig"}
+	return JWK{Kty: "EC", Crv: "P-256", X: b64.EncodeToString(b[1:33]), Y: b64.EncodeToString(b[33:65]), Kid: KeyID(pub), Alg: "ES256", Use: "sig"}
 }
 
 // ParseJWK returns the P-256 public key of j.
@@ -136,4 +142,23 @@ func ParseJWK(j JWK) (*ecdsa.PublicKey, error) {
 		return nil, fmt.Errorf("jwk: bad coordinates")
 	}
 	return ecdsa.ParseUncompressedPublicKey(elliptic.P256(), append(append([]byte{4}, x...), y...))
+}
+
+// ParseJWKS reads the keys of a /.well-known/jwks.json document.
+func ParseJWKS(b []byte) ([]*ecdsa.PublicKey, error) {
+	var doc struct {
+		Keys []JWK `json:"keys"`
+	}
+	if err := json.Unmarshal(b, &doc); err != nil {
+		return nil, fmt.Errorf("jwks: %w", err)
+	}
+	var out []*ecdsa.PublicKey
+	for _, j := range doc.Keys {
+		k, err := ParseJWK(j)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, k)
+	}
+	return out, nil
 }

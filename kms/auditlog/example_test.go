@@ -1,4 +1,4 @@
-package audit_test
+package auditlog_test
 
 import (
 	"bytes"
@@ -10,8 +10,10 @@ import (
 	"path/filepath"
 
 	"github.com/ppml/ppml/audit"
+	"github.com/ppml/ppml/kms/auditlog"
 	"github.com/ppml/ppml/seal"
 	"github.com/ppml/ppml/store"
+	"github.com/ppml/ppml/store/boltstore"
 )
 
 // Example shows how the server wires the pieces: a sealed root key, the
@@ -25,19 +27,23 @@ func Example() {
 	if err != nil {
 		panic(err)
 	}
-	db, err := store.Open(filepath.Join(dir, "ppml.db"), root, nil)
+	backend, err := boltstore.Open(filepath.Join(dir, "ppml.db"), nil)
+	if err != nil {
+		panic(err)
+	}
+	db, err := store.Open(backend, root)
 	if err != nil {
 		panic(err)
 	}
 	defer db.Close()
 	signer, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	log := audit.New(audit.Config{Signer: signer, Cipher: db})
+	log := auditlog.New(auditlog.Config{Signer: signer, Blinder: db})
 
-	err = db.Update(func(tx *store.Tx) error {
+	err = db.Update(func(tx store.Tx) error {
 		if err := tx.Put("keys", []byte("hospital-a/patients@1"), []byte("key material")); err != nil {
 			return err
 		}
-		_, err := log.Append(tx.Bolt(), audit.Entry{Type: audit.TypeKeyCreate, Tenant: "hospital-a", Key: "patients", KeyVersion: 1})
+		_, err := log.Append(tx, audit.Entry{Type: audit.TypeKeyCreate, Tenant: "hospital-a", Key: "patients", KeyVersion: 1})
 		return err
 	})
 	if err != nil {
@@ -45,7 +51,7 @@ func Example() {
 	}
 
 	var export bytes.Buffer
-	db.View(func(tx *store.Tx) error { _, err := log.Export(tx.Bolt(), &export); return err })
+	db.View(func(tx store.Tx) error { _, err := log.Export(tx, &export); return err })
 	res, err := audit.VerifyExport(&export, audit.VerifyOptions{PublicKey: signer.Public()})
 	fmt.Println(res.TreeHead.Size, err)
 	// Output: 1 <nil>

@@ -1,0 +1,177 @@
+// Package core is the key service without its transport: tenants and
+// hashed API tokens, per-owner primary keys that never leave it, their
+// versions and release policies, data keys wrapped under them, the
+// attestation challenge and the release of data keys to an attested TEE,
+// and the audit log that records every change and every release decision
+// in the same store transaction as the change.
+//
+// Every operation is a method of Core that takes the caller's identity (a
+// Caller, from Authenticate) and a typed request from package kms/api, and
+// returns a typed result or an *Error whose Kind a transport maps to its
+// status (the HTTP layer is package kms). The core checks roles and tenant
+// ownership itself, whatever the transport did before. It imports no
+// net/http and keeps its state in a store.DB (package store), whatever the
+// backend; audit entries are written only through Core.record.
+package core
+
+import (
+	"crypto/ecdsa"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/ppml/ppml/attest"
+	"github.com/ppml/ppml/audit"
+	"github.com/ppml/ppml/kms/api"
+	"github.com/ppml/ppml/kms/auditlog"
+	"github.com/ppml/ppml/store"
+)
+
+// Config configures a Core.
+type Config struct {
+	// Verifier verifies release evidence (required).
+	Verifier attest.Verifier
+	// Now is the clock for verification, policies, nonces, tokens and audit
+	// entries (default time.Now).
+	Now func() time.Time
+	// NonceTTL is the challenge lifetime (default 60 s).
+	NonceTTL time.Duration
+	// TokenTTL is the attestation token lifetime (default 10 min).
+	TokenTTL time.Duration
+	// Issuer is the attestation token issuer (default "ppml-kms").
+	Issuer string
+	// CheckpointEvery makes the audit log keep a signed tree head every so
+	// many entries (default 1024).
+	CheckpointEvery uint64
+	// NewAdminToken issues a new admin token at Open, for an operator who
+	// lost the bootstrap token (it takes control of the store to do so).
+	NewAdminToken bool
+	// Logger for structured logs (default: discard). It never sees secrets.
+	Logger *slog.Logger
+	// Observer is told about releases and denials (metrics); nil: nobody.
+	Observer Observer
+}
+
+// Observer is told about release decisions, for metrics.
+type Observer interface {
+	// Released counts keys released (input and output) to a platform.
+	Released(platform string, keys int)
+	// Denied counts one refused key with the rule that refused it.
+	Denied(rule string)
+}
+
+// Core is an open key service.
+type Core struct {
+	cfg      Config
+	db       *store.DB
+	log      *auditlog.Log
+	jwtKey   *ecdsa.PrivateKey
+	auditKey *ecdsa.PrivateKey
+	nonces   *nonces
+	digests  digestCache
+}
+
+// Caller is who calls an operation: the API token's id (never the token),
+// its tenant and the tenant's role.
+type Caller struct {
+	TokenID string
+	Tenant  string
+	Role    string
+}
+
+// Open opens the service state kept in db, creating the token and audit
+// signing keys, the audit log, the admin tenant and its bootstrap token on
+// first open. boot is the admin token issued by this open (at first open or
+// for Config.NewAdminToken), nil otherwise; it is shown once and never
+// stored. Closing the Core closes db.
+func Open(db *store.DB, cfg Config) (c *Core, boot *api.TokenInfo, err error) {
+	if cfg.Verifier == nil {
+		return nil, nil, errors.New("kms: no evidence verifier")
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.NonceTTL <= 0 {
+		cfg.NonceTTL = 60 * time.Second
+	}
+	if cfg.TokenTTL <= 0 {
+		cfg.TokenTTL = 10 * time.Minute
+	}
+	if cfg.Issuer == "" {
+		cfg.Issuer = "ppml-kms"
+	}
+	if cfg.CheckpointEvery == 0 {
+		cfg.CheckpointEvery = 1024
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	c = &Core{cfg: cfg, db: db, nonces: newNonces(cfg.NonceTTL, cfg.Now)}
+	err = db.Update(func(tx store.Tx) error {
+		var err error
+		if c.jwtKey, err = loadOrCreateSigner(tx, "token_signing_key"); err != nil {
+			return err
+		}
+		if c.auditKey, err = loadOrCreateSigner(tx, "audit_signing_key"); err != nil {
+			return err
+		}
+		c.log = auditlog.New(auditlog.Config{Signer: c.auditKey, Blinder: db, CheckpointEvery: cfg.CheckpointEvery, Now: cfg.Now})
+		if err := c.log.Init(tx); err != nil {
+			return err
+		}
+		boot, err = c.bootstrap(tx)
+		return err
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("kms: open state: %w", err)
+	}
+	return c, boot, nil
+}
+
+// bootstrap creates the admin tenant and its first token in a fresh store,
+// or a recovery admin token when asked to.
+func (c *Core) bootstrap(tx store.Tx) (*api.TokenInfo, error) {
+	if _, err := tx.Get(bktMeta, []byte("bootstrapped")); err == nil {
+		if !c.cfg.NewAdminToken {
+			return nil, nil
+		}
+		var admin tenantRec
+		if err := getJSON(tx, bktTenants, c.tenantKey("admin"), &admin); err != nil {
+			return nil, fmt.Errorf("admin tenant: %w", err)
+		}
+		return c.issueToken(tx, &admin, "operator recovery", "operator")
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return nil, err
+	}
+	admin := &tenantRec{Name: "admin", Role: api.RoleAdmin, Created: c.now().UTC()}
+	if err := putJSON(tx, bktTenants, c.tenantKey(admin.Name), admin); err != nil {
+		return nil, err
+	}
+	if err := c.record(tx, audit.Entry{Type: audit.TypeTenant, Tenant: admin.Name, Actor: "bootstrap", Reason: "created tenant admin (admin)"}); err != nil {
+		return nil, err
+	}
+	boot, err := c.issueToken(tx, admin, "bootstrap", "bootstrap")
+	if err != nil {
+		return nil, err
+	}
+	return boot, tx.Put(bktMeta, []byte("bootstrapped"), []byte("1"))
+}
+
+// Close closes the store.
+func (c *Core) Close() error { return c.db.Close() }
+
+func (c *Core) now() time.Time { return c.cfg.Now() }
+
+// record appends e to the audit log in tx: every audit entry of the key
+// service is written here, in the transaction of the change it records.
+func (c *Core) record(tx store.Tx, e audit.Entry) error {
+	_, err := c.log.Append(tx, e)
+	return err
+}
+
+// AuditPublicKey is the key that signs audit tree heads.
+func (c *Core) AuditPublicKey() *ecdsa.PublicKey { return &c.auditKey.PublicKey }
+
+// TokenPublicKey is the key that signs attestation tokens (JWKS).
+func (c *Core) TokenPublicKey() *ecdsa.PublicKey { return &c.jwtKey.PublicKey }

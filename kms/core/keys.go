@@ -1,0 +1,250 @@
+package core
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/ppml/ppml/audit"
+	"github.com/ppml/ppml/kms/api"
+	"github.com/ppml/ppml/policy"
+	"github.com/ppml/ppml/store"
+)
+
+// ownedKey loads key name and checks that the caller's tenant owns it (an
+// admin may read any key).
+func (c *Core) ownedKey(tx store.Tx, who *Caller, name string) (*keyRec, error) {
+	var k keyRec
+	if err := getJSON(tx, bktKeys, c.keyKey(name), &k); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, notFound("no key %s", name)
+		}
+		return nil, err
+	}
+	// Another tenant's key answers exactly like a missing one, so that
+	// names cannot be probed for existence.
+	if who.Role != api.RoleAdmin && k.Tenant != who.Tenant {
+		return nil, notFound("no key %s", name)
+	}
+	return &k, nil
+}
+
+// CreateKey creates a primary key owned by the caller's tenant (owner).
+func (c *Core) CreateKey(ctx context.Context, who *Caller, req *api.CreateKeyRequest) (*api.Key, error) {
+	if err := Require(who, api.RoleOwner); err != nil {
+		return nil, err
+	}
+	if err := check(req); err != nil {
+		return nil, err
+	}
+	var out api.Key
+	err := c.db.Update(func(tx store.Tx) error {
+		kk := c.keyKey(req.Name)
+		if _, err := tx.Get(bktKeys, kk); err == nil {
+			return Errorf(KindConflict, "conflict", "key %s exists", req.Name)
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		m, err := newKeyMaterial()
+		if err != nil {
+			return err
+		}
+		now := c.now().UTC()
+		k := &keyRec{Name: req.Name, Tenant: who.Tenant, Versions: []keyVersionRec{{Version: 1, Material: m, Created: now}}, Created: now}
+		err = putJSON(tx, bktKeys, kk, k)
+		clear(m)
+		if err != nil {
+			return err
+		}
+		out = k.api()
+		return c.record(tx, audit.Entry{Type: audit.TypeKeyCreate, Tenant: who.Tenant, Actor: who.TokenID, Key: req.Name, KeyVersion: 1})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// RotateKey adds a version to a key; older versions still unwrap (owner).
+func (c *Core) RotateKey(ctx context.Context, who *Caller, req *api.CreateKeyRequest) (*api.Key, error) {
+	if err := Require(who, api.RoleOwner); err != nil {
+		return nil, err
+	}
+	if err := check(req); err != nil {
+		return nil, err
+	}
+	var out api.Key
+	err := c.db.Update(func(tx store.Tx) error {
+		k, err := c.ownedKey(tx, who, req.Name)
+		if err != nil {
+			return err
+		}
+		m, err := newKeyMaterial()
+		if err != nil {
+			return err
+		}
+		v := k.newest().Version + 1
+		k.Versions = append(k.Versions, keyVersionRec{Version: v, Material: m, Created: c.now().UTC()})
+		if err := putJSON(tx, bktKeys, c.keyKey(k.Name), k); err != nil {
+			return err
+		}
+		out = k.api()
+		return c.record(tx, audit.Entry{Type: audit.TypeKeyRotate, Tenant: k.Tenant, Actor: who.TokenID, Key: k.Name, KeyVersion: v})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// ListKeys lists the caller's keys, or every key for an admin (owner, admin).
+func (c *Core) ListKeys(ctx context.Context, who *Caller) ([]api.Key, error) {
+	if err := Require(who, api.RoleOwner, api.RoleAdmin); err != nil {
+		return nil, err
+	}
+	out := []api.Key{}
+	err := c.db.View(func(tx store.Tx) error {
+		return tx.Scan(bktKeys, nil, nil, func(_, v []byte) error {
+			var k keyRec
+			if err := json.Unmarshal(v, &k); err != nil {
+				return err
+			}
+			if who.Role == api.RoleAdmin || k.Tenant == who.Tenant {
+				out = append(out, k.api())
+			}
+			return nil
+		})
+	})
+	return out, err
+}
+
+// SetPolicy sets or replaces a key's release policy from a YAML or JSON
+// document (owner) and returns it as parsed.
+func (c *Core) SetPolicy(ctx context.Context, who *Caller, key string, doc []byte) (*policy.Policy, error) {
+	if err := Require(who, api.RoleOwner); err != nil {
+		return nil, err
+	}
+	p, err := policy.Parse(doc)
+	if err != nil {
+		return nil, Errorf(KindBadRequest, "bad_policy", "%v", err)
+	}
+	js, err := p.JSON()
+	if err != nil {
+		return nil, err
+	}
+	err = c.db.Update(func(tx store.Tx) error {
+		k, err := c.ownedKey(tx, who, key)
+		if err != nil {
+			return err
+		}
+		k.Policy = js
+		if err := putJSON(tx, bktKeys, c.keyKey(k.Name), k); err != nil {
+			return err
+		}
+		return c.record(tx, audit.Entry{Type: audit.TypePolicySet, Tenant: k.Tenant, Actor: who.TokenID, Key: k.Name, Reason: policySummary(p)})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// policySummary records what a policy accepts in its audit entry (the
+// digest identifies the exact document).
+func policySummary(p *policy.Policy) string {
+	js, _ := p.JSON()
+	var plats []string
+	for k := range p.Platforms {
+		plats = append(plats, string(k))
+	}
+	slices.Sort(plats)
+	return fmt.Sprintf("policy sha256:%x platforms=%s jobs=%d", sha256.Sum256(js), strings.Join(plats, ","), len(p.Jobs))
+}
+
+// GetPolicy returns a key's policy as stored (JSON) (owner).
+func (c *Core) GetPolicy(ctx context.Context, who *Caller, key string) (json.RawMessage, error) {
+	if err := Require(who, api.RoleOwner); err != nil {
+		return nil, err
+	}
+	var out json.RawMessage
+	err := c.db.View(func(tx store.Tx) error {
+		k, err := c.ownedKey(tx, who, key)
+		if err != nil {
+			return err
+		}
+		if len(k.Policy) == 0 {
+			return notFound("key %s has no policy (nothing is ever released without one)", key)
+		}
+		out = k.Policy
+		return nil
+	})
+	return out, err
+}
+
+// GenerateDataKey returns a fresh data key and its form wrapped under the
+// key's newest version, bound to req.AAD (owner).
+func (c *Core) GenerateDataKey(ctx context.Context, who *Caller, req *api.GenerateDataKeyRequest) (*api.DataKey, error) {
+	if err := Require(who, api.RoleOwner); err != nil {
+		return nil, err
+	}
+	if err := check(req); err != nil {
+		return nil, err
+	}
+	var out api.DataKey
+	err := c.db.Batch(func(tx store.Tx) error {
+		clear(out.DataKey) // Batch may rerun fn
+		k, err := c.ownedKey(tx, who, req.Key)
+		if err != nil {
+			return err
+		}
+		dk, wrapped, v, err := wrapDataKey(k, req.AAD)
+		if err != nil {
+			return err
+		}
+		out = api.DataKey{Key: k.Name, Version: v, DataKey: dk, Wrapped: wrapped}
+		return c.record(tx, audit.Entry{Type: audit.TypeDataKey, Tenant: k.Tenant, Actor: who.TokenID, Key: k.Name, KeyVersion: v, Decision: audit.Allow})
+	})
+	if err != nil {
+		clear(out.DataKey)
+		return nil, err
+	}
+	return &out, nil
+}
+
+// Decrypt unwraps a data key wrapped under one of the caller's keys with
+// the same AAD (owner).
+func (c *Core) Decrypt(ctx context.Context, who *Caller, req *api.DecryptRequest) (*api.DataKey, error) {
+	if err := Require(who, api.RoleOwner); err != nil {
+		return nil, err
+	}
+	if err := check(req); err != nil {
+		return nil, err
+	}
+	var out api.DataKey
+	err := c.db.Batch(func(tx store.Tx) error {
+		clear(out.DataKey) // Batch may rerun fn
+		k, err := c.ownedKey(tx, who, req.Key)
+		if err != nil {
+			return err
+		}
+		dk, v, err := unwrapDataKey(k, req.Wrapped, req.AAD)
+		if err != nil {
+			var ue *errUnwrap
+			if errors.As(err, &ue) {
+				return Errorf(KindBadRequest, ue.rule, "%v", err)
+			}
+			return err
+		}
+		out = api.DataKey{Key: k.Name, Version: v, DataKey: dk, Wrapped: req.Wrapped}
+		return c.record(tx, audit.Entry{Type: audit.TypeDecrypt, Tenant: k.Tenant, Actor: who.TokenID, Key: k.Name, KeyVersion: v, Decision: audit.Allow})
+	})
+	if err != nil {
+		clear(out.DataKey)
+		return nil, err
+	}
+	return &out, nil
+}
