@@ -1,7 +1,9 @@
 // Package api holds the key service's wire types, shared by the server
-// (package kms) and the Go client (kms/client), and the two constructions
-// both sides must compute identically: the report_data a TEE binds into its
-// evidence and the HPKE info string a released key is sealed under.
+// (the core, kms/core, takes them as typed requests; the HTTP layer, kms,
+// decodes them) and the Go client (kms/client), the stable names of release
+// denial rules, and the two constructions both sides must compute
+// identically: the report_data a TEE binds into its evidence and the HPKE
+// info string a released key is sealed under.
 //
 // Every request body is decoded with Decode: at most MaxBodySize bytes, one
 // JSON object, unknown fields refused. docs/api/openapi.yaml describes the
