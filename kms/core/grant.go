@@ -1,0 +1,326 @@
+package core
+
+import (
+	"crypto/hpke"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/ppml/ppml/audit"
+	"github.com/ppml/ppml/envelope"
+	"github.com/ppml/ppml/kms/api"
+	"github.com/ppml/ppml/kms/jwt"
+	"github.com/ppml/ppml/policy"
+	"github.com/ppml/ppml/store"
+)
+
+// keyNameOf returns the key name of a release item's ref: a kms://
+// reference's KEY (and its version, when given) or a bare key name.
+func keyNameOf(ref string) (string, uint32, error) {
+	if strings.HasPrefix(ref, "kms://") {
+		kr, err := envelope.ParseKeyRef(ref)
+		if err != nil {
+			return "", 0, err
+		}
+		return kr.Name, kr.Version, nil
+	}
+	if !envelope.ValidKeyName(ref) {
+		return "", 0, fmt.Errorf("key %q: not a kms:// reference or key name", ref)
+	}
+	return ref, 0, nil
+}
+
+// maxReason bounds a denial reason: reasons quote parser and verifier
+// errors about attacker-supplied bytes, and an audit entry is bounded.
+const maxReason = 1024
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return strings.ToValidUTF8(s[:n], "") + "…"
+}
+
+// denial is a refused key: the answer's api.Denial and, when the key
+// exists, its record (whose tenant the audit entry names).
+type denial struct {
+	api.Denial
+	key *keyRec
+}
+
+// denyAll refuses every requested key for a reason about the request as a
+// whole, audits each refusal and returns the KindDenied error.
+func (c *Core) denyAll(rc *releaseCtx, r *refusal) error {
+	reason := truncate(r.reason, maxReason)
+	var ds []denial
+	for _, it := range rc.req.Keys {
+		ds = append(ds, denial{Denial: api.Denial{Key: it.Ref, Rule: r.rule, Reason: reason}})
+	}
+	for _, it := range rc.req.Outputs {
+		ds = append(ds, denial{Denial: api.Denial{Key: it.Ref, Rule: r.rule, Reason: "output key: " + reason}})
+	}
+	err := c.db.Batch(func(tx store.Tx) error {
+		for i := range ds {
+			if name, _, err := keyNameOf(ds[i].Key); err == nil {
+				var k keyRec
+				if err := getJSON(tx, bktKeys, c.keyKey(name), &k); err == nil {
+					ds[i].key = &k
+				}
+			}
+		}
+		return c.recordDenials(tx, rc, ds)
+	})
+	if err != nil {
+		return err
+	}
+	return c.denied(ds)
+}
+
+// denied counts the refusals and makes the error the caller sees.
+func (c *Core) denied(ds []denial) error {
+	out := make([]api.Denial, len(ds))
+	for i, d := range ds {
+		out[i] = d.Denial
+		if c.cfg.Observer != nil {
+			c.cfg.Observer.Denied(d.Rule)
+		}
+	}
+	msg := fmt.Sprintf("release refused: key %s: %s: %s", out[0].Key, out[0].Rule, out[0].Reason)
+	if len(out) > 1 {
+		msg += fmt.Sprintf(" (and %d more)", len(out)-1)
+	}
+	return &Error{Kind: KindDenied, Code: "denied", Message: msg, Denials: out}
+}
+
+// releaseEntry is the audit entry of a release decision, with what was
+// verified about the TEE.
+func releaseEntry(rc *releaseCtx, t audit.Type, decision string) audit.Entry {
+	e := audit.Entry{Type: t, Actor: rc.who.TokenID, Decision: decision, JobDigest: rc.job}
+	if cl := rc.claims; cl != nil {
+		e.Platform, e.Measurement, e.Signer, e.TCBStatus, e.Insecure = string(cl.Platform), cl.Measurement, cl.Signer, cl.TCBStatus, cl.Insecure
+	} else {
+		e.Platform = string(rc.req.Evidence.Platform)
+	}
+	return e
+}
+
+func (c *Core) recordDenials(tx store.Tx, rc *releaseCtx, ds []denial) error {
+	for _, d := range ds {
+		e := releaseEntry(rc, audit.TypeDenial, audit.Deny)
+		e.Key, e.Rule, e.Reason = d.Key, d.Rule, d.Reason
+		if name, _, err := keyNameOf(d.Key); err == nil {
+			e.Key = name
+		}
+		if d.key != nil {
+			e.Tenant = d.key.Tenant
+		}
+		if err := c.record(tx, e); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// grant is a data key the release hands out: an input key unwrapped for
+// item, or a fresh output key with its wrapped form.
+type grant struct {
+	ref     string
+	name    string
+	ver     uint32
+	dk      []byte
+	wrapped []byte // output keys only
+	key     *keyRec
+}
+
+// grants is the outcome of the per-key decisions.
+type grants struct {
+	inputs, outputs []grant
+	denials         []denial
+}
+
+func (g *grants) zero() {
+	for _, x := range g.inputs {
+		clear(x.dk)
+	}
+	for _, x := range g.outputs {
+		clear(x.dk)
+	}
+}
+
+// admit looks a requested key up and evaluates its policy against the
+// verified claims and the job; a nil *denial and nil error admit it.
+func (c *Core) admit(tx store.Tx, rc *releaseCtx, ref string) (*keyRec, uint32, *denial, error) {
+	name, refVer, err := keyNameOf(ref)
+	if err != nil {
+		return nil, 0, &denial{Denial: api.Denial{Key: ref, Rule: api.RuleUnknownKey, Reason: truncate(err.Error(), maxReason)}}, nil
+	}
+	var k keyRec
+	if err := getJSON(tx, bktKeys, c.keyKey(name), &k); err != nil {
+		if !errors.Is(err, store.ErrNotFound) {
+			return nil, 0, nil, err
+		}
+		return nil, 0, &denial{Denial: api.Denial{Key: ref, Rule: api.RuleUnknownKey, Reason: "no key " + name}}, nil
+	}
+	deny := func(rule, reason string) (*keyRec, uint32, *denial, error) {
+		return &k, 0, &denial{Denial: api.Denial{Key: ref, Rule: rule, Reason: reason}, key: &k}, nil
+	}
+	if len(k.Policy) == 0 {
+		return deny(api.RuleNoPolicy, "key "+name+" has no release policy")
+	}
+	p, err := policy.Parse(k.Policy)
+	if err != nil {
+		return deny(policy.RuleInvalidPolicy, truncate(err.Error(), maxReason))
+	}
+	if d := policy.Evaluate(p, rc.claims, rc.job, rc.now); !d.Allow {
+		return deny(d.Rule, d.Reason)
+	}
+	return &k, refVer, nil, nil
+}
+
+// grantInput admits an input key and unwraps the data key the TEE found in
+// its envelope header.
+func (c *Core) grantInput(tx store.Tx, rc *releaseCtx, it api.ReleaseKeyItem, g *grants) error {
+	k, refVer, d, err := c.admit(tx, rc, it.Ref)
+	if err != nil || d != nil {
+		if d != nil {
+			g.denials = append(g.denials, *d)
+		}
+		return err
+	}
+	dk, v, err := unwrapDataKey(k, it.Wrapped, it.AAD)
+	if err != nil {
+		var ue *errUnwrap
+		if !errors.As(err, &ue) {
+			return err
+		}
+		g.denials = append(g.denials, denial{Denial: api.Denial{Key: it.Ref, Rule: ue.rule, Reason: ue.msg}, key: k})
+		return nil
+	}
+	if refVer != 0 && refVer != v {
+		clear(dk)
+		g.denials = append(g.denials, denial{Denial: api.Denial{Key: it.Ref, Rule: api.RuleKeyVersion, Reason: fmt.Sprintf("the reference names version %d but the data key is wrapped under version %d", refVer, v)}, key: k})
+		return nil
+	}
+	g.inputs = append(g.inputs, grant{ref: it.Ref, name: k.Name, ver: v, dk: dk, key: k})
+	return nil
+}
+
+// grantOutput admits an output key and makes a fresh data key wrapped
+// under its newest version. Output keys are gated by the same policy as
+// input keys: the owner decides which jobs, in which TEEs, may write under
+// the key.
+func (c *Core) grantOutput(tx store.Tx, rc *releaseCtx, it api.ReleaseOutputItem, g *grants) error {
+	k, refVer, d, err := c.admit(tx, rc, it.Ref)
+	if err != nil || d != nil {
+		if d != nil {
+			d.Reason = "output key: " + d.Reason
+			g.denials = append(g.denials, *d)
+		}
+		return err
+	}
+	if nv := k.newest().Version; refVer != 0 && refVer != nv {
+		g.denials = append(g.denials, denial{Denial: api.Denial{Key: it.Ref, Rule: api.RuleKeyVersion, Reason: fmt.Sprintf("output key: the reference names version %d, but new data keys are wrapped under the newest version, %d", refVer, nv)}, key: k})
+		return nil
+	}
+	dk, wrapped, v, err := wrapDataKey(k, it.AAD)
+	if err != nil {
+		return err
+	}
+	g.outputs = append(g.outputs, grant{ref: it.Ref, name: k.Name, ver: v, dk: dk, wrapped: wrapped, key: k})
+	return nil
+}
+
+// decide admits or refuses every requested key and audits each decision,
+// all in one transaction shared with concurrent releases. All or nothing:
+// a job needs every key it asks for, and a partial release would hand out
+// keys the job cannot use.
+func (c *Core) decide(rc *releaseCtx) (*grants, error) {
+	g := &grants{}
+	err := c.db.Batch(func(tx store.Tx) error {
+		g.zero() // Batch may rerun fn
+		*g = grants{}
+		for _, it := range rc.req.Keys {
+			if err := c.grantInput(tx, rc, it, g); err != nil {
+				return err
+			}
+		}
+		for _, it := range rc.req.Outputs {
+			if err := c.grantOutput(tx, rc, it, g); err != nil {
+				return err
+			}
+		}
+		if len(g.denials) > 0 {
+			return c.recordDenials(tx, rc, g.denials)
+		}
+		for _, x := range g.inputs {
+			if err := c.recordGrant(tx, rc, audit.TypeRelease, x); err != nil {
+				return err
+			}
+		}
+		for _, x := range g.outputs {
+			if err := c.recordGrant(tx, rc, audit.TypeOutputKey, x); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		g.zero()
+		return nil, err
+	}
+	return g, nil
+}
+
+func (c *Core) recordGrant(tx store.Tx, rc *releaseCtx, t audit.Type, x grant) error {
+	e := releaseEntry(rc, t, audit.Allow)
+	e.Key, e.KeyVersion, e.Tenant = x.name, x.ver, x.key.Tenant
+	return c.record(tx, e)
+}
+
+// seal seals each granted data key to the TEE's ephemeral key (HPKE, info
+// bound to the nonce and the reference) and signs the attestation token.
+func (c *Core) seal(rc *releaseCtx, g *grants) (*api.ReleaseResponse, error) {
+	nonce, claims := rc.req.Nonce, rc.claims
+	resp := &api.ReleaseResponse{Suite: api.ReleaseSuite{KEM: rc.kem, KDF: hpkeKDF, AEAD: hpkeAEAD}, Job: rc.job, Claims: claims}
+	var names []string
+	for _, x := range g.inputs {
+		sealed, err := hpke.Seal(rc.pub, hpke.HKDFSHA256(), hpke.AES256GCM(), api.ReleaseInfo(nonce, x.ref), x.dk)
+		if err != nil {
+			return nil, fmt.Errorf("seal key %s: %w", x.name, err)
+		}
+		resp.Keys = append(resp.Keys, api.ReleasedKey{Ref: x.ref, Key: x.name, Version: x.ver, Sealed: sealed})
+		names = append(names, x.name)
+	}
+	for i, x := range g.outputs {
+		sealed, err := hpke.Seal(rc.pub, hpke.HKDFSHA256(), hpke.AES256GCM(), api.OutputInfo(nonce, i, x.ref), x.dk)
+		if err != nil {
+			return nil, fmt.Errorf("seal output key %s: %w", x.name, err)
+		}
+		resp.Outputs = append(resp.Outputs, api.ReleasedOutput{Ref: x.ref, Key: x.name, Version: x.ver, Sealed: sealed, Wrapped: x.wrapped})
+		names = append(names, x.name)
+	}
+	now := rc.now
+	jti := make([]byte, 16)
+	rand.Read(jti)
+	tc := jwt.Claims{
+		Issuer: c.cfg.Issuer, Subject: hex.EncodeToString(rc.job), IssuedAt: now.Unix(), Expiry: now.Add(c.cfg.TokenTTL).Unix(), ID: hex.EncodeToString(jti),
+		Platform: string(claims.Platform), TEEType: claims.TEEType, Measurement: claims.Measurement.String(), Signer: claims.Signer.String(),
+		TCBStatus: claims.TCBStatus, JobDigest: hex.EncodeToString(rc.job), Insecure: claims.Insecure, Debug: claims.Debug, Keys: names,
+	}
+	var err error
+	if resp.Token, err = jwt.Sign(c.jwtKey, tc); err != nil {
+		return nil, err
+	}
+	if c.cfg.Observer != nil {
+		c.cfg.Observer.Released(string(claims.Platform), len(g.inputs)+len(g.outputs))
+	}
+	c.cfg.Logger.Info("release", "platform", string(claims.Platform), "insecure", claims.Insecure, "job", hex.EncodeToString(rc.job), "keys", strings.Join(names, ","))
+	return resp, nil
+}
+
+// JWKS is the attestation token keys document (/.well-known/jwks.json).
+func (c *Core) JWKS() map[string][]jwt.JWK {
+	return map[string][]jwt.JWK{"keys": {jwt.JWKOf(&c.jwtKey.PublicKey)}}
+}
