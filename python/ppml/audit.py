@@ -1,0 +1,574 @@
+"""The key service's audit log, verified offline (docs/formats/audit-log.md; Go: package audit).
+
+- ``Entry``: an audit entry, its canonical encoding (the Merkle leaf) and strict decoding;
+- ``TreeHead``: a signed tree head; ``verify()`` checks its signature with the public key;
+- ``verify_export(data, public_key, trusted=())``: every check of Go's audit.VerifyExport, with
+  the same problem kinds, entry indices and line numbers; raises AuditTamperError;
+- ``verify_receipt`` and ``verify_consistency``: inclusion and consistency proofs against
+  signed tree heads (what ``ppml audit prove`` checks).
+"""
+import hashlib
+from dataclasses import dataclass, field
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
+from . import gojson, merkle
+from .errors import AuditTamperError, VerificationError
+from .gojson import GoJSONError
+
+EXPORT_FORMAT = "ppml-audit-log"
+EXPORT_VERSION = 1
+MAX_ENTRY_SIZE = 64 << 10
+MAX_HEADER_SIZE = 16 << 20
+ALG_ECDSA_P256 = "ecdsa-p256-sha256"
+ALG_ED25519 = "ed25519"
+
+# Problem kinds (Go: audit.Problem*).
+MALFORMED_EXPORT = "malformed_export"
+BAD_SIGNATURE = "bad_signature"
+MALFORMED_ENTRY = "malformed_entry"
+MODIFIED_ENTRY = "modified_entry"
+DELETED_ENTRY = "deleted_entry"
+REORDERED = "reordered"
+TRUNCATED = "truncated"
+EXTRA_ENTRY = "extra_entry"
+INCONSISTENT_HEAD = "inconsistent_tree_head"
+
+# (JSON name, kind) in canonical order; kinds: u64, u32, hex, time, str, bool.
+_ENTRY_FIELDS = [
+    ("index", "u64"), ("prev", "hex"), ("time", "time"), ("type", "str"), ("tenant", "str"), ("actor", "str"),
+    ("key", "str"), ("key_version", "u32"), ("job_digest", "hex"), ("platform", "str"), ("measurement", "hex"),
+    ("signer", "hex"), ("tcb_status", "str"), ("insecure", "bool"), ("decision", "str"), ("rule", "str"),
+    ("reason", "str"), ("request_id", "str"),
+]
+_ALWAYS = {"index", "time", "type"}  # no omitempty in Go
+
+
+@dataclass
+class Entry:
+    """One audit entry. Byte fields (prev, job_digest, measurement, signer) are bytes; time is
+    its canonical RFC 3339 text in UTC."""
+
+    index: int = 0
+    prev: bytes = b""
+    time: str = "0001-01-01T00:00:00Z"
+    type: str = ""
+    tenant: str = ""
+    actor: str = ""
+    key: str = ""
+    key_version: int = 0
+    job_digest: bytes = b""
+    platform: str = ""
+    measurement: bytes = b""
+    signer: bytes = b""
+    tcb_status: str = ""
+    insecure: bool = False
+    decision: str = ""
+    rule: str = ""
+    reason: str = ""
+    request_id: str = ""
+
+    def encode(self):
+        """The canonical encoding: the exact bytes hashed into the log (Go: Entry.Encode)."""
+        parts = []
+        for name, kind in _ENTRY_FIELDS:
+            v = getattr(self, name)
+            if name not in _ALWAYS and not v:
+                continue
+            if kind in ("u64", "u32"):
+                s = str(int(v))
+            elif kind == "hex":
+                s = '"' + bytes(v).hex() + '"'
+            elif kind == "bool":
+                s = "true"
+            elif kind == "time":
+                s = '"' + gojson.format_time(*gojson.parse_time(v)) + '"'
+            else:
+                s = gojson.encode_string(v)
+            parts.append(f'"{name}":{s}')
+        b = ("{" + ",".join(parts) + "}").encode("utf-8")
+        if len(b) > MAX_ENTRY_SIZE:
+            raise ValueError(f"entry of {len(b)} bytes exceeds {MAX_ENTRY_SIZE}")
+        return b
+
+    @classmethod
+    def from_json(cls, obj, strict=False):
+        """An entry from a parsed JSON object (gojson) with Go's decoding rules."""
+        fs = gojson.fields(obj, {n for n, _ in _ENTRY_FIELDS}, strict=strict)
+        e = cls()
+        for name, kind in _ENTRY_FIELDS:
+            if name not in fs:
+                continue
+            v = fs[name]
+            if kind == "u64":
+                v = gojson.as_uint(v, 64, name)
+            elif kind == "u32":
+                v = gojson.as_uint(v, 32, name)
+            elif kind == "hex":
+                v = gojson.as_hex(v, name)
+            elif kind == "time":
+                v = gojson.canonical_time(v, name) if v is not None else e.time
+            elif kind == "bool":
+                v = gojson.as_bool(v, name)
+            else:
+                v = gojson.as_str(v, name)
+            setattr(e, name, v)
+        return e
+
+    @classmethod
+    def decode(cls, raw):
+        """Parse an encoded entry strictly (Go: audit.DecodeEntry): unknown fields, trailing
+        data and non-canonical encodings are errors (VerificationError)."""
+        raw = bytes(raw)
+        if len(raw) > MAX_ENTRY_SIZE:
+            raise VerificationError(f"entry of {len(raw)} bytes exceeds {MAX_ENTRY_SIZE}")
+        try:
+            e = cls.from_json(gojson.loads(raw), strict=True)
+        except GoJSONError as err:
+            raise VerificationError(f"not a valid entry: {err}") from None
+        if not e.type:
+            raise VerificationError("not a valid entry: no type")
+        try:
+            again = e.encode()
+        except ValueError as err:
+            raise VerificationError(str(err)) from None
+        if again != raw:
+            raise VerificationError("entry is not in canonical form (fields reordered, reformatted or re-encoded)")
+        return e
+
+    def leaf_hash(self):
+        return merkle.leaf_hash(self.encode())
+
+
+@dataclass
+class TreeHead:
+    """A signed statement of the log's size and root hash."""
+
+    log_id: bytes
+    size: int
+    root_hash: bytes
+    timestamp: str  # canonical RFC 3339 (UTC)
+    key_id: bytes
+    algorithm: str
+    signature: bytes
+
+    _FIELDS = ("log_id", "size", "root_hash", "timestamp", "key_id", "algorithm", "signature")
+
+    @classmethod
+    def from_json(cls, obj, strict=False):
+        """A tree head from parsed JSON (gojson), str or bytes, with Go's decoding rules."""
+        if isinstance(obj, (str, bytes, bytearray)):
+            obj = gojson.loads(obj)
+        fs = gojson.fields(obj, set(cls._FIELDS), strict=strict)
+        return cls(
+            log_id=gojson.as_hex(fs.get("log_id"), "log_id"),
+            size=gojson.as_uint(fs.get("size"), 64, "size"),
+            root_hash=gojson.as_hex(fs.get("root_hash"), "root_hash"),
+            timestamp=gojson.canonical_time(fs.get("timestamp"), "timestamp"),
+            key_id=gojson.as_hex(fs.get("key_id"), "key_id"),
+            algorithm=gojson.as_str(fs.get("algorithm"), "algorithm"),
+            signature=gojson.as_hex(fs.get("signature"), "signature"),
+        )
+
+    def to_json(self):
+        return {"log_id": self.log_id.hex(), "size": self.size, "root_hash": self.root_hash.hex(),
+                "timestamp": self.timestamp, "key_id": self.key_id.hex(), "algorithm": self.algorithm,
+                "signature": self.signature.hex()}
+
+    def message(self):
+        """The signed bytes (docs/formats/audit-log.md, "Signed tree head")."""
+        return ("ppml audit tree head v1\n"
+                f"log_id {self.log_id.hex()}\nsize {self.size}\nroot_hash {self.root_hash.hex()}\n"
+                f"timestamp {self.timestamp}\nkey_id {self.key_id.hex()}\nalgorithm {self.algorithm}\n").encode()
+
+    def verify(self, public_key):
+        """Check the signature with the tree-head public key; raise VerificationError."""
+        pub = load_public_key(public_key)
+        alg = _algorithm_of(pub)
+        kid = key_id(pub)
+        if self.algorithm != alg:
+            raise VerificationError(f'tree head is signed with "{self.algorithm}", the public key is for "{alg}"')
+        if self.key_id != kid:
+            raise VerificationError(f"tree head was signed by key {self.key_id.hex()}, not by the given public key {kid.hex()}")
+        if len(self.root_hash) != 32:
+            raise VerificationError(f"tree head root hash is {len(self.root_hash)} bytes, want 32")
+        try:
+            if alg == ALG_ECDSA_P256:
+                pub.verify(self.signature, self.message(), ec.ECDSA(hashes.SHA256()))
+            else:
+                pub.verify(self.signature, self.message())
+        except InvalidSignature:
+            raise VerificationError("tree head signature is not valid") from None
+
+
+def load_public_key(key):
+    """A tree-head public key from PEM (as /v1/audit/public-key serves it) or a key object."""
+    if isinstance(key, (ec.EllipticCurvePublicKey, ed25519.Ed25519PublicKey)):
+        return key
+    if isinstance(key, str):
+        key = key.encode()
+    if isinstance(key, (bytes, bytearray)):
+        if b"-----BEGIN PUBLIC KEY-----" not in key:
+            raise VerificationError("audit public key: want a PEM PUBLIC KEY block")
+        try:
+            return serialization.load_pem_public_key(bytes(key))
+        except ValueError as e:
+            raise VerificationError(f"audit public key: {e}") from None
+    raise TypeError(f"cannot use {type(key).__name__} as a tree-head public key")
+
+
+def _algorithm_of(pub):
+    if isinstance(pub, ec.EllipticCurvePublicKey):
+        if not isinstance(pub.curve, ec.SECP256R1):
+            raise VerificationError("audit: ECDSA tree head keys must be P-256")
+        return ALG_ECDSA_P256
+    if isinstance(pub, ed25519.Ed25519PublicKey):
+        return ALG_ED25519
+    raise VerificationError(f"audit: unsupported tree head key type {type(pub).__name__} (want ECDSA P-256 or Ed25519)")
+
+
+def key_id(pub):
+    """SHA-256 of the key's PKIX SubjectPublicKeyInfo (DER)."""
+    der = load_public_key(pub).public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return hashlib.sha256(der).digest()
+
+
+@dataclass
+class Problem:
+    kind: str
+    index: int  # -1 when no single entry is concerned
+    line: int  # 1-based export line, 0 for none
+    detail: str
+
+    def __str__(self):
+        s = self.kind
+        if self.index >= 0:
+            s += f" at entry {self.index}"
+        if self.line > 0:
+            s += f" (line {self.line})"
+        return s + ": " + self.detail
+
+    def to_json(self):
+        d = {"kind": self.kind, "index": self.index, "detail": self.detail}
+        if self.line:
+            d["line"] = self.line
+        return d
+
+
+@dataclass
+class Result:
+    tree_head: "TreeHead | None" = None
+    entries: int = 0
+    problems: list = field(default_factory=list)
+
+    @property
+    def ok(self):
+        return not self.problems
+
+
+@dataclass
+class _Record:
+    line: int
+    index: int
+    leaf: bytes
+    prev: bytes
+
+
+class _Verifier:
+    def __init__(self):
+        self.res = Result()
+        self._seen = set()
+
+    def add(self, kind, index, line, detail):
+        k = (kind, index)
+        if index >= 0 and k in self._seen:
+            return
+        self._seen.add(k)
+        self.res.problems.append(Problem(kind, index, line, detail))
+
+
+def _split_lines(data):
+    """Lines as Go's bufio line reader yields them: split at \\n, a final empty piece dropped."""
+    parts = bytes(data).split(b"\n")
+    if parts and parts[-1] == b"":
+        parts.pop()
+    return parts
+
+
+def verify_export(data, public_key, trusted=()):
+    """Verify an exported audit log (Go: audit.VerifyExport). ``data`` is the export's bytes
+    (or a binary file object), ``trusted`` tree heads kept from earlier verifications. Returns
+    the Result when everything verifies; raises AuditTamperError listing every problem."""
+    if hasattr(data, "read"):
+        data = data.read()
+    res = check_export(data, public_key, trusted)
+    if res.problems:
+        raise AuditTamperError(res.problems)
+    return res
+
+
+def check_export(data, public_key, trusted=()):
+    """verify_export without raising: the Result lists the problems (empty when it verifies)."""
+    v = _Verifier()
+    res = v.res
+    lines = _split_lines(data)
+    if not lines:
+        v.add(MALFORMED_EXPORT, -1, 1, "the export is empty")
+        return res
+    hdr_line = lines[0]
+    if len(hdr_line) > MAX_HEADER_SIZE:
+        v.add(MALFORMED_EXPORT, -1, 1, f"header line exceeds {MAX_HEADER_SIZE} bytes")
+        return res
+    try:
+        fs = gojson.fields(gojson.loads(hdr_line, trailing_ok=True), {"format", "version", "tree_head", "checkpoints"},
+                           strict=True)
+        fmt = gojson.as_str(fs.get("format"), "format")
+        ver = gojson.as_int(fs.get("version"), "version")
+        head = TreeHead.from_json(fs["tree_head"], strict=True) if fs.get("tree_head") is not None else None
+        cps_raw = fs.get("checkpoints")
+        if cps_raw is not None and not isinstance(cps_raw, list) or isinstance(cps_raw, gojson._Obj):
+            raise GoJSONError("checkpoints: want an array")
+        cps = [None if c is None else TreeHead.from_json(c, strict=True) for c in (cps_raw or [])]
+    except GoJSONError as e:
+        v.add(MALFORMED_EXPORT, -1, 1, f"header is not valid: {e}")
+        return res
+    if fmt != EXPORT_FORMAT or ver != EXPORT_VERSION:
+        v.add(MALFORMED_EXPORT, -1, 1, f'header says format "{fmt}" version {ver}, want "{EXPORT_FORMAT}" version {EXPORT_VERSION}')
+        return res
+    if head is None:
+        v.add(MALFORMED_EXPORT, -1, 1, "header has no tree head")
+        return res
+    res.tree_head = head
+    try:
+        head.verify(public_key)
+    except VerificationError as e:
+        v.add(BAD_SIGNATURE, -1, 1, f"tree head (size {head.size}): {e}")
+        return res
+    checkpoints = []
+    for i, c in enumerate(cps):
+        if c is None:
+            v.add(MALFORMED_EXPORT, -1, 1, f"checkpoint {i + 1} is null")
+            continue
+        try:
+            c.verify(public_key)
+        except VerificationError as e:
+            v.add(BAD_SIGNATURE, -1, 1, f"checkpoint {i + 1} (size {c.size}): {e}")
+            continue
+        if c.log_id != head.log_id:
+            v.add(INCONSISTENT_HEAD, -1, 1, f"checkpoint {i + 1} is of log {c.log_id.hex()}, the tree head of log {head.log_id.hex()}")
+            continue
+        if c.size > head.size:
+            v.add(INCONSISTENT_HEAD, -1, 1, f"checkpoint {i + 1} covers {c.size} entries, more than the tree head's {head.size}")
+            continue
+        checkpoints.append(c)
+
+    recs = []
+    for line_no, raw in enumerate(lines[1:], start=2):
+        res.entries += 1
+        if len(raw) > MAX_ENTRY_SIZE:
+            v.add(MALFORMED_ENTRY, -1, line_no, f"line exceeds {MAX_ENTRY_SIZE} bytes")
+            continue
+        try:
+            loose = gojson.fields(gojson.loads(raw), {"index", "prev"})
+            idx = gojson.as_uint(loose["index"], 64, "index") if loose.get("index") is not None else None
+            prev_s = gojson.as_str(loose.get("prev"), "prev")
+        except GoJSONError:
+            idx = None
+        if idx is None:
+            v.add(MALFORMED_ENTRY, -1, line_no, "line is not an audit entry (it has no index or is not JSON)")
+            continue
+        rec = _Record(line_no, idx, merkle.leaf_hash(raw), gojson.hex_prefix(prev_s))
+        try:
+            Entry.decode(raw)
+        except VerificationError as e:
+            v.add(MODIFIED_ENTRY, idx, line_no, str(e))
+        recs.append(rec)
+
+    by_index = {}
+    max_seen, any_seen = 0, False
+    for rec in recs:
+        if rec.index >= head.size:
+            v.add(EXTRA_ENTRY, rec.index, rec.line, f"entry {rec.index} is beyond the {head.size} entries the signed tree head covers")
+            continue
+        if rec.index in by_index:
+            v.add(EXTRA_ENTRY, rec.index, rec.line, f"a second entry {rec.index} (the first is on line {by_index[rec.index].line})")
+            continue
+        if any_seen and rec.index < max_seen:
+            v.add(REORDERED, rec.index, rec.line, f"entry {rec.index} comes after entry {max_seen}")
+        if not any_seen or rec.index > max_seen:
+            max_seen = rec.index
+        any_seen = True
+        by_index[rec.index] = rec
+
+    first_missing = head.size
+    i = 0
+    while i < head.size:
+        if i in by_index:
+            i += 1
+            continue
+        j = i
+        while j < head.size and j not in by_index:
+            j += 1
+        first_missing = min(first_missing, i)
+        if j == head.size:
+            last = f"entry {i - 1}" if i > 0 else "no entry"
+            v.add(TRUNCATED, i, 0, f"the export ends after {last} but the signed tree head covers {head.size} entries: "
+                                   f"entries {i} to {head.size - 1} are missing")
+        elif j == i + 1 and i == 0:
+            v.add(DELETED_ENTRY, 0, by_index[j].line, "entry 0 is missing (the export starts at entry 1)")
+        elif j == i + 1:
+            v.add(DELETED_ENTRY, i, by_index[j].line, f"entry {i} is missing (entry {j} follows entry {i - 1})")
+        else:
+            v.add(DELETED_ENTRY, i, by_index[j].line, f"entries {i} to {j - 1} are missing")
+        i = j
+
+    def link_ok(i):
+        rec = by_index.get(i)
+        if rec is None:
+            return False, False
+        if i == 0:
+            return len(rec.prev) == 0, True
+        p = by_index.get(i - 1)
+        if p is None:
+            return False, False
+        return rec.prev == p.leaf, True
+
+    leaf_at = {rec.leaf: i for i, rec in by_index.items()}
+    link_problems = 0
+    i = 0
+    while i < head.size:
+        ok, known = link_ok(i)
+        if not known or ok:
+            i += 1
+            continue
+        link_problems += 1
+        next_ok, next_known = link_ok(i + 1)
+        k = leaf_at.get(by_index[i].prev)
+        links_earlier = k is not None
+        if i == 0:
+            v.add(MODIFIED_ENTRY, 0, by_index[0].line, "entry 0 was changed: the first entry records a predecessor")
+        elif links_earlier and k + 1 < i:
+            line = by_index[k + 1].line if (k + 1) in by_index else by_index[i].line
+            v.add(EXTRA_ENTRY, k + 1, line, f"entries {k + 1} to {i - 1} were inserted: entry {i} links directly to entry {k}")
+        elif next_known and not next_ok and not links_earlier:
+            v.add(MODIFIED_ENTRY, i, by_index[i].line, f"entry {i} was changed, or an entry before it deleted and the rest "
+                                                       f"renumbered: its link matches no entry of the export and entry "
+                                                       f"{i + 1}'s link to it does not match")
+            i += 1
+        elif next_known and not next_ok:
+            v.add(MODIFIED_ENTRY, i, by_index[i].line, f"entry {i} was changed: its link to entry {i - 1} is wrong and "
+                                                       f"entry {i + 1}'s link to it does not match")
+            i += 1
+        else:
+            v.add(MODIFIED_ENTRY, i - 1, by_index[i - 1].line, f"entry {i - 1} was changed: entry {i} recorded a different hash for it")
+        i += 1
+
+    wanted = {head.size} | {c.size for c in checkpoints} | {t.size for t in _trusted(trusted)}
+    roots = {0: merkle.EMPTY_ROOT}
+    rng = merkle.Roots()
+    for i in range(first_missing):
+        rng.append(by_index[i].leaf)
+        if i + 1 in wanted:
+            roots[i + 1] = rng.root()
+
+    checkpoints.sort(key=lambda c: c.size)
+    last_good, first_bad = 0, head.size
+    for c in checkpoints:
+        r = roots.get(c.size)
+        if r is None:
+            continue
+        if r == c.root_hash:
+            if last_good < c.size <= first_bad:
+                last_good = c.size
+        elif c.size < first_bad:
+            first_bad = c.size
+    head_root = roots.get(head.size)
+    head_ok = head_root is not None and head_root == head.root_hash
+    if head_root is not None and not head_ok and head.size == 0:
+        v.add(INCONSISTENT_HEAD, -1, 1, "the tree head covers no entry but its root is not the empty tree's")
+    if head_root is not None and not head_ok and head.size > 0 and link_problems == 0 and first_missing == head.size:
+        if last_good >= first_bad:
+            v.add(INCONSISTENT_HEAD, -1, 1, f"the signing key certified two different roots for the first {first_bad} entries")
+        elif first_bad - last_good == 1:
+            i = last_good
+            v.add(MODIFIED_ENTRY, i, by_index[i].line, f"entry {i} was changed: the entries up to it match a signed tree "
+                                                       "head, the ones up to and including it do not")
+        else:
+            last = first_bad - 1
+            v.add(MODIFIED_ENTRY, last, by_index[last].line,
+                  f"the entries do not hash to the signed root of size {first_bad} although every link between them "
+                  f"holds: entry {last} was changed, or entries {last_good} to {last} were rewritten together (entries "
+                  f"before {last_good} match a signed tree head)")
+    if head_ok:
+        for c in checkpoints:
+            r = roots.get(c.size)
+            if r is not None and r != c.root_hash:
+                v.add(INCONSISTENT_HEAD, -1, 1, f"the signing key certified two different histories: the checkpoint of "
+                                                f"size {c.size} does not match the entries that the current tree head certifies")
+
+    for n, t in enumerate(_trusted(trusted), start=1):
+        try:
+            t.verify(public_key)
+        except VerificationError as e:
+            v.add(BAD_SIGNATURE, -1, 0, f"trusted tree head {n} (size {t.size}): {e}")
+            continue
+        if t.log_id != head.log_id:
+            v.add(INCONSISTENT_HEAD, -1, 0, f"trusted tree head {n} is of log {t.log_id.hex()}, this export of log {head.log_id.hex()}")
+        elif t.size > head.size:
+            v.add(INCONSISTENT_HEAD, -1, 0, f"trusted tree head {n} covers {t.size} entries but this export's tree head only "
+                                            f"{head.size}: the log was truncated or rolled back (entries {head.size} to "
+                                            f"{t.size - 1} are gone)")
+        else:
+            r = roots.get(t.size)
+            if r is not None and r != t.root_hash:
+                v.add(INCONSISTENT_HEAD, -1, 0, f"the first {t.size} entries do not match trusted tree head {n}: the log "
+                                                f"was rewritten before entry {t.size}")
+
+    res.problems.sort(key=lambda p: p.index)  # stable, as Go's SortStableFunc
+    return res
+
+
+def _trusted(trusted):
+    out = []
+    for t in trusted or ():
+        if t is None:
+            continue
+        out.append(t if isinstance(t, TreeHead) else TreeHead.from_json(t))
+    return out
+
+
+def verify_receipt(entry, index, proof, tree_head, public_key):
+    """Check a receipt: the tree head's signature, then the inclusion of the encoded entry at
+    ``index`` (Go: client.AuditReceipt). ``entry`` is the encoded entry (bytes) or an Entry.
+    Returns the decoded Entry; raises VerificationError."""
+    head = tree_head if isinstance(tree_head, TreeHead) else TreeHead.from_json(tree_head)
+    head.verify(public_key)
+    raw = entry.encode() if isinstance(entry, Entry) else bytes(entry)
+    try:
+        merkle.verify_inclusion(index, head.size, merkle.leaf_hash(raw), [bytes(p) for p in proof], head.root_hash)
+    except VerificationError as e:
+        raise VerificationError(f"audit: entry {index} is not in the tree of size {head.size}: {e}") from None
+    e = Entry.decode(raw)
+    if e.index != index:
+        raise VerificationError(f"receipt: entry says index {e.index}, asked for {index}")
+    return e
+
+
+def verify_consistency(older, newer, proof, public_key=None):
+    """Check that the tree head ``older`` is a prefix of ``newer`` (Go: audit.VerifyConsistency);
+    with public_key, both signatures are checked first. Raises VerificationError."""
+    older = older if isinstance(older, TreeHead) else TreeHead.from_json(older)
+    newer = newer if isinstance(newer, TreeHead) else TreeHead.from_json(newer)
+    if public_key is not None:
+        older.verify(public_key)
+        newer.verify(public_key)
+    if older.log_id != newer.log_id:
+        raise VerificationError("audit: tree heads are of different logs")
+    if older.size > newer.size:
+        raise VerificationError(f"audit: tree head of size {older.size} is newer than the one of size {newer.size}")
+    try:
+        merkle.verify_consistency(older.size, newer.size, [bytes(p) for p in proof], older.root_hash, newer.root_hash)
+    except VerificationError as e:
+        raise VerificationError(f"audit: tree of size {older.size} is not a prefix of the tree of size {newer.size}: {e}") from None
