@@ -57,7 +57,7 @@ func check(err error) {
 	}
 }
 
-// encrypt -key K -type T -segment-size N [-stream] IN OUT
+// encrypt -key K -type T -segment-size N [-stream] IN OUT [IN OUT]...
 func encrypt(args []string) {
 	fs := flag.NewFlagSet("encrypt", flag.ExitOnError)
 	keyPath := fs.String("key", "", "key file")
@@ -69,15 +69,16 @@ func encrypt(args []string) {
 	check(err)
 	ct, err := envelope.ParseContentType(*typ)
 	check(err)
-	in, err := os.ReadFile(fs.Arg(0))
-	check(err)
-	opts := &envelope.Options{ContentType: ct, SegmentSize: *seg, Size: int64(len(in)), SizeKnown: !*stream}
-	w, err := envelope.CreateFile(fs.Arg(1), k, opts, true)
-	check(err)
-	defer w.Abort()
-	_, err = w.Write(in)
-	check(err)
-	check(w.Close())
+	for i := 0; i+1 < fs.NArg(); i += 2 {
+		in, err := os.ReadFile(fs.Arg(i))
+		check(err)
+		opts := &envelope.Options{ContentType: ct, SegmentSize: *seg, Size: int64(len(in)), SizeKnown: !*stream}
+		w, err := envelope.CreateFile(fs.Arg(i+1), k, opts, true)
+		check(err)
+		_, err = w.Write(in)
+		check(err)
+		check(w.Close())
+	}
 }
 
 type readResult struct {
