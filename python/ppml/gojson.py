@@ -79,6 +79,8 @@ def fields(obj, names, strict=False):
     Returns {field: value}; raises GoJSONError for a non-object or, if strict, unknown names."""
     if obj is None:
         return {}
+    if isinstance(obj, dict):  # a value parsed by the json module (no duplicates left)
+        obj = _Obj(obj.items())
     if not isinstance(obj, _Obj):
         raise GoJSONError("cannot unmarshal a non-object into a struct")
     folded = {_fold(n): n for n in names}
@@ -96,7 +98,7 @@ def fields(obj, names, strict=False):
 def as_uint(v, bits=64, what="number"):
     if v is None:
         return 0
-    if isinstance(v, _Float) or not isinstance(v, _Int) or v.neg or v >= 1 << bits:
+    if isinstance(v, (bool, _Float)) or not isinstance(v, int) or getattr(v, "neg", v < 0) or v >= 1 << bits:
         raise GoJSONError(f"json: cannot unmarshal {_kind(v)} into {what} of type uint{bits}")
     return int(v)
 
@@ -104,7 +106,7 @@ def as_uint(v, bits=64, what="number"):
 def as_int(v, what="number"):
     if v is None:
         return 0
-    if isinstance(v, _Float) or not isinstance(v, _Int) or not -(1 << 63) <= v < 1 << 63:
+    if isinstance(v, (bool, _Float)) or not isinstance(v, int) or not -(1 << 63) <= v < 1 << 63:
         raise GoJSONError(f"json: cannot unmarshal {_kind(v)} into {what} of type int")
     return int(v)
 

@@ -101,12 +101,14 @@ class KeyService:
         self.timeout = timeout
         ctx = ssl.create_default_context(cafile=ca_file or None)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+        # urllib3 matches the host name (and IP addresses) against the certificate itself;
+        # the context's own check would refuse IP-address hosts it gets no server name for.
+        ctx.check_hostname = False
         fp = ""
         if fingerprint:
             fp = fingerprint.lower().replace(":", "")
             if len(fp) != 64 or any(c not in "0123456789abcdef" for c in fp):
                 raise ValueError("server fingerprint: want 64 hex digits (SHA-256 of the certificate)")
-            ctx.check_hostname = False
             ctx.verify_mode = ssl.CERT_NONE
         elif ca_file and not os.path.exists(ca_file):
             raise ValueError(f"CA file {ca_file} does not exist")
