@@ -6,7 +6,8 @@ GO    ?= go
 BIN   := bin/ppml
 SUDO  := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # System packages the build and the tests need (Debian 12 names).
-APT_PKGS := gcc libxgboost-dev python3 python3-xgboost python3-numpy python3-cryptography redis-server
+APT_PKGS := gcc libxgboost-dev python3 python3-xgboost python3-numpy python3-cryptography redis-server \
+            python3-pytest python3-requests python3-pandas python3-venv python3-setuptools
 FUZZTIME ?= 60s
 # Public datasets the ML examples and tests use (fetched from npm and Debian, cached).
 DATASETS ?= $(HOME)/.cache/ppml/datasets
@@ -29,9 +30,14 @@ datasets: deps
 build: deps
 	$(GO) build -o $(BIN) ./cmd/ppml
 
+# The Python SDK's tests run on Debian's interpreter (/usr/bin/python3, which has the Debian
+# packages; a python3 earlier on PATH, e.g. pyenv's, may not).
+PYTHON ?= /usr/bin/python3
+
 test: deps datasets
 	$(GO) vet ./...
 	PPML_DATASETS=$(DATASETS) $(GO) test -timeout 20m ./...
+	$(PYTHON) -m pytest -q -p no:cacheprovider python/tests
 
 demo: build
 	./$(BIN) demo

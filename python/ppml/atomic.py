@@ -63,8 +63,17 @@ class AtomicFile:
                 os.replace(self._tmp, self.path)
             else:
                 # link fails when the target appeared meanwhile (Go uses RENAME_NOREPLACE).
-                os.link(self._tmp, self.path)
-                os.unlink(self._tmp)
+                try:
+                    os.link(self._tmp, self.path)
+                except OSError as e:
+                    if e.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EMLINK, errno.EXDEV):
+                        raise
+                    # A file system without hard links: check, then rename (racy, as a last resort).
+                    if os.path.lexists(self.path):
+                        raise FileExistsError(errno.EEXIST, f"output {self.path} already exists") from None
+                    os.rename(self._tmp, self.path)
+                else:
+                    os.unlink(self._tmp)
         except BaseException:
             self._cleanup()
             raise
