@@ -24,6 +24,9 @@ MIN_SEGMENT_SIZE = 16
 MAX_SEGMENT_SIZE = 64 << 20
 MAX_WRAPPED_KEY_LEN = 16384
 UNKNOWN_LENGTH = 0xFFFFFFFFFFFFFFFF
+# Flag bit 0: the length was recorded after the data key was wrapped (two-phase writing,
+# docs/formats/envelope.md section 7.1); the wrap's associated data then has L = UNKNOWN_LENGTH.
+FLAG_LENGTH_AFTER_WRAP = 0x0001
 MAX_SEGMENTS = 1 << 32
 PAYLOAD_LABEL = b"ppml-envelope v1 payload key"
 
@@ -71,9 +74,16 @@ class Header:
         return self.plaintext_length != UNKNOWN_LENGTH
 
     @property
+    def length_after_wrap(self):
+        return bool(self.flags & FLAG_LENGTH_AFTER_WRAP)
+
+    @property
     def wrap_aad(self):
-        """The fixed part: the associated data of the data-key wrapping."""
-        return self.raw[:FIXED_LEN]
+        """The associated data of the data-key wrapping (section 4): the fixed part, with the
+        length field read as unrecorded when the length was recorded after the wrap."""
+        if not self.length_after_wrap:
+            return self.raw[:FIXED_LEN]
+        return self.raw[:16] + struct.pack(">Q", UNKNOWN_LENGTH) + self.raw[24:FIXED_LEN]
 
     @property
     def content_type_name(self):
@@ -116,12 +126,16 @@ def read_header(read):
     _, version, suite, ctype, flags, seg, length, salt, prefix = _FIXED.unpack(fixed)
     if suite != SUITE_AES256GCM_HKDF:
         raise UnsupportedError(f"unsupported envelope: cipher suite {suite}")
-    if flags != 0:
-        raise UnsupportedError(f"unsupported envelope: unknown header flags {flags:#06x}")
+    if flags & ~FLAG_LENGTH_AFTER_WRAP:
+        raise UnsupportedError(f"unsupported envelope: unknown header flags {flags & ~FLAG_LENGTH_AFTER_WRAP:#06x} "
+                               "(a newer ppml wrote this file)")
     if ctype == 0:
         raise CorruptHeaderError("corrupt envelope header: content type 0 is reserved")
     if not MIN_SEGMENT_SIZE <= seg <= MAX_SEGMENT_SIZE:
         raise CorruptHeaderError(f"corrupt envelope header: segment size {seg} outside {MIN_SEGMENT_SIZE}..{MAX_SEGMENT_SIZE}")
+    if flags & FLAG_LENGTH_AFTER_WRAP and length == UNKNOWN_LENGTH:
+        raise CorruptHeaderError("corrupt envelope header: the flags say the plaintext length was recorded after "
+                                 "the key wrap, but no length is recorded")
     if length != UNKNOWN_LENGTH and num_segments(length, seg) > MAX_SEGMENTS:
         raise CorruptHeaderError(f"corrupt envelope header: plaintext length {length} needs more than 2^32 segments")
     ref_bytes = _read_field(read, "key reference", keyref.MAX_KEY_REF_LEN)

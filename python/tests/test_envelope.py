@@ -79,6 +79,35 @@ def test_golden_vector(repo):
     assert err is None and got == want
 
 
+def test_golden_vector_length_after_wrap(repo):
+    """The second vector: flag 0x0001, L recorded after the key wrap (two-phase writing)."""
+    d = os.path.join(repo, "envelope", "testdata")
+    k = ppml.LocalKey.load(os.path.join(d, "golden.key"))
+    want = open(os.path.join(d, "golden.txt"), "rb").read()
+    data = open(os.path.join(d, "golden-length-after-wrap.ppml"), "rb").read()
+    with ppml.open(io.BytesIO(data), keys=k) as f:
+        assert f.read() == want
+        h = f.header
+    assert h.flags == 1 and h.length_after_wrap and h.plaintext_length == 146
+    assert h.wrap_aad[16:24] == b"\xff" * 8 and h.wrap_aad[:16] == h.raw[:16] and h.wrap_aad[24:] == h.raw[24:63]
+    assert hdr.payload_key(bytes(range(0x27, 0x47)), h.raw, h.salt).hex() == \
+        "4392b63754f4211b420a1d7b65d712f93c8711921cb652cea6446e685b482878"
+    assert read_stream(data, k) == (want, None)
+    # L is bound by the payload key, not the wrap: a changed L fails in the body, not the unwrap.
+    bad = bytearray(data)
+    bad[23] ^= 1
+    with pytest.raises((ppml.TruncatedError, ppml.TrailingDataError, ppml.AuthenticationError)):
+        read_random(bytes(bad), k)
+    bad = bytearray(data)  # the flag without a length
+    bad[16:24] = b"\xff" * 8
+    with pytest.raises(ppml.CorruptHeaderError, match="no length is recorded"):
+        read_random(bytes(bad), k)
+    bad = bytearray(data)  # another flag bit
+    bad[10:12] = b"\x00\x03"
+    with pytest.raises(ppml.UnsupportedError, match="0x0002"):
+        read_random(bytes(bad), k)
+
+
 @pytest.mark.parametrize("n", [0, 1, SEG - 1, SEG, SEG + 1, 3 * SEG + 7, 1000 * SEG + 5])
 @pytest.mark.parametrize("known", [True, False])
 def test_round_trip(n, known):

@@ -53,21 +53,25 @@ class _NoSeek(io.RawIOBase):
         return self._f.readinto(b)
 
 
+MODES = {"known": [], "stream": ["-stream"], "two-phase": ["-two-phase"]}  # how Go records the length
+
+
 def test_go_writes_python_reads(tmp_path, keyfile, gointerop):
     kpath, k = keyfile
-    for known in (True, False):
+    for mode, flags in MODES.items():
         for t in TYPES:
             pairs = []
             for n in SIZES:
                 src = tmp_path / f"{t}-{n}.plain"
                 src.write_bytes(data(n))
-                pairs += [src, tmp_path / f"{t}-{n}-{known}.ppml"]
-            gointerop("encrypt", "-key", kpath, "-type", t, *([] if known else ["-stream"]), *pairs)
+                pairs += [src, tmp_path / f"{t}-{n}-{mode}.ppml"]
+            gointerop("encrypt", "-key", kpath, "-type", t, *flags, *pairs)
             for n in SIZES:
-                got, ctype = py_read_all(tmp_path / f"{t}-{n}-{known}.ppml", k)
+                got, ctype = py_read_all(tmp_path / f"{t}-{n}-{mode}.ppml", k)
                 assert (len(got), sha(got), ctype) == (n, sha(data(n)), t)
-                h = ppml.inspect(tmp_path / f"{t}-{n}-{known}.ppml")
-                assert h.length_known == known and h.segment_size == MIB
+                h = ppml.inspect(tmp_path / f"{t}-{n}-{mode}.ppml")
+                assert (h.length_known, h.length_after_wrap) == (mode != "stream", mode == "two-phase")
+                assert h.segment_size == MIB
 
 
 def test_python_writes_go_reads(tmp_path, keyfile, gointerop):
@@ -136,14 +140,16 @@ def test_golden_vector_both_ways(repo, gointerop):
 SEG = 64
 
 
-def variants(good, good_stream, other_file, hl):
-    """The tampered files of Go's TestBadInput, by name."""
+def variants(good, good_stream, other_file, hl, two_phase=b""):
+    """The tampered files of Go's TestBadInput, by name (and of a two-phase file)."""
     out = {"empty": b"", "not an envelope": b"name,age\nAndy,30\n", "random": random.Random(9).randbytes(500),
            "almost magic": b"PPMLENX" + bytes(100)}
     v2 = bytearray(good)
     v2[7] = 2
     out["version 2"] = bytes(v2)
-    for name, ct in (("known", good), ("stream", good_stream)):
+    for name, ct in (("known", good), ("stream", good_stream), ("two-phase", two_phase)):
+        if not ct:
+            continue
         for n in range(1, len(ct)):
             out[f"{name} truncated to {n}"] = ct[:n]
         for i in range(len(ct) * 8):
@@ -201,9 +207,10 @@ def test_tampered_files_fail_alike(tmp_path, keyfile, gointerop):
     gointerop("encrypt", "-key", kpath, "-type", "csv", "-segment-size", SEG,
               tmp_path / "p", tmp_path / "good", tmp_path / "p", tmp_path / "other")
     gointerop("encrypt", "-key", kpath, "-type", "csv", "-segment-size", SEG, "-stream", tmp_path / "p", tmp_path / "stream")
-    good, other, stream = ((tmp_path / n).read_bytes() for n in ("good", "other", "stream"))
+    gointerop("encrypt", "-key", kpath, "-type", "csv", "-segment-size", SEG, "-two-phase", tmp_path / "p", tmp_path / "2p")
+    good, other, stream, two = ((tmp_path / n).read_bytes() for n in ("good", "other", "stream", "2p"))
     hl = len(ppml.inspect(io.BytesIO(good)).raw)
-    vs = variants(good, stream, other, hl)
+    vs = variants(good, stream, other, hl, two)
     d = tmp_path / "v"
     d.mkdir()
     names = sorted(vs)

@@ -57,13 +57,15 @@ func check(err error) {
 	}
 }
 
-// encrypt -key K -type T -segment-size N [-stream] IN OUT [IN OUT]...
+// encrypt -key K -type T -segment-size N [-stream | -two-phase] IN OUT [IN OUT]...
+// (-two-phase: a Draft whose length is recorded after the key wrap, flag 0x0001)
 func encrypt(args []string) {
 	fs := flag.NewFlagSet("encrypt", flag.ExitOnError)
 	keyPath := fs.String("key", "", "key file")
 	typ := fs.String("type", "bytes", "content type")
 	seg := fs.Int("segment-size", envelope.DefaultSegmentSize, "segment size")
 	stream := fs.Bool("stream", false, "record the length as unknown")
+	twoPhase := fs.Bool("two-phase", false, "record the length after the key wrap (envelope.Draft)")
 	fs.Parse(args)
 	k, err := keyfile.Load(*keyPath)
 	check(err)
@@ -72,9 +74,17 @@ func encrypt(args []string) {
 	for i := 0; i+1 < fs.NArg(); i += 2 {
 		in, err := os.ReadFile(fs.Arg(i))
 		check(err)
-		opts := &envelope.Options{ContentType: ct, SegmentSize: *seg, Size: int64(len(in)), SizeKnown: !*stream}
-		w, err := envelope.CreateFile(fs.Arg(i+1), k, opts, true)
-		check(err)
+		var w *envelope.FileWriter
+		if *twoPhase {
+			d, err := envelope.NewDraft(&envelope.Options{ContentType: ct, SegmentSize: *seg, SizeLater: true})
+			check(err)
+			w, err = d.CreateFile(fs.Arg(i+1), k, int64(len(in)), true)
+			check(err)
+		} else {
+			opts := &envelope.Options{ContentType: ct, SegmentSize: *seg, Size: int64(len(in)), SizeKnown: !*stream}
+			w, err = envelope.CreateFile(fs.Arg(i+1), k, opts, true)
+			check(err)
+		}
 		_, err = w.Write(in)
 		check(err)
 		check(w.Close())
