@@ -556,6 +556,30 @@ def verify_receipt(entry, index, proof, tree_head, public_key):
     return e
 
 
+def verify_receipt_document(doc, public_key):
+    """Verify a receipt as the key service sends it (GET /v1/audit/proof, kept as bytes or
+    parsed): {"index", "entry", "tree_head", "proof"}. Returns (Entry, TreeHead).
+
+    The entry travels inside JSON (and the server's encoder escapes <, > and & in it); its
+    canonical re-encoding is the exact leaf for any entry the log holds, and gives a different
+    leaf, which fails the proof, for anything else."""
+    if isinstance(doc, (bytes, bytearray, str)):
+        doc = gojson.loads(doc)
+    try:
+        p = gojson.fields(doc, {"index", "entry", "tree_head", "proof"})
+        index = gojson.as_uint(p.get("index"), 64, "index")
+        head = TreeHead.from_json(p.get("tree_head"))
+        entry = Entry.from_json(p.get("entry"), strict=True)
+        proof = [gojson.as_hex(h, "proof") for h in (p.get("proof") or [])]
+    except GoJSONError as e:
+        raise VerificationError(f"receipt: {e}") from None
+    try:
+        raw = entry.encode()
+    except ValueError as e:
+        raise VerificationError(f"receipt: {e}") from None
+    return verify_receipt(raw, index, proof, head, public_key), head
+
+
 def verify_consistency(older, newer, proof, public_key=None):
     """Check that the tree head ``older`` is a prefix of ``newer`` (Go: audit.VerifyConsistency);
     with public_key, both signatures are checked first. Raises VerificationError."""

@@ -281,18 +281,18 @@ class KeyService:
             h.verify(public_key)
         return h
 
+    def audit_proof(self, index):
+        """The receipt of entry ``index`` as the server sends it (GET /v1/audit/proof): the
+        entry, a signed tree head and the inclusion proof, as bytes. Keep it and check it any
+        time, offline, with ``ppml.audit.verify_receipt_document``."""
+        return self._do("GET", f"/v1/audit/proof?index={int(index)}", raw=True)
+
     def audit_receipt(self, index, public_key):
-        """Fetch entry ``index`` with a signed tree head and its inclusion proof, and verify both
-        (what ``ppml audit prove`` does). Returns (Entry, TreeHead)."""
-        from .gojson import loads, fields
-        p = fields(loads(self._do("GET", f"/v1/audit/proof?index={int(index)}", raw=True)),
-                   {"index", "entry", "tree_head", "proof"})
-        head = audit.TreeHead.from_json(p.get("tree_head"))
-        # The entry travels inside JSON; re-encoding it canonically gives the exact leaf bytes
-        # for any entry the log holds (and a different leaf, failing the proof, otherwise).
-        entry = audit.Entry.from_json(p.get("entry"), strict=True)
-        proof = [bytes.fromhex(h) for h in (p.get("proof") or [])]
-        e = audit.verify_receipt(entry.encode(), int(index), proof, head, public_key)
+        """Fetch entry ``index``'s receipt and verify it: the tree head's signature, then the
+        entry's inclusion (what ``ppml audit prove`` does). Returns (Entry, TreeHead)."""
+        e, head = audit.verify_receipt_document(self.audit_proof(index), public_key)
+        if e.index != int(index):
+            raise VerificationError(f"receipt: entry says index {e.index}, asked for {index}")
         return e, head
 
     def audit_consistency(self, older, public_key):

@@ -177,6 +177,13 @@ def test_receipts_and_exports_verify_in_both(server, owner, ppml_bin, tmp_path):
         r = subprocess.run([ppml_bin, "audit", "prove", str(e.index), "--public-key", tmp_path / "audit.pub", "--json"],
                            env=env, capture_output=True, text=True, check=True)
         assert json.loads(r.stdout)["verified"] is True
+    # A receipt kept as the server sent it verifies offline, later; a doctored one does not.
+    kept = svc.audit_proof(entries[-1].index)
+    assert audit.verify_receipt_document(kept, pub)[0] == entries[-1]
+    doc = json.loads(kept)
+    doc["entry"]["key_version"] = 7
+    with pytest.raises(ppml.VerificationError, match="not in the tree"):
+        audit.verify_receipt_document(json.dumps(doc), pub)
     with pytest.raises(ppml.KeyServiceError) as ei:  # an entry about another tenant
         svc.audit_receipt(0, pub)
     assert ei.value.status == 403
