@@ -308,7 +308,7 @@ class EnvelopeFile(io.BufferedIOBase):
         finally:
             self._off = saved
 
-    def copy_to(self, dst, chunk=None):
+    def copy_to(self, dst):
         """Write the plaintext from the current position to dst (a file object with write);
         return the number of bytes written. Stops at the first segment that fails."""
         total = 0

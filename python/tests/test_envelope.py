@@ -342,3 +342,17 @@ def test_header_fuzz():
             read_random(bytes(b), k)
         except ppml.EnvelopeError:
             pass
+
+
+def test_docs_examples(repo, tmp_path, monkeypatch, ppml_bin):
+    """docs/python.md's envelope and DataFrame examples run as written."""
+    import re
+    doc = open(os.path.join(repo, "docs", "python.md"), encoding="utf-8").read()
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "model.json").write_text('{"w": [1, 2]}')
+    for section in ("Envelopes", "DataFrames"):
+        block = re.search(rf"## {section}\n\n```python\n(.*?)```", doc, re.S).group(1)
+        exec(compile(block, "docs/python.md", "exec"), {})
+    assert (tmp_path / "people.csv").read_bytes() == b"name,age\nAndy,30\n"
+    assert ppml.inspect(tmp_path / "model.json.ppml").content_type_name == "json"
+    assert ppml.read_parquet(tmp_path / "visits.parquet.ppml", keys=tmp_path / "analyst.key").shape == (3, 2)
