@@ -1,6 +1,7 @@
 // Command gointerop is the Go side of the Python SDK's cross-implementation tests
 // (python/tests): it writes and reads envelopes with package envelope, reporting failures by
-// the errors.Is class of the Go error, and makes and verifies audit logs with package audit.
+// the errors.Is class of the Go error, makes audit logs as the key service keeps them
+// (kms/auditlog in an encrypted store) and verifies exports with package audit.
 // The tests build it once per run; it is not installed and not part of ppml.
 package main
 
@@ -24,11 +25,13 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/ppml/ppml/attest"
 	"github.com/ppml/ppml/audit"
 	"github.com/ppml/ppml/envelope"
 	"github.com/ppml/ppml/keyfile"
-	"github.com/ppml/ppml/kms"
+	"github.com/ppml/ppml/kms/auditlog"
 	"github.com/ppml/ppml/store"
+	"github.com/ppml/ppml/store/boltstore"
 )
 
 func main() {
@@ -195,19 +198,26 @@ func sampleEntry(i int) audit.Entry {
 
 type fixture struct {
 	db     *store.DB
-	log    *audit.Log
+	log    *auditlog.Log
 	signer crypto.Signer
 	root   []byte
 	path   string
 }
 
+func openStore(path string, root []byte) *store.DB {
+	backend, err := boltstore.Open(path, nil)
+	check(err)
+	db, err := store.Open(backend, root)
+	check(err)
+	return db
+}
+
 func newFixture(dir, name string, signer crypto.Signer, every uint64, root []byte) *fixture {
 	path := filepath.Join(dir, name)
-	db, err := store.Open(path, root, nil)
-	check(err)
+	db := openStore(path, root)
 	clock := time.Date(2026, 11, 21, 6, 0, 0, 0, time.UTC)
 	n := 0
-	lg := audit.New(audit.Config{Signer: signer, Cipher: db, CheckpointEvery: every, Now: func() time.Time {
+	lg := auditlog.New(auditlog.Config{Signer: signer, Blinder: db, CheckpointEvery: every, Now: func() time.Time {
 		n++
 		// Whole seconds, and now and then a fraction, so both time spellings occur.
 		return clock.Add(time.Duration(n)*time.Second + time.Duration(n%3)*123456*time.Microsecond/1000)
@@ -221,19 +231,19 @@ func (f *fixture) append(from, to int, reason string) {
 		if reason != "" {
 			e.Reason = reason
 		}
-		check(f.db.Update(func(tx *store.Tx) error { _, err := f.log.Append(tx.Bolt(), e); return err }))
+		check(f.db.Update(func(tx store.Tx) error { _, err := f.log.Append(tx, e); return err }))
 	}
 }
 
 func (f *fixture) export() []byte {
 	var buf bytes.Buffer
-	check(f.db.View(func(tx *store.Tx) error { _, err := f.log.Export(tx.Bolt(), &buf); return err }))
+	check(f.db.View(func(tx store.Tx) error { _, err := f.log.Export(tx, &buf); return err }))
 	return buf.Bytes()
 }
 
 func (f *fixture) head() *audit.TreeHead {
 	var h *audit.TreeHead
-	check(f.db.View(func(tx *store.Tx) error { var err error; h, err = f.log.SignTreeHead(tx.Bolt()); return err }))
+	check(f.db.View(func(tx store.Tx) error { var err error; h, err = f.log.SignTreeHead(tx); return err }))
 	return h
 }
 
@@ -293,7 +303,7 @@ func auditExport(args []string) {
 		var hdr audit.ExportHeader
 		check(json.Unmarshal(lines[0], &hdr))
 		var r []byte
-		check(f.db.View(func(tx *store.Tx) error { var err error; r, err = f.log.Root(tx.Bolt(), uint64(*prefix)); return err }))
+		check(f.db.View(func(tx store.Tx) error { var err error; r, err = f.log.Root(tx, uint64(*prefix)); return err }))
 		h, err := audit.SignTreeHead(signer, hdr.TreeHead.LogID, uint64(*prefix), r, time.Now())
 		check(err)
 		hdr.TreeHead, hdr.Checkpoints = h, nil
@@ -306,10 +316,9 @@ func auditExport(args []string) {
 	}
 	if *forkAt > 0 {
 		g := &fixture{signer: signer}
-		db2, err := store.Open(filepath.Join(*dir, "backup.db"), root, nil)
-		check(err)
+		db2 := openStore(filepath.Join(*dir, "backup.db"), root)
 		defer db2.Close()
-		g.db, g.log = db2, audit.New(audit.Config{Signer: signer, Cipher: db2, CheckpointEvery: *every})
+		g.db, g.log = db2, auditlog.New(auditlog.Config{Signer: signer, Blinder: db2, CheckpointEvery: *every})
 		g.append(*forkAt, *n, "a different history")
 		check(os.WriteFile(filepath.Join(*dir, "fork.jsonl"), g.export(), 0o644))
 	}
@@ -324,7 +333,7 @@ func auditVerify(args []string) {
 	fs.Parse(args)
 	pemb, err := os.ReadFile(*pubPath)
 	check(err)
-	pub, err := kms.ParseAuditPublicKey(pemb)
+	pub, err := audit.ParsePublicKey(pemb)
 	check(err)
 	var heads []*audit.TreeHead
 	for _, p := range trusted {
@@ -373,14 +382,14 @@ func auditProofs(args []string) {
 	defer f.db.Close()
 	f.append(0, *n, "")
 	type incl struct {
-		Index uint64      `json:"index"`
-		Size  uint64      `json:"size"`
-		Proof []audit.Hex `json:"proof"`
+		Index uint64       `json:"index"`
+		Size  uint64       `json:"size"`
+		Proof []attest.Hex `json:"proof"`
 	}
 	type cons struct {
-		From  uint64      `json:"from"`
-		To    uint64      `json:"to"`
-		Proof []audit.Hex `json:"proof"`
+		From  uint64       `json:"from"`
+		To    uint64       `json:"to"`
+		Proof []attest.Hex `json:"proof"`
 	}
 	out := struct {
 		PublicKey   string            `json:"public_key"`
@@ -391,8 +400,8 @@ func auditProofs(args []string) {
 	}{}
 	der, _ := x509.MarshalPKIXPublicKey(signer.Public())
 	out.PublicKey = string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
-	check(f.db.View(func(tx *store.Tx) error {
-		b := tx.Bolt()
+	check(f.db.View(func(tx store.Tx) error {
+		b := tx
 		id, _ := f.log.LogID(b)
 		for i := 0; i < *n; i++ {
 			_, raw, err := f.log.Entry(b, uint64(i))
@@ -423,8 +432,8 @@ func auditProofs(args []string) {
 	check(json.NewEncoder(os.Stdout).Encode(out))
 }
 
-func hexes(p [][]byte) []audit.Hex {
-	out := make([]audit.Hex, len(p))
+func hexes(p [][]byte) []attest.Hex {
+	out := make([]attest.Hex, len(p))
 	for i, h := range p {
 		out[i] = h
 	}
