@@ -30,7 +30,8 @@ import (
 type Quote = abi.Quote
 
 // ParseQuote parses an SGX (v3, v4) or TDX (v4, v5) quote. Lengths come from
-// the quote's own fields; trailing bytes are ignored.
+// the quote's own fields; bytes after the quote are recorded (Quote.Trailing)
+// and the verifier refuses any that are not zero.
 func ParseQuote(b []byte) (*Quote, error) { return abi.ParseQuote(b) }
 
 //go:embed trust/intel_sgx_root_ca.der

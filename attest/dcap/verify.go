@@ -326,6 +326,9 @@ func (v *Verifier) Verify(ctx context.Context, ev *attest.Evidence, opts attest.
 	if err != nil {
 		return nil, attest.Fail("quote_parse", "%v", err)
 	}
+	if err := q.CheckTrailing(); err != nil {
+		return nil, attest.Fail("quote_parse", "%v", err)
+	}
 	if ev.Platform != "" && ev.Platform != q.Platform() {
 		return nil, attest.Fail("evidence_platform", "evidence says %q but the quote is %s", ev.Platform, q.Platform())
 	}

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ppml/ppml/attest"
 )
 
 // TestCollateralWindow checks each valid case one second inside and one
@@ -195,7 +197,7 @@ func TestWrongCollateral(t *testing.T) {
 	})
 }
 
-// TestTrailingPadding: bytes after the signature data are ignored.
+// TestTrailingPadding: zero bytes after the signature data are padding.
 func TestTrailingPadding(t *testing.T) {
 	tc := caseByID(t, "phala-tdx-v4")
 	tc.quote = append(bytes.Clone(tc.quote), make([]byte, 1000)...)
@@ -312,5 +314,26 @@ func TestConcurrentVerify(t *testing.T) {
 		if err := <-errs; err != nil {
 			t.Error(err)
 		}
+	}
+}
+
+// TestTrailingBytesRefused: zero padding after a quote verifies; one
+// non-zero byte after it (covered by no signature) is refused by name and
+// offset. Before, both verified.
+func TestTrailingBytesRefused(t *testing.T) {
+	tc := caseByID(t, "phala-tdx-v4") // published with 70 zero bytes of padding
+	v := tc.verifier(t)
+	q, err := ParseQuote(tc.quote)
+	if err != nil || q.Trailing == 0 {
+		t.Fatalf("want a zero-padded vector: %v, %d trailing", err, q.Trailing)
+	}
+	if _, err := tc.verify(t, v, tc.at); err != nil {
+		t.Fatalf("zero padding: %v", err)
+	}
+	junk := append(bytes.Clone(tc.quote), 0, 0, 1)
+	_, err = v.Verify(t.Context(), &attest.Evidence{Platform: attest.PlatformTDX, Data: junk}, optsAt(tc.at))
+	want := fmt.Sprintf("quote_parse: non-zero byte at offset %d after the signature data (the quote ends at offset %d", len(tc.quote)+2, q.Length)
+	if err == nil || !strings.HasPrefix(err.Error(), want) {
+		t.Fatalf("got %v, want %q…", err, want)
 	}
 }

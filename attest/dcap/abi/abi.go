@@ -4,8 +4,10 @@
 //
 // Layouts follow Intel's "SGX ECDSA Quote Library API" (quote v3) and
 // "TDX DCAP Quoting Library API" (quote v4, v5) specifications. Every length
-// comes from the quote's own fields; bytes after the signature data are
-// ignored because some producers pad quote buffers.
+// comes from the quote's own fields. Bytes after the signature data are
+// recorded, not parsed: zero padding is what some producers add to quote
+// buffers, and whether anything else may follow is the verifier's decision
+// (package dcap refuses it), so that inspection can still show such a quote.
 package abi
 
 import (
@@ -137,6 +139,24 @@ type Quote struct {
 	// Signed is header‖body (‖ body descriptor for v5): the bytes the
 	// attestation key signs.
 	Signed []byte `json:"-"`
+
+	// Length is the number of bytes the quote occupies: header, body,
+	// signature data length and signature data. Trailing is the number of
+	// bytes after it in the parsed buffer, and TrailingNonZero the offset
+	// of the first non-zero one among them (nil when they are all zero).
+	Length          int  `json:"length"`
+	Trailing        int  `json:"trailing_bytes,omitempty"`
+	TrailingNonZero *int `json:"trailing_non_zero_offset,omitempty"`
+}
+
+// CheckTrailing fails when a non-zero byte follows the quote: no signature
+// covers it, so it can only be padding, and padding is zero.
+func (q *Quote) CheckTrailing() error {
+	if q.TrailingNonZero == nil {
+		return nil
+	}
+	return fmt.Errorf("non-zero byte at offset %d after the signature data (the quote ends at offset %d; %d bytes follow it): only zero padding may follow a quote",
+		*q.TrailingNonZero, q.Length, q.Trailing)
 }
 
 // ReportData returns the 64 bytes of report_data of the SGX or TD body.
@@ -273,10 +293,16 @@ func ParseQuote(b []byte) (*Quote, error) {
 	if r.err != nil {
 		return nil, r.err
 	}
-	// Bytes after the signature data are padding some producers add; they
-	// are covered by no signature and are ignored.
 	if err := q.parseSignatureData(sigData); err != nil {
 		return nil, fmt.Errorf("signature data: %w", err)
+	}
+	q.Length = r.off
+	q.Trailing = len(b) - r.off
+	for i := r.off; i < len(b); i++ {
+		if b[i] != 0 {
+			q.TrailingNonZero = &i
+			break
+		}
 	}
 	return q, nil
 }

@@ -62,3 +62,31 @@ func TestPEMStrict(t *testing.T) {
 		}
 	}
 }
+
+// TestTrailingBytes: a quote's length comes from its own fields; zero bytes
+// after it are padding, anything else is reported at its offset.
+func TestTrailingBytes(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(shareddata.Require(t, "attestation", "sgx"), "phala_sgx_v3.quote.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := ParseQuote(b)
+	if err != nil || q.Length != len(b) || q.Trailing != 0 || q.CheckTrailing() != nil {
+		t.Fatalf("exact quote: length %d of %d, trailing %d, %v", q.Length, len(b), q.Trailing, err)
+	}
+	padded := append(append([]byte(nil), b...), make([]byte, 70)...)
+	q, err = ParseQuote(padded)
+	if err != nil || q.Trailing != 70 || q.CheckTrailing() != nil {
+		t.Fatalf("zero padding: %v %v", err, q.CheckTrailing())
+	}
+	junk := append(append([]byte(nil), padded...), 'x')
+	q, err = ParseQuote(junk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = q.CheckTrailing()
+	want := "non-zero byte at offset 4670 after the signature data (the quote ends at offset 4600"
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("junk after padding: %v, want %q", err, want)
+	}
+}
