@@ -83,10 +83,30 @@ const (
 	TCBLevelNotSupported                 = "TCB_LEVEL_NOT_SUPPORTED"
 )
 
-// KnownTCBStatuses are the statuses a policy may list (Revoked may not).
+// KnownTCBStatuses are the statuses a policy may list.
 var KnownTCBStatuses = []string{
 	TCBUpToDate, TCBSWHardeningNeeded, TCBConfigurationNeeded, TCBConfigurationAndSWHardeningNeeded,
-	TCBOutOfDate, TCBOutOfDateConfigurationNeeded, TCBLevelNotSupported,
+	TCBOutOfDate, TCBOutOfDateConfigurationNeeded,
+}
+
+// unusableTCBStatuses are statuses that say the TCB cannot be trusted at
+// all, with the reason a policy may never accept them.
+var unusableTCBStatuses = map[string]string{
+	TCBRevoked:           "Intel revoked this TCB level",
+	TCBLevelNotSupported: "Intel lists no TCB level for the platform's security versions, so nothing is known about its patch state (Intel's own verification library refuses such quotes)",
+}
+
+// checkTCBStatuses validates one list of accepted statuses.
+func checkTCBStatuses(field string, list []string) error {
+	for _, s := range list {
+		if why, bad := unusableTCBStatuses[s]; bad {
+			return fmt.Errorf("%s: %s can never be accepted: %s", field, s, why)
+		}
+		if !slices.Contains(KnownTCBStatuses, s) {
+			return fmt.Errorf("%s: unknown status %q (known: %s)", field, s, strings.Join(KnownTCBStatuses, ", "))
+		}
+	}
+	return nil
 }
 
 // measurementSize and signerSize are the byte sizes per hardware platform
@@ -178,13 +198,8 @@ func validatePlatform(name attest.Platform, r *PlatformRules) error {
 			return fmt.Errorf("signers[%d]: %d bytes, want %d", i, len(s), ssize)
 		}
 	}
-	for _, s := range r.TCBStatuses {
-		if s == TCBRevoked {
-			return errors.New("tcb_statuses: Revoked can never be accepted")
-		}
-		if !slices.Contains(KnownTCBStatuses, s) {
-			return fmt.Errorf("tcb_statuses: unknown status %q (known: %s)", s, strings.Join(KnownTCBStatuses, ", "))
-		}
+	if err := checkTCBStatuses("tcb_statuses", r.TCBStatuses); err != nil {
+		return err
 	}
 	for i, a := range r.AllowedAdvisories {
 		if strings.TrimSpace(a) == "" || a != strings.TrimSpace(a) {

@@ -392,3 +392,28 @@ func TestJobDigestPrefix(t *testing.T) {
 		t.Fatal("a non-hex digest after the prefix was accepted")
 	}
 }
+
+// TestUnusableTCBStatusesRefusedAtLoad: statuses that mean the TCB is
+// unusable cannot be listed; the policy is refused when it is set, with a
+// message that says why, rather than releasing keys to such platforms.
+func TestUnusableTCBStatusesRefusedAtLoad(t *testing.T) {
+	for status, why := range map[string]string{
+		"TCB_LEVEL_NOT_SUPPORTED": "Intel lists no TCB level",
+		"Revoked":                 "Intel revoked this TCB level",
+	} {
+		doc := "version: 1\nplatforms:\n  tdx:\n    measurements: [%MRTD%]\n    tcb_statuses: [UpToDate, " + status + "]\n"
+		_, err := Parse([]byte(expand(doc)))
+		want := "policy: platforms.tdx: tcb_statuses: " + status + " can never be accepted: " + why
+		if err == nil || !strings.HasPrefix(err.Error(), want) {
+			t.Errorf("%s: %v, want %q…", status, err, want)
+		}
+	}
+	// A policy built in code that lists it denies as invalid.
+	p := mustParse(t, "version: 1\nplatforms:\n  sgx: {signers: [%MRSIGNER%]}\n")
+	p.Platforms["sgx"].TCBStatuses = []string{TCBLevelNotSupported}
+	c := sgxClaims()
+	c.TCBStatus = TCBLevelNotSupported
+	if d := Evaluate(p, c, nil, now); d.Allow || d.Rule != RuleInvalidPolicy || !strings.Contains(d.Reason, "TCB_LEVEL_NOT_SUPPORTED can never be accepted") {
+		t.Fatalf("%+v", d)
+	}
+}
