@@ -40,6 +40,9 @@ type Evidence struct {
 	// for SNP the certificate table from configfs-tsm's auxblob (VCEK or VLEK,
 	// optionally ASK/ASVK and ARK). Roots in it are never trusted.
 	Aux []byte `json:"aux,omitempty"`
+	// EventLog is, for TDX, the TCG2 event log of the ACPI CCEL table. It is
+	// trusted for an RTMR only when replaying it gives the quoted value.
+	EventLog []byte `json:"event_log,omitempty"`
 }
 
 // Hex is ppml's one byte-string type written as hex: lower-case in JSON and
@@ -118,17 +121,46 @@ type Claims struct {
 	MRConfigID    Hex   `json:"mrconfigid,omitempty"`
 	MROwner       Hex   `json:"mrowner,omitempty"`
 	MROwnerConfig Hex   `json:"mrownerconfig,omitempty"`
-	TEETCBSVN     Hex   `json:"tee_tcb_svn,omitempty"`
+	// TEETCBSVN is the TDX module's and platform's security versions
+	// (byte 0 the module SVN, byte 1 its major version); TD 1.5 quotes add
+	// TEETCBSVN2 and MRServiceTD.
+	TEETCBSVN   Hex `json:"tee_tcb_svn,omitempty"`
+	TEETCBSVN2  Hex `json:"tee_tcb_svn_2,omitempty"`
+	MRServiceTD Hex `json:"mrservicetd,omitempty"`
+	// TDAttributes and XFAM decode TD_ATTRIBUTES (also in Attributes, raw
+	// bytes) and the TD's extended feature mask.
+	TDAttributes *Flags `json:"td_attributes,omitempty"`
+	XFAM         *Flags `json:"xfam,omitempty"`
+	// EventLog is set when the evidence came with a TDX event log: what it
+	// proves about RTMR0-3.
+	EventLog *EventLog `json:"event_log,omitempty"`
+
 	// SNP
-	HostData        Hex    `json:"host_data,omitempty"`
-	IDKeyDigest     Hex    `json:"id_key_digest,omitempty"`
-	AuthorKeyDigest Hex    `json:"author_key_digest,omitempty"`
-	FamilyID        Hex    `json:"family_id,omitempty"`
-	ImageID         Hex    `json:"image_id,omitempty"`
-	ChipID          Hex    `json:"chip_id,omitempty"`
-	ReportedTCB     uint64 `json:"reported_tcb,omitempty"`
-	GuestPolicy     uint64 `json:"guest_policy,omitempty"`
-	VMPL            int    `json:"vmpl,omitempty"`
+	HostData        Hex `json:"host_data,omitempty"`
+	IDKeyDigest     Hex `json:"id_key_digest,omitempty"`
+	AuthorKeyDigest Hex `json:"author_key_digest,omitempty"`
+	FamilyID        Hex `json:"family_id,omitempty"`
+	ImageID         Hex `json:"image_id,omitempty"`
+	ChipID          Hex `json:"chip_id,omitempty"`
+	// SNPProduct is the AMD EPYC generation (Milan, Genoa, Turin) whose
+	// layout decodes the TCB versions.
+	SNPProduct string `json:"snp_product,omitempty"`
+	// ReportedTCB is the TCB the report was signed for (the one the VCEK
+	// or VLEK certifies); CommittedTCB the lowest the firmware can be
+	// rolled back to; LaunchTCB the current TCB when the guest launched;
+	// CurrentTCB the one installed now.
+	ReportedTCB  *SNPTCB         `json:"reported_tcb,omitempty"`
+	CommittedTCB *SNPTCB         `json:"committed_tcb,omitempty"`
+	LaunchTCB    *SNPTCB         `json:"launch_tcb,omitempty"`
+	CurrentTCB   *SNPTCB         `json:"current_tcb,omitempty"`
+	GuestPolicy  *SNPGuestPolicy `json:"guest_policy,omitempty"`
+	PlatformInfo *Flags          `json:"platform_info,omitempty"`
+	// FirmwareVersion and CommittedFirmwareVersion are the SEV firmware's
+	// current and committed major.minor.build.
+	FirmwareVersion          string `json:"firmware_version,omitempty"`
+	CommittedFirmwareVersion string `json:"committed_firmware_version,omitempty"`
+	// VMPL is the privilege level that asked for the report (0 highest).
+	VMPL *int `json:"vmpl,omitempty"`
 	// MigrationAgent and SMT are SNP guest policy bits surfaced for policies.
 	MigrationAgent bool `json:"migration_agent,omitempty"`
 	SMTAllowed     bool `json:"smt_allowed,omitempty"`
@@ -145,11 +177,18 @@ type Claims struct {
 	// Attributes are the raw attribute bits (SGX ATTRIBUTES, TDX TD_ATTRIBUTES).
 	Attributes Hex `json:"attributes,omitempty"`
 
-	// TCB evaluation against the vendor's collateral.
-	FMSPC      Hex       `json:"fmspc,omitempty"`
-	TCBStatus  string    `json:"tcb_status,omitempty"`
-	TCBDate    time.Time `json:"tcb_date,omitzero"`
-	Advisories []string  `json:"advisories,omitempty"`
+	// TCB evaluation against the vendor's collateral. TCBStatus is the
+	// converged status; PlatformTCBStatus, QETCBStatus and
+	// TDXModuleTCBStatus are its parts (the TDX module's only when the TCB
+	// info judges the module on its own, TCB info v3 and module major
+	// version above 0).
+	FMSPC              Hex       `json:"fmspc,omitempty"`
+	TCBStatus          string    `json:"tcb_status,omitempty"`
+	PlatformTCBStatus  string    `json:"platform_tcb_status,omitempty"`
+	QETCBStatus        string    `json:"qe_tcb_status,omitempty"`
+	TDXModuleTCBStatus string    `json:"tdx_module_tcb_status,omitempty"`
+	TCBDate            time.Time `json:"tcb_date,omitzero"`
+	Advisories         []string  `json:"advisories,omitempty"`
 
 	// ReportData is the 64 bytes the TEE bound into the evidence.
 	ReportData Hex `json:"report_data"`

@@ -7,6 +7,7 @@ import (
 	"crypto/elliptic"
 	"crypto/sha256"
 	"crypto/x509"
+	"encoding/binary"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -502,6 +503,9 @@ func (v *Verifier) Verify(ctx context.Context, ev *attest.Evidence, opts attest.
 		EvidenceVersion:     int(q.Header.Version),
 		FMSPC:               attest.Hex(bytes.Clone(ext.FMSPC)),
 		TCBStatus:           st.status,
+		PlatformTCBStatus:   st.platform,
+		QETCBStatus:         st.qe,
+		TDXModuleTCBStatus:  st.module,
 		TCBDate:             st.date,
 		Advisories:          st.advisories,
 		ReportData:          attest.Hex(bytes.Clone(q.ReportData())),
@@ -522,7 +526,11 @@ func (v *Verifier) Verify(ctx context.Context, ev *attest.Evidence, opts attest.
 		c.MROwner = t.MROwner
 		c.MROwnerConfig = t.MROwnerConfig
 		c.TEETCBSVN = t.TEETCBSVN
+		c.TEETCBSVN2 = t.TEETCBSVN2
+		c.MRServiceTD = t.MRServiceTD
 		c.Attributes = t.TDAttributes
+		c.TDAttributes = attest.TDAttributeBits.Flags(binary.LittleEndian.Uint64(t.TDAttributes))
+		c.XFAM = attest.XFAMBits.Flags(binary.LittleEndian.Uint64(t.XFAM))
 		c.Debug = t.Debug()
 	} else {
 		r := q.SGX
@@ -586,6 +594,9 @@ type tcbResult struct {
 	status     string
 	date       time.Time
 	advisories []string
+	// platform, qe and module are the statuses that converged into status
+	// (module empty when the TCB info does not judge the module alone).
+	platform, qe, module string
 }
 
 func evaluateTCB(ti *pcs.TCBInfo, ext *pcs.PCKExtensions, q *abi.Quote, teeTCB []byte, qe *pcs.QETCBLvl) (*tcbResult, error) {
@@ -660,9 +671,18 @@ func evaluateTCB(ti *pcs.TCBInfo, ext *pcs.PCKExtensions, q *abi.Quote, teeTCB [
 		adv = append(adv, qe.AdvisoryIDs...)
 		addDate(qe.TCBDate)
 	}
+	qeStatus := pcs.StatusOutOfDate // no QE level: QVL treats the QE as out of date
+	if qe != nil {
+		qeStatus = qe.TCBStatus
+	}
+	res.qe, res.module = qeStatus, moduleStatus
 	if platform == nil || moduleStatus == pcs.StatusTCBLevelNotSupported {
 		// All signatures are good but Intel lists no level for these SVNs.
 		res.status = pcs.StatusTCBLevelNotSupported
+		res.platform = pcs.StatusTCBLevelNotSupported
+		if platform != nil {
+			res.platform = platform.TCBStatus
+		}
 		res.date = time.Time{}
 		res.advisories = sortedUnique(adv)
 		return res, nil
@@ -670,12 +690,9 @@ func evaluateTCB(ti *pcs.TCBInfo, ext *pcs.PCKExtensions, q *abi.Quote, teeTCB [
 	adv = append(adv, platform.AdvisoryIDs...)
 	addDate(platform.TCBDate)
 	status := platform.TCBStatus
+	res.platform = status
 	if moduleStatus != "" {
 		status = converge(status, moduleStatus)
-	}
-	qeStatus := pcs.StatusOutOfDate // no QE level: QVL treats the QE as out of date
-	if qe != nil {
-		qeStatus = qe.TCBStatus
 	}
 	status = converge(status, qeStatus)
 	if status == pcs.StatusRevoked {

@@ -87,7 +87,7 @@ type SimFields struct {
 type SNPFields struct {
 	Version         uint32      `json:"version"`
 	GuestSVN        uint32      `json:"guest_svn"`
-	Policy          uint64      `json:"policy"`
+	Policy          attest.U64  `json:"policy"`
 	PolicyABI       string      `json:"policy_abi"`
 	PolicySMT       bool        `json:"policy_smt"`
 	PolicyMigrateMA bool        `json:"policy_migrate_ma"`
@@ -99,7 +99,7 @@ type SNPFields struct {
 	SignatureAlgo   uint32      `json:"signature_algo"`
 	Product         snp.Product `json:"product,omitempty"` // for TCB decoding; from CPUID (v3) or the VCEK
 	CurrentTCB      TCBFields   `json:"current_tcb"`
-	PlatformInfo    uint64      `json:"platform_info"`
+	PlatformInfo    attest.U64  `json:"platform_info"`
 	AuthorKeyEn     bool        `json:"author_key_en"`
 	MaskChipKey     bool        `json:"mask_chip_key"`
 	SigningKey      string      `json:"signing_key"`
@@ -125,24 +125,24 @@ type SNPFields struct {
 
 // TCBFields is a TCB_VERSION, raw and decoded.
 type TCBFields struct {
-	Raw     string  `json:"raw"`
-	Decoded snp.TCB `json:"decoded"`
+	Raw     attest.U64 `json:"raw"`
+	Decoded snp.TCB    `json:"decoded"`
 }
 
 func tcb(p snp.Product, v uint64) TCBFields {
-	return TCBFields{Raw: fmt.Sprintf("%#016x", v), Decoded: snp.DecodeTCB(p, v)}
+	return TCBFields{Raw: attest.U64(v), Decoded: snp.DecodeTCB(p, v)}
 }
 
 func snpFields(r *snp.Report, p snp.Product) *SNPFields {
 	return &SNPFields{
-		Version: r.Version, GuestSVN: r.GuestSVN, Policy: r.Policy,
+		Version: r.Version, GuestSVN: r.GuestSVN, Policy: attest.U64(r.Policy),
 		PolicyABI:       fmt.Sprintf("%d.%d", uint8(r.Policy>>8), uint8(r.Policy)),
 		PolicySMT:       r.SMTAllowed(),
 		PolicyMigrateMA: r.MigrationAgent(),
 		PolicyDebug:     r.Debug(),
 		PolicySingleSoc: r.Policy&snp.PolicySingleSock != 0,
 		FamilyID:        r.FamilyID[:], ImageID: r.ImageID[:], VMPL: r.VMPL, SignatureAlgo: r.SignatureAlgo,
-		Product: p, CurrentTCB: tcb(p, r.CurrentTCB), PlatformInfo: r.PlatformInfo,
+		Product: p, CurrentTCB: tcb(p, r.CurrentTCB), PlatformInfo: attest.U64(r.PlatformInfo),
 		AuthorKeyEn: r.AuthorKeyEn, MaskChipKey: r.MaskChipKey, SigningKey: r.SigningKey.String(),
 		ReportData: r.ReportData[:], Measurement: r.Measurement[:], HostData: r.HostData[:],
 		IDKeyDigest: r.IDKeyDigest[:], AuthorKeyDigest: r.AuthorKeyDigest[:],

@@ -142,7 +142,7 @@ func TestTurinVCEK(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cl.EvidenceVersion != 3 || !cl.Debug || !cl.SMTAllowed || cl.SecurityVersion != 9 || cl.ReportedTCB != turinTCB(tcb) {
+	if cl.EvidenceVersion != 3 || !cl.Debug || !cl.SMTAllowed || cl.SecurityVersion != 9 || uint64(cl.ReportedTCB.Raw) != turinTCB(tcb) || cl.ReportedTCB.FMC == nil || *cl.ReportedTCB.FMC != 1 || cl.ReportedTCB.Microcode != 5 {
 		t.Fatalf("claims %+v", cl)
 	}
 

@@ -175,7 +175,7 @@ func (v *Verifier) Verify(_ context.Context, ev *attest.Evidence, opts attest.Ve
 	if !ecdsa.Verify(pub, digest[:], r, s) {
 		return nil, attest.Fail("report_signature", "report signature does not verify under the %s", upper(leafName))
 	}
-	return claimsFor(rep, ev.Data, kind, window, now), nil
+	return claimsFor(rep, ev.Data, product, kind, window, now), nil
 }
 
 func upper(role string) string {
@@ -288,32 +288,50 @@ func (t TCB) String() string {
 	return fmt.Sprintf("{fmc %d, bootloader %d, tee %d, snp %d, microcode %d}", t.FMC, t.Bootloader, t.TEE, t.SNP, t.Microcode)
 }
 
-func claimsFor(rep *Report, data []byte, kind SigningKey, w validity, now time.Time) *attest.Claims {
+// TCBClaim decodes a TCB_VERSION for claims with the product's layout.
+func TCBClaim(p Product, v uint64) *attest.SNPTCB {
+	t := DecodeTCB(p, v)
+	c := &attest.SNPTCB{Raw: attest.U64(v), Bootloader: t.Bootloader, TEE: t.TEE, SNP: t.SNP, Microcode: t.Microcode}
+	if p == Turin {
+		c.FMC = &t.FMC
+	}
+	return c
+}
+
+func claimsFor(rep *Report, data []byte, product Product, kind SigningKey, w validity, now time.Time) *attest.Claims {
 	digest := sha256.Sum256(data) // of Evidence.Data as given, padding included
+	vmpl := int(rep.VMPL)
 	return &attest.Claims{
-		Platform:            attest.PlatformSNP,
-		TEEType:             "sev-snp-guest",
-		EvidenceVersion:     int(rep.Version),
-		Measurement:         attest.Hex(clone(rep.Measurement[:])),
-		HostData:            attest.Hex(clone(rep.HostData[:])),
-		IDKeyDigest:         attest.Hex(clone(rep.IDKeyDigest[:])),
-		AuthorKeyDigest:     attest.Hex(clone(rep.AuthorKeyDigest[:])),
-		FamilyID:            attest.Hex(clone(rep.FamilyID[:])),
-		ImageID:             attest.Hex(clone(rep.ImageID[:])),
-		ChipID:              attest.Hex(clone(rep.ChipID[:])),
-		ReportedTCB:         rep.ReportedTCB,
-		GuestPolicy:         rep.Policy,
-		VMPL:                int(rep.VMPL),
-		MigrationAgent:      rep.MigrationAgent(),
-		SMTAllowed:          rep.SMTAllowed(),
-		SigningKey:          kind.String(),
-		SecurityVersion:     rep.GuestSVN,
-		Debug:               rep.Debug(),
-		ReportData:          attest.Hex(clone(rep.ReportData[:])),
-		CollateralNotBefore: w.notBefore,
-		CollateralNotAfter:  w.notAfter,
-		VerifiedAt:          now,
-		EvidenceDigest:      attest.Hex(digest[:]),
+		Platform:                 attest.PlatformSNP,
+		TEEType:                  "sev-snp-guest",
+		EvidenceVersion:          int(rep.Version),
+		Measurement:              attest.Hex(clone(rep.Measurement[:])),
+		HostData:                 attest.Hex(clone(rep.HostData[:])),
+		IDKeyDigest:              attest.Hex(clone(rep.IDKeyDigest[:])),
+		AuthorKeyDigest:          attest.Hex(clone(rep.AuthorKeyDigest[:])),
+		FamilyID:                 attest.Hex(clone(rep.FamilyID[:])),
+		ImageID:                  attest.Hex(clone(rep.ImageID[:])),
+		ChipID:                   attest.Hex(clone(rep.ChipID[:])),
+		SNPProduct:               string(product),
+		ReportedTCB:              TCBClaim(product, rep.ReportedTCB),
+		CommittedTCB:             TCBClaim(product, rep.CommittedTCB),
+		LaunchTCB:                TCBClaim(product, rep.LaunchTCB),
+		CurrentTCB:               TCBClaim(product, rep.CurrentTCB),
+		GuestPolicy:              attest.NewSNPGuestPolicy(rep.Policy),
+		PlatformInfo:             attest.SNPPlatformInfoBits.Flags(rep.PlatformInfo),
+		FirmwareVersion:          fmt.Sprintf("%d.%d.%d", rep.CurrentMajor, rep.CurrentMinor, rep.CurrentBuild),
+		CommittedFirmwareVersion: fmt.Sprintf("%d.%d.%d", rep.CommittedMajor, rep.CommittedMinor, rep.CommittedBuild),
+		VMPL:                     &vmpl,
+		MigrationAgent:           rep.MigrationAgent(),
+		SMTAllowed:               rep.SMTAllowed(),
+		SigningKey:               kind.String(),
+		SecurityVersion:          rep.GuestSVN,
+		Debug:                    rep.Debug(),
+		ReportData:               attest.Hex(clone(rep.ReportData[:])),
+		CollateralNotBefore:      w.notBefore,
+		CollateralNotAfter:       w.notAfter,
+		VerifiedAt:               now,
+		EvidenceDigest:           attest.Hex(digest[:]),
 	}
 }
 

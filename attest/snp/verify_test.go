@@ -1,13 +1,16 @@
 package snp
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -141,9 +144,15 @@ func TestPolicyBitsFromRealReports(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if cl.GuestPolicy != 0x3001f || !cl.SMTAllowed || cl.Debug || cl.MigrationAgent || cl.SecurityVersion != 4 {
+		gp := cl.GuestPolicy
+		if gp.Raw != 0x3001f || gp.ABIMajor != 0 || gp.ABIMinor != 0x1f || strings.Join(gp.Flags, ",") != "SMT,RESERVED_1" ||
+			!cl.SMTAllowed || cl.Debug || cl.MigrationAgent || cl.SecurityVersion != 4 {
+			t.Fatalf("claims %+v, guest policy %+v", cl, gp)
+		}
+		if cl.VMPL == nil || cl.SNPProduct != "Milan" || cl.ReportedTCB.FMC != nil || cl.ReportedTCB.Undecoded {
 			t.Fatalf("claims %+v", cl)
 		}
+		t.Logf("reported %s committed %s launch %s current %s platform_info %+v firmware %s", cl.ReportedTCB, cl.CommittedTCB, cl.LaunchTCB, cl.CurrentTCB, cl.PlatformInfo, cl.FirmwareVersion)
 	}
 }
 
@@ -388,6 +397,57 @@ func TestConcurrentUse(t *testing.T) {
 	for i := 0; i < 4; i++ {
 		if err := <-done; err != nil {
 			t.Fatal(err)
+		}
+	}
+}
+
+// TestClaimsJSONSafeForJavaScript: every number in SNP claims JSON fits in
+// a double's 53-bit mantissa. REPORTED_TCB (0x7300000000000803 in
+// trustee's report) was a bare JSON number that JavaScript reads as
+// 8286623314361715000; 64-bit fields are now "0x…" strings.
+func TestClaimsJSONSafeForJavaScript(t *testing.T) {
+	for _, c := range loadCases(t) {
+		if !c.Valid {
+			continue
+		}
+		cl, err := (&Verifier{}).Verify(context.Background(), c.evidence(t), attest.VerifyOptions{Time: c.inside(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := json.Marshal(cl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dec := json.NewDecoder(bytes.NewReader(b))
+		dec.UseNumber()
+		var v any
+		if err := dec.Decode(&v); err != nil {
+			t.Fatal(err)
+		}
+		var walk func(path string, v any)
+		walk = func(path string, v any) {
+			switch x := v.(type) {
+			case map[string]any:
+				for k, e := range x {
+					walk(path+"."+k, e)
+				}
+			case []any:
+				for i, e := range x {
+					walk(fmt.Sprintf("%s[%d]", path, i), e)
+				}
+			case json.Number:
+				if n, err := strconv.ParseFloat(string(x), 64); err != nil || n > 1<<53 || n < -(1<<53) || strconv.FormatFloat(n, 'f', -1, 64) != string(x) {
+					t.Errorf("%s: %s: %s is not exact in a double", c.ID, path, x)
+				}
+			}
+		}
+		walk("claims", v)
+		var raw struct {
+			ReportedTCB struct{ Raw string } `json:"reported_tcb"`
+		}
+		json.Unmarshal(b, &raw)
+		if raw.ReportedTCB.Raw != cl.ReportedTCB.Raw.String() || len(raw.ReportedTCB.Raw) != 18 {
+			t.Errorf("%s: reported_tcb.raw %q", c.ID, raw.ReportedTCB.Raw)
 		}
 	}
 }

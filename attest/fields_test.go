@@ -1,0 +1,65 @@
+package attest
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+func TestU64JSON(t *testing.T) {
+	const big = 0x7300000000000803 // a Milan TCB_VERSION: above 2^53
+	b, _ := json.Marshal(U64(big))
+	if string(b) != `"0x7300000000000803"` {
+		t.Fatalf("marshal %s", b)
+	}
+	for _, in := range []string{`"0x7300000000000803"`, `"0X7300000000000803"`, `"8286623314361714691"`, `8286623314361714691`} {
+		var v U64
+		if err := json.Unmarshal([]byte(in), &v); err != nil || v != big {
+			t.Errorf("%s: %#x %v", in, uint64(v), err)
+		}
+	}
+	for _, in := range []string{`"0x"`, `"-1"`, `1.5`, `"18446744073709551616"`, `"abc"`, `true`, `"0x1_0"`} {
+		var v U64
+		if err := json.Unmarshal([]byte(in), &v); err == nil {
+			t.Errorf("%s accepted as %#x", in, uint64(v))
+		}
+	}
+}
+
+// TestOldClaimsStillRead: claims written before reported_tcb and
+// guest_policy became objects carried bare numbers; a reader of old output
+// still gets the raw values.
+func TestOldClaimsStillRead(t *testing.T) {
+	var c Claims
+	old := `{"platform":"snp","reported_tcb":8286623314361714691,"guest_policy":196639,"vmpl":0}`
+	if err := json.Unmarshal([]byte(old), &c); err != nil {
+		t.Fatal(err)
+	}
+	if c.ReportedTCB.Raw != 0x7300000000000803 || !c.ReportedTCB.Undecoded || c.GuestPolicy.Raw != 0x3001f ||
+		c.GuestPolicy.ABIMinor != 0x1f || strings.Join(c.GuestPolicy.Flags, ",") != "SMT,RESERVED_1" || c.VMPL == nil || *c.VMPL != 0 {
+		t.Fatalf("%+v %+v %+v", c, c.ReportedTCB, c.GuestPolicy)
+	}
+	// And the new form round-trips.
+	b, _ := json.Marshal(&c)
+	var d Claims
+	if err := json.Unmarshal(b, &d); err != nil || d.ReportedTCB.Raw != c.ReportedTCB.Raw || d.GuestPolicy.Raw != c.GuestPolicy.Raw {
+		t.Fatalf("round trip %s: %v", b, err)
+	}
+}
+
+func TestBitNames(t *testing.T) {
+	f := TDAttributeBits.Flags(1<<28 | 1<<63 | 1<<40)
+	if got := strings.Join(f.Flags, ","); got != "SEPT_VE_DISABLE,BIT40,PERFMON" || f.Raw.String() != "0x8000010010000000" {
+		t.Fatalf("%s %s", got, f.Raw)
+	}
+	for name, want := range map[string]int{"DEBUG": 0, "SEPT_VE_DISABLE": 28, "BIT40": 40, "BIT0": 0} {
+		if i, ok := TDAttributeBits.Bit(name); !ok || i != want {
+			t.Errorf("%s: %d %v", name, i, ok)
+		}
+	}
+	for _, bad := range []string{"debug", "BIT64", "BIT-1", "BIT01", "BIT", ""} {
+		if _, ok := TDAttributeBits.Bit(bad); ok {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
