@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"gopkg.in/yaml.v3"
 )
 
 // U64 is a 64-bit field written in JSON as a "0x"-prefixed, 16-digit hex
@@ -31,6 +33,22 @@ func (v *U64) UnmarshalJSON(b []byte) error {
 		return err
 	}
 	*v = U64(n)
+	return nil
+}
+
+func (v U64) MarshalYAML() (any, error) { return v.String(), nil }
+
+// UnmarshalYAML reads 0x-prefixed hex or decimal, quoted or not, and names
+// the line of a bad value.
+func (v *U64) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return fmt.Errorf("line %d: want a 64-bit unsigned integer", n.Line)
+	}
+	x, err := ParseU64(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	*v = U64(x)
 	return nil
 }
 

@@ -37,7 +37,13 @@ type Decision struct {
 	Allow bool `json:"allow"`
 	// Rule is the stable name of the rule that denied (empty when allowed).
 	Rule string `json:"rule,omitempty"`
-	// Reason is one human sentence saying why.
+	// Field is the policy field that denied, as a path into the document
+	// (platforms.tdx.rtmr1, platforms.snp.min_reported_tcb.microcode), when
+	// one field decided.
+	Field string `json:"field,omitempty"`
+	// Reason is one human sentence saying why: what the evidence holds and
+	// what the policy accepts. It names no secret: measurements, statuses
+	// and versions only.
 	Reason string `json:"reason"`
 }
 
@@ -49,7 +55,9 @@ func deny(rule, format string, args ...any) Decision {
 // produced claims c, for the job with manifest digest jobDigest, at time now.
 // It checks, in order: validity period, platform, insecure label, debug,
 // measurement, signer, product id, security version, TCB status,
-// advisories, SNP guest policy, job digest; the first failing rule decides.
+// advisories, SNP migration agent and SMT, the TDX and SEV-SNP field rules
+// (evaluateFields, in the order of docs/policy.md), job digest; the first
+// failing rule decides. A rule that names a field the claims lack denies.
 // It never panics; a nil or invalid policy, or nil claims, deny.
 func Evaluate(p *Policy, c *attest.Claims, jobDigest []byte, now time.Time) Decision {
 	if p == nil {
@@ -62,10 +70,10 @@ func Evaluate(p *Policy, c *attest.Claims, jobDigest []byte, now time.Time) Deci
 		return deny(RuleNoClaims, "no verified attestation claims")
 	}
 	if p.NotBefore != nil && now.Before(*p.NotBefore) {
-		return deny(RuleNotYetValid, "the policy is valid from %s, it is now %s", p.NotBefore.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+		return denyField(RuleNotYetValid, "not_before", "the policy is valid from %s, it is now %s", p.NotBefore.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
 	}
 	if p.NotAfter != nil && !now.Before(*p.NotAfter) {
-		return deny(RuleExpired, "the policy expired at %s, it is now %s", p.NotAfter.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+		return denyField(RuleExpired, "not_after", "the policy expired at %s, it is now %s", p.NotAfter.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
 	}
 	if len(p.Platforms) == 0 {
 		return deny(RulePlatform, "the policy accepts no platform")
@@ -83,23 +91,24 @@ func Evaluate(p *Policy, c *attest.Claims, jobDigest []byte, now time.Time) Deci
 	if c.Insecure && c.Platform != attest.PlatformSim {
 		return deny(RuleInsecure, "the %s evidence is marked insecure", c.Platform)
 	}
+	prefix := "platforms." + string(c.Platform) + "."
 	if c.Debug && !r.AllowDebug {
-		return deny(RuleDebug, "the TEE is in debug mode (its memory can be read by a debugger) and the policy does not allow debug")
+		return denyField(RuleDebug, prefix+"allow_debug", "the TEE is in debug mode (its memory can be read by a debugger) and the policy does not allow debug")
 	}
 	if len(r.Measurements) > 0 && !containsHex(r.Measurements, c.Measurement) {
-		return deny(RuleMeasurement, "measurement %s is not in the policy's %d allowed measurements", short(c.Measurement), len(r.Measurements))
+		return denyField(RuleMeasurement, prefix+"measurements", "measurement %s is not in the policy's %d allowed measurements", short(c.Measurement), len(r.Measurements))
 	}
 	if len(r.Signers) > 0 && !containsHex(r.Signers, c.Signer) {
 		if len(c.Signer) == 0 {
-			return deny(RuleSigner, "the evidence names no signer and the policy requires one of %d signers", len(r.Signers))
+			return denyField(RuleSigner, prefix+"signers", "the evidence names no signer and the policy requires one of %d signers", len(r.Signers))
 		}
-		return deny(RuleSigner, "signer %s is not in the policy's %d allowed signers", short(c.Signer), len(r.Signers))
+		return denyField(RuleSigner, prefix+"signers", "signer %s is not in the policy's %d allowed signers", short(c.Signer), len(r.Signers))
 	}
 	if r.ProductID != nil && c.ProductID != *r.ProductID {
-		return deny(RuleProductID, "product id %d is not the policy's %d", c.ProductID, *r.ProductID)
+		return denyField(RuleProductID, prefix+"product_id", "product id %d is not the policy's %d", c.ProductID, *r.ProductID)
 	}
 	if c.SecurityVersion < r.MinSecurityVersion {
-		return deny(RuleSecurityVer, "security version %d is below the policy's minimum %d", c.SecurityVersion, r.MinSecurityVersion)
+		return denyField(RuleSecurityVer, prefix+"min_security_version", "security version %d is below the policy's minimum %d", c.SecurityVersion, r.MinSecurityVersion)
 	}
 	accepted := r.TCBStatuses
 	if len(accepted) == 0 {
@@ -113,28 +122,31 @@ func Evaluate(p *Policy, c *attest.Claims, jobDigest []byte, now time.Time) Deci
 		// that REPORTED_TCB is the TCB its VCEK/VLEK certifies, and
 		// min_security_version bounds the guest's own SVN.
 	case c.TCBStatus == "":
-		return deny(RuleTCBStatus, "the evidence carries no TCB status and the policy accepts only %s", strings.Join(accepted, ", "))
+		return denyField(RuleTCBStatus, prefix+"tcb_statuses", "the evidence carries no TCB status and the policy accepts only %s", strings.Join(accepted, ", "))
 	case !slices.Contains(accepted, c.TCBStatus):
-		return deny(RuleTCBStatus, "TCB status %q is not accepted (the policy accepts %s)", c.TCBStatus, strings.Join(accepted, ", "))
+		return denyField(RuleTCBStatus, prefix+"tcb_statuses", "TCB status %q is not accepted (the policy accepts %s)", c.TCBStatus, strings.Join(accepted, ", "))
 	}
 	for _, a := range c.Advisories {
 		if !slices.Contains(r.AllowedAdvisories, a) {
-			return deny(RuleAdvisory, "advisory %s applies to this TCB and the policy does not allow it", a)
+			return denyField(RuleAdvisory, prefix+"allowed_advisories", "advisory %s applies to this TCB and the policy does not allow it", a)
 		}
 	}
 	if c.Platform == attest.PlatformSNP {
 		if c.MigrationAgent && !r.AllowMigrationAgent {
-			return deny(RuleMigrationAgent, "the SNP guest policy allows a migration agent and the policy does not")
+			return denyField(RuleMigrationAgent, prefix+"allow_migration_agent", "the SNP guest policy allows a migration agent and the policy does not")
 		}
 		if c.SMTAllowed && r.AllowSMT != nil && !*r.AllowSMT {
-			return deny(RuleSMT, "the SNP guest policy allows SMT (hyper-threading) and the policy requires it off")
+			return denyField(RuleSMT, prefix+"allow_smt", "the SNP guest policy allows SMT (hyper-threading) and the policy requires it off")
 		}
+	}
+	if d := evaluateFields(r, c); !d.Allow {
+		return d
 	}
 	if len(p.Jobs) > 0 && !containsDigest(p.Jobs, jobDigest) {
 		if len(jobDigest) == 0 {
-			return deny(RuleJob, "no job digest was given and the policy accepts only %d listed jobs", len(p.Jobs))
+			return denyField(RuleJob, "jobs", "no job digest was given and the policy accepts only %d listed jobs", len(p.Jobs))
 		}
-		return deny(RuleJob, "job %s is not one of the policy's %d allowed jobs", short(jobDigest), len(p.Jobs))
+		return denyField(RuleJob, "jobs", "job %s is not one of the policy's %d allowed jobs", short(jobDigest), len(p.Jobs))
 	}
 	return Decision{Allow: true, Reason: fmt.Sprintf("%s %s measurement %s meets the policy", c.Platform, c.TEEType, short(c.Measurement))}
 }

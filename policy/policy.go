@@ -68,6 +68,49 @@ type PlatformRules struct {
 	// AllowSMT, when false, refuses a guest whose policy allows SMT
 	// (hyper-threading); absent accepts both.
 	AllowSMT *bool `json:"allow_smt,omitempty" yaml:"allow_smt,omitempty"`
+
+	// The parts of the TCB status (sgx, tdx): the platform's own level, the
+	// quoting enclave's and (tdx) the TDX module's, each checked on its own
+	// besides the converged tcb_statuses. Absent: not checked.
+	PlatformTCBStatuses  []string `json:"platform_tcb_statuses,omitempty" yaml:"platform_tcb_statuses,omitempty"`
+	QETCBStatuses        []string `json:"qe_tcb_statuses,omitempty" yaml:"qe_tcb_statuses,omitempty"`
+	TDXModuleTCBStatuses []string `json:"tdx_module_tcb_statuses,omitempty" yaml:"tdx_module_tcb_statuses,omitempty"`
+
+	// TDX: accepted values of the runtime measurement registers and of the
+	// launch-time fields the VM owner sets (48 bytes each), of the TDX
+	// module's identity, rules on TD_ATTRIBUTES and XFAM bits, the lowest
+	// TEE_TCB_SVN (byte by byte), and rules on the event log.
+	RTMR0         []attest.Hex   `json:"rtmr0,omitempty" yaml:"rtmr0,omitempty"`
+	RTMR1         []attest.Hex   `json:"rtmr1,omitempty" yaml:"rtmr1,omitempty"`
+	RTMR2         []attest.Hex   `json:"rtmr2,omitempty" yaml:"rtmr2,omitempty"`
+	RTMR3         []attest.Hex   `json:"rtmr3,omitempty" yaml:"rtmr3,omitempty"`
+	MRConfigID    []attest.Hex   `json:"mrconfigid,omitempty" yaml:"mrconfigid,omitempty"`
+	MROwner       []attest.Hex   `json:"mrowner,omitempty" yaml:"mrowner,omitempty"`
+	MROwnerConfig []attest.Hex   `json:"mrownerconfig,omitempty" yaml:"mrownerconfig,omitempty"`
+	MRSeam        []attest.Hex   `json:"mrseam,omitempty" yaml:"mrseam,omitempty"`
+	MRSignerSeam  []attest.Hex   `json:"mrsignerseam,omitempty" yaml:"mrsignerseam,omitempty"`
+	TDAttributes  *BitRule       `json:"td_attributes,omitempty" yaml:"td_attributes,omitempty"`
+	XFAM          *BitRule       `json:"xfam,omitempty" yaml:"xfam,omitempty"`
+	MinTEETCBSVN  attest.Hex     `json:"min_tee_tcb_svn,omitempty" yaml:"min_tee_tcb_svn,omitempty"`
+	EventLog      []EventLogRule `json:"event_log,omitempty" yaml:"event_log,omitempty"`
+
+	// SNP: the highest accepted VMPL, accepted HOST_DATA, ID and author key
+	// digests, ID block family and image ids and chip ids, the accepted
+	// signing keys, rules on guest policy and PLATFORM_INFO bits, and the
+	// lowest accepted security patch level per firmware component.
+	MaxVMPL         *uint8       `json:"max_vmpl,omitempty" yaml:"max_vmpl,omitempty"`
+	HostData        []attest.Hex `json:"host_data,omitempty" yaml:"host_data,omitempty"`
+	IDKeyDigest     []attest.Hex `json:"id_key_digest,omitempty" yaml:"id_key_digest,omitempty"`
+	AuthorKeyDigest []attest.Hex `json:"author_key_digest,omitempty" yaml:"author_key_digest,omitempty"`
+	FamilyID        []attest.Hex `json:"family_id,omitempty" yaml:"family_id,omitempty"`
+	ImageID         []attest.Hex `json:"image_id,omitempty" yaml:"image_id,omitempty"`
+	ChipID          []attest.Hex `json:"chip_id,omitempty" yaml:"chip_id,omitempty"`
+	SigningKeys     []string     `json:"signing_keys,omitempty" yaml:"signing_keys,omitempty"`
+	GuestPolicy     *BitRule     `json:"guest_policy,omitempty" yaml:"guest_policy,omitempty"`
+	PlatformInfo    *BitRule     `json:"platform_info,omitempty" yaml:"platform_info,omitempty"`
+	MinReportedTCB  *TCBRule     `json:"min_reported_tcb,omitempty" yaml:"min_reported_tcb,omitempty"`
+	MinCommittedTCB *TCBRule     `json:"min_committed_tcb,omitempty" yaml:"min_committed_tcb,omitempty"`
+	MinLaunchTCB    *TCBRule     `json:"min_launch_tcb,omitempty" yaml:"min_launch_tcb,omitempty"`
 }
 
 // TCB statuses a verifier may report (Intel's names; the SEV-SNP verifier
@@ -209,7 +252,7 @@ func validatePlatform(name attest.Platform, r *PlatformRules) error {
 	if name != attest.PlatformSNP && (r.AllowMigrationAgent || r.AllowSMT != nil) {
 		return errors.New("allow_migration_agent and allow_smt apply to platform snp only")
 	}
-	return nil
+	return validateFields(name, r)
 }
 
 // MarshalYAML-compatible output for `ppml policy get`.

@@ -344,7 +344,9 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte(expand(`{"version": 1, "platforms": {"sgx": {"measurements": ["%MRENCLAVE%"]}}}`)))
 	f.Add([]byte(expand("version: 1\nplatforms: {sim: {signers: [%SIMSIGNER%]}}\n")))
 	f.Add([]byte("a: &a [*a, *a]\n"))
-	c := sgxClaims()
+	f.Add([]byte(expand(fullTDX)))
+	f.Add([]byte(expand(fullSNP)))
+	claims := []*attest.Claims{sgxClaims(), tdxClaims(), snpClaims()}
 	f.Fuzz(func(t *testing.T, doc []byte) {
 		p, err := Parse(doc)
 		if err != nil {
@@ -355,7 +357,6 @@ func FuzzParse(f *testing.F) {
 		}
 		// Whatever parses evaluates without panicking and re-encodes to an
 		// equivalent policy.
-		d := Evaluate(p, c, jobA[:], now)
 		b, err := p.YAML()
 		if err != nil {
 			t.Fatal(err)
@@ -364,8 +365,14 @@ func FuzzParse(f *testing.F) {
 		if err != nil {
 			t.Fatalf("re-encoded policy does not parse: %v\n%s", err, b)
 		}
-		if d2 := Evaluate(q, c, jobA[:], now); d2 != d {
-			t.Fatalf("decision changed after round trip: %+v vs %+v", d, d2)
+		for _, c := range claims {
+			d := Evaluate(p, c, jobA[:], now)
+			if d2 := Evaluate(q, c, jobA[:], now); d2 != d {
+				t.Fatalf("decision changed after round trip: %+v vs %+v", d, d2)
+			}
+			if !d.Allow && (d.Rule == "" || d.Reason == "") {
+				t.Fatalf("denial without rule or reason: %+v", d)
+			}
 		}
 	})
 }

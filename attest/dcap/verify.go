@@ -497,6 +497,13 @@ func (v *Verifier) Verify(ctx context.Context, ev *attest.Evidence, opts attest.
 		return nil, err
 	}
 
+	var eventLog *attest.EventLog
+	if len(ev.EventLog) > 0 {
+		if eventLog, err = eventLogClaims(q, ev.EventLog); err != nil {
+			return nil, err
+		}
+	}
+
 	sum := sha256.Sum256(ev.Data)
 	c := &attest.Claims{
 		Platform:            q.Platform(),
@@ -531,6 +538,7 @@ func (v *Verifier) Verify(ctx context.Context, ev *attest.Evidence, opts attest.
 		c.Attributes = t.TDAttributes
 		c.TDAttributes = attest.TDAttributeBits.Flags(binary.LittleEndian.Uint64(t.TDAttributes))
 		c.XFAM = attest.XFAMBits.Flags(binary.LittleEndian.Uint64(t.XFAM))
+		c.EventLog = eventLog
 		c.Debug = t.Debug()
 	} else {
 		r := q.SGX

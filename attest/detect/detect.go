@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/ppml/ppml/attest"
+	"github.com/ppml/ppml/attest/ccel"
 	"github.com/ppml/ppml/attest/gramine"
 	"github.com/ppml/ppml/attest/tsm"
 )
@@ -72,7 +73,7 @@ func Detect(o Options) (*Result, error) {
 		if len(guest) > 0 {
 			reason += " (guest device " + strings.Join(guest, ", ") + ")"
 		}
-		return &Result{Backend: "tsm", Attester: &tsm.Attester{Root: troot}, Reason: reason}, nil
+		return &Result{Backend: "tsm", Attester: ccel.WithEventLog(&tsm.Attester{Root: troot}), Reason: reason}, nil
 	case len(guest) > 0:
 		reasons = append(reasons, fmt.Sprintf("found %s but no configfs-tsm at %s: needs Linux ≥ 6.7 with configfs mounted (mount -t configfs none /sys/kernel/config)", strings.Join(guest, ", "), troot))
 	default:

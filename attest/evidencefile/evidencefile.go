@@ -36,20 +36,21 @@ type File struct {
 	// compares it with what the evidence actually binds.
 	ReportData attest.Hex `json:"report_data,omitempty"`
 	Created    time.Time  `json:"created,omitzero"`
-	// Data and Aux are attest.Evidence's, base64 in JSON.
-	Data []byte `json:"data"`
-	Aux  []byte `json:"aux,omitempty"`
+	// Data, Aux and EventLog are attest.Evidence's, base64 in JSON.
+	Data     []byte `json:"data"`
+	Aux      []byte `json:"aux,omitempty"`
+	EventLog []byte `json:"event_log,omitempty"`
 }
 
 // Evidence returns the evidence the file holds.
 func (f *File) Evidence() *attest.Evidence {
-	return &attest.Evidence{Platform: f.Platform, Data: f.Data, Aux: f.Aux}
+	return &attest.Evidence{Platform: f.Platform, Data: f.Data, Aux: f.Aux, EventLog: f.EventLog}
 }
 
 // New wraps evidence in a container.
 func New(ev *attest.Evidence, backend string, reportData []byte, created time.Time) *File {
 	return &File{Format: Format, Version: Version, Platform: ev.Platform, Backend: backend,
-		ReportData: reportData, Created: created.UTC().Truncate(time.Second), Data: ev.Data, Aux: ev.Aux}
+		ReportData: reportData, Created: created.UTC().Truncate(time.Second), Data: ev.Data, Aux: ev.Aux, EventLog: ev.EventLog}
 }
 
 var knownPlatforms = map[attest.Platform]bool{
@@ -96,6 +97,9 @@ func Parse(b []byte) (*File, error) {
 	}
 	if len(f.Aux) > 0 && f.Platform != attest.PlatformSNP {
 		return nil, fmt.Errorf("evidence container: aux is only defined for snp, not %s", f.Platform)
+	}
+	if len(f.EventLog) > 0 && f.Platform != attest.PlatformTDX {
+		return nil, fmt.Errorf("evidence container: event_log is only defined for tdx, not %s", f.Platform)
 	}
 	return &f, nil
 }

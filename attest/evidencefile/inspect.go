@@ -1,11 +1,14 @@
 package evidencefile
 
 import (
+	"bytes"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/ppml/ppml/attest"
+	"github.com/ppml/ppml/attest/ccel"
 	"github.com/ppml/ppml/attest/dcap"
 	"github.com/ppml/ppml/attest/sim"
 	"github.com/ppml/ppml/attest/snp"
@@ -18,7 +21,12 @@ type Inspection struct {
 	Verified bool            `json:"verified"` // always false: inspect does not verify
 	Backend  string          `json:"backend,omitempty"`
 	// Exactly one of these is set.
-	Quote     *dcap.Quote  `json:"quote,omitempty"`
+	Quote *dcap.Quote `json:"quote,omitempty"`
+	// EventLog is the TDX event log that came with a quote, parsed and
+	// replayed; EventLogError says why it does not parse.
+	EventLog      *EventLogFields `json:"event_log,omitempty"`
+	EventLogError string          `json:"event_log_error,omitempty"`
+
 	SNP       *SNPFields   `json:"snp_report,omitempty"`
 	SNPCerts  []CertFields `json:"snp_certificates,omitempty"`
 	Simulated *SimFields   `json:"simulated,omitempty"`
@@ -37,6 +45,12 @@ func Inspect(f *File) (*Inspection, error) {
 			return nil, fmt.Errorf("evidence is labelled %s but holds a %s quote", f.Platform, q.Platform())
 		}
 		in.Quote = q
+		if len(f.EventLog) > 0 {
+			in.EventLog, err = eventLogFields(f.EventLog, q)
+			if err != nil {
+				in.EventLogError = err.Error()
+			}
+		}
 	case attest.PlatformSNP:
 		r, err := snp.ParseReport(f.Data)
 		if err != nil {
@@ -196,4 +210,55 @@ func certFields(e snp.CertEntry) CertFields {
 		}
 	}
 	return cf
+}
+
+// EventLogFields are the parsed records of a TDX event log and what they
+// replay to. ReplaysQuote compares with the quote's RTMRs, whose signature
+// inspect does not check.
+type EventLogFields struct {
+	SpecVersion  string           `json:"spec_version"`
+	Algorithms   []ccel.Algorithm `json:"algorithms"`
+	Length       int              `json:"length"`
+	Replay       []attest.Hex     `json:"replay"`
+	ReplaysQuote []bool           `json:"replays_quote"`
+	Events       []EventFields    `json:"events"`
+}
+
+// EventFields is one record of an event log.
+type EventFields struct {
+	Offset  int    `json:"offset"`
+	MRIndex uint32 `json:"mr_index"`
+	// RTMR is the register the record extends, absent for MRTD and
+	// EV_NO_ACTION records, which extend none.
+	RTMR        *int       `json:"rtmr,omitempty"`
+	Type        string     `json:"type"`
+	SHA384      attest.Hex `json:"sha384,omitempty"`
+	Description string     `json:"description,omitempty"`
+	DataDigest  bool       `json:"data_is_digested"`
+	Size        int        `json:"data_size"`
+}
+
+func eventLogFields(b []byte, q *dcap.Quote) (*EventLogFields, error) {
+	if q.TD == nil {
+		return nil, errors.New("an event log came with an SGX quote: event logs apply to TDX only")
+	}
+	l, err := ccel.Parse(b)
+	if err != nil {
+		return nil, err
+	}
+	out := &EventLogFields{SpecVersion: l.SpecVersion, Algorithms: l.Algorithms, Length: l.Length, Events: []EventFields{}}
+	for i, mr := range l.Replay() {
+		out.Replay = append(out.Replay, attest.Hex(bytes.Clone(mr[:])))
+		out.ReplaysQuote = append(out.ReplaysQuote, bytes.Equal(mr[:], q.TD.RTMR[i]))
+	}
+	for i := range l.Events {
+		e := &l.Events[i]
+		ef := EventFields{Offset: e.Offset, MRIndex: e.MRIndex, Type: ccel.TypeName(e.Type), SHA384: e.SHA384(),
+			Description: e.Describe(), DataDigest: e.DataIsDigested(), Size: len(e.Data)}
+		if r, ok := e.RTMR(); ok {
+			ef.RTMR = &r
+		}
+		out.Events = append(out.Events, ef)
+	}
+	return out, nil
 }

@@ -69,6 +69,9 @@ func (v *Verifier) Verify(_ context.Context, ev *attest.Evidence, opts attest.Ve
 	if ev.Platform != attest.PlatformSNP {
 		return nil, attest.Fail("platform", "evidence is for platform %q, not snp", ev.Platform)
 	}
+	if len(ev.EventLog) > 0 {
+		return nil, attest.Fail("event_log", "an event log came with SEV-SNP evidence: event logs apply to TDX only")
+	}
 	now := opts.Now()
 	rep, err := ParseReport(ev.Data)
 	if err != nil {

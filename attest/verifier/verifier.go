@@ -48,6 +48,10 @@ func (v *Verifier) Verify(ctx context.Context, ev *attest.Evidence, opts attest.
 	if ev == nil {
 		return nil, attest.Fail("platform", "no evidence")
 	}
+	if len(ev.EventLog) > 0 && ev.Platform != attest.PlatformTDX {
+		// Nothing in the evidence may pass unchecked.
+		return nil, attest.Fail("event_log", "an event log came with %s evidence: event logs apply to TDX only", ev.Platform)
+	}
 	var b attest.Verifier
 	switch ev.Platform {
 	case attest.PlatformSGX, attest.PlatformTDX:

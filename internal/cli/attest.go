@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ppml/ppml/attest"
+	"github.com/ppml/ppml/attest/ccel"
 	"github.com/ppml/ppml/attest/dcap"
 	"github.com/ppml/ppml/attest/detect"
 	"github.com/ppml/ppml/attest/evidencefile"
@@ -62,9 +63,9 @@ type verifyResult struct {
 
 func newAttestVerifyCmd() *cobra.Command {
 	var (
-		evidencePath, platform, collateral, pccs, pccsCache, vcek, chain, at string
-		simKeys                                                              []string
-		asJSON                                                               bool
+		evidencePath, platform, collateral, pccs, pccsCache, vcek, chain, at, eventLog string
+		simKeys                                                                        []string
+		asJSON                                                                         bool
 	)
 	c := &cobra.Command{
 		Use:   "verify --evidence FILE",
@@ -129,7 +130,13 @@ Exit status: 0 valid, 1 invalid (the failing check is named), 2 usage error.`,
 			if err != nil {
 				return err
 			}
-			res := runVerify(cmd.Context(), raw, p, vcek, chain, cfg, opts)
+			var logBytes []byte
+			if eventLog != "" {
+				if logBytes, err = os.ReadFile(eventLog); err != nil {
+					return fmt.Errorf("--event-log: %w", err)
+				}
+			}
+			res := runVerify(cmd.Context(), raw, p, vcek, chain, logBytes, cfg, opts)
 			return printVerify(cmd.OutOrStdout(), res, asJSON)
 		},
 	}
@@ -143,6 +150,7 @@ Exit status: 0 valid, 1 invalid (the failing check is named), 2 usage error.`,
 	f.StringVar(&chain, "chain", "", "SEV-SNP ASK/ASVK (+ARK, ignored) chain, PEM")
 	f.StringArrayVar(&simKeys, "sim-key", nil, "trust this simulation platform public key (PEM); repeatable")
 	f.StringVar(&at, "at", "", "verification time, RFC 3339 (default now)")
+	f.StringVar(&eventLog, "event-log", "", "TDX event log (the CCEL table's log area, e.g. a copy of "+ccel.SystemPath+"), for a quote given without one")
 	f.BoolVar(&asJSON, "json", false, "print one JSON object")
 	return c
 }
@@ -159,7 +167,7 @@ func pccsCacheDir(flag string) string {
 
 // runVerify decodes and verifies evidence; every failure becomes an invalid
 // result naming its check.
-func runVerify(ctx context.Context, raw []byte, p attest.Platform, vcekPath, chainPath string, cfg verifier.Config, opts attest.VerifyOptions) *verifyResult {
+func runVerify(ctx context.Context, raw []byte, p attest.Platform, vcekPath, chainPath string, eventLog []byte, cfg verifier.Config, opts attest.VerifyOptions) *verifyResult {
 	fail := func(err error) *verifyResult {
 		r := &verifyResult{Platform: p, Advisories: []string{}, Error: err.Error(), Check: "evidence_format"}
 		var ce *attest.CheckError
@@ -174,6 +182,12 @@ func runVerify(ctx context.Context, raw []byte, p attest.Platform, vcekPath, cha
 	}
 	p = f.Platform
 	ev := f.Evidence()
+	if eventLog != nil {
+		if len(ev.EventLog) > 0 {
+			return fail(attest.Fail("event_log", "--event-log given but the evidence container carries an event log already"))
+		}
+		ev.EventLog = eventLog
+	}
 	if vcekPath != "" {
 		if p != attest.PlatformSNP {
 			return fail(attest.Fail("platform", "--vcek given but the evidence is %s, not snp", p))
@@ -322,7 +336,7 @@ picks the simulated TEE. --tee sim signs with this machine's simulation platform
 			case "gramine":
 				a = &gramine.Attester{Root: gramineRoot}
 			case "tsm":
-				a = &tsm.Attester{Root: tsmRoot}
+				a = ccel.WithEventLog(&tsm.Attester{Root: tsmRoot})
 			default:
 				return usageErrorf("--tee %q: want auto, sim, gramine or tsm", tee)
 			}
@@ -363,8 +377,8 @@ picks the simulated TEE. --tee sim signs with this machine's simulation platform
 
 func newAttestInspectCmd() *cobra.Command {
 	var (
-		platform string
-		asJSON   bool
+		platform, eventLog string
+		asJSON             bool
 	)
 	c := &cobra.Command{
 		Use:   "inspect FILE",
@@ -383,6 +397,14 @@ func newAttestInspectCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if eventLog != "" {
+				if f.Platform != attest.PlatformTDX || len(f.EventLog) > 0 {
+					return usageErrorf("--event-log applies to a TDX quote given without one")
+				}
+				if f.EventLog, err = os.ReadFile(eventLog); err != nil {
+					return fmt.Errorf("--event-log: %w", err)
+				}
+			}
 			in, err := evidencefile.Inspect(f)
 			if err != nil {
 				return err
@@ -395,6 +417,7 @@ func newAttestInspectCmd() *cobra.Command {
 		},
 	}
 	c.Flags().StringVar(&platform, "platform", "", "sgx, tdx, snp or sim, when the content is ambiguous")
+	c.Flags().StringVar(&eventLog, "event-log", "", "TDX event log to parse and replay with a raw quote")
 	c.Flags().BoolVar(&asJSON, "json", false, "print one JSON object")
 	return c
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ppml/ppml/attest"
+	"github.com/ppml/ppml/attest/ccel"
 	"github.com/ppml/ppml/attest/detect"
 	"github.com/ppml/ppml/attest/gramine"
 	"github.com/ppml/ppml/attest/sim"
@@ -125,7 +126,7 @@ func runAttester(tee string) (attest.Attester, string, error) {
 	case "gramine":
 		return &gramine.Attester{}, "chosen with --tee gramine", nil
 	case "tsm":
-		return &tsm.Attester{}, "chosen with --tee tsm", nil
+		return ccel.WithEventLog(&tsm.Attester{}), "chosen with --tee tsm", nil
 	}
 	r, err := detect.Detect(detect.Options{})
 	if err != nil {
