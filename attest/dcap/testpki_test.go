@@ -133,12 +133,20 @@ func (p *testPKI) quoteVersion(real []byte, chain string, version uint16) []byte
 	if version == 4 {
 		clear(signed[8:12]) // v4 reserves the QE and PCE SVN fields
 	}
+	return p.signQuote(signed, q.QEReportRaw, chain, version)
+}
+
+// signQuote signs header‖body with a fresh attestation key and wraps it with
+// the QE report (from a real quote, re-bound to that key and signed by the
+// test PCK) and the PCK chain: a quote of the given version (3, or 4 and 5
+// with QE report certification data).
+func (p *testPKI) signQuote(signed, realQEReport []byte, chain string, version uint16) []byte {
 	ak := newKey(p.t)
 	akRaw := make([]byte, 64)
 	ak.X.FillBytes(akRaw[:32])
 	ak.Y.FillBytes(akRaw[32:])
 	auth := []byte("ppml test QE authentication data")
-	qeReport := bytes.Clone(q.QEReportRaw)
+	qeReport := bytes.Clone(realQEReport)
 	h := sha256.Sum256(append(bytes.Clone(akRaw), auth...))
 	copy(qeReport[320:], h[:])
 	clear(qeReport[352:])
@@ -163,7 +171,7 @@ func (p *testPKI) quoteVersion(real []byte, chain string, version uint16) []byte
 		sd.Write(cd.Bytes())
 	}
 
-	out := signed
+	out := bytes.Clone(signed)
 	out = binary.LittleEndian.AppendUint32(out, uint32(sd.Len()))
 	return append(out, sd.Bytes()...)
 }
