@@ -50,12 +50,12 @@ platforms:
 
 func tdxClaims() *attest.Claims {
 	return &attest.Claims{Platform: attest.PlatformTDX, TEEType: "tdx-td", Measurement: mrtd[:], MRTD: mrtd[:],
-		RTMR: []attest.Hex{h48("rtmr0"), h48("rtmr1 next"), h48("rtmr2"), make([]byte, 48)},
+		RTMR:       []attest.Hex{h48("rtmr0"), h48("rtmr1 next"), h48("rtmr2"), make([]byte, 48)},
 		MRConfigID: h48("config"), MROwner: h48("owner"), MROwnerConfig: h48("owner config"),
 		MRSeam: h48("seam"), MRSignerSeam: make([]byte, 48),
 		TDAttributes: attest.TDAttributeBits.Flags(1 << 28), XFAM: attest.XFAMBits.Flags(0x602e7),
-		TEETCBSVN:    attest.Hex{6, 1, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-		TCBStatus:    TCBUpToDate, PlatformTCBStatus: TCBUpToDate, QETCBStatus: TCBUpToDate, TDXModuleTCBStatus: TCBUpToDate,
+		TEETCBSVN: attest.Hex{6, 1, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+		TCBStatus: TCBUpToDate, PlatformTCBStatus: TCBUpToDate, QETCBStatus: TCBUpToDate, TDXModuleTCBStatus: TCBUpToDate,
 		EventLog: &attest.EventLog{ReplayedRTMRs: []int{0, 1, 2, 3}, Events: []attest.LogEvent{
 			{RTMR: 1, Type: "EV_EFI_BOOT_SERVICES_APPLICATION", Digest: h48("shim")},
 			{RTMR: 1, Type: "EV_EFI_BOOT_SERVICES_APPLICATION", Digest: h48("kernel 6.9")},
@@ -133,7 +133,7 @@ func TestFieldRules(t *testing.T) {
 			{"rtmr2", func(c *attest.Claims) { c.RTMR[2] = h48("x") }, RuleRTMR, tdx + "rtmr2", "RTMR2"},
 			{"rtmr3 extended", func(c *attest.Claims) { c.RTMR[3] = h48("app") }, RuleRTMR, tdx + "rtmr3", "RTMR3"},
 			{"no RTMRs", func(c *attest.Claims) { c.RTMR = nil }, RuleRTMR, tdx + "rtmr0", "carries no RTMR0"},
-			{"mrconfigid", func(c *attest.Claims) { c.MRConfigID = make([]byte, 48) }, RuleMRConfigID, tdx + "mrconfigid", "MRCONFIGID is "+hx(make([]byte, 48))},
+			{"mrconfigid", func(c *attest.Claims) { c.MRConfigID = make([]byte, 48) }, RuleMRConfigID, tdx + "mrconfigid", "MRCONFIGID is " + hx(make([]byte, 48))},
 			{"mrowner", func(c *attest.Claims) { c.MROwner = h48("mallory") }, RuleMROwner, tdx + "mrowner", "MROWNER"},
 			{"mrownerconfig", func(c *attest.Claims) { c.MROwnerConfig = nil }, RuleMROwnerConfig, tdx + "mrownerconfig", "carries no MROWNERCONFIG"},
 			{"mrseam", func(c *attest.Claims) { c.MRSeam = h48("other module") }, RuleMRSeam, tdx + "mrseam", "MRSEAM"},
@@ -169,7 +169,7 @@ func TestFieldRules(t *testing.T) {
 			{"higher SPLs", func(c *attest.Claims) { c.ReportedTCB.Microcode = 200; c.ReportedTCB.SNP = 22 }, "", "", ""},
 			{"vmpl 1", func(c *attest.Claims) { v := 1; c.VMPL = &v }, RuleVMPL, snp + "max_vmpl", "requested at VMPL 1, the policy accepts VMPL 0 at most"},
 			{"no vmpl", func(c *attest.Claims) { c.VMPL = nil }, RuleVMPL, snp + "max_vmpl", "carries no VMPL"},
-			{"host_data", func(c *attest.Claims) { c.HostData = make([]byte, 32) }, RuleHostData, snp + "host_data", "HOST_DATA is "+hx(make([]byte, 32))+", the policy accepts "+hx(append(make([]byte, 31), 1))},
+			{"host_data", func(c *attest.Claims) { c.HostData = make([]byte, 32) }, RuleHostData, snp + "host_data", "HOST_DATA is " + hx(make([]byte, 32)) + ", the policy accepts " + hx(append(make([]byte, 31), 1))},
 			{"id key", func(c *attest.Claims) { c.IDKeyDigest = h48("other id key") }, RuleIDKeyDigest, snp + "id_key_digest", "ID_KEY_DIGEST"},
 			{"author key", func(c *attest.Claims) { c.AuthorKeyDigest = make([]byte, 48) }, RuleAuthorKeyDigest, snp + "author_key_digest", "AUTHOR_KEY_DIGEST"},
 			{"family", func(c *attest.Claims) { c.FamilyID = make([]byte, 16) }, RuleFamilyID, snp + "family_id", "FAMILY_ID"},
