@@ -2,7 +2,9 @@ package evidencefile
 
 import (
 	"bytes"
+	"compress/gzip"
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -159,5 +161,61 @@ func TestInspectSNPWithCertificates(t *testing.T) {
 	}
 	if !in.SNP.PolicySMT || in.SNP.PolicyDebug || in.SNP.SigningKey != "vcek" || in.Verified {
 		t.Fatalf("fields %+v", in.SNP)
+	}
+}
+
+func ccelLog(t *testing.T) []byte {
+	t.Helper()
+	f, err := os.Open("../ccel/testdata/ccel_ovmf.bin.gz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	z, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(z)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestEventLogInContainer: a TDX container carries the event log, round
+// trips it, and inspect parses and replays it; other platforms may not
+// carry one.
+func TestEventLogInContainer(t *testing.T) {
+	dir, _ := loadVectors(t)
+	quote, _ := os.ReadFile(filepath.Join(dir, "tdx", "phala_tdx_v4.quote.bin"))
+	log := ccelLog(t)
+	f := New(&attest.Evidence{Platform: attest.PlatformTDX, Data: quote, EventLog: log}, "tsm", nil, time.Unix(1700000000, 0))
+	b, err := f.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := Parse(b)
+	if err != nil || !bytes.Equal(g.Evidence().EventLog, log) || !strings.Contains(string(b), `"event_log": "`) {
+		t.Fatalf("round trip: %v", err)
+	}
+	in, err := Inspect(g)
+	if err != nil || in.EventLog == nil || in.EventLogError != "" {
+		t.Fatalf("inspect: %v %+v %s", err, in.EventLog, in.EventLogError)
+	}
+	el := in.EventLog
+	if len(el.Events) != 20 || el.Replay[1].String() != "775b9f6bfe99f8a31396f0d0218e67ffa796d3b96ccf961cbb0deba48c79c00f082cda1a5567c1c16305f1fc210c13c6" ||
+		el.ReplaysQuote[0] || el.ReplaysQuote[1] {
+		t.Fatalf("event log fields: %d events, replay %v, replays quote %v", len(el.Events), el.Replay, el.ReplaysQuote)
+	}
+	// A broken log is shown as an error next to the quote.
+	g.EventLog = log[:100]
+	if in, err := Inspect(g); err != nil || in.Quote == nil || !strings.Contains(in.EventLogError, "event log") {
+		t.Fatalf("broken log: %v %+v", err, in)
+	}
+	// Only TDX evidence carries an event log.
+	sgxQuote, _ := os.ReadFile(filepath.Join(dir, "sgx", "phala_sgx_v3.quote.bin"))
+	b, _ = New(&attest.Evidence{Platform: attest.PlatformSGX, Data: sgxQuote, EventLog: log}, "gramine", nil, time.Now()).Marshal()
+	if _, err := Parse(b); err == nil || !strings.Contains(err.Error(), "event_log is only defined for tdx, not sgx") {
+		t.Fatalf("sgx with event log: %v", err)
 	}
 }
