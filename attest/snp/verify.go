@@ -22,6 +22,7 @@ import (
 // may hold the ASK (or ASVK). Checks, by the name a failure carries:
 //
 //	platform          evidence is for SNP
+//	event_log         no event log came with it (they are TDX's)
 //	report_format     the report parses (version 2 or 3, ECDSA P-384)
 //	cert_table        the certificate table parses
 //	signing_key       the report names VCEK or VLEK as its signing key

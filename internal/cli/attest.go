@@ -79,10 +79,14 @@ VCEK (--vcek, or in the container's certificate table); --chain may supply the A
 the AMD root (ARK) is always the pinned one. Simulated evidence is refused unless its
 platform key is given with --sim-key.
 
+A TDX event log (the CCEL table's log, in the container or with --event-log) is replayed
+against the quoted RTMRs; the claims list the events of every RTMR it accounts for.
+
 Exit status: 0 valid, 1 invalid (the failing check is named), 2 usage error.`,
 		Example: `  ppml attest verify --evidence quote.bin --collateral bundle.json --at 2025-07-19T10:01:17Z
   ppml attest verify --evidence report.bin --vcek vcek.der --chain ask_ark_milan.pem --json
-  ppml attest verify --evidence evidence.json --sim-key ~/.config/ppml/sim/platform.pub`,
+  ppml attest verify --evidence evidence.json --sim-key ~/.config/ppml/sim/platform.pub
+  ppml attest verify --evidence td-quote.bin --collateral bundle.json --event-log CCEL --json`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if evidencePath == "" {
