@@ -63,3 +63,30 @@ func TestBitNames(t *testing.T) {
 		}
 	}
 }
+
+// FuzzClaimsJSON: claims arrive as JSON in release responses; whatever
+// decodes re-encodes to JSON that decodes to the same claims, with every
+// number exact in a double.
+func FuzzClaimsJSON(f *testing.F) {
+	f.Add([]byte(`{"platform":"snp","reported_tcb":8286623314361714691,"guest_policy":196639,"vmpl":0}`))
+	f.Add([]byte(`{"platform":"snp","reported_tcb":{"raw":"0x7300000000000803","bootloader":3,"microcode":115,"fmc":1},"guest_policy":{"raw":"0x30000","flags":["SMT"]}}`))
+	f.Add([]byte(`{"platform":"tdx","td_attributes":{"raw":"0x0000000010000000","flags":["SEPT_VE_DISABLE"]},"event_log":{"replayed_rtmrs":[0],"events":[{"rtmr":0,"type":"EV_IPL","digest":"00"}]}}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var c Claims
+		if json.Unmarshal(b, &c) != nil {
+			return
+		}
+		out, err := json.Marshal(&c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var d Claims
+		if err := json.Unmarshal(out, &d); err != nil {
+			t.Fatalf("re-decode: %v\n%s", err, out)
+		}
+		again, _ := json.Marshal(&d)
+		if string(again) != string(out) {
+			t.Fatalf("not stable:\n%s\n%s", out, again)
+		}
+	})
+}

@@ -111,6 +111,13 @@ func TestContainerRefusals(t *testing.T) {
 func FuzzParse(f *testing.F) {
 	f.Add([]byte(`{"format":"ppml-evidence","version":1,"platform":"snp","backend":"tsm","report_data":"` + strings.Repeat("00", 64) + `","data":"AQID","aux":"AQID"}`))
 	f.Add([]byte(`{"format":"ppml-evidence","version":1,"platform":"sim","data":"AQID"}`))
+	dir, _ := loadVectors(f)
+	quote, _ := os.ReadFile(filepath.Join(dir, "tdx", "phala_tdx_v4.quote.bin"))
+	withLog, err := New(&attest.Evidence{Platform: attest.PlatformTDX, Data: quote, EventLog: ccelLog(f)}, "tsm", nil, time.Unix(0, 0)).Marshal()
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(withLog)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		g, err := Decode(b, "")
 		if err != nil {
@@ -128,7 +135,7 @@ func FuzzParse(f *testing.F) {
 			if err != nil {
 				t.Fatalf("re-encoded container does not parse: %v", err)
 			}
-			if h.Platform != g.Platform || !bytes.Equal(h.Data, g.Data) || !bytes.Equal(h.Aux, g.Aux) {
+			if h.Platform != g.Platform || !bytes.Equal(h.Data, g.Data) || !bytes.Equal(h.Aux, g.Aux) || !bytes.Equal(h.EventLog, g.EventLog) {
 				t.Fatal("container changed in a round trip")
 			}
 		}
@@ -164,7 +171,7 @@ func TestInspectSNPWithCertificates(t *testing.T) {
 	}
 }
 
-func ccelLog(t *testing.T) []byte {
+func ccelLog(t testing.TB) []byte {
 	t.Helper()
 	f, err := os.Open("../ccel/testdata/ccel_ovmf.bin.gz")
 	if err != nil {

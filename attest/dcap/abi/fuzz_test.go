@@ -40,6 +40,12 @@ func FuzzParseQuote(f *testing.F) {
 		if len(q.PCKChain) == 0 {
 			t.Fatal("parsed quote without a PCK chain")
 		}
+		if q.Length+q.Trailing != len(b) || (q.TrailingNonZero == nil) != (q.CheckTrailing() == nil) {
+			t.Fatalf("length %d + trailing %d != %d", q.Length, q.Trailing, len(b))
+		}
+		if q.TrailingNonZero != nil && (*q.TrailingNonZero < q.Length || b[*q.TrailingNonZero] == 0) {
+			t.Fatalf("trailing non-zero offset %d is wrong", *q.TrailingNonZero)
+		}
 	})
 }
 
