@@ -78,6 +78,21 @@ func Create(path string, opts Options) (*File, error) {
 	return &File{f: f, tmp: f.Name(), path: path, overwrite: opts.Overwrite}, nil
 }
 
+// WriteFile writes data to path as one atomic output: the counterpart of
+// os.WriteFile for every file ppml produces. On any error the target is left
+// as it was and no temporary file remains.
+func WriteFile(path string, data []byte, opts Options) error {
+	f, err := Create(path, opts)
+	if err != nil {
+		return err
+	}
+	defer f.Abort()
+	if _, err := f.Write(data); err != nil {
+		return err
+	}
+	return f.Commit()
+}
+
 // Name is the target path.
 func (a *File) Name() string { return a.path }
 

@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ppml/ppml/atomicfile/atomicfiletest"
 )
 
 func entries(t *testing.T, dir string) []string {
@@ -188,5 +190,37 @@ func TestRefusesSpecialFiles(t *testing.T) {
 	entries, _ := os.ReadDir(dir)
 	if len(entries) != len(targets) {
 		t.Errorf("temporary files left behind: %v", entries)
+	}
+}
+
+// TestWriteFileFailureKeepsOld makes the write fail part-way (file size
+// limit, as a full disk or quota would): the old target stays as it was and
+// no temporary file remains.
+func TestWriteFileFailureKeepsOld(t *testing.T) {
+	if !atomicfiletest.Child(t) {
+		return
+	}
+	dir := t.TempDir()
+	p := filepath.Join(dir, "out")
+	if err := WriteFile(p, []byte("old"), Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteFile(p, []byte("new"), Options{}); !errors.Is(err, ErrExists) {
+		t.Fatalf("WriteFile over an existing file without Overwrite: %v", err)
+	}
+	atomicfiletest.LimitFileSize(t, 1024)
+	err := WriteFile(p, bytes.Repeat([]byte("x"), 4096), Options{Overwrite: true})
+	if err == nil || !strings.Contains(err.Error(), "file too large") || !strings.Contains(err.Error(), p) {
+		t.Fatalf("write past the file size limit: %v", err)
+	}
+	atomicfiletest.Unchanged(t, p, []byte("old"))
+	atomicfiletest.NoTemporaries(t, dir)
+	// Within the limit the same call succeeds.
+	if err := WriteFile(p, []byte("new"), Options{Overwrite: true, Perm: 0o644}); err != nil {
+		t.Fatal(err)
+	}
+	atomicfiletest.Unchanged(t, p, []byte("new"))
+	if st, _ := os.Stat(p); st.Mode().Perm() != 0o644 {
+		t.Fatalf("mode %v", st.Mode())
 	}
 }

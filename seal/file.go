@@ -8,6 +8,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+
+	"github.com/ppml/ppml/atomicfile"
 )
 
 // File keeps the root key in a file readable by its owner only. It is for
@@ -40,28 +42,14 @@ func (f *File) Init() (*InitResult, error) {
 	if err := os.MkdirAll(filepath.Dir(abs), 0o700); err != nil {
 		return nil, fmt.Errorf("seal file: %w", err)
 	}
-	out, err := os.OpenFile(abs, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		if errors.Is(err, os.ErrExist) {
-			return nil, fmt.Errorf("seal file: key file %s already exists: refusing to overwrite a root key", abs)
-		}
-		return nil, fmt.Errorf("seal file: create key file: %w", err)
-	}
 	enc := []byte(hex.EncodeToString(root) + "\n")
-	_, werr := out.Write(enc)
+	err = atomicfile.WriteFile(abs, enc, atomicfile.Options{Perm: 0o600})
 	clear(enc)
-	if werr == nil {
-		werr = out.Sync()
-	}
-	if cerr := out.Close(); werr == nil {
-		werr = cerr
-	}
-	if werr != nil {
-		os.Remove(abs)
-		return nil, fmt.Errorf("seal file: write key file: %w", werr)
-	}
-	if err := syncDir(filepath.Dir(abs)); err != nil {
-		return nil, err
+	switch {
+	case errors.Is(err, atomicfile.ErrExists):
+		return nil, fmt.Errorf("seal file: key file %s already exists: refusing to overwrite a root key", abs)
+	case err != nil:
+		return nil, fmt.Errorf("seal file: write key file: %w", err)
 	}
 	return &InitResult{RootKey: root, State: st}, nil
 }

@@ -20,6 +20,7 @@
 package seal
 
 import (
+	"bytes"
 	"crypto/hkdf"
 	"crypto/hmac"
 	"crypto/rand"
@@ -31,6 +32,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/ppml/ppml/atomicfile"
 	"github.com/ppml/ppml/seal/shamir"
 )
 
@@ -163,7 +165,7 @@ func LoadState(dataDir string) (*State, error) {
 		return nil, fmt.Errorf("seal: read %s: %w", p, err)
 	}
 	var st State
-	dec := json.NewDecoder(bytesReader(b))
+	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&st); err != nil {
 		return nil, fmt.Errorf("seal: parse %s: %w", p, err)
@@ -182,8 +184,8 @@ func LoadState(dataDir string) (*State, error) {
 	return &st, nil
 }
 
-// SaveState writes dataDir/seal.json atomically (temp file, fsync, rename,
-// fsync of the directory) and refuses to replace an existing one.
+// SaveState writes dataDir/seal.json atomically and refuses to replace an
+// existing one.
 func SaveState(dataDir string, st *State) error {
 	p := filepath.Join(dataDir, StateFile)
 	if _, err := os.Lstat(p); err == nil {
@@ -193,7 +195,10 @@ func SaveState(dataDir string, st *State) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(p, append(b, '\n'), 0o600)
+	if err := atomicfile.WriteFile(p, append(b, '\n'), atomicfile.Options{Perm: 0o600}); err != nil {
+		return fmt.Errorf("seal: write %s: %w", p, err)
+	}
+	return nil
 }
 
 // Boot recovers the root key of dataDir with s, or creates a new one when

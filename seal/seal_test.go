@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ppml/ppml/atomicfile/atomicfiletest"
 	"github.com/ppml/ppml/seal/shamir"
 )
 
@@ -248,4 +249,42 @@ func TestLoadStateRejectsBadRecords(t *testing.T) {
 			t.Errorf("%s: accepted", name)
 		}
 	}
+}
+
+// TestWriteFailuresLeaveNothing makes the key file and seal.json writes fail
+// part-way (file size limit): no half-written root key or sealed state is
+// left, and an existing seal.json is never replaced.
+func TestWriteFailuresLeaveNothing(t *testing.T) {
+	if !atomicfiletest.Child(t) {
+		return
+	}
+	dir := t.TempDir()
+	atomicfiletest.LimitFileSize(t, 40)
+	key := filepath.Join(dir, "root.key")
+	if _, err := (&File{Path: key}).Init(); err == nil || !strings.Contains(err.Error(), "file too large") {
+		t.Fatalf("key file write past the limit: %v", err)
+	}
+	if _, err := os.Stat(key); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a failed Init left the key file: %v", err)
+	}
+	st, err := newState(TypeFile, make([]byte, KeySize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := SaveState(dir, st); err == nil || !strings.Contains(err.Error(), "file too large") {
+		t.Fatalf("seal.json write past the limit: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, StateFile)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a failed SaveState left seal.json: %v", err)
+	}
+	atomicfiletest.NoTemporaries(t, dir)
+
+	old := []byte("{}\n")
+	if err := os.WriteFile(filepath.Join(dir, StateFile), old, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := SaveState(dir, st); err == nil || !strings.Contains(err.Error(), "already exists") {
+		t.Fatalf("SaveState over an existing seal.json: %v", err)
+	}
+	atomicfiletest.Unchanged(t, filepath.Join(dir, StateFile), old)
 }

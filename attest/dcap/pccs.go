@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ppml/ppml/atomicfile"
 	"github.com/ppml/ppml/attest"
 	"github.com/ppml/ppml/attest/dcap/abi"
 )
@@ -280,17 +281,5 @@ func (p *PCCS) store(f *fetched) error {
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(p.CacheDir, ".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), p.cachePath(f.URL))
+	return atomicfile.WriteFile(p.cachePath(f.URL), b, atomicfile.Options{Perm: 0o600, Overwrite: true})
 }

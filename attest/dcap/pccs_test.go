@@ -6,11 +6,14 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/ppml/ppml/atomicfile/atomicfiletest"
 	"github.com/ppml/ppml/attest"
 )
 
@@ -201,4 +204,43 @@ func mustHex(s string) []byte {
 		panic(err)
 	}
 	return b
+}
+
+// TestPCCSCacheWriteFailureKeepsOld makes the cache write fail part-way
+// (file size limit) when stale entries are refreshed: the refresh reports
+// the cache error and every old entry stays as it was.
+func TestPCCSCacheWriteFailureKeepsOld(t *testing.T) {
+	if !atomicfiletest.Child(t) {
+		return
+	}
+	sgx := caseByID(t, "phala-sgx-v3")
+	fake := &fakePCS{hits: map[string]int{}, sgx: bundleOf(t, sgx.bundle), fmspc: map[string]string{"sgx": "00A067110000"}}
+	fake.crls = map[string]Bundle{"processor": fake.sgx}
+	srv := httptest.NewServer(fake)
+	defer srv.Close()
+	cache := t.TempDir()
+	now := sgx.at
+	p := &PCCS{BaseURL: srv.URL, CacheDir: cache, Client: srv.Client(), Now: func() time.Time { return now }}
+	if _, err := p.Collateral(context.Background(), attest.PlatformSGX, mustHex("00A067110000"), "processor"); err != nil {
+		t.Fatal(err)
+	}
+	before := map[string][]byte{}
+	ents, _ := os.ReadDir(cache)
+	for _, e := range ents {
+		before[e.Name()], _ = os.ReadFile(filepath.Join(cache, e.Name()))
+	}
+	if len(before) != 4 {
+		t.Fatalf("cache holds %d entries, want 4", len(before))
+	}
+
+	atomicfiletest.LimitFileSize(t, 1024)
+	now = now.AddDate(1, 0, 0) // every entry is stale
+	_, err := p.Collateral(context.Background(), attest.PlatformSGX, mustHex("00A067110000"), "processor")
+	if err == nil || !strings.Contains(err.Error(), "collateral cache") || !strings.Contains(err.Error(), "file too large") {
+		t.Fatalf("refresh with a failing cache write: %v", err)
+	}
+	for name, b := range before {
+		atomicfiletest.Unchanged(t, filepath.Join(cache, name), b)
+	}
+	atomicfiletest.NoTemporaries(t, cache)
 }

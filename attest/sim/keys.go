@@ -12,6 +12,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/ppml/ppml/atomicfile"
 )
 
 // File names inside the simulation directory.
@@ -39,7 +41,7 @@ func DefaultDir() (string, error) {
 
 // loadOrCreateKey returns the Ed25519 private key in dir/name, creating it
 // (mode 0600, directory 0700) on first use. Two processes racing to create
-// it end up with the same key: the file appears atomically via link(2).
+// it end up with the same key.
 func loadOrCreateKey(dir, name string) (ed25519.PrivateKey, error) {
 	path := filepath.Join(dir, name)
 	if k, err := readPrivateKey(path); err == nil || !errors.Is(err, fs.ErrNotExist) {
@@ -56,27 +58,13 @@ func loadOrCreateKey(dir, name string) (ed25519.PrivateKey, error) {
 	if err != nil {
 		return nil, err
 	}
-	tmp, err := os.CreateTemp(dir, "."+name+".tmp*")
-	if err != nil {
-		return nil, fmt.Errorf("create %s: %w", name, err)
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return nil, err
-	}
-	if err := pem.Encode(tmp, &pem.Block{Type: "PRIVATE KEY", Bytes: der}); err != nil {
-		tmp.Close()
-		return nil, fmt.Errorf("write %s: %w", name, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return nil, err
-	}
-	if err := tmp.Close(); err != nil {
-		return nil, err
-	}
-	if err := os.Link(tmp.Name(), path); err != nil && !errors.Is(err, fs.ErrExist) {
+	// Without Overwrite the file appears atomically and never replaces one
+	// another process created meanwhile; that one wins and is read below.
+	pemKey := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
+	err = atomicfile.WriteFile(path, pemKey, atomicfile.Options{Perm: 0o600})
+	clear(pemKey)
+	clear(der)
+	if err != nil && !errors.Is(err, atomicfile.ErrExists) {
 		return nil, fmt.Errorf("create %s: %w", path, err)
 	}
 	return readPrivateKey(path)
@@ -130,22 +118,11 @@ func writePublicKey(path string, pub ed25519.PublicKey) error {
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".pub.tmp*")
-	if err != nil {
-		return err
+	b := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
+	if err := atomicfile.WriteFile(path, b, atomicfile.Options{Perm: 0o644, Overwrite: true}); err != nil {
+		return fmt.Errorf("simulation platform public key: %w", err)
 	}
-	defer os.Remove(tmp.Name())
-	if err := pem.Encode(tmp, &pem.Block{Type: "PUBLIC KEY", Bytes: der}); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return nil
 }
 
 // LoadPublicKey reads an Ed25519 public key (PEM "PUBLIC KEY") such as a

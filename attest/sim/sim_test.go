@@ -13,10 +13,12 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/ppml/ppml/atomicfile/atomicfiletest"
 	"github.com/ppml/ppml/attest"
 )
 
@@ -222,4 +224,32 @@ func BenchmarkVerify(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// TestKeyWriteFailuresLeaveNothing makes the key writes fail part-way (file
+// size limit): no half-written platform key appears, and a failed rewrite of
+// platform.pub keeps the old one.
+func TestKeyWriteFailuresLeaveNothing(t *testing.T) {
+	if !atomicfiletest.Child(t) {
+		return
+	}
+	dir := t.TempDir()
+	atomicfiletest.LimitFileSize(t, 64)
+	if _, err := PlatformKey(dir); err == nil || !strings.Contains(err.Error(), "file too large") {
+		t.Fatalf("platform key write past the limit: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, PlatformKeyFile)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a failed first use left %s: %v", PlatformKeyFile, err)
+	}
+	pub := filepath.Join(dir, PlatformPubKeyFile)
+	old := []byte("old public key\n")
+	if err := os.WriteFile(pub, old, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	k := ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize))
+	if err := writePublicKey(pub, k.Public().(ed25519.PublicKey)); err == nil || !strings.Contains(err.Error(), "file too large") {
+		t.Fatalf("public key write past the limit: %v", err)
+	}
+	atomicfiletest.Unchanged(t, pub, old)
+	atomicfiletest.NoTemporaries(t, dir)
 }

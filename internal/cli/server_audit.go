@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ppml/ppml/atomicfile"
 	"github.com/ppml/ppml/audit"
 )
 
@@ -83,10 +84,7 @@ func newAuditCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := os.WriteFile(out, b, 0o600); err != nil {
-				return err
-			}
-			if err := os.WriteFile(out+".pub", pub, 0o644); err != nil {
+			if err := writeAuditExport(out, b, pub); err != nil {
 				return err
 			}
 			return printResult(cmd, kf2.json, map[string]any{"file": out, "public_key": out + ".pub", "bytes": len(b)}, fmt.Sprintf("exported %d bytes to %s (tree-head key in %s.pub)", len(b), out, out))
@@ -157,6 +155,28 @@ A tampered copy fails with the entry and line where it breaks.`,
 	return c
 }
 
+// writeAuditExport writes an exported log to out and the tree-head public
+// key to out.pub, each atomically: a failed write leaves that file as it was.
+func writeAuditExport(out string, log, pub []byte) error {
+	if err := atomicfile.WriteFile(out, log, atomicfile.Options{Perm: 0o600, Overwrite: true}); err != nil {
+		return fmt.Errorf("audit export: %w", err)
+	}
+	if err := atomicfile.WriteFile(out+".pub", pub, atomicfile.Options{Perm: 0o644, Overwrite: true}); err != nil {
+		return fmt.Errorf("audit export: tree-head key: %w", err)
+	}
+	return nil
+}
+
+// saveTreeHead writes a verified tree head (JSON) atomically.
+func saveTreeHead(path string, head any) error {
+	var buf bytes.Buffer
+	writeJSON(&buf, head)
+	if err := atomicfile.WriteFile(path, buf.Bytes(), atomicfile.Options{Perm: 0o644, Overwrite: true}); err != nil {
+		return fmt.Errorf("--save-head: %w", err)
+	}
+	return nil
+}
+
 func newAuditProveCmd() *cobra.Command {
 	var kf kmsFlags
 	var pubFile, headOut string
@@ -193,9 +213,7 @@ prove entries about their own keys. --save-head keeps the tree head for later co
 				return err
 			}
 			if headOut != "" {
-				var buf bytes.Buffer
-				writeJSON(&buf, head)
-				if err := os.WriteFile(headOut, buf.Bytes(), 0o644); err != nil {
+				if err := saveTreeHead(headOut, head); err != nil {
 					return err
 				}
 			}
