@@ -142,11 +142,13 @@ func New(m *job.Manifest, o Options) (*Manifest, error) {
 	if !filepath.IsAbs(o.PPML) || !filepath.IsAbs(o.JobPath) {
 		return nil, fmt.Errorf("gramine: ppml binary %q and job manifest %q must be absolute paths", o.PPML, o.JobPath)
 	}
-	if err := checkHostPath(o.PPML, "ppml binary"); err != nil {
-		return nil, err
-	}
-	if err := checkHostPath(o.JobPath, "job manifest"); err != nil {
-		return nil, err
+	for _, f := range []struct{ what, path string }{{"ppml binary", o.PPML}, {"job manifest", o.JobPath}} {
+		if err := checkHostPath(f.path, f.what); err != nil {
+			return nil, err
+		}
+		if err := checkMount(filepath.Dir(f.path), f.what, f.path); err != nil {
+			return nil, err
+		}
 	}
 	r := o.Resolver
 	if r == nil {
@@ -244,6 +246,9 @@ func New(m *job.Manifest, o Options) (*Manifest, error) {
 		if err := checkHostPath(in.Path, "inputs."+in.Name); err != nil {
 			return nil, err
 		}
+		if err := checkMount(in.Path, "inputs."+in.Name, in.Path); err != nil {
+			return nil, err
+		}
 		entry := in.Path
 		if fi, err := os.Stat(in.Path); err == nil && fi.IsDir() {
 			entry += "/"
@@ -261,10 +266,16 @@ func New(m *job.Manifest, o Options) (*Manifest, error) {
 		if dir == "/" {
 			return nil, fmt.Errorf("gramine: outputs.%s: %s is directly under /; put outputs in their own directory", out.Name, out.Path)
 		}
+		if err := checkMount(dir, "outputs."+out.Name, out.Path); err != nil {
+			return nil, err
+		}
 		g.AllowedFiles = append(g.AllowedFiles, dir+"/")
 		mountPaths = append(mountPaths, dir)
 	}
 	for _, key := range keyFiles(m) {
+		if err := checkMount(filepath.Dir(key), "key file", key); err != nil {
+			return nil, err
+		}
 		g.AllowedFiles = append(g.AllowedFiles, key)
 		mountPaths = append(mountPaths, filepath.Dir(key))
 	}
@@ -273,14 +284,18 @@ func New(m *job.Manifest, o Options) (*Manifest, error) {
 		if err := checkHostPath(p, "trusted file directory"); err != nil {
 			return nil, err
 		}
+		if err := checkMount(p, "trusted file directory", p); err != nil {
+			return nil, err
+		}
 	}
-	g.Mounts = append([]Mount{{Type: "tmpfs", Path: "/tmp"}}, chrootMounts(mountPaths)...)
+	// The tmpfs comes first: chroot mounts below /tmp must be made after it.
+	g.Mounts = append([]Mount{{Type: "tmpfs", Path: enclaveTmp}}, chrootMounts(mountPaths)...)
 
 	g.Env = []EnvVar{
 		{Name: "PATH", Value: strings.Join(pathDirs, ":")},
 		{Name: "LD_LIBRARY_PATH", Value: strings.Join(libDirs, ":")},
 		{Name: "GOMAXPROCS", Value: strconv.Itoa(m.Resources.Threads)},
-		{Name: "TMPDIR", Value: "/tmp"},
+		{Name: "TMPDIR", Value: enclaveTmp},
 		{Name: "PPML_TOKEN", Passthrough: true},
 	}
 	if o.Server == "" {
@@ -305,22 +320,40 @@ func keyFiles(m *job.Manifest) []string {
 	return out
 }
 
-// checkHostPath refuses paths that cannot be mounted as they are: under
-// /tmp (which is an in-memory tmpfs inside the enclave), under the kernel's
-// pseudo file systems, or containing Jinja markup that gramine-manifest
-// would expand.
+// enclaveTmp is where the enclave's in-memory tmpfs is mounted; TMPDIR
+// points there.
+const enclaveTmp = "/tmp"
+
+// checkHostPath refuses paths that cannot be mounted as they are: under the
+// kernel's pseudo file systems (Gramine has its own /proc, /sys and /dev),
+// or containing Jinja markup that gramine-manifest would expand.
 func checkHostPath(p, what string) error {
 	for _, bad := range []string{"{{", "{%", "{#"} {
 		if strings.Contains(p, bad) {
 			return fmt.Errorf("gramine: %s: path %q contains %q, which gramine-manifest would expand", what, p, bad)
 		}
 	}
-	for _, dir := range []string{"/tmp", "/proc", "/sys", "/dev"} {
+	for _, dir := range []string{"/proc", "/sys", "/dev"} {
 		if p == dir || strings.HasPrefix(p, dir+"/") {
-			return fmt.Errorf("gramine: %s: %s is under %s, which the enclave does not take from the host (/tmp is in-memory inside it); use another directory", what, p, dir)
+			return fmt.Errorf("gramine: %s: %s is under %s, which the enclave does not take from the host; use another directory", what, p, dir)
 		}
 	}
 	return nil
+}
+
+// checkMount refuses to mount the host's /tmp itself, which a file directly
+// in /tmp would need: it would hide the enclave's in-memory /tmp and put
+// every temporary file on the host. Host directories below /tmp are fine:
+// they are mounted after the tmpfs, at the same paths (Gramine applies
+// mounts in order and creates their mount points inside the tmpfs).
+func checkMount(mount, what, p string) error {
+	if mount != enclaveTmp {
+		return nil
+	}
+	if p == mount {
+		return fmt.Errorf("gramine: %s: %s cannot come from the host: inside the enclave it is in-memory temporary space; use a directory below it", what, p)
+	}
+	return fmt.Errorf("gramine: %s: %s is directly in %s, whose host copy the enclave cannot mount (its %s is in memory); move it into a directory of its own", what, p, mount, mount)
 }
 
 // chrootMounts mounts each needed host path at the same path inside the

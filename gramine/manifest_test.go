@@ -16,8 +16,7 @@ import (
 )
 
 // standInPPML is a dynamically linked system binary used in place of the ppml
-// binary: a test binary lives under /tmp, which a manifest cannot mount, and
-// a pure-Go test binary would have no libraries to check.
+// binary: a pure-Go test binary would have no libraries to check.
 const standInPPML = "/bin/ls"
 
 // resolver is shared so that the Python installation is read once.
@@ -356,8 +355,9 @@ func TestRefusedPaths(t *testing.T) {
 		o    Options
 		want string
 	}{
-		{Options{PPML: "/tmp/ppml", JobPath: jobPath}, "ppml binary: /tmp/ppml is under /tmp"},
-		{Options{PPML: standInPPML, JobPath: "/tmp/job.yaml"}, "job manifest: /tmp/job.yaml is under /tmp"},
+		{Options{PPML: "/tmp/ppml", JobPath: jobPath}, "ppml binary: /tmp/ppml is directly in /tmp"},
+		{Options{PPML: standInPPML, JobPath: "/tmp/job.yaml"}, "job manifest: /tmp/job.yaml is directly in /tmp"},
+		{Options{PPML: "/proc/self/exe", JobPath: jobPath}, "ppml binary: /proc/self/exe is under /proc"},
 		{Options{PPML: "ppml", JobPath: jobPath}, "must be absolute"},
 		{Options{PPML: "/srv/{{ x }}/ppml", JobPath: jobPath}, "gramine-manifest would expand"},
 		{Options{PPML: "/nonexistent/ppml", JobPath: jobPath}, "no such file"},
@@ -366,12 +366,20 @@ func TestRefusedPaths(t *testing.T) {
 			t.Errorf("%+v: got %v, want %q", tc.o, err, tc.want)
 		}
 	}
-	tmpJob, err := job.Parse([]byte("name: t\nengine: exec\ninputs: {a: /tmp/in.ppml}\nparameters: {command: [/bin/ls]}\n"), "/srv")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := New(tmpJob, Options{PPML: standInPPML, JobPath: jobPath}); err == nil || !strings.Contains(err.Error(), "inputs.a: /tmp/in.ppml is under /tmp") {
-		t.Errorf("input under /tmp: %v", err)
+	// The host's /tmp itself cannot be mounted over the enclave's in-memory
+	// /tmp: neither as an input nor as the directory of an output.
+	for _, tc := range []struct{ manifest, want string }{
+		{"inputs: {a: /tmp}", "inputs.a: /tmp cannot come from the host"},
+		{"outputs: {o: {path: /tmp/o.ppml, key: kms://kms.example.org/o/k}}", "outputs.o: /tmp/o.ppml is directly in /tmp"},
+		{"inputs: {a: /dev/sda}", "inputs.a: /dev/sda is under /dev"},
+	} {
+		tmpJob, err := job.Parse([]byte("name: t\nengine: exec\n"+tc.manifest+"\nparameters: {command: [/bin/ls]}\n"), "/srv")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := New(tmpJob, Options{PPML: standInPPML, JobPath: jobPath}); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: got %v, want %q", tc.manifest, err, tc.want)
+		}
 	}
 	missing, err := job.Parse([]byte("name: t\nengine: exec\nparameters: {command: [no-such-program-ppml]}\n"), "/srv")
 	if err != nil {
@@ -379,6 +387,36 @@ func TestRefusedPaths(t *testing.T) {
 	}
 	if _, err := New(missing, Options{PPML: standInPPML, JobPath: jobPath}); err == nil || !strings.Contains(err.Error(), `program "no-such-program-ppml" not found in /usr/local/bin:/usr/bin:/bin`) {
 		t.Errorf("missing program: %v", err)
+	}
+}
+
+// TestPathsBelowTmp: a job kept in a directory below /tmp (a checkout under
+// /tmp, say) works: its host directories are mounted after the enclave's
+// in-memory /tmp, at the same paths.
+func TestPathsBelowTmp(t *testing.T) {
+	_, jobPath := loadJob(t, "python-job.yaml")
+	m, err := job.Parse([]byte(`name: t
+engine: exec
+inputs: {a: in/a.ppml}
+outputs: {o: {path: out/o.ppml, key: "file:/tmp/ppml-keys/o.key"}}
+parameters: {command: [/bin/ls]}
+`), "/tmp/ppml-jobs/j")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, _, _ := render(t, m, Options{PPML: standInPPML, JobPath: jobPath})
+	if g.Mounts[0].Type != "tmpfs" || g.Mounts[0].Path != "/tmp" {
+		t.Fatalf("first mount %+v, want the tmpfs at /tmp", g.Mounts[0])
+	}
+	want := map[string]bool{"/tmp/ppml-jobs/j/in/a.ppml": true, "/tmp/ppml-jobs/j/out": true, "/tmp/ppml-keys": true}
+	for _, mt := range g.Mounts[1:] {
+		if mt.Type == "tmpfs" || mt.Path == "/tmp" {
+			t.Errorf("mount %+v after the first hides the in-memory /tmp", mt)
+		}
+		delete(want, mt.Path)
+	}
+	if len(want) != 0 {
+		t.Errorf("not mounted: %v (mounts %+v)", want, g.Mounts)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -48,9 +49,14 @@ func TestGramineManifestCommand(t *testing.T) {
 		t.Error("template does not name the job digest")
 	}
 
-	// The default ppml binary is this test binary, under /tmp: refused with the reason.
-	if _, code := runCLI(t, "gramine", "manifest", "--job", jobPath, "-o", out); code != ExitFailure {
-		t.Errorf("binary under /tmp: exit %d", code)
+	// The default ppml binary is the one running (this test binary, in a
+	// build directory below /tmp): it becomes the entrypoint.
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, code := runCLI(t, "gramine", "manifest", "--job", jobPath, "-o", "-"); code != ExitOK || !strings.Contains(res, "libos.entrypoint = "+strconv.Quote(self)) {
+		t.Errorf("default binary %s: exit %d", self, code)
 	}
 	if _, code := runCLI(t, "gramine", "manifest", "--job", jobPath); code != ExitUsage {
 		t.Errorf("without -o: exit %d", code)
