@@ -16,7 +16,6 @@ import (
 	"github.com/ppml/ppml/attest/sim"
 	"github.com/ppml/ppml/attest/snp"
 	"github.com/ppml/ppml/attest/verifier"
-	"github.com/ppml/ppml/internal/shareddata"
 )
 
 func init() { registerBench(newBenchAttestCmd) }
@@ -48,18 +47,20 @@ func newBenchAttestCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "attest",
 		Short: "Verification latency per quote/report (p50, p99) for SGX, TDX, SEV-SNP and the simulator",
-		Long: `Verify every valid case of the shared attestation vectors --n times each, with collateral
+		Long: `Verify every valid case of a set of attestation vectors --n times each, with collateral
 parsed once and the verifier's caches warm (as in a long-running key service), and print
-p50 and p99 per platform. The simulator is measured with a throw-away platform key.`,
-		Example: `  ppml bench attest
-  ppml bench attest --n 1000 --json --vectors ../shared/testdata/attestation`,
+p50 and p99 per platform. --vectors is a directory holding vectors.json and the files it
+names (the layout of the shared test data, ../shared/testdata/attestation beside a checkout).
+The simulator is measured with a throw-away platform key.`,
+		Example: `  ppml bench attest --vectors ../shared/testdata/attestation
+  ppml bench attest --vectors ../shared/testdata/attestation --n 1000 --json`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if n < 1 {
 				return usageErrorf("--n must be at least 1")
 			}
 			if dir == "" {
-				dir = shareddata.Path("attestation")
+				return usageErrorf("give the attestation vectors with --vectors DIR (for example ../shared/testdata/attestation from the repository root)")
 			}
 			res, err := benchAttest(cmd.Context(), dir, n)
 			if err != nil {
@@ -77,7 +78,7 @@ p50 and p99 per platform. The simulator is measured with a throw-away platform k
 			return nil
 		},
 	}
-	c.Flags().StringVar(&dir, "vectors", "", "attestation test vector directory (default: the shared test data)")
+	c.Flags().StringVar(&dir, "vectors", "", "directory with vectors.json and the evidence and collateral it names (required)")
 	c.Flags().IntVar(&n, "n", 200, "verifications per case")
 	c.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
 	return c
@@ -86,7 +87,7 @@ p50 and p99 per platform. The simulator is measured with a throw-away platform k
 func benchAttest(ctx context.Context, dir string, n int) ([]benchAttestResult, error) {
 	b, err := os.ReadFile(filepath.Join(dir, "vectors.json"))
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("--vectors: %w", err)
 	}
 	var vs []benchVector
 	if err := json.Unmarshal(b, &vs); err != nil {
