@@ -3,61 +3,179 @@ package tsm
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/ppml/ppml/attest"
 	"github.com/ppml/ppml/attest/snp"
 	"github.com/ppml/ppml/internal/shareddata"
 )
 
-// fakeKernel plays configfs-tsm over a temp dir: mkdir populates the
-// attributes, a write to inblob bumps generation and produces outblob (the
-// real evidence from the shared test data) and auxblob.
-type fakeKernel struct {
-	t        *testing.T
+// fakeTree plays the kernel's configfs-tsm report tree in memory, with the
+// kernel's rules: attributes appear on mkdir under the root; every write
+// bumps generation; privlevel must be within [privlevel_floor, 3]; reading
+// outblob generates the report from inblob and privlevel, and fails for a
+// privlevel below the floor, as the SNP firmware refuses a report for a
+// more privileged VMPL than the guest's.
+type fakeTree struct {
+	root     string
 	provider string
-	out, aux []byte
-	// extraWrites simulates another process writing attributes between our
-	// write and our reads.
-	extraWrites int
-	made        []string
-	removed     []string
+	floor    int    // -1: no privlevel attributes (TDX)
+	out      []byte // the evidence returned, with the written report data and VMPL filled in for SNP
+	aux      []byte // auxblob; nil: no auxblob attribute
+	// raceWrites simulates other writers: each of the first raceWrites
+	// reports gets one foreign write after ours.
+	raceWrites int
+	// block, when set, holds outblob reads until it is closed; reading is
+	// signalled when such a read starts.
+	block   chan struct{}
+	reading chan struct{}
+
+	mu        sync.Mutex
+	entries   map[string]*entry
+	made      []string
+	removed   chan string
+	privWrite []int
 }
 
-func (k *fakeKernel) Mkdir(dir string) error {
-	if err := os.Mkdir(dir, 0o700); err != nil {
+type entry struct {
+	gen       uint64
+	inblob    []byte
+	privlevel int
+}
+
+func newTree(t *testing.T, provider string, floor int, out, aux []byte) *fakeTree {
+	return &fakeTree{root: "/sys/kernel/config/tsm/report", provider: provider, floor: floor, out: out, aux: aux,
+		entries: map[string]*entry{}, removed: make(chan string, 16)}
+}
+
+func (k *fakeTree) attester() *Attester { return &Attester{Root: k.root, fs: k} }
+
+func (k *fakeTree) Mkdir(dir string) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if filepath.Dir(dir) != k.root {
+		return &fs.PathError{Op: "mkdir", Path: dir, Err: fs.ErrNotExist}
+	}
+	if _, ok := k.entries[dir]; ok {
+		return &fs.PathError{Op: "mkdir", Path: dir, Err: fs.ErrExist}
+	}
+	k.entries[dir] = &entry{}
+	k.made = append(k.made, dir)
+	return nil
+}
+
+func (k *fakeTree) Rmdir(dir string) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if _, ok := k.entries[dir]; !ok {
+		return &fs.PathError{Op: "rmdir", Path: dir, Err: fs.ErrNotExist}
+	}
+	delete(k.entries, dir)
+	k.removed <- dir
+	return nil
+}
+
+func (k *fakeTree) lookup(path string) (*entry, string, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	e, ok := k.entries[filepath.Dir(path)]
+	if !ok {
+		return nil, "", &fs.PathError{Op: "open", Path: path, Err: fs.ErrNotExist}
+	}
+	return e, filepath.Base(path), nil
+}
+
+func (k *fakeTree) WriteFile(path string, data []byte) error {
+	e, name, err := k.lookup(path)
+	if err != nil {
 		return err
 	}
-	k.made = append(k.made, dir)
-	for name, v := range map[string]string{"provider": k.provider + "\n", "generation": "0\n", "inblob": ""} {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(v), 0o600); err != nil {
-			return err
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	switch name {
+	case "inblob":
+		if len(data) > 64 {
+			return &fs.PathError{Op: "write", Path: path, Err: syscall.EINVAL}
 		}
+		e.inblob = append([]byte(nil), data...)
+	case "privlevel":
+		if k.floor < 0 {
+			return &fs.PathError{Op: "open", Path: path, Err: fs.ErrNotExist}
+		}
+		v, err := strconv.Atoi(strings.TrimSpace(string(data)))
+		if err != nil || v < k.floor || v > 3 {
+			return &fs.PathError{Op: "write", Path: path, Err: syscall.EINVAL}
+		}
+		e.privlevel = v
+		k.privWrite = append(k.privWrite, v)
+	default:
+		return &fs.PathError{Op: "write", Path: path, Err: syscall.EACCES}
+	}
+	e.gen++
+	if k.raceWrites > 0 && name == "inblob" {
+		k.raceWrites--
+		e.gen++ // another process wrote an attribute of our report
 	}
 	return nil
 }
 
-func (k *fakeKernel) Rmdir(dir string) error {
-	k.removed = append(k.removed, dir)
-	return os.RemoveAll(dir)
+func (k *fakeTree) ReadFile(path string) ([]byte, error) {
+	e, name, err := k.lookup(path)
+	if err != nil {
+		return nil, err
+	}
+	if name == "outblob" && k.block != nil {
+		k.reading <- struct{}{}
+		<-k.block
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	switch name {
+	case "provider":
+		return []byte(k.provider + "\n"), nil
+	case "generation":
+		return []byte(strconv.FormatUint(e.gen, 10) + "\n"), nil
+	case "privlevel_floor":
+		if k.floor < 0 {
+			return nil, &fs.PathError{Op: "open", Path: path, Err: fs.ErrNotExist}
+		}
+		return []byte(strconv.Itoa(k.floor) + "\n"), nil
+	case "outblob":
+		if k.floor > 0 && e.privlevel < k.floor {
+			return nil, &fs.PathError{Op: "read", Path: path, Err: syscall.EINVAL}
+		}
+		out := append([]byte(nil), k.out...)
+		if k.provider == "sev_guest" {
+			copy(out[0x50:0x90], e.inblob)
+			binary.LittleEndian.PutUint32(out[0x30:], uint32(e.privlevel))
+		}
+		return out, nil
+	case "auxblob":
+		if k.aux == nil {
+			return nil, &fs.PathError{Op: "open", Path: path, Err: fs.ErrNotExist}
+		}
+		return append([]byte(nil), k.aux...), nil
+	}
+	return nil, &fs.PathError{Op: "open", Path: path, Err: fs.ErrNotExist}
 }
 
-func (k *fakeKernel) Wrote(path string) {
-	dir := filepath.Dir(path)
-	b, _ := os.ReadFile(filepath.Join(dir, "generation"))
-	g, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-	g += 1 + k.extraWrites
-	os.WriteFile(filepath.Join(dir, "generation"), []byte(strconv.Itoa(g)+"\n"), 0o600)
-	if filepath.Base(path) == "inblob" {
-		os.WriteFile(filepath.Join(dir, "outblob"), k.out, 0o600)
-		if k.aux != nil {
-			os.WriteFile(filepath.Join(dir, "auxblob"), k.aux, 0o600)
-		}
+// settled checks that every report directory made was removed.
+func (k *fakeTree) settled(t *testing.T) {
+	t.Helper()
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if len(k.entries) != 0 {
+		t.Fatalf("%d report directories left (made %v)", len(k.entries), k.made)
 	}
 }
 
@@ -69,38 +187,92 @@ func readShared(t *testing.T, elem ...string) []byte {
 	return b
 }
 
-func snpSetup(t *testing.T) (*fakeKernel, [64]byte) {
+// snpTree serves the real trustee Milan report; aux is its certificate table
+// unless noAux.
+func snpTree(t *testing.T, floor int, noAux bool) (*fakeTree, [64]byte) {
 	report := readShared(t, "attestation", "snp", "trustee_milan.report.bin")
-	vcek := readShared(t, "attestation", "snp", "trustee_milan.vcek.der")
-	aux, err := snp.TableFromCerts(vcek, nil)
-	if err != nil {
-		t.Fatal(err)
+	var aux []byte
+	if !noAux {
+		var err error
+		if aux, err = snp.TableFromCerts(readShared(t, "attestation", "snp", "trustee_milan.vcek.der"), nil); err != nil {
+			t.Fatal(err)
+		}
 	}
 	var rd [64]byte
-	copy(rd[:], report[0x50:0x90])
-	return &fakeKernel{t: t, provider: "sev_guest", out: report, aux: aux}, rd
+	copy(rd[:], "ppml configfs-tsm test")
+	return newTree(t, "sev_guest", floor, report, aux), rd
 }
 
-func TestSNPEvidence(t *testing.T) {
-	k, rd := snpSetup(t)
-	root := t.TempDir()
-	a := &Attester{Root: root, Provider: "sev_guest", kernel: k}
-	ev, err := a.Evidence(context.Background(), rd)
+func TestSNPEvidenceAtVMPL0(t *testing.T) {
+	k, rd := snpTree(t, 0, false)
+	ev, err := k.attester().Evidence(context.Background(), rd)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ev.Platform != attest.PlatformSNP || !bytes.Equal(ev.Data, k.out) || !bytes.Equal(ev.Aux, k.aux) {
+	if ev.Platform != attest.PlatformSNP || !bytes.Equal(ev.Data[0x50:0x90], rd[:]) || !bytes.Equal(ev.Aux, k.aux) {
 		t.Fatal("evidence is not the kernel's outblob/auxblob")
 	}
-	tab, err := snp.ParseCertTable(ev.Aux)
-	if err != nil || tab.Get(snp.GUIDVCEK) == nil {
+	if tab, err := snp.ParseCertTable(ev.Aux); err != nil || tab.Get(snp.GUIDVCEK) == nil {
 		t.Fatalf("auxblob has no VCEK: %v", err)
 	}
-	if len(k.made) != 1 || len(k.removed) != 1 || k.made[0] != k.removed[0] {
-		t.Fatalf("report dir not removed: made %v removed %v", k.made, k.removed)
+	if len(k.privWrite) != 0 {
+		t.Fatalf("privlevel written %v at floor 0", k.privWrite)
 	}
-	if ents, _ := os.ReadDir(root); len(ents) != 0 {
-		t.Fatalf("left %d entries", len(ents))
+	if len(k.made) != 1 {
+		t.Fatalf("made %v", k.made)
+	}
+	k.settled(t)
+}
+
+// TestSNPEvidenceAboveVMPL0: under an SVSM the guest runs at VMPL 2; the
+// request must ask for privlevel 2, or the kernel refuses it.
+func TestSNPEvidenceAboveVMPL0(t *testing.T) {
+	k, rd := snpTree(t, 2, false)
+	ev, err := k.attester().Evidence(context.Background(), rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(k.privWrite) != 1 || k.privWrite[0] != 2 {
+		t.Fatalf("privlevel writes %v, want [2]", k.privWrite)
+	}
+	if vmpl := binary.LittleEndian.Uint32(ev.Data[0x30:]); vmpl != 2 {
+		t.Fatalf("report VMPL %d", vmpl)
+	}
+	k.settled(t)
+
+	// The fake is strict: without the privlevel write the kernel refuses.
+	var e entry
+	k.entries["/sys/kernel/config/tsm/report/x"] = &e
+	if _, err := k.ReadFile("/sys/kernel/config/tsm/report/x/outblob"); !errors.Is(err, syscall.EINVAL) {
+		t.Fatalf("outblob at privlevel 0 with floor 2: %v", err)
+	}
+	delete(k.entries, "/sys/kernel/config/tsm/report/x")
+
+	k.floor = 4
+	if _, err := k.attester().Evidence(context.Background(), rd); err == nil || !strings.Contains(err.Error(), "privlevel_floor is 4") {
+		t.Fatalf("floor above 3: %v", err)
+	}
+}
+
+// TestSNPEvidenceEmptyAuxblob: when the host supplies no certificates,
+// auxblob is empty (or absent); the evidence carries none and the verifier
+// must fetch the VCEK.
+func TestSNPEvidenceEmptyAuxblob(t *testing.T) {
+	for _, aux := range [][]byte{{}, nil} {
+		k, rd := snpTree(t, 0, true)
+		k.aux = aux
+		ev, err := k.attester().Evidence(context.Background(), rd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ev.Aux != nil {
+			t.Fatalf("aux %x", ev.Aux)
+		}
+		v := &snp.Verifier{}
+		if _, err := v.Verify(context.Background(), ev, attest.VerifyOptions{}); err == nil || !strings.Contains(err.Error(), "vcek_missing") {
+			t.Fatalf("a verifier without a certificate source: %v", err)
+		}
+		k.settled(t)
 	}
 }
 
@@ -113,49 +285,141 @@ func TestTDXEvidence(t *testing.T) {
 		}
 		var rd [64]byte
 		copy(rd[:], q[off:])
-		k := &fakeKernel{t: t, provider: "tdx_guest", out: q}
-		ev, err := (&Attester{Root: t.TempDir(), kernel: k}).Evidence(context.Background(), rd)
+		k := newTree(t, "tdx_guest", -1, q, nil)
+		ev, err := k.attester().Evidence(context.Background(), rd)
 		if err != nil {
 			t.Fatalf("%s: %v", f, err)
 		}
-		if ev.Platform != attest.PlatformTDX || ev.Aux != nil {
+		if ev.Platform != attest.PlatformTDX || ev.Aux != nil || len(k.privWrite) != 0 {
 			t.Fatalf("%s: %+v", f, ev.Platform)
 		}
 		// Another report data is caught by the echo check.
 		rd[0] ^= 1
-		if _, err := (&Attester{Root: t.TempDir(), kernel: k}).Evidence(context.Background(), rd); err == nil {
-			t.Fatalf("%s: report data mismatch not caught", f)
+		if _, err := k.attester().Evidence(context.Background(), rd); err == nil || !strings.Contains(err.Error(), "does not carry the report data") {
+			t.Fatalf("%s: report data mismatch: %v", f, err)
 		}
+		k.settled(t)
 	}
 }
 
+// TestGenerationRace: a foreign write between ours and our reads makes the
+// report untrustworthy; the attester retries in a new directory and gives
+// up after a few races.
 func TestGenerationRace(t *testing.T) {
-	k, rd := snpSetup(t)
-	k.extraWrites = 1
-	_, err := (&Attester{Root: t.TempDir(), kernel: k}).Evidence(context.Background(), rd)
-	if !errors.Is(err, ErrGenerationRace) {
-		t.Fatalf("got %v, want generation race", err)
+	k, rd := snpTree(t, 2, false)
+	k.raceWrites = 1
+	if _, err := k.attester().Evidence(context.Background(), rd); err != nil {
+		t.Fatalf("one race, then a clean attempt: %v", err)
 	}
-	if len(k.removed) != 1 {
-		t.Fatal("report dir not removed after failure")
+	if len(k.made) != 2 {
+		t.Fatalf("attempts %d, want 2", len(k.made))
+	}
+	k.settled(t)
+
+	k, rd = snpTree(t, 2, false)
+	k.raceWrites = 100
+	_, err := k.attester().Evidence(context.Background(), rd)
+	if !errors.Is(err, ErrGenerationRace) || !strings.Contains(err.Error(), "want 2") {
+		t.Fatalf("got %v, want a generation race after our 2 writes", err)
+	}
+	if len(k.made) != attempts {
+		t.Fatalf("attempts %d, want %d", len(k.made), attempts)
+	}
+	k.settled(t)
+}
+
+// TestContext: a cancelled context makes no report; one cancelled (or past
+// its deadline) while the kernel generates the report returns at once, and
+// the report directory is removed when the kernel is done.
+func TestContext(t *testing.T) {
+	k, rd := snpTree(t, 0, false)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := k.attester().Evidence(ctx, rd); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled context: %v", err)
+	}
+	if len(k.made) != 0 {
+		t.Fatalf("report made with a cancelled context: %v", k.made)
+	}
+
+	for _, deadline := range []bool{false, true} {
+		k, rd := snpTree(t, 0, false)
+		k.block, k.reading = make(chan struct{}), make(chan struct{}, 1)
+		ctx, cancel := context.WithCancel(context.Background())
+		if deadline {
+			ctx, cancel = context.WithTimeout(context.Background(), time.Second)
+		}
+		errc := make(chan error, 1)
+		go func() {
+			_, err := k.attester().Evidence(ctx, rd)
+			errc <- err
+		}()
+		<-k.reading // the kernel is generating the report
+		if !deadline {
+			cancel()
+		}
+		var err error
+		select {
+		case err = <-errc:
+		case <-time.After(30 * time.Second):
+			t.Fatal("Evidence still waits for the kernel after the context ended")
+		}
+		if ctx.Err() == nil || !errors.Is(err, ctx.Err()) {
+			t.Fatalf("deadline=%v: got %v, want %v", deadline, err, ctx.Err())
+		}
+		close(k.block) // the kernel finishes the report
+		select {
+		case <-k.removed:
+		case <-time.After(30 * time.Second):
+			t.Fatal("the abandoned report directory was not removed")
+		}
+		k.settled(t)
+		cancel()
 	}
 }
 
 func TestProviderChecks(t *testing.T) {
-	k, rd := snpSetup(t)
+	k, rd := snpTree(t, 0, false)
 	k.provider = "arm_cca_guest"
-	if _, err := (&Attester{Root: t.TempDir(), kernel: k}).Evidence(context.Background(), rd); err == nil || !strings.Contains(err.Error(), "arm_cca_guest") {
+	if _, err := k.attester().Evidence(context.Background(), rd); err == nil || !strings.Contains(err.Error(), "arm_cca_guest") {
 		t.Errorf("unknown provider: %v", err)
 	}
 	k.provider = "sev_guest"
-	if _, err := (&Attester{Root: t.TempDir(), Provider: "tdx_guest", kernel: k}).Evidence(context.Background(), rd); err == nil || !strings.Contains(err.Error(), "want \"tdx_guest\"") {
+	a := k.attester()
+	a.Provider = "tdx_guest"
+	if _, err := a.Evidence(context.Background(), rd); err == nil || !strings.Contains(err.Error(), "want \"tdx_guest\"") {
 		t.Errorf("provider mismatch: %v", err)
 	}
+	k.settled(t)
 }
 
-func TestNoConfigfs(t *testing.T) {
+// TestRealFileSystem runs the os-backed tree operations on a directory: a
+// missing configfs is reported as such, and attributes are written whole.
+func TestRealFileSystem(t *testing.T) {
 	_, err := (&Attester{Root: filepath.Join(t.TempDir(), "missing")}).Evidence(context.Background(), [64]byte{})
-	if err == nil || !strings.Contains(err.Error(), "create report") {
-		t.Fatalf("%v", err)
+	if err == nil || !strings.Contains(err.Error(), "create report") || !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("no configfs: %v", err)
+	}
+	var c osConfigfs
+	dir := filepath.Join(t.TempDir(), "r")
+	if err := c.Mkdir(dir); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, "inblob")
+	if err := os.WriteFile(p, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.WriteFile(p, []byte("0123")); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := c.ReadFile(p); err != nil || string(b) != "0123" {
+		t.Fatalf("%q %v", b, err)
+	}
+	if err := c.WriteFile(filepath.Join(dir, "nope"), []byte("x")); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("write to a missing attribute: %v", err)
+	}
+	os.Remove(p)
+	if err := c.Rmdir(dir); err != nil {
+		t.Fatal(err)
 	}
 }
