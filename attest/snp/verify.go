@@ -18,15 +18,16 @@ import (
 )
 
 // Verifier checks SEV-SNP evidence: the report in Evidence.Data and the
-// certificate table in Evidence.Aux, which must hold the VCEK (or VLEK) and
-// may hold the ASK (or ASVK). Checks, by the name a failure carries:
+// certificate table in Evidence.Aux, which holds the VCEK (or VLEK) and may
+// hold the ASK (or ASVK). When the table holds no key certificate, Certs (if
+// set) supplies it. Checks, by the name a failure carries:
 //
 //	platform          evidence is for SNP
 //	event_log         no event log came with it (they are TDX's)
 //	report_format     the report parses (version 2 or 3, ECDSA P-384)
 //	cert_table        the certificate table parses
 //	signing_key       the report names VCEK or VLEK as its signing key
-//	vcek_missing      (vlek_missing) the table holds the key the report names
+//	vcek_missing      (vlek_missing) the table or Certs has the key the report names
 //	vcek_parse        the key certificate parses and has the AMD extensions
 //	product           the product (Milan, Genoa, Turin) is known and consistent
 //	ark_validity      the pinned ARK is valid at the verification time
@@ -44,6 +45,9 @@ type Verifier struct {
 	// Roots replaces the pinned AMD roots. Tests only: production code
 	// leaves it nil.
 	Roots []Root
+	// Certs supplies the VCEK or VLEK (and possibly the intermediate) when
+	// the evidence carries none; nil refuses such evidence.
+	Certs CertSource
 
 	mu    sync.Mutex
 	known map[[32]byte]bool // (parent, child) pairs whose signature verified
@@ -63,7 +67,7 @@ func roleName(kind SigningKey, leaf bool) string {
 }
 
 // Verify implements attest.Verifier.
-func (v *Verifier) Verify(_ context.Context, ev *attest.Evidence, opts attest.VerifyOptions) (*attest.Claims, error) {
+func (v *Verifier) Verify(ctx context.Context, ev *attest.Evidence, opts attest.VerifyOptions) (*attest.Claims, error) {
 	if ev == nil {
 		return nil, attest.Fail("platform", "no evidence")
 	}
@@ -96,9 +100,22 @@ func (v *Verifier) Verify(_ context.Context, ev *attest.Evidence, opts attest.Ve
 		return nil, attest.Fail("signing_key", "report SIGNING_KEY is %s, want vcek or vlek", kind)
 	}
 	leafName, midName := roleName(kind, true), roleName(kind, false)
-	leafDER := table.Get(leafGUID)
+	leafDER, midDER := table.Get(leafGUID), table.Get(GUIDASK)
 	if leafDER == nil {
-		return nil, attest.Fail(leafName+"_missing", "the report is signed by its %s but the evidence carries none (pass --vcek, or a certificate table with a %s entry)", upper(leafName), upper(leafName))
+		if v.Certs == nil {
+			return nil, attest.Fail(leafName+"_missing", "the report is signed by its %s but the evidence carries none (pass --vcek, a certificate table with a %s entry, or an AMD KDS source with --amd-kds)", upper(leafName), upper(leafName))
+		}
+		kc, err := v.Certs.KeyCertificates(ctx, KeyRequestFor(rep))
+		if err != nil {
+			return nil, attest.Fail(leafName+"_missing", "the evidence carries no %s, and getting it failed: %w", upper(leafName), err)
+		}
+		if len(kc.Leaf) == 0 {
+			return nil, attest.Fail(leafName+"_missing", "the evidence carries no %s, and the certificate source returned none", upper(leafName))
+		}
+		leafDER = kc.Leaf
+		if midDER == nil {
+			midDER = kc.Intermediate
+		}
 	}
 	leaf, err := x509.ParseCertificate(leafDER)
 	if err != nil {
@@ -123,10 +140,10 @@ func (v *Verifier) Verify(_ context.Context, ev *attest.Evidence, opts attest.Ve
 	if kind == SigningKeyVLEK {
 		mid = root.ASVK
 	}
-	if der := table.Get(GUIDASK); der != nil {
+	if der := midDER; der != nil {
 		c, err := x509.ParseCertificate(der)
 		if err != nil {
-			return nil, attest.Fail(midName+"_chain", "%s certificate in evidence: %w", upper(midName), err)
+			return nil, attest.Fail(midName+"_chain", "%s certificate from the evidence or the certificate source: %w", upper(midName), err)
 		}
 		mid = c
 	}

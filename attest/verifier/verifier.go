@@ -26,6 +26,10 @@ type Verifier struct {
 type Config struct {
 	// Collateral for SGX and TDX; nil refuses SGX and TDX evidence.
 	Collateral dcap.Source
+	// SNPCerts supplies VCEKs (AMD KDS, a mirror or an offline bundle:
+	// attest/snp/kds) for SEV-SNP evidence that carries none; nil refuses
+	// such evidence.
+	SNPCerts snp.CertSource
 	// SimKeys are the simulation platform keys to trust; none refuses
 	// simulated evidence.
 	SimKeys []ed25519.PublicKey
@@ -33,7 +37,7 @@ type Config struct {
 
 // New returns a dispatcher with the pinned vendor roots.
 func New(c Config) *Verifier {
-	v := &Verifier{SNP: &snp.Verifier{}}
+	v := &Verifier{SNP: &snp.Verifier{Certs: c.SNPCerts}}
 	if c.Collateral != nil {
 		v.DCAP = &dcap.Verifier{Source: c.Collateral}
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/ppml/ppml/attest/gramine"
 	"github.com/ppml/ppml/attest/sim"
 	"github.com/ppml/ppml/attest/snp"
+	"github.com/ppml/ppml/attest/snp/kds"
 	"github.com/ppml/ppml/attest/tsm"
 	"github.com/ppml/ppml/attest/verifier"
 )
@@ -64,6 +65,7 @@ type verifyResult struct {
 func newAttestVerifyCmd() *cobra.Command {
 	var (
 		evidencePath, platform, collateral, pccs, pccsCache, vcek, chain, at, eventLog string
+		amdKDS, amdKDSCache                                                            string
 		simKeys                                                                        []string
 		asJSON                                                                         bool
 	)
@@ -75,9 +77,10 @@ given raw or as the JSON container 'ppml attest evidence' writes. The platform i
 from the content where it is unambiguous; otherwise pass --platform.
 
 SGX and TDX need Intel collateral (--collateral bundle or --pccs URL). SEV-SNP needs the
-VCEK (--vcek, or in the container's certificate table); --chain may supply the ASK, but
-the AMD root (ARK) is always the pinned one. Simulated evidence is refused unless its
-platform key is given with --sim-key.
+VCEK: --vcek, the container's certificate table, or --amd-kds (AMD's Key Distribution
+Service or a mirror, cached, or an offline bundle of certificates) for reports that come
+without one; --chain may supply the ASK, but the AMD root (ARK) is always the pinned one.
+Simulated evidence is refused unless its platform key is given with --sim-key.
 
 A TDX event log (the CCEL table's log, in the container or with --event-log) is replayed
 against the quoted RTMRs; the claims list the events of every RTMR it accounts for.
@@ -85,6 +88,7 @@ against the quoted RTMRs; the claims list the events of every RTMR it accounts f
 Exit status: 0 valid, 1 invalid (the failing check is named), 2 usage error.`,
 		Example: `  ppml attest verify --evidence quote.bin --collateral bundle.json --at 2025-07-19T10:01:17Z
   ppml attest verify --evidence report.bin --vcek vcek.der --chain ask_ark_milan.pem --json
+  ppml attest verify --evidence report.bin --amd-kds https://kdsintf.amd.com
   ppml attest verify --evidence evidence.json --sim-key ~/.config/ppml/sim/platform.pub
   ppml attest verify --evidence td-quote.bin --collateral bundle.json --event-log CCEL --json`,
 		Args: exactArgs(0),
@@ -130,6 +134,11 @@ Exit status: 0 valid, 1 invalid (the failing check is named), 2 usage error.`,
 			case pccs != "":
 				cfg.Collateral = &dcap.PCCS{BaseURL: strings.TrimRight(pccs, "/"), CacheDir: pccsCacheDir(pccsCache)}
 			}
+			certs, err := amdCertSource(amdKDS, amdKDSCache)
+			if err != nil {
+				return err
+			}
+			cfg.SNPCerts = certs
 			raw, err := os.ReadFile(evidencePath)
 			if err != nil {
 				return err
@@ -152,11 +161,47 @@ Exit status: 0 valid, 1 invalid (the failing check is named), 2 usage error.`,
 	f.StringVar(&pccsCache, "pccs-cache", "", "collateral cache directory (default: user cache dir/ppml/pccs)")
 	f.StringVar(&vcek, "vcek", "", "SEV-SNP VCEK or VLEK certificate (DER or PEM)")
 	f.StringVar(&chain, "chain", "", "SEV-SNP ASK/ASVK (+ARK, ignored) chain, PEM")
+	addAMDKDSFlags(c, &amdKDS, &amdKDSCache)
 	f.StringArrayVar(&simKeys, "sim-key", nil, "trust this simulation platform public key (PEM); repeatable")
 	f.StringVar(&at, "at", "", "verification time, RFC 3339 (default now)")
 	f.StringVar(&eventLog, "event-log", "", "TDX event log (the CCEL table's log area, e.g. a copy of "+ccel.SystemPath+"), for a quote given without one")
 	f.BoolVar(&asJSON, "json", false, "print one JSON object")
 	return c
+}
+
+// addAMDKDSFlags adds --amd-kds and --amd-kds-cache.
+func addAMDKDSFlags(c *cobra.Command, src, cache *string) {
+	f := c.Flags()
+	f.StringVar(src, "amd-kds", "", "where SEV-SNP VCEKs come from when evidence carries none: AMD KDS or a mirror (https://kdsintf.amd.com), or an offline bundle (certificate file or directory)")
+	f.StringVar(cache, "amd-kds-cache", "", "with an --amd-kds URL: certificate cache directory (default: user cache dir/ppml/amd-kds)")
+}
+
+// amdCertSource is the --amd-kds source: a KDS URL (with a disk cache) or
+// an offline bundle; nil when the flag is empty.
+func amdCertSource(src, cache string) (snp.CertSource, error) {
+	switch {
+	case src == "":
+		if cache != "" {
+			return nil, usageErrorf("--amd-kds-cache needs an --amd-kds URL")
+		}
+		return nil, nil
+	case strings.HasPrefix(src, "https://") || strings.HasPrefix(src, "http://"):
+		if cache == "" {
+			if d, err := os.UserCacheDir(); err == nil {
+				cache = filepath.Join(d, "ppml", "amd-kds")
+			}
+		}
+		return &kds.Client{BaseURL: strings.TrimRight(src, "/"), CacheDir: cache}, nil
+	default:
+		if cache != "" {
+			return nil, usageErrorf("--amd-kds-cache is for an --amd-kds URL, not the offline bundle %s", src)
+		}
+		b, err := kds.LoadBundle(src)
+		if err != nil {
+			return nil, fmt.Errorf("--amd-kds: %w", err)
+		}
+		return b, nil
+	}
 }
 
 func pccsCacheDir(flag string) string {

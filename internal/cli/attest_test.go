@@ -413,3 +413,55 @@ func TestAttestVerifyPCCS(t *testing.T) {
 		t.Fatalf("exit %d, %d requests: %+v", code, hits.Load(), r)
 	}
 }
+
+// TestAttestVerifyAMDKDS verifies a report that carries no VCEK: fetched
+// through --amd-kds from a KDS mirror on 127.0.0.1 (then from its cache), or
+// read from an offline bundle directory.
+func TestAttestVerifyAMDKDS(t *testing.T) {
+	dir, _ := vectors(t)
+	report := filepath.Join(dir, "snp", "trustee_milan.report.bin")
+	vcek, _ := os.ReadFile(filepath.Join(dir, "snp", "trustee_milan.vcek.der"))
+	chain, _ := os.ReadFile(filepath.Join(dir, "common", "amd_ask_ark_milan_vcek.pem"))
+	// The trustee report's CHIP_ID and REPORTED_TCB, as AMD's KDS files its VCEK.
+	const vcekPath = "/vcek/v1/Milan/c38427a30d4c7af9d96f7a15b97269825a64cb76a2352ffd5d18115d89ad473f8e8c0bcd9a5d9286612bad4aadfb4426205a3b9e4fea82301135a170e477524e"
+	var hits atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		q := r.URL.Query()
+		switch {
+		case r.URL.Path == vcekPath && q.Get("blSPL") == "03" && q.Get("teeSPL") == "00" && q.Get("snpSPL") == "08" && q.Get("ucodeSPL") == "115":
+			w.Write(vcek)
+		case r.URL.Path == "/vcek/v1/Milan/cert_chain":
+			w.Write(chain)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer srv.Close()
+	cache := t.TempDir()
+	for i := range 2 {
+		out, code := runMain(t, "attest", "verify", "--json", "--evidence", report, "--amd-kds", srv.URL, "--amd-kds-cache", cache, "--at", snpAt)
+		if r := decode(t, out); code != 0 || !r.Valid || r.Platform != "snp" {
+			t.Fatalf("run %d: exit %d: %s", i, code, out)
+		}
+	}
+	if n := hits.Load(); n != 2 {
+		t.Fatalf("%d KDS requests, want the VCEK and the chain once (then the cache)", n)
+	}
+	if out, code := runMain(t, "attest", "verify", "--json", "--evidence", report, "--at", snpAt); code != 1 || decode(t, out).Check != "vcek_missing" {
+		t.Fatalf("no VCEK and no --amd-kds: exit %d %s", code, out)
+	}
+
+	bundle := t.TempDir()
+	os.WriteFile(filepath.Join(bundle, "vcek.der"), vcek, 0o644)
+	out, code := runMain(t, "attest", "verify", "--json", "--evidence", report, "--amd-kds", bundle, "--at", snpAt)
+	if r := decode(t, out); code != 0 || !r.Valid {
+		t.Fatalf("offline bundle: exit %d: %s", code, out)
+	}
+	if _, code := runMain(t, "attest", "verify", "--evidence", report, "--amd-kds", bundle, "--amd-kds-cache", cache); code != 2 {
+		t.Fatalf("--amd-kds-cache with a bundle: exit %d, want a usage error", code)
+	}
+	if _, code := runMain(t, "attest", "verify", "--evidence", report, "--amd-kds", filepath.Join(bundle, "missing")); code != 1 {
+		t.Fatalf("missing bundle: exit %d", code)
+	}
+}
