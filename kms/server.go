@@ -31,6 +31,7 @@ import (
 
 	"github.com/ppml/ppml/attest"
 	"github.com/ppml/ppml/attest/dcap"
+	"github.com/ppml/ppml/attest/snp"
 	"github.com/ppml/ppml/attest/verifier"
 	"github.com/ppml/ppml/kms/api"
 	"github.com/ppml/ppml/kms/core"
@@ -56,13 +57,16 @@ type Config struct {
 	TEEKeyDir, TEEKeyName string
 
 	// Verifier verifies evidence; nil builds the dispatcher of
-	// attest/verifier from SimKeys and Collateral.
+	// attest/verifier from SimKeys, Collateral and SNPCerts.
 	Verifier attest.Verifier
 	// SimKeys are the simulation platform keys to trust. Without one,
 	// simulated evidence is refused whatever a policy says.
 	SimKeys []ed25519.PublicKey
 	// Collateral for SGX and TDX evidence (nil refuses them).
 	Collateral dcap.Source
+	// SNPCerts supplies the VCEK for SEV-SNP evidence that carries none
+	// (AMD KDS or an offline bundle); nil refuses such evidence.
+	SNPCerts snp.CertSource
 
 	// Out receives what is shown once at first start: the admin bootstrap
 	// token and Shamir shares. Default os.Stdout.
@@ -161,7 +165,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg, logger: cfg.Logger, limiter: newLimiter(cfg.RateLimit, cfg.RateBurst, time.Now), metrics: newMetrics()}
 	s.verifier = cfg.Verifier
 	if s.verifier == nil {
-		s.verifier = verifier.New(verifier.Config{Collateral: cfg.Collateral, SimKeys: cfg.SimKeys})
+		s.verifier = verifier.New(verifier.Config{Collateral: cfg.Collateral, SNPCerts: cfg.SNPCerts, SimKeys: cfg.SimKeys})
 	}
 	sealer, err := s.sealer(nil)
 	if err != nil {

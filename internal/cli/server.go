@@ -36,7 +36,7 @@ func init() {
 
 func newServerCmd() *cobra.Command {
 	var cfg kms.Config
-	var listen, tlsCert, tlsKey, collateral, pccs, pccsCache string
+	var listen, tlsCert, tlsKey, collateral, pccs, pccsCache, amdKDS, amdKDSCache string
 	var hosts, simKeys []string
 	c := &cobra.Command{
 		Use:   "server --data-dir DIR --listen ADDR",
@@ -49,7 +49,8 @@ unseal shares. It prints the certificate's SHA-256 fingerprint for clients to pi
 simulation platform key (and the key's policy lists platform sim).`,
 		Example: `  ppml server --data-dir /var/lib/ppml --listen 127.0.0.1:8443
   ppml server --data-dir kms --listen :8443 --seal shamir --shares 5 --threshold 3
-  ppml server --data-dir kms --listen 127.0.0.1:8443 --sim-key ~/.config/ppml/sim/platform.pub`,
+  ppml server --data-dir kms --listen 127.0.0.1:8443 --sim-key ~/.config/ppml/sim/platform.pub
+  ppml server --data-dir kms --listen :8443 --pccs https://api.trustedservices.intel.com --amd-kds https://kdsintf.amd.com`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if cfg.DataDir == "" || listen == "" {
@@ -74,6 +75,11 @@ simulation platform key (and the key's policy lists platform sim).`,
 			case pccs != "":
 				cfg.Collateral = &dcap.PCCS{BaseURL: strings.TrimRight(pccs, "/"), CacheDir: pccsCacheDir(pccsCache)}
 			}
+			certs, err := amdCertSource(amdKDS, amdKDSCache)
+			if err != nil {
+				return err
+			}
+			cfg.SNPCerts = certs
 			cfg.Out = cmd.OutOrStdout()
 			srv, err := kms.New(cfg)
 			if err != nil {
@@ -113,6 +119,7 @@ simulation platform key (and the key's policy lists platform sim).`,
 	f.StringVar(&collateral, "collateral", "", "offline Intel collateral bundle (JSON) for SGX/TDX evidence")
 	f.StringVar(&pccs, "pccs", "", "PCCS or Intel PCS base URL for SGX/TDX collateral")
 	f.StringVar(&pccsCache, "pccs-cache", "", "collateral cache directory (default: user cache dir/ppml/pccs)")
+	addAMDKDSFlags(c, &amdKDS, &amdKDSCache)
 	f.BoolVar(&cfg.NewAdminToken, "new-admin-token", false, "issue and print a new admin token at start (recovery when the bootstrap token is lost)")
 	f.Float64Var(&cfg.RateLimit, "rate-limit", 1000, "requests per second per API token (negative: unlimited)")
 	c.AddCommand(newServerUnsealCmd(), newServerBackupCmd())
