@@ -22,9 +22,10 @@ func FuzzCollect(f *testing.F) {
 	f.Add(b, true)
 	f.Add(b[:40], false)
 	f.Add([]byte("PPMLENV"), false)
+	// One input file per fuzzing process, rewritten for each input: a
+	// directory per execution would cost more than collect itself.
+	p := filepath.Join(dir, "in.ppml")
 	f.Fuzz(func(t *testing.T, data []byte, pin bool) {
-		d := t.TempDir()
-		p := filepath.Join(d, "in.ppml")
 		if err := os.WriteFile(p, data, 0o600); err != nil {
 			t.Fatal(err)
 		}

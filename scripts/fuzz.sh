@@ -24,7 +24,10 @@
 # fuzzing began; execs/s = executions over the fuzzing time; idle = status
 # lines (every 3s) that reported 0 execs/s; new = new interesting inputs.
 # Exits non-zero if any target failed (a crasher is saved under
-# testdata/fuzz/<Target>/ by go test).
+# testdata/fuzz/<Target>/ by go test). A bare "context deadline exceeded"
+# at the end of -fuzztime with no input written is Go's own coordinator race
+# (go.dev/issue/75804, fixed in Go 1.27; frequent on a loaded machine): it is
+# reported as "ok (go#75804)", not as a failure.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -59,7 +62,12 @@ for pkg in $($GO list "${pkgs[@]}"); do
 		done < <($GO test -run '^$' -fuzz "^$f\$" -fuzztime "$FUZZTIME" -fuzzminimizetime "$FUZZMINIMIZE" "${extra[@]}" "$pkg" 2>&1; echo "exit status $?")
 		# Go prints "fuzz: elapsed: 9s, execs: 1234 (411/sec), new interesting: 3 (total: 12)"
 		# every 3s after "gathering baseline coverage: N/N completed, now fuzzing with W workers".
-		row=$(awk -v pkg="${pkg#github.com/ppml/ppml/}" -v target="$f" -v start="${start:--}" '
+		flake=0
+		if grep -q '^exit status [1-9]' "$log" && grep -qx '    context deadline exceeded' "$log" &&
+			! grep -q 'Failing input written to' "$log"; then
+			flake=1
+		fi
+		row=$(awk -v pkg="${pkg#github.com/ppml/ppml/}" -v target="$f" -v start="${start:--}" -v flake=$flake '
 			# Go rounds elapsed to seconds and prints it as a duration: 9s, 1m3s, 1h0m2s.
 			function secs(s,   t, v) {
 				sub(/,$/, "", s); t = 0
@@ -84,6 +92,7 @@ for pkg in $($GO list "${pkgs[@]}"); do
 			/^exit status/ { status = ($3 == 0) ? "ok" : "FAIL" }
 			/^--- FAIL/ { status = "FAIL" }
 			END {
+				if (flake) status = "ok (go#75804)"
 				t = el - base; if (t <= 0) t = el
 				r = (t > 0) ? ex / t : 0
 				printf "%-26s %-26s %6s %12d %10.0f %5d/%-3d %5s  %s\n", pkg, target, start, ex, r, idle, n, (newi == "" ? 0 : newi), status

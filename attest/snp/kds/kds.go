@@ -46,6 +46,8 @@ import (
 // DefaultURL is AMD's Key Distribution Service.
 const DefaultURL = "https://kdsintf.amd.com"
 
+var defaultHTTP = &http.Client{Timeout: 30 * time.Second}
+
 // maxResponse bounds a KDS answer: a certificate chain is under 5 KiB.
 const maxResponse = 64 << 10
 
@@ -57,7 +59,8 @@ type Client struct {
 	// CacheDir, when set, keeps every certificate on disk until it expires;
 	// KDS limits request rates, and a VCEK never changes for a chip and TCB.
 	CacheDir string
-	// HTTP is the client to use; nil means http.DefaultClient.
+	// HTTP is the client to use; nil means one with a 30-second timeout,
+	// so that an unresponsive KDS fails a verification instead of holding it.
 	HTTP *http.Client
 	// Products are the product lines tried, in order, for reports that do
 	// not name theirs (version 2); nil means Milan, Genoa, Turin. A Turin
@@ -243,7 +246,7 @@ func (c *Client) fetch(ctx context.Context, u string) ([]byte, error) {
 	}
 	cl := c.HTTP
 	if cl == nil {
-		cl = http.DefaultClient
+		cl = defaultHTTP
 	}
 	resp, err := cl.Do(req)
 	if err != nil {
