@@ -7,7 +7,7 @@
 #
 # Environment:
 #   FUZZTIME      how long each target fuzzes (go test -fuzztime), default 60s
-#   FUZZMINIMIZE  go test -fuzzminimizetime, default 1000x (see below)
+#   FUZZMINIMIZE  go test -fuzzminimizetime, default 100x (see below)
 #   FUZZPARALLEL  go test -parallel (fuzzing workers), default: GOMAXPROCS
 #   FUZZLOGS      directory for the per-target logs, default: a new temp dir
 #
@@ -17,8 +17,10 @@
 # a quadratic number of runs: ~700,000 for a 1,184-byte SEV-SNP report, far
 # more for a quote or a Parquet file. Formats with a fixed minimum size cannot
 # shrink at all, so those runs buy nothing, and the fuzzer spends most of its
-# time at 0 execs/s. 1000 runs per input keep the cheap reductions (cutting
-# the tail first) and bound the stall to 1000 executions.
+# time at 0 execs/s. 100 runs per input keep the cheapest reductions (Go
+# cuts the tail first) and bound the stall to 100 executions; a crasher is
+# saved either way, and can be minimized further by running its target with
+# a larger -fuzzminimizetime.
 #
 # The summary columns: start = seconds from launch (build included) until
 # fuzzing began; execs/s = executions over the fuzzing time; idle = status
@@ -33,7 +35,7 @@ cd "$(dirname "$0")/.."
 
 GO=${GO:-go}
 FUZZTIME=${FUZZTIME:-60s}
-FUZZMINIMIZE=${FUZZMINIMIZE:-1000x}
+FUZZMINIMIZE=${FUZZMINIMIZE:-100x}
 LOGS=${FUZZLOGS:-$(mktemp -d "${TMPDIR:-/tmp}/ppml-fuzz.XXXXXX")}
 mkdir -p "$LOGS"
 extra=()
