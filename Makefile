@@ -45,7 +45,7 @@ demo: build
 # Runs every fuzz target for FUZZTIME each (make fuzz FUZZTIME=3m) and prints
 # execs/s per target; scripts/fuzz.sh says why minimization is bounded.
 fuzz:
-	FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh
+	GO=$(GO) FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh
 
 bench: build
 	./$(BIN) bench envelope
