@@ -83,12 +83,13 @@ for pkg in $($GO list "${pkgs[@]}"); do
 			}
 			/now fuzzing/ { base = secs($3) }
 			/execs:/ && !/gathering/ {
-				prev = (n == 0) ? -1 : el; el = secs($3); ex = $5
-				# The last line repeats the totals when fuzzing stops: not an interval.
-				if (el == prev) next
-				n++
+				# A line counts as an interval once another follows it: the
+				# last one only repeats the totals when fuzzing stops.
+				if (seen) { n++; idle += pending }
+				seen = 1
+				el = secs($3); ex = $5
 				rate = $6; gsub(/[(]|\/sec[)],?/, "", rate)
-				if (rate + 0 == 0) idle++
+				pending = (rate + 0 == 0)
 				for (i = 1; i <= NF; i++) if ($i == "interesting:") newi = $(i + 1)
 			}
 			/^exit status/ { status = ($3 == 0) ? "ok" : "FAIL" }
