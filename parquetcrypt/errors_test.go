@@ -486,3 +486,33 @@ func TestDecryptToStreams(t *testing.T) {
 		t.Fatalf("%d writes for %d row groups", w.writes, f.NumRowGroups())
 	}
 }
+
+// TestDeepNestingRefused: a footer of nested one-element lists recursed once
+// per byte, and 20 MB of them overflowed the stack, a fatal error that took
+// the process down before any key was asked for. Lists, sets and maps now
+// count towards the nesting limit like structs.
+func TestDeepNestingRefused(t *testing.T) {
+	nested := func(levels int) []byte {
+		b := []byte{0x19}                                    // struct field 1: a list
+		b = append(b, bytes.Repeat([]byte{0x19}, levels)...) // of one list, of one list, ...
+		return append(b, 0x09, 0x00)                         // of an empty list; end of struct
+	}
+	if _, _, err := decodeStruct(nested(20)); err != nil {
+		t.Fatalf("20 levels: %v", err)
+	}
+	if _, _, err := decodeStruct(nested(40)); err == nil || !strings.Contains(err.Error(), "nesting too deep") {
+		t.Fatalf("40 levels: %v", err)
+	}
+	// The whole file path: an encrypted-footer file whose plaintext
+	// FileCryptoMetaData is 20 MB of nesting.
+	footer := nested(20 << 20)
+	var f bytes.Buffer
+	f.WriteString("PARE")
+	f.Write(footer)
+	f.Write([]byte{byte(len(footer)), byte(len(footer) >> 8), byte(len(footer) >> 16), byte(len(footer) >> 24)})
+	f.WriteString("PARE")
+	err := decryptAll(f.Bytes(), &StaticKeys{})
+	if err == nil || !strings.Contains(err.Error(), "nesting too deep") {
+		t.Fatalf("20 MB of nesting: %v", err)
+	}
+}

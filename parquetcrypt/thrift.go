@@ -29,8 +29,9 @@ const (
 	tStruct = 12
 )
 
-// maxThriftDepth bounds nesting so hostile input cannot exhaust the stack;
-// Parquet metadata nests at most about 8 levels.
+// maxThriftDepth bounds nesting (structs, lists, sets and maps alike) so
+// hostile input cannot exhaust the stack; Parquet metadata nests at most
+// about 8 levels.
 const maxThriftDepth = 32
 
 var errThrift = errors.New("malformed thrift")
@@ -258,6 +259,12 @@ func (d *tDecoder) readStruct(depth int) (*tstruct, error) {
 }
 
 func (d *tDecoder) readValue(typ byte, depth int) (any, error) {
+	// Lists, sets and maps nest like structs: a footer of nested one-element
+	// lists (one byte each) would otherwise recurse once per byte, and a
+	// 20 MB one overflowed the stack (a fatal error, not a panic).
+	if (typ == tList || typ == tSet || typ == tMap) && depth >= maxThriftDepth {
+		return nil, d.fail("nesting too deep")
+	}
 	switch typ {
 	case tTrue, tFalse: // inside containers: one byte
 		c, err := d.byte()
