@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -31,6 +32,7 @@ type File struct {
 	overwrite bool
 	done      bool
 	err       error
+	errMu     sync.Mutex // guards err against concurrent WriteAt calls
 }
 
 // Create starts an atomic write of path. It fails at once when the target's
@@ -109,6 +111,31 @@ func (a *File) Write(p []byte) (int, error) {
 		a.err = fmt.Errorf("write %s: %w", a.path, unwrapPathError(err))
 	}
 	return n, a.err
+}
+
+// WriteAt writes to the temporary file at offset off; it may be called from
+// several goroutines at once (not together with Write, Commit or Abort).
+// After a failed write, Commit aborts.
+func (a *File) WriteAt(p []byte, off int64) (int, error) {
+	a.errMu.Lock()
+	err := a.err
+	a.errMu.Unlock()
+	if err != nil {
+		return 0, err
+	}
+	if a.done {
+		return 0, fmt.Errorf("write %s: %w", a.path, os.ErrClosed)
+	}
+	n, err := a.f.WriteAt(p, off)
+	if err != nil {
+		a.errMu.Lock()
+		if a.err == nil {
+			a.err = fmt.Errorf("write %s: %w", a.path, unwrapPathError(err))
+		}
+		err = a.err
+		a.errMu.Unlock()
+	}
+	return n, err
 }
 
 // Commit syncs the data, renames the temporary file to the target and syncs

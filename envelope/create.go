@@ -2,6 +2,7 @@ package envelope
 
 import (
 	"errors"
+	"io"
 
 	"github.com/ppml/ppml/atomicfile"
 )
@@ -39,4 +40,13 @@ func (fw *FileWriter) Close() error {
 func (fw *FileWriter) Abort() error {
 	fw.Writer.abort()
 	return fw.af.Abort()
+}
+
+// ReadFromAt encrypts exactly size bytes of src (see Writer.ReadFromAt),
+// sealing segments on several goroutines that each write their ciphertext
+// straight to its place in the file: no ordering between them. Close then
+// commits.
+func (fw *FileWriter) ReadFromAt(src io.ReaderAt, size int64) (int64, error) {
+	sealed, err := fw.Writer.sealAt(src, size, fw.af, int64(fw.hdr.Len()))
+	return sealed, fw.Writer.finishAt(err)
 }

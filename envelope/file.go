@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"sync/atomic"
 )
 
 // File gives random access to an envelope's plaintext: it implements
@@ -22,6 +23,7 @@ type File struct {
 	size    int64 // plaintext length
 	nseg    uint64
 	lastCT  int // ciphertext length of the final segment
+	workers int // for WriteTo, WriteAllAt and Verify; 0: sealWorkers()
 
 	mu     sync.Mutex
 	cached int64 // index of the segment in pt, -1 for none
@@ -231,8 +233,10 @@ func (f *File) isFinal(i uint64) bool {
 }
 
 // WriteTo writes the plaintext from the current position to w. After a
-// partial first segment it streams whole segments through a Reader, which
-// authenticates them on all cores before writing each in order.
+// partial first segment it reads, authenticates and decrypts whole segments
+// on several goroutines (one ReadAt each) and writes them in order; a
+// segment is written only after it and every segment before it
+// authenticated.
 func (f *File) WriteTo(w io.Writer) (int64, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -253,16 +257,111 @@ func (f *File) WriteTo(w io.Writer) (int64, error) {
 	if f.off >= f.size {
 		return total, nil
 	}
-	i := f.off / seg
-	start := i * (seg + TagSize)
-	bodyLen := int64(BodyLen(uint64(f.size), f.segSize))
-	r := &Reader{
-		src: io.NewSectionReader(f.ra, f.bodyOff+start, bodyLen-start), hdr: f.hdr, op: f.op, segSize: f.segSize,
-		ct: make([]byte, f.segSize+TagSize+1), pt: make([]byte, f.segSize), workers: sealWorkers(),
-		counter: uint64(i), body: uint64(start), total: uint64(f.off),
+	first := uint64(f.off / seg)
+	bufs := f.workerBuffers()
+	var written int64
+	err := runOrdered(f.nseg-first, len(bufs), func(wk int, j uint64) error {
+		return f.openAt(&bufs[wk], first+j)
+	}, func(wk int, j uint64) error {
+		n, err := w.Write(bufs[wk].out)
+		written += int64(n)
+		f.off += int64(n)
+		return err
+	})
+	return total + written, err
+}
+
+// WriteAllAt writes the whole plaintext to dst at its offsets (segment i at
+// i*SegmentSize), reading, authenticating and decrypting segments on several
+// goroutines that each write their own, in any order: the fast path for a
+// file output. Each segment's plaintext is written only after that segment
+// authenticated, but on error segments after the bad one may have been
+// written too: the caller must discard dst (an atomicfile.File aborts).
+// The error is the first failure in file order. The position is unchanged.
+func (f *File) WriteAllAt(dst io.WriterAt) (int64, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var written atomic.Int64
+	bufs := f.workerBuffers()
+	err := runUnordered(f.nseg, len(bufs), func(wk int, i uint64) error {
+		b := &bufs[wk]
+		if err := f.openAt(b, i); err != nil {
+			return err
+		}
+		n, err := dst.WriteAt(b.out, int64(i)*int64(f.segSize))
+		written.Add(int64(n))
+		if err != nil {
+			return fmt.Errorf("write plaintext of segment %d: %w", i, err)
+		}
+		return nil
+	})
+	return written.Load(), err
+}
+
+// Verify authenticates every segment, on several goroutines, and writes
+// nothing: a first pass for outputs that cannot be taken back, such as a
+// pipe. The error is the first failure in file order.
+func (f *File) Verify() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	bufs := f.workerBuffers()
+	return runUnordered(f.nseg, len(bufs), func(wk int, i uint64) error {
+		return f.openAt(&bufs[wk], i)
+	})
+}
+
+// SetWorkers sets how many goroutines WriteTo, WriteAllAt and Verify use: 0
+// means one per CPU (at most 4, the default), 1 works on the caller's.
+func (f *File) SetWorkers(n int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.workers = n
+}
+
+// segmentBuffers are one worker's. A segment is opened in place, which
+// halves the memory traffic; scratch is only for explaining a failure.
+type segmentBuffers struct {
+	ct, out, scratch []byte
+	nonce            [12]byte
+}
+
+func (f *File) workerBuffers() []segmentBuffers {
+	bufs := make([]segmentBuffers, clampWorkers(f.workers, f.nseg))
+	for i := range bufs {
+		bufs[i].ct = make([]byte, f.segSize+TagSize)
 	}
-	n, err := r.WriteTo(w)
-	total += n
-	f.off += n
-	return total, err
+	return bufs
+}
+
+// openAt reads and authenticates segment i into b.out. Safe for concurrent
+// use with distinct buffers: it touches no File state.
+func (f *File) openAt(b *segmentBuffers, i uint64) error {
+	last := i == f.nseg-1
+	ctLen := f.segSize + TagSize
+	if last {
+		ctLen = f.lastCT
+	}
+	ct := b.ct[:ctLen]
+	if n, err := f.ra.ReadAt(ct, f.bodyOff+int64(i)*int64(f.segSize+TagSize)); n < ctLen {
+		if err == nil || err == io.EOF {
+			return &SegmentError{i, ErrTruncated, "the file is shorter than when it was opened"}
+		}
+		return fmt.Errorf("read segment %d: %w", i, err)
+	}
+	out, err := f.op.open(&b.nonce, ct[:0], ct, i, last)
+	if err != nil {
+		// A failed in-place Open clears ct: read the segment again to
+		// find out why it failed.
+		if n, rerr := f.ra.ReadAt(ct, f.bodyOff+int64(i)*int64(f.segSize+TagSize)); n < ctLen {
+			return &SegmentError{i, ErrTruncated, "the file is shorter than when it was opened"}
+		} else if rerr != nil && rerr != io.EOF {
+			return fmt.Errorf("read segment %d: %w", i, rerr)
+		}
+		if b.scratch == nil {
+			b.scratch = make([]byte, f.segSize)
+		}
+		return f.op.diagnose(&b.nonce, b.scratch, ct, i, last)
+	}
+	b.out = out
+	return nil
 }

@@ -12,6 +12,9 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/ppml/ppml/atomicfile"
 	"github.com/ppml/ppml/envelope"
@@ -132,6 +135,10 @@ func sameFile(a, b string) bool {
 
 // EncryptFile encrypts in to out ("" for the default name; "-" for
 // stdin/stdout). A file output appears only complete, or not at all.
+//
+// A regular input file is read with positional reads on every core (the
+// segments are independent); a file output is written the same way, each
+// segment straight to its place. Standard input is read as a stream.
 func EncryptFile(in, out string, kw envelope.KeyWrapper, o Options) (Result, error) {
 	if out == "" {
 		out = EncryptOutput(in)
@@ -149,8 +156,29 @@ func EncryptFile(in, out string, kw envelope.KeyWrapper, o Options) (Result, err
 		typ = GuessType(in)
 	}
 	opts := &envelope.Options{ContentType: typ, Size: size, SizeKnown: size >= 0}
-	bar := o.bar("encrypt "+filepath.Base(in), size)
-	src = bar.Reader(src)
+	bar := o.bar("encrypt "+displayName(in), size)
+	defer bar.Clear() // after an error; a no-op after Done
+	// copyIn encrypts the whole input into w: positionally from a regular
+	// file, else as a stream.
+	copyIn := func(w interface {
+		io.Writer
+		ReadFromAt(io.ReaderAt, int64) (int64, error)
+	}) (int64, error) {
+		// Size 0 may be a /proc file that stats empty but has content:
+		// the stream path reads it and fails on the declared length.
+		if f, ok := src.(*os.File); ok && size > 0 {
+			n, err := w.ReadFromAt(bar.ReaderAt(f), size)
+			if err == nil {
+				// The stream path fails on a file that grew; so does this.
+				var b [1]byte
+				if m, _ := f.ReadAt(b[:], size); m > 0 {
+					err = fmt.Errorf("input %s grew while it was being encrypted (it had %d bytes when encryption started)", in, size)
+				}
+			}
+			return n, err
+		}
+		return io.Copy(w, bar.Reader(src))
+	}
 	var hdr *envelope.Header
 	var n int64
 	if out == "-" {
@@ -158,11 +186,10 @@ func EncryptFile(in, out string, kw envelope.KeyWrapper, o Options) (Result, err
 		if err != nil {
 			return Result{}, err
 		}
-		if n, err = io.Copy(w, src); err == nil {
+		if n, err = copyIn(w); err == nil {
 			err = w.Close()
 		}
 		if err != nil {
-			bar.Clear()
 			return Result{}, err
 		}
 		hdr = w.Header()
@@ -172,11 +199,11 @@ func EncryptFile(in, out string, kw envelope.KeyWrapper, o Options) (Result, err
 			return Result{}, outputErr(err)
 		}
 		defer w.Abort()
-		if n, err = io.Copy(w, src); err == nil {
-			err = w.Close()
+		if n, err = copyIn(w); err != nil {
+			return Result{}, err
 		}
-		if err != nil {
-			bar.Clear()
+		bar.Phase("sync " + displayName(out) + " to disk")
+		if err = w.Close(); err != nil {
 			return Result{}, err
 		}
 		hdr = w.Header()
@@ -185,11 +212,21 @@ func EncryptFile(in, out string, kw envelope.KeyWrapper, o Options) (Result, err
 	return Result{Input: in, Output: out, Type: typ.String(), Bytes: n, KeyRef: hdr.KeyRef.String()}, nil
 }
 
+// displayName is how progress lines name a file: its base name, or stdin.
+func displayName(path string) string {
+	if path == "-" {
+		return "stdin"
+	}
+	return filepath.Base(path)
+}
+
 // DecryptFile decrypts in to out ("" for the default name; "-" for
 // stdin/stdout). A file output appears only if every segment authenticated.
-// To stdout from a file, every segment is authenticated in a first pass, so
-// a bad file writes nothing; from stdin, data streams: only authenticated
-// segments are written and output stops at the first failure.
+// To stdout from a file, a bad file writes nothing: to a pipe or terminal
+// every segment is authenticated in a first pass; to a regular file (a
+// shell redirection) the plaintext is written in one pass and cut off again
+// if a segment fails. From stdin, data streams: only authenticated segments
+// are written and output stops at the first failure.
 func DecryptFile(in, out string, kr envelope.KeyResolver, o Options) (Result, error) {
 	if out == "" {
 		var err error
@@ -200,68 +237,188 @@ func DecryptFile(in, out string, kr envelope.KeyResolver, o Options) (Result, er
 	if in != "-" && out != "-" && sameFile(in, out) {
 		return Result{}, fmt.Errorf("output %s is the input file", out)
 	}
-	var (
-		src io.Reader
-		hdr *envelope.Header
-		est int64 = -1
-	)
+	var res Result
+	var err error
 	if in == "-" {
-		r, err := envelope.NewReader(o.stdin(), kr)
-		if err != nil {
-			return Result{}, fmt.Errorf("stdin: %w", err)
-		}
-		src, hdr = r, r.Header()
+		res, err = decryptStream(out, kr, o)
 	} else {
-		f, err := os.Stat(in)
-		if err != nil {
-			return Result{}, fmt.Errorf("input: %w", err)
-		}
-		if f.IsDir() {
-			return Result{}, fmt.Errorf("input %s is a directory (use -r for a tree)", in)
-		}
-		// Open checks the key, the layout and the final segment before any
-		// output exists.
-		ef, err := envelope.OpenFile(in, kr)
-		if err != nil {
+		res, err = decryptFile(in, out, kr, o)
+	}
+	res.Input = in
+	return res, err
+}
+
+// decryptStream decrypts standard input: segments are authenticated as they
+// arrive, on every core, and written in order.
+func decryptStream(out string, kr envelope.KeyResolver, o Options) (Result, error) {
+	r, err := envelope.NewReader(o.stdin(), kr)
+	if err != nil {
+		return Result{}, fmt.Errorf("stdin: %w", err)
+	}
+	hdr := r.Header()
+	total := int64(-1)
+	if hdr.LengthKnown() {
+		total = int64(hdr.PlaintextLength)
+	}
+	bar := o.bar("decrypt stdin", total)
+	defer bar.Clear()
+	var n int64
+	if out == "-" {
+		if n, err = r.WriteTo(bar.Writer(o.stdout())); err != nil {
 			return Result{}, err
 		}
-		defer ef.Close()
-		src, hdr, est = ef, ef.Header(), ef.Size()
-	}
-	bar := o.bar("decrypt "+filepath.Base(in), est)
-	var n int64
-	var err error
-	if out == "-" {
-		if f, ok := src.(*envelope.File); ok {
-			// Authenticate the whole file before the first byte goes out,
-			// so a bad file yields no output on stdout either.
-			if _, err = f.WriteTo(io.Discard); err == nil {
-				_, err = f.Seek(0, io.SeekStart)
-			}
-		}
-		if err == nil {
-			n, err = io.Copy(bar.Writer(o.stdout()), src)
-		}
 	} else {
-		var af *atomicfile.File
-		af, err = atomicfile.Create(out, atomicfile.Options{Perm: 0o600, Overwrite: o.Force})
+		af, err := atomicfile.Create(out, atomicfile.Options{Perm: 0o600, Overwrite: o.Force})
 		if err != nil {
 			return Result{}, outputErr(err)
 		}
 		defer af.Abort()
-		if n, err = io.Copy(bar.Writer(af), src); err == nil {
-			err = af.Commit()
+		if n, err = r.WriteTo(bar.Writer(af)); err != nil {
+			return Result{}, err
 		}
-	}
-	if err != nil {
-		bar.Clear()
-		if in != "-" {
-			err = fmt.Errorf("%s: %w", in, err)
+		bar.Phase("sync " + displayName(out) + " to disk")
+		if err := af.Commit(); err != nil {
+			return Result{}, err
 		}
-		return Result{}, err
 	}
 	bar.Done()
-	return Result{Input: in, Output: out, Type: hdr.ContentType.String(), Bytes: n, KeyRef: hdr.KeyRef.String()}, nil
+	return Result{Output: out, Type: hdr.ContentType.String(), Bytes: n, KeyRef: hdr.KeyRef.String()}, nil
+}
+
+// decryptFile decrypts a regular file with positional reads on every core.
+// To a file, each segment's plaintext goes straight to its place in the
+// (temporary) output; to stdout, a first pass authenticates every segment
+// and a second writes them in order.
+func decryptFile(in, out string, kr envelope.KeyResolver, o Options) (Result, error) {
+	st, err := os.Stat(in)
+	if err != nil {
+		return Result{}, fmt.Errorf("input: %w", err)
+	}
+	if st.IsDir() {
+		return Result{}, fmt.Errorf("input %s is a directory (use -r for a tree)", in)
+	}
+	// Open checks the key, the layout and the final segment before any
+	// output exists. Reads are metered for the verification pass.
+	osf, err := os.Open(in)
+	if err != nil {
+		return Result{}, fmt.Errorf("input: %w", err)
+	}
+	defer osf.Close()
+	if st, err = osf.Stat(); err != nil {
+		return Result{}, fmt.Errorf("input: %w", err)
+	}
+	if !st.Mode().IsRegular() {
+		return Result{}, fmt.Errorf("input %s is not a regular file", in)
+	}
+	mf := &meteredFile{f: osf}
+	ef, err := envelope.Open(mf, st.Size(), kr)
+	if err != nil {
+		return Result{}, fmt.Errorf("%s: %w", in, err)
+	}
+	defer ef.Close()
+	hdr, size := ef.Header(), ef.Size()
+	var n int64
+	if sf, start, ok := rewindableStdout(out, o); ok {
+		// Standard output is a regular file that ends where we start (a
+		// shell redirection): write in place in one pass, and cut it back
+		// to where it was if any segment fails, so a bad file leaves no
+		// output there either.
+		bar := o.bar("decrypt "+displayName(in), size)
+		defer bar.Clear()
+		n, err = ef.WriteAllAt(bar.WriterAt(&offsetFile{sf, start}))
+		if err == nil {
+			_, err = sf.Seek(start+n, io.SeekStart)
+		}
+		if err != nil {
+			if terr := sf.Truncate(start); terr != nil {
+				return Result{}, fmt.Errorf("%s: %w (and standard output could not be cut back to where it started: %v)", in, err, terr)
+			}
+			sf.Seek(start, io.SeekStart)
+			return Result{}, fmt.Errorf("%s: %w", in, err)
+		}
+		bar.Done()
+	} else if out == "-" {
+		// Authenticate the whole file before the first byte goes out, so a
+		// bad file yields no output on a pipe or terminal either.
+		vbar := o.bar("verify "+displayName(in), st.Size()-int64(hdr.Len()))
+		mf.bar.Store(vbar)
+		err = ef.Verify()
+		mf.bar.Store(nil)
+		if err != nil {
+			vbar.Clear()
+			return Result{}, fmt.Errorf("%s: %w", in, err)
+		}
+		vbar.Done()
+		bar := o.bar("decrypt "+displayName(in), size)
+		defer bar.Clear()
+		if n, err = ef.WriteTo(bar.Writer(o.stdout())); err != nil {
+			return Result{}, fmt.Errorf("%s: %w", in, err)
+		}
+		bar.Done()
+	} else {
+		af, err := atomicfile.Create(out, atomicfile.Options{Perm: 0o600, Overwrite: o.Force})
+		if err != nil {
+			return Result{}, outputErr(err)
+		}
+		defer af.Abort()
+		bar := o.bar("decrypt "+displayName(in), size)
+		defer bar.Clear()
+		if n, err = ef.WriteAllAt(bar.WriterAt(af)); err != nil {
+			return Result{}, fmt.Errorf("%s: %w", in, err)
+		}
+		bar.Phase("sync " + displayName(out) + " to disk")
+		if err := af.Commit(); err != nil {
+			return Result{}, fmt.Errorf("%s: %w", in, err)
+		}
+		bar.Done()
+	}
+	return Result{Output: out, Type: hdr.ContentType.String(), Bytes: n, KeyRef: hdr.KeyRef.String()}, nil
+}
+
+// rewindableStdout returns standard output and its offset when out is "-"
+// and standard output is a regular file that ends at its offset and is not
+// in append mode: what the command writes there can be taken back.
+func rewindableStdout(out string, o Options) (*os.File, int64, bool) {
+	if out != "-" {
+		return nil, 0, false
+	}
+	f, ok := o.stdout().(*os.File)
+	if !ok {
+		return nil, 0, false
+	}
+	st, err := f.Stat()
+	if err != nil || !st.Mode().IsRegular() {
+		return nil, 0, false
+	}
+	if fl, err := unix.FcntlInt(f.Fd(), unix.F_GETFL, 0); err != nil || fl&unix.O_APPEND != 0 {
+		return nil, 0, false
+	}
+	off, err := f.Seek(0, io.SeekCurrent)
+	if err != nil || off != st.Size() {
+		return nil, 0, false
+	}
+	return f, off, true
+}
+
+// offsetFile writes at positions relative to base.
+type offsetFile struct {
+	f    *os.File
+	base int64
+}
+
+func (o *offsetFile) WriteAt(p []byte, off int64) (int, error) { return o.f.WriteAt(p, o.base+off) }
+
+// meteredFile counts positional reads on the progress bar it holds, if
+// any; the bar changes between passes.
+type meteredFile struct {
+	f   *os.File
+	bar atomic.Pointer[progress.Bar]
+}
+
+func (m *meteredFile) ReadAt(p []byte, off int64) (int, error) {
+	n, err := m.f.ReadAt(p, off)
+	m.bar.Load().Add(n)
+	return n, err
 }
 
 func outputErr(err error) error {

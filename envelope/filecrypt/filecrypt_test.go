@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"errors"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -96,6 +97,54 @@ func TestStdinStdout(t *testing.T) {
 	}
 }
 
+// stdoutFile is a file holding prefix, positioned at its end, as a shell
+// redirection (flag 0: >, os.O_APPEND: >>) would give a command.
+func stdoutFile(t *testing.T, flag int, prefix string) *os.File {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "stdout")
+	os.WriteFile(p, []byte(prefix), 0o600)
+	f, err := os.OpenFile(p, os.O_WRONLY|flag, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Seek(0, io.SeekEnd)
+	t.Cleanup(func() { f.Close() })
+	return f
+}
+
+// TestStdoutRedirectedToFile: decrypting to a stdout that is a regular file
+// (written in place, in one pass) appends the plaintext after what the file
+// held and leaves the offset at its end, so later writes follow it.
+func TestStdoutRedirectedToFile(t *testing.T) {
+	k := newKey(t)
+	dir := t.TempDir()
+	pt := randBytes(5<<20 + 11)
+	plain := filepath.Join(dir, "data.bin")
+	os.WriteFile(plain, pt, 0o600)
+	if _, err := EncryptFile(plain, "", k, quiet); err != nil {
+		t.Fatal(err)
+	}
+	for _, flag := range []int{0, os.O_APPEND} {
+		sf := stdoutFile(t, flag, "head\n")
+		if _, err := DecryptFile(plain+".ppml", "-", k, Options{Quiet: true, Stdout: sf}); err != nil {
+			t.Fatal(err)
+		}
+		sf.Write([]byte("tail\n"))
+		if b, _ := os.ReadFile(sf.Name()); string(b) != "head\n"+string(pt)+"tail\n" {
+			t.Fatalf("flags %#x: stdout file holds %d bytes, want %d", flag, len(b), len(pt)+10)
+		}
+		// Encrypting to it works the same way.
+		sf = stdoutFile(t, flag, "")
+		if _, err := EncryptFile(plain, "-", k, Options{Quiet: true, Stdout: sf}); err != nil {
+			t.Fatal(err)
+		}
+		got, err := DecryptFile(sf.Name(), filepath.Join(t.TempDir(), "o"), k, quiet)
+		if err != nil || got.Bytes != int64(len(pt)) {
+			t.Fatalf("flags %#x: encrypted to stdout: %v", flag, err)
+		}
+	}
+}
+
 func TestGuessType(t *testing.T) {
 	for name, want := range map[string]envelope.ContentType{
 		"a.csv": envelope.TypeCSV, "a.CSV.ppml": envelope.TypeCSV, "b.json": envelope.TypeJSON, "c.jsonl": envelope.TypeJSON,
@@ -147,6 +196,19 @@ func TestBadInput(t *testing.T) {
 		DecryptFile(in, "-", kr, Options{Quiet: true, Stdout: &fileOut})
 		if fileOut.Len() != 0 {
 			t.Fatalf("stdout got %d bytes from a bad file", fileOut.Len())
+		}
+		// To stdout redirected to a file (one pass, in place): the file is
+		// cut back to what it held before; in append mode (two passes)
+		// nothing is appended.
+		for _, flag := range []int{0, os.O_APPEND} {
+			sf := stdoutFile(t, flag, "before\n")
+			DecryptFile(in, "-", kr, Options{Quiet: true, Stdout: sf})
+			if b, _ := os.ReadFile(sf.Name()); string(b) != "before\n" {
+				t.Fatalf("stdout file (flags %#x) holds %d bytes after a bad file", flag, len(b))
+			}
+			if off, _ := sf.Seek(0, io.SeekCurrent); off != 7 {
+				t.Fatalf("stdout file offset %d after a bad file", off)
+			}
 		}
 		// From stdin, only whole authenticated segments come out.
 		var stdout bytes.Buffer

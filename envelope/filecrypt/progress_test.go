@@ -3,7 +3,9 @@ package filecrypt
 import (
 	"bytes"
 	"os"
+	"io"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -37,8 +39,9 @@ func openPTY(t *testing.T) (*os.File, *os.File) {
 	return m, s
 }
 
-// TestProgressBar: a bar on a terminal for inputs over 64 MiB, none when quiet
-// (--json) or for small inputs.
+// TestProgressBar: on a terminal, a bar for inputs over 64 MiB followed by
+// the sync to disk as its own line; bytes and rate (no percentage) for a
+// large input from a pipe; nothing when quiet (--json) or for small inputs.
 func TestProgressBar(t *testing.T) {
 	k := newKey(t)
 	dir := t.TempDir()
@@ -49,7 +52,9 @@ func TestProgressBar(t *testing.T) {
 	small := filepath.Join(dir, "small.bin")
 	os.WriteFile(small, make([]byte, 1<<20), 0o600)
 
-	run := func(in string, quiet bool) string {
+	// onTerminal runs f with a pseudo-terminal as the progress output and
+	// returns what was drawn there.
+	onTerminal := func(f func(tty *os.File)) string {
 		master, slave := openPTY(t)
 		out := make(chan []byte)
 		go func() {
@@ -65,19 +70,51 @@ func TestProgressBar(t *testing.T) {
 				}
 			}
 		}()
-		if _, err := EncryptFile(in, filepath.Join(t.TempDir(), "o.ppml"), k, Options{Quiet: quiet, Progress: slave}); err != nil {
-			t.Fatal(err)
-		}
+		f(slave)
 		slave.Close()
 		return string(<-out)
 	}
-	if got := run(big, false); !strings.Contains(got, "100% [") || !strings.Contains(got, "encrypt big.bin") {
+	encrypt := func(in string, quiet bool) string {
+		return onTerminal(func(tty *os.File) {
+			if _, err := EncryptFile(in, filepath.Join(t.TempDir(), "o.ppml"), k, Options{Quiet: quiet, Progress: tty}); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	got := encrypt(big, false)
+	if !strings.Contains(got, "100% [") || !strings.Contains(got, "encrypt big.bin") {
 		t.Fatalf("no bar on a terminal: %q", got)
 	}
-	if got := run(big, true); got != "" {
+	if !regexp.MustCompile(`\r\n.*sync o\.ppml to disk  \d+\.\ds\r\n$`).MatchString(got) {
+		t.Fatalf("the sync is not shown as its own phase: %q", got)
+	}
+	if got := encrypt(big, true); got != "" {
 		t.Fatalf("bar despite quiet: %q", got)
 	}
-	if got := run(small, false); got != "" {
+	if got := encrypt(small, false); got != "" {
 		t.Fatalf("bar for a small file: %q", got)
+	}
+	// From a pipe: bytes and rate, no percentage.
+	got = onTerminal(func(tty *os.File) {
+		o := Options{Progress: tty, Stdin: struct{ io.Reader }{bytes.NewReader(make([]byte, 65<<20))}}
+		if _, err := EncryptFile("-", filepath.Join(t.TempDir(), "o.ppml"), k, o); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if !regexp.MustCompile(`encrypt stdin 65\.0 MiB  [0-9.]+ [KMG]iB/s`).MatchString(got) || strings.Contains(got, "%") {
+		t.Fatalf("stdin: %q", got)
+	}
+	// Decrypting a file to a file: the bar, then the sync.
+	enc := filepath.Join(t.TempDir(), "big.bin.ppml")
+	if _, err := EncryptFile(big, enc, k, quiet); err != nil {
+		t.Fatal(err)
+	}
+	got = onTerminal(func(tty *os.File) {
+		if _, err := DecryptFile(enc, filepath.Join(t.TempDir(), "plain"), k, Options{Progress: tty}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if !strings.Contains(got, "decrypt big.bin.ppml 100% [") || !strings.Contains(got, "sync plain to disk") {
+		t.Fatalf("decrypt: %q", got)
 	}
 }
