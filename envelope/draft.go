@@ -195,6 +195,8 @@ func (d *Draft) seal(kw KeyWrapper, size int64) (*Header, cipher.AEAD, error) {
 	)
 	if lk, ok := kw.(*LocalKey); ok && d.rand != nil {
 		dk, wrapped, ref, err = lk.newDataKey(d.rand, d.WrapAAD())
+	} else if rk, ok := kw.(*Recipient); ok && d.rand != nil {
+		dk, wrapped, ref, err = rk.newDataKey(d.rand, d.WrapAAD()) // HPKE draws its own randomness
 	} else {
 		dk, wrapped, ref, err = kw.NewDataKey(d.WrapAAD())
 	}

@@ -11,6 +11,9 @@ func FuzzReadHeader(f *testing.F) {
 	f.Add(seal(f, k, []byte("hello"), nil))
 	f.Add(seal(f, k, nil, &Options{SizeKnown: true}))
 	f.Add(sealLater(f, k, []byte("hello"), nil))
+	for _, kem := range recipientKEMs {
+		f.Add(seal(f, testIdentity(f, kem, 1).Recipient(), []byte("hello"), nil))
+	}
 	f.Add([]byte(Magic + "\x01\x01\x02\x00\x00\x00\x00\x00\x40"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		h, err := ReadHeader(bytes.NewReader(data))
@@ -40,7 +43,8 @@ func FuzzReadHeader(f *testing.F) {
 }
 
 func FuzzParseKeyRef(f *testing.F) {
-	for _, s := range []string{"local:0123456789abcdef0123456789abcdef", "kms://h:1/k@2", "kms://[::1]/k", "kms://a.b/c"} {
+	for _, s := range []string{"local:0123456789abcdef0123456789abcdef", "kms://h:1/k@2", "kms://[::1]/k", "kms://a.b/c",
+		"recipient:x25519:0123456789abcdef0123456789abcdef", "recipient:mlkem768x25519:0123456789abcdef0123456789abcdef"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {

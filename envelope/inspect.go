@@ -10,14 +10,17 @@ import (
 // Info is what Inspect reports: header fields and the layout check, never
 // key material (the wrapped key appears only as its length).
 type Info struct {
-	File            string  `json:"file,omitempty"`
-	FormatVersion   int     `json:"format_version"`
-	CipherSuite     string  `json:"cipher_suite"`
-	KeyRef          string  `json:"key_ref"`
-	KeyScheme       string  `json:"key_scheme"`
-	WrappedKeyBytes int     `json:"wrapped_key_bytes"`
-	ContentType     string  `json:"content_type"`
-	PlaintextBytes  *uint64 `json:"plaintext_bytes"` // null when the writer streamed its input
+	File          string `json:"file,omitempty"`
+	FormatVersion int    `json:"format_version"`
+	CipherSuite   string `json:"cipher_suite"`
+	KeyRef        string `json:"key_ref"`
+	KeyScheme     string `json:"key_scheme"`
+	// Recipient describes a public-key recipient (key_scheme "recipient"):
+	// the key type and key id, never key material.
+	Recipient       *RecipientInfo `json:"recipient,omitempty"`
+	WrappedKeyBytes int            `json:"wrapped_key_bytes"`
+	ContentType     string         `json:"content_type"`
+	PlaintextBytes  *uint64        `json:"plaintext_bytes"` // null when the writer streamed its input
 	// LengthAfterWrap: the length was recorded after the data key was
 	// wrapped (two-phase writing), so the payload key, not the key wrap,
 	// authenticates it.
@@ -31,6 +34,13 @@ type Info struct {
 	Layout          string `json:"layout"` // "ok" or "error"
 	LayoutError     string `json:"layout_error,omitempty"`
 	Authenticated   bool   `json:"authenticated"`
+}
+
+// RecipientInfo is what inspect shows of a recipient key.
+type RecipientInfo struct {
+	KEM   string `json:"kem"`    // mlkem768x25519 or x25519
+	Type  string `json:"type"`   // for people: "ML-KEM-768 + X25519"
+	KeyID string `json:"key_id"` // the public key's fingerprint
 }
 
 // Inspect parses the header from r and checks that the file size fits it.
@@ -52,6 +62,9 @@ func Inspect(r io.Reader, size int64) (*Info, error) {
 		WrappedKeyBytes: len(h.WrappedKey), ContentType: h.ContentType.String(), LengthAfterWrap: h.LengthAfterWrap(), SegmentSize: h.SegmentSize,
 		HeaderBytes: h.Len(), FileBytes: size, Salt: hex.EncodeToString(h.Salt[:]), NoncePrefix: hex.EncodeToString(h.NoncePrefix[:]),
 		Layout: "ok",
+	}
+	if h.KeyRef.Scheme == SchemeRecipient {
+		in.Recipient = &RecipientInfo{KEM: h.KeyRef.KEM, Type: KEMDisplay(h.KeyRef.KEM), KeyID: h.KeyRef.KeyID}
 	}
 	body := uint64(size - int64(h.Len()))
 	if h.LengthKnown() {
@@ -85,6 +98,9 @@ func (in *Info) Text() string {
 	row("format", "ppml envelope version %d", in.FormatVersion)
 	row("cipher suite", "%s", in.CipherSuite)
 	row("key", "%s", in.KeyRef)
+	if r := in.Recipient; r != nil {
+		row("recipient", "%s public key, key id %s (only its private key decrypts)", r.Type, r.KeyID)
+	}
 	row("wrapped key", "%d bytes", in.WrappedKeyBytes)
 	row("content type", "%s", in.ContentType)
 	if in.PlaintextBytes != nil && in.LengthAfterWrap {

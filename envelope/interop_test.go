@@ -3,9 +3,11 @@ package envelope
 import (
 	"bytes"
 	"encoding/hex"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -14,14 +16,53 @@ import (
 // python3 with the cryptography package (Debian python3-cryptography) is
 // missing.
 func TestPythonReader(t *testing.T) {
-	if err := exec.Command("python3", "-c", "import cryptography.hazmat.primitives.ciphers.aead").Run(); err != nil {
+	// The interpreter itself, not a version manager's shim: every run
+	// through a shim costs seconds.
+	exe, err := exec.Command("python3", "-c", "import sys, cryptography.hazmat.primitives.ciphers.aead; print(sys.executable)").Output()
+	if err != nil {
 		t.Skip("python3 with the cryptography package is not installed")
 	}
+	python := strings.TrimSpace(string(exe))
 	want, _ := os.ReadFile("testdata/golden.txt")
 	for _, v := range []string{"golden.ppml", "golden-length-after-wrap.ppml"} {
-		out, err := exec.Command("python3", "testdata/reader.py", "testdata/golden.key", filepath.Join("testdata", v)).Output()
+		out, err := exec.Command(python, "testdata/reader.py", "testdata/golden.key", filepath.Join("testdata", v)).Output()
 		if err != nil || !bytes.Equal(out, want) {
 			t.Fatalf("golden vector %s: %v", v, err)
+		}
+	}
+	// The recipient vectors, and fresh files to fresh recipient keys. The
+	// ML-KEM-768 part needs cryptography 47 or later (Debian 12 has 38).
+	kems := []string{KEMX25519}
+	if exec.Command(python, "-c", "from cryptography.hazmat.primitives.asymmetric import mlkem").Run() == nil {
+		kems = append(kems, KEMMLKEM768X25519)
+	} else {
+		t.Log("python3 cryptography has no ML-KEM: the mlkem768x25519 vectors are not read in Python")
+	}
+	for _, kem := range kems {
+		base := filepath.Join("testdata", "golden-recipient-"+kem)
+		out, err := exec.Command(python, "testdata/reader.py", base+".key", base+".ppml").Output()
+		if err != nil || !bytes.Equal(out, want) {
+			t.Fatalf("golden vector %s: %v", base, err)
+		}
+		id := testIdentity(t, kem, 9)
+		sk, _ := id.Bytes()
+		dir := t.TempDir()
+		keyPath, p := filepath.Join(dir, "r.key"), filepath.Join(dir, "x.ppml")
+		os.WriteFile(keyPath, []byte(fmt.Sprintf("# key id: %s\nppml-recipient-key-v1:%s:%x\n", id.ID(), kem, sk)), 0o600)
+		pt := pseudoRandom(3*4096+1, 8)
+		ct := sealLater(t, id.Recipient(), pt, &Options{SegmentSize: 4096})
+		os.WriteFile(p, ct, 0o600)
+		if out, err := exec.Command(python, "testdata/reader.py", keyPath, p).Output(); err != nil || !bytes.Equal(out, pt) {
+			t.Fatalf("%s: fresh file: %v", kem, err)
+		}
+		h, _ := ReadHeader(bytes.NewReader(ct))
+		for _, at := range []int{9, h.Len() - 1} {
+			data := bytes.Clone(ct)
+			data[at] ^= 1
+			os.WriteFile(p, data, 0o600)
+			if err := exec.Command(python, "testdata/reader.py", keyPath, p).Run(); err == nil {
+				t.Fatalf("%s: python reader accepted a flipped bit at %d", kem, at)
+			}
 		}
 	}
 	// A streamed (length not recorded) multi-segment file, an empty one,
@@ -38,7 +79,7 @@ func TestPythonReader(t *testing.T) {
 			ct = sealLater(t, k, pt, &Options{SegmentSize: 4096})
 		}
 		os.WriteFile(p, ct, 0o600)
-		out, err := exec.Command("python3", "testdata/reader.py", keyPath, p).Output()
+		out, err := exec.Command(python, "testdata/reader.py", keyPath, p).Output()
 		if err != nil || !bytes.Equal(out, pt) {
 			t.Fatalf("file %d, %d bytes: %v", i, len(pt), err)
 		}
@@ -52,7 +93,7 @@ func TestPythonReader(t *testing.T) {
 			data := bytes.Clone(ct)
 			data[at] ^= 1
 			os.WriteFile(p, data, 0o600)
-			if err := exec.Command("python3", "testdata/reader.py", keyPath, p).Run(); err == nil {
+			if err := exec.Command(python, "testdata/reader.py", keyPath, p).Run(); err == nil {
 				t.Fatalf("file %d: python reader accepted a flipped bit at %d", i, at)
 			}
 		}

@@ -10,8 +10,9 @@ import (
 
 // Key reference schemes.
 const (
-	SchemeLocal = "local"
-	SchemeKMS   = "kms"
+	SchemeLocal     = "local"
+	SchemeKMS       = "kms"
+	SchemeRecipient = "recipient"
 )
 
 // Bounds on key references.
@@ -20,13 +21,15 @@ const (
 	MaxKeyNameLen = 256  // the KEY part of a kms:// reference
 )
 
-// KeyRef names the key-encryption key that wrapped a file's data key: either a
-// local key file by key id ("local:ID") or a key at the key service
-// ("kms://HOST[:PORT]/NAME[@VERSION]"). Its canonical string is what the
-// header stores, so files written today stay readable when the service exists.
+// KeyRef names the key-encryption key that wrapped a file's data key: a
+// local key file by key id ("local:ID"), a key at the key service
+// ("kms://HOST[:PORT]/NAME[@VERSION]"), or a public-key recipient by KEM and
+// key id ("recipient:KEM:ID"). Its canonical string is what the header
+// stores.
 type KeyRef struct {
-	Scheme  string // SchemeLocal or SchemeKMS
-	KeyID   string // local: 32 lowercase hex digits
+	Scheme  string // SchemeLocal, SchemeKMS or SchemeRecipient
+	KeyID   string // local and recipient: 32 lowercase hex digits
+	KEM     string // recipient: KEMMLKEM768X25519 or KEMX25519
 	Host    string // kms: DNS name, IPv4 address or bracket-less IPv6 address
 	Port    int    // kms: 0 when absent
 	Name    string // kms: key name
@@ -38,6 +41,8 @@ func (r KeyRef) String() string {
 	switch r.Scheme {
 	case SchemeLocal:
 		return "local:" + r.KeyID
+	case SchemeRecipient:
+		return "recipient:" + r.KEM + ":" + r.KeyID
 	case SchemeKMS:
 		var b strings.Builder
 		b.WriteString("kms://")
@@ -60,8 +65,11 @@ func (r KeyRef) String() string {
 
 // Describe returns a human phrase such as "local key 0123…" for messages.
 func (r KeyRef) Describe() string {
-	if r.Scheme == SchemeLocal {
+	switch r.Scheme {
+	case SchemeLocal:
 		return "local key " + r.KeyID
+	case SchemeRecipient:
+		return "recipient key " + r.KeyID + " (" + KEMDisplay(r.KEM) + ")"
 	}
 	return "key-service key " + r.String()
 }
@@ -80,6 +88,18 @@ func ParseKeyRef(s string) (KeyRef, error) {
 			return KeyRef{}, fmt.Errorf("key reference %q: local key id must be 32 lowercase hex digits", s)
 		}
 		r = KeyRef{Scheme: SchemeLocal, KeyID: id}
+	case strings.HasPrefix(s, "recipient:"):
+		kem, id, ok := strings.Cut(s[len("recipient:"):], ":")
+		if !ok {
+			return KeyRef{}, fmt.Errorf("key reference %q: want recipient:KEM:ID", s)
+		}
+		if _, err := kemByName(kem); err != nil {
+			return KeyRef{}, fmt.Errorf("key reference %q: %w", s, err)
+		}
+		if len(id) != 32 || !isLowerHex(id) {
+			return KeyRef{}, fmt.Errorf("key reference %q: recipient key id must be 32 lowercase hex digits", s)
+		}
+		r = KeyRef{Scheme: SchemeRecipient, KEM: kem, KeyID: id}
 	case strings.HasPrefix(s, "kms://"):
 		rest := s[len("kms://"):]
 		slash := strings.IndexByte(rest, '/')
@@ -104,7 +124,7 @@ func ParseKeyRef(s string) (KeyRef, error) {
 			r.Version = uint32(v)
 		}
 	default:
-		return KeyRef{}, fmt.Errorf("key reference %q: must start with local: or kms://", s)
+		return KeyRef{}, fmt.Errorf("key reference %q: must start with local:, recipient: or kms://", s)
 	}
 	if r.String() != s {
 		return KeyRef{}, fmt.Errorf("key reference %q is not in canonical form (%q)", s, r.String())

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ppml/ppml/envelope"
 )
@@ -135,6 +136,155 @@ func FuzzParse(f *testing.F) {
 		}
 		if len(k.ID()) != 32 {
 			t.Fatalf("id %q", k.ID())
+		}
+	})
+}
+
+// TestIdentityFiles: a generated key pair's private key file (0600) and
+// public key file (0644) load back; files encrypted to the public key
+// decrypt with the private key file; Load (local keys only) and LoadAny
+// tell the kinds apart.
+func TestIdentityFiles(t *testing.T) {
+	for _, kem := range []string{envelope.KEMMLKEM768X25519, envelope.KEMX25519} {
+		dir := t.TempDir()
+		priv, pub := filepath.Join(dir, "owner.key"), filepath.Join(dir, "owner.pub")
+		id, err := GenerateIdentity(priv, kem, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := WriteRecipient(pub, id.Recipient(), false); err != nil {
+			t.Fatal(err)
+		}
+		for p, mode := range map[string]os.FileMode{priv: 0o600, pub: 0o644} {
+			if st, _ := os.Stat(p); st.Mode().Perm() != mode {
+				t.Fatalf("%s: mode %v", p, st.Mode())
+			}
+		}
+		r, err := LoadRecipient(pub)
+		if err != nil || r.ID() != id.ID() {
+			t.Fatalf("%s: public key file: %v", kem, err)
+		}
+		a, err := LoadAny(priv)
+		if err != nil || a.Identity == nil || a.Local != nil || a.Identity.ID() != id.ID() || a.Warning != "" {
+			t.Fatalf("%s: LoadAny: %v", kem, err)
+		}
+		var buf bytes.Buffer
+		if _, err := envelope.Encrypt(&buf, strings.NewReader("secret"), r, nil); err != nil {
+			t.Fatal(err)
+		}
+		var out bytes.Buffer
+		if _, err := envelope.Decrypt(&out, &buf, a.KeyResolver()); err != nil || out.String() != "secret" {
+			t.Fatalf("%s: %v", kem, err)
+		}
+		if _, err := Load(priv); err == nil || !strings.Contains(err.Error(), "holds a recipient private key") {
+			t.Fatalf("Load of a recipient key: %v", err)
+		}
+		if _, err := LoadRecipient(priv); err == nil || !strings.Contains(err.Error(), "private key file, not a public key") {
+			t.Fatalf("private key as public key: %v", err)
+		}
+		if _, err := GenerateIdentity(priv, kem, false); !errors.Is(err, fs.ErrExist) {
+			t.Fatalf("overwrite without force: %v", err)
+		}
+	}
+	// Local keys load through LoadAny too.
+	p := filepath.Join(t.TempDir(), "local.key")
+	k, _ := Generate(p, false)
+	if a, err := LoadAny(p); err != nil || a.Local == nil || a.Identity != nil || a.Ref() != k.Ref() {
+		t.Fatalf("LoadAny local: %v", err)
+	}
+}
+
+func TestBadIdentityFiles(t *testing.T) {
+	gold, _ := os.ReadFile("../envelope/testdata/golden-recipient-x25519.key")
+	line := RecipientPrefix + "x25519:" + strings.Repeat("ab", 32)
+	for name, tc := range map[string]struct{ content, want string }{
+		"unknown type":      {RecipientPrefix + "rsa:" + strings.Repeat("ab", 32), "unknown recipient key type"},
+		"no type":           {RecipientPrefix + strings.Repeat("ab", 32), "want ppml-recipient-key-v1:KEM:KEY"},
+		"short key":         {RecipientPrefix + "x25519:abcd", "64 lowercase hex digits"},
+		"two keys":          {line + "\n" + Prefix + strings.Repeat("ab", 32), "more than one key line"},
+		"id mismatch":       {"# key id: 00000000000000000000000000000000\n" + line, "says key id"},
+		"public mismatch":   {strings.Replace(string(gold), "ppml1", "ppml1q", 1), "public key it states"},
+		"public on a local": {"# public key: ppml1x\n" + Prefix + strings.Repeat("ab", 32), "local key has no public key"},
+	} {
+		if _, err := ParseIdentity([]byte(tc.content)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want %q", name, err, tc.want)
+		}
+	}
+	if _, err := ParseIdentity(gold); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Parse(gold); err == nil || !strings.Contains(err.Error(), "not a local key") {
+		t.Fatalf("Parse of a recipient key: %v", err)
+	}
+	for name, tc := range map[string]struct{ content, want string }{
+		"two keys":  {"ppml1mskv5v0gusammywl7lj8tn9rx3ltg7qs04dawedt5jhy5vxrt4zq4hpgzt\nppml1mskv5v0gusammywl7lj8tn9rx3ltg7qs04dawedt5jhy5vxrt4zq4hpgzt\n", "more than one public key"},
+		"empty":     {"# nothing\n", "empty public key"},
+		"corrupted": {"ppml1mskv5v0gusammywl7lj8tn9rx3ltg7qs04dawedt5jhy5vxrt4zq4hpgzq\n", "checksum"},
+	} {
+		if _, err := ParseRecipient([]byte(tc.content)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("public key %s: %v, want %q", name, err, tc.want)
+		}
+	}
+}
+
+// TestGoldenRecipientKeyFiles: the spec's recipient key files parse, and
+// their keys open the golden recipient vectors.
+func TestGoldenRecipientKeyFiles(t *testing.T) {
+	for _, kem := range []string{envelope.KEMMLKEM768X25519, envelope.KEMX25519} {
+		base := "../envelope/testdata/golden-recipient-" + kem
+		a, err := LoadAny(base + ".key")
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := LoadRecipient(base + ".pub")
+		if err != nil || r.ID() != a.Identity.ID() {
+			t.Fatalf("%s: %v", kem, err)
+		}
+		f, err := envelope.OpenFile(base+".ppml", a.KeyResolver())
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+	}
+}
+
+func FuzzParseIdentity(f *testing.F) {
+	for _, kem := range []string{envelope.KEMMLKEM768X25519, envelope.KEMX25519} {
+		gold, _ := os.ReadFile("../envelope/testdata/golden-recipient-" + kem + ".key")
+		f.Add(gold)
+	}
+	f.Add([]byte(RecipientPrefix + "x25519:" + strings.Repeat("ab", 32)))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		id, err := ParseIdentity(data)
+		if err != nil {
+			return
+		}
+		// What parses re-renders to a file that parses to the same key.
+		again, err := MarshalIdentity(id, time.Unix(0, 0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		id2, err := ParseIdentity(again)
+		if err != nil || id2.ID() != id.ID() {
+			t.Fatalf("re-rendered key file: %v", err)
+		}
+	})
+}
+
+func FuzzParseRecipientFile(f *testing.F) {
+	for _, kem := range []string{envelope.KEMMLKEM768X25519, envelope.KEMX25519} {
+		gold, _ := os.ReadFile("../envelope/testdata/golden-recipient-" + kem + ".pub")
+		f.Add(gold)
+	}
+	f.Add([]byte("# comment\nppml1qq\nqq\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r, err := ParseRecipient(data)
+		if err != nil {
+			return
+		}
+		again, err := ParseRecipient(MarshalRecipient(r))
+		if err != nil || again.ID() != r.ID() {
+			t.Fatalf("re-rendered public key file: %v", err)
 		}
 	})
 }

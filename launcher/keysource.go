@@ -55,17 +55,18 @@ func (e *DeniedError) Error() string {
 	return b.String()
 }
 
-// LocalKeys releases local keys (local:ID references, from key files) to
-// any job: there is no policy and no attestation, so it is for development,
-// tests and the simulated TEE only. file: references in the manifest are
-// loaded from their paths.
+// LocalKeys releases keys from key files (local:ID references, and
+// recipient:KEM:ID references from recipient private key files) to any job:
+// there is no policy and no attestation, so it is for development, tests and
+// the simulated TEE only. file: references in the manifest are loaded from
+// their paths.
 type LocalKeys struct {
-	keys map[string]*envelope.LocalKey // by key id
+	keys map[string]*keyfile.Any // by key reference
 }
 
 // NewLocalKeys loads key files.
 func NewLocalKeys(paths ...string) (*LocalKeys, error) {
-	lk := &LocalKeys{keys: map[string]*envelope.LocalKey{}}
+	lk := &LocalKeys{keys: map[string]*keyfile.Any{}}
 	for _, p := range paths {
 		if _, err := lk.load(p); err != nil {
 			return nil, err
@@ -74,16 +75,16 @@ func NewLocalKeys(paths ...string) (*LocalKeys, error) {
 	return lk, nil
 }
 
-func (lk *LocalKeys) load(path string) (*envelope.LocalKey, error) {
-	k, err := keyfile.Load(path)
+func (lk *LocalKeys) load(path string) (*keyfile.Any, error) {
+	k, err := keyfile.LoadAny(path)
 	if err != nil {
 		return nil, err
 	}
 	if lk.keys == nil {
-		lk.keys = map[string]*envelope.LocalKey{}
+		lk.keys = map[string]*keyfile.Any{}
 	}
-	lk.keys[k.ID()] = k.LocalKey
-	return k.LocalKey, nil
+	lk.keys[k.Ref().String()] = k
+	return k, nil
 }
 
 // Release implements KeySource.
@@ -99,14 +100,14 @@ func (lk *LocalKeys) Release(_ context.Context, _ []byte, reqs []KeyRequest) ([]
 				return fail(fmt.Errorf("input %s: %w", r.Input, err))
 			}
 		}
-		if r.Ref.Scheme != envelope.SchemeLocal {
+		if r.Ref.Scheme != envelope.SchemeLocal && r.Ref.Scheme != envelope.SchemeRecipient {
 			return fail(fmt.Errorf("input %s (%s) is encrypted under %s: that needs a key service (--server)", r.Input, r.File, r.Ref))
 		}
-		k, ok := lk.keys[r.Ref.KeyID]
+		k, ok := lk.keys[r.Ref.String()]
 		if !ok {
-			return fail(fmt.Errorf("input %s (%s) needs local key %s: give its key file with --key", r.Input, r.File, r.Ref.KeyID))
+			return fail(fmt.Errorf("input %s (%s) needs %s: give its key file with --key", r.Input, r.File, r.Ref.Describe()))
 		}
-		dk, err := k.UnwrapDataKey(r.Ref, r.Wrapped, r.AAD)
+		dk, err := k.KeyResolver().UnwrapDataKey(r.Ref, r.Wrapped, r.AAD)
 		if err != nil {
 			return fail(fmt.Errorf("input %s (%s): %w", r.Input, r.File, err))
 		}
@@ -115,14 +116,19 @@ func (lk *LocalKeys) Release(_ context.Context, _ []byte, reqs []KeyRequest) ([]
 	return keys, nil
 }
 
-// OutputWrapper implements KeySource for local: and file: references.
+// OutputWrapper implements KeySource for local: and file: references (a
+// recipient private key file encrypts outputs to its public half).
 func (lk *LocalKeys) OutputWrapper(_ context.Context, ref job.KeyRef) (envelope.KeyWrapper, error) {
 	switch ref.Scheme {
 	case job.KeyFile:
-		return lk.load(ref.AbsPath)
+		k, err := lk.load(ref.AbsPath)
+		if err != nil {
+			return nil, err
+		}
+		return k.KeyWrapper(), nil
 	case job.KeyLocal:
-		if k, ok := lk.keys[ref.Envelope.KeyID]; ok {
-			return k, nil
+		if k, ok := lk.keys[ref.Envelope.String()]; ok {
+			return k.KeyWrapper(), nil
 		}
 		return nil, fmt.Errorf("output key %s: give its key file with --key", ref)
 	}

@@ -404,14 +404,14 @@ func checkPin(in job.Input, got envelope.KeyRef) error {
 	want := in.Key
 	switch want.Scheme {
 	case job.KeyFile:
-		k, err := keyfile.Load(want.AbsPath)
+		k, err := keyfile.LoadAny(want.AbsPath)
 		if err != nil {
 			return err
 		}
-		if got.Scheme == envelope.SchemeLocal && got.KeyID == k.ID() {
+		if got == k.Ref() {
 			return nil
 		}
-		return fmt.Errorf("encrypted under %s, but the job pins %s (local key %s)", got.Describe(), want, k.ID())
+		return fmt.Errorf("encrypted under %s, but the job pins %s (%s)", got.Describe(), want, k.Ref().Describe())
 	case job.KeyKMS:
 		w := want.Envelope
 		if got.Scheme == envelope.SchemeKMS && got.Host == w.Host && got.Port == w.Port && got.Name == w.Name && (w.Version == 0 || w.Version == got.Version) {

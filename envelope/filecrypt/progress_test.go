@@ -2,8 +2,8 @@ package filecrypt
 
 import (
 	"bytes"
-	"os"
 	"io"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"

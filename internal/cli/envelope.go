@@ -20,24 +20,35 @@ func init() {
 }
 
 type cryptFlags struct {
-	key, out, typ          string
-	recursive, force, json bool
+	key, recipient, out, typ        string
+	recursive, force, json, encrypt bool
 }
 
-func (f *cryptFlags) bind(c *cobra.Command, withType bool) {
-	c.Flags().StringVar(&f.key, "key", "", "key file (or kms:// key reference)")
+func (f *cryptFlags) bind(c *cobra.Command, encrypt bool) {
+	f.encrypt = encrypt
+	if encrypt {
+		c.Flags().StringVar(&f.key, "key", "", "key file (local key or recipient private key) or kms:// key reference")
+		c.Flags().StringVar(&f.recipient, "recipient", "", "encrypt to a public key: a .pub file, the key itself (ppml1…, ppmlpq1…) or a kms:// recipient key")
+	} else {
+		c.Flags().StringVar(&f.key, "key", "", "key file (local key or recipient private key) or kms:// key reference")
+	}
 	c.Flags().StringVarP(&f.out, "output", "o", "", "output file or directory ('-' for stdout)")
 	c.Flags().BoolVarP(&f.recursive, "recursive", "r", false, "process a directory tree into a mirror tree (needs -o DIR)")
 	c.Flags().BoolVar(&f.force, "force", false, "replace existing outputs")
 	c.Flags().BoolVar(&f.json, "json", false, "print results as JSON (no progress bar)")
-	if withType {
+	if encrypt {
 		c.Flags().StringVar(&f.typ, "type", "", "content type: csv, json, parquet, model or bytes (default: from the file extension)")
 	}
 }
 
 // check validates flag combinations; usage mistakes exit 2.
 func (f *cryptFlags) check(in string) error {
-	if f.key == "" {
+	switch {
+	case f.key != "" && f.recipient != "":
+		return usageErrorf("give either --key or --recipient, not both")
+	case f.key == "" && f.recipient == "" && f.encrypt:
+		return usageErrorf("give the key with --key FILE, or a public key to encrypt to with --recipient FILE")
+	case f.key == "" && f.recipient == "":
 		return usageErrorf("give the key with --key FILE")
 	}
 	if f.recursive {
@@ -89,16 +100,22 @@ func report(cmd *cobra.Command, f *cryptFlags, verb string, v any, files []filec
 func newEncryptCmd() *cobra.Command {
 	var f cryptFlags
 	c := &cobra.Command{
-		Use:   "encrypt --key KEY [-o OUT] [--type TYPE] IN",
+		Use:   "encrypt (--key KEY | --recipient PUBKEY) [-o OUT] [--type TYPE] IN",
 		Short: "Encrypt a file (or with -r a directory tree) into the ppml envelope",
-		Long: `Encrypt IN into the ppml envelope format under KEY. The output defaults to IN.ppml;
-'-' reads stdin or writes stdout. Outputs are written atomically and existing files are
-never replaced without --force. With -r, every file under the directory IN is encrypted
-to the same relative path plus .ppml under the directory given with -o.`,
+		Long: `Encrypt IN into the ppml envelope format under KEY, or to the public key PUBKEY. The
+output defaults to IN.ppml; '-' reads stdin or writes stdout. Outputs are written atomically
+and existing files are never replaced without --force. With -r, every file under the
+directory IN is encrypted to the same relative path plus .ppml under the directory given
+with -o.
+
+--recipient encrypts to a public key (a .pub file from ppml key generate --recipient, or
+the key's text ppml1…/ppmlpq1… itself): whoever runs the command cannot decrypt the result;
+only the holder of the private key can. One recipient per file.`,
 		Example: `  ppml encrypt --key owner.key people.csv                 # writes people.csv.ppml
   ppml encrypt --key owner.key -o model.ppml --type model model.json
   cat data.json | ppml encrypt --key owner.key - > data.json.ppml
-  ppml encrypt --key owner.key -r -o enc/ datasets/`,
+  ppml encrypt --key owner.key -r -o enc/ datasets/
+  ppml encrypt --recipient owner.pub people.csv           # only owner.key decrypts it`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			in := args[0]
@@ -116,7 +133,13 @@ to the same relative path plus .ppml under the directory given with -o.`,
 			if err := refuseTerminal(cmd, f.out, in); err != nil {
 				return err
 			}
-			kw, _, err := loadKey(cmd, f.key)
+			var kw envelope.KeyWrapper
+			var err error
+			if f.recipient != "" {
+				kw, err = loadRecipient(cmd, f.recipient)
+			} else {
+				kw, _, err = loadKey(cmd, f.key)
+			}
 			if err != nil {
 				return err
 			}
@@ -146,9 +169,11 @@ func newDecryptCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "decrypt --key KEY [-o OUT] IN",
 		Short: "Decrypt a ppml envelope (or with -r a directory tree)",
-		Long: `Decrypt IN with KEY. The output defaults to IN without its .ppml suffix; '-' reads
+		Long: `Decrypt IN with KEY: a local key file, a recipient private key file (for files encrypted
+to its public key), or a kms:// key. The output defaults to IN without its .ppml suffix; '-' reads
 stdin or writes stdout. A file output appears only when every segment authenticated; to
-stdout from a file, every segment is authenticated before the first byte is written. From
+stdout from a file, a bad file writes nothing (to a pipe, every segment is authenticated
+before the first byte is written; to a regular file, it is cut back on failure). From
 stdin, data streams: only authenticated segments are written and output stops at the first
 failure (exit status 1). With -r, every NAME.ppml under the directory IN is decrypted to
 NAME under the directory given with -o.`,

@@ -183,3 +183,69 @@ func TestBenchEnvelope(t *testing.T) {
 		t.Fatalf("bad size: exit %d", code)
 	}
 }
+
+// TestRecipientCommands: a key pair from key generate --recipient; a data
+// provider encrypts to the public key (file or text) and cannot decrypt;
+// the owner decrypts with the private key; inspect shows the recipient's key
+// id, never key material; misuse gets a message that says what to do.
+func TestRecipientCommands(t *testing.T) {
+	dir := t.TempDir()
+	p := func(n string) string { return filepath.Join(dir, n) }
+	os.WriteFile(p("people.csv"), []byte("name,age\nAndy,30\n"), 0o644)
+	code, out, errs := run(t, nil, "key", "generate", "--recipient", "-o", p("owner.key"), "--json")
+	var gen map[string]string
+	if code != 0 || json.Unmarshal([]byte(out), &gen) != nil {
+		t.Fatalf("exit %d %s %s", code, out, errs)
+	}
+	if gen["kem"] != "mlkem768x25519" || gen["public_key_path"] != p("owner.pub") || !strings.HasPrefix(gen["public_key"], "ppmlpq1") {
+		t.Fatalf("%v", gen)
+	}
+	pub, _ := os.ReadFile(p("owner.pub"))
+	if strings.TrimSpace(string(pub)) != gen["public_key"] {
+		t.Fatal("owner.pub does not hold the public key")
+	}
+	if st, _ := os.Stat(p("owner.key")); st.Mode().Perm() != 0o600 {
+		t.Fatalf("private key mode %v", st.Mode())
+	}
+	code, _, _ = run(t, nil, "key", "generate", "--recipient", "--kem", "x25519", "-o", p("other.key"))
+	if code != 0 {
+		t.Fatal("x25519 key pair")
+	}
+	steps := []struct {
+		name  string
+		args  []string
+		code  int
+		words string
+	}{
+		{"encrypt to the public key file", []string{"encrypt", "--recipient", p("owner.pub"), p("people.csv")}, 0, "key recipient:mlkem768x25519:" + gen["key_id"]},
+		{"the public key cannot decrypt", []string{"decrypt", "--key", p("owner.pub"), "-o", p("x"), p("people.csv.ppml")}, 1, "holds a public key, which encrypts (--recipient) but cannot decrypt"},
+		{"another private key cannot decrypt", []string{"decrypt", "--key", p("other.key"), "-o", p("x"), p("people.csv.ppml")}, 1, "the file needs recipient key " + gen["key_id"] + " (ML-KEM-768 + X25519), but recipient key"},
+		{"the private key decrypts", []string{"decrypt", "--key", p("owner.key"), "-o", "-", p("people.csv.ppml")}, 0, "Andy,30"},
+		{"inspect names the recipient", []string{"inspect", p("people.csv.ppml")}, 0, "recipient:      ML-KEM-768 + X25519 public key, key id " + gen["key_id"]},
+		{"encrypt to the key's text", []string{"encrypt", "--recipient", gen["public_key"], "-o", p("t.ppml"), p("people.csv")}, 0, "encrypted"},
+		{"decrypt it", []string{"decrypt", "--key", p("owner.key"), "-o", "-", p("t.ppml")}, 0, "Andy,30"},
+		{"the private key encrypts too", []string{"encrypt", "--key", p("owner.key"), "-o", p("k.ppml"), p("people.csv")}, 0, "key recipient:mlkem768x25519:"},
+		{"key public", []string{"key", "public", p("owner.key")}, 0, gen["public_key"]},
+		{"key public of a local key", []string{"key", "public", p("people.csv.ppml")}, 1, "not a ppml key file"},
+		{"--key and --recipient", []string{"encrypt", "--key", p("owner.key"), "--recipient", p("owner.pub"), p("people.csv")}, 2, "either --key or --recipient"},
+		{"neither", []string{"encrypt", p("people.csv")}, 2, "--recipient"},
+		{"private key as recipient", []string{"encrypt", "--recipient", p("owner.key"), "-o", p("y"), p("people.csv")}, 1, "private key file, not a public key"},
+		{"public key text as --key", []string{"encrypt", "--key", gen["public_key"], "-o", p("y"), p("people.csv")}, 2, "give it with --recipient"},
+		{"corrupted public key text", []string{"encrypt", "--recipient", gen["public_key"][:100] + "q" + gen["public_key"][101:], "-o", p("y"), p("people.csv")}, 2, "checksum"},
+		{"--kem without --recipient", []string{"key", "generate", "--kem", "x25519", "-o", p("z.key")}, 2, "go with --recipient"},
+		{"unknown --kem", []string{"key", "generate", "--recipient", "--kem", "rsa", "-o", p("z.key")}, 2, "want mlkem768x25519 or x25519"},
+		{"existing public key file", []string{"key", "generate", "--recipient", "-o", p("new.key"), "--public", p("owner.pub")}, 1, "owner.pub already exists"},
+	}
+	for _, s := range steps {
+		code, out, errs := run(t, nil, s.args...)
+		if code != s.code || !strings.Contains(out+errs, s.words) {
+			t.Fatalf("%s: exit %d (want %d), output %q, want %q", s.name, code, s.code, out+errs, s.words)
+		}
+	}
+	if _, err := os.Stat(p("new.key")); err == nil {
+		t.Fatal("a refused key pair left its private key behind")
+	}
+	if out, _ := os.ReadFile(p("people.csv.ppml")); bytes.Contains(out, pub[:40]) {
+		t.Fatal("the envelope holds the public key")
+	}
+}
