@@ -51,6 +51,7 @@ func (s *Server) Handler() http.Handler {
 	s.route(mux, "POST /v1/keys", api.RoleOwner, withBody((*core.Core).CreateKey))
 	s.route(mux, "GET /v1/keys", "owner|admin", noBody((*core.Core).ListKeys))
 	s.route(mux, "POST /v1/keys/rotate", api.RoleOwner, withBody((*core.Core).RotateKey))
+	s.route(mux, "GET /v1/keys/{name...}", "owner|runner|admin", publicKey)
 	s.route(mux, "PUT /v1/policy", api.RoleOwner, setPolicy)
 	s.route(mux, "GET /v1/policy", api.RoleOwner, func(w http.ResponseWriter, r *http.Request, c *core.Core, who *core.Caller) (any, error) {
 		return c.GetPolicy(r.Context(), who, r.URL.Query().Get("key"))
@@ -259,6 +260,24 @@ func setPolicy(w http.ResponseWriter, r *http.Request, c *core.Core, who *core.C
 		return nil, core.Errorf(core.KindBadRequest, "bad_request", "%v", err)
 	}
 	return c.SetPolicy(r.Context(), who, r.URL.Query().Get("key"), doc)
+}
+
+// publicKey serves GET /v1/keys/NAME/public[?version=N]; key names may
+// hold slashes, so the route takes the rest of the path.
+func publicKey(w http.ResponseWriter, r *http.Request, c *core.Core, who *core.Caller) (any, error) {
+	name, ok := strings.CutSuffix(r.PathValue("name"), "/public")
+	if !ok {
+		return nil, core.Errorf(core.KindNotFound, "not_found", "no route %s %s", r.Method, r.URL.Path)
+	}
+	var v uint32
+	if q := r.URL.Query().Get("version"); q != "" {
+		n, err := strconv.ParseUint(q, 10, 32)
+		if err != nil || n == 0 {
+			return nil, core.Errorf(core.KindBadRequest, "bad_request", "version %q: want a number from 1 to 4294967295", q)
+		}
+		v = uint32(n)
+	}
+	return c.PublicKey(r.Context(), who, name, v)
 }
 
 func auditList(w http.ResponseWriter, r *http.Request, c *core.Core, who *core.Caller) (any, error) {

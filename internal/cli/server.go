@@ -31,6 +31,7 @@ func init() {
 	register(newAuditCmd)
 	keySubcommands = append(keySubcommands, newKMSKeyCreateCmd, newKMSKeyListCmd, newKMSKeyRotateCmd)
 	kmsKeyHook = kmsEnvelopeKey
+	kmsRecipientHook = kmsRecipientKey
 	registerBench(newBenchReleaseCmd)
 }
 
@@ -177,6 +178,25 @@ func kmsEnvelopeKey(cmd *cobra.Command, spec string) (envelope.KeyWrapper, envel
 	}
 	k := &client.EnvelopeKey{Client: c, Ref: ref, Ctx: cmd.Context()}
 	return k, k, nil
+}
+
+// kmsRecipientKey is the encrypt --recipient kms://… hook: it fetches the
+// public half of the key (any API token in PPML_TOKEN), so the data
+// provider needs no owner token and cannot decrypt what it writes.
+func kmsRecipientKey(cmd *cobra.Command, spec string) (envelope.KeyWrapper, error) {
+	ref, err := envelope.ParseKeyRef(spec)
+	if err != nil {
+		return nil, usageErrorf("--recipient: %v", err)
+	}
+	tok := os.Getenv("PPML_TOKEN")
+	if tok == "" {
+		return nil, usageErrorf("--recipient %s needs an API token of the key service in PPML_TOKEN (any role: it only reads the public key)", spec)
+	}
+	c, err := client.New(client.ServerURL(ref.Host, ref.Port), tok, client.Options{Fingerprint: os.Getenv("PPML_SERVER_FINGERPRINT"), CAFile: os.Getenv("PPML_CA_FILE")})
+	if err != nil {
+		return nil, err
+	}
+	return client.NewRecipientKey(cmd.Context(), c, ref)
 }
 
 func printResult(cmd *cobra.Command, asJSON bool, v any, text string) error {
@@ -339,21 +359,48 @@ func newTokenCmd() *cobra.Command {
 }
 
 func keyText(k *api.Key) string {
-	return fmt.Sprintf("%s  tenant=%s version=%d versions=%d policy=%v", k.Name, k.Tenant, k.Version, len(k.Versions), k.Policy)
+	kind := ""
+	if k.Recipient != "" {
+		kind = " recipient=" + k.Recipient
+	}
+	return fmt.Sprintf("%s  tenant=%s%s version=%d versions=%d policy=%v", k.Name, k.Tenant, kind, k.Version, len(k.Versions), k.Policy)
 }
 
 func newKMSKeyCreateCmd() *cobra.Command {
 	var kf kmsFlags
+	var recipient bool
+	var kem string
 	c := &cobra.Command{
-		Use: "create NAME", Short: "Create a primary key at the key service (owner)",
-		Example: "  ppml key create alice.sales --server https://kms:8443\n  ppml encrypt --key kms://kms:8443/alice.sales sales.csv",
-		Args:    exactArgs(1),
+		Use: "create NAME [--recipient [--kem KEM]]", Short: "Create a primary key at the key service (owner)",
+		Long: `Create a key at the key service, owned by your tenant. Its material never leaves the service:
+files encrypted under it (--key kms://…) get their data keys from the service, and are
+decrypted by you or released to attested jobs as its policy allows.
+
+With --recipient the key is a public/private key pair (--kem mlkem768x25519, the default, or
+x25519), as from ppml key generate --recipient, but the service keeps the private half. Anyone
+with an API token of the service (a data provider's, of any role) can fetch the public half and
+encrypt files to the key (ppml encrypt --recipient kms://…) without being able to decrypt them;
+you decrypt them, and jobs get them released, exactly as for any other key-service key.`,
+		Example: "  ppml key create alice.sales --server https://kms:8443\n  ppml encrypt --key kms://kms:8443/alice.sales sales.csv\n" +
+			"  ppml key create alice.intake --recipient --server https://kms:8443\n  PPML_TOKEN=$PROVIDER_TOKEN ppml encrypt --recipient kms://kms:8443/alice.intake claims.csv",
+		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if !recipient && cmd.Flags().Changed("kem") {
+				return usageErrorf("--kem goes with --recipient")
+			}
+			if recipient && kem != envelope.KEMMLKEM768X25519 && kem != envelope.KEMX25519 {
+				return usageErrorf("--kem %q: want mlkem768x25519 or x25519", kem)
+			}
 			c, err := kf.client(true)
 			if err != nil {
 				return err
 			}
-			k, err := c.CreateKey(cmd.Context(), args[0])
+			var k *api.Key
+			if recipient {
+				k, err = c.CreateRecipientKey(cmd.Context(), args[0], kem)
+			} else {
+				k, err = c.CreateKey(cmd.Context(), args[0])
+			}
 			if err != nil {
 				return err
 			}
@@ -361,6 +408,8 @@ func newKMSKeyCreateCmd() *cobra.Command {
 		},
 	}
 	kf.add(c)
+	c.Flags().BoolVar(&recipient, "recipient", false, "make a public/private key pair whose public half anyone with a token can encrypt to")
+	c.Flags().StringVar(&kem, "kem", envelope.KEMMLKEM768X25519, "with --recipient: key type, mlkem768x25519 or x25519")
 	return c
 }
 

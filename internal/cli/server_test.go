@@ -119,3 +119,71 @@ func TestKeyServiceCommands(t *testing.T) {
 		t.Fatal(errs)
 	}
 }
+
+// TestKMSRecipientKey: an owner creates a recipient key at the key service;
+// a data provider with its own token fetches the public half and encrypts
+// to it, and cannot decrypt the result; the owner decrypts it at the
+// service, also after a rotation.
+func TestKMSRecipientKey(t *testing.T) {
+	srv := kmstest.New(t, kmstest.Options{})
+	addr := net.JoinHostPort(srv.Host, strconv.Itoa(srv.Port))
+	t.Setenv("PPML_SERVER", srv.URL)
+	t.Setenv("PPML_SERVER_FINGERPRINT", srv.Fingerprint)
+	token := func(tenant string) string {
+		t.Setenv("PPML_TOKEN", srv.AdminToken())
+		if code, _, errs := runKMS(t, "", "tenant", "create", tenant, "--role", "owner"); code != 0 {
+			t.Fatal(errs)
+		}
+		code, out, errs := runKMS(t, "", "token", "create", "--tenant", tenant, "--json")
+		var tok struct{ Token string }
+		if code != 0 || json.Unmarshal([]byte(out), &tok) != nil {
+			t.Fatal(errs)
+		}
+		return tok.Token
+	}
+	alice, hospital := token("alice"), token("hospital")
+	dir := t.TempDir()
+	p := func(n string) string { return filepath.Join(dir, n) }
+	os.WriteFile(p("claims.csv"), []byte("patient,amount\n1,100\n"), 0o600)
+	ref := "kms://" + addr + "/alice.intake"
+
+	steps := []struct {
+		name, token string
+		args        []string
+		code        int
+		words       string
+	}{
+		{"--kem without --recipient", alice, []string{"key", "create", "alice.x", "--kem", "x25519"}, 2, "--kem goes with --recipient"},
+		{"create a recipient key", alice, []string{"key", "create", "alice.intake", "--recipient"}, 0, "recipient=mlkem768x25519 version=1"},
+		{"create a symmetric key", alice, []string{"key", "create", "alice.sym"}, 0, "created alice.sym"},
+		{"the provider encrypts to it", hospital, []string{"encrypt", "--recipient", ref, p("claims.csv")}, 0, "key " + ref + "@1"},
+		{"the provider cannot decrypt", hospital, []string{"decrypt", "--key", ref, "-o", p("x"), p("claims.csv.ppml")}, 1, "no key alice.intake"},
+		{"inspect names the key", hospital, []string{"inspect", p("claims.csv.ppml")}, 0, "wrapped key:    1172 bytes"},
+		{"the owner decrypts", alice, []string{"decrypt", "--key", ref, "-o", "-", p("claims.csv.ppml")}, 0, "1,100"},
+		{"a symmetric key has no public half", hospital, []string{"encrypt", "--recipient", "kms://" + addr + "/alice.sym", "-o", p("y"), p("claims.csv")}, 1, "no recipient key alice.sym"},
+		{"nor has a missing key", hospital, []string{"encrypt", "--recipient", "kms://" + addr + "/nobody", "-o", p("y"), p("claims.csv")}, 1, "no recipient key nobody"},
+		{"rotate", alice, []string{"key", "rotate", "alice.intake"}, 0, "recipient=mlkem768x25519 version=2"},
+		{"encrypt to version 2", hospital, []string{"encrypt", "--recipient", ref, "-o", p("v2.ppml"), p("claims.csv")}, 0, "key " + ref + "@2"},
+		{"encrypt to version 1 by name", hospital, []string{"encrypt", "--recipient", ref + "@1", "-o", p("v1.ppml"), p("claims.csv")}, 0, "key " + ref + "@1"},
+		{"no version 3", hospital, []string{"encrypt", "--recipient", ref + "@3", "-o", p("v3.ppml"), p("claims.csv")}, 1, "has no version 3"},
+		{"the owner decrypts version 2", alice, []string{"decrypt", "--key", ref, "-o", "-", p("v2.ppml")}, 0, "1,100"},
+		{"and version 1", alice, []string{"decrypt", "--key", ref, "-o", "-", p("v1.ppml")}, 0, "1,100"},
+		{"the owner encrypts at the service too", alice, []string{"encrypt", "--key", ref, "-o", p("o.ppml"), p("claims.csv")}, 0, "key " + ref + "@2"},
+		{"and decrypts it", alice, []string{"decrypt", "--key", ref, "-o", "-", p("o.ppml")}, 0, "1,100"},
+	}
+	for _, s := range steps {
+		t.Setenv("PPML_TOKEN", s.token)
+		code, out, errs := runKMS(t, "", s.args...)
+		if code != s.code || !strings.Contains(out+errs, s.words) {
+			t.Fatalf("%s: exit %d (want %d): %q, want %q", s.name, code, s.code, out+errs, s.words)
+		}
+	}
+	// A modified wrapped key does not unwrap: the service says so.
+	b, _ := os.ReadFile(p("v2.ppml"))
+	b[63+2+len(ref)+2+2+6] ^= 1 // inside the wrapped key, after the version prefix
+	os.WriteFile(p("bad.ppml"), b, 0o600)
+	t.Setenv("PPML_TOKEN", alice)
+	if code, out, errs := runKMS(t, "", "decrypt", "--key", ref, "-o", p("z"), p("bad.ppml")); code != 1 || !strings.Contains(out+errs, "does not unwrap under alice.intake version 2") {
+		t.Fatalf("tampered wrapped key: %d %s %s", code, out, errs)
+	}
+}

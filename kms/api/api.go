@@ -167,24 +167,57 @@ type TokenInfo struct {
 // CreateKeyRequest is the body of POST /v1/keys (owner).
 type CreateKeyRequest struct {
 	Name string `json:"name"`
+	// Recipient makes a recipient key: each version is a public/private key
+	// pair of this KEM (envelope.KEMMLKEM768X25519 or envelope.KEMX25519)
+	// whose public half anyone with an API token can fetch
+	// (GET /v1/keys/{name}/public) to encrypt files to the key without the
+	// owner's token. Empty: a symmetric key. Not for rotate: a key keeps
+	// its kind.
+	Recipient string `json:"recipient,omitempty"`
 }
 
 func (r *CreateKeyRequest) Check() error {
 	if err := envelope.CheckKeyName(r.Name); err != nil {
 		return err
 	}
+	switch r.Recipient {
+	case "", envelope.KEMMLKEM768X25519, envelope.KEMX25519:
+	default:
+		return fmt.Errorf("recipient %q: want %s or %s (or nothing for a symmetric key)", r.Recipient, envelope.KEMMLKEM768X25519, envelope.KEMX25519)
+	}
 	return nil
 }
 
 // Key describes a primary key; its material never leaves the server.
 type Key struct {
-	Name     string       `json:"name"`
-	Tenant   string       `json:"tenant"`
-	Version  uint32       `json:"version"` // newest
-	Versions []KeyVersion `json:"versions"`
-	Policy   bool         `json:"policy"` // whether a release policy is set
-	Created  time.Time    `json:"created"`
+	Name      string       `json:"name"`
+	Tenant    string       `json:"tenant"`
+	Recipient string       `json:"recipient,omitempty"` // KEM of a recipient key
+	Version   uint32       `json:"version"`             // newest
+	Versions  []KeyVersion `json:"versions"`
+	Policy    bool         `json:"policy"` // whether a release policy is set
+	Created   time.Time    `json:"created"`
 }
+
+// PublicKey is the answer of GET /v1/keys/{name}/public[?version=N]: the
+// public half of a recipient key's version (the newest by default), in the
+// text form of docs/formats/envelope.md section 5.2.
+//
+// A data key wrapped for a recipient key is uint32-BE(Version) followed by
+// the envelope's recipient wrapping (section 4.3) under this public key,
+// with the envelope header's wrap associated data as HPKE aad; the service
+// unwraps it with the version's private half (POST /v1/decrypt, releases).
+type PublicKey struct {
+	Key       string `json:"key"`
+	Version   uint32 `json:"version"`
+	Recipient string `json:"recipient"` // the KEM
+	KeyID     string `json:"key_id"`    // the public key's fingerprint
+	PublicKey string `json:"public_key"`
+}
+
+// MaxWrappedSize bounds a wrapped data key in requests: a recipient key's
+// is 1172 bytes (ML-KEM-768 + X25519), a symmetric key's 64.
+const MaxWrappedSize = 4096
 
 // KeyVersion is one version of a primary key.
 type KeyVersion struct {
@@ -234,7 +267,7 @@ func (r *DecryptRequest) Check() error {
 	if len(r.Wrapped) == 0 {
 		return errors.New("wrapped is missing")
 	}
-	if len(r.Wrapped) > 1024 || len(r.AAD) > 64<<10 {
+	if len(r.Wrapped) > MaxWrappedSize || len(r.AAD) > 64<<10 {
 		return errors.New("wrapped or aad too long")
 	}
 	return nil
@@ -322,7 +355,7 @@ func (r *ReleaseRequest) Check() error {
 		if k.Ref == "" || len(k.Ref) > 1024 {
 			return fmt.Errorf("keys[%d]: ref is missing or too long", i)
 		}
-		if len(k.Wrapped) == 0 || len(k.Wrapped) > 1024 || len(k.AAD) > 64<<10 {
+		if len(k.Wrapped) == 0 || len(k.Wrapped) > MaxWrappedSize || len(k.AAD) > 64<<10 {
 			return fmt.Errorf("keys[%d]: wrapped is missing, or wrapped or aad too long", i)
 		}
 	}

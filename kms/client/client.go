@@ -19,6 +19,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -211,6 +212,25 @@ func (c *Client) RevokeToken(ctx context.Context, id string) (*api.TokenInfo, er
 func (c *Client) CreateKey(ctx context.Context, name string) (*api.Key, error) {
 	var k api.Key
 	return &k, c.do(ctx, "POST", "/v1/keys", api.CreateKeyRequest{Name: name}, &k)
+}
+
+// CreateRecipientKey creates a recipient key of the given KEM
+// (envelope.KEMMLKEM768X25519 or KEMX25519): its public half encrypts, the
+// service keeps the private half (owner).
+func (c *Client) CreateRecipientKey(ctx context.Context, name, kem string) (*api.Key, error) {
+	var k api.Key
+	return &k, c.do(ctx, "POST", "/v1/keys", api.CreateKeyRequest{Name: name, Recipient: kem}, &k)
+}
+
+// PublicKey fetches the public half of a recipient key's version (0: the
+// newest); any API token may.
+func (c *Client) PublicKey(ctx context.Context, name string, version uint32) (*api.PublicKey, error) {
+	path := "/v1/keys/" + name + "/public"
+	if version != 0 {
+		path += "?version=" + strconv.FormatUint(uint64(version), 10)
+	}
+	var pk api.PublicKey
+	return &pk, c.do(ctx, "GET", path, nil, &pk)
 }
 
 // RotateKey adds a version to a key (owner).

@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 
 	"github.com/ppml/ppml/envelope"
@@ -46,4 +47,49 @@ func (k *EnvelopeKey) UnwrapDataKey(ref envelope.KeyRef, wrapped, aad []byte) ([
 		return nil, fmt.Errorf("unwrap data key at %s: %w", ref, err)
 	}
 	return dk, nil
+}
+
+// RecipientKey encrypts files to a key-service recipient key without the
+// owner's token: it holds the public half of one version, fetched with any
+// API token, and wraps data keys itself. The header names the kms://
+// reference with that version, so the owner's decrypt and a TEE's release
+// unwrap them at the service like any other key's, under its policy.
+type RecipientKey struct {
+	Ref       envelope.KeyRef // kms://HOST[:PORT]/NAME@VERSION
+	Recipient *envelope.Recipient
+}
+
+// NewRecipientKey fetches the public half of the recipient key ref names
+// (its version, or the newest).
+func NewRecipientKey(ctx context.Context, c *Client, ref envelope.KeyRef) (*RecipientKey, error) {
+	if ref.Scheme != envelope.SchemeKMS {
+		return nil, fmt.Errorf("%s is not a key-service reference", ref)
+	}
+	pk, err := c.PublicKey(ctx, ref.Name, ref.Version)
+	if err != nil {
+		return nil, fmt.Errorf("public key of %s: %w", ref, err)
+	}
+	if pk.Key != ref.Name || ref.Version != 0 && pk.Version != ref.Version || pk.Version == 0 {
+		return nil, fmt.Errorf("public key of %s: the service answered for %s version %d", ref, pk.Key, pk.Version)
+	}
+	r, err := envelope.ParseRecipient(pk.PublicKey)
+	if err != nil {
+		return nil, fmt.Errorf("public key of %s: %w", ref, err)
+	}
+	if r.KEM() != pk.Recipient || r.ID() != pk.KeyID {
+		return nil, fmt.Errorf("public key of %s: the key does not match its stated type and key id", ref)
+	}
+	out := ref
+	out.Version = pk.Version
+	return &RecipientKey{Ref: out, Recipient: r}, nil
+}
+
+// NewDataKey implements envelope.KeyWrapper: version ‖ the recipient
+// wrapping (api.PublicKey).
+func (k *RecipientKey) NewDataKey(aad []byte) ([]byte, []byte, envelope.KeyRef, error) {
+	dk, wrapped, _, err := k.Recipient.NewDataKey(aad)
+	if err != nil {
+		return nil, nil, envelope.KeyRef{}, err
+	}
+	return dk, append(binary.BigEndian.AppendUint32(nil, k.Ref.Version), wrapped...), k.Ref, nil
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/ppml/ppml/audit"
+	"github.com/ppml/ppml/envelope"
 	"github.com/ppml/ppml/kms/api"
 	"github.com/ppml/ppml/policy"
 	"github.com/ppml/ppml/store"
@@ -49,19 +50,23 @@ func (c *Core) CreateKey(ctx context.Context, who *Caller, req *api.CreateKeyReq
 		} else if !errors.Is(err, store.ErrNotFound) {
 			return err
 		}
-		m, err := newKeyMaterial()
+		m, err := newKeyMaterial(req.Recipient)
 		if err != nil {
 			return err
 		}
 		now := c.now().UTC()
-		k := &keyRec{Name: req.Name, Tenant: who.Tenant, Versions: []keyVersionRec{{Version: 1, Material: m, Created: now}}, Created: now}
+		k := &keyRec{Name: req.Name, Tenant: who.Tenant, KEM: req.Recipient, Versions: []keyVersionRec{{Version: 1, Material: m, Created: now}}, Created: now}
 		err = putJSON(tx, bktKeys, kk, k)
 		clear(m)
 		if err != nil {
 			return err
 		}
 		out = k.api()
-		return c.record(tx, audit.Entry{Type: audit.TypeKeyCreate, Tenant: who.Tenant, Actor: who.TokenID, Key: req.Name, KeyVersion: 1})
+		e := audit.Entry{Type: audit.TypeKeyCreate, Tenant: who.Tenant, Actor: who.TokenID, Key: req.Name, KeyVersion: 1}
+		if req.Recipient != "" {
+			e.Reason = "recipient key " + req.Recipient
+		}
+		return c.record(tx, e)
 	})
 	if err != nil {
 		return nil, err
@@ -77,13 +82,16 @@ func (c *Core) RotateKey(ctx context.Context, who *Caller, req *api.CreateKeyReq
 	if err := check(req); err != nil {
 		return nil, err
 	}
+	if req.Recipient != "" {
+		return nil, Errorf(KindBadRequest, "bad_request", "a key keeps its kind when rotated: give only the name")
+	}
 	var out api.Key
 	err := c.db.Update(func(tx store.Tx) error {
 		k, err := c.ownedKey(tx, who, req.Name)
 		if err != nil {
 			return err
 		}
-		m, err := newKeyMaterial()
+		m, err := newKeyMaterial(k.KEM)
 		if err != nil {
 			return err
 		}
@@ -94,6 +102,50 @@ func (c *Core) RotateKey(ctx context.Context, who *Caller, req *api.CreateKeyReq
 		}
 		out = k.api()
 		return c.record(tx, audit.Entry{Type: audit.TypeKeyRotate, Tenant: k.Tenant, Actor: who.TokenID, Key: k.Name, KeyVersion: v})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// PublicKey returns the public half of a recipient key's version (0: the
+// newest), for anyone with an API token (owner, runner, admin): a data
+// provider encrypts files to the key with it. A missing key, another
+// tenant's symmetric key and a symmetric key of the caller's own all answer
+// "no recipient key", so only recipient keys' names can be learnt here.
+func (c *Core) PublicKey(ctx context.Context, who *Caller, name string, version uint32) (*api.PublicKey, error) {
+	if err := Require(who, api.RoleOwner, api.RoleRunner, api.RoleAdmin); err != nil {
+		return nil, err
+	}
+	if err := envelope.CheckKeyName(name); err != nil {
+		return nil, badRequest(err)
+	}
+	var out api.PublicKey
+	err := c.db.View(func(tx store.Tx) error {
+		var k keyRec
+		if err := getJSON(tx, bktKeys, c.keyKey(name), &k); err != nil {
+			if errors.Is(err, store.ErrNotFound) {
+				return notFound("no recipient key %s", name)
+			}
+			return err
+		}
+		if k.KEM == "" {
+			return notFound("no recipient key %s", name)
+		}
+		kv := k.newest()
+		if version != 0 {
+			if kv = k.version(version); kv == nil {
+				return notFound("recipient key %s has no version %d", name, version)
+			}
+		}
+		id, err := kv.identity(k.KEM)
+		if err != nil {
+			return err
+		}
+		r := id.Recipient()
+		out = api.PublicKey{Key: k.Name, Version: kv.Version, Recipient: k.KEM, KeyID: r.ID(), PublicKey: r.String()}
+		return nil
 	})
 	if err != nil {
 		return nil, err

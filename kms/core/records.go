@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/ppml/ppml/audit"
+	"github.com/ppml/ppml/envelope"
 	"github.com/ppml/ppml/kms/api"
 	"github.com/ppml/ppml/store"
 )
@@ -54,14 +55,20 @@ func (t *tokenRec) info() api.TokenInfo {
 }
 
 type keyVersionRec struct {
-	Version  uint32    `json:"version"`
-	Material []byte    `json:"material"` // 32-byte AES-256 key; sealed by the store
+	Version uint32 `json:"version"`
+	// Material is the version's secret, sealed by the store: a 32-byte
+	// AES-256 key, or for a recipient key the 32-byte private key of its
+	// KEM (HPKE SerializePrivateKey).
+	Material []byte    `json:"material"`
 	Created  time.Time `json:"created"`
 }
 
 type keyRec struct {
-	Name     string          `json:"name"`
-	Tenant   string          `json:"tenant"`
+	Name   string `json:"name"`
+	Tenant string `json:"tenant"`
+	// KEM makes a recipient key (envelope.KEMMLKEM768X25519 or KEMX25519);
+	// empty for a symmetric key.
+	KEM      string          `json:"kem,omitempty"`
 	Versions []keyVersionRec `json:"versions"`
 	Policy   json.RawMessage `json:"policy,omitempty"` // policy.Policy JSON
 	Created  time.Time       `json:"created"`
@@ -79,7 +86,7 @@ func (k *keyRec) version(v uint32) *keyVersionRec {
 }
 
 func (k *keyRec) api() api.Key {
-	out := api.Key{Name: k.Name, Tenant: k.Tenant, Version: k.newest().Version, Policy: len(k.Policy) > 0, Created: k.Created}
+	out := api.Key{Name: k.Name, Tenant: k.Tenant, Recipient: k.KEM, Version: k.newest().Version, Policy: len(k.Policy) > 0, Created: k.Created}
 	for _, v := range k.Versions {
 		out.Versions = append(out.Versions, api.KeyVersion{Version: v.Version, Created: v.Created})
 	}
@@ -191,8 +198,36 @@ func kekAEAD(material []byte) (cipher.AEAD, error) {
 	return cipher.NewGCM(block)
 }
 
+// A recipient key's wrapped data key is
+//
+//	version (uint32 BE) | the envelope's recipient wrapping (enc | HPKE-sealed data key, aad = caller AAD)
+//
+// as anyone holding the version's public key makes it (api.PublicKey): the
+// caller AAD is the envelope header's wrap AAD, bound as for local
+// recipients; the version picks the private key.
+
+func (kv *keyVersionRec) identity(kem string) (*envelope.Identity, error) {
+	return envelope.NewIdentity(kem, kv.Material)
+}
+
 func wrapDataKey(k *keyRec, aad []byte) (dk, wrapped []byte, v uint32, err error) {
 	kv := k.newest()
+	if k.KEM != "" {
+		id, err := kv.identity(k.KEM)
+		if err != nil {
+			return nil, nil, 0, err
+		}
+		dk := make([]byte, 32)
+		if _, err := rand.Read(dk); err != nil {
+			return nil, nil, 0, err
+		}
+		w, err := id.Recipient().SealDataKey(dk, aad)
+		if err != nil {
+			clear(dk)
+			return nil, nil, 0, err
+		}
+		return dk, append(binary.BigEndian.AppendUint32(nil, kv.Version), w...), kv.Version, nil
+	}
 	a, err := kekAEAD(kv.Material)
 	if err != nil {
 		return nil, nil, 0, err
@@ -214,6 +249,9 @@ type errUnwrap struct{ rule, msg string }
 func (e *errUnwrap) Error() string { return e.msg }
 
 func unwrapDataKey(k *keyRec, wrapped, aad []byte) ([]byte, uint32, error) {
+	if k.KEM != "" {
+		return unwrapRecipient(k, wrapped, aad)
+	}
 	if len(wrapped) != wrappedSize {
 		return nil, 0, &errUnwrap{"wrapped_key", fmt.Sprintf("wrapped data key is %d bytes, want %d", len(wrapped), wrappedSize)}
 	}
@@ -233,7 +271,36 @@ func unwrapDataKey(k *keyRec, wrapped, aad []byte) ([]byte, uint32, error) {
 	return dk, v, nil
 }
 
-func newKeyMaterial() ([]byte, error) {
+func unwrapRecipient(k *keyRec, wrapped, aad []byte) ([]byte, uint32, error) {
+	if len(wrapped) < 4 {
+		return nil, 0, &errUnwrap{"wrapped_key", fmt.Sprintf("wrapped data key is %d bytes, too short for a recipient key's", len(wrapped))}
+	}
+	v := binary.BigEndian.Uint32(wrapped)
+	kv := k.version(v)
+	if kv == nil {
+		return nil, v, &errUnwrap{api.RuleKeyVersion, fmt.Sprintf("key %s has no version %d", k.Name, v)}
+	}
+	id, err := kv.identity(k.KEM)
+	if err != nil {
+		return nil, v, err
+	}
+	dk, err := id.OpenDataKey(wrapped[4:], aad)
+	if err != nil {
+		return nil, v, &errUnwrap{api.RuleWrappedKey, fmt.Sprintf("the data key does not unwrap under %s version %d: it was sealed to another public key or with other associated data", k.Name, v)}
+	}
+	return dk, v, nil
+}
+
+// newKeyMaterial makes a version's secret: an AES-256 key, or for a
+// recipient key (kem set) a new key pair's private key.
+func newKeyMaterial(kem string) ([]byte, error) {
+	if kem != "" {
+		id, err := envelope.GenerateIdentity(kem)
+		if err != nil {
+			return nil, err
+		}
+		return id.Bytes()
+	}
 	b := make([]byte, 32)
 	_, err := rand.Read(b)
 	return b, err
