@@ -11,9 +11,7 @@ func FuzzReadHeader(f *testing.F) {
 	f.Add(seal(f, k, []byte("hello"), nil))
 	f.Add(seal(f, k, nil, &Options{SizeKnown: true}))
 	f.Add(sealLater(f, k, []byte("hello"), nil))
-	for _, kem := range recipientKEMs {
-		f.Add(seal(f, testIdentity(f, kem, 1).Recipient(), []byte("hello"), nil))
-	}
+	f.Add(seal(f, testIdentity(f, KEMX25519, 1).Recipient(), []byte("hello"), nil)) // small: see FuzzRecipientUnwrap
 	f.Add([]byte(Magic + "\x01\x01\x02\x00\x00\x00\x00\x00\x40"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		h, err := ReadHeader(bytes.NewReader(data))
