@@ -35,14 +35,47 @@ func New(name string) (*File, error) {
 }
 
 // Decrypt decrypts the envelope at path into a new, sealed memfd. The
-// plaintext exists only in memory; on any error nothing is returned.
+// plaintext exists only in memory; on any error nothing is returned. A
+// regular file is decrypted with positional reads and writes on every core
+// (envelope.File.WriteAllAt), other files as a stream.
 func Decrypt(path string, kr envelope.KeyResolver) (*File, error) {
 	src, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer src.Close()
-	return DecryptReader(src, path, kr)
+	st, err := src.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return DecryptReader(src, path, kr)
+	}
+	// Open checks the key, the layout and the final segment first.
+	ef, err := envelope.Open(src, st.Size(), kr)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	defer ef.Close()
+	m, err := New(path)
+	if err != nil {
+		return nil, err
+	}
+	// Reserve the size up front: one allocation, and ENOSPC (memory limits)
+	// shows before decrypting.
+	if err := m.f.Truncate(ef.Size()); err != nil {
+		m.Close()
+		return nil, fmt.Errorf("size memfd for %s: %w", path, err)
+	}
+	if _, err := ef.WriteAllAt(m.f); err != nil {
+		m.Close()
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if err := m.Seal(); err != nil {
+		m.Close()
+		return nil, err
+	}
+	return m, nil
 }
 
 // DecryptReader is Decrypt from an open stream; name labels the memfd.

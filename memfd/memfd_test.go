@@ -3,9 +3,11 @@ package memfd
 import (
 	"bytes"
 	"crypto/rand"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/ppml/ppml/envelope"
@@ -128,5 +130,32 @@ func TestWritableMemfd(t *testing.T) {
 	}
 	if n, _ := m.Size(); n != 6 {
 		t.Fatalf("size %d", n)
+	}
+}
+
+// TestDecryptManySegments: a file of several segments decrypts on every
+// core into the memfd; one with a modified middle segment fails and leaks
+// no descriptor.
+func TestDecryptManySegments(t *testing.T) {
+	path, pt, k := setup(t, 20*4096+7) // 4 KiB segments
+	m, err := Decrypt(path, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(m.Path())
+	m.Close()
+	if err != nil || !bytes.Equal(got, pt) {
+		t.Fatalf("read: %v, equal=%v", err, bytes.Equal(got, pt))
+	}
+	before := openFDs(t)
+	data, _ := os.ReadFile(path)
+	data[len(data)-10*(4096+16)] ^= 1
+	bad := filepath.Join(t.TempDir(), "bad.ppml")
+	os.WriteFile(bad, data, 0o600)
+	if _, err := Decrypt(bad, k); !errors.Is(err, envelope.ErrAuth) || !strings.Contains(err.Error(), "segment 10:") {
+		t.Fatalf("tampered middle segment: %v", err)
+	}
+	if after := openFDs(t); after != before {
+		t.Fatalf("open descriptors %d -> %d", before, after)
 	}
 }
