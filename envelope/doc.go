@@ -6,8 +6,13 @@
 //
 // Writing needs a KeyWrapper (fresh data key + wrapped form + key
 // reference); reading needs a KeyResolver (reference + wrapped key → data
-// key). LocalKey implements both for local key files (package keyfile); the
-// key service implements them for kms:// references.
+// key). LocalKey implements both for local key files (package keyfile); a
+// Recipient (public key) only wraps and its Identity (private key) unwraps,
+// with HPKE; the key service implements them for kms:// references.
+//
+// Regular files go the positional way: FileWriter.ReadFromAt and
+// File.WriteAllAt read, seal or open, and write each segment on one of
+// several goroutines with one ReadAt and one WriteAt.
 //
 //	w, _ := envelope.CreateFile("people.csv.ppml", key, &envelope.Options{ContentType: envelope.TypeCSV}, false)
 //	defer w.Abort()
