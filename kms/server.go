@@ -227,7 +227,7 @@ func (s *Server) open(root []byte) error {
 		clear(root)
 		return fmt.Errorf("kms: %w", err)
 	}
-	db, err := store.Open(backend, root)
+	db, err := store.Open(backend, root, nil)
 	clear(root)
 	if err != nil {
 		backend.Close()

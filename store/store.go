@@ -11,7 +11,7 @@
 // decorator, and is what the key-service core and its audit log write to:
 //
 //	backend, err := boltstore.Open(path, nil)
-//	db, err := store.Open(backend, rootKey)
+//	db, err := store.Open(backend, rootKey, nil)
 //	err = db.Update(func(tx store.Tx) error {
 //		return tx.Put("keys", id, record)
 //	})
@@ -71,8 +71,20 @@ type Tx interface {
 	// Keys is Scan without the values, for indexes whose keys are the
 	// data: DB does not decrypt (or authenticate) what it does not read.
 	Keys(bucket string, prefix, start []byte, fn func(key []byte) error) error
+	// Buckets calls fn with the name of every bucket, nested ones as
+	// paths ("_audit/entries"), in order. DB uses it to check the whole
+	// state against its authenticated head.
+	Buckets(fn func(bucket string) error) error
 	// Writable reports whether this is an Update or Batch transaction.
 	Writable() bool
+}
+
+// Compacter is a Store that can rewrite its file with only the live data,
+// so that nothing deleted or overwritten survives in free space (and in
+// backups taken afterwards). The store stays usable; transactions wait
+// while it runs.
+type Compacter interface {
+	Compact() error
 }
 
 var (

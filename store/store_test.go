@@ -36,7 +36,7 @@ func open(path string, key []byte) (*store.DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	db, err := store.Open(b, key)
+	db, err := store.Open(b, key, nil)
 	if err != nil {
 		b.Close()
 		return nil, err
@@ -64,7 +64,7 @@ func openRaw(t *testing.T) (*store.DB, store.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	db, err := store.Open(b, newKey())
+	db, err := store.Open(b, newKey(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

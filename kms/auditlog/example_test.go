@@ -31,7 +31,7 @@ func Example() {
 	if err != nil {
 		panic(err)
 	}
-	db, err := store.Open(backend, root)
+	db, err := store.Open(backend, root, nil)
 	if err != nil {
 		panic(err)
 	}

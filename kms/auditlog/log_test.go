@@ -652,7 +652,7 @@ func openDB(t testing.TB, path string, root []byte) (*store.DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	db, err := store.Open(b, root)
+	db, err := store.Open(b, root, nil)
 	if err != nil {
 		b.Close()
 		return nil, err

@@ -24,7 +24,7 @@ func openCore(t *testing.T, dir string, cfg core.Config) (*core.Core, *api.Token
 	if err != nil {
 		t.Fatal(err)
 	}
-	db, err := store.Open(b, bytes.Repeat([]byte{3}, 32))
+	db, err := store.Open(b, bytes.Repeat([]byte{3}, 32), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

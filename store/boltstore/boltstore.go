@@ -15,9 +15,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/ppml/ppml/store"
 )
@@ -30,7 +32,13 @@ type Options struct {
 }
 
 // Store is a bbolt database file.
-type Store struct{ db *bbolt.DB }
+type Store struct {
+	path string
+	// mu is held shared by every transaction and exclusively by Compact,
+	// which replaces db.
+	mu sync.RWMutex
+	db *bbolt.DB
+}
 
 var _ store.Store = (*Store)(nil)
 
@@ -46,23 +54,35 @@ func Open(path string, opts *Options) (*Store, error) {
 	}
 	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: timeout})
 	if err != nil {
+		if errors.Is(err, berrors.ErrTimeout) {
+			return nil, fmt.Errorf("store: open %s: %w (another process, such as a running key service, holds it)", path, ErrLocked)
+		}
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
-	return &Store{db: db}, nil
+	return &Store{path: path, db: db}, nil
 }
+
+// ErrLocked means another process has the database open.
+var ErrLocked = errors.New("the database is locked")
 
 // View runs fn in a read-only transaction.
 func (s *Store) View(fn func(store.Tx) error) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
 	return s.db.View(func(t *bbolt.Tx) error { return fn(&tx{t}) })
 }
 
 // Update runs fn in a read-write transaction, committed with fsync.
 func (s *Store) Update(fn func(store.Tx) error) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
 	return s.db.Update(func(t *bbolt.Tx) error { return fn(&tx{t}) })
 }
 
 // Batch runs fn in a transaction shared with concurrent Batch calls (bbolt's DB.Batch).
 func (s *Store) Batch(fn func(store.Tx) error) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
 	return s.db.Batch(func(t *bbolt.Tx) error { return fn(&tx{t}) })
 }
 
@@ -70,16 +90,79 @@ func (s *Store) Batch(fn func(store.Tx) error) error {
 // Tx.WriteTo in a read transaction); the copy opens with Open.
 func (s *Store) Backup(w io.Writer) (int64, error) {
 	var n int64
-	err := s.db.View(func(t *bbolt.Tx) error {
+	err := s.View(func(t store.Tx) error {
 		var err error
-		n, err = t.WriteTo(w)
+		n, err = t.(*tx).t.WriteTo(w)
 		return err
 	})
 	return n, err
 }
 
+// Compact rewrites the file with the live data only (bbolt.Compact into a
+// new file beside it, fsync, rename over the old one, fsync of the
+// directory), so that free pages — which keep the bytes of overwritten
+// and deleted values, and which backups copy — are gone. Transactions
+// wait while it runs; on error the old file stays in use.
+func (s *Store) Compact() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	tmp := s.path + ".compact"
+	os.Remove(tmp)
+	dst, err := bbolt.Open(tmp, 0o600, &bbolt.Options{Timeout: time.Second})
+	if err != nil {
+		return fmt.Errorf("store: compact: %w", err)
+	}
+	if err := bbolt.Compact(dst, s.db, 64<<20); err != nil {
+		dst.Close()
+		os.Remove(tmp)
+		return fmt.Errorf("store: compact: %w", err)
+	}
+	if err := dst.Sync(); err != nil {
+		dst.Close()
+		os.Remove(tmp)
+		return fmt.Errorf("store: compact: %w", err)
+	}
+	if err := dst.Close(); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("store: compact: %w", err)
+	}
+	// From here the old handle is closed: reopen whichever file is in place.
+	if err := s.db.Close(); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("store: compact: %w", err)
+	}
+	renameErr := os.Rename(tmp, s.path)
+	if renameErr == nil {
+		renameErr = syncDir(filepath.Dir(s.path))
+	} else {
+		os.Remove(tmp)
+	}
+	db, err := bbolt.Open(s.path, 0o600, &bbolt.Options{Timeout: 5 * time.Second})
+	if err != nil {
+		return fmt.Errorf("store: compact: reopen %s: %w", s.path, err)
+	}
+	s.db = db
+	if renameErr != nil {
+		return fmt.Errorf("store: compact: %w", renameErr)
+	}
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
 // Close closes the file.
-func (s *Store) Close() error { return s.db.Close() }
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.db.Close()
+}
 
 type tx struct{ t *bbolt.Tx }
 
@@ -178,4 +261,24 @@ func (x *tx) Scan(bucket string, prefix, start []byte, fn func(key, value []byte
 
 func (x *tx) Keys(bucket string, prefix, start []byte, fn func(key []byte) error) error {
 	return x.Scan(bucket, prefix, start, func(k, _ []byte) error { return fn(k) })
+}
+
+// Buckets lists every bucket path, depth first in key order.
+func (x *tx) Buckets(fn func(bucket string) error) error {
+	var walk func(prefix string, b *bbolt.Bucket) error
+	walk = func(prefix string, b *bbolt.Bucket) error {
+		return b.ForEachBucket(func(k []byte) error {
+			name := prefix + string(k)
+			if err := fn(name); err != nil {
+				return err
+			}
+			return walk(name+"/", b.Bucket(k))
+		})
+	}
+	return x.t.ForEach(func(name []byte, b *bbolt.Bucket) error {
+		if err := fn(string(name)); err != nil {
+			return err
+		}
+		return walk(string(name)+"/", b)
+	})
 }
