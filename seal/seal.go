@@ -25,6 +25,7 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -66,6 +67,16 @@ type State struct {
 	// Shamir seal: K and N.
 	Threshold int `json:"threshold,omitempty"`
 	Shares    int `json:"shares,omitempty"`
+	// Shamir seal, version 2: the split's id (hex) and a commitment to
+	// each of its N shares (hex SHA-256 of "ppml share commitment v1" 0x00
+	// and the share's binary form, share x at index x-1). The sealed
+	// server checks every share it is given against them and keeps only
+	// genuine ones, so forged shares are refused at once and never spoil
+	// the operators' shares. The shares themselves cannot be derived from
+	// them. Version 1 states (no commitments) are upgraded after the first
+	// unseal, from the shares that unsealed.
+	SplitID          string   `json:"split_id,omitempty"`
+	ShareCommitments []string `json:"share_commitments,omitempty"`
 	// TEE seal: the sealing key file's name under the attestation key
 	// directory and the HKDF salt.
 	SealingKey string `json:"sealing_key,omitempty"`
@@ -170,7 +181,7 @@ func LoadState(dataDir string) (*State, error) {
 	if err := dec.Decode(&st); err != nil {
 		return nil, fmt.Errorf("seal: parse %s: %w", p, err)
 	}
-	if st.Version != 1 {
+	if st.Version != 1 && st.Version != 2 {
 		return nil, fmt.Errorf("seal: %s: version %d is not supported", p, st.Version)
 	}
 	switch st.Type {
@@ -181,7 +192,93 @@ func LoadState(dataDir string) (*State, error) {
 	if len(st.Verifier) != sha256.Size {
 		return nil, fmt.Errorf("seal: %s: verifier is %d bytes, want %d", p, len(st.Verifier), sha256.Size)
 	}
+	if err := st.checkCommitments(); err != nil {
+		return nil, fmt.Errorf("seal: %s: %w", p, err)
+	}
 	return &st, nil
+}
+
+func (st *State) checkCommitments() error {
+	if st.SplitID == "" && len(st.ShareCommitments) == 0 {
+		return nil
+	}
+	if st.Type != TypeShamir {
+		return fmt.Errorf("split_id and share_commitments belong to a shamir seal, not %s", st.Type)
+	}
+	if id, err := hex.DecodeString(st.SplitID); err != nil || len(id) != 4 {
+		return fmt.Errorf("split_id %q: want 8 hex digits", st.SplitID)
+	}
+	if len(st.ShareCommitments) != st.Shares {
+		return fmt.Errorf("share_commitments: %d, want one per share (%d)", len(st.ShareCommitments), st.Shares)
+	}
+	for i, c := range st.ShareCommitments {
+		if b, err := hex.DecodeString(c); err != nil || len(b) != sha256.Size {
+			return fmt.Errorf("share_commitments[%d]: want 64 hex digits", i)
+		}
+	}
+	return nil
+}
+
+// ShareCommitment is the commitment to a share that seal.json keeps.
+func ShareCommitment(sh shamir.Share) string {
+	h := sha256.New()
+	h.Write([]byte("ppml share commitment v1\x00"))
+	h.Write(sh.Bytes())
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// CheckShare says why sh is not one of this server's shares, as far as
+// the sealed state can tell without the root key: another split's id, or
+// (version 2) a share that does not match its commitment. A sealed server
+// calls it before keeping a share.
+func (st *State) CheckShare(sh shamir.Share) error {
+	if st.Type != TypeShamir {
+		return errors.New("this key service is not Shamir-sealed")
+	}
+	if sh.Threshold != st.Threshold {
+		return fmt.Errorf("the share is from a %d-of-N split; this server needs %d-of-%d shares: it belongs to another server", sh.Threshold, st.Threshold, st.Shares)
+	}
+	if st.SplitID == "" {
+		return nil // version 1: nothing to check against
+	}
+	if id := hex.EncodeToString(sh.SetID[:]); id != st.SplitID {
+		return fmt.Errorf("the share belongs to split %s; this server's shares are of split %s: it belongs to another server or an earlier split", id, st.SplitID)
+	}
+	if int(sh.X) > len(st.ShareCommitments) || !hmac.Equal([]byte(ShareCommitment(sh)), []byte(st.ShareCommitments[sh.X-1])) {
+		return fmt.Errorf("share %d of split %s does not match the commitment in %s: it is forged or damaged (a mistyped share fails its check bytes instead)", sh.X, st.SplitID, StateFile)
+	}
+	return nil
+}
+
+// UpgradeShamir turns a version 1 Shamir state into version 2 once
+// operators have unsealed it with shares, which it uses to recompute every
+// share of the split and commit to each: from then on the sealed server
+// refuses forged shares. It replaces dataDir/seal.json atomically and
+// returns the new state. shares must have unsealed st.
+func UpgradeShamir(dataDir string, st *State, shares []shamir.Share) (*State, error) {
+	if st.Type != TypeShamir || st.SplitID != "" {
+		return st, nil
+	}
+	all, err := shamir.Reconstruct(shares, st.Shares)
+	if err != nil {
+		return nil, fmt.Errorf("seal: upgrade %s: %w", StateFile, err)
+	}
+	up := *st
+	up.Version = 2
+	up.SplitID = hex.EncodeToString(all[0].SetID[:])
+	up.ShareCommitments = make([]string, len(all))
+	for i, sh := range all {
+		up.ShareCommitments[i] = ShareCommitment(sh)
+		clear(sh.Y)
+	}
+	b, err := json.MarshalIndent(&up, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	if err := atomicfile.WriteFile(filepath.Join(dataDir, StateFile), append(b, '\n'), atomicfile.Options{Perm: 0o600, Overwrite: true}); err != nil {
+		return nil, fmt.Errorf("seal: upgrade %s: %w", StateFile, err)
+	}
+	return &up, nil
 }
 
 // SaveState writes dataDir/seal.json atomically and refuses to replace an

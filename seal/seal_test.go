@@ -3,6 +3,7 @@ package seal
 import (
 	"bytes"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -180,7 +181,8 @@ func TestShamirBootAndUnseal(t *testing.T) {
 		s := parse(0, 1, 2)
 		s[1].Y[0] ^= 0x80 // a share that parses but is not the one issued
 		_, _, err := Boot(dir, &Shamir{Shares: s}, dbName)
-		if !errors.Is(err, ErrWrongKey) || !strings.Contains(err.Error(), "at least one is wrong") {
+		// Refused by its commitment in seal.json before anything is combined.
+		if err == nil || !strings.Contains(err.Error(), "share 2 of split") || !strings.Contains(err.Error(), "forged or damaged") {
 			t.Fatalf("err = %v", err)
 		}
 	})
@@ -200,7 +202,7 @@ func TestShamirBootAndUnseal(t *testing.T) {
 		s := parse(0, 1)
 		s = append(s, res.Shares[2])
 		_, _, err = Boot(dir, &Shamir{Shares: s}, dbName)
-		if err == nil || !strings.Contains(err.Error(), "different split") {
+		if err == nil || !strings.Contains(err.Error(), "belongs to another server or an earlier split") {
 			t.Fatalf("err = %v", err)
 		}
 	})
@@ -237,11 +239,14 @@ func TestTEESeal(t *testing.T) {
 
 func TestLoadStateRejectsBadRecords(t *testing.T) {
 	for name, body := range map[string]string{
-		"unknown field": `{"version":1,"type":"file","verifier":"` + strings.Repeat("A", 43) + `=","extra":1}`,
-		"bad type":      `{"version":1,"type":"hsm","verifier":"` + strings.Repeat("A", 43) + `="}`,
-		"bad version":   `{"version":2,"type":"file","verifier":"` + strings.Repeat("A", 43) + `="}`,
-		"no verifier":   `{"version":1,"type":"file"}`,
-		"not json":      `seal`,
+		"unknown field":              `{"version":1,"type":"file","verifier":"` + strings.Repeat("A", 43) + `=","extra":1}`,
+		"bad type":                   `{"version":1,"type":"hsm","verifier":"` + strings.Repeat("A", 43) + `="}`,
+		"bad version":                `{"version":3,"type":"file","verifier":"` + strings.Repeat("A", 43) + `="}`,
+		"commitments on a file seal": `{"version":2,"type":"file","verifier":"` + strings.Repeat("A", 43) + `=","split_id":"00112233","share_commitments":[]}`,
+		"too few commitments":        `{"version":2,"type":"shamir","threshold":2,"shares":3,"verifier":"` + strings.Repeat("A", 43) + `=","split_id":"00112233","share_commitments":["` + strings.Repeat("ab", 32) + `"]}`,
+		"bad split id":               `{"version":2,"type":"shamir","threshold":2,"shares":1,"verifier":"` + strings.Repeat("A", 43) + `=","split_id":"0011","share_commitments":["` + strings.Repeat("ab", 32) + `"]}`,
+		"no verifier":                `{"version":1,"type":"file"}`,
+		"not json":                   `seal`,
 	} {
 		dir := t.TempDir()
 		os.WriteFile(filepath.Join(dir, StateFile), []byte(body), 0o600)
@@ -287,4 +292,54 @@ func TestWriteFailuresLeaveNothing(t *testing.T) {
 		t.Fatalf("SaveState over an existing seal.json: %v", err)
 	}
 	atomicfiletest.Unchanged(t, filepath.Join(dir, StateFile), old)
+}
+
+// TestShamirVersion1UpgradedAfterUnseal: a seal.json written before share
+// commitments still unseals with its shares (an unkeyed check only);
+// UpgradeShamir then commits to every share of the split, from the K that
+// unsealed, and forged shares are refused from then on.
+func TestShamirVersion1UpgradedAfterUnseal(t *testing.T) {
+	dir := t.TempDir()
+	root, created, err := Boot(dir, &Shamir{Threshold: 3, Count: 5}, dbName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Rewrite seal.json as version 1 wrote it.
+	st := *created.State
+	st.Version, st.SplitID, st.ShareCommitments = 1, "", nil
+	b, _ := json.Marshal(&st)
+	os.WriteFile(filepath.Join(dir, StateFile), b, 0o600)
+	v1, err := LoadState(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged := created.Shares[4]
+	forged.Y = bytes.Clone(forged.Y)
+	forged.Y[3] ^= 1
+	if err := v1.CheckShare(forged); err != nil {
+		t.Fatalf("version 1 cannot tell a forged share: %v", err)
+	}
+	got, _, err := Boot(dir, &Shamir{Shares: created.Shares[1:4]}, dbName)
+	if err != nil || !bytes.Equal(got, root) {
+		t.Fatalf("version 1 unseal: %v", err)
+	}
+	up, err := UpgradeShamir(dir, v1, created.Shares[1:4])
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := LoadState(dir)
+	if err != nil || again.Version != 2 || len(again.ShareCommitments) != 5 || up.SplitID != again.SplitID {
+		t.Fatalf("upgraded state: %+v %v", again, err)
+	}
+	for _, sh := range created.Shares {
+		if err := again.CheckShare(sh); err != nil {
+			t.Fatalf("genuine share %d refused after upgrade: %v", sh.X, err)
+		}
+	}
+	if err := again.CheckShare(forged); err == nil {
+		t.Fatal("forged share accepted after upgrade")
+	}
+	if got, _, err := Boot(dir, &Shamir{Shares: []shamir.Share{created.Shares[0], created.Shares[4], created.Shares[2]}}, dbName); err != nil || !bytes.Equal(got, root) {
+		t.Fatalf("unseal after upgrade: %v", err)
+	}
 }

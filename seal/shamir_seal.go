@@ -1,6 +1,7 @@
 package seal
 
 import (
+	"encoding/hex"
 	"errors"
 	"fmt"
 
@@ -35,7 +36,12 @@ func (s *Shamir) Init() (*InitResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	st.Version = 2
 	st.Threshold, st.Shares = s.Threshold, s.Count
+	st.SplitID = hex.EncodeToString(shares[0].SetID[:])
+	for _, sh := range shares {
+		st.ShareCommitments = append(st.ShareCommitments, ShareCommitment(sh))
+	}
 	return &InitResult{RootKey: root, State: st, Shares: shares}, nil
 }
 
@@ -50,8 +56,8 @@ func (s *Shamir) Unseal(st *State) ([]byte, error) {
 		return nil, &SealedError{Threshold: st.Threshold, Have: len(s.Shares)}
 	}
 	for i, sh := range s.Shares {
-		if sh.Threshold != st.Threshold {
-			return nil, fmt.Errorf("seal shamir: share %d is for a %d-of-N split, this data needs %d-of-%d: it belongs to another server", i+1, sh.Threshold, st.Threshold, st.Shares)
+		if err := st.CheckShare(sh); err != nil {
+			return nil, fmt.Errorf("seal shamir: share %d: %w", i+1, err)
 		}
 	}
 	root, err := shamir.Combine(s.Shares)

@@ -123,18 +123,53 @@ func Combine(shares []Share) ([]byte, error) {
 	if len(shares) < first.Threshold {
 		return nil, fmt.Errorf("shamir: %d of %d required shares given: need %d more", len(shares), first.Threshold, first.Threshold-len(shares))
 	}
-	// Lagrange interpolation at x = 0: secret = sum_i y_i * prod_{j!=i} x_j / (x_i - x_j).
-	out := make([]byte, len(first.Y))
+	return interpolate(shares, 0), nil
+}
+
+// interpolate evaluates the split's polynomials at x by Lagrange
+// interpolation: y(x) = sum_i y_i * prod_{j!=i} (x - x_j) / (x_i - x_j)
+// (subtraction is xor in GF(2^8)). At x = 0 it is the secret.
+func interpolate(shares []Share, x byte) []byte {
+	out := make([]byte, len(shares[0].Y))
 	for i, si := range shares {
 		basis := byte(1)
 		for j, sj := range shares {
 			if i == j {
 				continue
 			}
-			basis = mul(basis, mul(sj.X, inv(si.X^sj.X)))
+			basis = mul(basis, mul(x^sj.X, inv(si.X^sj.X)))
 		}
 		for b := range out {
 			out[b] ^= mul(si.Y[b], basis)
+		}
+	}
+	return out
+}
+
+// Reconstruct returns the shares of the split at x = 1..n, recomputed
+// from at least Threshold of its shares (checked as Combine checks them).
+// Split numbers the shares it makes 1..n, so this gives back every share
+// of the split: the key service uses it to learn the commitments of all
+// shares of an older split once operators unsealed it.
+func Reconstruct(shares []Share, n int) ([]Share, error) {
+	secret, err := Combine(shares)
+	if err != nil {
+		return nil, err
+	}
+	clear(secret)
+	if n < shares[0].Threshold || n > 255 {
+		return nil, fmt.Errorf("shamir: %d shares cannot meet threshold %d", n, shares[0].Threshold)
+	}
+	k := shares[0].Threshold
+	out := make([]Share, n)
+	for i := range out {
+		x := byte(i + 1)
+		out[i] = Share{Threshold: k, X: x, SetID: shares[0].SetID, Y: interpolate(shares[:k], x)}
+	}
+	// More than K shares given: every one must lie on the same polynomials.
+	for _, s := range shares[k:] {
+		if int(s.X) > n || !bytes.Equal(out[s.X-1].Y, s.Y) {
+			return nil, fmt.Errorf("shamir: share x = %d does not lie on the split the others define", s.X)
 		}
 	}
 	return out, nil

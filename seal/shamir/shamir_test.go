@@ -197,3 +197,28 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestReconstruct: any K shares give back all N shares of the split.
+func TestReconstruct(t *testing.T) {
+	secret := make([]byte, 32)
+	rand.Read(secret)
+	shares, err := Split(secret, 5, 3, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, err := Reconstruct([]Share{shares[4], shares[1], shares[2]}, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range shares {
+		if all[i].String() != shares[i].String() {
+			t.Fatalf("share %d: got %s, want %s", i+1, all[i], shares[i])
+		}
+	}
+	bad := shares[3]
+	bad.Y = bytes.Clone(bad.Y)
+	bad.Y[0] ^= 1
+	if _, err := Reconstruct([]Share{shares[0], shares[1], shares[2], bad}, 5); err == nil {
+		t.Fatal("a fourth share off the polynomial accepted")
+	}
+}
