@@ -31,6 +31,20 @@ const (
 	// TypeRelease). Denials of either are TypeDenial; an output key's
 	// denial reason starts with "output key: ".
 	TypeOutputKey Type = "output_key"
+	// TypeTokenRenew extends an API token's expiry.
+	TypeTokenRenew Type = "token_renew"
+	// TypeKeyDisable, TypeKeyEnable and TypeKeyDestroy change the state
+	// of one key version (entry KeyVersion); destroying erases its material.
+	TypeKeyDisable Type = "key_disable"
+	TypeKeyEnable  Type = "key_enable"
+	TypeKeyDestroy Type = "key_destroy"
+	// TypeRestore records that an operator restored the database from a
+	// backup (ppml server restore): it is the first entry after the
+	// backup's last one, so a log that forked at a restore says so.
+	TypeRestore Type = "restore"
+	// TypeStoreMigrate records that the service migrated its store to a
+	// new format at start.
+	TypeStoreMigrate Type = "store_migrate"
 )
 
 // Decision values.

@@ -70,6 +70,13 @@ const (
 	RuleNoPolicy   = "no_policy"   // the key has no release policy
 	RuleWrappedKey = "wrapped_key" // the wrapped data key does not unwrap
 	RuleKeyVersion = "key_version" // the key has no such version, or the reference names another
+	// RuleKeyDisabled and RuleKeyDestroyed refuse a key version its owner
+	// disabled or destroyed.
+	RuleKeyDisabled  = "key_version_disabled"
+	RuleKeyDestroyed = "key_version_destroyed"
+	// RuleWrap refuses a release whose keys could not be sealed to the
+	// TEE's ephemeral public key (nothing was released).
+	RuleWrap = "wrap"
 )
 
 // Denial names a key and the policy rule or attestation check that refused it.
@@ -140,6 +147,10 @@ func (r *CreateTenantRequest) Check() error {
 type CreateTokenRequest struct {
 	Tenant      string `json:"tenant"`
 	Description string `json:"description,omitempty"`
+	// TTL is the token's lifetime, a duration such as "720h" or "30m";
+	// empty: the server's default (720h unless configured). Renewing the
+	// token extends it by the same amount.
+	TTL string `json:"ttl,omitempty"`
 }
 
 func (r *CreateTokenRequest) Check() error {
@@ -149,7 +160,21 @@ func (r *CreateTokenRequest) Check() error {
 	if len(r.Description) > 256 {
 		return errors.New("description longer than 256 bytes")
 	}
-	return nil
+	_, err := ParseTTL(r.TTL)
+	return err
+}
+
+// ParseTTL reads a token lifetime: "" (0: the server's default) or a
+// positive duration of at least a minute ("90m", "720h").
+func ParseTTL(s string) (time.Duration, error) {
+	if s == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < time.Minute {
+		return 0, fmt.Errorf("ttl %q: want a duration of at least 1m, such as 30m or 720h", s)
+	}
+	return d, nil
 }
 
 // TokenInfo describes an API token; Token (the secret) is set only in the
@@ -160,8 +185,31 @@ type TokenInfo struct {
 	Role        string    `json:"role"`
 	Description string    `json:"description,omitempty"`
 	Created     time.Time `json:"created"`
-	Revoked     bool      `json:"revoked,omitempty"`
-	Token       string    `json:"token,omitempty"`
+	// Expires is when the token stops working unless renewed; absent for
+	// tokens issued before tokens expired (they never do: revoke them).
+	Expires time.Time `json:"expires,omitzero"`
+	// TTL is the token's lifetime, by which a renewal extends it.
+	TTL     string `json:"ttl,omitempty"`
+	Revoked bool   `json:"revoked,omitempty"`
+	Token   string `json:"token,omitempty"`
+}
+
+// RenewTokenRequest is the body of POST /v1/tokens/renew: any token renews
+// itself (ID empty or its own); an admin renews any token by ID.
+type RenewTokenRequest struct {
+	ID string `json:"id,omitempty"`
+	// TTL is the new lifetime from now; empty: the token's own TTL.
+	TTL string `json:"ttl,omitempty"`
+}
+
+var tokenIDRE = regexp.MustCompile(`^[0-9a-f]{16}$`)
+
+func (r *RenewTokenRequest) Check() error {
+	if r.ID != "" && !tokenIDRE.MatchString(r.ID) {
+		return fmt.Errorf("token id %q: want 16 hex digits (ppml token list shows them)", r.ID)
+	}
+	_, err := ParseTTL(r.TTL)
+	return err
 }
 
 // CreateKeyRequest is the body of POST /v1/keys (owner).
@@ -223,6 +271,35 @@ const MaxWrappedSize = 4096
 type KeyVersion struct {
 	Version uint32    `json:"version"`
 	Created time.Time `json:"created"`
+	// State is KeyEnabled, KeyDisabled or KeyDestroyed.
+	State string `json:"state"`
+	// Changed is when the version was last disabled, enabled or destroyed.
+	Changed time.Time `json:"changed,omitzero"`
+}
+
+// Key version states. A disabled version unwraps, wraps and releases
+// nothing until enabled again; a destroyed one has no key material left
+// and its number is never reused.
+const (
+	KeyEnabled   = "enabled"
+	KeyDisabled  = "disabled"
+	KeyDestroyed = "destroyed"
+)
+
+// KeyVersionRequest is the body of POST /v1/keys/versions/{disable,enable,destroy} (owner).
+type KeyVersionRequest struct {
+	Key     string `json:"key"`
+	Version uint32 `json:"version"`
+}
+
+func (r *KeyVersionRequest) Check() error {
+	if err := envelope.CheckKeyName(r.Key); err != nil {
+		return err
+	}
+	if r.Version == 0 {
+		return errors.New("version is missing (versions count from 1)")
+	}
+	return nil
 }
 
 // KeyNameRequest is the body of POST /v1/keys (create) and POST /v1/keys/rotate (owner).
@@ -443,10 +520,22 @@ func ReleaseInfo(nonce []byte, ref string) []byte {
 
 // Status is the response of GET /v1/sys/status and POST /v1/sys/unseal.
 type Status struct {
-	Sealed    bool   `json:"sealed"`
-	Seal      string `json:"seal"`
-	Threshold int    `json:"threshold,omitempty"`
-	Shares    int    `json:"shares_given,omitempty"`
+	Sealed bool   `json:"sealed"`
+	Seal   string `json:"seal"`
+	// Threshold and SharesTotal are the Shamir split's K and N; Shares
+	// counts the shares given so far while sealed.
+	Threshold   int `json:"threshold,omitempty"`
+	SharesTotal int `json:"shares_total,omitempty"`
+	Shares      int `json:"shares_given,omitempty"`
+	// Version is the server's build.
+	Version string `json:"version,omitempty"`
+	// Once unsealed: the store's id, its state version (write
+	// transactions so far) and when it was last written, and the audit
+	// log's size.
+	StoreID      string    `json:"store_id,omitempty"`
+	StateVersion uint64    `json:"state_version,omitempty"`
+	StateTime    time.Time `json:"state_time,omitzero"`
+	AuditSize    uint64    `json:"audit_size,omitempty"`
 }
 
 // UnsealRequest is the body of POST /v1/sys/unseal: one Shamir share as printed at init.

@@ -318,9 +318,15 @@ func (l *Log) ListByKey(tx store.Tx, tenant, key string, from uint64, limit int)
 		if len(k) != len(prefix)+8 {
 			return nil
 		}
-		e, _, err := l.Entry(tx, binary.BigEndian.Uint64(k[len(prefix):]))
+		i := binary.BigEndian.Uint64(k[len(prefix):])
+		e, _, err := l.Entry(tx, i)
 		if err != nil {
-			return err
+			return fmt.Errorf("audit: the per-key index of key %s points at entry %d: %w", key, i, err)
+		}
+		// The index is keyed by a blinded name; the entry must be about
+		// the key it is listed under, or the index was tampered with.
+		if e.Tenant != tenant || e.Key != key {
+			return fmt.Errorf("audit: the per-key index of key %s points at entry %d, which is about another key: the index was tampered with", key, i)
 		}
 		out = append(out, *e)
 		return nil

@@ -39,6 +39,10 @@ type Config struct {
 	NonceTTL time.Duration
 	// TokenTTL is the attestation token lifetime (default 10 min).
 	TokenTTL time.Duration
+	// APITokenTTL is the lifetime of API tokens issued without one
+	// (default DefaultAPITokenTTL); APITokenMaxTTL the longest a token may
+	// be given, at issue or renewal (default DefaultAPITokenMax).
+	APITokenTTL, APITokenMaxTTL time.Duration
 	// Issuer is the attestation token issuer (default "ppml-kms").
 	Issuer string
 	// CheckpointEvery makes the audit log keep a signed tree head every so
@@ -101,6 +105,15 @@ func Open(db *store.DB, cfg Config) (c *Core, boot *api.TokenInfo, err error) {
 	if cfg.Issuer == "" {
 		cfg.Issuer = "ppml-kms"
 	}
+	if cfg.APITokenMaxTTL <= 0 {
+		cfg.APITokenMaxTTL = DefaultAPITokenMax
+	}
+	if cfg.APITokenTTL <= 0 {
+		cfg.APITokenTTL = min(DefaultAPITokenTTL, cfg.APITokenMaxTTL)
+	}
+	if cfg.APITokenTTL > cfg.APITokenMaxTTL {
+		return nil, nil, fmt.Errorf("kms: API token TTL %s is longer than the maximum %s", cfg.APITokenTTL, cfg.APITokenMaxTTL)
+	}
 	if cfg.CheckpointEvery == 0 {
 		cfg.CheckpointEvery = 1024
 	}
@@ -119,6 +132,11 @@ func Open(db *store.DB, cfg Config) (c *Core, boot *api.TokenInfo, err error) {
 		c.log = auditlog.New(auditlog.Config{Signer: c.auditKey, Blinder: db, CheckpointEvery: cfg.CheckpointEvery, Now: cfg.Now})
 		if err := c.log.Init(tx); err != nil {
 			return err
+		}
+		if n := db.Migrated(); n > 0 {
+			if err := c.record(tx, audit.Entry{Type: audit.TypeStoreMigrate, Actor: "operator", Reason: fmt.Sprintf("store migrated to format 2 (authenticated state): %d rows resealed", n)}); err != nil {
+				return err
+			}
 		}
 		boot, err = c.bootstrap(tx)
 		return err
@@ -140,9 +158,18 @@ func (c *Core) bootstrap(tx store.Tx) (*api.TokenInfo, error) {
 		if err := getJSON(tx, bktTenants, c.tenantKey("admin"), &admin); err != nil {
 			return nil, fmt.Errorf("admin tenant: %w", err)
 		}
-		return c.issueToken(tx, &admin, "operator recovery", "operator")
+		return c.issueToken(tx, &admin, "operator recovery", "operator", 0)
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return nil, err
+	}
+	// No marker: a fresh store, unless it has tenants already (the store's
+	// state check finds a deleted marker first; this holds whatever the store).
+	hasTenants := false
+	if err := tx.Keys(bktTenants, nil, nil, func([]byte) error { hasTenants = true; return store.ErrStop }); err != nil {
+		return nil, err
+	}
+	if hasTenants {
+		return nil, errors.New("the bootstrap marker meta/bootstrapped is missing from a store that has tenants: refusing to issue a new bootstrap admin token (restore the database from a backup with ppml server restore)")
 	}
 	admin := &tenantRec{Name: "admin", Role: api.RoleAdmin, Created: c.now().UTC()}
 	if err := putJSON(tx, bktTenants, c.tenantKey(admin.Name), admin); err != nil {
@@ -151,7 +178,7 @@ func (c *Core) bootstrap(tx store.Tx) (*api.TokenInfo, error) {
 	if err := c.record(tx, audit.Entry{Type: audit.TypeTenant, Tenant: admin.Name, Actor: "bootstrap", Reason: "created tenant admin (admin)"}); err != nil {
 		return nil, err
 	}
-	boot, err := c.issueToken(tx, admin, "bootstrap", "bootstrap")
+	boot, err := c.issueToken(tx, admin, "bootstrap", "bootstrap", 0)
 	if err != nil {
 		return nil, err
 	}
@@ -160,6 +187,44 @@ func (c *Core) bootstrap(tx store.Tx) (*api.TokenInfo, error) {
 
 // Close closes the store.
 func (c *Core) Close() error { return c.db.Close() }
+
+// StateInfo is the store's state head and the audit log's size, for
+// status reports (they reveal no secret).
+func (c *Core) StateInfo() (store.Head, uint64, error) {
+	h, err := c.db.Head()
+	if err != nil {
+		return h, 0, err
+	}
+	var n uint64
+	err = c.db.View(func(tx store.Tx) error {
+		var err error
+		n, err = c.log.Size(tx)
+		return err
+	})
+	return h, n, err
+}
+
+// AppendOperatorEntry appends e to the audit log of an initialised store
+// that no Core serves (the server is stopped): operator actions such as a
+// restore are recorded on the log of the database they act on.
+func AppendOperatorEntry(db *store.DB, e audit.Entry, now func() time.Time) error {
+	if now == nil {
+		now = time.Now
+	}
+	return db.Update(func(tx store.Tx) error {
+		b, err := tx.Get(bktMeta, []byte("audit_signing_key"))
+		if err != nil {
+			return fmt.Errorf("audit signing key: %w", err)
+		}
+		k, err := parseSigner("audit_signing_key", b)
+		if err != nil {
+			return err
+		}
+		lg := auditlog.New(auditlog.Config{Signer: k, Blinder: db, Now: now})
+		_, err = lg.Append(tx, e)
+		return err
+	})
+}
 
 func (c *Core) now() time.Time { return c.cfg.Now() }
 

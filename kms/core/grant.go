@@ -1,9 +1,11 @@
 package core
 
 import (
+	"bytes"
 	"crypto/hpke"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -157,12 +159,17 @@ func (c *Core) admit(tx store.Tx, rc *releaseCtx, ref string) (*keyRec, uint32, 
 		return nil, 0, &denial{Denial: api.Denial{Key: ref, Rule: api.RuleUnknownKey, Reason: truncate(err.Error(), maxReason)}}, nil
 	}
 	var k keyRec
-	if err := getJSON(tx, bktKeys, c.keyKey(name), &k); err != nil {
+	raw, err := tx.Get(bktKeys, c.keyKey(name))
+	if err != nil {
 		if !errors.Is(err, store.ErrNotFound) {
 			return nil, 0, nil, err
 		}
 		return nil, 0, &denial{Denial: api.Denial{Key: ref, Rule: api.RuleUnknownKey, Reason: "no key " + name}}, nil
 	}
+	if err := json.Unmarshal(raw, &k); err != nil {
+		return nil, 0, nil, err
+	}
+	k.raw = raw
 	deny := func(rule, reason string) (*keyRec, uint32, *denial, error) {
 		return &k, 0, &denial{Denial: api.Denial{Key: ref, Rule: rule, Reason: reason}, key: &k}, nil
 	}
@@ -226,21 +233,24 @@ func (c *Core) grantOutput(tx store.Tx, rc *releaseCtx, it api.ReleaseOutputItem
 	}
 	dk, wrapped, v, err := wrapDataKey(k, it.AAD)
 	if err != nil {
-		return err
+		var ue *errUnwrap
+		if !errors.As(err, &ue) {
+			return err
+		}
+		g.denials = append(g.denials, denial{Denial: api.Denial{Key: it.Ref, Rule: ue.rule, Reason: "output key: " + ue.msg}, key: k})
+		return nil
 	}
 	g.outputs = append(g.outputs, grant{ref: it.Ref, name: k.Name, ver: v, dk: dk, wrapped: wrapped, key: k})
 	return nil
 }
 
-// decide admits or refuses every requested key and audits each decision,
-// all in one transaction shared with concurrent releases. All or nothing:
-// a job needs every key it asks for, and a partial release would hand out
-// keys the job cannot use.
+// decide admits or refuses every requested key, unwrapping the input data
+// keys and making the output ones, in a read transaction: nothing is
+// recorded yet. All or nothing: a job needs every key it asks for, and a
+// partial release would hand out keys the job cannot use.
 func (c *Core) decide(rc *releaseCtx) (*grants, error) {
 	g := &grants{}
-	err := c.db.Batch(func(tx store.Tx) error {
-		g.zero() // Batch may rerun fn
-		*g = grants{}
+	err := c.db.View(func(tx store.Tx) error {
 		for _, it := range rc.req.Keys {
 			if err := c.grantInput(tx, rc, it, g); err != nil {
 				return err
@@ -251,8 +261,42 @@ func (c *Core) decide(rc *releaseCtx) (*grants, error) {
 				return err
 			}
 		}
+		return nil
+	})
+	if err != nil || len(g.denials) > 0 {
+		g.zero()
+		g.inputs, g.outputs = nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+// errKeyChanged means a key record changed between the decision and its
+// commit: the release is decided again.
+var errKeyChanged = errors.New("a key changed while the release was decided")
+
+// commit records the outcome of a decided (and, when granted, sealed)
+// release in one transaction shared with concurrent releases: each
+// denial, or each grant — after checking that every granted key's record
+// is still the one the decision read, so that a policy set or a version
+// disabled meanwhile is not bypassed.
+func (c *Core) commit(rc *releaseCtx, g *grants) error {
+	return c.db.Batch(func(tx store.Tx) error {
 		if len(g.denials) > 0 {
 			return c.recordDenials(tx, rc, g.denials)
+		}
+		for _, list := range [][]grant{g.inputs, g.outputs} {
+			for _, x := range list {
+				raw, err := tx.Get(bktKeys, c.keyKey(x.name))
+				if errors.Is(err, store.ErrNotFound) || err == nil && !bytes.Equal(raw, x.key.raw) {
+					return errKeyChanged
+				}
+				if err != nil {
+					return err
+				}
+			}
 		}
 		for _, x := range g.inputs {
 			if err := c.recordGrant(tx, rc, audit.TypeRelease, x); err != nil {
@@ -266,11 +310,6 @@ func (c *Core) decide(rc *releaseCtx) (*grants, error) {
 		}
 		return nil
 	})
-	if err != nil {
-		g.zero()
-		return nil, err
-	}
-	return g, nil
 }
 
 func (c *Core) recordGrant(tx store.Tx, rc *releaseCtx, t audit.Type, x grant) error {
@@ -281,6 +320,9 @@ func (c *Core) recordGrant(tx store.Tx, rc *releaseCtx, t audit.Type, x grant) e
 
 // seal seals each granted data key to the TEE's ephemeral key (HPKE, info
 // bound to the nonce and the reference) and signs the attestation token.
+// It runs before anything is recorded: a failure here turns the grants
+// into denials (rule api.RuleWrap), so the audit log never says a key was
+// released that was not.
 func (c *Core) seal(rc *releaseCtx, g *grants) (*api.ReleaseResponse, error) {
 	nonce, claims := rc.req.Nonce, rc.claims
 	resp := &api.ReleaseResponse{Suite: api.ReleaseSuite{KEM: rc.kem, KDF: hpkeKDF, AEAD: hpkeAEAD}, Job: rc.job, Claims: claims}
@@ -288,7 +330,7 @@ func (c *Core) seal(rc *releaseCtx, g *grants) (*api.ReleaseResponse, error) {
 	for _, x := range g.inputs {
 		sealed, err := hpke.Seal(rc.pub, hpke.HKDFSHA256(), hpke.AES256GCM(), api.ReleaseInfo(nonce, x.ref), x.dk)
 		if err != nil {
-			return nil, fmt.Errorf("seal key %s: %w", x.name, err)
+			return nil, fmt.Errorf("sealing key %s to the TEE's public key failed: %w", x.name, err)
 		}
 		resp.Keys = append(resp.Keys, api.ReleasedKey{Ref: x.ref, Key: x.name, Version: x.ver, Sealed: sealed})
 		names = append(names, x.name)
@@ -296,14 +338,16 @@ func (c *Core) seal(rc *releaseCtx, g *grants) (*api.ReleaseResponse, error) {
 	for i, x := range g.outputs {
 		sealed, err := hpke.Seal(rc.pub, hpke.HKDFSHA256(), hpke.AES256GCM(), api.OutputInfo(nonce, i, x.ref), x.dk)
 		if err != nil {
-			return nil, fmt.Errorf("seal output key %s: %w", x.name, err)
+			return nil, fmt.Errorf("sealing output key %s to the TEE's public key failed: %w", x.name, err)
 		}
 		resp.Outputs = append(resp.Outputs, api.ReleasedOutput{Ref: x.ref, Key: x.name, Version: x.ver, Sealed: sealed, Wrapped: x.wrapped})
 		names = append(names, x.name)
 	}
 	now := rc.now
 	jti := make([]byte, 16)
-	rand.Read(jti)
+	if _, err := rand.Read(jti); err != nil {
+		return nil, fmt.Errorf("attestation token id: %w", err)
+	}
 	tc := jwt.Claims{
 		Issuer: c.cfg.Issuer, Subject: hex.EncodeToString(rc.job), IssuedAt: now.Unix(), Expiry: now.Add(c.cfg.TokenTTL).Unix(), ID: hex.EncodeToString(jti),
 		Platform: string(claims.Platform), TEEType: claims.TEEType, Measurement: claims.Measurement.String(), Signer: claims.Signer.String(),
@@ -311,13 +355,37 @@ func (c *Core) seal(rc *releaseCtx, g *grants) (*api.ReleaseResponse, error) {
 	}
 	var err error
 	if resp.Token, err = jwt.Sign(c.jwtKey, tc); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("signing the attestation token failed: %w", err)
+	}
+	return resp, nil
+}
+
+// wrapFailed turns every grant into a denial saying why nothing could be
+// released.
+func (g *grants) wrapFailed(err error) {
+	reason := truncate(err.Error(), maxReason)
+	for _, list := range [][]grant{g.inputs, g.outputs} {
+		for _, x := range list {
+			g.denials = append(g.denials, denial{Denial: api.Denial{Key: x.ref, Rule: api.RuleWrap, Reason: reason}, key: x.key})
+		}
+	}
+	g.zero()
+	g.inputs, g.outputs = nil, nil
+}
+
+// released counts and logs a committed release.
+func (c *Core) released(rc *releaseCtx, resp *api.ReleaseResponse) {
+	var names []string
+	for _, k := range resp.Keys {
+		names = append(names, k.Key)
+	}
+	for _, k := range resp.Outputs {
+		names = append(names, k.Key)
 	}
 	if c.cfg.Observer != nil {
-		c.cfg.Observer.Released(string(claims.Platform), len(g.inputs)+len(g.outputs))
+		c.cfg.Observer.Released(string(rc.claims.Platform), len(names))
 	}
-	c.cfg.Logger.Info("release", "platform", string(claims.Platform), "insecure", claims.Insecure, "job", hex.EncodeToString(rc.job), "keys", strings.Join(names, ","))
-	return resp, nil
+	c.cfg.Logger.Info("release", "platform", string(rc.claims.Platform), "insecure", rc.claims.Insecure, "job", hex.EncodeToString(rc.job), "keys", strings.Join(names, ","))
 }
 
 // JWKS is the attestation token keys document (/.well-known/jwks.json).

@@ -255,6 +255,10 @@ func (c *Core) GenerateDataKey(ctx context.Context, who *Caller, req *api.Genera
 		}
 		dk, wrapped, v, err := wrapDataKey(k, req.AAD)
 		if err != nil {
+			var ue *errUnwrap
+			if errors.As(err, &ue) {
+				return Errorf(KindConflict, ue.rule, "%v", err)
+			}
 			return err
 		}
 		out = api.DataKey{Key: k.Name, Version: v, DataKey: dk, Wrapped: wrapped}
@@ -287,7 +291,11 @@ func (c *Core) Decrypt(ctx context.Context, who *Caller, req *api.DecryptRequest
 		if err != nil {
 			var ue *errUnwrap
 			if errors.As(err, &ue) {
-				return Errorf(KindBadRequest, ue.rule, "%v", err)
+				kind := KindBadRequest
+				if ue.rule == api.RuleKeyDisabled || ue.rule == api.RuleKeyDestroyed {
+					kind = KindConflict
+				}
+				return Errorf(kind, ue.rule, "%v", err)
 			}
 			return err
 		}
@@ -296,6 +304,101 @@ func (c *Core) Decrypt(ctx context.Context, who *Caller, req *api.DecryptRequest
 	})
 	if err != nil {
 		clear(out.DataKey)
+		return nil, err
+	}
+	return &out, nil
+}
+
+// DisableKeyVersion disables one version of a key (owner): while disabled
+// it wraps, unwraps and releases nothing. Audited on the key's trail.
+func (c *Core) DisableKeyVersion(ctx context.Context, who *Caller, req *api.KeyVersionRequest) (*api.Key, error) {
+	return c.changeVersion(who, req, audit.TypeKeyDisable, func(kv *keyVersionRec) error {
+		switch kv.State {
+		case api.KeyDisabled:
+			return Errorf(KindConflict, "conflict", "key %s version %d is already disabled", req.Key, kv.Version)
+		case api.KeyDestroyed:
+			return Errorf(KindConflict, "conflict", "key %s version %d was destroyed", req.Key, kv.Version)
+		}
+		kv.State = api.KeyDisabled
+		return nil
+	})
+}
+
+// EnableKeyVersion enables a disabled version again (owner).
+func (c *Core) EnableKeyVersion(ctx context.Context, who *Caller, req *api.KeyVersionRequest) (*api.Key, error) {
+	return c.changeVersion(who, req, audit.TypeKeyEnable, func(kv *keyVersionRec) error {
+		switch kv.State {
+		case "":
+			return Errorf(KindConflict, "conflict", "key %s version %d is already enabled", req.Key, kv.Version)
+		case api.KeyDestroyed:
+			return Errorf(KindConflict, "conflict", "key %s version %d was destroyed: it can never be enabled again", req.Key, kv.Version)
+		}
+		kv.State = ""
+		return nil
+	})
+}
+
+// DestroyKeyVersion erases a disabled version's key material (owner):
+// whatever it wrapped can never be decrypted again, by anyone; its number
+// is never reused. The store is then compacted, so the material is gone
+// from the database file and from backups taken afterwards (backups taken
+// before still hold it, under the root key).
+func (c *Core) DestroyKeyVersion(ctx context.Context, who *Caller, req *api.KeyVersionRequest) (*api.Key, error) {
+	k, err := c.changeVersion(who, req, audit.TypeKeyDestroy, func(kv *keyVersionRec) error {
+		switch kv.State {
+		case "":
+			return Errorf(KindConflict, "conflict", "key %s version %d is enabled: disable it first (ppml key disable), then destroy it", req.Key, kv.Version)
+		case api.KeyDestroyed:
+			return Errorf(KindConflict, "conflict", "key %s version %d was already destroyed", req.Key, kv.Version)
+		}
+		clear(kv.Material)
+		kv.Material, kv.State = nil, api.KeyDestroyed
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if _, err := c.db.Compact(); err != nil {
+		// The version is destroyed in the state; only older copies of the
+		// record remain in free space until the next compaction.
+		c.cfg.Logger.Error("compacting the store after destroying a key version failed; the old record stays in the file's free space until a later destroy compacts it", "key", req.Key, "version", req.Version, "error", err.Error())
+	}
+	return k, nil
+}
+
+// changeVersion applies change to one version of an owned key and audits it.
+func (c *Core) changeVersion(who *Caller, req *api.KeyVersionRequest, t audit.Type, change func(*keyVersionRec) error) (*api.Key, error) {
+	if err := Require(who, api.RoleOwner); err != nil {
+		return nil, err
+	}
+	if err := check(req); err != nil {
+		return nil, err
+	}
+	var out api.Key
+	err := c.db.Update(func(tx store.Tx) error {
+		k, err := c.ownedKey(tx, who, req.Key)
+		if err != nil {
+			return err
+		}
+		kv := k.version(req.Version)
+		if kv == nil {
+			return notFound("key %s has no version %d (it has %d)", k.Name, req.Version, k.newest().Version)
+		}
+		if err := change(kv); err != nil {
+			return err
+		}
+		kv.Changed = c.now().UTC()
+		err = putJSON(tx, bktKeys, c.keyKey(k.Name), k)
+		for i := range k.Versions {
+			clear(k.Versions[i].Material)
+		}
+		if err != nil {
+			return err
+		}
+		out = k.api()
+		return c.record(tx, audit.Entry{Type: t, Tenant: k.Tenant, Actor: who.TokenID, Key: k.Name, KeyVersion: req.Version})
+	})
+	if err != nil {
 		return nil, err
 	}
 	return &out, nil

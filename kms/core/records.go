@@ -34,6 +34,12 @@ const (
 	bktMeta    = "meta"    // "token_signing_key", "audit_signing_key" -> PKCS#8; "bootstrapped"
 )
 
+// Defaults of API token lifetimes.
+const (
+	DefaultAPITokenTTL = 720 * time.Hour  // 30 days
+	DefaultAPITokenMax = 8760 * time.Hour // one year: the longest TTL a token may be given
+)
+
 type tenantRec struct {
 	Name    string    `json:"name"`
 	Role    string    `json:"role"`
@@ -47,20 +53,49 @@ type tokenRec struct {
 	Description string    `json:"description,omitempty"`
 	Hash        []byte    `json:"hash"` // SHA-256 of the secret part
 	Created     time.Time `json:"created"`
-	Revoked     bool      `json:"revoked,omitempty"`
+	// Expires is when the token stops working unless renewed by TTL; zero
+	// for tokens issued before tokens expired.
+	Expires time.Time     `json:"expires,omitzero"`
+	TTL     time.Duration `json:"ttl,omitzero"`
+	Revoked bool          `json:"revoked,omitempty"`
 }
 
 func (t *tokenRec) info() api.TokenInfo {
-	return api.TokenInfo{ID: t.ID, Tenant: t.Tenant, Role: t.Role, Description: t.Description, Created: t.Created, Revoked: t.Revoked}
+	i := api.TokenInfo{ID: t.ID, Tenant: t.Tenant, Role: t.Role, Description: t.Description, Created: t.Created, Expires: t.Expires, Revoked: t.Revoked}
+	if t.TTL > 0 {
+		i.TTL = t.TTL.String()
+	}
+	return i
 }
 
 type keyVersionRec struct {
 	Version uint32 `json:"version"`
 	// Material is the version's secret, sealed by the store: a 32-byte
 	// AES-256 key, or for a recipient key the 32-byte private key of its
-	// KEM (HPKE SerializePrivateKey).
-	Material []byte    `json:"material"`
+	// KEM (HPKE SerializePrivateKey); nil once destroyed.
+	Material []byte    `json:"material,omitempty"`
 	Created  time.Time `json:"created"`
+	// State is "" (enabled), api.KeyDisabled or api.KeyDestroyed.
+	State   string    `json:"state,omitempty"`
+	Changed time.Time `json:"changed,omitzero"`
+}
+
+func (v *keyVersionRec) state() string {
+	if v.State == "" {
+		return api.KeyEnabled
+	}
+	return v.State
+}
+
+// usable says why a version may not wrap or unwrap, nil if it may.
+func (v *keyVersionRec) usable(name string) *errUnwrap {
+	switch v.State {
+	case api.KeyDisabled:
+		return &errUnwrap{api.RuleKeyDisabled, fmt.Sprintf("key %s version %d is disabled: its owner must enable it (ppml key enable) before it wraps or unwraps anything", name, v.Version)}
+	case api.KeyDestroyed:
+		return &errUnwrap{api.RuleKeyDestroyed, fmt.Sprintf("key %s version %d was destroyed: its key material is gone and what it wrapped can never be decrypted", name, v.Version)}
+	}
+	return nil
 }
 
 type keyRec struct {
@@ -72,6 +107,8 @@ type keyRec struct {
 	Versions []keyVersionRec `json:"versions"`
 	Policy   json.RawMessage `json:"policy,omitempty"` // policy.Policy JSON
 	Created  time.Time       `json:"created"`
+
+	raw []byte // the record as read, for a release to check it did not change
 }
 
 func (k *keyRec) newest() *keyVersionRec { return &k.Versions[len(k.Versions)-1] }
@@ -88,7 +125,7 @@ func (k *keyRec) version(v uint32) *keyVersionRec {
 func (k *keyRec) api() api.Key {
 	out := api.Key{Name: k.Name, Tenant: k.Tenant, Recipient: k.KEM, Version: k.newest().Version, Policy: len(k.Policy) > 0, Created: k.Created}
 	for _, v := range k.Versions {
-		out.Versions = append(out.Versions, api.KeyVersion{Version: v.Version, Created: v.Created})
+		out.Versions = append(out.Versions, api.KeyVersion{Version: v.Version, Created: v.Created, State: v.state(), Changed: v.Changed})
 	}
 	return out
 }
@@ -159,20 +196,38 @@ func lookupToken(tx store.Tx, tok string) (*tokenRec, error) {
 	return &rec, nil
 }
 
-// issueToken stores a new token for tenant and audits it.
-func (c *Core) issueToken(tx store.Tx, t *tenantRec, desc, actor string) (*api.TokenInfo, error) {
+// expired says why an unexpired-looking token is past its expiry, if it is.
+func (t *tokenRec) expired(now time.Time) error {
+	if !t.Expires.IsZero() && !now.Before(t.Expires) {
+		return fmt.Errorf("token %s expired at %s: renew tokens before they expire (ppml token renew), or ask an admin for a new one", t.ID, t.Expires.UTC().Format(time.RFC3339))
+	}
+	return nil
+}
+
+// issueToken stores a new token for tenant, valid for ttl (0: the
+// default), and audits it.
+func (c *Core) issueToken(tx store.Tx, t *tenantRec, desc, actor string, ttl time.Duration) (*api.TokenInfo, error) {
+	if ttl <= 0 {
+		ttl = c.cfg.APITokenTTL
+	}
+	if ttl > c.cfg.APITokenMaxTTL {
+		return nil, Errorf(KindBadRequest, "bad_request", "ttl %s is longer than this server allows (%s)", ttl, c.cfg.APITokenMaxTTL)
+	}
 	id, tok, hash, err := newToken()
 	if err != nil {
 		return nil, err
 	}
-	rec := tokenRec{ID: id, Tenant: t.Name, Role: t.Role, Description: desc, Hash: hash, Created: c.now()}
+	now := c.now().UTC()
+	rec := tokenRec{ID: id, Tenant: t.Name, Role: t.Role, Description: desc, Hash: hash, Created: now, Expires: now.Add(ttl), TTL: ttl}
 	if err := putJSON(tx, bktTokens, []byte(id), &rec); err != nil {
 		return nil, err
 	}
-	if err := c.record(tx, audit.Entry{Type: audit.TypeTokenIssue, Tenant: t.Name, Actor: actor, Reason: "token " + id + " (" + t.Role + ")"}); err != nil {
+	if err := c.record(tx, audit.Entry{Type: audit.TypeTokenIssue, Tenant: t.Name, Actor: actor, Reason: "token " + id + " (" + t.Role + ") expires " + rec.Expires.Format(time.RFC3339)}); err != nil {
 		return nil, err
 	}
-	return &api.TokenInfo{ID: id, Tenant: t.Name, Role: t.Role, Description: desc, Created: rec.Created, Token: tok}, nil
+	info := rec.info()
+	info.Token = tok
+	return &info, nil
 }
 
 // Wrapped data key layout:
@@ -210,8 +265,14 @@ func (kv *keyVersionRec) identity(kem string) (*envelope.Identity, error) {
 	return envelope.NewIdentity(kem, kv.Material)
 }
 
+// wrapDataKey makes a data key wrapped under the key's newest version; an
+// *errUnwrap says why that version may not wrap.
 func wrapDataKey(k *keyRec, aad []byte) (dk, wrapped []byte, v uint32, err error) {
 	kv := k.newest()
+	if ue := kv.usable(k.Name); ue != nil {
+		ue.msg = "new data keys are wrapped under the newest version: " + ue.msg + " (or rotate the key)"
+		return nil, nil, kv.Version, ue
+	}
 	if k.KEM != "" {
 		id, err := kv.identity(k.KEM)
 		if err != nil {
@@ -260,6 +321,9 @@ func unwrapDataKey(k *keyRec, wrapped, aad []byte) ([]byte, uint32, error) {
 	if kv == nil {
 		return nil, v, &errUnwrap{api.RuleKeyVersion, fmt.Sprintf("key %s has no version %d", k.Name, v)}
 	}
+	if ue := kv.usable(k.Name); ue != nil {
+		return nil, v, ue
+	}
 	a, err := kekAEAD(kv.Material)
 	if err != nil {
 		return nil, v, err
@@ -279,6 +343,9 @@ func unwrapRecipient(k *keyRec, wrapped, aad []byte) ([]byte, uint32, error) {
 	kv := k.version(v)
 	if kv == nil {
 		return nil, v, &errUnwrap{api.RuleKeyVersion, fmt.Sprintf("key %s has no version %d", k.Name, v)}
+	}
+	if ue := kv.usable(k.Name); ue != nil {
+		return nil, v, ue
 	}
 	id, err := kv.identity(k.KEM)
 	if err != nil {
@@ -306,19 +373,23 @@ func newKeyMaterial(kem string) ([]byte, error) {
 	return b, err
 }
 
+func parseSigner(name string, der []byte) (*ecdsa.PrivateKey, error) {
+	k, err := x509.ParsePKCS8PrivateKey(der)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	ek, ok := k.(*ecdsa.PrivateKey)
+	if !ok {
+		return nil, fmt.Errorf("%s: not an ECDSA key", name)
+	}
+	return ek, nil
+}
+
 // loadOrCreateSigner keeps an ECDSA P-256 key in the meta bucket.
 func loadOrCreateSigner(tx store.Tx, name string) (*ecdsa.PrivateKey, error) {
 	b, err := tx.Get(bktMeta, []byte(name))
 	if err == nil {
-		k, err := x509.ParsePKCS8PrivateKey(b)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", name, err)
-		}
-		ek, ok := k.(*ecdsa.PrivateKey)
-		if !ok {
-			return nil, fmt.Errorf("%s: not an ECDSA key", name)
-		}
-		return ek, nil
+		return parseSigner(name, b)
 	}
 	if !errors.Is(err, store.ErrNotFound) {
 		return nil, err

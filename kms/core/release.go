@@ -112,15 +112,35 @@ func (c *Core) Release(ctx context.Context, who *Caller, req *api.ReleaseRequest
 			return nil, c.denyAll(rc, r)
 		}
 	}
-	g, err := c.decide(rc)
-	if err != nil {
-		return nil, err
+	// Decide, seal (wrap each key to the TEE), then record the outcome:
+	// the audit log says "released" only for keys that were sealed, and
+	// nothing leaves before it says so.
+	for attempt := 0; ; attempt++ {
+		g, err := c.decide(rc)
+		if err != nil {
+			return nil, err
+		}
+		var resp *api.ReleaseResponse
+		if len(g.denials) == 0 {
+			if resp, err = c.seal(rc, g); err != nil {
+				c.cfg.Logger.Error("release: sealing the granted keys failed; recorded as denied", "error", err.Error())
+				g.wrapFailed(err)
+			}
+		}
+		err = c.commit(rc, g)
+		g.zero()
+		if errors.Is(err, errKeyChanged) && attempt < 3 {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if len(g.denials) > 0 {
+			return nil, c.denied(g.denials)
+		}
+		c.released(rc, resp)
+		return resp, nil
 	}
-	defer g.zero()
-	if len(g.denials) > 0 {
-		return nil, c.denied(g.denials)
-	}
-	return c.seal(rc, g)
 }
 
 // releaseChecks are the checks of a release request as a whole, in order:

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"strings"
+	"time"
 
 	"github.com/ppml/ppml/audit"
 	"github.com/ppml/ppml/kms/api"
@@ -20,8 +21,10 @@ func (c *Core) Authenticate(ctx context.Context, token string) (*Caller, error) 
 	var rec *tokenRec
 	err := c.db.View(func(tx store.Tx) error {
 		var err error
-		rec, err = lookupToken(tx, strings.TrimSpace(token))
-		return err
+		if rec, err = lookupToken(tx, strings.TrimSpace(token)); err != nil {
+			return err
+		}
+		return rec.expired(c.now())
 	})
 	if err != nil {
 		return nil, Errorf(KindUnauthorized, "unauthorized", "API token refused: %v", err)
@@ -93,11 +96,71 @@ func (c *Core) CreateToken(ctx context.Context, who *Caller, req *api.CreateToke
 			}
 			return err
 		}
-		var err error
-		info, err = c.issueToken(tx, &t, req.Description, who.TokenID)
+		ttl, err := api.ParseTTL(req.TTL)
+		if err != nil {
+			return badRequest(err)
+		}
+		info, err = c.issueToken(tx, &t, req.Description, who.TokenID, ttl)
 		return err
 	})
 	return info, err
+}
+
+// RenewToken extends a token's expiry to now + TTL (the request's, else
+// the token's own): the caller's own token (any role), or any token by id
+// (admin). Revoked and expired tokens cannot be renewed; tokens issued
+// before tokens expired get the default TTL.
+func (c *Core) RenewToken(ctx context.Context, who *Caller, req *api.RenewTokenRequest) (*api.TokenInfo, error) {
+	if err := Require(who, api.RoleAdmin, api.RoleOwner, api.RoleRunner); err != nil {
+		return nil, err
+	}
+	if err := check(req); err != nil {
+		return nil, err
+	}
+	id := req.ID
+	if id == "" {
+		id = who.TokenID
+	}
+	if id != who.TokenID && who.Role != api.RoleAdmin {
+		return nil, Errorf(KindForbidden, "forbidden", "only an admin renews another token; renew your own by leaving the id out")
+	}
+	ttl, _ := api.ParseTTL(req.TTL)
+	var info api.TokenInfo
+	err := c.db.Update(func(tx store.Tx) error {
+		var t tokenRec
+		if err := getJSON(tx, bktTokens, []byte(id), &t); err != nil {
+			if errors.Is(err, store.ErrNotFound) {
+				return notFound("no token with id %q", id)
+			}
+			return err
+		}
+		if t.Revoked {
+			return Errorf(KindConflict, "conflict", "token %s is revoked: issue a new one", id)
+		}
+		now := c.now().UTC()
+		if err := t.expired(now); err != nil {
+			return Errorf(KindConflict, "conflict", "%v", err)
+		}
+		if ttl == 0 {
+			ttl = t.TTL
+		}
+		if ttl == 0 {
+			ttl = c.cfg.APITokenTTL
+		}
+		if ttl > c.cfg.APITokenMaxTTL {
+			return Errorf(KindBadRequest, "bad_request", "ttl %s is longer than this server allows (%s)", ttl, c.cfg.APITokenMaxTTL)
+		}
+		t.TTL, t.Expires = ttl, now.Add(ttl)
+		if err := putJSON(tx, bktTokens, []byte(id), &t); err != nil {
+			return err
+		}
+		info = t.info()
+		return c.record(tx, audit.Entry{Type: audit.TypeTokenRenew, Tenant: t.Tenant, Actor: who.TokenID, Reason: "token " + id + " renewed until " + t.Expires.Format(time.RFC3339)})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &info, nil
 }
 
 // ListTokens lists every API token, never its secret (admin).
