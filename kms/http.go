@@ -47,10 +47,14 @@ func (s *Server) Handler() http.Handler {
 	s.route(mux, "DELETE /v1/tokens/{id}", api.RoleAdmin, func(w http.ResponseWriter, r *http.Request, c *core.Core, who *core.Caller) (any, error) {
 		return c.RevokeToken(r.Context(), who, r.PathValue("id"))
 	})
+	s.route(mux, "POST /v1/tokens/renew", "admin|owner|runner", withBody((*core.Core).RenewToken))
 
 	s.route(mux, "POST /v1/keys", api.RoleOwner, withBody((*core.Core).CreateKey))
 	s.route(mux, "GET /v1/keys", "owner|admin", noBody((*core.Core).ListKeys))
 	s.route(mux, "POST /v1/keys/rotate", api.RoleOwner, withBody((*core.Core).RotateKey))
+	s.route(mux, "POST /v1/keys/versions/disable", api.RoleOwner, withBody((*core.Core).DisableKeyVersion))
+	s.route(mux, "POST /v1/keys/versions/enable", api.RoleOwner, withBody((*core.Core).EnableKeyVersion))
+	s.route(mux, "POST /v1/keys/versions/destroy", api.RoleOwner, withBody((*core.Core).DestroyKeyVersion))
 	s.route(mux, "GET /v1/keys/{name...}", "owner|runner|admin", publicKey)
 	s.route(mux, "PUT /v1/policy", api.RoleOwner, setPolicy)
 	s.route(mux, "GET /v1/policy", api.RoleOwner, func(w http.ResponseWriter, r *http.Request, c *core.Core, who *core.Caller) (any, error) {

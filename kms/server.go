@@ -25,6 +25,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/debug"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -86,6 +88,10 @@ type Config struct {
 	NonceTTL time.Duration
 	// TokenTTL is the attestation token lifetime (default 10 min).
 	TokenTTL time.Duration
+	// APITokenTTL is the lifetime of API tokens issued without one
+	// (default core.DefaultAPITokenTTL, 720h); APITokenMaxTTL the longest
+	// a token may be given (default core.DefaultAPITokenMax, 8760h).
+	APITokenTTL, APITokenMaxTTL time.Duration
 	// RateLimit is requests per second per API token (default 1000; negative: none).
 	RateLimit float64
 	// RateBurst is the bucket size (default 2*RateLimit).
@@ -108,16 +114,24 @@ type Server struct {
 	verifier attest.Verifier
 	logger   *slog.Logger
 	core     atomic.Pointer[core.Core] // nil while sealed
+	db       *store.DB                 // the core's store, set with it
 	limiter  *limiter
 	metrics  *metrics
 
 	mu        sync.Mutex // guards sealState and shares
 	sealState *seal.State
-	// shares given so far, grouped by split: shares of another split (or
-	// junk from whoever can reach the unauthenticated unseal route) never
-	// mix with, or reset, the operators' shares.
-	shares map[[4]byte][]shamir.Share
+	// shares given so far, grouped by split. A version 2 seal.json commits
+	// to each share, so only genuine shares get here (one group). Before
+	// that (version 1), shares of another split, or junk from whoever can
+	// reach the unauthenticated unseal route, are kept apart in at most
+	// maxShareGroups groups so that they never mix with the operators'
+	// shares, and memory stays bounded.
+	shares     map[[4]byte][]shamir.Share
+	shareOrder [][4]byte // groups, oldest first
 }
+
+// maxShareGroups bounds the splits a sealed server keeps shares of.
+const maxShareGroups = 8
 
 // New boots the server from cfg.DataDir: it creates a new root key only in
 // a fresh directory, prints the bootstrap token (and Shamir shares) once,
@@ -197,7 +211,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.sealState = st
-	if err := s.open(root); err != nil {
+	if err := s.open(root, created != nil); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -220,26 +234,35 @@ func (s *Server) sealer(shares []shamir.Share) (seal.Sealer, error) {
 }
 
 // open opens the store under root and the core over it; the core creates
-// signing keys and the admin bootstrap token on first start.
-func (s *Server) open(root []byte) error {
-	backend, err := boltstore.Open(filepath.Join(s.cfg.DataDir, DBFile), nil)
-	if err != nil {
-		clear(root)
-		return fmt.Errorf("kms: %w", err)
-	}
-	db, err := store.Open(backend, root, nil)
+// signing keys and the admin bootstrap token on first start (fresh: the
+// root key was created by this start). The store checks its whole state
+// against its authenticated head, and the state witness says whether the
+// database is older than the one this server last ran on.
+func (s *Server) open(root []byte, fresh bool) error {
+	db, err := openStore(s.cfg.DataDir, root, fresh, s.cfg.Now)
 	clear(root)
 	if err != nil {
-		backend.Close()
-		return fmt.Errorf("kms: %w", err)
+		return err
+	}
+	if n := db.Migrated(); n > 0 {
+		s.logger.Warn("migrated the store to format 2 (authenticated state): every value now binds the state version it was written at, and start-up checks every row against the MACed state head; the migration is recorded on the audit log", "rows", n, "file", filepath.Join(s.cfg.DataDir, DBFile))
+	}
+	if err := checkWitness(s.cfg.DataDir, db, s.logger); err != nil {
+		db.Close()
+		return err
 	}
 	c, boot, err := core.Open(db, core.Config{
 		Verifier: s.verifier, Now: s.cfg.Now, NonceTTL: s.cfg.NonceTTL, TokenTTL: s.cfg.TokenTTL,
+		APITokenTTL: s.cfg.APITokenTTL, APITokenMaxTTL: s.cfg.APITokenMaxTTL,
 		Issuer: s.cfg.Issuer, CheckpointEvery: s.cfg.CheckpointEvery, NewAdminToken: s.cfg.NewAdminToken,
 		Logger: s.logger, Observer: s.metrics,
 	})
 	if err != nil {
 		db.Close()
+		return fmt.Errorf("kms: refusing to start: %w", err)
+	}
+	if err := writeWitness(s.cfg.DataDir, db); err != nil {
+		c.Close()
 		return err
 	}
 	if boot != nil {
@@ -248,16 +271,50 @@ func (s *Server) open(root []byte) error {
 		}
 		fmt.Fprintf(s.cfg.Out, "Admin token (shown ONCE; store it now):\n  %s\n", boot.Token)
 	}
+	s.db = db
 	s.core.Store(c)
-	s.logger.Info("unsealed", "seal", s.cfg.Seal)
+	h, _ := db.Head()
+	s.logger.Info("unsealed", "seal", s.cfg.Seal, "store_id", h.StoreID, "state_version", h.Version)
 	return nil
+}
+
+// openStore opens DataDir's database under root, checking its state.
+// Unless fresh, the database must exist and hold a state: a missing or
+// empty file is a replaced database, not a reason to start over.
+func openStore(dataDir string, root []byte, fresh bool, now func() time.Time) (*store.DB, error) {
+	path := filepath.Join(dataDir, DBFile)
+	if !fresh {
+		if _, err := os.Lstat(path); errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("kms: refusing to start: %s is missing, but %s says this data directory was initialised: the database was deleted or moved. Restore it from a backup (ppml server restore --data-dir %s BACKUP); a new, empty database would lose every key", path, seal.StateFile, dataDir)
+		}
+	}
+	backend, err := boltstore.Open(path, nil)
+	if err != nil {
+		return nil, fmt.Errorf("kms: %w", err)
+	}
+	db, err := store.Open(backend, root, &store.Options{Existing: !fresh, Now: now, Describe: core.DescribeBucket, Explain: core.ExplainState})
+	if err != nil {
+		backend.Close()
+		var se *store.StateError
+		switch {
+		case errors.As(err, &se):
+			return nil, fmt.Errorf("kms: refusing to start: %s was changed outside the key service: %w.\nNothing was served from it. If you restored parts of it by hand, restore a whole backup instead (ppml server restore --data-dir %s BACKUP); otherwise treat it as an attack on the server's disk", path, err, dataDir)
+		case errors.Is(err, store.ErrEmpty):
+			return nil, fmt.Errorf("kms: refusing to start: %s holds no state, but %s says this data directory was initialised: the database was replaced by an empty file (or the first start was interrupted before it wrote anything: then remove %s and start again). Restore it from a backup with ppml server restore", path, seal.StateFile, seal.StateFile)
+		}
+		return nil, fmt.Errorf("kms: %s: %w", path, err)
+	}
+	return db, nil
 }
 
 // Sealed reports whether the server waits for unseal shares.
 func (s *Server) Sealed() bool { return s.core.Load() == nil }
 
 // Unseal adds one Shamir share; with enough shares it recovers the root
-// key and opens the store. It returns the status after the share.
+// key and opens the store. It returns the status after the share. A share
+// the sealed state can tell is not this server's (another split, or, with
+// a version 2 seal.json, one that does not match its commitment) is
+// refused and not kept.
 func (s *Server) Unseal(share string) (api.Status, error) {
 	sh, err := shamir.Parse(share)
 	if err != nil {
@@ -271,17 +328,21 @@ func (s *Server) Unseal(share string) (api.Status, error) {
 	if s.sealState == nil || s.sealState.Type != seal.TypeShamir {
 		return s.statusLocked(), errors.New("this key service is not Shamir-sealed")
 	}
-	if sh.Threshold != s.sealState.Threshold {
-		return s.statusLocked(), fmt.Errorf("the share is from a %d-of-N split; this server needs %d-of-%d shares: it belongs to another server", sh.Threshold, s.sealState.Threshold, s.sealState.Shares)
+	if err := s.sealState.CheckShare(sh); err != nil {
+		return s.statusLocked(), err
 	}
 	if s.shares == nil {
 		s.shares = map[[4]byte][]shamir.Share{}
 	}
-	group := s.shares[sh.SetID]
+	group, known := s.shares[sh.SetID]
 	for _, have := range group {
 		if have.X == sh.X {
 			return s.statusLocked(), errors.New("this share was already given")
 		}
+	}
+	if !known {
+		s.evictShareGroup()
+		s.shareOrder = append(s.shareOrder, sh.SetID)
 	}
 	group = append(group, sh)
 	s.shares[sh.SetID] = group
@@ -296,17 +357,50 @@ func (s *Server) Unseal(share string) (api.Status, error) {
 	if err != nil {
 		// The group combines to a wrong key: at least one share in it is
 		// forged or damaged; drop the group, keep the others.
-		delete(s.shares, sh.SetID)
+		s.dropShareGroup(sh.SetID)
 		return s.statusLocked(), err
 	}
-	s.shares = nil
-	if err := s.open(root); err != nil {
+	if s.sealState.SplitID == "" {
+		// Version 1: now that genuine shares are known, commit to every
+		// share of the split so that forged ones are refused from now on.
+		if up, err := seal.UpgradeShamir(s.cfg.DataDir, s.sealState, group); err != nil {
+			s.logger.Error("could not upgrade seal.json with share commitments; forged unseal shares stay possible until it is", "error", err.Error())
+		} else {
+			s.sealState = up
+			s.logger.Warn("upgraded seal.json to version 2: it now holds a commitment to each unseal share, and a sealed server refuses forged shares; the shares themselves are unchanged", "split_id", up.SplitID)
+		}
+	}
+	s.shares, s.shareOrder = nil, nil
+	if err := s.open(root, false); err != nil {
 		return s.statusLocked(), err
 	}
 	return s.statusLocked(), nil
 }
 
-// Status reports the seal state.
+// evictShareGroup makes room for a new group of shares: at most
+// maxShareGroups are kept, and the one with the fewest shares (the oldest
+// of those) goes, so junk from an attacker pushes out junk, not the
+// operators' growing group.
+func (s *Server) evictShareGroup() {
+	if len(s.shareOrder) < maxShareGroups {
+		return
+	}
+	victim := s.shareOrder[0]
+	for _, id := range s.shareOrder {
+		if len(s.shares[id]) < len(s.shares[victim]) {
+			victim = id
+		}
+	}
+	s.dropShareGroup(victim)
+}
+
+func (s *Server) dropShareGroup(id [4]byte) {
+	delete(s.shares, id)
+	s.shareOrder = slices.DeleteFunc(s.shareOrder, func(x [4]byte) bool { return x == id })
+}
+
+// Status reports the seal state and, once unsealed, the store's state
+// version and the audit log's size.
 func (s *Server) Status() api.Status {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -314,25 +408,65 @@ func (s *Server) Status() api.Status {
 }
 
 func (s *Server) statusLocked() api.Status {
-	st := api.Status{Sealed: s.core.Load() == nil, Seal: s.cfg.Seal}
+	st := api.Status{Sealed: s.core.Load() == nil, Seal: s.cfg.Seal, Version: BuildVersion()}
 	if s.sealState != nil {
 		st.Seal = string(s.sealState.Type)
-		st.Threshold = s.sealState.Threshold
+		if s.sealState.Type == seal.TypeShamir {
+			st.Threshold, st.SharesTotal = s.sealState.Threshold, s.sealState.Shares
+		}
 	}
 	if st.Sealed {
 		for _, g := range s.shares {
 			st.Shares = max(st.Shares, len(g))
 		}
+		return st
+	}
+	if h, n, err := s.core.Load().StateInfo(); err == nil {
+		st.StoreID, st.StateVersion, st.StateTime, st.AuditSize = h.StoreID, h.Version, h.Time, n
 	}
 	return st
 }
 
-// Close closes the store.
-func (s *Server) Close() error {
-	if c := s.core.Load(); c != nil {
-		return c.Close()
+// BuildVersion names this build: the module version and VCS revision
+// recorded by the Go toolchain.
+func BuildVersion() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
 	}
-	return nil
+	v := bi.Main.Version
+	var rev, dirty string
+	for _, kv := range bi.Settings {
+		switch kv.Key {
+		case "vcs.revision":
+			rev = kv.Value
+		case "vcs.modified":
+			if kv.Value == "true" {
+				dirty = "+modified"
+			}
+		}
+	}
+	if len(rev) > 12 {
+		rev = rev[:12]
+	}
+	if rev != "" {
+		v += " " + rev + dirty
+	}
+	return v
+}
+
+// Close records the final state version in the state witness and closes
+// the store.
+func (s *Server) Close() error {
+	c := s.core.Load()
+	if c == nil || !s.core.CompareAndSwap(c, nil) {
+		return nil
+	}
+	werr := writeWitness(s.cfg.DataDir, s.db)
+	if err := c.Close(); err != nil {
+		return err
+	}
+	return werr
 }
 
 // Core returns the service core, nil while sealed.
