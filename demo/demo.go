@@ -39,7 +39,7 @@ import (
 	"github.com/ppml/ppml/kms"
 	"github.com/ppml/ppml/kms/api"
 	"github.com/ppml/ppml/kms/client"
-	"github.com/ppml/ppml/kms/kmstest"
+	"github.com/ppml/ppml/kms/local"
 	"github.com/ppml/ppml/launcher"
 )
 
@@ -326,11 +326,11 @@ func (e *env) startServer(ctx context.Context, st *Step) error {
 	// demo's own directory; the server trusts exactly this key. The admin
 	// token issued at first start comes through the bootstrap callback;
 	// the text the server would print is discarded.
-	simTEE, err := kmstest.NewSim(e.simDir, e.exe)
+	simTEE, err := local.NewSim(e.simDir, e.exe)
 	if err != nil {
 		return err
 	}
-	srv, err := kmstest.Start(kmstest.Options{Sim: simTEE, Config: kms.Config{
+	srv, err := local.Start(local.Options{Sim: simTEE, Config: kms.Config{
 		DataDir: e.kmsDir, Seal: "file", Out: io.Discard, Logger: slog.New(slog.DiscardHandler),
 	}})
 	if err != nil {

@@ -1,6 +1,6 @@
 // Package release measures the key service's release path end to end on
 // this machine: a real server over HTTPS on 127.0.0.1 (package
-// kms/kmstest), runners doing the whole protocol (challenge, simulated
+// kms/local), runners doing the whole protocol (challenge, simulated
 // evidence, release, HPKE open) in parallel. It backs `ppml bench release`.
 package release
 
@@ -18,7 +18,7 @@ import (
 	"github.com/ppml/ppml/kms"
 	"github.com/ppml/ppml/kms/api"
 	"github.com/ppml/ppml/kms/client"
-	"github.com/ppml/ppml/kms/kmstest"
+	"github.com/ppml/ppml/kms/local"
 )
 
 // Options of a run.
@@ -80,7 +80,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err := os.WriteFile(exe, []byte("release benchmark job binary"), 0o644); err != nil {
 		return nil, err
 	}
-	simTEE, err := kmstest.NewSim(filepath.Join(tmp, "sim"), exe)
+	simTEE, err := local.NewSim(filepath.Join(tmp, "sim"), exe)
 	if err != nil {
 		return nil, err
 	}
@@ -90,7 +90,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		at := o.SGX.At
 		cfg.Now = func() time.Time { return at }
 	}
-	srv, err := kmstest.Start(kmstest.Options{Config: cfg, Sim: simTEE})
+	srv, err := local.Start(local.Options{Config: cfg, Sim: simTEE})
 	if err != nil {
 		return nil, err
 	}
