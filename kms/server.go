@@ -10,7 +10,8 @@
 // authenticates its token, calls the core and encodes the result or the
 // core's error. kms/auditlog stores the audit log, kms/api holds the wire
 // types, kms/client is the Go client (linking none of the server), and
-// kms/kmstest starts a real service on loopback for tests.
+// kms/local starts a real service on loopback (ppml demo, ppml bench
+// release) and kms/kmstest wraps it for tests.
 //
 // The protocol is in docs/api/release-protocol.md and the routes in
 // docs/api/openapi.yaml.

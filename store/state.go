@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"crypto/hkdf"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -74,6 +75,18 @@ func (h *head) public() Head {
 	return Head{StoreID: hex.EncodeToString(h.storeID[:]), Version: h.version, Time: time.Unix(0, h.time).UTC()}
 }
 
+// ReadHead reads and authenticates the state head of the database in
+// backend without checking the rows or changing anything (no migration):
+// enough to name a database that is about to be replaced.
+func ReadHead(backend Store, rootKey []byte) (Head, error) {
+	db := &DB{inner: backend}
+	var err error
+	if db.stateKey, err = hkdf.Key(sha256.New, rootKey, nil, "ppml store state key v2", 32); err != nil {
+		return Head{}, err
+	}
+	return db.Head()
+}
+
 // Head returns the database's current state head.
 func (db *DB) Head() (Head, error) {
 	var out Head
@@ -89,6 +102,17 @@ func (db *DB) Head() (Head, error) {
 }
 
 func (db *DB) mac() hash.Hash { return hmac.New(sha256.New, db.stateKey) }
+
+// WitnessMAC authenticates a record of a state head kept outside the
+// database (the key service's state witness), under a key derived from the
+// root key: HMAC(state key, "w" | store id | uint64 version).
+func (db *DB) WitnessMAC(storeID string, version uint64) []byte {
+	m := db.mac()
+	m.Write([]byte{'w'})
+	m.Write([]byte(storeID))
+	m.Write(binary.BigEndian.AppendUint64(nil, version))
+	return m.Sum(nil)
+}
 
 func (db *DB) encodeHead(h *head) []byte {
 	names := slices.Sorted(maps.Keys(h.buckets))

@@ -207,11 +207,11 @@ func (c *Core) StateInfo() (store.Head, uint64, error) {
 // AppendOperatorEntry appends e to the audit log of an initialised store
 // that no Core serves (the server is stopped): operator actions such as a
 // restore are recorded on the log of the database they act on.
-func AppendOperatorEntry(db *store.DB, e audit.Entry, now func() time.Time) error {
+func AppendOperatorEntry(db *store.DB, e audit.Entry, now func() time.Time) (index uint64, err error) {
 	if now == nil {
 		now = time.Now
 	}
-	return db.Update(func(tx store.Tx) error {
+	err = db.Update(func(tx store.Tx) error {
 		b, err := tx.Get(bktMeta, []byte("audit_signing_key"))
 		if err != nil {
 			return fmt.Errorf("audit signing key: %w", err)
@@ -221,9 +221,10 @@ func AppendOperatorEntry(db *store.DB, e audit.Entry, now func() time.Time) erro
 			return err
 		}
 		lg := auditlog.New(auditlog.Config{Signer: k, Blinder: db, Now: now})
-		_, err = lg.Append(tx, e)
+		index, err = lg.Append(tx, e)
 		return err
 	})
+	return index, err
 }
 
 func (c *Core) now() time.Time { return c.cfg.Now() }
