@@ -166,7 +166,8 @@ func (e *StatusError) Error() string {
 	return fmt.Sprintf("key service: %d %s: %s", e.Status, e.Err.Code, e.Err.Message)
 }
 
-// Status returns the seal status.
+// Status returns the server's status: seal, shares given, build and,
+// once unsealed, state version and audit log size (no token needed).
 func (c *Client) Status(ctx context.Context) (*api.Status, error) {
 	var s api.Status
 	return &s, c.do(ctx, "GET", "/v1/sys/status", nil, &s)
@@ -194,6 +195,20 @@ func (c *Client) ListTenants(ctx context.Context) ([]api.Tenant, error) {
 func (c *Client) CreateToken(ctx context.Context, tenant, desc string) (*api.TokenInfo, error) {
 	var t api.TokenInfo
 	return &t, c.do(ctx, "POST", "/v1/tokens", api.CreateTokenRequest{Tenant: tenant, Description: desc}, &t)
+}
+
+// IssueToken issues an API token as req says (admin): tenant,
+// description and lifetime (TTL, e.g. "24h"; empty: the server's default).
+func (c *Client) IssueToken(ctx context.Context, req api.CreateTokenRequest) (*api.TokenInfo, error) {
+	var t api.TokenInfo
+	return &t, c.do(ctx, "POST", "/v1/tokens", req, &t)
+}
+
+// RenewToken extends a token's expiry by ttl ("" keeps its own TTL): the
+// client's own token when id is "", any token for an admin.
+func (c *Client) RenewToken(ctx context.Context, id, ttl string) (*api.TokenInfo, error) {
+	var t api.TokenInfo
+	return &t, c.do(ctx, "POST", "/v1/tokens/renew", api.RenewTokenRequest{ID: id, TTL: ttl}, &t)
 }
 
 // ListTokens lists tokens (admin), never their secrets.
@@ -237,6 +252,27 @@ func (c *Client) PublicKey(ctx context.Context, name string, version uint32) (*a
 func (c *Client) RotateKey(ctx context.Context, name string) (*api.Key, error) {
 	var k api.Key
 	return &k, c.do(ctx, "POST", "/v1/keys/rotate", api.CreateKeyRequest{Name: name}, &k)
+}
+
+// DisableKeyVersion disables a key version (owner): it wraps, unwraps and
+// releases nothing until enabled.
+func (c *Client) DisableKeyVersion(ctx context.Context, key string, version uint32) (*api.Key, error) {
+	return c.keyVersion(ctx, "disable", key, version)
+}
+
+// EnableKeyVersion enables a disabled key version again (owner).
+func (c *Client) EnableKeyVersion(ctx context.Context, key string, version uint32) (*api.Key, error) {
+	return c.keyVersion(ctx, "enable", key, version)
+}
+
+// DestroyKeyVersion erases a disabled key version's material for good (owner).
+func (c *Client) DestroyKeyVersion(ctx context.Context, key string, version uint32) (*api.Key, error) {
+	return c.keyVersion(ctx, "destroy", key, version)
+}
+
+func (c *Client) keyVersion(ctx context.Context, op, key string, version uint32) (*api.Key, error) {
+	var k api.Key
+	return &k, c.do(ctx, "POST", "/v1/keys/versions/"+op, api.KeyVersionRequest{Key: key, Version: version}, &k)
 }
 
 // ListKeys lists the caller's keys (all keys for an admin).
