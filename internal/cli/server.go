@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"bufio"
 	"crypto/ed25519"
 	"fmt"
 	"net"
@@ -123,7 +122,9 @@ simulation platform key (and the key's policy lists platform sim).`,
 	addAMDKDSFlags(c, &amdKDS, &amdKDSCache)
 	f.BoolVar(&cfg.NewAdminToken, "new-admin-token", false, "issue and print a new admin token at start (recovery when the bootstrap token is lost)")
 	f.Float64Var(&cfg.RateLimit, "rate-limit", 1000, "requests per second per API token (negative: unlimited)")
-	c.AddCommand(newServerUnsealCmd(), newServerBackupCmd())
+	f.DurationVar(&cfg.APITokenTTL, "token-ttl", 720*time.Hour, "lifetime of API tokens issued without --ttl")
+	f.DurationVar(&cfg.APITokenMaxTTL, "token-max-ttl", 8760*time.Hour, "longest lifetime an API token may be given or renewed to")
+	c.AddCommand(newServerUnsealCmd(), newServerBackupCmd(), newServerStatusCmd(), newServerRestoreCmd())
 	return c
 }
 
@@ -211,10 +212,12 @@ func newServerUnsealCmd() *cobra.Command {
 	var kf kmsFlags
 	var shares []string
 	c := &cobra.Command{
-		Use:   "unseal [--share SHARE]...",
-		Short: "Give Shamir unseal shares to a sealed key service",
-		Long:  "Give one or more unseal shares (from --share, else one per line on standard input).",
-		Example: `  ppml server unseal --server https://kms:8443 --server-fingerprint 3fa4… --share ppml-share-1:0103…
+		Use:   "unseal",
+		Short: "Give a Shamir unseal share to a sealed key service",
+		Long: `Give an unseal share to a sealed key service. On a terminal it asks for the share and
+does not echo it; otherwise it reads shares one per line from standard input. --share exists
+for scripts but puts the share in the process list and shell history: avoid it.`,
+		Example: `  ppml server unseal --server https://kms:8443 --server-fingerprint 3fa4…
   ppml server unseal --server https://kms:8443 < my-share.txt`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -223,11 +226,8 @@ func newServerUnsealCmd() *cobra.Command {
 				return err
 			}
 			if len(shares) == 0 {
-				sc := bufio.NewScanner(cmd.InOrStdin())
-				for sc.Scan() {
-					if l := strings.TrimSpace(sc.Text()); l != "" {
-						shares = append(shares, l)
-					}
+				if shares, err = readShares(cmd, 0); err != nil {
+					return err
 				}
 			}
 			if len(shares) == 0 {
@@ -247,7 +247,7 @@ func newServerUnsealCmd() *cobra.Command {
 		},
 	}
 	kf.add(c)
-	c.Flags().StringArrayVar(&shares, "share", nil, "an unseal share; repeatable")
+	c.Flags().StringArrayVar(&shares, "share", nil, "an unseal share (visible in ps: prefer the prompt or standard input); repeatable")
 	return c
 }
 
@@ -298,28 +298,29 @@ func newTenantCmd() *cobra.Command {
 }
 
 func newTokenCmd() *cobra.Command {
-	c := &cobra.Command{Use: "token", Short: "Issue and revoke key service API tokens (admin)", Example: "  ppml token create --tenant alice"}
+	c := &cobra.Command{Use: "token", Short: "Issue, renew and revoke key service API tokens", Example: "  ppml token create --tenant alice"}
 	var kf, kf2, kf3 kmsFlags
-	var tenant, desc string
+	var tenant, desc, ttl string
 	create := &cobra.Command{
-		Use: "create --tenant NAME", Short: "Issue an API token (shown once)",
-		Example: "  ppml token create --tenant alice --description laptop",
+		Use: "create --tenant NAME", Short: "Issue an API token (shown once); it expires after --ttl unless renewed",
+		Example: "  ppml token create --tenant alice --description laptop\n  ppml token create --tenant hospital-tee --ttl 24h",
 		Args:    exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := kf.client(true)
 			if err != nil {
 				return err
 			}
-			t, err := c.CreateToken(cmd.Context(), tenant, desc)
+			t, err := c.IssueToken(cmd.Context(), api.CreateTokenRequest{Tenant: tenant, Description: desc, TTL: ttl})
 			if err != nil {
 				return err
 			}
-			return printResult(cmd, kf.json, t, fmt.Sprintf("token %s for %s (%s), shown once:\n%s", t.ID, t.Tenant, t.Role, t.Token))
+			return printResult(cmd, kf.json, t, fmt.Sprintf("token %s for %s (%s), expires %s (renew with ppml token renew), shown once:\n%s", t.ID, t.Tenant, t.Role, tokenExpiry(t), t.Token))
 		},
 	}
 	kf.add(create)
 	create.Flags().StringVar(&tenant, "tenant", "", "tenant the token acts for")
 	create.Flags().StringVar(&desc, "description", "", "what the token is for")
+	create.Flags().StringVar(&ttl, "ttl", "", "lifetime, e.g. 24h or 2160h (default: the server's, 720h unless set)")
 	revoke := &cobra.Command{
 		Use: "revoke ID", Short: "Revoke an API token by id", Example: "  ppml token revoke 0123456789abcdef", Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -348,22 +349,32 @@ func newTokenCmd() *cobra.Command {
 			}
 			var b strings.Builder
 			for _, t := range ts {
-				fmt.Fprintf(&b, "%s  %-16s %-6s revoked=%v  %s\n", t.ID, t.Tenant, t.Role, t.Revoked, t.Description)
+				fmt.Fprintf(&b, "%s  %-16s %-6s revoked=%v expires=%s  %s\n", t.ID, t.Tenant, t.Role, t.Revoked, tokenExpiry(&t), t.Description)
 			}
 			return printResult(cmd, kf3.json, ts, strings.TrimRight(b.String(), "\n"))
 		},
 	}
 	kf3.add(list)
-	c.AddCommand(create, revoke, list)
+	c.AddCommand(create, revoke, list, newTokenRenewCmd())
 	return c
 }
 
 func keyText(k *api.Key) string {
+	var states []string
+	for _, v := range k.Versions {
+		if v.State != "" && v.State != api.KeyEnabled {
+			states = append(states, fmt.Sprintf("v%d %s", v.Version, v.State))
+		}
+	}
 	kind := ""
 	if k.Recipient != "" {
 		kind = " recipient=" + k.Recipient
 	}
-	return fmt.Sprintf("%s  tenant=%s%s version=%d versions=%d policy=%v", k.Name, k.Tenant, kind, k.Version, len(k.Versions), k.Policy)
+	s := fmt.Sprintf("%s  tenant=%s%s version=%d versions=%d policy=%v", k.Name, k.Tenant, kind, k.Version, len(k.Versions), k.Policy)
+	if len(states) > 0 {
+		s += " (" + strings.Join(states, ", ") + ")"
+	}
+	return s
 }
 
 func newKMSKeyCreateCmd() *cobra.Command {
