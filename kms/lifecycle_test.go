@@ -287,4 +287,3 @@ func TestStatus(t *testing.T) {
 		t.Fatalf("sealed status %+v %v", st, err)
 	}
 }
-

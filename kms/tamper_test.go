@@ -372,4 +372,3 @@ func TestRestoreIsRecorded(t *testing.T) {
 		t.Fatalf("restore under a running server: %v", err)
 	}
 }
-
