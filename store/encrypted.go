@@ -356,8 +356,17 @@ func (tx *encTx) put(bucket string, key, value []byte) error {
 	return nil
 }
 
+// looker is a backend transaction that finds a row without making an
+// error for a missing one (boltstore's does).
+type looker interface {
+	Lookup(bucket string, key []byte) ([]byte, error)
+}
+
 // raw returns the stored (sealed) value of bucket/key, nil when absent.
 func (tx *encTx) raw(bucket string, key []byte) ([]byte, error) {
+	if l, ok := tx.inner.(looker); ok {
+		return l.Lookup(bucket, key)
+	}
 	v, err := tx.inner.Get(bucket, key)
 	if errors.Is(err, ErrNotFound) {
 		return nil, nil

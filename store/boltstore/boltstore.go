@@ -175,7 +175,10 @@ func (x *tx) bucket(path string, create bool) (*bbolt.Bucket, error) {
 		return nil, err
 	}
 	var b *bbolt.Bucket
-	for i, seg := range strings.Split(path, "/") {
+	rest := path
+	for i := 0; rest != ""; i++ {
+		var seg string
+		seg, rest, _ = strings.Cut(rest, "/")
 		name := []byte(seg)
 		var err error
 		switch {
@@ -211,6 +214,16 @@ func (x *tx) Get(bucket string, key []byte) ([]byte, error) {
 		return nil, fmt.Errorf("%w: %s/%s", store.ErrNotFound, bucket, store.Printable(key))
 	}
 	return v, nil
+}
+
+// Lookup is Get without an error for a missing bucket or key (nil, nil):
+// the encrypted store looks up the row a write replaces on every write.
+func (x *tx) Lookup(bucket string, key []byte) ([]byte, error) {
+	b, err := x.bucket(bucket, false)
+	if err != nil || b == nil {
+		return nil, err
+	}
+	return b.Get(key), nil
 }
 
 func (x *tx) Put(bucket string, key, value []byte) error {
