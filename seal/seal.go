@@ -175,25 +175,36 @@ func LoadState(dataDir string) (*State, error) {
 	if err != nil {
 		return nil, fmt.Errorf("seal: read %s: %w", p, err)
 	}
+	st, err := ParseState(b)
+	if err != nil {
+		return nil, fmt.Errorf("seal: %s: %w", p, err)
+	}
+	return st, nil
+}
+
+// ParseState parses a sealed-state record strictly: unknown fields, an
+// unknown version or seal type, a verifier of the wrong size and malformed
+// share commitments are errors.
+func ParseState(b []byte) (*State, error) {
 	var st State
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&st); err != nil {
-		return nil, fmt.Errorf("seal: parse %s: %w", p, err)
+		return nil, fmt.Errorf("parse: %w", err)
 	}
 	if st.Version != 1 && st.Version != 2 {
-		return nil, fmt.Errorf("seal: %s: version %d is not supported", p, st.Version)
+		return nil, fmt.Errorf("version %d is not supported", st.Version)
 	}
 	switch st.Type {
 	case TypeFile, TypeShamir, TypeTEE:
 	default:
-		return nil, fmt.Errorf("seal: %s: unknown seal type %q", p, st.Type)
+		return nil, fmt.Errorf("unknown seal type %q", st.Type)
 	}
 	if len(st.Verifier) != sha256.Size {
-		return nil, fmt.Errorf("seal: %s: verifier is %d bytes, want %d", p, len(st.Verifier), sha256.Size)
+		return nil, fmt.Errorf("verifier is %d bytes, want %d", len(st.Verifier), sha256.Size)
 	}
 	if err := st.checkCommitments(); err != nil {
-		return nil, fmt.Errorf("seal: %s: %w", p, err)
+		return nil, err
 	}
 	return &st, nil
 }

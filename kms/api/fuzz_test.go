@@ -110,3 +110,11 @@ func TestDecodeRefusesTrailingAndUnknown(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func FuzzDecodeRenewToken(f *testing.F) {
+	fuzzDecoder[RenewTokenRequest](f, `{}`, `{"id":"0123456789abcdef","ttl":"24h"}`, `{"ttl":"1m"}`, `{"ttl":"-5h"}`)
+}
+
+func FuzzDecodeKeyVersion(f *testing.F) {
+	fuzzDecoder[KeyVersionRequest](f, `{"key":"alice.sales","version":2}`, `{"key":"a","version":0}`)
+}
