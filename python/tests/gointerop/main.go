@@ -207,7 +207,7 @@ type fixture struct {
 func openStore(path string, root []byte) *store.DB {
 	backend, err := boltstore.Open(path, nil)
 	check(err)
-	db, err := store.Open(backend, root)
+	db, err := store.Open(backend, root, nil)
 	check(err)
 	return db
 }
