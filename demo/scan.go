@@ -118,7 +118,7 @@ type ScannedFile struct {
 const (
 	KindCiphertext = "ciphertext (ppml envelope)"
 	KindKey        = "demo key material"
-	KindPublic     = "public (certificate, public key, seal state)"
+	KindPublic     = "public (certificate, public key, seal state, state witness)"
 	KindStore      = "key service database (encrypted store)"
 	KindManifest   = "job manifest (no data)"
 )
@@ -127,7 +127,7 @@ const (
 // fails the scan.
 var expected = map[string]string{
 	"kms/root.key": KindKey, "kms/tls.key": KindKey, "kms/tls.crt": KindPublic, "kms/seal.json": KindPublic,
-	"kms/ppml.db": KindStore, "sim/platform.key": KindKey, "sim/signer.key": KindKey, "sim/platform.pub": KindPublic,
+	"kms/ppml.db": KindStore, "kms/state-witness.json": KindPublic, "sim/platform.key": KindKey, "sim/signer.key": KindKey, "sim/platform.pub": KindPublic,
 	"job.yaml": KindManifest, "job-modified.yaml": KindManifest,
 	"patients.csv.ppml": KindCiphertext, "out/summary.csv.ppml": KindCiphertext,
 	"sql-job.yaml": KindManifest, "out/diagnoses.csv.ppml": KindCiphertext,
