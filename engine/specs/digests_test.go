@@ -1,0 +1,231 @@
+package specs_test
+
+import (
+	"bytes"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+
+	_ "github.com/ppml/ppml/engine/ml"
+	"github.com/ppml/ppml/engine/sql/sqljob"
+	"github.com/ppml/ppml/job"
+)
+
+// repoRoot is the module root, two levels up.
+const repoRoot = "../.."
+
+// pinned are the digests of every job manifest in the repository, taken
+// before the engines moved to one package each with a pure-Go spec
+// (issue 10). A refactoring of the parsers must not change a job's identity:
+// owners pinned these digests in their key policies.
+var pinned = map[string]string{
+	"examples/ml/boston-linear-regression.yaml":         "sha256:deec8b289dd723a6db0ccaa42f87ec7c461b7b1f5d229e4c83052095a704097b",
+	"examples/ml/boston-xgboost-evaluate.yaml":          "sha256:294fb4434a745535edf61b7f93f5cdf4aaccef31245ac358b43265583a646e12",
+	"examples/ml/boston-xgboost-predict.yaml":           "sha256:bbcf9b714b047be93b5da176b570eb457ba9a20ea8d0556cd617239c827a909b",
+	"examples/ml/boston-xgboost-regressor.yaml":         "sha256:660b0111ec72c8af06f2f56d0a5604e93cd2d6ddd63313a04b70f3a62d9e0b6d",
+	"examples/ml/breast-cancer-random-forest.yaml":      "sha256:a9cdcf6a43ac52d005f7f9c78e0d67c1435068d53791dbc43499b527961f30af",
+	"examples/ml/breast-cancer-xgboost-classifier.yaml": "sha256:a7ed971712449074890a0f893c776ceb18da68c0cec61f48ae3945e3610b5c02",
+	"examples/python-hello/job.yaml":                    "sha256:eaf46b26e0a3225dfbeb9bec5a0610282745faf1bc93110b525d6941a7626963",
+	"examples/python-numpy/job.yaml":                    "sha256:3cb9162f5fa3980e841e34bb436a02a8295d9773a23ea3464e7dca712f0028fe",
+	"examples/sql/orca-data/job.yaml":                   "sha256:a7fb4e62c2aac6da58f92d7b8d9c77e30ec3242891ffd66f59e54c2ec7152f09",
+	"examples/sql/pi/job.yaml":                          "sha256:c2305e797a53294cdcb9f121f08eb8b61fe8a06ff50cdbb5fcb145aa994b4e45",
+	"examples/sql/spark-basic/job.yaml":                 "sha256:c1fdb8b82f8101023cc2afa20dfcc387f43c6bea37d4d58d0f4f0b95933d13a4",
+	"examples/sql/wordcount/job.yaml":                   "sha256:d1d52d0242c995fe2295af3982ee47a6ed62fdee54c3d96109be0b951c97d4c1",
+	"gramine/testdata/python-job.yaml":                  "sha256:bfb9e55d8ef1dc6a4fc7fd8e5e10dc27edef3cfdf2b3294debfe5156732108dd",
+	"inline:exec-defaults":                              "sha256:ef46573effdd379a22863cea7fba71f4edfc278531315105b230b504c1a72daf",
+	"inline:exec-every-parameter":                       "sha256:146e1ad67ba6fa960329fa565b78db24fd9b3e1261f10d1202ec83994e561a17",
+	"inline:ml-evaluate":                                "sha256:c2f8e187997e57edb0dc88635f9f5c541dce47dedf8a183eb37b35600eb9d4ca",
+	"inline:ml-forest":                                  "sha256:8564915d9e815a5a28e465f91c30a3d01adf037449f4fa77b76a2d375b981c22",
+	"inline:ml-logistic":                                "sha256:a9a9db9e06f379f2c9407dc99a1b8d35f05b498b6ee7b92bd17a10f0b0f2b485",
+	"inline:ml-predict":                                 "sha256:c9d573522a68e20947f190427a2782421eb37f02800d49d23f3088d1eb8f6c2d",
+	"inline:ml-train-defaults":                          "sha256:d3aaa7dba992a42d05eb1473cee730c4fe5d7446cb8f90a64f6abd2329d54e88",
+	"inline:ml-train-every-parameter":                   "sha256:888cd02c9a173c2be7daec4beda555d43a6e638326077b0ce2f9e2c88b6e8174",
+	"inline:sql-every-parameter":                        "sha256:2fb8aef9bd40b7bc079bc612b5756700abd61093d903dccb69b41096d6fe7805",
+	"inline:sql-interactive":                            "sha256:453a4e55d45c59fc10269396ef05f05ed43388299c2cd1f06fad9e22c727b063",
+	"inline:sql-parquet-encryption":                     "sha256:cd91c1fa323a190d9dda5a3661cb8d4e2ac41cf4f4b6f37327719242222f42ea",
+	"job/testdata/golden-reformatted.yaml":              "sha256:8be92578dfcc9dedf9186f3571348f94a6cba0546fb07020a56bfa4098f53467",
+	"job/testdata/golden.yaml":                          "sha256:8be92578dfcc9dedf9186f3571348f94a6cba0546fb07020a56bfa4098f53467",
+	"ppml-sql:format-resources":                         "sha256:10b759b869c1f8024ac66897920447bab936e043e4431929b26336faf097634a",
+	"ppml-sql:interactive":                              "sha256:f815c88aa8c107279f09c9e94914ad007c155af6acb95e99a4782356960080be",
+	"ppml-sql:query":                                    "sha256:45265f06580243f35917334d5ae9a884fa882f3a89a49e37205380fb9f8caeeb",
+}
+
+// inline manifests exercise every parameter of every engine, defaults
+// included, beyond what the examples use.
+var inline = map[string]string{
+	"exec-every-parameter": `name: exec-all
+engine: exec
+inputs:
+  data: {path: d.csv.ppml, key: "kms://keys.example.org:8443/owner.data@3"}
+  dir: in/
+outputs:
+  result: {path: out/r.json.ppml, key: "file:keys/owner.key", content_type: "application/json; charset=utf-8"}
+parameters:
+  command: [python3, /opt/job/run.py, --flag, "two words"]
+  env: [HOME, LANG=C.UTF-8, OMP_NUM_THREADS=1]
+  workdir: /srv/work
+  files: [{path: /opt/job/run.py, sha256: "sha256:E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855"}]
+resources: {memory: 512MiB, threads: 2}
+`,
+	"exec-defaults": "name: e\nengine: exec\nparameters: {command: [/bin/true]}\n",
+	"sql-every-parameter": `name: sql-all
+engine: sql
+inputs:
+  people: people.json.ppml
+  events: {path: ev.parquet, key: "file:k"}
+  lines: logs/
+outputs:
+  adults: {path: out/adults.csv.ppml, key: "local:0123456789abcdef0123456789abcdef"}
+  stats: {path: out/stats.ppml, key: "file:k", content_type: application/vnd.apache.parquet}
+  rows: {path: out/rows.jsonl.ppml, key: "file:k"}
+parameters:
+  setup: "CREATE TEMP VIEW a AS SELECT * FROM people WHERE age >= 18;"
+  outputs:
+    adults: {query: "SELECT name FROM a"}
+    stats: {query: "SELECT count(*) AS n FROM events"}
+    rows: {query: "SELECT line FROM lines", format: json}
+  print: ["SELECT count(*) FROM a", "SELECT 1; SELECT 2"]
+  interactive: false
+  tables:
+    people: {format: json, materialize: true}
+    lines: {format: text}
+resources: {memory: 2GiB, threads: 8}
+`,
+	"sql-parquet-encryption": `name: sql-pme
+engine: sql
+inputs:
+  t: t.parquet
+outputs:
+  o: {path: o.csv.ppml, key: "file:k"}
+parameters:
+  query: "SELECT * FROM t"
+  tables:
+    t:
+      parquet_encryption:
+        footer_key: keys/footer.key.ppml
+        column_keys: {a: keys/a.key.ppml, b.c: keys/bc.key.ppml}
+        key_ids: {kf: keys/footer.key.ppml}
+        aad_prefix: "tenant-1"
+`,
+	"sql-interactive": "name: s\nengine: sql\ninputs: {t: t.ppml}\nparameters: {interactive: true}\n",
+	"ml-train-every-parameter": `name: ml-all
+engine: ml
+inputs:
+  raw: raw.csv.ppml
+  extra: extra.parquet.ppml
+outputs:
+  model: {path: out/m.ppml, key: "file:k"}
+  report: {path: out/r.ppml, key: "file:k", content_type: application/json}
+parameters:
+  task: train
+  algorithm: xgboost
+  objective: multiclass
+  features: [a, b, c]
+  label: y
+  params: {max_depth: 6, eta: "0.1", num_class: 3, subsample: 0.8}
+  rounds: 250
+  test_fraction: 0.25
+  seed: 18446744073709551615
+  query: "SELECT a, b, c, y FROM raw JOIN extra USING (id)"
+resources: {memory: 4GiB, threads: 2}
+`,
+	"ml-train-defaults": "name: m\nengine: ml\ninputs: {train: t.ppml}\noutputs: {model: {path: m.ppml, key: \"file:k\"}}\nparameters: {task: train, algorithm: xgboost, objective: binary, label: y}\n",
+	"ml-forest":         "name: m\nengine: ml\ninputs: {data: t.ppml}\noutputs: {model: {path: m.ppml, key: \"file:k\"}}\nparameters: {task: train, algorithm: random_forest, objective: regression, label: y, params: {num_parallel_tree: 50}, test_fraction: 0}\n",
+	"ml-logistic":       "name: m\nengine: ml\ninputs: {train: t.ppml}\noutputs: {model: {path: m.ppml, key: \"file:k\"}}\nparameters: {task: train, algorithm: logistic_regression, label: y, features: all_except_label, params: {l2: 0.5, max_iterations: 200}}\n",
+	"ml-predict":        "name: p\nengine: ml\ninputs: {model: m.ppml, data: d.ppml}\noutputs: {predictions: {path: p.parquet.ppml, key: \"file:k\"}}\nparameters: {task: predict, features: [a, b]}\n",
+	"ml-evaluate":       "name: v\nengine: ml\ninputs: {model: m.ppml, data: d.ppml}\noutputs: {report: {path: r.ppml, key: \"file:k\"}}\nparameters: {task: evaluate, label: y}\n",
+}
+
+func TestDigestsPinned(t *testing.T) {
+	got := map[string]string{}
+	err := filepath.WalkDir(repoRoot, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (d.Name() == ".git" || d.Name() == "node_modules") {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || (filepath.Ext(p) != ".yaml" && filepath.Ext(p) != ".yml") {
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		if !bytes.Contains(b, []byte("\nengine:")) && !bytes.HasPrefix(b, []byte("engine:")) {
+			return nil // not a job manifest (openapi.yaml)
+		}
+		rel, _ := filepath.Rel(repoRoot, p)
+		m, err := job.Load(p)
+		if err != nil {
+			t.Errorf("%s: %v", rel, err)
+			return nil
+		}
+		got[filepath.ToSlash(rel)] = m.DigestString()
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, src := range inline {
+		m, err := job.Parse([]byte(src), "/jobs")
+		if err != nil {
+			t.Errorf("inline %s: %v", name, err)
+			continue
+		}
+		got["inline:"+name] = m.DigestString()
+	}
+	for _, a := range adhoc() {
+		data, err := a.job.Manifest()
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := job.Parse(data, "/jobs")
+		if err != nil {
+			t.Errorf("ppml sql %s: %v", a.name, err)
+			continue
+		}
+		got["ppml-sql:"+a.name] = m.DigestString()
+	}
+	var names []string
+	for n := range got {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var table strings.Builder
+	for _, n := range names {
+		table.WriteString("\t\"" + n + "\": \"" + got[n] + "\",\n")
+		if want, ok := pinned[n]; !ok {
+			t.Errorf("%s: no pinned digest (add it to pinned: %s)", n, got[n])
+		} else if want != got[n] {
+			t.Errorf("%s: digest %s, pinned %s: the job's identity changed", n, got[n], want)
+		}
+	}
+	for n := range pinned {
+		if _, ok := got[n]; !ok {
+			t.Errorf("%s: pinned, but no longer in the repository", n)
+		}
+	}
+	if t.Failed() {
+		t.Logf("digests now:\n%s", table.String())
+	}
+}
+
+type adhocJob struct {
+	name string
+	job  sqljob.AdHoc
+}
+
+// adhoc are jobs `ppml sql` builds from its flags: owners allow their
+// digests too.
+func adhoc() []adhocJob {
+	return []adhocJob{
+		{"query", sqljob.AdHoc{Inputs: []sqljob.NamedPath{{Name: "people", Path: "people.json.ppml"}}, Query: "SELECT name FROM people WHERE age > 21", Formats: map[string]string{}}},
+		{"interactive", sqljob.AdHoc{Inputs: []sqljob.NamedPath{{Name: "people", Path: "people.json.ppml"}}, Formats: map[string]string{}}},
+		{"format-resources", sqljob.AdHoc{Inputs: []sqljob.NamedPath{{Name: "t", Path: "/data/t.ppml"}, {Name: "u", Path: "u.ppml"}}, Query: "SELECT * FROM t JOIN u USING (id)",
+			Memory: "2GiB", Threads: 2, Formats: map[string]string{"t": "csv", "u": "text"}}},
+	}
+}
