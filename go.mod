@@ -2,6 +2,8 @@ module github.com/ppml/ppml
 
 go 1.26.0
 
+toolchain go1.26.8
+
 require (
 	github.com/apache/arrow-go/v18 v18.8.0
 	github.com/duckdb/duckdb-go/v2 v2.5.6

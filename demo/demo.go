@@ -6,6 +6,10 @@
 // nothing readable was left behind. Every step says in one sentence what it
 // shows and ends with ✓ or ✗.
 //
+// The jobs run in ppml-run, the runtime binary (found like `ppml run` finds
+// it: $PPML_RUN, beside ppml, on PATH), started as a process of its own:
+// the key policy pins that binary's measurement, as an owner's would.
+//
 // The TEE is the simulated one (attest/sim): it protects nothing and is
 // labelled insecure everywhere. Its platform key is made in the demo's
 // temporary directory, never the user's own simulation directory.
@@ -26,6 +30,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
@@ -33,14 +38,15 @@ import (
 	"github.com/ppml/ppml/attest"
 	"github.com/ppml/ppml/attest/sim"
 	"github.com/ppml/ppml/audit"
+	"github.com/ppml/ppml/engine/specs"
 	"github.com/ppml/ppml/envelope"
 	"github.com/ppml/ppml/examples/data"
+	"github.com/ppml/ppml/internal/handover"
 	"github.com/ppml/ppml/job"
 	"github.com/ppml/ppml/kms"
 	"github.com/ppml/ppml/kms/api"
 	"github.com/ppml/ppml/kms/client"
 	"github.com/ppml/ppml/kms/local"
-	"github.com/ppml/ppml/launcher"
 )
 
 // Config configures a demo run.
@@ -55,6 +61,10 @@ type Config struct {
 	// aggregate`); empty means this process's own executable. Tests set
 	// nothing: their binary answers `demo aggregate` from TestMain.
 	Executable string
+	// Runtime is the ppml-run binary that runs the jobs and that the key
+	// policy pins; empty means the one `ppml run` would use
+	// (internal/handover: $PPML_RUN, beside ppml, on PATH).
+	Runtime string
 }
 
 // Step is one step's outcome.
@@ -77,7 +87,9 @@ type Summary struct {
 	Seconds float64 `json:"seconds"`
 	// Server is the key service's URL while the demo ran.
 	Server string `json:"server,omitempty"`
-	// Measurement is the SHA-384 of the binary the policy pins.
+	// Runtime is the ppml-run binary that ran the jobs; Measurement its
+	// SHA-384, the simulated measurement the policy pins.
+	Runtime     string `json:"runtime,omitempty"`
 	Measurement string `json:"measurement,omitempty"`
 	// JobDigest is the approved job; ModifiedDigest the refused one.
 	JobDigest      string `json:"job_digest,omitempty"`
@@ -89,7 +101,7 @@ type Summary struct {
 	// OutputDenial is the refused job's denial on the results key.
 	OutputDenial *audit.Entry `json:"output_denial,omitempty"`
 	// Refusal is what the launcher reported for the modified job.
-	Refusal *launcher.Denial `json:"refusal,omitempty"`
+	Refusal *Denial `json:"refusal,omitempty"`
 	// OutputKeys are the output_key audit entries of the three demo jobs
 	// (exec, SQL, training): the data key of each job's output, issued
 	// under ResultKeyName inside the job's attested release.
@@ -126,6 +138,7 @@ type env struct {
 	kmsDir  string
 	simDir  string
 	exe     string
+	runtime string // ppml-run
 	started time.Time
 
 	srv      *kms.Server
@@ -136,6 +149,7 @@ type env struct {
 	auditPub *ecdsa.PublicKey
 
 	admin, owner, runner *client.Client
+	runnerToken          string // for ppml-run, through its environment
 	ownerTokenID         string
 	runnerTokenID        string
 	keyRef               envelope.KeyRef
@@ -172,6 +186,18 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	if abs, err := filepath.Abs(e.exe); err == nil {
 		e.exe = filepath.Clean(abs)
 	}
+	e.runtime = cfg.Runtime
+	if e.runtime == "" {
+		rt, err := handover.Find(handover.Runtime)
+		if err != nil {
+			return nil, fmt.Errorf("demo: the jobs run in the runtime: %w", err)
+		}
+		e.runtime = rt
+	}
+	if abs, err := filepath.Abs(e.runtime); err == nil {
+		e.runtime = filepath.Clean(abs)
+	}
+	e.sum.Runtime = e.runtime
 	e.before = sharedTempEntries()
 	if err := e.makeDir(); err != nil {
 		return nil, err
@@ -189,7 +215,7 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 		fn    func(context.Context, *Step) error
 	}{
 		{"Start the real key service on 127.0.0.1 (TLS 1.3, file seal, a temporary data directory), trusting this machine's simulated TEE through a temporary platform key — never your own simulation keys.", e.startServer},
-		{"As administrator create the data owner (tenant + token) and a job runner; as the owner create two keys, hospital.patients for the data and hospital.results for every job output, each with a policy that releases it only to the simulated TEE running this exact ppml binary (SHA-384 measurement) and these exact demo jobs (digests of the exec, SQL and training jobs) — a separate results key, because a careful owner can later let a downstream job read the aggregates without letting it read the patient records.", e.setupOwner},
+		{"As administrator create the data owner (tenant + token) and a job runner; as the owner create two keys, hospital.patients for the data and hospital.results for every job output, each with a policy that releases it only to the simulated TEE running this exact ppml-run runtime binary (SHA-384 measurement) and these exact demo jobs (digests of the exec, SQL and training jobs) — a separate results key, because a careful owner can later let a downstream job read the aggregates without letting it read the patient records.", e.setupOwner},
 		{"The owner encrypts the bundled synthetic dataset patients.csv, with one planted canary row, under the key-service key; the plaintext never touches the disk.", e.encrypt},
 		{"Run the exec demo job in the simulated TEE through the real launcher: attest, receive the data key sealed to the TEE, decrypt into memory, run `ppml demo aggregate` (visits per diagnosis, groups under 5 suppressed), and encrypt the output under the owner's key-service key hospital.results, whose fresh data key comes sealed to the TEE in the same attested release.", e.runJobs},
 		{"Verify the audit log as an outsider would: fetch the export and a signed tree head, verify every entry, the Merkle tree and every signature offline with audit.VerifyExport, and prove the inclusion of the job's release entry and of its output_key entry.", e.verifyAudit},
@@ -395,7 +421,7 @@ func (e *env) setupOwner(ctx context.Context, st *Step) error {
 	if err != nil {
 		return fmt.Errorf("runner token: %w", err)
 	}
-	e.ownerTokenID, e.runnerTokenID = ot.ID, rt.ID
+	e.ownerTokenID, e.runnerTokenID, e.runnerToken = ot.ID, rt.ID, rt.Token
 	if e.owner, err = e.client(ot.Token); err != nil {
 		return err
 	}
@@ -407,8 +433,8 @@ func (e *env) setupOwner(ctx context.Context, st *Step) error {
 	e.keyRef = envelope.KeyRef{Scheme: envelope.SchemeKMS, Host: "127.0.0.1", Port: e.port, Name: KeyName}
 	e.resultRef = envelope.KeyRef{Scheme: envelope.SchemeKMS, Host: "127.0.0.1", Port: e.port, Name: ResultKeyName}
 
-	// What the policy pins: this binary and the demo jobs.
-	if e.measurement, err = sim.Measure("/proc/self/exe"); err != nil {
+	// What the policy pins: the runtime binary and the demo jobs.
+	if e.measurement, err = sim.Measure(e.runtime); err != nil {
 		return err
 	}
 	e.sum.Measurement = hex.EncodeToString(e.measurement[:])
@@ -425,7 +451,7 @@ func (e *env) setupOwner(ctx context.Context, st *Step) error {
 		if err := os.WriteFile(j.path, m, 0o644); err != nil {
 			return err
 		}
-		pm, err := job.Parse(m, e.dir)
+		pm, err := job.Parse(m, e.dir, specs.All)
 		if err != nil {
 			return fmt.Errorf("job %s: %w", j.Name, err)
 		}
@@ -550,10 +576,10 @@ func (e *env) runJobs(ctx context.Context, st *Step) error {
 			return fmt.Errorf("job %s: no output written", j.Name)
 		}
 		j.outputs = run.res.Outputs
-		if run.token == "" {
+		if run.token == 0 {
 			return fmt.Errorf("job %s: the key service returned no attestation token", j.Name)
 		}
-		st.detail("the key service returned a signed attestation token (ES256, %d B) naming the job and the measurement", len(run.token))
+		st.detail("the key service returned a signed attestation token (ES256, %d B) naming the job and the measurement", run.token)
 		ok, err := e.outputKeyEntry(ctx, j)
 		if err != nil {
 			return err
@@ -578,35 +604,103 @@ func (e *env) outputKeyEntry(ctx context.Context, j *Job) (*audit.Entry, error) 
 }
 
 type launchRun struct {
-	res     *launcher.Result
+	res     *runResult
 	log     []string
 	program string
-	token   string
+	token   int // size of the attestation token the runtime received
 }
 
-// launch runs one manifest through the real launcher with the runner's
-// token and the simulated attester.
+// runResult is what `ppml-run run --json` prints when the run ends.
+type runResult struct {
+	Name     string   `json:"name"`
+	Digest   string   `json:"digest"`
+	Outputs  []string `json:"outputs"`
+	ExitCode int      `json:"exit_code"`
+	Error    string   `json:"error"`
+	Denials  []Denial `json:"denials"`
+	// TokenBytes is the size of the attestation token the key service
+	// returned; the token stays in the runtime.
+	TokenBytes int `json:"attestation_token_bytes"`
+}
+
+// Denial names a refused key and the rule that refused it, as the runtime
+// reports it.
+type Denial struct {
+	Key    string `json:"key"`
+	Rule   string `json:"rule"`
+	Reason string `json:"reason"`
+}
+
+// deniedError is a run the key service refused.
+type deniedError struct{ denials []Denial }
+
+func (d *deniedError) Error() string {
+	var b strings.Builder
+	b.WriteString("keys denied, the job does not run:")
+	for _, x := range d.denials {
+		fmt.Fprintf(&b, "\n  key %s: rule %s: %s", x.Key, x.Rule, x.Reason)
+	}
+	return b.String()
+}
+
+// launch runs one manifest in the runtime, as the job runner would: ppml-run
+// run in the simulated TEE with the runner's token (in its environment, not
+// its arguments), the key service's certificate pinned.
 func (e *env) launch(ctx context.Context, manifest string) (*launchRun, error) {
-	// Only the key service: inputs and outputs are all under kms:// keys.
-	keys := &launcher.KMSKeys{Client: e.runner, Server: e.url, Attester: &sim.Attester{Dir: e.simDir}}
-	var logb, prog bytes.Buffer
-	res, err := launcher.Run(ctx, launcher.Config{Manifest: manifest, Keys: keys, Stdout: &prog, Stderr: &prog, Log: &logb, Grace: 2 * time.Second})
-	run := &launchRun{res: res, program: prog.String(), token: keys.Token}
-	for _, l := range strings.Split(strings.TrimSpace(logb.String()), "\n") {
-		if l != "" {
-			l = strings.ReplaceAll(strings.TrimPrefix(l, "ppml run: "), e.dir+string(filepath.Separator), "$WORK/")
-			run.log = append(run.log, "launcher: "+l)
+	var stdout, stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, e.runtime, "run", "--manifest", manifest, "--tee", "sim", "--grace", "2s", "--json")
+	cmd.Env = append(os.Environ(), "PPML_SERVER="+e.url, "PPML_TOKEN="+e.runnerToken,
+		"PPML_SERVER_FINGERPRINT="+e.fp, "PPML_SIM_DIR="+e.simDir)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	runErr := cmd.Run()
+	prog, res, perr := splitResult(stdout.Bytes())
+	run := &launchRun{res: res, program: string(prog), token: res.TokenBytes}
+	for _, l := range strings.Split(strings.TrimSpace(stderr.String()), "\n") {
+		l = strings.ReplaceAll(l, e.dir+string(filepath.Separator), "$WORK/")
+		switch {
+		case l == "":
+		case strings.HasPrefix(l, "ppml run: "):
+			run.log = append(run.log, "launcher: "+strings.TrimPrefix(l, "ppml run: "))
+		default:
+			run.log = append(run.log, "program:  "+l) // the program's stderr
 		}
 	}
-	for _, l := range strings.Split(strings.TrimSpace(prog.String()), "\n") {
+	for _, l := range strings.Split(strings.TrimSpace(string(prog)), "\n") {
 		if l != "" {
 			run.log = append(run.log, "program:  "+l)
 		}
 	}
-	if m := e.canary.find(prog.Bytes()); m != "" {
+	if m := e.canary.find(stdout.Bytes()); m != "" {
 		return run, fmt.Errorf("the program printed the plaintext marker %q", m)
 	}
-	return run, err
+	if m := e.canary.find(stderr.Bytes()); m != "" {
+		return run, fmt.Errorf("the runtime printed the plaintext marker %q on stderr", m)
+	}
+	switch {
+	case perr != nil:
+		return run, fmt.Errorf("%s: %v (%v; stderr: %s)", e.runtime, perr, runErr, strings.TrimSpace(stderr.String()))
+	case len(res.Denials) > 0:
+		return run, &deniedError{denials: res.Denials}
+	case res.ExitCode != 0 || runErr != nil:
+		return run, fmt.Errorf("ppml-run exit %d: %s", res.ExitCode, res.Error)
+	}
+	return run, nil
+}
+
+// splitResult cuts `ppml-run run --json` output into the program's own
+// output and the result object the runtime prints last.
+func splitResult(out []byte) ([]byte, *runResult, error) {
+	for i := bytes.LastIndex(out, []byte("{\n")); i >= 0; i = bytes.LastIndex(out[:i], []byte("{\n")) {
+		if i > 0 && out[i-1] != '\n' {
+			continue
+		}
+		var r runResult
+		dec := json.NewDecoder(bytes.NewReader(out[i:]))
+		if dec.Decode(&r) == nil && !dec.More() {
+			return out[:i], &r, nil
+		}
+	}
+	return out, &runResult{}, errors.New("no result object on the runtime's standard output")
 }
 
 // Step 5.

@@ -19,11 +19,14 @@ import (
 	"time"
 
 	"github.com/ppml/ppml/examples/data"
+	"github.com/ppml/ppml/internal/buildtest"
 	"github.com/ppml/ppml/policy"
 )
 
 // TestMain lets the test binary play the demo job's program: the demo runs
 // its own executable as `EXE demo aggregate`, which in a test is this binary.
+// The jobs run in ppml-run, built once for these tests and found through
+// $PPML_RUN as the demo would find it.
 func TestMain(m *testing.M) {
 	if len(os.Args) >= 3 && os.Args[1] == "demo" && os.Args[2] == "aggregate" {
 		if err := AggregateCommand(os.Args[3:], os.Stdout); err != nil {
@@ -32,7 +35,7 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	os.Exit(buildtest.Main(m, buildtest.Runtime()))
 }
 
 // countByDiagnosis counts visits per diagnosis in the bundled dataset with
@@ -92,6 +95,19 @@ func TestDemo(t *testing.T) {
 	if r == nil || r.Type != "release" || r.Key != KeyName || r.Platform != "sim" || !r.Insecure ||
 		r.Measurement.String() != sum.Measurement || "sha256:"+r.JobDigest.String() != sum.JobDigest {
 		t.Fatalf("release entry %+v", r)
+	}
+	// The measurement the policy pinned and the release recorded is the
+	// runtime's own, as `ppml-run version` reports it to an owner.
+	vout, err := exec.Command(sum.Runtime, "version", "--json").Output()
+	if err != nil {
+		t.Fatalf("%s version: %v", sum.Runtime, err)
+	}
+	var v struct {
+		Engines        []string `json:"engines"`
+		SimMeasurement string   `json:"sim_measurement"`
+	}
+	if err := json.Unmarshal(vout, &v); err != nil || v.SimMeasurement != sum.Measurement || strings.Join(v.Engines, ",") != "exec,ml,sql" {
+		t.Errorf("ppml-run version %s (%v): want sim_measurement %s and engines exec, ml, sql", vout, err, sum.Measurement)
 	}
 	if r.Index >= sum.Denial.Index {
 		t.Errorf("release entry %d is not before the denial %d", r.Index, sum.Denial.Index)

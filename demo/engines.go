@@ -10,20 +10,21 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 
 	"github.com/ppml/ppml/audit"
-	mlengine "github.com/ppml/ppml/engine/ml"
-	_ "github.com/ppml/ppml/engine/ml/mljob" // registers the ml engine with the launcher
-	"github.com/ppml/ppml/engine/sql/sqljob" // registers the sql engine with the launcher
+	"github.com/ppml/ppml/engine/sql/sqlspec"
 	"github.com/ppml/ppml/envelope"
 	"github.com/ppml/ppml/kms/client"
+	"github.com/ppml/ppml/memfd"
 	"github.com/ppml/ppml/ml/metrics"
 )
 
-// The sql and ml engines run inside the launcher process (no program of
+// The sql and ml engines run inside the runtime process (no program of
 // their own), so the measurement the policy pins covers them too.
 
 // BreastCancerCSV is the Wisconsin diagnostic breast cancer data
@@ -85,7 +86,7 @@ parameters:
 resources:
   memory: 256MiB
   threads: 1
-`, sqljob.Name, InputName, je.InputKey, je.OutputKey, DefaultMinGroup, sqlOutput)), nil
+`, sqlspec.Name, InputName, je.InputKey, je.OutputKey, DefaultMinGroup, sqlOutput)), nil
 		},
 		Expect: func(dataset []byte) ([]byte, error) {
 			a, err := Aggregate(bytes.NewReader(dataset), DefaultMinGroup)
@@ -189,17 +190,84 @@ type SQLStep struct {
 // TrainStep is what the training step established: the decrypted model's
 // description (not the model itself).
 type TrainStep struct {
-	JobDigest string            `json:"job_digest"`
-	Algorithm string            `json:"algorithm"`
-	Objective string            `json:"objective"`
-	Label     string            `json:"label"`
-	Features  int               `json:"features"`
-	Metrics   *mlengine.Metrics `json:"metrics"`
+	JobDigest string        `json:"job_digest"`
+	Algorithm string        `json:"algorithm"`
+	Objective string        `json:"objective"`
+	Label     string        `json:"label"`
+	Features  int           `json:"features"`
+	Metrics   *ModelMetrics `json:"metrics"`
 	// TrainingJobDigest is the digest the model records: the approved job.
 	TrainingJobDigest string `json:"training_job_digest"`
 	// OwnerEvaluation is the owner's own scoring of the decrypted model on
 	// every row of the plaintext (training rows included).
 	OwnerEvaluation *metrics.Classification `json:"owner_evaluation"`
+}
+
+// ModelMetrics are a model's scores on its held-out test rows, as the
+// model file records them (docs/formats/ml-model.md).
+type ModelMetrics struct {
+	TestRows       int                     `json:"test_rows"`
+	TrainRows      int                     `json:"train_rows"`
+	TestFraction   float64                 `json:"test_fraction"`
+	Seed           uint64                  `json:"seed"`
+	Regression     *metrics.Regression     `json:"regression,omitempty"`
+	Classification *metrics.Classification `json:"classification,omitempty"`
+}
+
+// modelInfo is what the owner reads of the decrypted model file's wrapper
+// (docs/formats/ml-model.md): its description and recorded metrics. The
+// model itself is validated and used by the runtime's engine when the
+// owner scores it (ownerEvaluate); the ppml CLI links no engine.
+type modelInfo struct {
+	Format            string        `json:"format"`
+	Algorithm         string        `json:"algorithm"`
+	Objective         string        `json:"objective"`
+	Features          []string      `json:"features"`
+	Label             string        `json:"label"`
+	Metrics           *ModelMetrics `json:"metrics"`
+	TrainingJobDigest string        `json:"training_job_digest"`
+}
+
+// evaluation is what `ppml-run ml evaluate --json` prints.
+type evaluation struct {
+	Task    string        `json:"task"`
+	Metrics *ModelMetrics `json:"metrics"`
+}
+
+// ownerEvaluate scores the decrypted model on the owner's plaintext with
+// the engine, in ppml-run: the model and the data reach it as sealed
+// in-memory files (descriptors 3 and 4), never as files on disk.
+func (e *env) ownerEvaluate(ctx context.Context, model, data []byte) (*evaluation, error) {
+	var files []*os.File
+	for _, b := range []struct {
+		name string
+		data []byte
+	}{{"demo-model", model}, {"demo-data", data}} {
+		m, err := memfd.New(b.name)
+		if err != nil {
+			return nil, err
+		}
+		defer m.Close()
+		if _, err := m.OSFile().Write(b.data); err != nil {
+			return nil, err
+		}
+		if err := m.Seal(); err != nil {
+			return nil, err
+		}
+		files = append(files, m.OSFile())
+	}
+	var stdout, stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, e.runtime, "ml", "evaluate", "--model", "/proc/self/fd/3", "--format", "csv", "--threads", "1", "--json", "/proc/self/fd/4")
+	cmd.ExtraFiles = files
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("ppml-run ml evaluate: %v: %s", err, strings.TrimSpace(stderr.String()))
+	}
+	var ev evaluation
+	if err := json.Unmarshal(stdout.Bytes(), &ev); err != nil {
+		return nil, fmt.Errorf("ppml-run ml evaluate: %w", err)
+	}
+	return &ev, nil
 }
 
 func (e *env) jobNamed(name string) (*Job, error) {
@@ -298,9 +366,9 @@ func (e *env) trainStep(ctx context.Context, st *Step) error {
 		return err
 	}
 	defer clear(plain)
-	m, err := mlengine.DecodeModel(plain)
-	if err != nil {
-		return fmt.Errorf("the decrypted model: %w", err)
+	var m modelInfo
+	if err := json.Unmarshal(plain, &m); err != nil || m.Format != "ppml-model" {
+		return fmt.Errorf("the decrypted model is not a ppml model (format %q): %v", m.Format, err)
 	}
 	if m.TrainingJobDigest != j.digest {
 		return fmt.Errorf("the model records training job %q, the owner approved %s", m.TrainingJobDigest, j.digest)
@@ -319,24 +387,18 @@ func (e *env) trainStep(ctx context.Context, st *Step) error {
 	// The owner uses the model: the same engine code scores it outside
 	// the TEE on the plaintext the owner holds (all rows, the training rows
 	// included), which shows the decrypted model is a working classifier.
-	var report bytes.Buffer
-	ev, err := mlengine.Run(ctx, mlengine.Config{Threads: 1}, &mlengine.Spec{Task: mlengine.Evaluate},
-		map[string]mlengine.Input{
-			mlengine.InputModel: {ReaderAt: bytes.NewReader(plain), Size: int64(len(plain))},
-			mlengine.InputData:  {ReaderAt: bytes.NewReader(BreastCancerCSV), Size: int64(len(BreastCancerCSV)), Format: mlengine.CSV},
-		},
-		map[string]mlengine.Output{mlengine.OutputReport: {W: &report}})
+	ev, err := e.ownerEvaluate(ctx, plain, BreastCancerCSV)
 	if err != nil {
 		return fmt.Errorf("the owner scores the model on the plaintext: %w", err)
 	}
-	if ev.Report == nil || ev.Report.Metrics == nil || ev.Report.Metrics.Classification == nil || ev.Rows != rows {
+	if ev.Metrics == nil || ev.Metrics.Classification == nil || ev.Metrics.TestRows != rows {
 		return errors.New("the owner's evaluation of the model gave no classification metrics over every row")
 	}
-	all := ev.Report.Metrics.Classification
+	all := ev.Metrics.Classification
 	if all.Accuracy < MinAccuracy {
 		return fmt.Errorf("the owner's evaluation: accuracy %.3f on all %d rows, want at least %.2f", all.Accuracy, rows, MinAccuracy)
 	}
-	e.sum.Train = &TrainStep{JobDigest: j.digest, Algorithm: string(m.Algorithm), Objective: string(m.Objective), Label: m.Label,
+	e.sum.Train = &TrainStep{JobDigest: j.digest, Algorithm: m.Algorithm, Objective: m.Objective, Label: m.Label,
 		Features: len(m.Features), Metrics: mt, TrainingJobDigest: m.TrainingJobDigest, OwnerEvaluation: all}
 	st.detail("the decrypted model: a ppml model (%s, %s, %d features, label %s)", m.Algorithm, m.Objective, len(m.Features), m.Label)
 	st.detail("recorded training job digest %s — the job the policy approved", m.TrainingJobDigest)
@@ -346,7 +408,7 @@ func (e *env) trainStep(ctx context.Context, st *Step) error {
 	}
 	cm, _ := json.Marshal(c.Confusion)
 	st.detail("metrics on %d held-out tumours (trained on %d): accuracy %.4f, AUC %s, log-loss %.4f, confusion [true][predicted] %s", mt.TestRows, mt.TrainRows, c.Accuracy, auc, c.LogLoss, cm)
-	st.detail("the owner scores the decrypted model on its plaintext copy of all %d rows (training rows included) with the same engine code: accuracy %.4f", ev.Rows, all.Accuracy)
+	st.detail("the owner scores the decrypted model on its plaintext copy of all %d rows (training rows included) with the same engine code (ppml-run ml evaluate, model and data in memory): accuracy %.4f", ev.Metrics.TestRows, all.Accuracy)
 	st.fact("train_job_digest", j.digest)
 	st.fact("accuracy", strconv.FormatFloat(c.Accuracy, 'f', 4, 64))
 	return nil

@@ -10,8 +10,8 @@ import (
 	"strings"
 
 	"github.com/ppml/ppml/audit"
+	"github.com/ppml/ppml/engine/specs"
 	"github.com/ppml/ppml/job"
-	"github.com/ppml/ppml/launcher"
 	"github.com/ppml/ppml/policy"
 )
 
@@ -58,7 +58,7 @@ func (e *env) modifiedJob(ctx context.Context, st *Step) error {
 	if n := diffBytes(j.manifest, mod); n != 1 {
 		return fmt.Errorf("the modified manifest differs in %d bytes, want 1", n)
 	}
-	pm, err := job.Parse(mod, e.dir)
+	pm, err := job.Parse(mod, e.dir, specs.All)
 	if err != nil {
 		return fmt.Errorf("modified job: %w", err)
 	}
@@ -82,20 +82,20 @@ func (e *env) modifiedJob(ctx context.Context, st *Step) error {
 	for _, l := range run.log {
 		st.detail("%s", l)
 	}
-	var de *launcher.DeniedError
+	var de *deniedError
 	if !errors.As(err, &de) {
 		if err == nil {
 			return errors.New("the modified job ran: the key service released the key")
 		}
 		return fmt.Errorf("the modified job failed, but not by a key denial: %w", err)
 	}
-	if len(de.Denials) == 0 || de.Denials[0].Rule != policy.RuleJob {
+	if len(de.denials) == 0 || de.denials[0].Rule != policy.RuleJob {
 		return fmt.Errorf("refused for another reason than the job digest: %v", err)
 	}
-	d := de.Denials[0]
+	d := de.denials[0]
 	e.sum.Refusal = &d
 	outDenied := false
-	for _, dd := range de.Denials {
+	for _, dd := range de.denials {
 		st.detail("refused: key %s: rule %s: %s", dd.Key, dd.Rule, dd.Reason)
 		outDenied = outDenied || (strings.Contains(dd.Key, ResultKeyName) && dd.Rule == policy.RuleJob)
 	}

@@ -1,5 +1,5 @@
 // Package gramine writes Gramine manifest templates that run a ppml job
-// inside an SGX enclave: the ppml binary as the entrypoint with a fixed
+// inside an SGX enclave: the runtime, ppml-run, as the entrypoint with a fixed
 // command line, every file the enclave executes as a trusted (measured) file,
 // the job manifest itself as a trusted file, encrypted inputs and outputs as
 // allowed files, temporary space in memory, DCAP remote attestation, no debug.
@@ -19,13 +19,14 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/ppml/ppml/engine/exec/execspec"
 	"github.com/ppml/ppml/gramine/elfdeps"
 	"github.com/ppml/ppml/job"
 )
 
 // DefaultPATH is where bare program names in an exec command are looked up,
-// here and by ppml run inside the enclave (loader.env.PATH).
-var DefaultPATH = job.ExecPATH
+// here and by ppml-run inside the enclave (loader.env.PATH).
+var DefaultPATH = execspec.PATH
 
 // Sizing rules (see docs/sgx.md, "Enclave size and threads").
 const (
@@ -43,13 +44,14 @@ const (
 
 // Options say where things are on the host that builds the enclave.
 type Options struct {
-	// PPML is the absolute path of the ppml binary that becomes the entrypoint.
-	PPML string
+	// Runtime is the absolute path of the ppml-run binary that becomes the
+	// entrypoint (and, with the rest of the enclave, MRENCLAVE).
+	Runtime string
 	// JobPath is the absolute path of the job manifest; it becomes a trusted
-	// file and ppml run reads it from there.
+	// file and ppml-run reads it from there.
 	JobPath string
 	// Server, when set, is the key service URL fixed in the enclave's command
-	// line (and so in MRENCLAVE). When empty, ppml run takes it from the
+	// line (and so in MRENCLAVE). When empty, ppml-run takes it from the
 	// PPML_SERVER environment variable, passed through from the host.
 	Server string
 	// Trusted are extra trusted files or directories (a directory is
@@ -133,16 +135,16 @@ func FormatGramineSize(n int64) string {
 type programRunner interface{ Programs() []string }
 
 // pinner is implemented by engine parameters that pin files by hash.
-type pinner interface{ Pinned() []job.PinnedFile }
+type pinner interface{ Pinned() []execspec.PinnedFile }
 
 var pythonName = regexp.MustCompile(`^python3(\.[0-9]+)?$`)
 
 // New computes the manifest for job m.
 func New(m *job.Manifest, o Options) (*Manifest, error) {
-	if !filepath.IsAbs(o.PPML) || !filepath.IsAbs(o.JobPath) {
-		return nil, fmt.Errorf("gramine: ppml binary %q and job manifest %q must be absolute paths", o.PPML, o.JobPath)
+	if !filepath.IsAbs(o.Runtime) || !filepath.IsAbs(o.JobPath) {
+		return nil, fmt.Errorf("gramine: ppml-run binary %q and job manifest %q must be absolute paths", o.Runtime, o.JobPath)
 	}
-	for _, f := range []struct{ what, path string }{{"ppml binary", o.PPML}, {"job manifest", o.JobPath}} {
+	for _, f := range []struct{ what, path string }{{"ppml-run binary", o.Runtime}, {"job manifest", o.JobPath}} {
 		if err := checkHostPath(f.path, f.what); err != nil {
 			return nil, err
 		}
@@ -161,8 +163,8 @@ func New(m *job.Manifest, o Options) (*Manifest, error) {
 	g := &Manifest{
 		JobName:     m.Name,
 		JobDigest:   m.DigestString(),
-		Entrypoint:  o.PPML,
-		Argv:        []string{o.PPML, "run", "--manifest", o.JobPath, "--tee", "gramine"},
+		Entrypoint:  o.Runtime,
+		Argv:        []string{o.Runtime, "run", "--manifest", o.JobPath, "--tee", "gramine"},
 		EnclaveSize: EnclaveSize(m.Resources.Memory),
 		MaxThreads:  MaxThreads(m.Resources.Threads),
 		ISVProdID:   o.ISVProdID,
@@ -173,7 +175,7 @@ func New(m *job.Manifest, o Options) (*Manifest, error) {
 	}
 
 	t := &trustSet{byPath: map[string]int{}}
-	if err := t.addProgram(o.PPML, "ppml binary", r, pathDirs); err != nil {
+	if err := t.addProgram(o.Runtime, "ppml-run binary", r, pathDirs); err != nil {
 		return nil, err
 	}
 	if err := t.addFile(o.JobPath, "job manifest", ""); err != nil {

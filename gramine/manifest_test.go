@@ -11,6 +11,7 @@ import (
 
 	"github.com/pelletier/go-toml/v2"
 
+	"github.com/ppml/ppml/engine/specs"
 	"github.com/ppml/ppml/gramine/elfdeps"
 	"github.com/ppml/ppml/job"
 )
@@ -28,7 +29,7 @@ func loadJob(t *testing.T, name string) (*job.Manifest, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := job.Load(p)
+	m, err := job.Load(p, specs.All)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,7 +135,7 @@ func TestPythonJobManifest(t *testing.T) {
 		t.Skip("Debian python3 not installed")
 	}
 	m, jobPath := loadJob(t, "python-job.yaml")
-	g, v, _ := render(t, m, Options{PPML: standInPPML, JobPath: jobPath})
+	g, v, _ := render(t, m, Options{Runtime: standInPPML, JobPath: jobPath})
 
 	if got := get(t, v, "libos.entrypoint"); got != standInPPML {
 		t.Errorf("libos.entrypoint = %v", got)
@@ -272,11 +273,11 @@ func TestEnclaveSizeAndThreads(t *testing.T) {
 		{"memory: 3GiB\n  threads: 7", "4G", 7 + GramineThreads + GoRuntimeThreads},
 		{"memory: 600MiB\n  threads: 1", "1G", 1 + GramineThreads + GoRuntimeThreads},
 	} {
-		m, err := job.Parse(bytes.Replace(src, []byte("memory: 512MiB\n  threads: 2"), []byte(tc.resources), 1), filepath.Dir(jobPath))
+		m, err := job.Parse(bytes.Replace(src, []byte("memory: 512MiB\n  threads: 2"), []byte(tc.resources), 1), filepath.Dir(jobPath), specs.All)
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, v, _ := render(t, m, Options{PPML: standInPPML, JobPath: jobPath})
+		_, v, _ := render(t, m, Options{Runtime: standInPPML, JobPath: jobPath})
 		if get(t, v, "sgx.enclave_size") != tc.size || get(t, v, "sgx.max_threads") != tc.threads {
 			t.Errorf("%s: size %v threads %v", tc.resources, get(t, v, "sgx.enclave_size"), get(t, v, "sgx.max_threads"))
 		}
@@ -285,7 +286,7 @@ func TestEnclaveSizeAndThreads(t *testing.T) {
 
 func TestServerFixedInArgv(t *testing.T) {
 	m, jobPath := loadJob(t, "python-job.yaml")
-	_, v, _ := render(t, m, Options{PPML: standInPPML, JobPath: jobPath, Server: "https://kms.example.org:8443"})
+	_, v, _ := render(t, m, Options{Runtime: standInPPML, JobPath: jobPath, Server: "https://kms.example.org:8443"})
 	argv := get(t, v, "loader.argv").([]any)
 	if argv[len(argv)-2] != "--server" || argv[len(argv)-1] != "https://kms.example.org:8443" {
 		t.Errorf("argv %v", argv)
@@ -293,7 +294,7 @@ func TestServerFixedInArgv(t *testing.T) {
 	if _, ok := v["loader"].(map[string]any)["env"].(map[string]any)["PPML_SERVER"]; ok {
 		t.Error("PPML_SERVER passed through although the server is fixed")
 	}
-	_, v, _ = render(t, m, Options{PPML: standInPPML, JobPath: jobPath})
+	_, v, _ = render(t, m, Options{Runtime: standInPPML, JobPath: jobPath})
 	if get(t, v, "loader.env.PPML_SERVER").(map[string]any)["passthrough"] != true {
 		t.Error("PPML_SERVER not passed through when the server is not fixed")
 	}
@@ -303,12 +304,12 @@ func TestScriptInterpreter(t *testing.T) {
 	if ok, _ := shebangOf("/usr/bin/ldd"); !ok {
 		t.Skip("/usr/bin/ldd is not a #! script here")
 	}
-	m, err := job.Parse([]byte("name: s\nengine: exec\nparameters: {command: [ldd, /bin/ls]}\n"), "/srv/job")
+	m, err := job.Parse([]byte("name: s\nengine: exec\nparameters: {command: [ldd, /bin/ls]}\n"), "/srv/job", specs.All)
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, jobPath := loadJob(t, "python-job.yaml")
-	_, v, _ := render(t, m, Options{PPML: standInPPML, JobPath: jobPath, PATH: []string{"/usr/bin"}})
+	_, v, _ := render(t, m, Options{Runtime: standInPPML, JobPath: jobPath, PATH: []string{"/usr/bin"}})
 	trusted, _ := trustedPaths(t, v)
 	interp, _, _ := shebang("/usr/bin/ldd")
 	for _, p := range append([]string{"/usr/bin/ldd", interp}, lddFiles(t, interp)...) {
@@ -355,12 +356,12 @@ func TestRefusedPaths(t *testing.T) {
 		o    Options
 		want string
 	}{
-		{Options{PPML: "/tmp/ppml", JobPath: jobPath}, "ppml binary: /tmp/ppml is directly in /tmp"},
-		{Options{PPML: standInPPML, JobPath: "/tmp/job.yaml"}, "job manifest: /tmp/job.yaml is directly in /tmp"},
-		{Options{PPML: "/proc/self/exe", JobPath: jobPath}, "ppml binary: /proc/self/exe is under /proc"},
-		{Options{PPML: "ppml", JobPath: jobPath}, "must be absolute"},
-		{Options{PPML: "/srv/{{ x }}/ppml", JobPath: jobPath}, "gramine-manifest would expand"},
-		{Options{PPML: "/nonexistent/ppml", JobPath: jobPath}, "no such file"},
+		{Options{Runtime: "/tmp/ppml", JobPath: jobPath}, "ppml-run binary: /tmp/ppml is directly in /tmp"},
+		{Options{Runtime: standInPPML, JobPath: "/tmp/job.yaml"}, "job manifest: /tmp/job.yaml is directly in /tmp"},
+		{Options{Runtime: "/proc/self/exe", JobPath: jobPath}, "ppml-run binary: /proc/self/exe is under /proc"},
+		{Options{Runtime: "ppml", JobPath: jobPath}, "must be absolute"},
+		{Options{Runtime: "/srv/{{ x }}/ppml", JobPath: jobPath}, "gramine-manifest would expand"},
+		{Options{Runtime: "/nonexistent/ppml", JobPath: jobPath}, "no such file"},
 	} {
 		if _, err := New(m, tc.o); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%+v: got %v, want %q", tc.o, err, tc.want)
@@ -373,19 +374,19 @@ func TestRefusedPaths(t *testing.T) {
 		{"outputs: {o: {path: /tmp/o.ppml, key: kms://kms.example.org/o/k}}", "outputs.o: /tmp/o.ppml is directly in /tmp"},
 		{"inputs: {a: /dev/sda}", "inputs.a: /dev/sda is under /dev"},
 	} {
-		tmpJob, err := job.Parse([]byte("name: t\nengine: exec\n"+tc.manifest+"\nparameters: {command: [/bin/ls]}\n"), "/srv")
+		tmpJob, err := job.Parse([]byte("name: t\nengine: exec\n"+tc.manifest+"\nparameters: {command: [/bin/ls]}\n"), "/srv", specs.All)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := New(tmpJob, Options{PPML: standInPPML, JobPath: jobPath}); err == nil || !strings.Contains(err.Error(), tc.want) {
+		if _, err := New(tmpJob, Options{Runtime: standInPPML, JobPath: jobPath}); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: got %v, want %q", tc.manifest, err, tc.want)
 		}
 	}
-	missing, err := job.Parse([]byte("name: t\nengine: exec\nparameters: {command: [no-such-program-ppml]}\n"), "/srv")
+	missing, err := job.Parse([]byte("name: t\nengine: exec\nparameters: {command: [no-such-program-ppml]}\n"), "/srv", specs.All)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := New(missing, Options{PPML: standInPPML, JobPath: jobPath}); err == nil || !strings.Contains(err.Error(), `program "no-such-program-ppml" not found in /usr/local/bin:/usr/bin:/bin`) {
+	if _, err := New(missing, Options{Runtime: standInPPML, JobPath: jobPath}); err == nil || !strings.Contains(err.Error(), `program "no-such-program-ppml" not found in /usr/local/bin:/usr/bin:/bin`) {
 		t.Errorf("missing program: %v", err)
 	}
 }
@@ -400,11 +401,11 @@ engine: exec
 inputs: {a: in/a.ppml}
 outputs: {o: {path: out/o.ppml, key: "file:/tmp/ppml-keys/o.key"}}
 parameters: {command: [/bin/ls]}
-`), "/tmp/ppml-jobs/j")
+`), "/tmp/ppml-jobs/j", specs.All)
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, _, _ := render(t, m, Options{PPML: standInPPML, JobPath: jobPath})
+	g, _, _ := render(t, m, Options{Runtime: standInPPML, JobPath: jobPath})
 	if g.Mounts[0].Type != "tmpfs" || g.Mounts[0].Path != "/tmp" {
 		t.Fatalf("first mount %+v, want the tmpfs at /tmp", g.Mounts[0])
 	}
@@ -459,12 +460,12 @@ engine: exec
 inputs: {a: {path: in/a.ppml, key: "file:keys/in.key"}}
 outputs: {o: {path: out/o.ppml, key: "file:/srv/keys/out.key"}}
 parameters: {command: [/bin/ls]}
-`), "/srv/job")
+`), "/srv/job", specs.All)
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, jobPath := loadJob(t, "python-job.yaml")
-	g, v, _ := render(t, m, Options{PPML: standInPPML, JobPath: jobPath, Trusted: []string{"/etc/hostname", "/usr/share/zoneinfo/"}})
+	g, v, _ := render(t, m, Options{Runtime: standInPPML, JobPath: jobPath, Trusted: []string{"/etc/hostname", "/usr/share/zoneinfo/"}})
 	allowed := map[string]bool{}
 	for _, a := range g.AllowedFiles {
 		allowed[a] = true
@@ -481,7 +482,7 @@ parameters: {command: [/bin/ls]}
 	if _, err := os.Stat("/usr/share/zoneinfo"); err == nil && !trusted["/usr/share/zoneinfo/"] {
 		t.Error("--trusted directory missing (directories end in /)")
 	}
-	if _, err := New(m, Options{PPML: standInPPML, JobPath: jobPath, Trusted: []string{"/nonexistent-ppml"}}); err == nil {
+	if _, err := New(m, Options{Runtime: standInPPML, JobPath: jobPath, Trusted: []string{"/nonexistent-ppml"}}); err == nil {
 		t.Error("missing --trusted file accepted")
 	}
 }

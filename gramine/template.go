@@ -40,7 +40,7 @@ func (g *Manifest) Template() ([]byte, error) {
 	}
 	w("\n")
 
-	w("# SIGTERM from the host stops the job: ppml run discards outputs and zeroizes keys.\n")
+	w("# SIGTERM from the host stops the job: ppml-run discards outputs and zeroizes keys.\n")
 	w("sys.enable_sigterm_injection = true\n")
 	w("# /etc/resolv.conf and the host name inside the enclave, to reach the key service by name.\n")
 	w("sys.enable_extra_runtime_domain_names_conf = true\n\n")

@@ -11,7 +11,11 @@
 // where the untrusted host happens to store the files.
 //
 // Parsing is strict: unknown fields, duplicate keys, YAML anchors and aliases
-// are errors, and every error names the field and its line. Engines register
-// a validator for their parameters with RegisterEngine; the exec engine is
-// built in.
+// are errors, and every error names the field and its line.
+//
+// Each engine reads its own parameters section through a Spec (a pure-Go
+// package beside the engine, e.g. engine/sql/sqlspec). Parse takes the set
+// of specs to accept: a runtime accepts the engines built into it
+// (launcher.Specs), the key service and the CLI every engine of the platform
+// (package engine/specs). This package knows no engine itself.
 package job

@@ -1,4 +1,4 @@
-package job
+package job_test
 
 import (
 	"bytes"
@@ -7,10 +7,12 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/ppml/ppml/job"
 )
 
 // FuzzParse feeds arbitrary bytes to the manifest parser. It must never
-// panic; it must either return a *Error or a manifest whose canonical form is
+// panic; it must either return a *job.Error or a manifest whose canonical form is
 // valid JSON that re-serializes to itself and whose digest is stable.
 func FuzzParse(f *testing.F) {
 	files, _ := filepath.Glob(filepath.Join("testdata", "*.yaml"))
@@ -29,9 +31,9 @@ func FuzzParse(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		m, err := Parse(data, "/fuzz")
+		m, err := job.Parse(data, "/fuzz", specs)
 		if err != nil {
-			var je *Error
+			var je *job.Error
 			if !errors.As(err, &je) || len(je.Problems) == 0 {
 				t.Fatalf("error %T %v is not a *job.Error with problems", err, err)
 			}
@@ -48,14 +50,14 @@ func FuzzParse(f *testing.F) {
 		if err := dec.Decode(&v); err != nil {
 			t.Fatal(err)
 		}
-		again, err := MarshalCanonical(numbersToInt(t, v))
+		again, err := job.MarshalCanonical(numbersToInt(t, v))
 		if err != nil || !bytes.Equal(again, canon) {
 			t.Fatalf("canonical form is not a fixed point: %v\n%q\n%q", err, canon, again)
 		}
 		// Path checks may differ between base directories (a relative and
 		// an absolute path can meet in one and not the other), the identity
 		// may not.
-		if m2, err := Parse(data, "/elsewhere"); err == nil && m2.Digest() != m.Digest() {
+		if m2, err := job.Parse(data, "/elsewhere", specs); err == nil && m2.Digest() != m.Digest() {
 			t.Fatalf("digest depends on the base directory")
 		}
 	})

@@ -1,4 +1,4 @@
-package job
+package job_test
 
 import (
 	"bytes"
@@ -11,6 +11,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/ppml/ppml/engine/exec/execspec"
+	"github.com/ppml/ppml/job"
 )
 
 func readFile(t *testing.T, name string) []byte {
@@ -22,9 +25,13 @@ func readFile(t *testing.T, name string) []byte {
 	return b
 }
 
-func mustParse(t *testing.T, src string) *Manifest {
+// specs is what these tests parse with: the exec engine, which the golden
+// manifest uses, and the test engines below.
+var specs = job.NewSpecSet(execspec.Spec, fakeEngine{}, threadsEngine{})
+
+func mustParse(t *testing.T, src string) *job.Manifest {
 	t.Helper()
-	m, err := Parse([]byte(src), "/jobs/demo")
+	m, err := job.Parse([]byte(src), "/jobs/demo", specs)
 	if err != nil {
 		t.Fatalf("Parse: %v", err)
 	}
@@ -34,7 +41,7 @@ func mustParse(t *testing.T, src string) *Manifest {
 // TestGolden checks the canonical bytes and digest against values committed
 // beside the manifest, which were written by hand from docs/jobs.md.
 func TestGolden(t *testing.T) {
-	m, err := Load(filepath.Join("testdata", "golden.yaml"))
+	m, err := job.Load(filepath.Join("testdata", "golden.yaml"), specs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +53,7 @@ func TestGolden(t *testing.T) {
 	if got := m.DigestString(); got != wantDigest {
 		t.Fatalf("digest %s, want %s", got, wantDigest)
 	}
-	if sum := sha256.Sum256(want); FormatDigest(sum) != wantDigest {
+	if sum := sha256.Sum256(want); job.FormatDigest(sum) != wantDigest {
 		t.Fatalf("golden.digest does not match golden.canonical.json")
 	}
 	// Host paths are resolved against the manifest's directory but stay out of the identity.
@@ -56,7 +63,7 @@ func TestGolden(t *testing.T) {
 	}
 
 	// The same job written differently has the same identity.
-	r, err := Parse(readFile(t, "golden-reformatted.yaml"), "/somewhere/else")
+	r, err := job.Parse(readFile(t, "golden-reformatted.yaml"), "/somewhere/else", specs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -229,11 +236,11 @@ parameters:
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			m, err := Parse([]byte(tc.src), "/jobs/demo")
+			m, err := job.Parse([]byte(tc.src), "/jobs/demo", specs)
 			if err == nil {
 				t.Fatalf("accepted:\n%s\ncanonical %s", tc.src, m.Canonical())
 			}
-			var je *Error
+			var je *job.Error
 			if !errors.As(err, &je) {
 				t.Fatalf("error %T %v is not a *job.Error", err, err)
 			}
@@ -257,8 +264,8 @@ parameters:
   cwd: /
 resources: {memory: 1KB, threads: 0, disk: 1GiB}
 `
-	_, err := Parse([]byte(src), "/j")
-	var je *Error
+	_, err := job.Parse([]byte(src), "/j", specs)
+	var je *job.Error
 	if !errors.As(err, &je) {
 		t.Fatalf("got %v", err)
 	}
@@ -292,7 +299,7 @@ func TestCheckFiles(t *testing.T) {
 		return []byte("name: j\nengine: exec\ninputs:\n  a: " + in + "\noutputs:\n  o: {path: " + out + ", key: \"file:k\"}\nparameters: {command: [true]}\n")
 	}
 	check := func(in, out string) error {
-		m, err := Parse(src(in, out), dir)
+		m, err := job.Parse(src(in, out), dir, specs)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -326,7 +333,7 @@ func TestKeyRef(t *testing.T) {
 		"file:/keys//a/../owner.key":             "file:/keys/owner.key",
 	}
 	for in, want := range good {
-		k, err := ParseKeyRef(in, "/base")
+		k, err := job.ParseKeyRef(in, "/base")
 		if err != nil {
 			t.Errorf("%s: %v", in, err)
 			continue
@@ -335,10 +342,10 @@ func TestKeyRef(t *testing.T) {
 			t.Errorf("%s: canonical %s, want %s", in, k.String(), want)
 		}
 	}
-	if k, _ := ParseKeyRef("file:owner.key", "/base"); k.AbsPath != "/base/owner.key" || k.Scheme != KeyFile {
+	if k, _ := job.ParseKeyRef("file:owner.key", "/base"); k.AbsPath != "/base/owner.key" || k.Scheme != job.KeyFile {
 		t.Errorf("file key resolved to %s", k.AbsPath)
 	}
-	if k, _ := ParseKeyRef("kms://h/k@2", "/base"); k.Scheme != KeyKMS || k.Envelope.Name != "k" || k.Envelope.Version != 2 {
+	if k, _ := job.ParseKeyRef("kms://h/k@2", "/base"); k.Scheme != job.KeyKMS || k.Envelope.Name != "k" || k.Envelope.Version != 2 {
 		t.Errorf("kms key parsed as %+v", k)
 	}
 	// Non-canonical spellings are refused so that each key has one spelling,
@@ -348,7 +355,7 @@ func TestKeyRef(t *testing.T) {
 		"kms://host:08443/k", "kms://host/k@03", "kms://host/k@", "kms://host/k@0", "kms://host/k@1.0", "kms://host/k y",
 		"kms://[::1/k", "kms://[zz]/k", "kms://[::1]x/k", "file:", "https://host/k", "kms://host/k@99999999999",
 		"local:xyz", "local:00112233445566778899AABBCCDDEEFF"} {
-		if k, err := ParseKeyRef(in, "/base"); err == nil {
+		if k, err := job.ParseKeyRef(in, "/base"); err == nil {
 			t.Errorf("%q accepted as %s", in, k)
 		}
 	}
@@ -358,31 +365,31 @@ func TestParseSize(t *testing.T) {
 	good := map[string]int64{"512MiB": 512 << 20, "2GiB": 2 << 30, "2G": 2 << 30, "1024": 1024, "1 KiB": 1024,
 		"7B": 7, "1TiB": 1 << 40, "8388607TiB": 8388607 << 40}
 	for in, want := range good {
-		if got, err := ParseSize(in); err != nil || got != want {
+		if got, err := job.ParseSize(in); err != nil || got != want {
 			t.Errorf("%s: %d %v, want %d", in, got, err, want)
 		}
 	}
 	for _, in := range []string{"", "MiB", "-1", "1.5GiB", "1 GB", "1mib", "8388608TiB", "18446744073709551616", "1e9"} {
-		if v, err := ParseSize(in); err == nil {
+		if v, err := job.ParseSize(in); err == nil {
 			t.Errorf("%q accepted as %d", in, v)
 		}
 	}
 	for _, n := range []int64{1, 1023, 1024, 512 << 20, 3 << 30, 1 << 40} {
-		back, err := ParseSize(FormatSize(n))
+		back, err := job.ParseSize(job.FormatSize(n))
 		if err != nil || back != n {
-			t.Errorf("FormatSize(%d)=%s reads back as %d %v", n, FormatSize(n), back, err)
+			t.Errorf("FormatSize(%d)=%s reads back as %d %v", n, job.FormatSize(n), back, err)
 		}
 	}
 }
 
 func TestParseDigest(t *testing.T) {
 	m := mustParse(t, string(readFile(t, "golden.yaml")))
-	d, err := ParseDigest(m.DigestString())
+	d, err := job.ParseDigest(m.DigestString())
 	if err != nil || d != m.Digest() {
 		t.Fatalf("round trip: %v", err)
 	}
 	for _, bad := range []string{"", "sha256:", "sha256:abc", "SHA256:" + hex.EncodeToString(d[:]), "sha256:" + strings.ToUpper(hex.EncodeToString(d[:]))} {
-		if _, err := ParseDigest(bad); err == nil {
+		if _, err := job.ParseDigest(bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
 	}
@@ -392,7 +399,7 @@ func TestMarshalCanonical(t *testing.T) {
 	v := map[string]any{
 		"\u20ac": 1, "\r": 2, "\U0001F600": 3, "\u00f6": 4, "1": 5, // RFC 8785 §3.2.3 sort example
 	}
-	got, err := MarshalCanonical(v)
+	got, err := job.MarshalCanonical(v)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -400,16 +407,16 @@ func TestMarshalCanonical(t *testing.T) {
 	if string(got) != want {
 		t.Errorf("got %s want %s", got, want)
 	}
-	if _, err := MarshalCanonical(map[string]any{"x": int64(1) << 60}); err == nil {
+	if _, err := job.MarshalCanonical(map[string]any{"x": int64(1) << 60}); err == nil {
 		t.Error("2^60 accepted")
 	}
-	if _, err := MarshalCanonical("\xff"); err == nil {
+	if _, err := job.MarshalCanonical("\xff"); err == nil {
 		t.Error("invalid UTF-8 accepted")
 	}
-	if _, err := MarshalCanonical(1.5); err == nil {
+	if _, err := job.MarshalCanonical(1.5); err == nil {
 		t.Error("float accepted")
 	}
-	s, _ := MarshalCanonical("a\"\\\b\f\n\r\t\x00\x1f\x7f\u2028</>&")
+	s, _ := job.MarshalCanonical("a\"\\\b\f\n\r\t\x00\x1f\x7f\u2028</>&")
 	if string(s) != "\"a\\\"\\\\\\b\\f\\n\\r\\t\\u0000\\u001f\x7f\u2028</>&\"" {
 		t.Errorf("string escaping: %s", s)
 	}
@@ -420,7 +427,7 @@ func TestMarshalCanonical(t *testing.T) {
 type fakeEngine struct{}
 
 func (fakeEngine) Name() string { return "test-sql" }
-func (fakeEngine) ParseParameters(n Node, present bool, c *Checker) Parameters {
+func (fakeEngine) ParseParameters(n job.Node, present bool, c *job.Checker) job.Parameters {
 	if !present {
 		c.Failf(n, "required")
 		return nil
@@ -442,23 +449,22 @@ type fakeParams struct{ q string }
 func (p fakeParams) Canonical() map[string]any { return map[string]any{"query": p.q} }
 
 func TestPluggableEngine(t *testing.T) {
-	RegisterEngine(fakeEngine{})
 	m := mustParse(t, "name: q\nengine: test-sql\nparameters: {query: select 1}\n")
 	if !strings.Contains(string(m.Canonical()), `"parameters":{"query":"select 1"}`) {
 		t.Errorf("canonical %s", m.Canonical())
 	}
-	_, err := Parse([]byte("name: q\nengine: test-sql\nparameters: {command: [x]}\n"), "/")
+	_, err := job.Parse([]byte("name: q\nengine: test-sql\nparameters: {command: [x]}\n"), "/", specs)
 	if err == nil || !strings.Contains(err.Error(), "line 3: parameters.command: unknown field (known fields here: query)") {
 		t.Errorf("got %v", err)
 	}
-	_, err = Parse([]byte("name: q\nengine: nope\n"), "/")
-	if err == nil || !strings.Contains(err.Error(), "known engines: exec, test-sql") {
+	_, err = job.Parse([]byte("name: q\nengine: nope\n"), "/", specs)
+	if err == nil || !strings.Contains(err.Error(), `unknown engine "nope" (known engines: exec, test-sql, test-threads)`) {
 		t.Errorf("got %v", err)
 	}
 }
 
 func TestEnvNames(t *testing.T) {
-	if InputEnv("data_1") != "PPML_INPUT_DATA_1" || OutputEnv("Result") != "PPML_OUTPUT_RESULT" {
+	if job.InputEnv("data_1") != "PPML_INPUT_DATA_1" || job.OutputEnv("Result") != "PPML_OUTPUT_RESULT" {
 		t.Error("env names")
 	}
 }
@@ -473,7 +479,7 @@ func TestCheckFilesExec(t *testing.T) {
 	good := hex.EncodeToString(sum[:])
 	check := func(prog, hash string) error {
 		src := "name: j\nengine: exec\nparameters:\n  command: [" + prog + ", " + script + "]\n  files: [{path: " + script + ", sha256: " + hash + "}]\n"
-		m, err := Parse([]byte(src), dir)
+		m, err := job.Parse([]byte(src), dir, specs)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -500,7 +506,6 @@ func (threadsEngine) Name() string        { return "test-threads" }
 func (threadsEngine) DefaultThreads() int { return 1 }
 
 func TestEngineDefaultThreads(t *testing.T) {
-	RegisterEngine(threadsEngine{})
 	omitted := mustParse(t, "name: q\nengine: test-threads\nparameters: {query: select 1}\n")
 	if omitted.Resources.Threads != 1 {
 		t.Fatalf("threads %d, want the engine's default 1", omitted.Resources.Threads)
@@ -517,7 +522,7 @@ func TestEngineDefaultThreads(t *testing.T) {
 		t.Errorf("explicit threads: %d, digest %s", four.Resources.Threads, four.DigestString())
 	}
 	// Other engines keep the manifest default.
-	if m := mustParse(t, "name: q\nengine: exec\nparameters: {command: [/bin/true]}\n"); m.Resources.Threads != DefaultThreads {
-		t.Errorf("exec threads %d, want %d", m.Resources.Threads, DefaultThreads)
+	if m := mustParse(t, "name: q\nengine: exec\nparameters: {command: [/bin/true]}\n"); m.Resources.Threads != job.DefaultThreads {
+		t.Errorf("exec threads %d, want %d", m.Resources.Threads, job.DefaultThreads)
 	}
 }

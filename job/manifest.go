@@ -95,9 +95,9 @@ func (m *Manifest) Output(name string) (Output, bool) {
 	return Output{}, false
 }
 
-// Load reads and validates the manifest at path. Relative paths in it are
-// relative to its directory.
-func Load(path string) (*Manifest, error) {
+// Load reads and validates the manifest at path with the engines of specs.
+// Relative paths in it are relative to its directory.
+func Load(path string, specs Specs) (*Manifest, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, fmt.Errorf("job manifest %s: %w", path, err)
@@ -111,7 +111,7 @@ func Load(path string) (*Manifest, error) {
 	if err != nil {
 		return nil, fmt.Errorf("job manifest %s: %w", path, err)
 	}
-	m, err := Parse(data, filepath.Dir(abs))
+	m, err := Parse(data, filepath.Dir(abs), specs)
 	var je *Error
 	if errors.As(err, &je) {
 		je.Source = path
@@ -119,10 +119,10 @@ func Load(path string) (*Manifest, error) {
 	return m, err
 }
 
-// Parse validates a manifest. dir must be absolute: relative paths in the
-// manifest are resolved against it. Parse touches no file; CheckFiles
-// checks that inputs exist.
-func Parse(data []byte, dir string) (*Manifest, error) {
+// Parse validates a manifest; its engine must be one of specs. dir must be
+// absolute: relative paths in the manifest are resolved against it. Parse
+// touches no file; CheckFiles checks that inputs exist.
+func Parse(data []byte, dir string, specs Specs) (*Manifest, error) {
 	if !filepath.IsAbs(dir) {
 		return nil, fmt.Errorf("job: base directory %q is not absolute", dir)
 	}
@@ -165,17 +165,19 @@ func Parse(data []byte, dir string) (*Manifest, error) {
 		m.Name = s
 	}
 
-	var engine Engine
+	var engine Spec
 	if n, ok := fs["engine"]; !ok {
-		c.Failf(top.Missing("engine"), "required (known engines: %s)", strings.Join(Engines(), ", "))
+		c.Failf(top.Missing("engine"), "required (known engines: %s)", strings.Join(specs.Names(), ", "))
 	} else if s, err := n.Str(); err != nil {
 		c.Add(err)
-	} else if e, err := lookupEngine(s); err != nil {
+	} else if e, err := specs.Spec(s); err != nil {
 		c.Failf(n, "%v", err)
 	} else {
 		engine, m.Engine = e, s
 		if d, ok := e.(ThreadsDefaulter); ok {
-			m.Resources.Threads = d.DefaultThreads() // checked by RegisterEngine
+			if t := d.DefaultThreads(); t >= 1 && t <= MaxThreads { // CheckSpec
+				m.Resources.Threads = t
+			}
 		}
 	}
 

@@ -102,7 +102,7 @@ func TestBadInputs(t *testing.T) {
 	att := &sim.Attester{Dir: simDir}
 
 	// A good release works, so every failure below is due to what it breaks.
-	if r, err := runner.Release(ctx, att, manifest, []api.ReleaseKeyItem{itA}, 0); err != nil {
+	if r, err := runner.Release(ctx, att, manifest, [32]byte(jobDigest(t, manifest)), []api.ReleaseKeyItem{itA}, 0); err != nil {
 		t.Fatal(err)
 	} else {
 		r.Zero()
@@ -198,7 +198,7 @@ func TestBadInputs(t *testing.T) {
 	t.Run("unknown key", func(t *testing.T) {
 		it := itA
 		it.Ref = "kms://127.0.0.1/nobody.key"
-		_, err := runner.Release(ctx, att, manifest, []api.ReleaseKeyItem{it}, 0)
+		_, err := runner.Release(ctx, att, manifest, [32]byte(jobDigest(t, manifest)), []api.ReleaseKeyItem{it}, 0)
 		expectDenied(t, err, api.RuleUnknownKey)
 	})
 	t.Run("revoked token", func(t *testing.T) {
@@ -218,32 +218,32 @@ func TestBadInputs(t *testing.T) {
 	t.Run("debug enclave", func(t *testing.T) {
 		mv.set(func(c *attest.Claims) { c.Debug = true })
 		defer mv.set(nil)
-		_, err := runner.Release(ctx, att, manifest, []api.ReleaseKeyItem{itA}, 0)
+		_, err := runner.Release(ctx, att, manifest, [32]byte(jobDigest(t, manifest)), []api.ReleaseKeyItem{itA}, 0)
 		expectDenied(t, err, policy.RuleDebug)
 	})
 	t.Run("OutOfDate TCB", func(t *testing.T) {
 		mv.set(func(c *attest.Claims) { c.TCBStatus = policy.TCBOutOfDate })
 		defer mv.set(nil)
-		_, err := runner.Release(ctx, att, manifest, []api.ReleaseKeyItem{itA}, 0)
+		_, err := runner.Release(ctx, att, manifest, [32]byte(jobDigest(t, manifest)), []api.ReleaseKeyItem{itA}, 0)
 		expectDenied(t, err, policy.RuleTCBStatus)
 	})
 	t.Run("sim not listed", func(t *testing.T) {
-		_, err := runner.Release(ctx, att, manifest, []api.ReleaseKeyItem{itNoSim}, 0)
+		_, err := runner.Release(ctx, att, manifest, [32]byte(jobDigest(t, manifest)), []api.ReleaseKeyItem{itNoSim}, 0)
 		expectDenied(t, err, policy.RulePlatform)
 	})
 	t.Run("sim platform key not trusted", func(t *testing.T) {
 		other := filepath.Join(t.TempDir(), "othersim")
-		_, err := runner.Release(ctx, &sim.Attester{Dir: other}, manifest, []api.ReleaseKeyItem{itA}, 0)
+		_, err := runner.Release(ctx, &sim.Attester{Dir: other}, manifest, [32]byte(jobDigest(t, manifest)), []api.ReleaseKeyItem{itA}, 0)
 		expectDenied(t, err, "attestation:sim_platform_key")
 	})
 	t.Run("job digest not in policy", func(t *testing.T) {
-		_, err := runner.Release(ctx, att, manifest, []api.ReleaseKeyItem{itJob}, 0)
+		_, err := runner.Release(ctx, att, manifest, [32]byte(jobDigest(t, manifest)), []api.ReleaseKeyItem{itJob}, 0)
 		expectDenied(t, err, policy.RuleJob)
 	})
 	t.Run("tampered wrapped key", func(t *testing.T) {
 		it := itA
 		it.AAD = append([]byte("x"), it.AAD...)
-		_, err := runner.Release(ctx, att, manifest, []api.ReleaseKeyItem{it}, 0)
+		_, err := runner.Release(ctx, att, manifest, [32]byte(jobDigest(t, manifest)), []api.ReleaseKeyItem{it}, 0)
 		expectDenied(t, err, "wrapped_key")
 	})
 

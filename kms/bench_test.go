@@ -42,6 +42,7 @@ func BenchmarkRelease(b *testing.B) {
 	}
 	items := []api.ReleaseKeyItem{{Ref: "alice.k", Wrapped: d.Wrapped, AAD: []byte("aad")}}
 	att := &sim.Attester{Dir: simDir, Executable: exe}
+	digest := [32]byte(jobDigest(b, manifest))
 	var mu sync.Mutex
 	var lat []time.Duration
 	b.SetParallelism(8)
@@ -51,7 +52,7 @@ func BenchmarkRelease(b *testing.B) {
 		var mine []time.Duration
 		for pb.Next() {
 			t0 := time.Now()
-			r, err := runner.Release(ctx, att, manifest, items, 0)
+			r, err := runner.Release(ctx, att, manifest, digest, items, 0)
 			if err != nil {
 				b.Error(err)
 				return

@@ -185,7 +185,7 @@ func TestCrashSafety(t *testing.T) {
 					return
 				}
 				ref := "kms://127.0.0.1/" + name + "@1"
-				r, err := runner.Release(ctx, att, manifest, []api.ReleaseKeyItem{{Ref: ref, Wrapped: d.Wrapped, AAD: []byte("aad")}}, 0)
+				r, err := runner.Release(ctx, att, manifest, [32]byte(jobDigest(t, manifest)), []api.ReleaseKeyItem{{Ref: ref, Wrapped: d.Wrapped, AAD: []byte("aad")}}, 0)
 				if err != nil {
 					return
 				}

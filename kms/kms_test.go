@@ -210,7 +210,7 @@ func TestEndToEnd(t *testing.T) {
 
 	// Inside the simulated TEE: release and decrypt.
 	items := []api.ReleaseKeyItem{client.ItemFromHeader(h)}
-	rel, err := runner.Release(ctx, &sim.Attester{Dir: simDir}, manifest, items, 0)
+	rel, err := runner.Release(ctx, &sim.Attester{Dir: simDir}, manifest, [32]byte(jobDigest(t, manifest)), items, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -233,7 +233,7 @@ func TestEndToEnd(t *testing.T) {
 	}
 
 	// The hybrid post-quantum KEM works too.
-	rel2, err := runner.Release(ctx, &sim.Attester{Dir: simDir}, manifest, items, api.KEMMLKEM768X25519)
+	rel2, err := runner.Release(ctx, &sim.Attester{Dir: simDir}, manifest, [32]byte(jobDigest(t, manifest)), items, api.KEMMLKEM768X25519)
 	if err != nil {
 		t.Fatal(err)
 	}

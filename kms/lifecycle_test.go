@@ -114,7 +114,7 @@ func TestKeyVersionLifecycle(t *testing.T) {
 	}
 	item := []api.ReleaseKeyItem{{Ref: "alice.k", Wrapped: dk1.Wrapped, AAD: aad}}
 	release := func() error {
-		rel, err := runner.Release(ctx, &sim.Attester{Dir: simDir}, manifest, item, 0)
+		rel, err := runner.Release(ctx, &sim.Attester{Dir: simDir}, manifest, [32]byte(jobDigest(t, manifest)), item, 0)
 		if err == nil {
 			rel.Zero()
 		}
@@ -150,7 +150,7 @@ func TestKeyVersionLifecycle(t *testing.T) {
 	if _, err := alice.GenerateDataKey(ctx, "alice.k", aad); err == nil || !strings.Contains(err.Error(), "newest version") {
 		t.Fatalf("data key under a disabled newest version: %v", err)
 	}
-	_, err = runner.ReleaseWithOutputs(ctx, &sim.Attester{Dir: simDir}, manifest, nil, []api.ReleaseOutputItem{{Ref: "alice.k", AAD: aad}}, 0)
+	_, err = runner.ReleaseWithOutputs(ctx, &sim.Attester{Dir: simDir}, manifest, [32]byte(jobDigest(t, manifest)), nil, []api.ReleaseOutputItem{{Ref: "alice.k", AAD: aad}}, 0)
 	if err == nil || denialRule(t, err) != api.RuleKeyDisabled {
 		t.Fatalf("output key under a disabled newest version: %v", err)
 	}

@@ -140,7 +140,7 @@ func TestMigrateDatabaseOfPreviousVersion(t *testing.T) {
 		t.Fatalf("trail of %s after migration: %s", fx.Key, got)
 	}
 	att := &sim.Attester{Dir: filepath.Join(root, "sim"), Executable: filepath.Join(root, "tee-program")}
-	rel, err := e.client(fx.RunnerToken).Release(ctx, att, fx.Manifest, []api.ReleaseKeyItem{{Ref: fx.Key, Wrapped: fx.Wrapped, AAD: fx.AAD}}, 0)
+	rel, err := e.client(fx.RunnerToken).Release(ctx, att, fx.Manifest, [32]byte(jobDigest(t, fx.Manifest)), []api.ReleaseKeyItem{{Ref: fx.Key, Wrapped: fx.Wrapped, AAD: fx.AAD}}, 0)
 	if err != nil || !bytes.Equal(rel.Keys[0], fx.DataKey) {
 		t.Fatalf("release after migration: %v", err)
 	}

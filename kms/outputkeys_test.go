@@ -58,7 +58,7 @@ func TestReleaseOutputKeys(t *testing.T) {
 	aad1, aad2 := randAAD(t), randAAD(t)
 	outs := []api.ReleaseOutputItem{{Ref: outRef, AAD: aad1}, {Ref: outRef, AAD: aad2}}
 
-	rel, err := runner.ReleaseWithOutputs(ctx, att, manifest, []api.ReleaseKeyItem{in}, outs, 0)
+	rel, err := runner.ReleaseWithOutputs(ctx, att, manifest, [32]byte(jobDigest(t, manifest)), []api.ReleaseKeyItem{in}, outs, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,7 +150,7 @@ func TestReleaseOutputKeys(t *testing.T) {
 	}
 	for _, d := range denials {
 		t.Run(d.name, func(t *testing.T) {
-			_, err := runner.ReleaseWithOutputs(ctx, att, manifest, []api.ReleaseKeyItem{in}, []api.ReleaseOutputItem{{Ref: d.ref, AAD: aad1}}, 0)
+			_, err := runner.ReleaseWithOutputs(ctx, att, manifest, [32]byte(jobDigest(t, manifest)), []api.ReleaseKeyItem{in}, []api.ReleaseOutputItem{{Ref: d.ref, AAD: aad1}}, 0)
 			var se *client.StatusError
 			if !errors.As(err, &se) || se.Status != 403 || len(se.Err.Denials) != 1 || se.Err.Denials[0].Rule != d.rule || se.Err.Denials[0].Key != d.ref ||
 				!strings.HasPrefix(se.Err.Denials[0].Reason, "output key: ") {
@@ -163,7 +163,7 @@ func TestReleaseOutputKeys(t *testing.T) {
 	}
 
 	// Outputs only, no input key: a job that reads nothing encrypted.
-	rel2, err := runner.ReleaseWithOutputs(ctx, att, manifest, nil, outs[:1], 0)
+	rel2, err := runner.ReleaseWithOutputs(ctx, att, manifest, [32]byte(jobDigest(t, manifest)), nil, outs[:1], 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +172,7 @@ func TestReleaseOutputKeys(t *testing.T) {
 		t.Fatal("a zeroed output key handed out a key")
 	}
 	// An owner token cannot ask for output keys: releases are for runners.
-	if _, err := e.client(aliceTok.Token).ReleaseWithOutputs(ctx, att, manifest, nil, outs[:1], 0); err == nil {
+	if _, err := e.client(aliceTok.Token).ReleaseWithOutputs(ctx, att, manifest, [32]byte(jobDigest(t, manifest)), nil, outs[:1], 0); err == nil {
 		t.Fatal("an owner token got output keys")
 	}
 }

@@ -197,7 +197,7 @@ func TestAttackAuditIndexRowDeleted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rel, err := runner.Release(ctx, &sim.Attester{Dir: simDir}, manifest, []api.ReleaseKeyItem{{Ref: "alice.sales", Wrapped: dk.Wrapped, AAD: []byte("aad")}}, 0)
+	rel, err := runner.Release(ctx, &sim.Attester{Dir: simDir}, manifest, [32]byte(jobDigest(t, manifest)), []api.ReleaseKeyItem{{Ref: "alice.sales", Wrapped: dk.Wrapped, AAD: []byte("aad")}}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

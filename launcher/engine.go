@@ -15,23 +15,47 @@ import (
 )
 
 // Engine runs one kind of job (the manifest's engine field) on inputs the
-// launcher has already decrypted. It fills the output memfds; the launcher
-// encrypts them only when Run returns nil, so an engine that fails leaves
-// no output. An engine must not write plaintext anywhere but the output
-// memfds (and, when the job asks for it, Job.Stdout).
+// launcher has already decrypted. An engine package registers one from its
+// init with Register; the launcher imports no engine.
 type Engine interface {
+	// Spec reads and validates the engine's manifest parameters. It is the
+	// engine's pure-Go spec package (engine/<name>/<name>spec), the same the
+	// key service and the CLI use to compute job digests, so a manifest
+	// means the same job everywhere.
+	Spec() job.Spec
+	// Run runs the job. It fills the output memfds; the launcher encrypts
+	// them only when Run returns nil, so an engine that fails leaves no
+	// output. An engine must not write plaintext anywhere but the output
+	// memfds (and, when the job asks for it, Job.Stdout), and must not
+	// spill to disk. When ctx is cancelled (the run was stopped) a batch
+	// engine abandons the job and returns an error.
 	Run(ctx context.Context, j *Job) error
 }
 
-// EngineFunc adapts a function to Engine.
-type EngineFunc func(ctx context.Context, j *Job) error
+// LongRunning is an optional ability of an Engine whose jobs run until they
+// are stopped (a model server, a stream processor) rather than until their
+// input is consumed. For such an engine the cancellation of Run's context
+// is the normal end of the job, not a failure: the engine drains — stops
+// taking new work, finishes what it took, writes its last outputs (a final
+// checkpoint, a summary) — and returns nil, and the launcher encrypts and
+// writes the outputs as after any successful run.
+//
+// The launcher bounds the drain: if Run has not returned Job.Grace after
+// the stop, the run fails with ErrDrainTimeout and no output is written
+// (the engine's goroutines end with the process).
+type LongRunning interface {
+	Engine
+	// LongRunning marks the engine; it is never called.
+	LongRunning()
+}
 
-// Run implements Engine.
-func (f EngineFunc) Run(ctx context.Context, j *Job) error { return f(ctx, j) }
+// ErrDrainTimeout is returned (wrapped) when a LongRunning engine did not
+// finish draining within the grace period after a stop.
+var ErrDrainTimeout = fmt.Errorf("engine did not drain within the grace period")
 
 // Job is what an engine gets: the validated manifest (its Parameters are
-// the engine's own type, registered with job.RegisterEngine), the inputs
-// and outputs in manifest order, and the caller's terminal.
+// the value the engine's Spec returned), the inputs and outputs in manifest
+// order, and the caller's terminal.
 type Job struct {
 	Manifest *job.Manifest
 	Inputs   []Input
@@ -45,8 +69,12 @@ type Job struct {
 	Stderr  io.Writer // never nil (io.Discard)
 	// Options are Config.EngineOptions: presentation choices of the caller
 	// that are not part of the job's identity (e.g. how ppml sql prints).
-	Options  any
-	Grace    time.Duration
+	Options any
+	// Grace is how long a stopped job has to end: a program between SIGTERM
+	// and SIGKILL, a LongRunning engine to drain.
+	Grace time.Duration
+	// TempRoot is where an engine that needs a private directory makes it
+	// ("" is /dev/shm when available); it must be a memory file system.
 	TempRoot string
 	// Logf writes a launcher progress line (names and sizes, never content).
 	Logf func(format string, args ...any)
@@ -98,28 +126,79 @@ var (
 	engines   = map[string]Engine{}
 )
 
-// RegisterEngine makes an engine launchable under a manifest engine name.
-// Call it from the engine package's init; it panics on a duplicate, a
-// programming error caught at start-up. The exec engine is built in.
-func RegisterEngine(name string, e Engine) {
+// Register makes an engine launchable under its spec's name. Call it from
+// the engine package's init; it panics on a duplicate or an invalid spec,
+// programming errors caught at start-up.
+func Register(e Engine) {
+	sp := e.Spec()
+	if err := job.CheckSpec(sp); err != nil {
+		panic("launcher: " + err.Error())
+	}
 	enginesMu.Lock()
 	defer enginesMu.Unlock()
-	if _, dup := engines[name]; dup {
-		panic(fmt.Sprintf("launcher: engine %q registered twice", name))
+	if _, dup := engines[sp.Name()]; dup {
+		panic(fmt.Sprintf("launcher: engine %q registered twice", sp.Name()))
 	}
-	engines[name] = e
+	engines[sp.Name()] = e
 }
 
-func lookupEngine(name string) (Engine, error) {
+// Engines lists the names of the registered engines, sorted: the engines
+// built into this runtime.
+func Engines() []string {
 	enginesMu.RLock()
 	defer enginesMu.RUnlock()
-	if e, ok := engines[name]; ok {
-		return e, nil
-	}
 	names := make([]string, 0, len(engines))
 	for n := range engines {
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	return nil, fmt.Errorf("engine %q cannot be launched by this build of ppml run (launchable: %s)", name, strings.Join(names, ", "))
+	return names
+}
+
+// Specs is the job.Specs of the registered engines: what this runtime can
+// parse and run. A manifest for another engine fails at its engine field,
+// naming the engines built in.
+func Specs() job.Specs { return registered{} }
+
+type registered struct{}
+
+func (registered) Spec(name string) (job.Spec, error) {
+	e, err := lookupEngine(name)
+	if err != nil {
+		return nil, err
+	}
+	return e.Spec(), nil
+}
+
+func (registered) Names() []string { return Engines() }
+
+func lookupEngine(name string) (Engine, error) {
+	enginesMu.RLock()
+	e, ok := engines[name]
+	enginesMu.RUnlock()
+	if ok {
+		return e, nil
+	}
+	built := strings.Join(Engines(), ", ")
+	if built == "" {
+		built = "none"
+	}
+	return nil, fmt.Errorf("engine %s is not built into this runtime (built in: %s)", quoteName(name), built)
+}
+
+// quoteName prints a manifest's engine value for a message: bare when it is
+// a plain name, quoted (and cut) otherwise.
+func quoteName(s string) string {
+	plain := s != "" && len(s) <= 64
+	for i := 0; plain && i < len(s); i++ {
+		c := s[i]
+		plain = c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_'
+	}
+	if plain {
+		return s
+	}
+	if len(s) > 64 {
+		s = s[:64] + "…"
+	}
+	return fmt.Sprintf("%q", s)
 }

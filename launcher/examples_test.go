@@ -1,4 +1,4 @@
-package launcher
+package launcher_test
 
 import (
 	"bytes"
@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ppml/ppml/job"
+	"github.com/ppml/ppml/launcher"
 )
 
 // copyExample copies examples/NAME into a temporary directory, generates
@@ -27,7 +28,7 @@ func copyExample(t *testing.T, name, data string) (dir string, je *jobEnv) {
 		t.Fatal(err)
 	}
 	// The README shows the job's digest; it must be the real one.
-	m, err := job.Load(filepath.Join(src, "job.yaml"))
+	m, err := job.Load(filepath.Join(src, "job.yaml"), launcher.Specs())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,9 +59,9 @@ func TestExamplePythonHello(t *testing.T) {
 	needPython(t)
 	t.Setenv("TMPDIR", t.TempDir())
 	dir, je := copyExample(t, "python-hello", "names.txt")
-	keys, _ := NewLocalKeys(je.keyPath)
+	keys, _ := launcher.NewLocalKeys(je.keyPath)
 	var stdout bytes.Buffer
-	if _, err := Run(context.Background(), Config{Manifest: filepath.Join(dir, "job.yaml"), Keys: keys, Stdout: &stdout, Stderr: os.Stderr}); err != nil {
+	if _, err := runJob(context.Background(), filepath.Join(dir, "job.yaml"), launcher.Config{Keys: keys, Stdout: &stdout, Stderr: os.Stderr}); err != nil {
 		t.Fatal(err)
 	}
 	if stdout.String() != "Hello World\ngreeted 3 names\n" {
@@ -123,9 +124,9 @@ func TestExamplePythonNumpy(t *testing.T) {
 	want := map[string]any{"shape": []any{float64(len(a)), float64(len(a))}, "trace": float64(trace), "sum": float64(sum), "max": float64(maxv)}
 
 	dir, je := copyExample(t, "python-numpy", "matrix.csv")
-	keys, _ := NewLocalKeys(je.keyPath)
+	keys, _ := launcher.NewLocalKeys(je.keyPath)
 	var stdout bytes.Buffer
-	if _, err := Run(context.Background(), Config{Manifest: filepath.Join(dir, "job.yaml"), Keys: keys, Stdout: &stdout, Stderr: os.Stderr}); err != nil {
+	if _, err := runJob(context.Background(), filepath.Join(dir, "job.yaml"), launcher.Config{Keys: keys, Stdout: &stdout, Stderr: os.Stderr}); err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.HasPrefix(stdout.Bytes(), []byte("numpy.dot: ")) {

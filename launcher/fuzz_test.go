@@ -6,7 +6,9 @@ import (
 	"testing"
 
 	"github.com/ppml/ppml/envelope"
+	"github.com/ppml/ppml/envelope/envelopetest"
 	"github.com/ppml/ppml/job"
+	"github.com/ppml/ppml/keyfile"
 )
 
 // FuzzCollect feeds arbitrary bytes to the launcher as an input file (the
@@ -15,9 +17,12 @@ import (
 // request must carry what the header said.
 func FuzzCollect(f *testing.F) {
 	dir := f.TempDir()
-	k := newKey(f, filepath.Join(dir, "owner.key"))
+	k, err := keyfile.Generate(filepath.Join(dir, "owner.key"), false)
+	if err != nil {
+		f.Fatal(err)
+	}
 	good := filepath.Join(dir, "seed.ppml")
-	encryptTo(f, good, k.LocalKey, []byte("seed"))
+	envelopetest.Encrypt(f, good, k.LocalKey, []byte("seed"), envelope.TypeBytes)
 	b, _ := os.ReadFile(good)
 	f.Add(b, true)
 	f.Add(b[:40], false)

@@ -1,4 +1,4 @@
-package launcher
+package launcher_test
 
 import (
 	"bytes"
@@ -15,10 +15,22 @@ import (
 	"time"
 
 	"github.com/ppml/ppml/envelope"
-	"github.com/ppml/ppml/job"
 	"github.com/ppml/ppml/keyfile"
+	"github.com/ppml/ppml/launcher"
 	"github.com/ppml/ppml/memfd"
 )
+
+// runJob runs the manifest at path as ppml-run does: loaded (parsed and
+// checked) once, then run; a manifest error comes from Load, before any key
+// is asked for.
+func runJob(ctx context.Context, path string, cfg launcher.Config) (*launcher.Result, error) {
+	m, err := launcher.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Manifest = m
+	return launcher.Run(ctx, cfg)
+}
 
 func needPython(t testing.TB) {
 	t.Helper()
@@ -153,11 +165,11 @@ func findMarkers(start time.Time, own []string, markers ...string) []string {
 // recordingKeys counts calls, to show what happened before the key source
 // was asked.
 type recordingKeys struct {
-	KeySource
+	launcher.KeySource
 	releases int
 }
 
-func (r *recordingKeys) Release(ctx context.Context, m []byte, reqs []KeyRequest) ([][]byte, error) {
+func (r *recordingKeys) Release(ctx context.Context, m *launcher.Manifest, reqs []launcher.KeyRequest) ([][]byte, error) {
 	r.releases++
 	return r.KeySource.Release(ctx, m, reqs)
 }
@@ -167,21 +179,18 @@ func (r *recordingKeys) Release(ctx context.Context, m []byte, reqs []KeyRequest
 // jobs whose digest is listed, and names the key and rule otherwise. The
 // real rule is exercised over a real server in kms_test.go.
 type digestPolicyKeys struct {
-	*LocalKeys
+	*launcher.LocalKeys
 	allowed [32]byte
 }
 
-func (d *digestPolicyKeys) Release(ctx context.Context, manifest []byte, reqs []KeyRequest) ([][]byte, error) {
-	m, err := job.Parse(manifest, "/")
-	if err != nil {
-		return nil, err
-	}
+func (d *digestPolicyKeys) Release(ctx context.Context, lm *launcher.Manifest, reqs []launcher.KeyRequest) ([][]byte, error) {
+	m := lm.Job
 	if m.Digest() != d.allowed {
-		de := &DeniedError{}
+		de := &launcher.DeniedError{}
 		for _, r := range reqs {
-			de.Denials = append(de.Denials, Denial{Key: r.Ref.String(), Rule: "job_digest", Reason: "job " + m.DigestString() + " is not allowed (test double)"})
+			de.Denials = append(de.Denials, launcher.Denial{Key: r.Ref.String(), Rule: "job_digest", Reason: "job " + m.DigestString() + " is not allowed (test double)"})
 		}
 		return nil, de
 	}
-	return d.LocalKeys.Release(ctx, manifest, reqs)
+	return d.LocalKeys.Release(ctx, lm, reqs)
 }

@@ -22,15 +22,15 @@ type KeyRequest struct {
 	AAD     []byte
 }
 
-// KeySource obtains keys for a job. Release returns the data key of every
-// request, in order, or an error and no key at all: one denied key denies
-// the whole job. OutputWrapper returns the key-encryption key an output is
-// encrypted under.
+// KeySource obtains keys for a job (m, whose digest the key service's
+// policies check). Release returns the data key of every request, in order,
+// or an error and no key at all: one denied key denies the whole job.
+// OutputWrapper returns the key-encryption key an output is encrypted under.
 //
 // Implementations: LocalKeys (local key files, development and tests) and
 // KMSKeys (the key service's attested release).
 type KeySource interface {
-	Release(ctx context.Context, manifest []byte, reqs []KeyRequest) (keys [][]byte, err error)
+	Release(ctx context.Context, m *Manifest, reqs []KeyRequest) (keys [][]byte, err error)
 	OutputWrapper(ctx context.Context, ref job.KeyRef) (envelope.KeyWrapper, error)
 }
 
@@ -88,7 +88,7 @@ func (lk *LocalKeys) load(path string) (*keyfile.Any, error) {
 }
 
 // Release implements KeySource.
-func (lk *LocalKeys) Release(_ context.Context, _ []byte, reqs []KeyRequest) ([][]byte, error) {
+func (lk *LocalKeys) Release(_ context.Context, _ *Manifest, reqs []KeyRequest) ([][]byte, error) {
 	keys := make([][]byte, 0, len(reqs))
 	fail := func(err error) ([][]byte, error) {
 		Zero(keys)

@@ -27,8 +27,8 @@ type KMSKeys struct {
 }
 
 // Release implements KeySource.
-func (k *KMSKeys) Release(ctx context.Context, manifest []byte, reqs []KeyRequest) ([][]byte, error) {
-	keys, _, err := k.ReleaseWithOutputs(ctx, manifest, reqs, nil)
+func (k *KMSKeys) Release(ctx context.Context, m *Manifest, reqs []KeyRequest) ([][]byte, error) {
+	keys, _, err := k.ReleaseWithOutputs(ctx, m, reqs, nil)
 	return keys, err
 }
 
@@ -37,7 +37,7 @@ func (k *KMSKeys) Release(ctx context.Context, manifest []byte, reqs []KeyReques
 // service evaluates the policy of every key, input or output, and grants
 // all or none. The returned wrappers are *client.OutputKey, each good for
 // the one envelope whose header's fixed part is outs[i].AAD.
-func (k *KMSKeys) ReleaseWithOutputs(ctx context.Context, manifest []byte, reqs []KeyRequest, outs []OutputKeyRequest) ([][]byte, []envelope.KeyWrapper, error) {
+func (k *KMSKeys) ReleaseWithOutputs(ctx context.Context, m *Manifest, reqs []KeyRequest, outs []OutputKeyRequest) ([][]byte, []envelope.KeyWrapper, error) {
 	keys := make([][]byte, len(reqs))
 	var items []api.ReleaseKeyItem
 	var remote []int
@@ -56,7 +56,7 @@ func (k *KMSKeys) ReleaseWithOutputs(ctx context.Context, manifest []byte, reqs 
 		if k.Local == nil {
 			return nil, nil, fmt.Errorf("input %s (%s) is encrypted under %s, and no local key file was given", local[0].Input, local[0].File, local[0].Ref)
 		}
-		lks, err := k.Local.Release(ctx, manifest, local)
+		lks, err := k.Local.Release(ctx, m, local)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -83,7 +83,7 @@ func (k *KMSKeys) ReleaseWithOutputs(ctx context.Context, manifest []byte, reqs 
 		Zero(keys)
 		return nil, nil, fmt.Errorf("the job needs key-service keys (%d inputs, %d outputs), and no key service was given: give --server", len(items), len(oitems))
 	}
-	rel, err := k.Client.ReleaseWithOutputs(ctx, k.Attester, manifest, items, oitems, 0)
+	rel, err := k.Client.ReleaseWithOutputs(ctx, k.Attester, m.Raw, m.Job.Digest(), items, oitems, 0)
 	if err != nil {
 		Zero(keys)
 		var se *client.StatusError

@@ -1,4 +1,4 @@
-package launcher
+package launcher_test
 
 import (
 	"bytes"
@@ -20,6 +20,7 @@ import (
 	"github.com/ppml/ppml/kms/api"
 	"github.com/ppml/ppml/kms/client"
 	"github.com/ppml/ppml/kms/kmstest"
+	"github.com/ppml/ppml/launcher"
 )
 
 // kmsEnv is a real key service on 127.0.0.1 over TLS (package kmstest)
@@ -95,7 +96,7 @@ func TestRunOverKeyService(t *testing.T) {
 	prog := helloProgram + "\nopen(os.environ[\"SENTINEL\"], \"w\").write(\"ran\")"
 	extra := "  env: [SENTINEL=" + sentinel + "]\n"
 	mf := e.manifest(t, "hello", prog, extra)
-	m, err := job.Load(mf)
+	m, err := job.Load(mf, launcher.Specs())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,10 +105,10 @@ func TestRunOverKeyService(t *testing.T) {
 	if _, err := owner.SetPolicy(ctx, "hospital.people", []byte(pol)); err != nil {
 		t.Fatal(err)
 	}
-	local, _ := NewLocalKeys()
-	keys := &KMSKeys{Client: runner, Server: k.url, Attester: &sim.Attester{Dir: k.simDir}, Local: local}
+	local, _ := launcher.NewLocalKeys()
+	keys := &launcher.KMSKeys{Client: runner, Server: k.url, Attester: &sim.Attester{Dir: k.simDir}, Local: local}
 	var stdout bytes.Buffer
-	res, err := Run(ctx, Config{Manifest: mf, Keys: keys, Stdout: &stdout})
+	res, err := runJob(ctx, mf, launcher.Config{Keys: keys, Stdout: &stdout})
 	if err != nil {
 		t.Fatalf("allowed job: %v", err)
 	}
@@ -127,8 +128,8 @@ func TestRunOverKeyService(t *testing.T) {
 
 	// One byte changes.
 	e.manifest(t, "hello", strings.Replace(prog, "hello %s", "hellp %s", 1), extra)
-	_, err = Run(ctx, Config{Manifest: mf, Keys: keys})
-	var de *DeniedError
+	_, err = runJob(ctx, mf, launcher.Config{Keys: keys})
+	var de *launcher.DeniedError
 	if !errors.As(err, &de) {
 		t.Fatalf("changed job: want a denial, got %v", err)
 	}
@@ -168,7 +169,7 @@ func TestUnreachableKeyService(t *testing.T) {
 		t.Fatal(err)
 	}
 	e := newJobEnv(t)
-	ek := &KMSKeys{Client: c, Server: "https://" + addr, Attester: &sim.Attester{Dir: t.TempDir()}}
+	ek := &launcher.KMSKeys{Client: c, Server: "https://" + addr, Attester: &sim.Attester{Dir: t.TempDir()}}
 	// A kms:// input: rewrite people with a header naming the dead service.
 	mf := filepath.Join(e.dir, "kms.yaml")
 	ref := envelope.KeyRef{Scheme: envelope.SchemeKMS, Host: "127.0.0.1", Port: 1, Name: "k"}
@@ -176,7 +177,7 @@ func TestUnreachableKeyService(t *testing.T) {
 	encryptTo(t, filepath.Join(e.dir, "remote.ppml"), kw, []byte("secret"))
 	writeFile(t, mf, "name: x\nengine: exec\ninputs:\n  r: remote.ppml\nparameters:\n  command: [true]\n")
 	t0 := time.Now()
-	_, err = Run(context.Background(), Config{Manifest: mf, Keys: ek})
+	_, err = runJob(context.Background(), mf, launcher.Config{Keys: ek})
 	if err == nil || !strings.Contains(err.Error(), addr) {
 		t.Fatalf("unreachable service: %v", err)
 	}
@@ -222,7 +223,7 @@ func TestExamplesOverKeyService(t *testing.T) {
 			ref := envelope.KeyRef{Scheme: envelope.SchemeKMS, Host: k.host, Port: k.port, Name: keyName}
 			os.Remove(filepath.Join(dir, ex.data+".ppml"))
 			encryptTo(t, filepath.Join(dir, ex.data+".ppml"), &client.EnvelopeKey{Client: owner, Ref: ref}, plain)
-			m, err := job.Load(filepath.Join(dir, "job.yaml"))
+			m, err := job.Load(filepath.Join(dir, "job.yaml"), launcher.Specs())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -231,8 +232,8 @@ func TestExamplesOverKeyService(t *testing.T) {
 			if _, err := owner.SetPolicy(ctx, keyName, []byte(pol)); err != nil {
 				t.Fatal(err)
 			}
-			keys := &KMSKeys{Client: runner, Server: k.url, Attester: &sim.Attester{Dir: k.simDir}, Local: &LocalKeys{}}
-			if _, err := Run(ctx, Config{Manifest: filepath.Join(dir, "job.yaml"), Keys: keys, Stdout: io.Discard}); err != nil {
+			keys := &launcher.KMSKeys{Client: runner, Server: k.url, Attester: &sim.Attester{Dir: k.simDir}, Local: &launcher.LocalKeys{}}
+			if _, err := runJob(ctx, filepath.Join(dir, "job.yaml"), launcher.Config{Keys: keys, Stdout: io.Discard}); err != nil {
 				t.Fatal(err)
 			}
 			if got := decryptFrom(t, filepath.Join(je.outDir, ex.out), je.key); string(got) != ex.want {

@@ -1,4 +1,4 @@
-package launcher
+package launcher_test
 
 import (
 	"bytes"
@@ -19,6 +19,7 @@ import (
 	"github.com/ppml/ppml/job"
 	"github.com/ppml/ppml/kms/api"
 	"github.com/ppml/ppml/kms/client"
+	"github.com/ppml/ppml/launcher"
 )
 
 // kmsOutputJob writes a manifest whose input and both outputs are under
@@ -40,7 +41,7 @@ parameters:
     - -c
     - 'touch %s && tr a-z A-Z < "$PPML_INPUT_DATA" > "$PPML_OUTPUT_UPPER" && wc -l < "$PPML_INPUT_DATA" > "$PPML_OUTPUT_COUNT"'
 `, in, out, out, sentinel))
-	m, err := job.Load(mf)
+	m, err := job.Load(mf, launcher.Specs())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,9 +85,9 @@ func TestRunKMSOutputs(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	keys := &KMSKeys{Client: runner, Server: k.url, Attester: &sim.Attester{Dir: k.simDir}}
+	keys := &launcher.KMSKeys{Client: runner, Server: k.url, Attester: &sim.Attester{Dir: k.simDir}}
 	start := time.Now()
-	if _, err := Run(ctx, Config{Manifest: mf, Keys: keys}); err != nil {
+	if _, err := runJob(ctx, mf, launcher.Config{Keys: keys}); err != nil {
 		t.Fatalf("run: %v", err)
 	}
 	if keys.Token == "" {
@@ -162,8 +163,8 @@ func TestRunKMSOutputs(t *testing.T) {
 	if _, err := owner.SetPolicy(ctx, "lab.results", []byte(other)); err != nil {
 		t.Fatal(err)
 	}
-	_, err = Run(ctx, Config{Manifest: mf, Keys: keys})
-	var de *DeniedError
+	_, err = runJob(ctx, mf, launcher.Config{Keys: keys})
+	var de *launcher.DeniedError
 	if !errors.As(err, &de) {
 		t.Fatalf("output key not allowed: want a denial, got %v", err)
 	}
@@ -207,7 +208,7 @@ func TestRunKMSOutputs(t *testing.T) {
 	failing := filepath.Join(dir, "fail.yaml")
 	writeFile(t, failing, fmt.Sprintf("name: fail\nengine: exec\ninputs:\n  data: {path: data.txt.ppml, key: %s}\noutputs:\n  upper: {path: out/upper.txt.ppml, key: %s}\nparameters:\n  command: [/bin/sh, -c, 'cat \"$PPML_INPUT_DATA\" > \"$PPML_OUTPUT_UPPER\"; exit 3']\n", inRef, outRef))
 	start = time.Now()
-	_, err = Run(ctx, Config{Manifest: failing, Keys: keys})
+	_, err = runJob(ctx, failing, launcher.Config{Keys: keys})
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.Code != 3 {
 		t.Fatalf("failing program: want exit status 3, got %v", err)

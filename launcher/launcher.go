@@ -63,29 +63,28 @@ import (
 
 // Config is one run.
 type Config struct {
-	// Manifest is the job manifest's path.
-	Manifest string
+	// Manifest is the job, read and checked once (Load or Parse).
+	Manifest *Manifest
 	Keys     KeySource
 	// Stdout and Stderr receive the program's output; nil discards.
 	Stdout, Stderr io.Writer
 	// Log receives the launcher's own progress lines; nil discards. They
 	// name files, keys and digests, never content.
 	Log io.Writer
-	// Grace is the time a stopped program has between SIGTERM and SIGKILL.
+	// Grace is the time a stopped job has to end: a program between SIGTERM
+	// and SIGKILL, a LongRunning engine to drain.
 	Grace time.Duration
-	// TempRoot is where the exec engine makes its private directory ("" is
+	// TempRoot is where an engine makes its private directory ("" is
 	// /dev/shm when available).
 	TempRoot string
-	// ManifestData, when not nil, is the manifest itself (Manifest is then
-	// ignored) and ManifestDir the directory its relative paths start from:
-	// for callers that build a job on the fly (ppml sql).
-	ManifestData []byte
-	ManifestDir  string
 	// Stdin is the terminal input an engine may read (ppml sql's prompt).
 	Stdin io.Reader
 	// EngineOptions reach the engine as Job.Options.
 	EngineOptions any
 }
+
+// DefaultGrace is Config.Grace when it is not set.
+const DefaultGrace = 5 * time.Second
 
 // Result describes a finished run.
 type Result struct {
@@ -94,34 +93,19 @@ type Result struct {
 	Outputs []string `json:"outputs,omitempty"` // written files
 }
 
-// ManifestError is a manifest that failed validation; nothing was contacted.
-type ManifestError struct{ Err error }
-
-func (e *ManifestError) Error() string { return e.Err.Error() }
-func (e *ManifestError) Unwrap() error { return e.Err }
-
-// Run runs the job. A program that exits non-zero gives an error wrapping
-// *exec.ExitError (its status is the launcher's exit status); a stopped run
-// wraps exec.ErrStopped. In both cases no output is written.
+// Run runs the job. An engine's error is returned as it is (the exec
+// engine's wraps the program's exit status, or its stop); no output is then
+// written.
 func Run(ctx context.Context, cfg Config) (*Result, error) {
 	logf := func(format string, args ...any) {
 		if cfg.Log != nil {
 			fmt.Fprintf(cfg.Log, "ppml run: "+format+"\n", args...)
 		}
 	}
-	var (
-		raw []byte
-		m   *job.Manifest
-		err error
-	)
-	if cfg.ManifestData != nil {
-		raw, m, err = parse(cfg.ManifestData, cfg.ManifestDir, "job manifest")
-	} else {
-		raw, m, err = load(cfg.Manifest)
+	if cfg.Manifest == nil || cfg.Manifest.Job == nil {
+		return nil, errors.New("no job manifest")
 	}
-	if err != nil {
-		return nil, &ManifestError{Err: err}
-	}
+	lm, m := cfg.Manifest, cfg.Manifest.Job
 	res := &Result{Name: m.Name, Digest: m.DigestString()}
 	eng, err := lookupEngine(m.Engine)
 	if err != nil {
@@ -164,7 +148,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	case len(outKeys.reqs) > 0:
 		logf("asking for %d key(s) and %d output key(s)", len(reqs), len(outKeys.reqs))
 		var ows []envelope.KeyWrapper
-		keys, ows, err = cfg.Keys.(OutputKeySource).ReleaseWithOutputs(ctx, raw, reqs, outKeys.reqs)
+		keys, ows, err = cfg.Keys.(OutputKeySource).ReleaseWithOutputs(ctx, lm, reqs, outKeys.reqs)
 		if err != nil {
 			return res, err
 		}
@@ -174,7 +158,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		}
 	case len(reqs) > 0:
 		logf("asking for %d key(s)", len(reqs))
-		keys, err = cfg.Keys.Release(ctx, raw, reqs)
+		keys, err = cfg.Keys.Release(ctx, lm, reqs)
 		if err != nil {
 			return res, err
 		}
@@ -220,7 +204,10 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	j := &Job{Manifest: m, Inputs: inputs, Outputs: outputs, Secrets: secrets,
 		Stdin: cfg.Stdin, Stdout: orDiscard(cfg.Stdout), Stderr: orDiscard(cfg.Stderr),
 		Options: cfg.EngineOptions, Grace: cfg.Grace, TempRoot: cfg.TempRoot, Logf: logf}
-	err = eng.Run(ctx, j)
+	if j.Grace <= 0 {
+		j.Grace = DefaultGrace
+	}
+	err = runEngine(ctx, eng, j)
 	closeInputs()
 	for _, s := range secrets {
 		clear(s)
@@ -274,60 +261,6 @@ func decryptSecrets(reqs []KeyRequest, keys [][]byte) (map[string][]byte, error)
 }
 
 const maxSecretSize = 64 << 10
-
-// Check validates the manifest at path and checks its files, as Run does
-// first; callers use it to report manifest errors before choosing a TEE.
-func Check(path string) error {
-	_, _, err := load(path)
-	return err
-}
-
-// load reads the manifest bytes once: the same bytes are validated and sent
-// to the key service, so what is checked is what is attested.
-func load(path string) ([]byte, *job.Manifest, error) {
-	abs, err := filepath.Abs(path)
-	if err != nil {
-		return nil, nil, fmt.Errorf("job manifest %s: %w", path, err)
-	}
-	f, err := os.Open(abs)
-	if err != nil {
-		return nil, nil, fmt.Errorf("job manifest: %w", err)
-	}
-	defer f.Close()
-	raw, err := io.ReadAll(io.LimitReader(f, job.MaxManifestSize+1))
-	if err != nil {
-		return nil, nil, fmt.Errorf("job manifest %s: %w", path, err)
-	}
-	return parse(raw, filepath.Dir(abs), path)
-}
-
-// parse validates manifest bytes; source names them in errors.
-func parse(raw []byte, dir, source string) ([]byte, *job.Manifest, error) {
-	path := source
-	if dir == "" {
-		dir = "."
-	}
-	dir, err := filepath.Abs(dir)
-	if err != nil {
-		return nil, nil, err
-	}
-	m, err := job.Parse(raw, dir)
-	if err != nil {
-		var je *job.Error
-		if errors.As(err, &je) {
-			je.Source = path
-		}
-		return nil, nil, err
-	}
-	if err := m.CheckFiles(); err != nil {
-		var je *job.Error
-		if errors.As(err, &je) {
-			je.Source = path
-		}
-		return nil, nil, err
-	}
-	return raw, m, nil
-}
 
 // collect reads the envelope header of every input file, in manifest order
 // (directories walked in lexical order), and checks pinned keys.
@@ -551,4 +484,28 @@ func contentType(media string) envelope.ContentType {
 		return envelope.TypeParquet
 	}
 	return envelope.TypeBytes
+}
+
+// runEngine runs the engine; a LongRunning engine gets Job.Grace after a
+// stop to drain, and a run that outlasts it fails.
+func runEngine(ctx context.Context, eng Engine, j *Job) error {
+	if _, ok := eng.(LongRunning); !ok {
+		return eng.Run(ctx, j)
+	}
+	done := make(chan error, 1)
+	go func() { done <- eng.Run(ctx, j) }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+	}
+	j.Logf("stopping: %s engine draining (at most %s)", j.Manifest.Engine, j.Grace)
+	t := time.NewTimer(j.Grace)
+	defer t.Stop()
+	select {
+	case err := <-done:
+		return err
+	case <-t.C:
+		return fmt.Errorf("%s engine: %w (%s)", j.Manifest.Engine, ErrDrainTimeout, j.Grace)
+	}
 }

@@ -1,4 +1,4 @@
-package launcher
+package launcher_test
 
 import (
 	"bytes"
@@ -16,6 +16,7 @@ import (
 	"github.com/ppml/ppml/engine/exec"
 	"github.com/ppml/ppml/envelope"
 	"github.com/ppml/ppml/job"
+	"github.com/ppml/ppml/launcher"
 )
 
 // jobEnv is a job directory: an owner key, a file input, a directory input
@@ -89,16 +90,16 @@ func TestRunLocalEndToEnd(t *testing.T) {
 	needPython(t)
 	e := newJobEnv(t)
 	mf := e.manifest(t, "hello", helloProgram, "")
-	keys, err := NewLocalKeys(e.keyPath)
+	keys, err := launcher.NewLocalKeys(e.keyPath)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var stdout, log bytes.Buffer
-	res, err := Run(context.Background(), Config{Manifest: mf, Keys: keys, Stdout: &stdout, Stderr: os.Stderr, Log: &log})
+	res, err := runJob(context.Background(), mf, launcher.Config{Keys: keys, Stdout: &stdout, Stderr: os.Stderr, Log: &log})
 	if err != nil {
 		t.Fatalf("run: %v\nlog:\n%s", err, log.String())
 	}
-	m, _ := job.Load(mf)
+	m, _ := job.Load(mf, launcher.Specs())
 	if res.Digest != m.DigestString() || len(res.Outputs) != 2 {
 		t.Fatalf("result %+v", res)
 	}
@@ -113,7 +114,7 @@ func TestRunLocalEndToEnd(t *testing.T) {
 	if want := `{"cwd_is_private": true, "files": ["a.csv", "sub/b.csv"], "rows": 6}`; string(stats) != want {
 		t.Fatalf("stats %s, want %s", stats, want)
 	}
-	// Output headers carry the content type and the output key.
+	// launcher.Output headers carry the content type and the output key.
 	f, _ := os.Open(filepath.Join(e.outDir, "stats.json.ppml"))
 	h, err := envelope.ReadHeader(f)
 	f.Close()
@@ -150,8 +151,8 @@ open(os.environ["PPML_OUTPUT_GREETING"], "w").write(data)
 open("scratch.txt", "w").write(data)
 ` + c.tail
 			mf := e.manifest(t, "fails", prog, "")
-			keys, _ := NewLocalKeys(e.keyPath)
-			_, err := Run(context.Background(), Config{Manifest: mf, Keys: keys})
+			keys, _ := launcher.NewLocalKeys(e.keyPath)
+			_, err := runJob(context.Background(), mf, launcher.Config{Keys: keys})
 			var ee *exec.ExitError
 			if !errors.As(err, &ee) || ee.Code != c.code {
 				t.Fatalf("want exit %d, got %v", c.code, err)
@@ -167,7 +168,7 @@ open("scratch.txt", "w").write(data)
 
 func TestManifestErrorsBeforeKeys(t *testing.T) {
 	e := newJobEnv(t)
-	keys, _ := NewLocalKeys(e.keyPath)
+	keys, _ := launcher.NewLocalKeys(e.keyPath)
 	rk := &recordingKeys{KeySource: keys}
 	for name, body := range map[string]string{
 		"unknown field":        "name: x\nengine: exec\nbogus: 1\nparameters:\n  command: [true]\n",
@@ -176,9 +177,9 @@ func TestManifestErrorsBeforeKeys(t *testing.T) {
 	} {
 		mf := filepath.Join(e.dir, "bad.yaml")
 		writeFile(t, mf, body)
-		_, err := Run(context.Background(), Config{Manifest: mf, Keys: rk})
-		var me *ManifestError
-		if !errors.As(err, &me) {
+		_, err := runJob(context.Background(), mf, launcher.Config{Keys: rk})
+		var je *job.Error
+		if !errors.As(err, &je) {
 			t.Fatalf("%s: want a manifest error, got %v", name, err)
 		}
 	}
@@ -194,13 +195,13 @@ func TestJobChangedByOneByteIsDenied(t *testing.T) {
 	prog := helloProgram + "\nopen(os.environ[\"SENTINEL\"], \"w\").write(\"ran\")"
 	extra := "  env: [SENTINEL=" + sentinel + "]\n"
 	mf := e.manifest(t, "hello", prog, extra)
-	m, err := job.Load(mf)
+	m, err := job.Load(mf, launcher.Specs())
 	if err != nil {
 		t.Fatal(err)
 	}
-	lk, _ := NewLocalKeys(e.keyPath)
+	lk, _ := launcher.NewLocalKeys(e.keyPath)
 	keys := &digestPolicyKeys{LocalKeys: lk, allowed: m.Digest()}
-	if _, err := Run(context.Background(), Config{Manifest: mf, Keys: keys}); err != nil {
+	if _, err := runJob(context.Background(), mf, launcher.Config{Keys: keys}); err != nil {
 		t.Fatalf("allowed job: %v", err)
 	}
 	for _, f := range []string{sentinel, filepath.Join(e.outDir, "greeting.txt.ppml"), filepath.Join(e.outDir, "stats.json.ppml")} {
@@ -210,8 +211,8 @@ func TestJobChangedByOneByteIsDenied(t *testing.T) {
 	}
 	// One byte of the program changes: "hello" becomes "hellp".
 	e.manifest(t, "hello", strings.Replace(prog, "hello %s", "hellp %s", 1), extra)
-	_, err = Run(context.Background(), Config{Manifest: mf, Keys: keys})
-	var de *DeniedError
+	_, err = runJob(context.Background(), mf, launcher.Config{Keys: keys})
+	var de *launcher.DeniedError
 	if !errors.As(err, &de) || len(de.Denials) != 3 || de.Denials[0].Rule != "job_digest" {
 		t.Fatalf("changed job: want denial, got %v", err)
 	}
@@ -232,15 +233,15 @@ func TestPinnedKeyMismatch(t *testing.T) {
 	other := newKey(t, filepath.Join(e.dir, "other.key"))
 	mf := filepath.Join(e.dir, "pin.yaml")
 	writeFile(t, mf, "name: x\nengine: exec\ninputs:\n  people:\n    path: people.txt.ppml\n    key: local:"+other.ID()+"\nparameters:\n  command: [true]\n")
-	keys, _ := NewLocalKeys(e.keyPath, filepath.Join(e.dir, "other.key"))
+	keys, _ := launcher.NewLocalKeys(e.keyPath, filepath.Join(e.dir, "other.key"))
 	rk := &recordingKeys{KeySource: keys}
-	_, err := Run(context.Background(), Config{Manifest: mf, Keys: rk})
+	_, err := runJob(context.Background(), mf, launcher.Config{Keys: rk})
 	if err == nil || !strings.Contains(err.Error(), "the job pins local:"+other.ID()) || rk.releases != 0 {
 		t.Fatalf("pinned key mismatch: %v (releases %d)", err, rk.releases)
 	}
 	// file: pins compare by key id.
 	writeFile(t, mf, "name: x\nengine: exec\ninputs:\n  people:\n    path: people.txt.ppml\n    key: file:owner.key\nparameters:\n  command: [true]\n")
-	if _, err := Run(context.Background(), Config{Manifest: mf, Keys: rk}); err != nil {
+	if _, err := runJob(context.Background(), mf, launcher.Config{Keys: rk}); err != nil {
 		t.Fatalf("file: pin of the right key: %v", err)
 	}
 }
@@ -249,8 +250,8 @@ func TestMissingLocalKey(t *testing.T) {
 	e := newJobEnv(t)
 	mf := filepath.Join(e.dir, "nokey.yaml")
 	writeFile(t, mf, "name: x\nengine: exec\ninputs:\n  people: people.txt.ppml\nparameters:\n  command: [true]\n")
-	keys, _ := NewLocalKeys()
-	_, err := Run(context.Background(), Config{Manifest: mf, Keys: keys})
+	keys, _ := launcher.NewLocalKeys()
+	_, err := runJob(context.Background(), mf, launcher.Config{Keys: keys})
 	if err == nil || !strings.Contains(err.Error(), "needs local key "+e.key.ID()) {
 		t.Fatalf("missing key: %v", err)
 	}
@@ -266,7 +267,7 @@ open(os.environ["PPML_OUTPUT_GREETING"], "w").write(data)
 open(os.environ["PIDFILE"], "w").write(str(os.getpid()))
 time.sleep(60)`
 	mf := e.manifest(t, "sleeps", prog, "  env: [PIDFILE="+pidFile+"]\n")
-	keys, _ := NewLocalKeys(e.keyPath)
+	keys, _ := launcher.NewLocalKeys(e.keyPath)
 	ctx, cancel := context.WithCancelCause(context.Background())
 	go func() {
 		for {
@@ -278,7 +279,7 @@ time.sleep(60)`
 		}
 	}()
 	t0 := time.Now()
-	_, err := Run(ctx, Config{Manifest: mf, Keys: keys, Grace: 2 * time.Second})
+	_, err := runJob(ctx, mf, launcher.Config{Keys: keys, Grace: 2 * time.Second})
 	if !errors.Is(err, exec.ErrStopped) {
 		t.Fatalf("want stopped, got %v", err)
 	}
@@ -302,12 +303,12 @@ func TestKMSOutputNeedsKeyService(t *testing.T) {
 	e := newJobEnv(t)
 	mf := filepath.Join(e.dir, "kmsout.yaml")
 	writeFile(t, mf, "name: x\nengine: exec\noutputs:\n  o: {path: out/o.ppml, key: kms://kms.example.org/owner.results}\nparameters:\n  command: [true]\n")
-	keys, _ := NewLocalKeys(e.keyPath)
-	if _, err := Run(context.Background(), Config{Manifest: mf, Keys: keys}); err == nil || !strings.Contains(err.Error(), "give --server") {
+	keys, _ := launcher.NewLocalKeys(e.keyPath)
+	if _, err := runJob(context.Background(), mf, launcher.Config{Keys: keys}); err == nil || !strings.Contains(err.Error(), "give --server") {
 		t.Fatalf("kms output with local keys: %v", err)
 	}
-	kk := &KMSKeys{Local: keys}
-	if _, err := Run(context.Background(), Config{Manifest: mf, Keys: kk}); err == nil || !strings.Contains(err.Error(), "no key service was given") {
+	kk := &launcher.KMSKeys{Local: keys}
+	if _, err := runJob(context.Background(), mf, launcher.Config{Keys: kk}); err == nil || !strings.Contains(err.Error(), "no key service was given") {
 		t.Fatalf("kms output without a client: %v", err)
 	}
 	if ents, _ := os.ReadDir(e.outDir); len(ents) != 0 {

@@ -1,4 +1,4 @@
-package launcher
+package launcher_test
 
 import (
 	"bytes"
@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/ppml/ppml/engine/exec"
+	"github.com/ppml/ppml/launcher"
 )
 
 // resources.memory reaches the program: ten times the limit fails and
@@ -22,11 +23,11 @@ data = open(os.environ["PPML_INPUT_PEOPLE"]).read()
 open(os.environ["PPML_OUTPUT_GREETING"], "w").write(data)
 open(os.environ["PPML_OUTPUT_STATS"], "w").write("{}")
 b = bytearray(int(os.environ["ALLOC_MIB"]) << 20)`
-	keys, _ := NewLocalKeys(e.keyPath)
+	keys, _ := launcher.NewLocalKeys(e.keyPath)
 	run := func(mib string) (error, string) {
 		mf := e.manifest(t, "memory", prog, "  env:\n    - ALLOC_MIB="+mib+"\nresources:\n  memory: 64MiB\n")
 		var stderr bytes.Buffer
-		_, err := Run(context.Background(), Config{Manifest: mf, Keys: keys, Stderr: &stderr})
+		_, err := runJob(context.Background(), mf, launcher.Config{Keys: keys, Stderr: &stderr})
 		return err, stderr.String()
 	}
 	err, stderr := run("640")

@@ -22,7 +22,7 @@ type OutputKeyRequest struct {
 // encrypts the envelope of outs[i] and nothing else.
 type OutputKeySource interface {
 	KeySource
-	ReleaseWithOutputs(ctx context.Context, manifest []byte, reqs []KeyRequest, outs []OutputKeyRequest) (keys [][]byte, wrappers []envelope.KeyWrapper, err error)
+	ReleaseWithOutputs(ctx context.Context, m *Manifest, reqs []KeyRequest, outs []OutputKeyRequest) (keys [][]byte, wrappers []envelope.KeyWrapper, err error)
 }
 
 // Output keys. A local or file: output key wraps its data key when the

@@ -1,4 +1,4 @@
-package launcher
+package launcher_test
 
 import (
 	"bytes"
@@ -14,6 +14,7 @@ import (
 	"github.com/ppml/ppml/engine/exec"
 	"github.com/ppml/ppml/envelope"
 	"github.com/ppml/ppml/job"
+	"github.com/ppml/ppml/launcher"
 )
 
 // TEST DOUBLE — releasingKeys stands in for the key service's release of
@@ -21,17 +22,17 @@ import (
 // exercised over a real server in kmsoutput_test.go): each output gets a
 // fresh data key wrapped, with the AAD it was asked with, under a local
 // key-encryption key, so the outputs can be read with that key. Inputs come
-// from LocalKeys.
+// from launcher.LocalKeys.
 type releasingKeys struct {
-	*LocalKeys
+	*launcher.LocalKeys
 	kek    *envelope.LocalKey
 	dkSize int // data key size to hand out; 0: 32
 	extra  int // output keys to add to the answer (a broken source)
-	asked  []OutputKeyRequest
+	asked  []launcher.OutputKeyRequest
 	issued []*issuedKey
 }
 
-func (r *releasingKeys) ReleaseWithOutputs(ctx context.Context, manifest []byte, reqs []KeyRequest, outs []OutputKeyRequest) ([][]byte, []envelope.KeyWrapper, error) {
+func (r *releasingKeys) ReleaseWithOutputs(ctx context.Context, manifest *launcher.Manifest, reqs []launcher.KeyRequest, outs []launcher.OutputKeyRequest) ([][]byte, []envelope.KeyWrapper, error) {
 	keys, err := r.LocalKeys.Release(ctx, manifest, reqs)
 	if err != nil {
 		return nil, nil, err
@@ -55,7 +56,7 @@ func (r *releasingKeys) ReleaseWithOutputs(ctx context.Context, manifest []byte,
 }
 
 // issuedKey behaves as kms client.OutputKey does: one envelope (the one
-// whose header has the AAD of the release), one use, Zero.
+// whose header has the AAD of the release), one use, launcher.Zero.
 type issuedKey struct {
 	ref          envelope.KeyRef
 	aad, wrapped []byte
@@ -99,7 +100,7 @@ parameters:
 
 func newReleasingKeys(t *testing.T, e *jobEnv) *releasingKeys {
 	t.Helper()
-	lk, err := NewLocalKeys(e.keyPath)
+	lk, err := launcher.NewLocalKeys(e.keyPath)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +114,7 @@ func newReleasingKeys(t *testing.T, e *jobEnv) *releasingKeys {
 func TestKMSOutputsTwoPhase(t *testing.T) {
 	e := newJobEnv(t)
 	keys := newReleasingKeys(t, e)
-	if _, err := Run(context.Background(), Config{Manifest: kmsOutputsJob(t, e, 0), Keys: keys}); err != nil {
+	if _, err := runJob(context.Background(), kmsOutputsJob(t, e, 0), launcher.Config{Keys: keys}); err != nil {
 		t.Fatalf("run: %v", err)
 	}
 	// In the manifest's (sorted) output order; the key-file output is not asked for.
@@ -182,7 +183,7 @@ func TestKMSOutputsFailures(t *testing.T) {
 	}
 	t.Run("failed job", func(t *testing.T) {
 		keys := newReleasingKeys(t, e)
-		_, err := Run(context.Background(), Config{Manifest: kmsOutputsJob(t, e, 3), Keys: keys})
+		_, err := runJob(context.Background(), kmsOutputsJob(t, e, 3), launcher.Config{Keys: keys})
 		var ee *exec.ExitError
 		if !errors.As(err, &ee) || ee.Code != 3 {
 			t.Fatalf("want exit status 3, got %v", err)
@@ -201,7 +202,7 @@ func TestKMSOutputsFailures(t *testing.T) {
 		for _, size := range []int{16, 64} {
 			keys := newReleasingKeys(t, e)
 			keys.dkSize = size
-			_, err := Run(context.Background(), Config{Manifest: kmsOutputsJob(t, e, 0), Keys: keys})
+			_, err := runJob(context.Background(), kmsOutputsJob(t, e, 0), launcher.Config{Keys: keys})
 			if err == nil || !strings.Contains(err.Error(), "output count:") || !strings.Contains(err.Error(), fmt.Sprintf("%d-byte data key, want 32", size)) {
 				t.Fatalf("%d-byte output data key: %v", size, err)
 			}
@@ -214,7 +215,7 @@ func TestKMSOutputsFailures(t *testing.T) {
 	t.Run("wrong number of output keys", func(t *testing.T) {
 		keys := newReleasingKeys(t, e)
 		keys.extra = 1
-		_, err := Run(context.Background(), Config{Manifest: kmsOutputsJob(t, e, 0), Keys: keys})
+		_, err := runJob(context.Background(), kmsOutputsJob(t, e, 0), launcher.Config{Keys: keys})
 		if err == nil || !strings.Contains(err.Error(), "3 output keys for 1 and 2 requests") {
 			t.Fatalf("extra output key: %v", err)
 		}
@@ -233,28 +234,28 @@ func TestKMSOutputsFailures(t *testing.T) {
 func TestOutputDraftIsSingleUse(t *testing.T) {
 	e := newJobEnv(t)
 	keys := newReleasingKeys(t, e)
-	m, err := job.Load(kmsOutputsJob(t, e, 0))
+	m, err := job.Load(kmsOutputsJob(t, e, 0), launcher.Specs())
 	if err != nil {
 		t.Fatal(err)
 	}
-	ok, err := loadOutputKeys(context.Background(), m, keys)
+	ok, err := launcher.LoadOutputKeys(context.Background(), m, keys)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ok.zero()
-	_, ws, err := keys.ReleaseWithOutputs(context.Background(), nil, nil, ok.reqs)
+	defer ok.Zero()
+	_, ws, err := keys.ReleaseWithOutputs(context.Background(), nil, nil, ok.Reqs())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := ok.setReleased(ws); err != nil {
+	if err := ok.SetReleased(ws); err != nil {
 		t.Fatal(err)
 	}
 	const upper = 2 // copy, count, upper
-	if m.Outputs[upper].Name != "upper" || ok.drafts[upper] == nil {
+	if m.Outputs[upper].Name != "upper" || !ok.Drafted(upper) {
 		t.Fatalf("outputs %+v", m.Outputs)
 	}
 	first := filepath.Join(e.outDir, "first.ppml")
-	w, err := ok.create(upper, first, "text/plain", 2)
+	w, err := ok.Create(upper, first, "text/plain", 2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -262,7 +263,7 @@ func TestOutputDraftIsSingleUse(t *testing.T) {
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
-	_, err = ok.create(upper, filepath.Join(e.outDir, "second.ppml"), "text/plain", 2)
+	_, err = ok.Create(upper, filepath.Join(e.outDir, "second.ppml"), "text/plain", 2)
 	if err == nil || !strings.Contains(err.Error(), "already used for a file") {
 		t.Fatalf("second file from one output header: %v", err)
 	}

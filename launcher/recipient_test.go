@@ -1,4 +1,4 @@
-package launcher
+package launcher_test
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 
 	"github.com/ppml/ppml/envelope"
 	"github.com/ppml/ppml/keyfile"
+	"github.com/ppml/ppml/launcher"
 )
 
 // TestRecipientKeyFile: with local key files (development, simulated TEE),
@@ -30,11 +31,11 @@ outputs: {o: {path: o.txt.ppml, key: "file:owner.key"}}
 parameters:
   command: [/bin/sh, -c, 'tr a-z A-Z < "$PPML_INPUT_IN" > "$PPML_OUTPUT_O"']
 `)
-	local, err := NewLocalKeys()
+	local, err := launcher.NewLocalKeys()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Run(context.Background(), Config{Manifest: mf, Keys: local, Stderr: os.Stderr}); err != nil {
+	if _, err := runJob(context.Background(), mf, launcher.Config{Keys: local, Stderr: os.Stderr}); err != nil {
 		t.Fatal(err)
 	}
 	out := filepath.Join(dir, "o.txt.ppml")
@@ -49,8 +50,8 @@ parameters:
 	}
 	// Without the private key file the input's key is named.
 	writeFile(t, mf, "name: x\nengine: exec\ninputs:\n  in: in.txt.ppml\nparameters:\n  command: [true]\n")
-	empty, _ := NewLocalKeys()
-	if _, err := Run(context.Background(), Config{Manifest: mf, Keys: empty}); err == nil || !strings.Contains(err.Error(), "needs recipient key "+id.ID()+" (X25519): give its key file with --key") {
+	empty, _ := launcher.NewLocalKeys()
+	if _, err := runJob(context.Background(), mf, launcher.Config{Keys: empty}); err == nil || !strings.Contains(err.Error(), "needs recipient key "+id.ID()+" (X25519): give its key file with --key") {
 		t.Fatalf("missing recipient key: %v", err)
 	}
 }

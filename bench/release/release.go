@@ -18,6 +18,7 @@ import (
 	"github.com/ppml/ppml/kms"
 	"github.com/ppml/ppml/kms/api"
 	"github.com/ppml/ppml/kms/client"
+	"github.com/ppml/ppml/kms/core"
 	"github.com/ppml/ppml/kms/local"
 )
 
@@ -120,9 +121,13 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	items := []api.ReleaseKeyItem{{Ref: "bench.key", Wrapped: dk.Wrapped, AAD: []byte("bench aad")}}
 	att := simTEE.Attester()
 
+	digest, err := core.JobDigest(Manifest)
+	if err != nil {
+		return nil, err
+	}
 	res := &Result{Platform: "sim", Concurrency: o.Concurrency}
 	attempt := func() error {
-		r, err := runner.Release(ctx, att, Manifest, items, 0)
+		r, err := runner.Release(ctx, att, Manifest, [32]byte(digest), items, 0)
 		if err == nil {
 			r.Zero()
 		}

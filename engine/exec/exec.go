@@ -1,6 +1,8 @@
 // Package exec is the exec engine: it runs an external program on
 // decrypted inputs that live only in memory (memfds) and collects its
 // outputs in memfds, which the launcher encrypts when the program succeeds.
+// It registers itself with the launcher (import it for that); its manifest
+// parameters are read by package execspec.
 //
 // # How the program finds its files
 //
@@ -47,6 +49,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ppml/ppml/engine/exec/execspec"
 	"github.com/ppml/ppml/job"
 	"github.com/ppml/ppml/memfd"
 )
@@ -77,7 +80,7 @@ const DefaultGrace = 5 * time.Second
 
 // Config is one run.
 type Config struct {
-	Params  *job.ExecParams
+	Params  *execspec.Params
 	Inputs  []Input
 	Outputs []Output
 	Stdout  io.Writer
@@ -111,7 +114,7 @@ func (e *ExitError) Error() string {
 var ErrStopped = errors.New("program stopped")
 
 // BasePATH is the PATH the program gets unless the job sets one.
-var BasePATH = strings.Join(job.ExecPATH, ":")
+var BasePATH = strings.Join(execspec.PATH, ":")
 
 // Run runs the program to completion. It returns nil when it exited 0, an
 // *ExitError when it failed, and an error wrapping ErrStopped (and the
@@ -121,7 +124,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if p == nil || len(p.Command) == 0 {
 		return errors.New("exec: no command")
 	}
-	prog, err := job.LookProgram(p.Command[0])
+	prog, err := execspec.LookProgram(p.Command[0])
 	if err != nil {
 		return fmt.Errorf("exec: %w", err)
 	}

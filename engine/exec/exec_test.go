@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ppml/ppml/job"
+	"github.com/ppml/ppml/engine/exec/execspec"
 	"github.com/ppml/ppml/memfd"
 )
 
@@ -43,8 +43,8 @@ func readAll(t *testing.T, m *memfd.File) string {
 	return string(b)
 }
 
-func sh(script string, env ...job.EnvVar) *job.ExecParams {
-	return &job.ExecParams{Command: []string{"sh", "-c", script}, Env: env}
+func sh(script string, env ...execspec.EnvVar) *execspec.Params {
+	return &execspec.Params{Command: []string{"sh", "-c", script}, Env: env}
 }
 
 func TestFilesEnvAndDirectories(t *testing.T) {
@@ -65,7 +65,7 @@ case "$PPML_INPUT_DATA" in /proc/self/fd/*) ;; *) exit 9;; esac
 pwd >&2`
 	var stdout, stderr bytes.Buffer
 	err = Run(context.Background(), Config{
-		Params:  sh(script, job.EnvVar{Name: "FIXED", Value: "v"}, job.EnvVar{Name: "PASSED", Passthrough: true}),
+		Params:  sh(script, execspec.EnvVar{Name: "FIXED", Value: "v"}, execspec.EnvVar{Name: "PASSED", Passthrough: true}),
 		Inputs:  []Input{{Name: "data", File: in}, {Name: "parts", IsDir: true, Dir: []DirEntry{{Path: "x.csv", File: d1}, {Path: "sub/y.csv", File: d2}}}},
 		Outputs: []Output{{Name: "result", File: out}},
 		Stdout:  &stdout, Stderr: &stderr,
@@ -96,7 +96,7 @@ func TestExitStatusAndSignals(t *testing.T) {
 	if !errors.As(err, &ee) || ee.Code != 137 || ee.Signal != "SIGKILL" {
 		t.Fatalf("killed: %v", err)
 	}
-	if err := Run(context.Background(), Config{Params: &job.ExecParams{Command: []string{"no-such-program-ppml"}}}); err == nil || !strings.Contains(err.Error(), "not found") {
+	if err := Run(context.Background(), Config{Params: &execspec.Params{Command: []string{"no-such-program-ppml"}}}); err == nil || !strings.Contains(err.Error(), "not found") {
 		t.Fatalf("missing program: %v", err)
 	}
 }

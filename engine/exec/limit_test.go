@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ppml/ppml/job"
+	"github.com/ppml/ppml/engine/exec/execspec"
 	"github.com/ppml/ppml/memfd"
 )
 
@@ -21,8 +21,8 @@ func needPython(t *testing.T) {
 	}
 }
 
-func python(program string) *job.ExecParams {
-	return &job.ExecParams{Command: []string{"/usr/bin/python3", "-c", program}}
+func python(program string) *execspec.Params {
+	return &execspec.Params{Command: []string{"/usr/bin/python3", "-c", program}}
 }
 
 const limit64M = 64 << 20
@@ -113,7 +113,7 @@ json.dump({
   "data": list(resource.getrlimit(resource.RLIMIT_DATA)),
   "exe": os.readlink("/proc/self/exe"),
 }, open(os.environ["PPML_OUTPUT_RESULT"], "w"), sort_keys=True)`
-	p := &job.ExecParams{Command: []string{"/usr/bin/python3", "-c", prog, "one", "two words"}}
+	p := &execspec.Params{Command: []string{"/usr/bin/python3", "-c", prog, "one", "two words"}}
 	var stderr bytes.Buffer
 	err = Run(context.Background(), Config{Params: p, Memory: limit64M,
 		Inputs: []Input{{Name: "data", File: in}}, Outputs: []Output{{Name: "result", File: out}}, Stderr: &stderr})

@@ -9,21 +9,23 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ppml/ppml/engine/ml/mlspec"
 	"github.com/ppml/ppml/job"
+	"github.com/ppml/ppml/launcher"
 	"github.com/ppml/ppml/ml/dataset"
 )
 
 // loadExample parses a manifest from examples/ml with the job package, as ppml run does.
-func loadExample(t *testing.T, name string) *Spec {
+func loadExample(t *testing.T, name string) *mlspec.Params {
 	t.Helper()
-	m, err := job.Load(filepath.Join("..", "..", "examples", "ml", name))
+	m, err := job.Load(filepath.Join("..", "..", "examples", "ml", name), launcher.Specs())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m.Engine != EngineName {
+	if m.Engine != mlspec.Name {
 		t.Fatalf("%s: engine %q", name, m.Engine)
 	}
-	return m.Parameters.(*Spec)
+	return m.Parameters.(*mlspec.Params)
 }
 
 // expected metrics of the examples, as stated in examples/ml/README.md. XGBoost with one
@@ -46,9 +48,9 @@ func TestExamples(t *testing.T) {
 	for _, ex := range examples {
 		t.Run(strings.TrimSuffix(ex.manifest, ".yaml"), func(t *testing.T) {
 			spec := loadExample(t, ex.manifest)
-			res, out := mustRun(t, spec, map[string]Input{InputTrain: datasetInput(t, ex.dataset)}, OutputModel, OutputReport)
+			res, out := mustRun(t, spec, map[string]Input{mlspec.InputTrain: datasetInput(t, ex.dataset)}, mlspec.OutputModel, mlspec.OutputReport)
 			var rep Report
-			if err := json.Unmarshal(out[OutputReport], &rep); err != nil {
+			if err := json.Unmarshal(out[mlspec.OutputReport], &rep); err != nil {
 				t.Fatal(err)
 			}
 			mt := rep.Metrics
@@ -69,7 +71,7 @@ func TestExamples(t *testing.T) {
 				t.Errorf("train %d + test %d rows", mt.TrainRows, mt.TestRows)
 			}
 			// The model file carries the same metrics and the job digest, and decodes.
-			m, err := DecodeModel(out[OutputModel])
+			m, err := DecodeModel(out[mlspec.OutputModel])
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -96,12 +98,12 @@ func TestExamples(t *testing.T) {
 // the predictions table, which keeps the input columns.
 func TestExamplePredictEvaluate(t *testing.T) {
 	data := datasetInput(t, dataset.Boston)
-	_, out := mustRun(t, loadExample(t, "boston-xgboost-regressor.yaml"), map[string]Input{InputTrain: data}, OutputModel)
-	model := bytesInput(out[OutputModel], "")
-	_, pout := mustRun(t, loadExample(t, "boston-xgboost-predict.yaml"), map[string]Input{InputModel: model, InputData: data}, OutputPredictions)
-	res, eout := mustRun(t, loadExample(t, "boston-xgboost-evaluate.yaml"), map[string]Input{InputModel: model, InputData: data}, OutputReport)
+	_, out := mustRun(t, loadExample(t, "boston-xgboost-regressor.yaml"), map[string]Input{mlspec.InputTrain: data}, mlspec.OutputModel)
+	model := bytesInput(out[mlspec.OutputModel], "")
+	_, pout := mustRun(t, loadExample(t, "boston-xgboost-predict.yaml"), map[string]Input{mlspec.InputModel: model, mlspec.InputData: data}, mlspec.OutputPredictions)
+	res, eout := mustRun(t, loadExample(t, "boston-xgboost-evaluate.yaml"), map[string]Input{mlspec.InputModel: model, mlspec.InputData: data}, mlspec.OutputReport)
 
-	recs, err := csv.NewReader(bytes.NewReader(pout[OutputPredictions])).ReadAll()
+	recs, err := csv.NewReader(bytes.NewReader(pout[mlspec.OutputPredictions])).ReadAll()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,11 +117,11 @@ func TestExamplePredictEvaluate(t *testing.T) {
 	}
 	rmse := math.Sqrt(se / 506)
 	var rep Report
-	if err := json.Unmarshal(eout[OutputReport], &rep); err != nil {
+	if err := json.Unmarshal(eout[mlspec.OutputReport], &rep); err != nil {
 		t.Fatal(err)
 	}
-	if r := rep.Metrics.Regression; r == nil || r.Rows != 506 || math.Abs(r.RMSE-rmse) > 1e-4 || rep.Task != Evaluate {
-		t.Fatalf("evaluate report %s, RMSE from predictions %v", eout[OutputReport], rmse)
+	if r := rep.Metrics.Regression; r == nil || r.Rows != 506 || math.Abs(r.RMSE-rmse) > 1e-4 || rep.Task != mlspec.Evaluate {
+		t.Fatalf("evaluate report %s, RMSE from predictions %v", eout[mlspec.OutputReport], rmse)
 	}
 	if res.Rows != 506 {
 		t.Errorf("evaluated %d rows", res.Rows)

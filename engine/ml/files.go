@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
-	"strings"
 
 	"github.com/ppml/ppml/atomicfile"
+	"github.com/ppml/ppml/engine/ml/mlspec"
 	"github.com/ppml/ppml/envelope"
 )
 
@@ -19,25 +19,13 @@ type Files struct {
 	Outputs map[string]string // output name → path
 	// Format of the table inputs; "" takes it from the file name (.csv, .parquet, with or
 	// without a trailing .ppml).
-	Format Format
+	Format mlspec.Format
 	// Resolver, when set, opens every input as a ppml envelope (decrypted on the fly, never
 	// written out); Wrapper, when set, encrypts every output.
 	Resolver envelope.KeyResolver
 	Wrapper  envelope.KeyWrapper
 	// Overwrite allows replacing existing output files.
 	Overwrite bool
-}
-
-// FormatOf guesses a table's format from its file name.
-func FormatOf(path string) (Format, bool) {
-	name := strings.ToLower(strings.TrimSuffix(filepath.Base(path), ".ppml"))
-	switch {
-	case strings.HasSuffix(name, ".csv"):
-		return CSV, true
-	case strings.HasSuffix(name, ".parquet"), strings.HasSuffix(name, ".pq"):
-		return Parquet, true
-	}
-	return "", false
 }
 
 type pendingOutput interface {
@@ -48,12 +36,12 @@ type pendingOutput interface {
 
 // RunFiles runs a job on files. Outputs are written atomically and only when the job
 // succeeds; on failure no output file appears.
-func RunFiles(ctx context.Context, cfg Config, spec *Spec, f Files) (*Result, error) {
+func RunFiles(ctx context.Context, cfg Config, spec *mlspec.Params, f Files) (*Result, error) {
 	inputs := map[string]Input{}
 	for name, path := range f.Inputs {
 		in := Input{Path: path, Format: f.Format}
-		if name != InputModel && in.Format == "" {
-			fm, ok := FormatOf(path)
+		if name != mlspec.InputModel && in.Format == "" {
+			fm, ok := mlspec.FormatOf(path)
 			if !ok {
 				return nil, fmt.Errorf("input %s: cannot tell the table format from the name %s (use .csv or .parquet, or give the format)", name, filepath.Base(path))
 			}
@@ -80,12 +68,12 @@ func RunFiles(ctx context.Context, cfg Config, spec *Spec, f Files) (*Result, er
 		var w pendingOutput
 		if f.Wrapper != nil {
 			ct := envelope.TypeJSON
-			if name == OutputPredictions {
+			if name == mlspec.OutputPredictions {
 				ct = envelope.TypeCSV
-				if fm, _ := FormatOf(path); fm == Parquet {
+				if fm, _ := mlspec.FormatOf(path); fm == mlspec.Parquet {
 					ct = envelope.TypeParquet
 				}
-			} else if name == OutputModel {
+			} else if name == mlspec.OutputModel {
 				ct = envelope.TypeModel
 			}
 			fw, err := envelope.CreateFile(path, f.Wrapper, &envelope.Options{ContentType: ct}, f.Overwrite)
@@ -102,8 +90,8 @@ func RunFiles(ctx context.Context, cfg Config, spec *Spec, f Files) (*Result, er
 		}
 		pending = append(pending, w)
 		o := Output{W: w}
-		if name == OutputPredictions {
-			o.Format, _ = FormatOf(path)
+		if name == mlspec.OutputPredictions {
+			o.Format, _ = mlspec.FormatOf(path)
 		}
 		outputs[name] = o
 	}

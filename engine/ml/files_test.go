@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ppml/ppml/engine/ml/mlspec"
 	"github.com/ppml/ppml/envelope"
 	"github.com/ppml/ppml/ml/dataset"
 )
@@ -37,14 +38,14 @@ func TestRunFilesEncrypted(t *testing.T) {
 	}
 	ctx := context.Background()
 	model := filepath.Join(dir, "m.ppml")
-	spec := &Spec{Task: Train, Algorithm: XGBoost, Objective: Regression, Label: "medv", Rounds: 10, TestFraction: 0.2, Seed: 42}
-	if _, err := RunFiles(ctx, Config{Threads: 1}, spec, Files{Inputs: map[string]string{InputTrain: enc},
-		Outputs: map[string]string{OutputModel: model}, Resolver: key, Wrapper: key}); err != nil {
+	spec := &mlspec.Params{Task: mlspec.Train, Algorithm: mlspec.XGBoost, Objective: mlspec.Regression, Label: "medv", Rounds: 10, TestFraction: 0.2, Seed: 42}
+	if _, err := RunFiles(ctx, Config{Threads: 1}, spec, Files{Inputs: map[string]string{mlspec.InputTrain: enc},
+		Outputs: map[string]string{mlspec.OutputModel: model}, Resolver: key, Wrapper: key}); err != nil {
 		t.Fatal(err)
 	}
 	preds := filepath.Join(dir, "p.csv.ppml")
-	res, err := RunFiles(ctx, Config{Threads: 1}, &Spec{Task: Predict}, Files{Inputs: map[string]string{InputModel: model, InputData: enc},
-		Outputs: map[string]string{OutputPredictions: preds}, Resolver: key, Wrapper: key})
+	res, err := RunFiles(ctx, Config{Threads: 1}, &mlspec.Params{Task: mlspec.Predict}, Files{Inputs: map[string]string{mlspec.InputModel: model, mlspec.InputData: enc},
+		Outputs: map[string]string{mlspec.OutputPredictions: preds}, Resolver: key, Wrapper: key})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,9 +73,9 @@ func TestRunFilesEncrypted(t *testing.T) {
 		}
 	}
 	// A failing job (missing label) leaves no output file and no temp file behind.
-	bad := &Spec{Task: Train, Algorithm: XGBoost, Objective: Regression, Label: "price", Rounds: 3}
-	if _, err := RunFiles(ctx, Config{Threads: 1}, bad, Files{Inputs: map[string]string{InputTrain: enc},
-		Outputs: map[string]string{OutputModel: filepath.Join(dir, "bad.ppml")}, Resolver: key, Wrapper: key}); err == nil {
+	bad := &mlspec.Params{Task: mlspec.Train, Algorithm: mlspec.XGBoost, Objective: mlspec.Regression, Label: "price", Rounds: 3}
+	if _, err := RunFiles(ctx, Config{Threads: 1}, bad, Files{Inputs: map[string]string{mlspec.InputTrain: enc},
+		Outputs: map[string]string{mlspec.OutputModel: filepath.Join(dir, "bad.ppml")}, Resolver: key, Wrapper: key}); err == nil {
 		t.Fatal("no error")
 	}
 	after, _ := os.ReadDir(dir)

@@ -13,6 +13,7 @@ import (
 	"github.com/apache/arrow-go/v18/parquet"
 	"github.com/apache/arrow-go/v18/parquet/pqarrow"
 
+	"github.com/ppml/ppml/engine/ml/mlspec"
 	"github.com/ppml/ppml/ml/dataset"
 )
 
@@ -72,17 +73,17 @@ func bostonClasses(t *testing.T) []byte {
 // non-numeric id) and add one probability per class and the predicted class.
 func TestMulticlassParquet(t *testing.T) {
 	pq := bostonClasses(t)
-	data := memInput(t, "boston-bands", pq, Parquet)
+	data := memInput(t, "boston-bands", pq, mlspec.Parquet)
 	feats := []string{"crim", "zn", "indus", "chas", "nox", "rm", "age", "dis", "rad", "tax", "ptratio", "b", "lstat"}
-	res, out := mustRun(t, &Spec{Task: Train, Algorithm: XGBoost, Objective: Multiclass, Label: "band", Features: feats, Rounds: 30, TestFraction: 0.2, Seed: 3,
-		Params: []xgbParamT{xgbParam("max_depth", "4")}}, map[string]Input{InputTrain: data}, OutputModel)
+	res, out := mustRun(t, &mlspec.Params{Task: mlspec.Train, Algorithm: mlspec.XGBoost, Objective: mlspec.Multiclass, Label: "band", Features: feats, Rounds: 30, TestFraction: 0.2, Seed: 3,
+		Params: []mlspec.Param{xgbParam("max_depth", "4")}}, map[string]Input{mlspec.InputTrain: data}, mlspec.OutputModel)
 	c := res.Model.Metrics.Classification
 	if res.Model.Classes != 3 || c == nil || c.Classes != 3 || c.Accuracy < 0.7 || len(c.Confusion) != 3 {
 		t.Fatalf("multiclass metrics %+v", c)
 	}
 	t.Logf("multiclass accuracy %.3f, log-loss %.3f", c.Accuracy, c.LogLoss)
-	_, pout := mustRun(t, &Spec{Task: Predict}, map[string]Input{InputModel: bytesInput(out[OutputModel], ""), InputData: data}, OutputPredictions)
-	rdr, err := pqarrow.ReadTable(context.Background(), bytes.NewReader(pout[OutputPredictions]), nil, pqarrow.ArrowReadProperties{}, memory.DefaultAllocator)
+	_, pout := mustRun(t, &mlspec.Params{Task: mlspec.Predict}, map[string]Input{mlspec.InputModel: bytesInput(out[mlspec.OutputModel], ""), mlspec.InputData: data}, mlspec.OutputPredictions)
+	rdr, err := pqarrow.ReadTable(context.Background(), bytes.NewReader(pout[mlspec.OutputPredictions]), nil, pqarrow.ArrowReadProperties{}, memory.DefaultAllocator)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +102,7 @@ func TestMulticlassParquet(t *testing.T) {
 		}
 	}
 	// Evaluate on the same table gives a multiclass report.
-	er, _ := mustRun(t, &Spec{Task: Evaluate}, map[string]Input{InputModel: bytesInput(out[OutputModel], ""), InputData: data}, OutputReport)
+	er, _ := mustRun(t, &mlspec.Params{Task: mlspec.Evaluate}, map[string]Input{mlspec.InputModel: bytesInput(out[mlspec.OutputModel], ""), mlspec.InputData: data}, mlspec.OutputReport)
 	if er.Report.Metrics.Classification == nil || er.Report.Metrics.Classification.Rows != 506 {
 		t.Fatalf("evaluate: %+v", er.Report.Metrics)
 	}
@@ -111,13 +112,13 @@ func TestMulticlassParquet(t *testing.T) {
 // shortest form.
 func TestLogisticRegression(t *testing.T) {
 	data := datasetInput(t, dataset.BreastCancer)
-	res, out := mustRun(t, &Spec{Task: Train, Algorithm: LogisticRegression, Objective: Binary, Label: "target", TestFraction: 0.2, Seed: 42,
-		Params: []xgbParamT{xgbParam("l2", "1")}}, map[string]Input{InputTrain: data}, OutputModel)
+	res, out := mustRun(t, &mlspec.Params{Task: mlspec.Train, Algorithm: mlspec.LogisticRegression, Objective: mlspec.Binary, Label: "target", TestFraction: 0.2, Seed: 42,
+		Params: []mlspec.Param{xgbParam("l2", "1")}}, map[string]Input{mlspec.InputTrain: data}, mlspec.OutputModel)
 	if c := res.Model.Metrics.Classification; c == nil || c.Accuracy < 0.95 {
 		t.Fatalf("logistic metrics %+v", c)
 	}
-	_, pout := mustRun(t, &Spec{Task: Predict}, map[string]Input{InputModel: bytesInput(out[OutputModel], ""), InputData: data}, OutputPredictions)
-	recs, err := csv.NewReader(bytes.NewReader(pout[OutputPredictions])).ReadAll()
+	_, pout := mustRun(t, &mlspec.Params{Task: mlspec.Predict}, map[string]Input{mlspec.InputModel: bytesInput(out[mlspec.OutputModel], ""), mlspec.InputData: data}, mlspec.OutputPredictions)
+	recs, err := csv.NewReader(bytes.NewReader(pout[mlspec.OutputPredictions])).ReadAll()
 	if err != nil {
 		t.Fatal(err)
 	}

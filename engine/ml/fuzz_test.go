@@ -3,20 +3,22 @@ package mlengine
 import (
 	"slices"
 	"testing"
+
+	"github.com/ppml/ppml/engine/ml/mlspec"
 )
 
 // FuzzDecodeModel feeds arbitrary bytes to the model decoder: it must return a model or an
 // error, never panic, and a model it accepts must encode and decode again to the same model.
 func FuzzDecodeModel(f *testing.F) {
-	in := bytesInput([]byte("a,b,y\n1,2,0\n2,1,1\n3,3,0\n4,1,1\n5,2,0\n6,0,1\n"), CSV)
-	for _, s := range []*Spec{
-		{Task: Train, Algorithm: XGBoost, Objective: Binary, Label: "y", Rounds: 2},
-		{Task: Train, Algorithm: LinearRegression, Objective: Regression, Label: "y"},
-		{Task: Train, Algorithm: XGBoost, Objective: Multiclass, Label: "y", Rounds: 1},
+	in := bytesInput([]byte("a,b,y\n1,2,0\n2,1,1\n3,3,0\n4,1,1\n5,2,0\n6,0,1\n"), mlspec.CSV)
+	for _, s := range []*mlspec.Params{
+		{Task: mlspec.Train, Algorithm: mlspec.XGBoost, Objective: mlspec.Binary, Label: "y", Rounds: 2},
+		{Task: mlspec.Train, Algorithm: mlspec.LinearRegression, Objective: mlspec.Regression, Label: "y"},
+		{Task: mlspec.Train, Algorithm: mlspec.XGBoost, Objective: mlspec.Multiclass, Label: "y", Rounds: 1},
 	} {
-		_, out := mustRun(f, s, map[string]Input{InputTrain: in}, OutputModel)
-		f.Add(out[OutputModel])
-		m, err := DecodeModel(out[OutputModel])
+		_, out := mustRun(f, s, map[string]Input{mlspec.InputTrain: in}, mlspec.OutputModel)
+		f.Add(out[mlspec.OutputModel])
+		m, err := DecodeModel(out[mlspec.OutputModel])
 		if err != nil {
 			f.Fatal(err)
 		}

@@ -6,14 +6,14 @@ import (
 	"os"
 	"testing"
 
+	"github.com/ppml/ppml/engine/ml/mlspec"
 	"github.com/ppml/ppml/memfd"
 	"github.com/ppml/ppml/ml/dataset"
-	"github.com/ppml/ppml/ml/xgboost"
 )
 
 // memInput puts data into a sealed memfd, as the launcher does after decrypting, and returns
 // it as an input by /proc/self/fd path.
-func memInput(t testing.TB, name string, data []byte, f Format) Input {
+func memInput(t testing.TB, name string, data []byte, f mlspec.Format) Input {
 	t.Helper()
 	m, err := memfd.New(name)
 	if err != nil {
@@ -35,15 +35,15 @@ func datasetInput(t testing.TB, name string) Input {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return memInput(t, name, b, CSV)
+	return memInput(t, name, b, mlspec.CSV)
 }
 
-func bytesInput(b []byte, f Format) Input {
+func bytesInput(b []byte, f mlspec.Format) Input {
 	return Input{ReaderAt: bytes.NewReader(b), Size: int64(len(b)), Format: f}
 }
 
 // run runs a job and returns its outputs (named as requested).
-func run(t testing.TB, spec *Spec, inputs map[string]Input, outNames ...string) (*Result, map[string][]byte, error) {
+func run(t testing.TB, spec *mlspec.Params, inputs map[string]Input, outNames ...string) (*Result, map[string][]byte, error) {
 	t.Helper()
 	bufs := map[string]*bytes.Buffer{}
 	outs := map[string]Output{}
@@ -59,7 +59,7 @@ func run(t testing.TB, spec *Spec, inputs map[string]Input, outNames ...string) 
 	return res, got, err
 }
 
-func mustRun(t testing.TB, spec *Spec, inputs map[string]Input, outNames ...string) (*Result, map[string][]byte) {
+func mustRun(t testing.TB, spec *mlspec.Params, inputs map[string]Input, outNames ...string) (*Result, map[string][]byte) {
 	t.Helper()
 	res, out, err := run(t, spec, inputs, outNames...)
 	if err != nil {
@@ -68,6 +68,4 @@ func mustRun(t testing.TB, spec *Spec, inputs map[string]Input, outNames ...stri
 	return res, out
 }
 
-type xgbParamT = xgboost.Param
-
-func xgbParam(n, v string) xgboost.Param { return xgboost.Param{Name: n, Value: v} }
+func xgbParam(n, v string) mlspec.Param { return mlspec.Param{Name: n, Value: v} }

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/ppml/ppml/engine/ml/mlspec"
 	"github.com/ppml/ppml/ml/dataset"
 )
 
@@ -106,15 +107,15 @@ func TestInteropEngineToPython(t *testing.T) {
 	}
 	var checks []check
 	var jobs [][]string
-	for _, spec := range []*Spec{
-		{Task: Train, Algorithm: XGBoost, Objective: Binary, Label: "target", Rounds: 30, TestFraction: 0.2, Seed: 1,
-			Params: []xgbParamT{xgbParam("max_depth", "4")}},
-		{Task: Train, Algorithm: RandomForest, Objective: Binary, Label: "target", Rounds: 1, TestFraction: 0.2, Seed: 1,
-			Params: []xgbParamT{xgbParam("num_parallel_tree", "20")}},
+	for _, spec := range []*mlspec.Params{
+		{Task: mlspec.Train, Algorithm: mlspec.XGBoost, Objective: mlspec.Binary, Label: "target", Rounds: 30, TestFraction: 0.2, Seed: 1,
+			Params: []mlspec.Param{xgbParam("max_depth", "4")}},
+		{Task: mlspec.Train, Algorithm: mlspec.RandomForest, Objective: mlspec.Binary, Label: "target", Rounds: 1, TestFraction: 0.2, Seed: 1,
+			Params: []mlspec.Param{xgbParam("num_parallel_tree", "20")}},
 	} {
-		_, out := mustRun(t, spec, map[string]Input{InputTrain: data}, OutputModel)
+		_, out := mustRun(t, spec, map[string]Input{mlspec.InputTrain: data}, mlspec.OutputModel)
 		wrapped := filepath.Join(dir, string(spec.Algorithm)+".model")
-		if err := os.WriteFile(wrapped, out[OutputModel], 0o600); err != nil {
+		if err := os.WriteFile(wrapped, out[mlspec.OutputModel], 0o600); err != nil {
 			t.Fatal(err)
 		}
 		// What ppml ml export does for the owner.
@@ -122,10 +123,10 @@ func TestInteropEngineToPython(t *testing.T) {
 		if _, err := ExportFile(wrapped, modelPath, nil, false); err != nil {
 			t.Fatal(err)
 		}
-		_, pout := mustRun(t, &Spec{Task: Predict}, map[string]Input{InputModel: bytesInput(out[OutputModel], ""), InputData: data}, OutputPredictions)
+		_, pout := mustRun(t, &mlspec.Params{Task: mlspec.Predict}, map[string]Input{mlspec.InputModel: bytesInput(out[mlspec.OutputModel], ""), mlspec.InputData: data}, mlspec.OutputPredictions)
 		f32 := filepath.Join(dir, string(spec.Algorithm)+".f32")
 		jobs = append(jobs, []string{"predict", modelPath, csvPath, f32})
-		checks = append(checks, check{string(spec.Algorithm) + " engine → python", predictionColumn(t, pout[OutputPredictions], "probability"), f32})
+		checks = append(checks, check{string(spec.Algorithm) + " engine → python", predictionColumn(t, pout[mlspec.OutputPredictions], "probability"), f32})
 	}
 	pythonBatch(t, dir, jobs...)
 	for _, c := range checks {
@@ -147,10 +148,10 @@ func TestInteropPythonToEngine(t *testing.T) {
 	pythonBatch(t, dir, []string{"train", csvPath, "medv", params, "40", modelPath}, []string{"predict", modelPath, csvPath, f32})
 	model := Input{Path: modelPath}
 	data := datasetInput(t, dataset.Boston)
-	_, pout := mustRun(t, &Spec{Task: Predict}, map[string]Input{InputModel: model, InputData: data}, OutputPredictions)
-	sameBits(t, "python → engine", predictionColumn(t, pout[OutputPredictions], "prediction"), readF32(t, f32))
+	_, pout := mustRun(t, &mlspec.Params{Task: mlspec.Predict}, map[string]Input{mlspec.InputModel: model, mlspec.InputData: data}, mlspec.OutputPredictions)
+	sameBits(t, "python → engine", predictionColumn(t, pout[mlspec.OutputPredictions], "prediction"), readF32(t, f32))
 	// A bare model records no label: evaluate needs one.
-	res, _ := mustRun(t, &Spec{Task: Evaluate, Label: "medv"}, map[string]Input{InputModel: model, InputData: data}, OutputReport)
+	res, _ := mustRun(t, &mlspec.Params{Task: mlspec.Evaluate, Label: "medv"}, map[string]Input{mlspec.InputModel: model, mlspec.InputData: data}, mlspec.OutputReport)
 	if r := res.Report.Metrics.Regression; r == nil || r.R2 < 0.9 {
 		t.Errorf("python model on its training data: %+v", r)
 	}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/ppml/ppml/engine/ml/mlspec"
 	"github.com/ppml/ppml/ml/linear"
 	"github.com/ppml/ppml/ml/metrics"
 	"github.com/ppml/ppml/ml/xgboost"
@@ -27,16 +28,16 @@ const MaxModelSize = 1 << 30
 // Model is a trained model with what predict and evaluate need to know about it. Inner is the
 // model itself: XGBoost's JSON model (xgboost, random_forest) or the linear JSON format.
 type Model struct {
-	Format            string          `json:"format"`
-	Version           int             `json:"version"`
-	Algorithm         Algorithm       `json:"algorithm"`
-	Objective         Objective       `json:"objective"`
-	Classes           int             `json:"classes,omitempty"` // multiclass only
-	Features          []string        `json:"features"`
-	Label             string          `json:"label"`
-	Metrics           *Metrics        `json:"metrics,omitempty"`
-	TrainingJobDigest string          `json:"training_job_digest,omitempty"`
-	Inner             json.RawMessage `json:"model"`
+	Format            string           `json:"format"`
+	Version           int              `json:"version"`
+	Algorithm         mlspec.Algorithm `json:"algorithm"`
+	Objective         mlspec.Objective `json:"objective"`
+	Classes           int              `json:"classes,omitempty"` // multiclass only
+	Features          []string         `json:"features"`
+	Label             string           `json:"label"`
+	Metrics           *Metrics         `json:"metrics,omitempty"`
+	TrainingJobDigest string           `json:"training_job_digest,omitempty"`
+	Inner             json.RawMessage  `json:"model"`
 
 	// Set by DecodeModel from a bare model (not a wrapper): only Inner and what the bare
 	// model itself records are known.
@@ -119,22 +120,22 @@ func (m *Model) validate() error {
 		return fmt.Errorf("ppml model: format %q, want %q", clip(m.Format), ModelFormat)
 	}
 	switch m.Algorithm {
-	case XGBoost, RandomForest:
-		if m.Objective != Regression && m.Objective != Binary && m.Objective != Multiclass {
+	case mlspec.XGBoost, mlspec.RandomForest:
+		if m.Objective != mlspec.Regression && m.Objective != mlspec.Binary && m.Objective != mlspec.Multiclass {
 			return fmt.Errorf("ppml model: objective %q", clip(string(m.Objective)))
 		}
-	case LinearRegression:
-		if m.Objective != Regression {
+	case mlspec.LinearRegression:
+		if m.Objective != mlspec.Regression {
 			return fmt.Errorf("ppml model: linear_regression with objective %q", clip(string(m.Objective)))
 		}
-	case LogisticRegression:
-		if m.Objective != Binary {
+	case mlspec.LogisticRegression:
+		if m.Objective != mlspec.Binary {
 			return fmt.Errorf("ppml model: logistic_regression with objective %q", clip(string(m.Objective)))
 		}
 	default:
 		return fmt.Errorf("ppml model: algorithm %q", clip(string(m.Algorithm)))
 	}
-	if (m.Objective == Multiclass) != (m.Classes >= 2) {
+	if (m.Objective == mlspec.Multiclass) != (m.Classes >= 2) {
 		return fmt.Errorf("ppml model: %d classes for objective %s", m.Classes, m.Objective)
 	}
 	if err := checkNames(m.Features, m.Label); err != nil {
@@ -147,7 +148,7 @@ func (m *Model) validate() error {
 		return errors.New("ppml model: no model field")
 	}
 	switch m.Algorithm {
-	case XGBoost, RandomForest:
+	case mlspec.XGBoost, mlspec.RandomForest:
 		_, info, err := xgboost.ValidateModelJSON(m.Inner)
 		if err != nil {
 			return fmt.Errorf("ppml model: %w", err)
@@ -168,19 +169,19 @@ func (m *Model) validate() error {
 }
 
 // objectiveOf maps an XGBoost objective to the ones ppml predicts with.
-func objectiveOf(xgbObjective string) (Objective, bool) {
+func objectiveOf(xgbObjective string) (mlspec.Objective, bool) {
 	switch xgbObjective {
 	case "reg:squarederror", "reg:absoluteerror":
-		return Regression, true
+		return mlspec.Regression, true
 	case "binary:logistic":
-		return Binary, true
+		return mlspec.Binary, true
 	case "multi:softprob":
-		return Multiclass, true
+		return mlspec.Multiclass, true
 	}
 	return "", false
 }
 
-func checkXGBoost(info *xgboost.ModelInfo, obj Objective, classes int, features []string) error {
+func checkXGBoost(info *xgboost.ModelInfo, obj mlspec.Objective, classes int, features []string) error {
 	got, ok := objectiveOf(info.Objective)
 	if !ok {
 		return fmt.Errorf("XGBoost objective %q is not one ppml predicts with (reg:squarederror, reg:absoluteerror, binary:logistic, multi:softprob)", info.Objective)
@@ -188,7 +189,7 @@ func checkXGBoost(info *xgboost.ModelInfo, obj Objective, classes int, features 
 	if got != obj {
 		return fmt.Errorf("XGBoost objective %s does not match objective %s", info.Objective, obj)
 	}
-	if obj == Multiclass && info.NumClass != classes {
+	if obj == mlspec.Multiclass && info.NumClass != classes {
 		return fmt.Errorf("XGBoost model has %d classes, the wrapper says %d", info.NumClass, classes)
 	}
 	if info.NumFeature != len(features) {
@@ -215,9 +216,9 @@ func bareXGBoost(b []byte) (*Model, error) {
 	if err := checkNames(info.FeatureNames, ""); err != nil {
 		return nil, fmt.Errorf("xgboost model: %w", err)
 	}
-	m := &Model{Format: ModelFormat, Version: ModelVersion, Algorithm: XGBoost, Objective: obj,
+	m := &Model{Format: ModelFormat, Version: ModelVersion, Algorithm: mlspec.XGBoost, Objective: obj,
 		Features: info.FeatureNames, Inner: b, Bare: true}
-	if obj == Multiclass {
+	if obj == mlspec.Multiclass {
 		m.Classes = info.NumClass
 	}
 	return m, nil
@@ -228,11 +229,11 @@ func bareLinear(b []byte) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &Model{Format: ModelFormat, Version: ModelVersion, Algorithm: Algorithm(lm.Kind),
+	m := &Model{Format: ModelFormat, Version: ModelVersion, Algorithm: mlspec.Algorithm(lm.Kind),
 		Features: lm.Features, Label: lm.Label, Inner: b, Bare: true}
-	m.Objective = Regression
+	m.Objective = mlspec.Regression
 	if lm.Kind == linear.LogisticRegression {
-		m.Objective = Binary
+		m.Objective = mlspec.Binary
 	}
 	return m, nil
 }

@@ -15,6 +15,8 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/apache/arrow-go/v18/parquet"
 	"github.com/apache/arrow-go/v18/parquet/pqarrow"
+
+	"github.com/ppml/ppml/engine/ml/mlspec"
 )
 
 // predictionColumns names and fills the columns predict appends to the input table:
@@ -22,9 +24,9 @@ import (
 // multiclass "probability_0" … "probability_{k-1}" and "prediction" (the most probable class).
 func predictionColumns(p *predictions) ([]string, [][]float64) {
 	switch p.obj {
-	case Binary:
+	case mlspec.Binary:
 		return []string{"probability", "prediction"}, [][]float64{p.values, p.class()}
-	case Multiclass:
+	case mlspec.Multiclass:
 		n := len(p.values) / p.classes
 		names := make([]string, 0, p.classes+1)
 		cols := make([][]float64, 0, p.classes+1)
@@ -42,7 +44,7 @@ func predictionColumns(p *predictions) ([]string, [][]float64) {
 }
 
 // predictionTable writes the input table with the prediction columns appended, in format f.
-func predictionTable(in Input, f Format, p *predictions) ([]byte, error) {
+func predictionTable(in Input, f mlspec.Format, p *predictions) ([]byte, error) {
 	names, cols := predictionColumns(p)
 	ra, size, done, err := in.open()
 	if err != nil {
@@ -54,7 +56,7 @@ func predictionTable(in Input, f Format, p *predictions) ([]byte, error) {
 	var records [][]string
 	var tbl arrow.Table
 	switch in.Format {
-	case CSV:
+	case mlspec.CSV:
 		cr := csv.NewReader(sr)
 		all, err := cr.ReadAll()
 		if err != nil {
@@ -64,7 +66,7 @@ func predictionTable(in Input, f Format, p *predictions) ([]byte, error) {
 			return nil, errors.New("input has no header")
 		}
 		header, records = all[0], all[1:]
-	case Parquet:
+	case mlspec.Parquet:
 		tbl, err = readArrow(sr)
 		if err != nil {
 			return nil, err
@@ -87,7 +89,7 @@ func predictionTable(in Input, f Format, p *predictions) ([]byte, error) {
 	}
 	format := func(v float64) string { return strconv.FormatFloat(v, 'g', -1, p.bits) }
 	switch f {
-	case CSV:
+	case mlspec.CSV:
 		var buf bytes.Buffer
 		w := csv.NewWriter(&buf)
 		if tbl != nil {
@@ -108,7 +110,7 @@ func predictionTable(in Input, f Format, p *predictions) ([]byte, error) {
 		}
 		w.Flush()
 		return buf.Bytes(), w.Error()
-	case Parquet:
+	case mlspec.Parquet:
 		if tbl == nil {
 			return nil, errors.New("predictions as Parquet need a Parquet input (CSV columns have no types); write CSV")
 		}

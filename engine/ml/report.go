@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/ppml/ppml/engine/ml/mlspec"
 )
 
 // WriteText prints a report for people: the model and its metrics.
@@ -26,7 +28,7 @@ func (r *Report) WriteText(w io.Writer) error {
 	case m == nil:
 		b.WriteString("no test split: no metrics\n")
 	default:
-		if r.Task == Train {
+		if r.Task == mlspec.Train {
 			fmt.Fprintf(&b, "trained on %d rows; metrics on %d held-out rows (test_fraction %g, seed %d)\n", m.TrainRows, m.TestRows, m.TestFraction, m.Seed)
 		} else {
 			fmt.Fprintf(&b, "metrics on %d rows\n", m.TestRows)

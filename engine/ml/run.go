@@ -8,45 +8,20 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"mime"
 	"os"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/ppml/ppml/engine/ml/mlspec"
 	"github.com/ppml/ppml/ml/linear"
 	"github.com/ppml/ppml/ml/metrics"
 	"github.com/ppml/ppml/ml/split"
 	"github.com/ppml/ppml/ml/table"
 	"github.com/ppml/ppml/ml/xgboost"
 )
-
-// Format is a table's file format.
-type Format string
-
-const (
-	CSV     Format = "csv"
-	Parquet Format = "parquet"
-)
-
-// ParseFormat reads csv or parquet (also the media types text/csv and
-// application/vnd.apache.parquet).
-func ParseFormat(s string) (Format, error) {
-	t := s
-	if mt, _, err := mime.ParseMediaType(s); err == nil {
-		t = mt // text/csv; charset=utf-8
-	}
-	switch strings.ToLower(t) {
-	case "csv", "text/csv":
-		return CSV, nil
-	case "parquet", "application/vnd.apache.parquet", "application/x-parquet":
-		return Parquet, nil
-	}
-	return "", fmt.Errorf("table format %q: want csv or parquet", s)
-}
 
 // Input is one input of a job: a file by path (the launcher passes /proc/self/fd/N of a memfd
 // holding the decrypted plaintext) or an io.ReaderAt of Size bytes. Format applies to tables;
@@ -55,14 +30,14 @@ type Input struct {
 	Path     string
 	ReaderAt io.ReaderAt
 	Size     int64
-	Format   Format
+	Format   mlspec.Format
 }
 
 // Output is one output of a job. Format applies to the predictions table ("" means the format
 // of the data input); the model and the report are JSON.
 type Output struct {
 	W      io.Writer
-	Format Format
+	Format mlspec.Format
 }
 
 // Shaper runs a train job's query: the seam through which the launcher hands the SQL engine to
@@ -78,13 +53,13 @@ type Config struct {
 	Threads int
 	// JobDigest ("sha256:<hex>") of the training job, recorded in the model.
 	JobDigest string
-	// SQL runs Spec.Query; a job with a query fails without it.
+	// SQL runs mlspec.Params.Query; a job with a query fails without it.
 	SQL Shaper
 }
 
 // Result describes a finished job, for printing.
 type Result struct {
-	Task   Task
+	Task   mlspec.Task
 	Model  *Model  // trained (train) or applied (predict, evaluate); Inner is the model JSON
 	Report *Report // train and evaluate
 	Rows   int     // rows trained on, predicted or evaluated
@@ -114,19 +89,19 @@ func (r *Result) Show(w io.Writer, n int) error {
 // Report is the JSON a train job writes to its report output and an evaluate job writes to its
 // report output.
 type Report struct {
-	Task              Task      `json:"task"`
-	Algorithm         Algorithm `json:"algorithm"`
-	Objective         Objective `json:"objective"`
-	Classes           int       `json:"classes,omitempty"`
-	Features          []string  `json:"features"`
-	Label             string    `json:"label"`
-	TrainingJobDigest string    `json:"training_job_digest,omitempty"`
-	Metrics           *Metrics  `json:"metrics,omitempty"`
+	Task              mlspec.Task      `json:"task"`
+	Algorithm         mlspec.Algorithm `json:"algorithm"`
+	Objective         mlspec.Objective `json:"objective"`
+	Classes           int              `json:"classes,omitempty"`
+	Features          []string         `json:"features"`
+	Label             string           `json:"label"`
+	TrainingJobDigest string           `json:"training_job_digest,omitempty"`
+	Metrics           *Metrics         `json:"metrics,omitempty"`
 }
 
 // Run runs one ml job. Nothing is written to any output unless the whole job succeeds, so a
 // failed job leaves its outputs empty (the launcher then discards them).
-func Run(ctx context.Context, cfg Config, spec *Spec, inputs map[string]Input, outputs map[string]Output) (*Result, error) {
+func Run(ctx context.Context, cfg Config, spec *mlspec.Params, inputs map[string]Input, outputs map[string]Output) (*Result, error) {
 	if err := spec.Validate(); err != nil {
 		return nil, err
 	}
@@ -143,43 +118,24 @@ func Run(ctx context.Context, cfg Config, spec *Spec, inputs map[string]Input, o
 		return nil, err
 	}
 	switch spec.Task {
-	case Train:
+	case mlspec.Train:
 		return runTrain(ctx, cfg, spec, inputs, outputs)
 	default:
-		if err := checkNames2(inputs, []string{InputModel, InputData}, []string{InputModel, InputData}, "input"); err != nil {
+		if err := mlspec.CheckNameSet(inputs, []string{mlspec.InputModel, mlspec.InputData}, []string{mlspec.InputModel, mlspec.InputData}, "input"); err != nil {
 			return nil, err
 		}
 		return runApply(cfg, spec, inputs, outputs)
 	}
 }
 
-func checkOutputs(spec *Spec, outputs map[string]Output) error {
+func checkOutputs(spec *mlspec.Params, outputs map[string]Output) error {
 	req, opt := spec.OutputNames()
 	for name, o := range outputs {
 		if o.W == nil {
 			return fmt.Errorf("ml job: output %q has no writer", name)
 		}
 	}
-	return checkNames2(outputs, req, append(req, opt...), "output")
-}
-
-func checkNames2[V any](m map[string]V, required, allowed []string, what string) error {
-	for _, r := range required {
-		if _, ok := m[r]; !ok {
-			return fmt.Errorf("ml job: missing %s %q (a %s job has %ss %s)", what, r, what, what, strings.Join(allowed, ", "))
-		}
-	}
-	var extra []string
-	for k := range m {
-		if !slices.Contains(allowed, k) {
-			extra = append(extra, strconv.Quote(k))
-		}
-	}
-	sort.Strings(extra)
-	if len(extra) > 0 {
-		return fmt.Errorf("ml job: unknown %s(s) %s (allowed: %s)", what, strings.Join(extra, ", "), strings.Join(allowed, ", "))
-	}
-	return nil
+	return mlspec.CheckNameSet(outputs, req, append(req, opt...), "output")
 }
 
 func (in Input) open() (io.ReaderAt, int64, func(), error) {
@@ -221,15 +177,15 @@ func readDataset(in Input, sel table.Selection) (*table.Dataset, error) {
 	defer done()
 	sr := io.NewSectionReader(ra, 0, size)
 	switch in.Format {
-	case CSV:
+	case mlspec.CSV:
 		return table.ReadCSV(sr, sel)
-	case Parquet:
+	case mlspec.Parquet:
 		return table.ReadParquet(sr, sel)
 	}
 	return nil, fmt.Errorf("table format %q: want csv or parquet", in.Format)
 }
 
-func runTrain(ctx context.Context, cfg Config, spec *Spec, inputs map[string]Input, outputs map[string]Output) (*Result, error) {
+func runTrain(ctx context.Context, cfg Config, spec *mlspec.Params, inputs map[string]Input, outputs map[string]Output) (*Result, error) {
 	var data Input
 	if spec.Query != "" {
 		if cfg.SQL == nil {
@@ -241,8 +197,8 @@ func runTrain(ctx context.Context, cfg Config, spec *Spec, inputs map[string]Inp
 		}
 		data = shaped
 	} else {
-		tr, okT := inputs[InputTrain]
-		da, okD := inputs[InputData]
+		tr, okT := inputs[mlspec.InputTrain]
+		da, okD := inputs[mlspec.InputData]
 		if okT == okD || len(inputs) != 1 {
 			return nil, errors.New("ml job: a train job reads exactly one input, named train (or data)")
 		}
@@ -272,13 +228,13 @@ func runTrain(ctx context.Context, cfg Config, spec *Spec, inputs map[string]Inp
 	}
 	m := &Model{Format: ModelFormat, Version: ModelVersion, Algorithm: spec.Algorithm, Objective: spec.Objective,
 		Features: d.X.Names, Label: d.Label, TrainingJobDigest: cfg.JobDigest}
-	if spec.Objective == Multiclass {
+	if spec.Objective == mlspec.Multiclass {
 		m.Classes = classes
 	}
-	res := &Result{Task: Train, Model: m, Rows: train.X.NumRows()}
+	res := &Result{Task: mlspec.Train, Model: m, Rows: train.X.NumRows()}
 	var p predictor
 	switch spec.Algorithm {
-	case XGBoost, RandomForest:
+	case mlspec.XGBoost, mlspec.RandomForest:
 		xp, err := trainXGBoost(cfg, spec, train, classes, res)
 		if err != nil {
 			return nil, err
@@ -330,14 +286,14 @@ func runTrain(ctx context.Context, cfg Config, spec *Spec, inputs map[string]Inp
 	if err != nil {
 		return nil, fmt.Errorf("ml job: %w", err)
 	}
-	res.Report = reportOf(Train, m, m.Metrics)
+	res.Report = reportOf(mlspec.Train, m, m.Metrics)
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if _, err := outputs[OutputModel].W.Write(modelJSON); err != nil {
+	if _, err := outputs[mlspec.OutputModel].W.Write(modelJSON); err != nil {
 		return nil, fmt.Errorf("ml job: write model: %w", err)
 	}
-	if o, ok := outputs[OutputReport]; ok {
+	if o, ok := outputs[mlspec.OutputReport]; ok {
 		if err := writeReport(o.W, res.Report); err != nil {
 			return nil, err
 		}
@@ -359,7 +315,7 @@ func flatMetrics(mt *Metrics) map[string]float64 {
 	return out
 }
 
-func reportOf(t Task, m *Model, mt *Metrics) *Report {
+func reportOf(t mlspec.Task, m *Model, mt *Metrics) *Report {
 	return &Report{Task: t, Algorithm: m.Algorithm, Objective: m.Objective, Classes: m.Classes,
 		Features: m.Features, Label: m.Label, TrainingJobDigest: m.TrainingJobDigest, Metrics: mt}
 }
@@ -380,16 +336,16 @@ const maxClasses = 1000
 
 // checkLabels checks that classification labels are class indices and returns the number of
 // classes (2 for binary, 0 for regression). Errors name the row, never the value.
-func checkLabels(d *table.Dataset, obj Objective) (int, error) {
+func checkLabels(d *table.Dataset, obj mlspec.Objective) (int, error) {
 	switch obj {
-	case Binary:
+	case mlspec.Binary:
 		for i, v := range d.Y {
 			if v != 0 && v != 1 {
 				return 0, fmt.Errorf("label column %q, row %d: binary classification needs labels 0 or 1", d.Label, i+1)
 			}
 		}
 		return 2, nil
-	case Multiclass:
+	case mlspec.Multiclass:
 		k := 0
 		for i, v := range d.Y {
 			if v != math.Trunc(v) || v < 0 || v >= maxClasses {
@@ -405,11 +361,11 @@ func checkLabels(d *table.Dataset, obj Objective) (int, error) {
 	return 0, nil
 }
 
-func xgbObjective(o Objective) string {
+func xgbObjective(o mlspec.Objective) string {
 	switch o {
-	case Binary:
+	case mlspec.Binary:
 		return "binary:logistic"
-	case Multiclass:
+	case mlspec.Multiclass:
 		return "multi:softprob"
 	}
 	return "reg:squarederror"
@@ -423,26 +379,26 @@ func cpuTime() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-func trainXGBoost(cfg Config, spec *Spec, train *table.Dataset, classes int, res *Result) (*xgbPredictor, error) {
+func trainXGBoost(cfg Config, spec *mlspec.Params, train *table.Dataset, classes int, res *Result) (*xgbPredictor, error) {
 	dm, err := xgboost.NewDMatrixFromDataset(train, cfg.Threads)
 	if err != nil {
 		return nil, fmt.Errorf("ml job: %w", err)
 	}
 	defer dm.Close()
 	head := []xgboost.Param{}
-	if spec.Objective == Multiclass && !slices.ContainsFunc(spec.Params, func(p xgboost.Param) bool { return p.Name == "num_class" }) {
+	if spec.Objective == mlspec.Multiclass && !slices.ContainsFunc(spec.Params, func(p mlspec.Param) bool { return p.Name == "num_class" }) {
 		head = append(head, xgboost.Param{Name: "num_class", Value: strconv.Itoa(classes)})
 	}
 	var xc xgboost.Config
-	if spec.Algorithm == RandomForest {
-		extra := append(head, spec.Params...)
-		xc, err = xgboost.Forest{Trees: DefaultForestTrees}.Config(xgbObjective(spec.Objective), cfg.Threads, extra...)
+	if spec.Algorithm == mlspec.RandomForest {
+		extra := append(head, xgbParams(spec.Params)...)
+		xc, err = xgboost.Forest{Trees: mlspec.DefaultForestTrees}.Config(xgbObjective(spec.Objective), cfg.Threads, extra...)
 		if err != nil {
 			return nil, fmt.Errorf("ml job: %w", err)
 		}
 	} else {
 		params := append([]xgboost.Param{{Name: "objective", Value: xgbObjective(spec.Objective)}}, head...)
-		xc = xgboost.Config{Params: append(params, spec.Params...), Rounds: spec.Rounds, NThread: cfg.Threads}
+		xc = xgboost.Config{Params: append(params, xgbParams(spec.Params)...), Rounds: spec.Rounds, NThread: cfg.Threads}
 	}
 	t0, c0 := time.Now(), cpuTime()
 	b, err := xgboost.Train(dm, xc)
@@ -453,7 +409,16 @@ func trainXGBoost(cfg Config, spec *Spec, train *table.Dataset, classes int, res
 	return &xgbPredictor{b: b, threads: cfg.Threads, obj: spec.Objective, classes: classes}, nil
 }
 
-func trainLinear(spec *Spec, train *table.Dataset, res *Result) (*linear.Model, error) {
+// xgbParams hands the job's parameters to XGBoost, which checks their names and values.
+func xgbParams(ps []mlspec.Param) []xgboost.Param {
+	out := make([]xgboost.Param, len(ps))
+	for i, p := range ps {
+		out[i] = xgboost.Param{Name: p.Name, Value: p.Value}
+	}
+	return out
+}
+
+func trainLinear(spec *mlspec.Params, train *table.Dataset, res *Result) (*linear.Model, error) {
 	var opt linear.LogisticOptions
 	for _, p := range spec.Params {
 		v, err := strconv.ParseFloat(p.Value, 64)
@@ -473,7 +438,7 @@ func trainLinear(spec *Spec, train *table.Dataset, res *Result) (*linear.Model, 
 	t0, c0 := time.Now(), cpuTime()
 	var lm *linear.Model
 	var err error
-	if spec.Algorithm == LinearRegression {
+	if spec.Algorithm == mlspec.LinearRegression {
 		lm, err = linear.FitLinear(train)
 	} else {
 		lm, err = linear.FitLogistic(train, opt)
@@ -489,7 +454,7 @@ func trainLinear(spec *Spec, train *table.Dataset, res *Result) (*linear.Model, 
 // probability of class 1), or Classes probabilities per row (multiclass). Bits is 32 for
 // XGBoost's float32 outputs (written with float32's shortest form), 64 for linear models.
 type predictions struct {
-	obj     Objective
+	obj     mlspec.Objective
 	classes int
 	values  []float64
 	bits    int
@@ -498,7 +463,7 @@ type predictions struct {
 // class returns the predicted value per row: the regression value or the predicted class.
 func (p *predictions) class() []float64 {
 	switch p.obj {
-	case Binary:
+	case mlspec.Binary:
 		out := make([]float64, len(p.values))
 		for i, v := range p.values {
 			if v >= 0.5 {
@@ -506,7 +471,7 @@ func (p *predictions) class() []float64 {
 			}
 		}
 		return out
-	case Multiclass:
+	case mlspec.Multiclass:
 		n := len(p.values) / p.classes
 		out := make([]float64, n)
 		for i := range n {
@@ -530,7 +495,7 @@ type predictor interface {
 type xgbPredictor struct {
 	b       *xgboost.Booster
 	threads int
-	obj     Objective
+	obj     mlspec.Objective
 	classes int
 }
 
@@ -540,7 +505,7 @@ func (x *xgbPredictor) predict(t *table.Table) (*predictions, error) {
 		return nil, err
 	}
 	want := t.NumRows()
-	if x.obj == Multiclass {
+	if x.obj == mlspec.Multiclass {
 		want *= x.classes
 	}
 	if len(pr.Values) != want {
@@ -560,9 +525,9 @@ func (l linearPredictor) predict(t *table.Table) (*predictions, error) {
 	if err != nil {
 		return nil, err
 	}
-	obj := Regression
+	obj := mlspec.Regression
 	if l.m.Kind == linear.LogisticRegression {
-		obj = Binary
+		obj = mlspec.Binary
 	}
 	return &predictions{obj: obj, values: v, bits: 64}, nil
 }
@@ -571,11 +536,11 @@ func score(y []float64, p *predictions, m *Model) (*Metrics, error) {
 	mt := &Metrics{TestRows: len(y)}
 	var err error
 	switch m.Objective {
-	case Regression:
+	case mlspec.Regression:
 		mt.Regression, err = metrics.EvaluateRegression(y, p.values)
-	case Binary:
+	case mlspec.Binary:
 		mt.Classification, err = metrics.EvaluateBinary(y, p.values)
-	case Multiclass:
+	case mlspec.Multiclass:
 		mt.Classification, err = metrics.EvaluateMulticlass(y, p.values, m.Classes)
 	}
 	return mt, err
@@ -584,7 +549,7 @@ func score(y []float64, p *predictions, m *Model) (*Metrics, error) {
 // loadPredictor builds the predictor for a decoded model.
 func loadPredictor(m *Model, threads int) (predictor, func(), error) {
 	switch m.Algorithm {
-	case XGBoost, RandomForest:
+	case mlspec.XGBoost, mlspec.RandomForest:
 		b, err := xgboost.LoadJSON(m.Inner, threads)
 		if err != nil {
 			return nil, nil, err
@@ -599,8 +564,8 @@ func loadPredictor(m *Model, threads int) (predictor, func(), error) {
 	}
 }
 
-func runApply(cfg Config, spec *Spec, inputs map[string]Input, outputs map[string]Output) (*Result, error) {
-	raw, err := inputs[InputModel].readAll(MaxModelSize)
+func runApply(cfg Config, spec *mlspec.Params, inputs map[string]Input, outputs map[string]Output) (*Result, error) {
+	raw, err := inputs[mlspec.InputModel].readAll(MaxModelSize)
 	if err != nil {
 		return nil, fmt.Errorf("ml job: model input: %w", err)
 	}
@@ -615,22 +580,22 @@ func runApply(cfg Config, spec *Spec, inputs map[string]Input, outputs map[strin
 		}
 	}
 	label := ""
-	if spec.Task == Evaluate {
+	if spec.Task == mlspec.Evaluate {
 		label = cmpOr(spec.Label, m.Label)
 		if label == "" {
 			return nil, errors.New("ml job: the model records no label column: give label to evaluate")
 		}
 	}
-	data := inputs[InputData]
+	data := inputs[mlspec.InputData]
 	d, err := readDataset(data, table.Selection{Features: features, Label: label})
 	if err != nil {
 		return nil, fmt.Errorf("ml job: data input does not fit the model (features %s): %w", strings.Join(features, ", "), err)
 	}
-	if spec.Task == Evaluate {
+	if spec.Task == mlspec.Evaluate {
 		if _, err := checkLabels(d, m.Objective); err != nil {
 			return nil, fmt.Errorf("ml job: %w", err)
 		}
-		if m.Objective == Multiclass {
+		if m.Objective == mlspec.Multiclass {
 			for i, v := range d.Y {
 				if int(v) >= m.Classes {
 					return nil, fmt.Errorf("ml job: label column %q, row %d: class index beyond the model's %d classes", label, i+1, m.Classes)
@@ -649,31 +614,31 @@ func runApply(cfg Config, spec *Spec, inputs map[string]Input, outputs map[strin
 	}
 	res := &Result{Task: spec.Task, Model: m, Rows: d.X.NumRows(), Preview: &Preview{X: d.X, Label: d.Y, Pred: pred.class()}}
 	var predTable []byte
-	if o, ok := outputs[OutputPredictions]; ok {
+	if o, ok := outputs[mlspec.OutputPredictions]; ok {
 		f := cmpOr(o.Format, data.Format)
 		if predTable, err = predictionTable(data, f, pred); err != nil {
 			return nil, fmt.Errorf("ml job: predictions: %w", err)
 		}
 	}
-	if spec.Task == Evaluate {
+	if spec.Task == mlspec.Evaluate {
 		mt, err := score(d.Y, pred, m)
 		if err != nil {
 			return nil, fmt.Errorf("ml job: metrics: %w", err)
 		}
-		res.Report = reportOf(Evaluate, m, mt)
+		res.Report = reportOf(mlspec.Evaluate, m, mt)
 		res.Report.Label = label
 		var buf bytes.Buffer
 		if err := writeReport(&buf, res.Report); err != nil {
 			return nil, err
 		}
-		if o, ok := outputs[OutputReport]; ok {
+		if o, ok := outputs[mlspec.OutputReport]; ok {
 			if _, err := o.W.Write(buf.Bytes()); err != nil {
 				return nil, fmt.Errorf("ml job: write report: %w", err)
 			}
 		}
 	}
 	if predTable != nil {
-		if _, err := outputs[OutputPredictions].W.Write(predTable); err != nil {
+		if _, err := outputs[mlspec.OutputPredictions].W.Write(predTable); err != nil {
 			return nil, fmt.Errorf("ml job: write predictions: %w", err)
 		}
 	}

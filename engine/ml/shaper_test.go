@@ -7,6 +7,7 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/ppml/ppml/engine/ml/mlspec"
 	"github.com/ppml/ppml/ml/dataset"
 )
 
@@ -44,15 +45,15 @@ func (k keepColumns) Shape(_ context.Context, query string, inputs map[string]In
 		w.Write(out)
 	}
 	w.Flush()
-	return bytesInput(buf.Bytes(), CSV), nil
+	return bytesInput(buf.Bytes(), mlspec.CSV), nil
 }
 
 func TestQueryShapesTrainingTable(t *testing.T) {
 	q := "SELECT rm, lstat, medv FROM houses"
-	spec := &Spec{Task: Train, Algorithm: LinearRegression, Objective: Regression, Label: "medv", TestFraction: 0.2, Seed: 42, Query: q}
+	spec := &mlspec.Params{Task: mlspec.Train, Algorithm: mlspec.LinearRegression, Objective: mlspec.Regression, Label: "medv", TestFraction: 0.2, Seed: 42, Query: q}
 	var model bytes.Buffer
 	res, err := Run(context.Background(), Config{SQL: keepColumns{query: q, cols: []string{"rm", "lstat", "medv"}}}, spec,
-		map[string]Input{"houses": datasetInput(t, dataset.Boston)}, map[string]Output{OutputModel: {W: &model}})
+		map[string]Input{"houses": datasetInput(t, dataset.Boston)}, map[string]Output{mlspec.OutputModel: {W: &model}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,8 +9,8 @@ import (
 	"strings"
 	"testing"
 
-	_ "github.com/ppml/ppml/engine/ml"
-	"github.com/ppml/ppml/engine/sql/sqljob"
+	"github.com/ppml/ppml/engine/specs"
+	"github.com/ppml/ppml/engine/sql/sqlspec"
 	"github.com/ppml/ppml/job"
 )
 
@@ -159,7 +159,7 @@ func TestDigestsPinned(t *testing.T) {
 			return nil // not a job manifest (openapi.yaml)
 		}
 		rel, _ := filepath.Rel(repoRoot, p)
-		m, err := job.Load(p)
+		m, err := job.Load(p, specs.All)
 		if err != nil {
 			t.Errorf("%s: %v", rel, err)
 			return nil
@@ -171,7 +171,7 @@ func TestDigestsPinned(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, src := range inline {
-		m, err := job.Parse([]byte(src), "/jobs")
+		m, err := job.Parse([]byte(src), "/jobs", specs.All)
 		if err != nil {
 			t.Errorf("inline %s: %v", name, err)
 			continue
@@ -183,7 +183,7 @@ func TestDigestsPinned(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		m, err := job.Parse(data, "/jobs")
+		m, err := job.Parse(data, "/jobs", specs.All)
 		if err != nil {
 			t.Errorf("ppml sql %s: %v", a.name, err)
 			continue
@@ -216,16 +216,16 @@ func TestDigestsPinned(t *testing.T) {
 
 type adhocJob struct {
 	name string
-	job  sqljob.AdHoc
+	job  sqlspec.AdHoc
 }
 
 // adhoc are jobs `ppml sql` builds from its flags: owners allow their
 // digests too.
 func adhoc() []adhocJob {
 	return []adhocJob{
-		{"query", sqljob.AdHoc{Inputs: []sqljob.NamedPath{{Name: "people", Path: "people.json.ppml"}}, Query: "SELECT name FROM people WHERE age > 21", Formats: map[string]string{}}},
-		{"interactive", sqljob.AdHoc{Inputs: []sqljob.NamedPath{{Name: "people", Path: "people.json.ppml"}}, Formats: map[string]string{}}},
-		{"format-resources", sqljob.AdHoc{Inputs: []sqljob.NamedPath{{Name: "t", Path: "/data/t.ppml"}, {Name: "u", Path: "u.ppml"}}, Query: "SELECT * FROM t JOIN u USING (id)",
+		{"query", sqlspec.AdHoc{Inputs: []sqlspec.NamedPath{{Name: "people", Path: "people.json.ppml"}}, Query: "SELECT name FROM people WHERE age > 21", Formats: map[string]string{}}},
+		{"interactive", sqlspec.AdHoc{Inputs: []sqlspec.NamedPath{{Name: "people", Path: "people.json.ppml"}}, Formats: map[string]string{}}},
+		{"format-resources", sqlspec.AdHoc{Inputs: []sqlspec.NamedPath{{Name: "t", Path: "/data/t.ppml"}, {Name: "u", Path: "u.ppml"}}, Query: "SELECT * FROM t JOIN u USING (id)",
 			Memory: "2GiB", Threads: 2, Formats: map[string]string{"t": "csv", "u": "text"}}},
 	}
 }

@@ -290,7 +290,7 @@ func printVerify(w io.Writer, r *verifyResult, asJSON bool) error {
 		fmt.Fprintf(w, "invalid: check %s failed: %s\n", r.Check, r.Error)
 	}
 	if !r.Valid {
-		return &silentExit{code: ExitFailure}
+		return &silentExit{Code: ExitFailure}
 	}
 	return nil
 }

@@ -305,69 +305,6 @@ func TestAttestInspect(t *testing.T) {
 	}
 }
 
-func TestBenchAttest(t *testing.T) {
-	dir, _ := vectors(t)
-	out, code := runMain(t, "bench", "attest", "--vectors", dir, "--n", "3", "--json")
-	if code != 0 {
-		t.Fatalf("exit %d: %s", code, out)
-	}
-	var res []struct {
-		Platform string `json:"platform"`
-		Latency  struct {
-			N   int   `json:"n"`
-			P50 int64 `json:"p50_ns"`
-			P99 int64 `json:"p99_ns"`
-		} `json:"latency"`
-	}
-	if err := json.Unmarshal([]byte(out), &res); err != nil {
-		t.Fatal(err)
-	}
-	seen := map[string]bool{}
-	for _, r := range res {
-		seen[r.Platform] = true
-		if r.Latency.N < 3 || r.Latency.P50 <= 0 || r.Latency.P99 < r.Latency.P50 {
-			t.Errorf("%s: %+v", r.Platform, r.Latency)
-		}
-	}
-	for _, p := range []string{"sgx", "tdx", "snp", "sim"} {
-		if !seen[p] {
-			t.Errorf("no %s result", p)
-		}
-	}
-	if _, code := runMain(t, "bench", "attest", "--vectors", dir, "--n", "0"); code != 2 {
-		t.Errorf("--n 0: exit %d", code)
-	}
-	// The vectors are never looked up from the build machine's source tree.
-	if _, code := runMain(t, "bench", "attest", "--n", "1"); code != 2 {
-		t.Errorf("no --vectors: exit %d, want a usage error", code)
-	}
-	if _, code := runMain(t, "bench", "attest", "--vectors", t.TempDir(), "--n", "1"); code != 1 {
-		t.Errorf("--vectors without vectors.json: exit %d", code)
-	}
-}
-
-// TestBenchAttestExample runs the first --help example as pasted in the
-// repository root, where the shared test data is ../shared.
-func TestBenchAttestExample(t *testing.T) {
-	dir, _ := vectors(t)
-	cmd, _, err := cli.NewRoot().Find([]string{"bench", "attest"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	example := strings.Fields(strings.SplitN(strings.TrimSpace(cmd.Example), "\n", 2)[0])
-	if len(example) < 3 || example[0] != "ppml" {
-		t.Fatalf("example %q", cmd.Example)
-	}
-	t.Chdir(filepath.Join("..", ".."))
-	if _, err := os.Stat(filepath.Join("..", "shared", "testdata", "attestation", "vectors.json")); err != nil {
-		// Only the CI layout (shared beside the checkout) makes the pasted path valid.
-		t.Skipf("shared test data is not beside the checkout (PPML_SHARED=%s): %v", dir, err)
-	}
-	if out, code := runMain(t, append(example[1:], "--n", "1")...); code != 0 {
-		t.Fatalf("%v: exit %d\n%s", example, code, out)
-	}
-}
-
 // TestAttestVerifyPCCS serves the shared SGX bundle through the PCCS v4 API
 // from a local server and verifies through --pccs.
 func TestAttestVerifyPCCS(t *testing.T) {

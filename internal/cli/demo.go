@@ -50,7 +50,7 @@ docs/guide/demo.md explains each step and how to do it by hand.`,
 				}
 			}
 			if !sum.OK {
-				return &silentExit{code: ExitFailure}
+				return &silentExit{Code: ExitFailure}
 			}
 			return nil
 		},

@@ -257,7 +257,7 @@ when FILE is not an envelope or its size does not fit the header.`,
 			if info.LayoutError != "" {
 				if asJSON {
 					fmt.Fprintf(cmd.ErrOrStderr(), "ppml: %s: %s\n", name, info.LayoutError)
-					return &silentExit{code: ExitFailure}
+					return &silentExit{Code: ExitFailure}
 				}
 				return fmt.Errorf("%s: %s", name, info.LayoutError)
 			}

@@ -154,36 +154,6 @@ func TestGoldenVectorThroughCLI(t *testing.T) {
 	}
 }
 
-func TestBenchEnvelope(t *testing.T) {
-	code, out, errs := run(t, nil, "bench", "envelope", "--size", "8MiB", "--rounds", "1", "--json")
-	var res map[string]float64
-	if code != 0 || json.Unmarshal([]byte(out), &res) != nil {
-		t.Fatalf("exit %d %s %s", code, out, errs)
-	}
-	for _, k := range []string{"raw_aes_256_gcm_bytes_per_sec", "encrypt_ratio", "decrypt_ratio"} {
-		if res[k] <= 0 {
-			t.Fatalf("%s = %v", k, res[k])
-		}
-	}
-	code, out, errs = run(t, nil, "bench", "envelope", "--files", "--dir", t.TempDir(), "--size", "2MiB", "--rounds", "1", "--json")
-	var files struct {
-		Raw  float64 `json:"raw_aes_256_gcm_bytes_per_sec"`
-		Runs []struct {
-			Name  string  `json:"name"`
-			Ratio float64 `json:"ratio"`
-		} `json:"runs"`
-	}
-	if code != 0 || json.Unmarshal([]byte(out), &files) != nil || files.Raw <= 0 || len(files.Runs) != 4 || files.Runs[1].Ratio <= 0 {
-		t.Fatalf("--files: exit %d %s %s", code, out, errs)
-	}
-	if code, _, _ := run(t, nil, "bench", "envelope", "--dir", "/tmp"); code != 2 {
-		t.Fatalf("--dir without --files: exit %d", code)
-	}
-	if code, _, _ := run(t, nil, "bench", "envelope", "--size", "lots"); code != 2 {
-		t.Fatalf("bad size: exit %d", code)
-	}
-}
-
 // TestRecipientCommands: a key pair from key generate --recipient; a data
 // provider encrypts to the public key (file or text) and cannot decrypt;
 // the owner decrypts with the private key; inspect shows the recipient's key

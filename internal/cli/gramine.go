@@ -2,12 +2,13 @@ package cli
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 
 	"github.com/spf13/cobra"
 
+	"github.com/ppml/ppml/engine/specs"
 	"github.com/ppml/ppml/gramine"
+	"github.com/ppml/ppml/internal/handover"
 	"github.com/ppml/ppml/job"
 )
 
@@ -27,22 +28,24 @@ func newGramineCmd() *cobra.Command {
 
 func newGramineManifestCmd() *cobra.Command {
 	var (
-		jobPath, out, ppmlPath, server string
-		trusted                        []string
-		isvProdID, isvSVN              uint16
-		asJSON                         bool
+		jobPath, out, runtimePath, server string
+		trusted                           []string
+		isvProdID, isvSVN                 uint16
+		asJSON                            bool
 	)
 	cmd := &cobra.Command{
 		Use:   "manifest --job job.yaml -o ppml.manifest.template",
-		Short: "Write a Gramine manifest template that runs `ppml run` on the job in an SGX enclave",
-		Long: `Writes a Gramine manifest template (TOML) whose entrypoint is this ppml binary running
-"ppml run --manifest JOB --tee gramine" with a fixed command line. Trusted files: the ppml
-binary, its dynamic loader and shared libraries, the job manifest, the job's program and
-its libraries (and a Python interpreter's library directories), files the job pins by
-hash. Allowed files: the encrypted inputs and the output directories. /tmp is in memory;
-DCAP attestation; no debug. See docs/sgx.md for signing and pinning MRENCLAVE.`,
+		Short: "Write a Gramine manifest template that runs the job in ppml-run in an SGX enclave",
+		Long: `Writes a Gramine manifest template (TOML) whose entrypoint is the runtime, ppml-run,
+running "ppml-run run --manifest JOB --tee gramine" with a fixed command line. The
+runtime is the one 'ppml run' would use ($PPML_RUN, beside this ppml, or on PATH) unless
+--ppml-run names another. Trusted files: ppml-run, its dynamic loader and shared libraries,
+the job manifest, the job's program and its libraries (and a Python interpreter's library
+directories), files the job pins by hash. Allowed files: the encrypted inputs and the
+output directories. /tmp is in memory; DCAP attestation; no debug. See docs/sgx.md for
+signing and pinning MRENCLAVE.`,
 		Example: `  ppml gramine manifest --job job.yaml -o ppml.manifest.template
-  ppml gramine manifest --job job.yaml -o ppml.manifest.template --ppml /opt/ppml/bin/ppml \
+  ppml gramine manifest --job job.yaml -o ppml.manifest.template --ppml-run /opt/ppml/bin/ppml-run \
       --server https://kms.example.org:8443 --isvprodid 1 --isvsvn 3
   ppml gramine manifest --job job.yaml -o - --json`,
 		Args: cobra.NoArgs,
@@ -57,20 +60,20 @@ DCAP attestation; no debug. See docs/sgx.md for signing and pinning MRENCLAVE.`,
 			if err != nil {
 				return err
 			}
-			m, err := job.Load(absJob)
+			m, err := job.Load(absJob, specs.All)
 			if err != nil {
 				return jobError(jobPath, err)
 			}
-			if ppmlPath == "" {
-				if ppmlPath, err = os.Executable(); err != nil {
-					return fmt.Errorf("find the ppml binary (pass --ppml): %w", err)
+			if runtimePath == "" {
+				if runtimePath, err = handover.Find(handover.Runtime); err != nil {
+					return fmt.Errorf("the enclave runs the runtime (or pass --ppml-run): %w", err)
 				}
 			}
-			if ppmlPath, err = filepath.Abs(ppmlPath); err != nil {
+			if runtimePath, err = filepath.Abs(runtimePath); err != nil {
 				return err
 			}
 			g, err := gramine.New(m, gramine.Options{
-				PPML: ppmlPath, JobPath: absJob, Server: server, Trusted: trusted,
+				Runtime: runtimePath, JobPath: absJob, Server: server, Trusted: trusted,
 				ISVProdID: isvProdID, ISVSVN: isvSVN,
 			})
 			if err != nil {
@@ -106,7 +109,11 @@ DCAP attestation; no debug. See docs/sgx.md for signing and pinning MRENCLAVE.`,
 	f := cmd.Flags()
 	f.StringVar(&jobPath, "job", "", "job manifest (YAML)")
 	f.StringVarP(&out, "output", "o", "", "template to write (atomically), or - for standard output")
-	f.StringVar(&ppmlPath, "ppml", "", "ppml binary to run in the enclave (default: this binary)")
+	f.StringVar(&runtimePath, "ppml-run", "", "ppml-run binary to run in the enclave (default: the one ppml run uses)")
+	// --ppml named the single ppml binary before the runtime had a binary
+	// of its own; it is kept, hidden, as another name for --ppml-run.
+	f.StringVar(&runtimePath, "ppml", "", "ppml-run binary (old name of --ppml-run)")
+	_ = f.MarkHidden("ppml")
 	f.StringVar(&server, "server", "", "key service URL fixed in the enclave's command line (default: PPML_SERVER from the host)")
 	f.StringArrayVar(&trusted, "trusted", nil, "extra trusted file or directory (repeatable)")
 	f.Uint16Var(&isvProdID, "isvprodid", 0, "ISV product id in the enclave signature")

@@ -20,7 +20,7 @@ func TestGramineManifestCommand(t *testing.T) {
 		t.Skip("python3 not installed")
 	}
 	out := filepath.Join(t.TempDir(), "ppml.manifest.template")
-	res, code := runCLI(t, "gramine", "manifest", "--job", jobPath, "-o", out, "--ppml", "/bin/ls", "--json", "--isvsvn", "3")
+	res, code := runCLI(t, "gramine", "manifest", "--job", jobPath, "-o", out, "--ppml-run", "/bin/ls", "--json", "--isvsvn", "3")
 	if code != ExitOK {
 		t.Fatalf("exit %d", code)
 	}
@@ -49,14 +49,21 @@ func TestGramineManifestCommand(t *testing.T) {
 		t.Error("template does not name the job digest")
 	}
 
-	// The default ppml binary is the one running (this test binary, in a
-	// build directory below /tmp): it becomes the entrypoint.
-	self, err := os.Executable()
+	// The default runtime is the one ppml run would use ($PPML_RUN here, a
+	// stand-in in a directory below /tmp, mounted after the enclave's
+	// in-memory /tmp): it becomes the entrypoint.
+	tmp, err := os.MkdirTemp("/tmp", "ppml-gramine-test-")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res, code := runCLI(t, "gramine", "manifest", "--job", jobPath, "-o", "-"); code != ExitOK || !strings.Contains(res, "libos.entrypoint = "+strconv.Quote(self)) {
-		t.Errorf("default binary %s: exit %d", self, code)
+	t.Cleanup(func() { os.RemoveAll(tmp) })
+	underTmp := filepath.Join(tmp, "ppml-run")
+	if b, err := os.ReadFile("/bin/ls"); err != nil || os.WriteFile(underTmp, b, 0o755) != nil {
+		t.Fatal("copy /bin/ls")
+	}
+	t.Setenv("PPML_RUN", underTmp)
+	if res, code := runCLI(t, "gramine", "manifest", "--job", jobPath, "-o", "-"); code != ExitOK || !strings.Contains(res, "libos.entrypoint = "+strconv.Quote(underTmp)) {
+		t.Errorf("default runtime %s: exit %d", underTmp, code)
 	}
 	if _, code := runCLI(t, "gramine", "manifest", "--job", jobPath); code != ExitUsage {
 		t.Errorf("without -o: exit %d", code)
@@ -72,6 +79,6 @@ func TestGramineManifestCommand(t *testing.T) {
 		t.Errorf("invalid job: exit %d", code)
 	}
 	if res, code := runCLI(t, "gramine", "manifest", "--job", jobPath, "-o", "-", "--ppml", "/bin/ls"); code != ExitOK || !strings.Contains(res, `sgx.remote_attestation = "dcap"`) {
-		t.Errorf("-o -: exit %d", code)
+		t.Errorf("-o - (with --ppml, the old name of --ppml-run): exit %d", code)
 	}
 }

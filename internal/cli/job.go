@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ppml/ppml/engine/specs"
 	"github.com/ppml/ppml/job"
 )
 
@@ -35,7 +36,7 @@ func newJobValidateCmd() *cobra.Command {
   ppml job validate --manifest job.yaml --json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			m, err := job.Load(manifest)
+			m, err := job.Load(manifest, specs.All)
 			if err == nil {
 				err = m.CheckFiles()
 			}
@@ -45,7 +46,7 @@ func newJobValidateCmd() *cobra.Command {
 					if werr := writeJSON(cmd.OutOrStdout(), map[string]any{"valid": false, "manifest": manifest, "problems": je.Problems}); werr != nil {
 						return werr
 					}
-					return &silentExit{code: ExitFailure}
+					return &silentExit{Code: ExitFailure}
 				}
 				return jobError(manifest, err)
 			}
@@ -79,7 +80,7 @@ change it; any change to what runs or to the keys does. The inputs need not exis
 			if asJSON && canonical {
 				return usageErrorf("--json and --canonical exclude each other")
 			}
-			m, err := job.Load(manifest)
+			m, err := job.Load(manifest, specs.All)
 			if err != nil {
 				return jobError(manifest, err)
 			}
@@ -100,17 +101,4 @@ change it; any change to what runs or to the keys does. The inputs need not exis
 	cmd.Flags().BoolVar(&canonical, "canonical", false, "print the canonical form (the bytes that are hashed) instead")
 	_ = cmd.MarkFlagRequired("manifest")
 	return cmd
-}
-
-// jobError lists a manifest's problems one per line.
-func jobError(manifest string, err error) error {
-	var je *job.Error
-	if !errors.As(err, &je) {
-		return err
-	}
-	msg := fmt.Sprintf("invalid job manifest %s:", manifest)
-	for _, p := range je.Problems {
-		msg += "\n  " + p.Error()
-	}
-	return errors.New(msg)
 }

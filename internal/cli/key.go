@@ -169,46 +169,13 @@ KEYFILE, to stdout or with -o to a file (mode 0644). Use it to hand out the publ
 	return c
 }
 
-// kmsKeyHook resolves kms:// key references once the key service client
-// exists (set from that command group's init); nil until then.
-var kmsKeyHook func(cmd *cobra.Command, ref string) (envelope.KeyWrapper, envelope.KeyResolver, error)
-
-// loadKey turns a --key value into a wrapper and resolver: a local key file
-// or a recipient private key file (which encrypts to its public half), or a
-// kms:// reference through kmsKeyHook. Permission problems are warnings.
-func loadKey(cmd *cobra.Command, spec string) (envelope.KeyWrapper, envelope.KeyResolver, error) {
-	if spec == "" {
-		return nil, nil, usageErrorf("give the key with --key FILE")
-	}
-	if strings.HasPrefix(spec, "kms://") {
-		if kmsKeyHook == nil {
-			return nil, nil, fmt.Errorf("key %s: this ppml has no key-service client; use a local key file", spec)
-		}
-		return kmsKeyHook(cmd, spec)
-	}
-	if envelope.LooksLikeRecipient(spec) {
-		return nil, nil, usageErrorf("--key takes a key file; %s… is a public key: give it with --recipient", spec[:min(len(spec), 12)])
-	}
-	k, err := keyfile.LoadAny(spec)
-	if err != nil {
-		return nil, nil, err
-	}
-	if k.Warning != "" {
-		fmt.Fprintln(cmd.ErrOrStderr(), "ppml: warning:", k.Warning)
-	}
-	return k.KeyWrapper(), k.KeyResolver(), nil
-}
-
 // loadRecipient turns a --recipient value into a key wrapper: a public key
 // in its text form, a public key file, or (with the key service) the public
 // half of a kms:// recipient key.
 func loadRecipient(cmd *cobra.Command, spec string) (envelope.KeyWrapper, error) {
 	switch {
 	case strings.HasPrefix(spec, "kms://"):
-		if kmsRecipientHook == nil {
-			return nil, fmt.Errorf("recipient %s: this ppml has no key-service client", spec)
-		}
-		return kmsRecipientHook(cmd, spec)
+		return kmsRecipientKey(cmd, spec)
 	case envelope.LooksLikeRecipient(spec):
 		r, err := envelope.ParseRecipient(spec)
 		if err != nil {
@@ -222,7 +189,3 @@ func loadRecipient(cmd *cobra.Command, spec string) (envelope.KeyWrapper, error)
 	}
 	return r, nil
 }
-
-// kmsRecipientHook fetches the public half of a kms:// recipient key (set
-// from the key service command group's init); nil until then.
-var kmsRecipientHook func(cmd *cobra.Command, ref string) (envelope.KeyWrapper, error)

@@ -1,39 +1,45 @@
-// Package cli holds the ppml command tree. Each command group lives in its own
-// file and adds itself to the root with register, so groups stay independent.
+// Package cli holds the ppml command tree: the data owner's, data
+// scientist's and operator's commands and the key service. Each command
+// group lives in its own file and adds itself to the root with register, so
+// groups stay independent. What needs the engines or the benchmarks is not
+// linked here: run, sql and ml hand over to ppml-run, bench to ppml-bench
+// (handover.go).
 package cli
 
 import (
-	"errors"
-	"fmt"
 	"os"
 	"sort"
 
 	"github.com/spf13/cobra"
+
+	"github.com/ppml/ppml/internal/command"
 )
 
 // Exit codes shared by every command.
 const (
-	ExitOK      = 0
-	ExitFailure = 1 // the operation ran and failed (bad input, failed check, I/O)
-	ExitUsage   = 2 // the command line itself is wrong
+	ExitOK      = command.ExitOK
+	ExitFailure = command.ExitFailure
+	ExitUsage   = command.ExitUsage
 )
 
 // UsageError marks an error in how the command was invoked; it exits with ExitUsage.
-type UsageError struct{ Err error }
+type UsageError = command.UsageError
 
-func (e *UsageError) Error() string { return e.Err.Error() }
-func (e *UsageError) Unwrap() error { return e.Err }
+// The shared plumbing (internal/command) under this tree's short names.
+var (
+	usageErrorf = command.Usagef
+	exactArgs   = command.ExactArgs
+	writeJSON   = command.WriteJSON
+	isTerminal  = command.IsTerminal
+	envOr       = command.EnvOr
+	jobError    = command.JobError
+	loadKey     = command.LoadKey
+)
 
-// usageErrorf builds a UsageError.
-func usageErrorf(format string, args ...any) error {
-	return &UsageError{Err: fmt.Errorf(format, args...)}
-}
-
-// silentExit carries an exit code for a failure that was already reported
-// (for example as a JSON object on stdout).
-type silentExit struct{ code int }
-
-func (e *silentExit) Error() string { return fmt.Sprintf("exit status %d", e.code) }
+type (
+	silentExit = command.SilentExit
+	kmsFlags   = command.KMSFlags
+)
 
 var groups []func() *cobra.Command
 
@@ -46,52 +52,28 @@ func NewRoot() *cobra.Command {
 		Use:   "ppml",
 		Short: "Privacy-preserving data and AI: encrypted data, attested TEEs, audited key release",
 		Long: `ppml keeps datasets and models encrypted everywhere and decrypts them only inside a
-Trusted Execution Environment that the data owner approved, after remote attestation.`,
+Trusted Execution Environment that the data owner approved, after remote attestation.
+
+This binary is the data owner's, data scientist's and operator's tool and the key
+service. Jobs run in ppml-run, the runtime that TEEs measure ('ppml run', 'ppml sql' and
+'ppml ml' hand over to it); benchmarks in ppml-bench ('ppml bench').`,
 		Example: `  ppml key generate -o owner.key
   ppml encrypt --key owner.key -o people.csv.ppml people.csv
   ppml inspect people.csv.ppml`,
-		SilenceUsage:  true,
-		SilenceErrors: true,
 	}
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &UsageError{Err: err} })
 	cmds := make([]*cobra.Command, 0, len(groups))
 	for _, g := range groups {
 		cmds = append(cmds, g())
 	}
 	sort.Slice(cmds, func(i, j int) bool { return cmds[i].Name() < cmds[j].Name() })
 	root.AddCommand(cmds...)
-	// Every sub-command reports flag errors as usage errors too.
-	var walk func(c *cobra.Command)
-	walk = func(c *cobra.Command) {
-		c.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &UsageError{Err: err} })
-		for _, sc := range c.Commands() {
-			walk(sc)
-		}
-	}
-	walk(root)
-	return root
+	return command.Prepare(root)
 }
 
 // Main runs the command line and returns the process exit code.
 func Main(args []string) int {
-	root := NewRoot()
-	root.SetArgs(args)
-	err := root.Execute()
-	return exitCode(err)
+	return command.Main(NewRoot(), args, os.Stderr)
 }
 
-func exitCode(err error) int {
-	if err == nil {
-		return ExitOK
-	}
-	var se *silentExit
-	if errors.As(err, &se) {
-		return se.code
-	}
-	fmt.Fprintln(os.Stderr, "ppml:", err)
-	var ue *UsageError
-	if errors.As(err, &ue) || isCobraUsage(err) {
-		return ExitUsage
-	}
-	return ExitFailure
-}
+// exitCode maps a command's error to the exit status, printing it.
+func exitCode(err error) int { return command.ExitCode(err, "ppml", os.Stderr) }

@@ -15,7 +15,6 @@ import (
 	"github.com/ppml/ppml/atomicfile"
 	"github.com/ppml/ppml/attest/dcap"
 	"github.com/ppml/ppml/attest/sim"
-	releasebench "github.com/ppml/ppml/bench/release"
 	"github.com/ppml/ppml/envelope"
 	"github.com/ppml/ppml/kms"
 	"github.com/ppml/ppml/kms/api"
@@ -29,9 +28,6 @@ func init() {
 	register(newPolicyCmd)
 	register(newAuditCmd)
 	keySubcommands = append(keySubcommands, newKMSKeyCreateCmd, newKMSKeyListCmd, newKMSKeyRotateCmd)
-	kmsKeyHook = kmsEnvelopeKey
-	kmsRecipientHook = kmsRecipientKey
-	registerBench(newBenchReleaseCmd)
 }
 
 func newServerCmd() *cobra.Command {
@@ -128,59 +124,6 @@ simulation platform key (and the key's policy lists platform sim).`,
 	return c
 }
 
-// kmsFlags are the connection flags every client command shares.
-type kmsFlags struct {
-	server, token, fingerprint, caFile string
-	json                               bool
-}
-
-func (k *kmsFlags) add(c *cobra.Command) {
-	f := c.Flags()
-	f.StringVar(&k.server, "server", "", "key service URL https://HOST:PORT (env PPML_SERVER)")
-	f.StringVar(&k.token, "token", "", "API token (env PPML_TOKEN)")
-	f.StringVar(&k.fingerprint, "server-fingerprint", "", "pin the server certificate's SHA-256 (env PPML_SERVER_FINGERPRINT)")
-	f.StringVar(&k.caFile, "ca-file", "", "trust these CAs for the server certificate (env PPML_CA_FILE)")
-	f.BoolVar(&k.json, "json", false, "print the result as JSON")
-}
-
-func envOr(v, env string) string {
-	if v != "" {
-		return v
-	}
-	return os.Getenv(env)
-}
-
-func (k *kmsFlags) client(needToken bool) (*client.Client, error) {
-	server := envOr(k.server, "PPML_SERVER")
-	if server == "" {
-		return nil, usageErrorf("give the key service with --server https://HOST:PORT or PPML_SERVER")
-	}
-	tok := envOr(k.token, "PPML_TOKEN")
-	if needToken && tok == "" {
-		return nil, usageErrorf("give an API token with --token or PPML_TOKEN")
-	}
-	return client.New(server, tok, client.Options{Fingerprint: envOr(k.fingerprint, "PPML_SERVER_FINGERPRINT"), CAFile: envOr(k.caFile, "PPML_CA_FILE")})
-}
-
-// kmsEnvelopeKey is the encrypt/decrypt --key kms://… hook: the server is
-// the reference's host and port, the token from PPML_TOKEN.
-func kmsEnvelopeKey(cmd *cobra.Command, spec string) (envelope.KeyWrapper, envelope.KeyResolver, error) {
-	ref, err := envelope.ParseKeyRef(spec)
-	if err != nil {
-		return nil, nil, usageErrorf("--key: %v", err)
-	}
-	tok := os.Getenv("PPML_TOKEN")
-	if tok == "" {
-		return nil, nil, usageErrorf("--key %s needs an owner API token in PPML_TOKEN", spec)
-	}
-	c, err := client.New(client.ServerURL(ref.Host, ref.Port), tok, client.Options{Fingerprint: os.Getenv("PPML_SERVER_FINGERPRINT"), CAFile: os.Getenv("PPML_CA_FILE")})
-	if err != nil {
-		return nil, nil, err
-	}
-	k := &client.EnvelopeKey{Client: c, Ref: ref, Ctx: cmd.Context()}
-	return k, k, nil
-}
-
 // kmsRecipientKey is the encrypt --recipient kms://… hook: it fetches the
 // public half of the key (any API token in PPML_TOKEN), so the data
 // provider needs no owner token and cannot decrypt what it writes.
@@ -221,7 +164,7 @@ for scripts but puts the share in the process list and shell history: avoid it.`
   ppml server unseal --server https://kms:8443 < my-share.txt`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := kf.client(false)
+			c, err := kf.Client(false)
 			if err != nil {
 				return err
 			}
@@ -243,10 +186,10 @@ for scripts but puts the share in the process list and shell history: avoid it.`
 			if st.Sealed {
 				msg = fmt.Sprintf("still sealed: %d of %d shares given; %d more needed", st.Shares, st.Threshold, st.Threshold-st.Shares)
 			}
-			return printResult(cmd, kf.json, st, msg)
+			return printResult(cmd, kf.JSON, st, msg)
 		},
 	}
-	kf.add(c)
+	kf.Add(c)
 	c.Flags().StringArrayVar(&shares, "share", nil, "an unseal share (visible in ps: prefer the prompt or standard input); repeatable")
 	return c
 }
@@ -260,7 +203,7 @@ func newTenantCmd() *cobra.Command {
 		Example: "  ppml tenant create alice --role owner\n  ppml tenant create hospital-runner --role runner --json",
 		Args:    exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := kf.client(true)
+			c, err := kf.Client(true)
 			if err != nil {
 				return err
 			}
@@ -268,16 +211,16 @@ func newTenantCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return printResult(cmd, kf.json, t, fmt.Sprintf("created tenant %s (%s)", t.Name, t.Role))
+			return printResult(cmd, kf.JSON, t, fmt.Sprintf("created tenant %s (%s)", t.Name, t.Role))
 		},
 	}
-	kf.add(create)
+	kf.Add(create)
 	create.Flags().StringVar(&role, "role", "owner", "owner, runner or admin")
 	var kf2 kmsFlags
 	list := &cobra.Command{
 		Use: "list", Short: "List tenants (admin)", Example: "  ppml tenant list --json", Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := kf2.client(true)
+			c, err := kf2.Client(true)
 			if err != nil {
 				return err
 			}
@@ -289,10 +232,10 @@ func newTenantCmd() *cobra.Command {
 			for _, t := range ts {
 				fmt.Fprintf(&b, "%-24s %-6s %s\n", t.Name, t.Role, t.Created.Format(time.RFC3339))
 			}
-			return printResult(cmd, kf2.json, ts, strings.TrimRight(b.String(), "\n"))
+			return printResult(cmd, kf2.JSON, ts, strings.TrimRight(b.String(), "\n"))
 		},
 	}
-	kf2.add(list)
+	kf2.Add(list)
 	c.AddCommand(create, list)
 	return c
 }
@@ -306,7 +249,7 @@ func newTokenCmd() *cobra.Command {
 		Example: "  ppml token create --tenant alice --description laptop\n  ppml token create --tenant hospital-tee --ttl 24h",
 		Args:    exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := kf.client(true)
+			c, err := kf.Client(true)
 			if err != nil {
 				return err
 			}
@@ -314,17 +257,17 @@ func newTokenCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return printResult(cmd, kf.json, t, fmt.Sprintf("token %s for %s (%s), expires %s (renew with ppml token renew), shown once:\n%s", t.ID, t.Tenant, t.Role, tokenExpiry(t), t.Token))
+			return printResult(cmd, kf.JSON, t, fmt.Sprintf("token %s for %s (%s), expires %s (renew with ppml token renew), shown once:\n%s", t.ID, t.Tenant, t.Role, tokenExpiry(t), t.Token))
 		},
 	}
-	kf.add(create)
+	kf.Add(create)
 	create.Flags().StringVar(&tenant, "tenant", "", "tenant the token acts for")
 	create.Flags().StringVar(&desc, "description", "", "what the token is for")
 	create.Flags().StringVar(&ttl, "ttl", "", "lifetime, e.g. 24h or 2160h (default: the server's, 720h unless set)")
 	revoke := &cobra.Command{
 		Use: "revoke ID", Short: "Revoke an API token by id", Example: "  ppml token revoke 0123456789abcdef", Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := kf2.client(true)
+			c, err := kf2.Client(true)
 			if err != nil {
 				return err
 			}
@@ -332,14 +275,14 @@ func newTokenCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return printResult(cmd, kf2.json, t, "revoked token "+t.ID)
+			return printResult(cmd, kf2.JSON, t, "revoked token "+t.ID)
 		},
 	}
-	kf2.add(revoke)
+	kf2.Add(revoke)
 	list := &cobra.Command{
 		Use: "list", Short: "List API tokens (never their secrets)", Example: "  ppml token list --json", Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := kf3.client(true)
+			c, err := kf3.Client(true)
 			if err != nil {
 				return err
 			}
@@ -351,10 +294,10 @@ func newTokenCmd() *cobra.Command {
 			for _, t := range ts {
 				fmt.Fprintf(&b, "%s  %-16s %-6s revoked=%v expires=%s  %s\n", t.ID, t.Tenant, t.Role, t.Revoked, tokenExpiry(&t), t.Description)
 			}
-			return printResult(cmd, kf3.json, ts, strings.TrimRight(b.String(), "\n"))
+			return printResult(cmd, kf3.JSON, ts, strings.TrimRight(b.String(), "\n"))
 		},
 	}
-	kf3.add(list)
+	kf3.Add(list)
 	c.AddCommand(create, revoke, list, newTokenRenewCmd())
 	return c
 }
@@ -402,7 +345,7 @@ you decrypt them, and jobs get them released, exactly as for any other key-servi
 			if recipient && kem != envelope.KEMMLKEM768X25519 && kem != envelope.KEMX25519 {
 				return usageErrorf("--kem %q: want mlkem768x25519 or x25519", kem)
 			}
-			c, err := kf.client(true)
+			c, err := kf.Client(true)
 			if err != nil {
 				return err
 			}
@@ -415,10 +358,10 @@ you decrypt them, and jobs get them released, exactly as for any other key-servi
 			if err != nil {
 				return err
 			}
-			return printResult(cmd, kf.json, k, "created "+keyText(k))
+			return printResult(cmd, kf.JSON, k, "created "+keyText(k))
 		},
 	}
-	kf.add(c)
+	kf.Add(c)
 	c.Flags().BoolVar(&recipient, "recipient", false, "make a public/private key pair whose public half anyone with a token can encrypt to")
 	c.Flags().StringVar(&kem, "kem", envelope.KEMMLKEM768X25519, "with --recipient: key type, mlkem768x25519 or x25519")
 	return c
@@ -430,7 +373,7 @@ func newKMSKeyRotateCmd() *cobra.Command {
 		Use: "rotate NAME", Short: "Add a new version to a key-service key; old versions still unwrap (owner)",
 		Example: "  ppml key rotate alice.sales", Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := kf.client(true)
+			c, err := kf.Client(true)
 			if err != nil {
 				return err
 			}
@@ -438,10 +381,10 @@ func newKMSKeyRotateCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return printResult(cmd, kf.json, k, "rotated "+keyText(k))
+			return printResult(cmd, kf.JSON, k, "rotated "+keyText(k))
 		},
 	}
-	kf.add(c)
+	kf.Add(c)
 	return c
 }
 
@@ -450,7 +393,7 @@ func newKMSKeyListCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use: "list", Short: "List your key-service keys (all keys for an admin)", Example: "  ppml key list --json", Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := kf.client(true)
+			c, err := kf.Client(true)
 			if err != nil {
 				return err
 			}
@@ -462,10 +405,10 @@ func newKMSKeyListCmd() *cobra.Command {
 			for i := range ks {
 				b.WriteString(keyText(&ks[i]) + "\n")
 			}
-			return printResult(cmd, kf.json, ks, strings.TrimRight(b.String(), "\n"))
+			return printResult(cmd, kf.JSON, ks, strings.TrimRight(b.String(), "\n"))
 		},
 	}
-	kf.add(c)
+	kf.Add(c)
 	return c
 }
 
@@ -476,7 +419,7 @@ func newPolicyCmd() *cobra.Command {
 		Use: "set KEY FILE", Short: "Set a key's release policy from a YAML or JSON file ('-': stdin); see docs/policy.md",
 		Example: "  ppml policy set alice.sales policy.yaml\n  ppml policy set alice.sales - < policy.json", Args: exactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := kf.client(true)
+			c, err := kf.Client(true)
 			if err != nil {
 				return err
 			}
@@ -494,14 +437,14 @@ func newPolicyCmd() *cobra.Command {
 				return err
 			}
 			y, _ := p.YAML()
-			return printResult(cmd, kf.json, p, "policy of "+args[0]+" set:\n"+strings.TrimRight(string(y), "\n"))
+			return printResult(cmd, kf.JSON, p, "policy of "+args[0]+" set:\n"+strings.TrimRight(string(y), "\n"))
 		},
 	}
-	kf.add(set)
+	kf.Add(set)
 	get := &cobra.Command{
 		Use: "get KEY", Short: "Print a key's release policy (YAML; --json for JSON)", Example: "  ppml policy get alice.sales", Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := kf2.client(true)
+			c, err := kf2.Client(true)
 			if err != nil {
 				return err
 			}
@@ -510,10 +453,10 @@ func newPolicyCmd() *cobra.Command {
 				return err
 			}
 			y, _ := p.YAML()
-			return printResult(cmd, kf2.json, p, strings.TrimRight(string(y), "\n"))
+			return printResult(cmd, kf2.JSON, p, strings.TrimRight(string(y), "\n"))
 		},
 	}
-	kf2.add(get)
+	kf2.Add(get)
 	c.AddCommand(set, get)
 	return c
 }
@@ -533,7 +476,7 @@ seal.json and the root key's protection (shares, key file or the same enclave).`
 			if out == "" {
 				return usageErrorf("give the backup file with -o FILE")
 			}
-			c, err := kf.client(true)
+			c, err := kf.Client(true)
 			if err != nil {
 				return err
 			}
@@ -549,63 +492,10 @@ seal.json and the root key's protection (shares, key file or the same enclave).`
 			if err != nil {
 				return fmt.Errorf("backup: %w", err)
 			}
-			return printResult(cmd, kf.json, map[string]any{"file": out, "bytes": n}, fmt.Sprintf("backed up %d bytes to %s", n, out))
+			return printResult(cmd, kf.JSON, map[string]any{"file": out, "bytes": n}, fmt.Sprintf("backed up %d bytes to %s", n, out))
 		},
 	}
-	kf.add(c)
+	kf.Add(c)
 	c.Flags().StringVarP(&out, "output", "o", "", "backup file to write")
-	return c
-}
-
-func newBenchReleaseCmd() *cobra.Command {
-	var o releasebench.Options
-	var asJSON bool
-	var quote, collateral, at string
-	c := &cobra.Command{
-		Use:   "release",
-		Short: "Key releases per second and latency (simulated TEE, real HTTPS server on 127.0.0.1)",
-		Long: `Start a key service in a temporary directory and run the whole release protocol (challenge,
-simulated evidence, verification, policy, audit append, HPKE) from parallel runners. Prints
-releases per second and p50/p99 latency. Target: 1,000 releases/s on 2 cores.`,
-		Example: `  ppml bench release
-  ppml bench release --duration 10s --concurrency 32 --json
-  ppml bench release --sgx-quote q.bin --collateral bundle.json --at 2025-07-19T10:01:17Z`,
-		Args: exactArgs(0),
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if quote != "" {
-				if collateral == "" || at == "" {
-					return usageErrorf("--sgx-quote needs --collateral and --at")
-				}
-				q, err := os.ReadFile(quote)
-				if err != nil {
-					return err
-				}
-				col, err := dcap.LoadBundle(collateral)
-				if err != nil {
-					return fmt.Errorf("--collateral: %w", err)
-				}
-				t, err := time.Parse(time.RFC3339, at)
-				if err != nil {
-					return usageErrorf("--at: %v", err)
-				}
-				o.SGX = &releasebench.SGXInput{Quote: q, Collateral: dcap.StaticSource(col), At: t}
-			}
-			r, err := releasebench.Run(cmd.Context(), o)
-			if err != nil {
-				return fmt.Errorf("bench release: %w", err)
-			}
-			if r.Errors > 0 && r.Releases == 0 {
-				return fmt.Errorf("bench release: every release failed: %s", r.FirstError)
-			}
-			return printResult(cmd, asJSON, r, fmt.Sprintf("%.0f per second (%d in %.1fs, %d runners, %s), p50 %.2f ms, p99 %.2f ms, %d errors",
-				r.PerSecond, r.Releases, r.Seconds, r.Concurrency, r.Platform, r.P50ms, r.P99ms, r.Errors))
-		},
-	}
-	c.Flags().DurationVar(&o.Duration, "duration", 5*time.Second, "measured time")
-	c.Flags().IntVar(&o.Concurrency, "concurrency", 32, "parallel runners (releases share commits, so more runners raise throughput)")
-	c.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
-	c.Flags().StringVar(&quote, "sgx-quote", "", "send this real SGX quote instead of simulated evidence (verified, then denied at report_data)")
-	c.Flags().StringVar(&collateral, "collateral", "", "Intel collateral bundle for --sgx-quote")
-	c.Flags().StringVar(&at, "at", "", "verification time for --sgx-quote (RFC 3339, inside the collateral's validity)")
 	return c
 }

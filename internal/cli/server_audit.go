@@ -29,7 +29,7 @@ func newAuditCmd() *cobra.Command {
 		Use: "list [--key NAME]", Short: "Show who used a key, when, with which measurement and job",
 		Example: "  ppml audit list --key alice.sales\n  ppml audit list --json   # admin: whole log", Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := kf.client(true)
+			c, err := kf.Client(true)
 			if err != nil {
 				return err
 			}
@@ -56,10 +56,10 @@ func newAuditCmd() *cobra.Command {
 				}
 				fmt.Fprintf(&b, " actor=%s\n", e.Actor)
 			}
-			return printResult(cmd, kf.json, es, strings.TrimRight(b.String(), "\n"))
+			return printResult(cmd, kf.JSON, es, strings.TrimRight(b.String(), "\n"))
 		},
 	}
-	kf.add(list)
+	kf.Add(list)
 	list.Flags().StringVar(&key, "key", "", "key name (owners must give one)")
 	list.Flags().Uint64Var(&from, "from", 0, "first entry index")
 	list.Flags().IntVar(&limit, "limit", 1000, "at most this many entries")
@@ -72,7 +72,7 @@ func newAuditCmd() *cobra.Command {
 			if out == "" {
 				return usageErrorf("give the output file with -o FILE")
 			}
-			c, err := kf2.client(true)
+			c, err := kf2.Client(true)
 			if err != nil {
 				return err
 			}
@@ -87,10 +87,10 @@ func newAuditCmd() *cobra.Command {
 			if err := writeAuditExport(out, b, pub); err != nil {
 				return err
 			}
-			return printResult(cmd, kf2.json, map[string]any{"file": out, "public_key": out + ".pub", "bytes": len(b)}, fmt.Sprintf("exported %d bytes to %s (tree-head key in %s.pub)", len(b), out, out))
+			return printResult(cmd, kf2.JSON, map[string]any{"file": out, "public_key": out + ".pub", "bytes": len(b)}, fmt.Sprintf("exported %d bytes to %s (tree-head key in %s.pub)", len(b), out, out))
 		},
 	}
-	kf2.add(export)
+	kf2.Add(export)
 	export.Flags().StringVarP(&out, "output", "o", "", "file to write")
 
 	var file, pubFile string
@@ -117,7 +117,7 @@ A tampered copy fails with the entry and line where it breaks.`,
 					return err
 				}
 			} else {
-				c, err := kf3.client(true)
+				c, err := kf3.Client(true)
 				if err != nil {
 					return err
 				}
@@ -135,20 +135,20 @@ A tampered copy fails with the entry and line where it breaks.`,
 			res, err := audit.VerifyExport(bytes.NewReader(data), audit.VerifyOptions{PublicKey: pub})
 			var te *audit.TamperError
 			if errors.As(err, &te) {
-				if kf3.json {
+				if kf3.JSON {
 					writeJSON(cmd.OutOrStdout(), map[string]any{"ok": false, "problems": te.Problems})
-					return &silentExit{code: ExitFailure}
+					return &silentExit{Code: ExitFailure}
 				}
 				return err
 			}
 			if err != nil {
 				return err
 			}
-			return printResult(cmd, kf3.json, map[string]any{"ok": true, "entries": res.Entries, "tree_head": res.TreeHead},
+			return printResult(cmd, kf3.JSON, map[string]any{"ok": true, "entries": res.Entries, "tree_head": res.TreeHead},
 				fmt.Sprintf("audit log verifies: %d entries, root %s", res.Entries, res.TreeHead.RootHash))
 		},
 	}
-	kf3.add(verify)
+	kf3.Add(verify)
 	verify.Flags().StringVar(&file, "file", "", "exported log to verify offline")
 	verify.Flags().StringVar(&pubFile, "public-key", "", "tree-head public key PEM (with --file)")
 	c.AddCommand(list, export, verify, newAuditProveCmd())
@@ -204,7 +204,7 @@ prove entries about their own keys. --save-head keeps the tree head for later co
 			if err != nil {
 				return err
 			}
-			c, err := kf.client(true)
+			c, err := kf.Client(true)
 			if err != nil {
 				return err
 			}
@@ -217,11 +217,11 @@ prove entries about their own keys. --save-head keeps the tree head for later co
 					return err
 				}
 			}
-			return printResult(cmd, kf.json, map[string]any{"entry": e, "tree_head": head, "verified": true},
+			return printResult(cmd, kf.JSON, map[string]any{"entry": e, "tree_head": head, "verified": true},
 				fmt.Sprintf("entry %d (%s %s) is in the signed tree of %d entries, root %s", e.Index, e.Type, e.Key, head.Size, head.RootHash))
 		},
 	}
-	kf.add(c)
+	kf.Add(c)
 	c.Flags().StringVar(&pubFile, "public-key", "", "tree-head public key PEM")
 	c.Flags().StringVar(&headOut, "save-head", "", "write the verified tree head (JSON) to this file")
 	return c

@@ -72,7 +72,7 @@ its state version (write transactions so far) and time of last write, and the au
   ppml server status --json | jq .sealed`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := kf.client(false)
+			c, err := kf.Client(false)
 			if err != nil {
 				return err
 			}
@@ -80,10 +80,10 @@ its state version (write transactions so far) and time of last write, and the au
 			if err != nil {
 				return err
 			}
-			return printResult(cmd, kf.json, st, statusText(st))
+			return printResult(cmd, kf.JSON, st, statusText(st))
 		},
 	}
-	kf.add(c)
+	kf.Add(c)
 	return c
 }
 
@@ -186,7 +186,7 @@ renews itself; an admin renews any token by ID. Expired and revoked tokens canno
   ppml token renew 546318daa79c2a18 --ttl 2160h`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := kf.client(true)
+			c, err := kf.Client(true)
 			if err != nil {
 				return err
 			}
@@ -198,10 +198,10 @@ renews itself; an admin renews any token by ID. Expired and revoked tokens canno
 			if err != nil {
 				return err
 			}
-			return printResult(cmd, kf.json, t, fmt.Sprintf("token %s renewed: expires %s", t.ID, t.Expires.Format(time.RFC3339)))
+			return printResult(cmd, kf.JSON, t, fmt.Sprintf("token %s renewed: expires %s", t.ID, t.Expires.Format(time.RFC3339)))
 		},
 	}
-	kf.add(c)
+	kf.Add(c)
 	c.Flags().StringVar(&ttl, "ttl", "", "new lifetime from now, e.g. 720h (default: the token's own)")
 	return c
 }
@@ -231,10 +231,10 @@ func newKMSKeyVersionCmd(op, short, long, example string, run func(cmd *cobra.Co
 				states = append(states, fmt.Sprintf("v%d %s", v.Version, v.State))
 			}
 			done := map[string]string{"disable": "disabled", "enable": "enabled", "destroy": "destroyed"}[op]
-			return printResult(cmd, kf.json, k, fmt.Sprintf("%s version %d %s; versions: %s", k.Name, version, done, strings.Join(states, ", ")))
+			return printResult(cmd, kf.JSON, k, fmt.Sprintf("%s version %d %s; versions: %s", k.Name, version, done, strings.Join(states, ", ")))
 		},
 	}
-	kf.add(c)
+	kf.Add(c)
 	c.Flags().Uint32Var(&version, "version", 0, "the key version")
 	return c
 }
@@ -244,7 +244,7 @@ func newKMSKeyDisableCmd() *cobra.Command {
 		"Disable one version of a key: files under it cannot be decrypted or released to any TEE, and\nno new data key is wrapped under it, until it is enabled again. Audited on the key's trail.",
 		"  ppml key disable alice.sales --version 1",
 		func(cmd *cobra.Command, kf *kmsFlags, name string, v uint32) (*api.Key, error) {
-			c, err := kf.client(true)
+			c, err := kf.Client(true)
 			if err != nil {
 				return nil, err
 			}
@@ -256,7 +256,7 @@ func newKMSKeyEnableCmd() *cobra.Command {
 	return newKMSKeyVersionCmd("enable", "Enable a disabled key-service key version again (owner)", "Enable a disabled key version again. Audited on the key's trail.",
 		"  ppml key enable alice.sales --version 1",
 		func(cmd *cobra.Command, kf *kmsFlags, name string, v uint32) (*api.Key, error) {
-			c, err := kf.client(true)
+			c, err := kf.Client(true)
 			if err != nil {
 				return nil, err
 			}
@@ -277,7 +277,7 @@ reused. Disable the version first, and give --yes. Audited on the key's trail.`,
 			if !yes {
 				return nil, usageErrorf("destroying key %s version %d makes every file under it unreadable for good: add --yes", name, v)
 			}
-			c, err := kf.client(true)
+			c, err := kf.Client(true)
 			if err != nil {
 				return nil, err
 			}

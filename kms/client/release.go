@@ -9,7 +9,6 @@ import (
 
 	"github.com/ppml/ppml/attest"
 	"github.com/ppml/ppml/envelope"
-	"github.com/ppml/ppml/job"
 	"github.com/ppml/ppml/kms/api"
 )
 
@@ -77,20 +76,21 @@ func (o *OutputKey) Zero() {
 // SHA-512(nonce ‖ job digest ‖ public key) into evidence from att, sends
 // evidence, public key and manifest, and opens each returned key with the
 // private key, which never leaves this process.
-func (c *Client) Release(ctx context.Context, att attest.Attester, manifest []byte, items []api.ReleaseKeyItem, kemID uint16) (*Released, error) {
-	return c.ReleaseWithOutputs(ctx, att, manifest, items, nil, kemID)
+//
+// jobDigest is the job identity of manifest (job.Manifest.Digest), which
+// the caller has parsed already: the client does not parse the manifest
+// again. A digest that does not belong to the manifest fails at the key
+// service, which recomputes it and finds the evidence's report data wrong.
+func (c *Client) Release(ctx context.Context, att attest.Attester, manifest []byte, jobDigest [32]byte, items []api.ReleaseKeyItem, kemID uint16) (*Released, error) {
+	return c.ReleaseWithOutputs(ctx, att, manifest, jobDigest, items, nil, kemID)
 }
 
 // ReleaseWithOutputs is Release that also asks, in the same attested
 // request, for a fresh data key for each of outputs (key reference and the
 // fixed part of the output envelope's header). Released.Outputs holds them
 // as envelope.KeyWrappers. Input and output keys are granted all or nothing.
-func (c *Client) ReleaseWithOutputs(ctx context.Context, att attest.Attester, manifest []byte, items []api.ReleaseKeyItem, outputs []api.ReleaseOutputItem, kemID uint16) (*Released, error) {
-	m, err := job.Parse(manifest, "/")
-	if err != nil {
-		return nil, fmt.Errorf("release: job manifest: %w", err)
-	}
-	jd := m.Digest()
+func (c *Client) ReleaseWithOutputs(ctx context.Context, att attest.Attester, manifest []byte, jobDigest [32]byte, items []api.ReleaseKeyItem, outputs []api.ReleaseOutputItem, kemID uint16) (*Released, error) {
+	jd := jobDigest
 	if kemID == 0 {
 		kemID = api.KEMX25519
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ppml/ppml/attest"
+	"github.com/ppml/ppml/engine/specs"
 	"github.com/ppml/ppml/job"
 	"github.com/ppml/ppml/kms/api"
 )
@@ -36,9 +37,11 @@ func (c *Core) Challenge(ctx context.Context, who *Caller) (*api.Challenge, erro
 }
 
 // JobDigest is the job identity the release protocol uses: SHA-256 of the
-// canonical form of the manifest (package job).
+// canonical form of the manifest (package job), which covers every engine's
+// parameters with their defaults made explicit. The service knows every
+// engine's parameters (engine/specs) without linking any engine.
 func JobDigest(manifest []byte) ([]byte, error) {
-	m, err := job.Parse(manifest, "/")
+	m, err := job.Parse(manifest, "/", specs.All)
 	if err != nil {
 		return nil, err
 	}

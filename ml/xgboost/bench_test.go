@@ -51,7 +51,7 @@ func BenchmarkTrainHist1M(b *testing.B) {
 }
 
 // BenchmarkTrainVsPython trains on the same table here and in Debian's python3-xgboost
-// (scripts/xgboost-train-bench.py, plaintext) and reports both training times and their ratio.
+// (bench/ml/xgboost-train-bench.py, plaintext) and reports both training times and their ratio.
 // Run: go test -run '^$' -bench TrainVsPython -benchtime 1x -timeout 30m ./ml/xgboost
 func BenchmarkTrainVsPython(b *testing.B) {
 	x, y := synth.Regression(benchRows, benchCols, 1)
@@ -81,7 +81,7 @@ func BenchmarkTrainVsPython(b *testing.B) {
 			b.Fatal(err)
 		}
 		bst.Close()
-		out, err := exec.Command(python, filepath.Join("..", "..", "scripts", "xgboost-train-bench.py"), xp, yp,
+		out, err := exec.Command(python, filepath.Join("..", "..", "bench", "ml", "xgboost-train-bench.py"), xp, yp,
 			strconv.Itoa(benchRows), strconv.Itoa(benchCols), strconv.Itoa(benchRounds), strconv.Itoa(benchDepth)).Output()
 		if err != nil {
 			b.Fatalf("xgboost-train-bench.py: %v", err)

@@ -19,6 +19,7 @@ import (
 	"runtime"
 
 	mlengine "github.com/ppml/ppml/engine/ml"
+	"github.com/ppml/ppml/engine/ml/mlspec"
 	"github.com/ppml/ppml/ml/linear"
 	"github.com/ppml/ppml/ml/table"
 	"github.com/ppml/ppml/ml/xgboost"
@@ -61,7 +62,7 @@ func Load(modelFile []byte, opt Options) (*Model, error) {
 	f := int64(len(w.Features))
 	out := tensor.FP32
 	switch w.Algorithm {
-	case mlengine.XGBoost, mlengine.RandomForest:
+	case mlspec.XGBoost, mlspec.RandomForest:
 		m.meta.Platform = "xgboost"
 		m.meta.Inputs = []model.TensorSpec{{Name: InputName, DataType: tensor.FP32, Shape: []int64{-1, f}}}
 		m.pool = make(chan *xgboost.Booster, threads)
@@ -82,12 +83,12 @@ func Load(modelFile []byte, opt Options) (*Model, error) {
 		out = tensor.FP64
 	}
 	switch w.Objective {
-	case mlengine.Regression:
+	case mlspec.Regression:
 		m.meta.Outputs = []model.TensorSpec{{Name: "prediction", DataType: out, Shape: []int64{-1}}}
-	case mlengine.Binary:
+	case mlspec.Binary:
 		m.meta.Outputs = []model.TensorSpec{{Name: "probability", DataType: out, Shape: []int64{-1}},
 			{Name: "prediction", DataType: tensor.Int64, Shape: []int64{-1}}}
-	case mlengine.Multiclass:
+	case mlspec.Multiclass:
 		m.meta.Outputs = []model.TensorSpec{{Name: "probability", DataType: out, Shape: []int64{-1, int64(w.Classes)}},
 			{Name: "prediction", DataType: tensor.Int64, Shape: []int64{-1}}}
 	}
@@ -170,7 +171,7 @@ func (m *Model) predictLinear(x tensor.Tensor, rows, cols int) ([]tensor.Tensor,
 // float64 values.
 func (m *Model) outputs(rows int, v32 []float32, v64 []float64) ([]tensor.Tensor, error) {
 	k := 1
-	if m.wrapper.Objective == mlengine.Multiclass {
+	if m.wrapper.Objective == mlspec.Multiclass {
 		k = m.wrapper.Classes
 	}
 	n := len(v32) + len(v64)
@@ -186,7 +187,7 @@ func (m *Model) outputs(rows int, v32 []float32, v64 []float64) ([]tensor.Tensor
 	} else {
 		first.F32 = v32
 	}
-	if m.wrapper.Objective == mlengine.Regression {
+	if m.wrapper.Objective == mlspec.Regression {
 		return []tensor.Tensor{first}, nil
 	}
 	val := func(i int) float64 {

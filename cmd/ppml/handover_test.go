@@ -1,0 +1,135 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ppml/ppml/envelope"
+	"github.com/ppml/ppml/envelope/envelopetest"
+	"github.com/ppml/ppml/internal/buildtest"
+	"github.com/ppml/ppml/keyfile"
+)
+
+// The hand-over is tested with real binaries: ppml, and an exec-only
+// ppml-run (quick to link) named by $PPML_RUN, as a user could.
+var (
+	ppmlBin    = buildtest.PPML()
+	runtimeBin = buildtest.Runtime("ppml_no_sql", "ppml_no_ml")
+)
+
+func TestMain(m *testing.M) { os.Exit(buildtest.Main(m, ppmlBin, runtimeBin)) }
+
+func ppml(args ...string) *exec.Cmd {
+	c := exec.Command(ppmlBin.Path(), args...)
+	c.Env = append(os.Environ(), "PPML_SERVER=")
+	return c
+}
+
+// TestHandOver: ppml run, sql and ml become ppml-run, with the arguments,
+// the exit status and the signals of the one process.
+func TestHandOver(t *testing.T) {
+	dir := t.TempDir()
+	k, err := keyfile.Generate(filepath.Join(dir, "owner.key"), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	envelopetest.Encrypt(t, filepath.Join(dir, "in.txt.ppml"), k.LocalKey, []byte("hello\n"), envelope.TypeBytes)
+	job := func(name, script string) string {
+		p := filepath.Join(dir, name+".yaml")
+		m := "name: " + name + "\nengine: exec\ninputs: {in: in.txt.ppml}\noutputs: {out: {path: " + name + ".out.ppml, key: file:owner.key}}\n" +
+			"parameters:\n  command: [/bin/sh, -c, '" + script + "']\n"
+		if err := os.WriteFile(p, []byte(m), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+
+	var stdout, stderr bytes.Buffer
+	c := ppml("run", "--manifest", job("copy", `cat "$PPML_INPUT_IN" > "$PPML_OUTPUT_OUT"`), "--key", filepath.Join(dir, "owner.key"), "--json")
+	c.Stdout, c.Stderr = &stdout, &stderr
+	if err := c.Run(); err != nil || !strings.Contains(stdout.String(), `"exit_code": 0`) {
+		t.Fatalf("ppml run: %v\n%s\n%s", err, stdout.String(), stderr.String())
+	}
+	if got := envelopetest.Decrypt(t, filepath.Join(dir, "copy.out.ppml"), k.LocalKey); string(got) != "hello\n" {
+		t.Fatalf("output %q", got)
+	}
+
+	// The program's status is ppml's.
+	c = ppml("run", "--manifest", job("five", "exit 5"), "--key", filepath.Join(dir, "owner.key"))
+	var ee *exec.ExitError
+	if err := c.Run(); !errors.As(err, &ee) || ee.ExitCode() != 5 {
+		t.Fatalf("exit 5: %v", err)
+	}
+
+	// A signal to the ppml process reaches the runtime, which is that
+	// process: SIGTERM stops the job, 128+15, no output.
+	pidFile := filepath.Join(dir, "pid")
+	c = ppml("run", "--manifest", job("sleep", `echo $$ > `+pidFile+`; exec sleep 60`), "--key", filepath.Join(dir, "owner.key"), "--grace", "1s")
+	stderr.Reset()
+	c.Stderr = &stderr
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if b, err := os.ReadFile(pidFile); err == nil && len(bytes.TrimSpace(b)) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			c.Process.Kill()
+			t.Fatalf("the job never started: %s", stderr.String())
+		}
+	}
+	if err := c.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Wait(); !errors.As(err, &ee) || ee.ExitCode() != 128+int(syscall.SIGTERM) || !strings.Contains(stderr.String(), "no output written") {
+		t.Fatalf("SIGTERM: %v\n%s", err, stderr.String())
+	}
+	if _, err := os.Stat(filepath.Join(dir, "sleep.out.ppml")); !os.IsNotExist(err) {
+		t.Fatalf("a stopped job wrote its output (%v)", err)
+	}
+
+	// ppml sql on a runtime without the sql engine says so.
+	out, err := ppml("sql", "--input", "t="+filepath.Join(dir, "in.txt.ppml"), "--query", "SELECT 1").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "engine sql is not built into this runtime (built in: exec)") {
+		t.Fatalf("ppml sql: %v: %s", err, out)
+	}
+	// --help is the runtime's.
+	out, err = ppml("run", "--help").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "ppml-run run --manifest") || !strings.Contains(string(out), "--grace") {
+		t.Fatalf("ppml run --help: %v: %s", err, out)
+	}
+	out, _ = exec.Command(runtimeBin.Path(), "version").CombinedOutput()
+	if !strings.Contains(string(out), "engines:         exec\n") {
+		t.Fatalf("ppml-run version: %s", out)
+	}
+}
+
+// Without a runtime, ppml says where it looked and how to get one.
+func TestHandOverNotFound(t *testing.T) {
+	c := ppml("run", "--manifest", "job.yaml")
+	c.Env = append(c.Env, "PPML_RUN=", "PATH="+t.TempDir())
+	out, err := c.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+		t.Fatalf("exit: %v: %s", err, out)
+	}
+	for _, want := range []string{"ppml-run not found", "beside " + filepath.Dir(ppmlBin.Path()), "make build", "PPML_RUN="} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("%q does not say %q", out, want)
+		}
+	}
+	c = ppml("bench", "envelope")
+	c.Env = append(c.Env, "PATH="+t.TempDir())
+	out, _ = c.CombinedOutput()
+	if !strings.Contains(string(out), "ppml-bench not found") || !strings.Contains(string(out), "PPML_BENCH=") {
+		t.Errorf("ppml bench: %s", out)
+	}
+}

@@ -1,0 +1,155 @@
+package mlspec
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/ppml/ppml/job"
+)
+
+var specs = job.NewSpecSet(Spec)
+
+func parseManifest(params string) (*job.Manifest, error) {
+	doc := "version: 1\nname: t\nengine: ml\ninputs:\n  train: /data/x.csv.ppml\noutputs:\n  model: {path: /out/m.ppml, key: file:/k}\nparameters:\n" + params
+	return job.Parse([]byte(doc), "/", specs)
+}
+
+func TestParameters(t *testing.T) {
+	m, err := parseManifest("  task: train\n  algorithm: xgboost\n  objective: multiclass\n  label: y\n  features: [a, b]\n  params: {max_depth: 3, eta: 0.1}\n  rounds: 7\n  test_fraction: 0.25\n  seed: 9\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := m.Parameters.(*Params)
+	if s.Task != Train || s.Algorithm != XGBoost || s.Objective != Multiclass || s.Label != "y" || strings.Join(s.Features, ",") != "a,b" ||
+		len(s.Params) != 2 || s.Params[0] != (Param{"max_depth", "3"}) || s.Params[1] != (Param{"eta", "0.1"}) ||
+		s.Rounds != 7 || s.TestFraction != 0.25 || s.Seed != 9 {
+		t.Fatalf("%+v", s)
+	}
+	if err := s.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	// Defaults are explicit in the canonical form, so spelling them out keeps the digest.
+	a, err := parseManifest("  task: train\n  algorithm: linear_regression\n  label: y\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := parseManifest("  task: train\n  algorithm: linear_regression\n  objective: regression\n  label: y\n  features: all_except_label\n  test_fraction: 0.2\n  seed: 0\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Digest() != b.Digest() {
+		t.Errorf("defaults change the digest:\n%s\n%s", a.Canonical(), b.Canonical())
+	}
+	if s := a.Parameters.(*Params); s.Objective != Regression || s.TestFraction != DefaultTestFraction || s.Features != nil {
+		t.Errorf("defaults: %+v", s)
+	}
+}
+
+// An ml manifest without resources.threads trains with one thread, and the
+// digest cannot tell it from one that writes threads: 1.
+func TestDefaultThreads(t *testing.T) {
+	const params = "  task: train\n  algorithm: xgboost\n  objective: regression\n  label: y\n"
+	omitted, err := parseManifest(params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if omitted.Resources.Threads != DefaultThreads || DefaultThreads != 1 {
+		t.Fatalf("threads %d, want 1", omitted.Resources.Threads)
+	}
+	explicit, err := parseManifest(params + "resources: {threads: 1}\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if omitted.DigestString() != explicit.DigestString() {
+		t.Errorf("threads: 1 changes the digest:\n%s\n%s", omitted.Canonical(), explicit.Canonical())
+	}
+	more, err := parseManifest(params + "resources: {threads: 2}\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if more.Resources.Threads != 2 {
+		t.Errorf("explicit threads: %d, want 2", more.Resources.Threads)
+	}
+}
+
+func TestParameterProblems(t *testing.T) {
+	for _, c := range []struct{ params, want string }{
+		{"  task: train\n  algorithm: xgboost\n  objective: regression\n  label: y\n  learning_rate: 1\n", "parameters.learning_rate: unknown field"},
+		{"  task: fit\n", `"fit": want train, predict or evaluate`},
+		{"  task: train\n  algorithm: xgboost\n  label: y\n", "required for xgboost"},
+		{"  task: train\n  algorithm: svm\n  label: y\n", `"svm": want xgboost`},
+		{"  task: train\n  algorithm: xgboost\n  objective: regression\n", "label"},
+		{"  task: train\n  algorithm: linear_regression\n  objective: binary\n  label: y\n", "does not fit objective binary"},
+		{"  task: train\n  algorithm: random_forest\n  objective: binary\n  label: y\n  rounds: 5\n", "num_parallel_tree"},
+		{"  task: train\n  algorithm: xgboost\n  objective: regression\n  label: y\n  test_fraction: 1.5\n", "test_fraction"},
+		{"  task: train\n  algorithm: xgboost\n  objective: regression\n  label: y\n  features: [a, a]\n", `"a" is listed twice`},
+		{"  task: train\n  algorithm: xgboost\n  objective: regression\n  label: a\n  features: [a, b]\n", "both a feature and the label"},
+		{"  task: train\n  algorithm: logistic_regression\n  label: y\n  params: {C: 1}\n", `unknown parameter "C"`},
+		{"  task: predict\n  algorithm: xgboost\n", "only for task train"},
+		{"  task: predict\n  label: y\n", "predict takes no label"},
+		{"  task: train\n  algorithm: xgboost\n  objective: regression\n  label: y\n  seed: -1\n", "unsigned"},
+	} {
+		_, err := parseManifest(c.params)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: error %v, want %q", c.params, err, c.want)
+		}
+	}
+}
+
+func TestParseFormat(t *testing.T) {
+	for in, want := range map[string]Format{"csv": CSV, "text/csv; charset=utf-8": CSV, "Parquet": Parquet, "application/vnd.apache.parquet": Parquet} {
+		if got, err := ParseFormat(in); err != nil || got != want {
+			t.Errorf("%q: %v %v", in, got, err)
+		}
+	}
+	if _, err := ParseFormat("application/json"); err == nil {
+		t.Error("json accepted as a table format")
+	}
+}
+
+func TestCheckNames(t *testing.T) {
+	train := &Params{Task: Train}
+	predict := &Params{Task: Predict}
+	for _, c := range []struct {
+		s       *Params
+		in, out []string
+		want    string
+	}{
+		{train, []string{"train"}, []string{"model", "report"}, ""},
+		{train, []string{"data"}, []string{"model"}, ""},
+		{train, []string{"train", "data"}, []string{"model"}, "exactly one input"},
+		{train, []string{"train"}, []string{"report"}, `missing output "model"`},
+		{train, []string{"train"}, []string{"model", "preds"}, `unknown output(s) "preds"`},
+		{&Params{Task: Train, Query: "SELECT 1"}, []string{"a", "b"}, []string{"model"}, ""},
+		{predict, []string{"model", "data"}, []string{"predictions"}, ""},
+		{predict, []string{"data"}, []string{"predictions"}, `missing input "model"`},
+		{&Params{Task: Evaluate}, []string{"model", "data"}, []string{"report", "predictions"}, ""},
+	} {
+		err := c.s.CheckNames(c.in, c.out)
+		if c.want == "" && err != nil || c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)) {
+			t.Errorf("%s %v %v: %v, want %q", c.s.Task, c.in, c.out, err, c.want)
+		}
+	}
+}
+
+func TestCheckManifest(t *testing.T) {
+	doc := func(outputs string) string {
+		return "version: 1\nname: t\nengine: ml\ninputs:\n  model: /m.ppml\n  data: /d.ppml\noutputs:\n" + outputs + "parameters:\n  task: predict\n"
+	}
+	m, err := job.Parse([]byte(doc("  predictions: {path: /p.parquet.ppml, key: file:/k}\n")), "/", specs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, _ := m.Output(OutputPredictions)
+	if PredictionsFormat(o) != Parquet {
+		t.Errorf("format %q", PredictionsFormat(o))
+	}
+	for _, c := range []struct{ outputs, want string }{
+		{"  report: {path: /r.ppml, key: file:/k}\n", `missing output "predictions"`},
+		{"  predictions: {path: /p.ppml, key: file:/k, content_type: application/json}\n", "outputs.predictions.content_type"},
+	} {
+		if _, err := job.Parse([]byte(doc(c.outputs)), "/", specs); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: %v, want %q", c.outputs, err, c.want)
+		}
+	}
+}
