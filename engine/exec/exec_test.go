@@ -12,22 +12,12 @@ import (
 
 	"github.com/ppml/ppml/engine/exec/execspec"
 	"github.com/ppml/ppml/memfd"
+	"github.com/ppml/ppml/memfd/memfdtest"
 )
 
 func memInput(t *testing.T, name, content string) *memfd.File {
 	t.Helper()
-	m, err := memfd.New(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Close() })
-	if _, err := m.OSFile().WriteString(content); err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Seal(); err != nil {
-		t.Fatal(err)
-	}
-	return m
+	return memfdtest.Sealed(t, name, []byte(content))
 }
 
 func readAll(t *testing.T, m *memfd.File) string {

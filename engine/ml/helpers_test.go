@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/ppml/ppml/engine/ml/mlspec"
-	"github.com/ppml/ppml/memfd"
+	"github.com/ppml/ppml/memfd/memfdtest"
 	"github.com/ppml/ppml/ml/dataset"
 )
 
@@ -15,18 +15,7 @@ import (
 // it as an input by /proc/self/fd path.
 func memInput(t testing.TB, name string, data []byte, f mlspec.Format) Input {
 	t.Helper()
-	m, err := memfd.New(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Close() })
-	if _, err := m.OSFile().Write(data); err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Seal(); err != nil {
-		t.Fatal(err)
-	}
-	return Input{Path: m.Path(), Format: f}
+	return Input{Path: memfdtest.Sealed(t, name, data).Path(), Format: f}
 }
 
 func datasetInput(t testing.TB, name string) Input {

@@ -6,25 +6,14 @@ import (
 	"os"
 	"testing"
 
-	"github.com/ppml/ppml/memfd"
+	"github.com/ppml/ppml/memfd/memfdtest"
 )
 
 // memInput puts data in a sealed memfd, as the launcher does after
 // decryption, and returns it as a File named name.
 func memInput(t testing.TB, name string, data []byte) File {
 	t.Helper()
-	m, err := memfd.New(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Close() })
-	if _, err := m.OSFile().Write(data); err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Seal(); err != nil {
-		t.Fatal(err)
-	}
-	return File{Path: m.Path(), Name: name}
+	return File{Path: memfdtest.Sealed(t, name, data).Path(), Name: name}
 }
 
 func memInputFile(t testing.TB, path string) File {
