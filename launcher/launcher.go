@@ -1,28 +1,35 @@
-// Package launcher is the trusted launcher behind `ppml run`: it reads a job
-// manifest, obtains every input key in one release, decrypts the inputs
-// into memory (memfds), runs the job's engine, encrypts the outputs
-// atomically under their keys, and clears the key material it holds.
+// Package launcher is the trusted launcher of the runtime, ppml-run (what
+// `ppml run` runs): it reads a job manifest once, obtains every input key in
+// one release, decrypts the inputs into memory (memfds), runs the job's
+// engine, encrypts the outputs atomically under their keys, and clears the
+// key material it holds.
 //
 // Order matters and is part of the contract: the manifest and its files are
 // checked before any key is asked for (a bad manifest never reaches
-// attestation); the output keys are loaded before the inputs are decrypted;
-// all input keys come in a single release, so one denied key means nothing
-// is decrypted and nothing runs.
+// attestation: Load, then Run); the output keys are loaded before the
+// inputs are decrypted; all input keys come in a single release, so one
+// denied key means nothing is decrypted and nothing runs.
 //
 // # Engines
 //
-// The manifest's engine field picks an Engine registered with
-// RegisterEngine; exec is built in, and other engines register from their
-// own package's init (the binary imports the package for that):
+// The launcher is the host and engines are drivers, as in database/sql: the
+// manifest's engine field picks an Engine registered with Register from the
+// engine package's init, and the launcher imports no engine (a binary
+// chooses its engines by the packages it links):
 //
-//	func init() { launcher.RegisterEngine("ml", launcher.EngineFunc(run)) }
-//	func run(ctx context.Context, j *launcher.Job) error {
-//		p := j.Manifest.Parameters.(*MLParams) // registered with job.RegisterEngine
+//	type engine struct{}
+//
+//	func (engine) Spec() job.Spec { return mlspec.Spec } // pure-Go parameters
+//	func (engine) Run(ctx context.Context, j *launcher.Job) error {
+//		p := j.Manifest.Parameters.(*mlspec.Params)
 //		// read j.Inputs[i].Files[k].Mem (sealed plaintext memfds), fill
 //		// j.Outputs[i].File; return nil to have them encrypted and written
 //	}
 //
-// The launcher does everything around Run: checks the manifest, obtains
+//	func init() { launcher.Register(engine{}) }
+//
+// docs/engines.md has the whole contract. The launcher does everything
+// around Run: checks the manifest, obtains
 // every key in one release, decrypts the inputs into memfds, then encrypts
 // the outputs atomically after Run returns nil (an error writes nothing).
 // Parameters may implement RawInputs (inputs that are not envelopes, which
