@@ -199,8 +199,9 @@ func runOutcome(cmd *cobra.Command, asJSON bool, res *launcher.Result, err error
 	case !asJSON:
 		return err
 	default:
+		// As without --json (command.ExitCode), and the object below too.
 		code = command.ExitFailure
-		fmt.Fprintf(cmd.ErrOrStderr(), "ppml run: %v\n", err)
+		fmt.Fprintf(cmd.ErrOrStderr(), "%s: %v\n", cmd.Root().Name(), err)
 	}
 	if asJSON {
 		out := map[string]any{"exit_code": code}
