@@ -659,8 +659,12 @@ func (e *env) launch(ctx context.Context, manifest string) (*launchRun, error) {
 		l = strings.ReplaceAll(l, e.dir+string(filepath.Separator), "$WORK/")
 		switch {
 		case l == "":
+		case strings.HasPrefix(l, "ppml run: the key service returned a signed attestation token"):
+			// the step says so itself, from the result object
 		case strings.HasPrefix(l, "ppml run: "):
 			run.log = append(run.log, "launcher: "+strings.TrimPrefix(l, "ppml run: "))
+		case strings.HasPrefix(l, "ppml-run: "), strings.HasPrefix(l, "  key "):
+			run.log = append(run.log, "launcher: "+strings.TrimPrefix(l, "ppml-run: ")) // its error
 		default:
 			run.log = append(run.log, "program:  "+l) // the program's stderr
 		}
