@@ -8,8 +8,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ppml/ppml/attest/dcap"
-	"github.com/ppml/ppml/internal/command"
 	releasebench "github.com/ppml/ppml/bench/release"
+	"github.com/ppml/ppml/internal/command"
 )
 
 func newBenchReleaseCmd() *cobra.Command {
