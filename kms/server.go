@@ -36,6 +36,7 @@ import (
 	"github.com/ppml/ppml/attest/dcap"
 	"github.com/ppml/ppml/attest/snp"
 	"github.com/ppml/ppml/attest/verifier"
+	"github.com/ppml/ppml/envelope"
 	"github.com/ppml/ppml/kms/api"
 	"github.com/ppml/ppml/kms/core"
 	"github.com/ppml/ppml/seal"
@@ -79,6 +80,13 @@ type Config struct {
 	// that a program embedding the server need not parse Out. It runs at
 	// most once per start, synchronously, before New or Unseal returns.
 	BootstrapToken func(token string)
+	// ShareRecipients, when set, are public keys the unseal shares of a
+	// new Shamir seal are encrypted to before they are shown, one per
+	// share in order; AdminRecipient the one the admin token is encrypted
+	// to. Out then carries only ciphertext (initout.go), for servers whose
+	// output is collected in logs.
+	ShareRecipients []*envelope.Recipient
+	AdminRecipient  *envelope.Recipient
 	// Logger for structured logs (default: JSON to stderr). It never sees secrets.
 	Logger *slog.Logger
 	// Now is the clock for verification, policies, nonces, tokens and audit
@@ -177,6 +185,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Threshold == 0 {
 		cfg.Threshold = 3
 	}
+	if err := checkInitRecipients(&cfg); err != nil {
+		return nil, err
+	}
 	s := &Server{cfg: cfg, logger: cfg.Logger, limiter: newLimiter(cfg.RateLimit, cfg.RateBurst, time.Now), metrics: newMetrics()}
 	s.verifier = cfg.Verifier
 	if s.verifier == nil {
@@ -201,9 +212,20 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("kms: unseal root key: %w", err)
 	}
 	if created != nil && len(created.Shares) > 0 {
-		fmt.Fprintf(cfg.Out, "Initialised a new %d-of-%d Shamir-sealed key service. Unseal shares (shown ONCE, give each to a different operator):\n", created.State.Threshold, created.State.Shares)
-		for _, sh := range created.Shares {
-			fmt.Fprintln(cfg.Out, "  "+sh.String())
+		if len(cfg.ShareRecipients) > 0 {
+			fmt.Fprintf(cfg.Out, "Initialised a new %d-of-%d Shamir-sealed key service. Unseal shares, each encrypted to its holder's public key (shown ONCE; holder N decrypts theirs: awk '$1==\"ppml-init-share-N\" {print $3}' | base64 -d | ppml decrypt --key HOLDER.key -):\n", created.State.Threshold, created.State.Shares)
+		} else {
+			fmt.Fprintf(cfg.Out, "Initialised a new %d-of-%d Shamir-sealed key service. Unseal shares (shown ONCE, give each to a different operator):\n", created.State.Threshold, created.State.Shares)
+		}
+		for i, sh := range created.Shares {
+			var r *envelope.Recipient
+			if len(cfg.ShareRecipients) > 0 {
+				r = cfg.ShareRecipients[i]
+			}
+			if err := showOnce(cfg.Out, fmt.Sprintf("ppml-init-share-%d", i+1), sh.String(), r); err != nil {
+				clear(root)
+				return nil, fmt.Errorf("kms: %w; the data directory %s was initialised but its unseal shares were not shown: delete it and start again", err, cfg.DataDir)
+			}
 		}
 	}
 	st, err := seal.LoadState(cfg.DataDir)
@@ -270,7 +292,15 @@ func (s *Server) open(root []byte, fresh bool) error {
 		if s.cfg.BootstrapToken != nil {
 			s.cfg.BootstrapToken(boot.Token)
 		}
-		fmt.Fprintf(s.cfg.Out, "Admin token (shown ONCE; store it now):\n  %s\n", boot.Token)
+		if s.cfg.AdminRecipient != nil {
+			fmt.Fprintf(s.cfg.Out, "Admin token, encrypted to the admin's public key (shown ONCE; decrypt it: awk '$1==\"ppml-init-admin-token\" {print $3}' | base64 -d | ppml decrypt --key ADMIN.key -):\n")
+		} else {
+			fmt.Fprintf(s.cfg.Out, "Admin token (shown ONCE; store it now):\n")
+		}
+		if err := showOnce(s.cfg.Out, "ppml-init-admin-token", boot.Token, s.cfg.AdminRecipient); err != nil {
+			c.Close()
+			return fmt.Errorf("kms: %w; issue a new one with --new-admin-token", err)
+		}
 	}
 	s.db = db
 	s.core.Store(c)

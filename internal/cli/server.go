@@ -16,6 +16,7 @@ import (
 	"github.com/ppml/ppml/attest/dcap"
 	"github.com/ppml/ppml/attest/sim"
 	"github.com/ppml/ppml/envelope"
+	"github.com/ppml/ppml/keyfile"
 	"github.com/ppml/ppml/kms"
 	"github.com/ppml/ppml/kms/api"
 	"github.com/ppml/ppml/kms/client"
@@ -33,18 +34,22 @@ func init() {
 func newServerCmd() *cobra.Command {
 	var cfg kms.Config
 	var listen, tlsCert, tlsKey, collateral, pccs, pccsCache, amdKDS, amdKDSCache string
-	var hosts, simKeys []string
+	var hosts, simKeys, shareRecipients []string
+	var adminRecipient string
 	c := &cobra.Command{
 		Use:   "server --data-dir DIR --listen ADDR",
 		Short: "Run the key service (attestation-gated key release, audit log)",
 		Long: `Run the key service over HTTPS (TLS 1.3 only). At the first start in an empty --data-dir
 it creates the root key (sealed as --seal says), a self-signed TLS certificate (unless
 --tls-cert/--tls-key) and prints, once, the admin bootstrap token and for --seal shamir the
-unseal shares. It prints the certificate's SHA-256 fingerprint for clients to pin
+unseal shares (with --init-share-recipient / --init-admin-recipient: each
+encrypted to its holder's public key, for output that ends up in logs). It prints the certificate's SHA-256 fingerprint for clients to pin
 (--server-fingerprint). Simulated TEE evidence is refused unless --sim-key names a trusted
 simulation platform key (and the key's policy lists platform sim).`,
 		Example: `  ppml server --data-dir /var/lib/ppml --listen 127.0.0.1:8443
   ppml server --data-dir kms --listen :8443 --seal shamir --shares 5 --threshold 3
+  ppml server --data-dir kms --listen :8443 --seal shamir --shares 2 --threshold 2 \
+      --init-share-recipient alice.pub --init-share-recipient bob.pub --init-admin-recipient admin.pub
   ppml server --data-dir kms --listen 127.0.0.1:8443 --sim-key ~/.config/ppml/sim/platform.pub
   ppml server --data-dir kms --listen :8443 --pccs https://api.trustedservices.intel.com --amd-kds https://kdsintf.amd.com`,
 		Args: exactArgs(0),
@@ -70,6 +75,20 @@ simulation platform key (and the key's policy lists platform sim).`,
 				cfg.Collateral = dcap.StaticSource(col)
 			case pccs != "":
 				cfg.Collateral = &dcap.PCCS{BaseURL: strings.TrimRight(pccs, "/"), CacheDir: pccsCacheDir(pccsCache)}
+			}
+			for i, spec := range shareRecipients {
+				r, err := initRecipient(spec)
+				if err != nil {
+					return usageErrorf("--init-share-recipient %d: %v", i+1, err)
+				}
+				cfg.ShareRecipients = append(cfg.ShareRecipients, r)
+			}
+			if adminRecipient != "" {
+				r, err := initRecipient(adminRecipient)
+				if err != nil {
+					return usageErrorf("--init-admin-recipient: %v", err)
+				}
+				cfg.AdminRecipient = r
 			}
 			certs, err := amdCertSource(amdKDS, amdKDSCache)
 			if err != nil {
@@ -116,12 +135,22 @@ simulation platform key (and the key's policy lists platform sim).`,
 	f.StringVar(&pccs, "pccs", "", "PCCS or Intel PCS base URL for SGX/TDX collateral")
 	f.StringVar(&pccsCache, "pccs-cache", "", "collateral cache directory (default: user cache dir/ppml/pccs)")
 	addAMDKDSFlags(c, &amdKDS, &amdKDSCache)
+	f.StringArrayVar(&shareRecipients, "init-share-recipient", nil, "shamir seal: at initialisation, encrypt share N to the Nth of these public keys (ppml1…, ppmlpq1… or a .pub file); repeat once per share")
+	f.StringVar(&adminRecipient, "init-admin-recipient", "", "encrypt the admin token shown at initialisation (or by --new-admin-token) to this public key or .pub file")
 	f.BoolVar(&cfg.NewAdminToken, "new-admin-token", false, "issue and print a new admin token at start (recovery when the bootstrap token is lost)")
 	f.Float64Var(&cfg.RateLimit, "rate-limit", 1000, "requests per second per API token (negative: unlimited)")
 	f.DurationVar(&cfg.APITokenTTL, "token-ttl", 720*time.Hour, "lifetime of API tokens issued without --ttl")
 	f.DurationVar(&cfg.APITokenMaxTTL, "token-max-ttl", 8760*time.Hour, "longest lifetime an API token may be given or renewed to")
 	c.AddCommand(newServerUnsealCmd(), newServerBackupCmd(), newServerStatusCmd(), newServerRestoreCmd())
 	return c
+}
+
+// initRecipient reads a public key given as text or as a public key file.
+func initRecipient(spec string) (*envelope.Recipient, error) {
+	if envelope.LooksLikeRecipient(spec) {
+		return envelope.ParseRecipient(spec)
+	}
+	return keyfile.LoadRecipient(spec)
 }
 
 // kmsRecipientKey is the encrypt --recipient kms://… hook: it fetches the
