@@ -214,6 +214,9 @@ func TestKeyService(t *testing.T) {
 		t.Errorf("storage class %v, want encrypted-ssd", pvc.Spec.StorageClassName)
 	}
 	pod := ss.Spec.Template.Spec
+	if pod.RuntimeClassName == nil || *pod.RuntimeClassName != "kata-qemu-snp" || pod.NodeSelector["ppml.io/key-service"] != "true" || len(pod.Tolerations) != 1 {
+		t.Errorf("key service placement: runtime class %v, node selector %v, tolerations %v", pod.RuntimeClassName, pod.NodeSelector, pod.Tolerations)
+	}
 	if len(pod.Containers) != 1 {
 		t.Fatalf("%d containers", len(pod.Containers))
 	}
