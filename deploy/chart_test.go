@@ -381,6 +381,9 @@ func TestWorkers(t *testing.T) {
 	if l := ctr.Resources.Limits.Memory(); l.Cmp(resource.MustParse("2Gi")) != 0 {
 		t.Errorf("SGX worker: memory limit %s, want the job's 2Gi", l.String())
 	}
+	if p.SecurityContext.SupplementalGroups == nil || p.SecurityContext.SupplementalGroups[0] != 107 {
+		t.Errorf("SGX worker: supplemental groups %v, want the sgx group 107", p.SecurityContext.SupplementalGroups)
+	}
 	if p.NodeSelector["intel.feature.node.kubernetes.io/sgx"] != "true" {
 		t.Errorf("SGX worker: node selector %v", p.NodeSelector)
 	}

@@ -93,6 +93,10 @@ spec:
   {{- end }}
   securityContext:
     {{- include "ppml.podSecurityContext" $root | nindent 4 }}
+    {{- if and (eq $j.tee "sgx") $tee.supplementalGroups }}
+    supplementalGroups:
+      {{- toYaml $tee.supplementalGroups | nindent 6 }}
+    {{- end }}
   containers:
     - name: worker
       image: {{ include "ppml.image" (dict "image" (default $root.Values.runtime.image $j.image) "root" $root) }}
