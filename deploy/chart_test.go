@@ -312,6 +312,16 @@ func TestKeyService(t *testing.T) {
 	if ss.Spec.ServiceName != in.Name {
 		t.Errorf("serviceName %q, want %q", ss.Spec.ServiceName, in.Name)
 	}
+	// What helm install prints: how each holder reads their share, how to unseal.
+	for _, want := range []string{
+		`kubectl -n ppml logs prod-ppml-kms-0 | awk '$1=="ppml-init-share-1" {print $3}' | base64 -d | ppml decrypt --key share-holder-1.key -`,
+		"kubectl -n ppml port-forward pod/prod-ppml-kms-0 8443:8443",
+		"ppml server unseal --server https://127.0.0.1:8443",
+	} {
+		if !strings.Contains(r.notes, want) {
+			t.Errorf("NOTES.txt lacks %q:\n%s", want, r.notes)
+		}
+	}
 	if sa := get[*corev1.ServiceAccount](t, r, pod.ServiceAccountName); sa.AutomountServiceAccountToken == nil || *sa.AutomountServiceAccountToken {
 		t.Error("the key service's ServiceAccount must not mount a token")
 	}
@@ -456,6 +466,9 @@ func TestWorkers(t *testing.T) {
 	}
 	if p := sim.Spec.Template.Spec; p.RuntimeClassName != nil || len(p.NodeSelector) != 0 {
 		t.Errorf("simulated-TEE worker: no runtime class or node selector expected: %v %v", p.RuntimeClassName, p.NodeSelector)
+	}
+	if !strings.Contains(dev.notes, "WARNING: job hello runs in the SIMULATED TEE") || !strings.Contains(dev.notes, "WARNING: the file seal keeps the root key on the data volume") {
+		t.Errorf("NOTES.txt must warn of the simulated TEE and the file seal:\n%s", dev.notes)
 	}
 	kms := get[*appsv1.StatefulSet](t, dev, "prod-ppml-kms")
 	da := args(kms.Spec.Template.Spec.Containers[0])

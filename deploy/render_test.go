@@ -59,6 +59,7 @@ var strict = serializer.NewCodecFactory(scheme, serializer.EnableStrict).Univers
 type rendered struct {
 	objs  []runtime.Object
 	texts map[string]string // "Kind/name" -> the YAML it came from
+	notes string            // NOTES.txt, what helm install prints
 }
 
 func loadChart(t *testing.T) *chart.Chart {
@@ -105,6 +106,9 @@ func render(c *chart.Chart, vals map[string]any) (*rendered, error) {
 	}
 	sort.Strings(names)
 	for _, file := range names {
+		if strings.HasSuffix(file, "/NOTES.txt") {
+			out.notes = files[file]
+		}
 		if !strings.HasSuffix(file, ".yaml") {
 			continue // NOTES.txt, helpers
 		}
