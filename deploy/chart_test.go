@@ -2,6 +2,8 @@ package deploy
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -17,6 +19,9 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/ppml/ppml/attest/sim"
+	"github.com/ppml/ppml/envelope"
 )
 
 var valueFiles = []string{"production-values.yaml", "development-values.yaml"}
@@ -621,5 +626,30 @@ func TestStrictDecodingRefusesUnknownFields(t *testing.T) {
 	doc = "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: x}\n"
 	if _, _, err := strict.Decode([]byte(doc), nil, nil); err == nil {
 		t.Fatal("decoded a kind the chart should not render")
+	}
+}
+
+// TestExampleKeysAreReal checks that the public keys in the CI value files
+// are what the key service will accept: ppml recipients for the encrypted
+// first-start output, Ed25519 simulation platform keys.
+func TestExampleKeysAreReal(t *testing.T) {
+	prod := readValues(t, "production-values.yaml")
+	first := prod["kms"].(map[string]any)["init"].(map[string]any)
+	keys := []any{first["adminRecipient"]}
+	keys = append(keys, first["shareRecipients"].([]any)...)
+	for _, k := range keys {
+		if _, err := envelope.ParseRecipient(k.(string)); err != nil {
+			t.Errorf("%v: %v", k, err)
+		}
+	}
+	dev := readValues(t, "development-values.yaml")
+	for name, pem := range dev["kms"].(map[string]any)["attestation"].(map[string]any)["simPlatformKeys"].(map[string]any) {
+		p := filepath.Join(t.TempDir(), name+".pub")
+		if err := os.WriteFile(p, []byte(pem.(string)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := sim.LoadPublicKey(p); err != nil {
+			t.Errorf("simPlatformKeys.%s: %v", name, err)
+		}
 	}
 }
