@@ -127,3 +127,47 @@ func TestImageRecipes(t *testing.T) {
 		}
 	}
 }
+
+// TestImageBuildFlagsAreTheMakefiles: the ppml image builds its binary with
+// go build directly (make build would also build the cgo benchmarks); its
+// flags must stay the Makefile's, or the image's binary would differ from
+// a rebuild. The runtime images run `make runtime` itself.
+func TestImageBuildFlagsAreTheMakefiles(t *testing.T) {
+	mk, err := os.ReadFile("../Makefile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := func(name string) string {
+		m := regexp.MustCompile(`(?m)^` + name + `\s*:=\s*(.*)$`).FindStringSubmatch(string(mk))
+		if m == nil {
+			t.Fatalf("Makefile has no %s", name)
+		}
+		return strings.TrimSpace(m[1])
+	}
+	ldflags := strings.NewReplacer("$(VERSION)", "${VERSION}", "$(COMMIT)", "${COMMIT}").Replace(get("LDFLAGS"))
+	build := strings.Replace(get("BUILD"), "$(GO) ", "go ", 1)
+	build = strings.Replace(build, `"$(LDFLAGS)"`, `"`+ldflags+`"`, 1)
+	for _, path := range []string{"images/ppml.Dockerfile", "images/ppml-run-sgx.Dockerfile"} {
+		var found bool
+		for _, in := range parseDockerfile(t, path) {
+			if in.op == "RUN" && strings.Contains(in.args, "./cmd/ppml") && !strings.Contains(in.args, "make ") {
+				found = true
+				if !strings.Contains(strings.Join(strings.Fields(in.args), " "), build) {
+					t.Errorf("%s line %d builds ppml without the Makefile's flags\nwant: %s\nhave: %s", path, in.line, build, in.args)
+				}
+			}
+		}
+		if !found {
+			t.Errorf("%s: no go build of ./cmd/ppml", path)
+		}
+	}
+	for _, path := range []string{"images/ppml-run.Dockerfile", "images/ppml-run-sgx.Dockerfile"} {
+		b, _ := os.ReadFile(path)
+		if !strings.Contains(string(b), `make -o deps runtime VERSION="${VERSION}" COMMIT="${COMMIT}" RUNTIME_TAGS="${RUNTIME_TAGS}"`) {
+			t.Errorf("%s does not build ppml-run with make runtime", path)
+		}
+	}
+	if !regexp.MustCompile(`(?m)^runtime:`).Match(mk) {
+		t.Error("the Makefile has no runtime target")
+	}
+}

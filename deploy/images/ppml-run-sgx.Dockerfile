@@ -38,8 +38,10 @@ COPY go.mod go.sum ./
 RUN --mount=type=cache,target=/root/go/pkg/mod go mod download
 COPY . .
 RUN --mount=type=cache,target=/root/go/pkg/mod \
-    make -o deps runtime VERSION="${VERSION}" COMMIT="${COMMIT}" RUNTIME_TAGS="${RUNTIME_TAGS}" \
- && CGO_ENABLED=0 go build -trimpath -buildvcs=false \
+    make -o deps runtime VERSION="${VERSION}" COMMIT="${COMMIT}" RUNTIME_TAGS="${RUNTIME_TAGS}"
+# ppml (for `ppml gramine manifest`), with the flags of make build.
+RUN --mount=type=cache,target=/root/go/pkg/mod \
+    CGO_ENABLED=0 go build -trimpath -buildvcs=false \
       -ldflags "-buildid= -X github.com/ppml/ppml/internal/buildinfo.Version=${VERSION} -X github.com/ppml/ppml/internal/buildinfo.Commit=${COMMIT}" \
       -o bin/ppml ./cmd/ppml
 
