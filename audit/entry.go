@@ -45,6 +45,20 @@ const (
 	// TypeStoreMigrate records that the service migrated its store to a
 	// new format at start.
 	TypeStoreMigrate Type = "store_migrate"
+	// TypeRefusals summarizes, on the caller's tenant trail, requests of
+	// one API token refused before any key was looked at (no valid nonce
+	// or evidence, a key name of another tenant) during an interval: such
+	// requests write no entry each, so that they cannot flood the log.
+	TypeRefusals Type = "refusals"
+	// TypeKeyList records on a tenant's trail that an administrator read
+	// the list of its keys.
+	TypeKeyList Type = "key_list"
+	// TypeBackup records on a tenant's trail that an administrator took a
+	// backup of the database, which holds the tenant's keys.
+	TypeBackup Type = "backup"
+	// TypeTrailUpgrade starts the per-key chain of a trail whose earlier
+	// entries were written before format 2 (docs/formats/audit-log.md).
+	TypeTrailUpgrade Type = "trail_upgrade"
 )
 
 // Decision values.
@@ -82,7 +96,26 @@ type Entry struct {
 	Rule      string `json:"rule,omitempty"`
 	Reason    string `json:"reason,omitempty"`
 	RequestID string `json:"request_id,omitempty"`
+
+	// The per-trail chain (format 2): every entry about a tenant (its key,
+	// or with Key empty the tenant itself) is the KeySeq-th of its trail
+	// (from 1), its trail sits at KeySlot in the chain table the signed
+	// tree head commits to, and KeyChain is the trail's chain hash before
+	// this entry (absent for the first). Set by the log's Append; all zero
+	// on entries about no tenant and on entries written before format 2.
+	KeySeq   uint64     `json:"key_seq,omitempty"`
+	KeySlot  uint64     `json:"key_slot,omitempty"`
+	KeyChain attest.Hex `json:"key_chain,omitempty"`
 }
+
+// Trail names the trail an entry is on: its Tenant and Key (Key empty: the
+// tenant's own trail). ok is false for an entry about no tenant.
+func (e *Entry) Trail() (t TrailID, ok bool) {
+	return TrailID{Tenant: e.Tenant, Key: e.Key}, e.Tenant != ""
+}
+
+// Chained reports whether the entry carries format 2 chain fields.
+func (e *Entry) Chained() bool { return e.KeySeq != 0 }
 
 // MaxEntrySize bounds an encoded entry; Append refuses larger ones and the
 // export parser refuses longer lines.

@@ -9,15 +9,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"slices"
 	"sort"
 	"strings"
 )
 
 // Export format identifiers (docs/formats/audit-log.md).
 const (
-	ExportFormat  = "ppml-audit-log"
-	ExportVersion = 1
+	ExportFormat = "ppml-audit-log"
+	// ExportVersion is the version exports are written in: 2 since tree
+	// heads commit to the chain table and entries carry chain fields.
+	// VerifyExport reads versions 1 and 2.
+	ExportVersion = 2
 	// MaxHeaderSize bounds the header line (tree head and checkpoints).
 	MaxHeaderSize = 16 << 20
 )
@@ -41,6 +43,8 @@ const (
 	ProblemTruncated        = "truncated"              // entries at the end are missing
 	ProblemExtraEntry       = "extra_entry"            // an entry the tree head does not cover
 	ProblemInconsistentHead = "inconsistent_tree_head" // the log contradicts another signed tree head
+	ProblemBrokenChain      = "broken_chain"           // an entry's chain fields contradict the entries before it
+	ProblemMissingTrail     = "missing_trail"          // a trail export lacks a trail the verifier asked for
 )
 
 // Problem is one way in which an export fails to verify.
@@ -92,6 +96,9 @@ type Result struct {
 	TreeHead *TreeHead
 	Entries  uint64 // entry lines read
 	Problems []Problem
+	// Trails are the trails of a trail export (VerifyTrail) that verified:
+	// complete up to TreeHead.
+	Trails []ChainHead
 }
 
 // OK reports whether the export verified.
@@ -103,6 +110,12 @@ type record struct {
 	leaf   []byte
 	prev   []byte // nil for entry 0 or when unreadable
 	strict bool   // decoded strictly and canonical
+	chain  *Entry // the fields the chain replay needs, when strict
+}
+
+// chainFields keeps of e what the chain replay reads.
+func chainFields(e *Entry) *Entry {
+	return &Entry{Tenant: e.Tenant, Key: e.Key, KeySeq: e.KeySeq, KeySlot: e.KeySlot, KeyChain: e.KeyChain}
 }
 
 type verifier struct {
@@ -169,8 +182,8 @@ func VerifyExport(r io.Reader, opts VerifyOptions) (*Result, error) {
 		v.add(ProblemMalformedExport, -1, 1, "header is not valid: %v", err)
 		return res, &TamperError{res.Problems}
 	}
-	if hdr.Format != ExportFormat || hdr.Version != ExportVersion {
-		v.add(ProblemMalformedExport, -1, 1, "header says format %q version %d, want %q version %d", hdr.Format, hdr.Version, ExportFormat, ExportVersion)
+	if hdr.Format != ExportFormat || hdr.Version < 1 || hdr.Version > ExportVersion {
+		v.add(ProblemMalformedExport, -1, 1, "header says format %q version %d, want %q version 1 to %d", hdr.Format, hdr.Version, ExportFormat, ExportVersion)
 		return res, &TamperError{res.Problems}
 	}
 	if hdr.TreeHead == nil {
@@ -230,10 +243,11 @@ func VerifyExport(r io.Reader, opts VerifyOptions) (*Result, error) {
 		}
 		rec := record{line: line, index: *loose.Index, leaf: LeafHash(raw)}
 		rec.prev, _ = hex.DecodeString(loose.Prev)
-		if _, err := DecodeEntry(raw); err != nil {
+		if e, err := DecodeEntry(raw); err != nil {
 			v.add(ProblemModifiedEntry, int64(rec.index), line, "%v", err)
 		} else {
 			rec.strict = true
+			rec.chain = chainFields(e)
 		}
 		recs = append(recs, rec)
 	}
@@ -426,17 +440,58 @@ func VerifyExport(r io.Reader, opts VerifyOptions) (*Result, error) {
 		}
 	}
 
-	slices.SortStableFunc(res.Problems, func(a, b Problem) int {
-		switch {
-		case a.Index < b.Index:
-			return -1
-		case a.Index > b.Index:
-			return 1
+	// The chain table, once the log itself verified: every entry's chain
+	// fields and every format 2 head's commitment to the table.
+	if len(res.Problems) == 0 {
+		heads := []*TreeHead{head}
+		lines := []int{1}
+		for _, c := range checkpoints {
+			heads, lines = append(heads, c), append(lines, 1)
 		}
-		return 0
-	})
+		for _, t := range opts.Trusted {
+			if t != nil {
+				heads, lines = append(heads, t), append(lines, 0)
+			}
+		}
+		verifyChains(v, byIndex, head.Size, heads, lines)
+	}
+
+	sortProblems(res.Problems)
 	if len(res.Problems) > 0 {
 		return res, &TamperError{res.Problems}
 	}
 	return res, nil
+}
+
+// verifyChains replays the chain table over entries 0 to size-1 and checks
+// each entry's chain fields and the chain commitment of each format 2 head
+// (reported on line lines[i] for heads[i]).
+func verifyChains(v *verifier, byIndex map[uint64]*record, size uint64, heads []*TreeHead, lines []int) {
+	at := map[uint64][]int{}
+	for i, h := range heads {
+		if h.V2() && h.Size <= size {
+			at[h.Size] = append(at[h.Size], i)
+		}
+	}
+	r := newChainReplay()
+	check := func(n uint64) {
+		if len(at[n]) == 0 {
+			return
+		}
+		root, count := r.root()
+		for _, i := range at[n] {
+			h := heads[i]
+			if h.Chains != count || !bytes.Equal(h.ChainRoot, root) {
+				v.add(ProblemInconsistentHead, -1, lines[i], "the tree head of size %d commits to a chain table of %d trails (root %x) but its entries define %d trails (root %x): the server signed a wrong commitment to the trails' newest entries", n, h.Chains, []byte(h.ChainRoot), count, root)
+			}
+		}
+	}
+	check(0)
+	for i := uint64(0); i < size; i++ {
+		rec := byIndex[i]
+		if why := r.add(i, rec.chain, rec.leaf); why != "" {
+			v.add(ProblemBrokenChain, int64(i), rec.line, "%s", why)
+		}
+		check(i + 1)
+	}
 }

@@ -16,13 +16,23 @@
 // (transparency-dev/merkle/compact) without rereading entries, and serves
 // inclusion and consistency proofs for any earlier size.
 //
+// Every entry about a tenant is also on a trail (the tenant's key, or the
+// tenant itself): Append chains it to the trail's previous entries and
+// keeps the trail's chain head in the chain table, a second Merkle tree
+// whose root signed tree heads commit to (format 2 of
+// docs/formats/audit-log.md), so that an owner's trail export proves it
+// holds every entry about the owner's keys. Init upgrades a log written
+// before format 2.
+//
 // Its records live under the store namespace "_audit" (store.Namespace):
 //
 //	_audit/entries      index (uint64 BE) -> encoded entry
 //	_audit/nodes        level (1 byte) | index (uint64 BE) -> hash
 //	_audit/bykey        Blind(tenant 0x00 key) | index (uint64 BE) -> empty
+//	_audit/chains       Blind(tenant 0x00 key) -> trail state (slot, count, newest index, chain hash)
+//	_audit/chainnodes   level (1 byte) | index (uint64 BE) -> chain table hash
 //	_audit/checkpoints  size (uint64 BE) -> tree head JSON
-//	_audit/meta         "size" -> uint64 BE, "log_id" -> 16 random bytes
+//	_audit/meta         "size", "chains" -> uint64 BE, "log_id" -> 16 random bytes, "format" -> 1 byte
 package auditlog
 
 import (
@@ -52,7 +62,12 @@ const (
 	bktByKey       = "bykey"
 	bktCheckpoints = "checkpoints"
 	bktMeta        = "meta"
+	bktChains      = "chains"
+	bktChainNodes  = "chainnodes"
 )
+
+// Format is the log format Init brings a store to.
+const Format = 2
 
 var rf = &compact.RangeFactory{Hash: audit.HashChildren}
 
@@ -120,13 +135,27 @@ func put(tx store.Tx, bucket string, key, value []byte) error {
 	return nil
 }
 
-// Init creates the log's random log id if missing. Append calls it, so
-// calling it is only needed to create an empty log.
+// Init creates the log (its random log id) if missing, and upgrades a log
+// written before format 2 (see upgrade). Append calls it, so calling it is
+// only needed to create an empty log or to upgrade one at start.
 func (l *Log) Init(tx store.Tx) error {
 	t := ns(tx)
-	id, err := get(t, bktMeta, []byte("log_id"))
-	if err != nil || id != nil {
+	f, err := get(t, bktMeta, []byte("format"))
+	if err != nil {
 		return err
+	}
+	switch {
+	case len(f) == 1 && f[0] == Format:
+		return nil
+	case f != nil:
+		return fmt.Errorf("audit: the log is in format %x, this key service reads format %d: run the newer key service that wrote it", f, Format)
+	}
+	id, err := get(t, bktMeta, []byte("log_id"))
+	if err != nil {
+		return err
+	}
+	if id != nil {
+		return l.upgrade(tx)
 	}
 	id = make([]byte, 16)
 	if _, err := rand.Read(id); err != nil {
@@ -135,7 +164,13 @@ func (l *Log) Init(tx store.Tx) error {
 	if err := put(t, bktMeta, []byte("log_id"), id); err != nil {
 		return err
 	}
-	return put(t, bktMeta, []byte("size"), u64(0))
+	if err := put(t, bktMeta, []byte("size"), u64(0)); err != nil {
+		return err
+	}
+	if err := put(t, bktMeta, []byte("chains"), u64(0)); err != nil {
+		return err
+	}
+	return put(t, bktMeta, []byte("format"), []byte{Format})
 }
 
 func size(t store.Tx) (uint64, error) {
@@ -167,23 +202,33 @@ func (l *Log) LogID(tx store.Tx) ([]byte, error) {
 	return id, nil
 }
 
-func node(t store.Tx, id compact.NodeID) ([]byte, error) {
-	h, err := get(t, bktNodes, nodeKey(id))
+func node(t store.Tx, id compact.NodeID) ([]byte, error) { return nodeIn(t, bktNodes, id) }
+
+// nodeIn reads a tree node of the log (bktNodes) or of the chain table
+// (bktChainNodes).
+func nodeIn(t store.Tx, bucket string, id compact.NodeID) ([]byte, error) {
+	h, err := get(t, bucket, nodeKey(id))
 	if err != nil {
 		return nil, err
 	}
 	if len(h) != sha256.Size {
-		return nil, fmt.Errorf("audit: tree node (level %d, index %d) is missing or corrupt", id.Level, id.Index)
+		what := "tree"
+		if bucket == bktChainNodes {
+			what = "chain table"
+		}
+		return nil, fmt.Errorf("audit: %s node (level %d, index %d) is missing or corrupt", what, id.Level, id.Index)
 	}
 	return h, nil
 }
 
-// rangeAt rebuilds the compact range [0, size) from stored subtree roots.
-func rangeAt(t store.Tx, size uint64) (*compact.Range, error) {
+// rangeAt rebuilds the log's compact range [0, size) from stored subtree roots.
+func rangeAt(t store.Tx, size uint64) (*compact.Range, error) { return rangeIn(t, bktNodes, size) }
+
+func rangeIn(t store.Tx, bucket string, size uint64) (*compact.Range, error) {
 	ids := compact.RangeNodes(0, size, nil)
 	hashes := make([][]byte, len(ids))
 	for i, id := range ids {
-		h, err := node(t, id)
+		h, err := nodeIn(t, bucket, id)
 		if err != nil {
 			return nil, err
 		}
@@ -222,6 +267,14 @@ func (l *Log) Append(tx store.Tx, e audit.Entry) (uint64, error) {
 	if e.Time.IsZero() {
 		e.Time = l.now()
 	}
+	var tr *trail
+	e.KeySeq, e.KeySlot, e.KeyChain = 0, 0, nil
+	if id, ok := e.Trail(); ok {
+		if tr, err = l.loadTrail(t, id); err != nil {
+			return 0, err
+		}
+		e.KeySeq, e.KeySlot, e.KeyChain = tr.count+1, tr.slot, tr.chain
+	}
 	enc, err := e.Encode()
 	if err != nil {
 		return 0, err
@@ -244,8 +297,13 @@ func (l *Log) Append(tx store.Tx, e audit.Entry) (uint64, error) {
 	if err := put(t, bktEntries, u64(n), enc); err != nil {
 		return 0, err
 	}
-	if e.Key != "" {
+	if e.Key != "" || e.Tenant != "" {
 		if err := put(t, bktByKey, append(l.blind(e.Tenant, e.Key), u64(n)...), nil); err != nil {
+			return 0, err
+		}
+	}
+	if tr != nil {
+		if err := l.extendTrail(t, tr, n, audit.LeafHash(enc)); err != nil {
 			return 0, err
 		}
 	}
@@ -353,8 +411,8 @@ func (l *Log) Root(tx store.Tx, size uint64) ([]byte, error) {
 	return r.GetRootHash(nil)
 }
 
-// SignTreeHead signs the current size and root. It only reads, so it works
-// in a View transaction.
+// SignTreeHead signs the current size, root and chain table (a format 2
+// tree head). It only reads, so it works in a View transaction.
 func (l *Log) SignTreeHead(tx store.Tx) (*audit.TreeHead, error) {
 	n, err := l.Size(tx)
 	if err != nil {
@@ -368,7 +426,15 @@ func (l *Log) SignTreeHead(tx store.Tx) (*audit.TreeHead, error) {
 	if err != nil {
 		return nil, err
 	}
-	return audit.SignTreeHead(l.cfg.Signer, id, n, root, l.now())
+	chains, croot, err := chainTable(ns(tx))
+	if err != nil {
+		return nil, err
+	}
+	h := &audit.TreeHead{LogID: id, Size: n, RootHash: root, Chains: chains, ChainRoot: croot, Timestamp: l.now()}
+	if err := h.Sign(l.cfg.Signer); err != nil {
+		return nil, err
+	}
+	return h, nil
 }
 
 // Checkpoint signs the current tree head and keeps it; exports carry kept
@@ -405,11 +471,16 @@ func (l *Log) Checkpoints(tx store.Tx) ([]*audit.TreeHead, error) {
 	return out, err
 }
 
-// proofHashes reads the hashes of the given nodes and rehashes ephemeral ones.
+// proofHashes reads the hashes of the given nodes of the log and rehashes
+// ephemeral ones.
 func proofHashes(t store.Tx, nodes proof.Nodes) ([][]byte, error) {
+	return proofHashesIn(t, bktNodes, nodes)
+}
+
+func proofHashesIn(t store.Tx, bucket string, nodes proof.Nodes) ([][]byte, error) {
 	hashes := make([][]byte, len(nodes.IDs))
 	for i, id := range nodes.IDs {
-		h, err := node(t, id)
+		h, err := nodeIn(t, bucket, id)
 		if err != nil {
 			return nil, err
 		}
