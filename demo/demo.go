@@ -125,8 +125,8 @@ type Summary struct {
 const (
 	OwnerTenant   = "hospital"
 	RunnerTenant  = "analytics-runner"
-	KeyName       = "hospital.patients"
-	ResultKeyName = "hospital.results"
+	KeyName       = "hospital/patients"
+	ResultKeyName = "hospital/results"
 )
 
 // env is the state the steps share.
@@ -215,11 +215,11 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 		fn    func(context.Context, *Step) error
 	}{
 		{"Start the real key service on 127.0.0.1 (TLS 1.3, file seal, a temporary data directory), trusting this machine's simulated TEE through a temporary platform key — never your own simulation keys.", e.startServer},
-		{"As administrator create the data owner (tenant + token) and a job runner; as the owner create two keys, hospital.patients for the data and hospital.results for every job output, each with a policy that releases it only to the simulated TEE running this exact ppml-run runtime binary (SHA-384 measurement) and these exact demo jobs (digests of the exec, SQL and training jobs) — a separate results key, because a careful owner can later let a downstream job read the aggregates without letting it read the patient records.", e.setupOwner},
+		{"As administrator create the data owner (tenant + token) and a job runner; as the owner create two keys, hospital/patients for the data and hospital/results for every job output, each with a policy that releases it only to the simulated TEE running this exact ppml-run runtime binary (SHA-384 measurement) and these exact demo jobs (digests of the exec, SQL and training jobs) — a separate results key, because a careful owner can later let a downstream job read the aggregates without letting it read the patient records.", e.setupOwner},
 		{"The owner encrypts the bundled synthetic dataset patients.csv, with one planted canary row, under the key-service key; the plaintext never touches the disk.", e.encrypt},
-		{"Run the exec demo job in the simulated TEE through the real launcher: attest, receive the data key sealed to the TEE, decrypt into memory, run `ppml demo aggregate` (visits per diagnosis, groups under 5 suppressed), and encrypt the output under the owner's key-service key hospital.results, whose fresh data key comes sealed to the TEE in the same attested release.", e.runJobs},
+		{"Run the exec demo job in the simulated TEE through the real launcher: attest, receive the data key sealed to the TEE, decrypt into memory, run `ppml demo aggregate` (visits per diagnosis, groups under 5 suppressed), and encrypt the output under the owner's key-service key hospital/results, whose fresh data key comes sealed to the TEE in the same attested release.", e.runJobs},
 		{"Verify the audit log as an outsider would: fetch the export and a signed tree head, verify every entry, the Merkle tree and every signature offline with audit.VerifyExport, and prove the inclusion of the job's release entry and of its output_key entry.", e.verifyAudit},
-		{"The owner decrypts the result through the key service (it unwraps the output's data key under hospital.results with the owner's token — the runner could not — and the decrypt is audited) and reads it; it matches the aggregate of the plaintext.", e.decryptResult},
+		{"The owner decrypts the result through the key service (it unwraps the output's data key under hospital/results with the owner's token — the runner could not — and the decrypt is audited) and reads it; it matches the aggregate of the plaintext.", e.decryptResult},
 		{"Run a SQL job (sql engine) over the same encrypted dataset in the simulated TEE — visits per diagnosis, GROUP BY … HAVING count(*) >= 5 — whose digest both key policies also allow; the owner decrypts its output through the key service and it matches the aggregate computed in Go from the plaintext.", e.sqlStep},
 		{"Train a model on encrypted data (ml engine): the owner encrypts the bundled public breast cancer dataset under the same key, an XGBoost job (one thread) trains a classifier in the simulated TEE, and the owner decrypts the encrypted model through the key service; it records the approved job's digest and its test metrics.", e.trainStep},
 		{"A modified job — one byte of the manifest changed (--min-group=5 → --min-group=1, which would expose single patients) — is refused on rule job_digest for both the data key and the results key, never runs, gets no key at all, and the refusal is on the audit log.", e.modifiedJob},

@@ -18,6 +18,7 @@ import (
 
 	"github.com/ppml/ppml/attest"
 	"github.com/ppml/ppml/attest/sim"
+	"github.com/ppml/ppml/audit"
 	"github.com/ppml/ppml/kms"
 	"github.com/ppml/ppml/kms/api"
 	"github.com/ppml/ppml/kms/client"
@@ -78,27 +79,27 @@ func TestBadInputs(t *testing.T) {
 	alice, _ := e.party("alice", api.RoleOwner)
 	bob, _ := e.party("bob", api.RoleOwner)
 	runner, runnerTok := e.party("runner1", api.RoleRunner)
-	for _, k := range []string{"alice.a", "alice.nosim", "alice.job"} {
+	for _, k := range []string{"alice/a", "alice/nosim", "alice/job"} {
 		if _, err := alice.CreateKey(ctx, k); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := alice.SetPolicy(ctx, "alice.a", simPolicy(measure, "")); err != nil {
+	if _, err := alice.SetPolicy(ctx, "alice/a", simPolicy(measure, "")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := alice.SetPolicy(ctx, "alice.job", simPolicy(measure, "jobs: ["+strings.Repeat("ab", 32)+"]\n")); err != nil {
+	if _, err := alice.SetPolicy(ctx, "alice/job", simPolicy(measure, "jobs: ["+strings.Repeat("ab", 32)+"]\n")); err != nil {
 		t.Fatal(err)
 	}
 	// A policy listing only sgx: simulated evidence must be refused.
-	if _, err := alice.SetPolicy(ctx, "alice.nosim", []byte("version: 1\nplatforms:\n  sgx:\n    measurements: ["+strings.Repeat("00", 32)+"]\n")); err != nil {
+	if _, err := alice.SetPolicy(ctx, "alice/nosim", []byte("version: 1\nplatforms:\n  sgx:\n    measurements: ["+strings.Repeat("00", 32)+"]\n")); err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
 	item := func(key string) api.ReleaseKeyItem {
-		h := encrypt(t, filepath.Join(dir, key+".ppml"), &client.EnvelopeKey{Client: alice, Ref: e.ref(key)}, []byte("secret "+key))
+		h := encrypt(t, filepath.Join(dir, strings.ReplaceAll(key, "/", "_")+".ppml"), &client.EnvelopeKey{Client: alice, Ref: e.ref(key)}, []byte("secret "+key))
 		return client.ItemFromHeader(h)
 	}
-	itA, itNoSim, itJob := item("alice.a"), item("alice.nosim"), item("alice.job")
+	itA, itNoSim, itJob := item("alice/a"), item("alice/nosim"), item("alice/job")
 	att := &sim.Attester{Dir: simDir}
 
 	// A good release works, so every failure below is due to what it breaks.
@@ -175,13 +176,13 @@ func TestBadInputs(t *testing.T) {
 		// exist: bob learns nothing about which names alice uses.
 		sameAsUnknown := func(what string, call func(name string) error) {
 			t.Helper()
-			errA, errN := call("alice.a"), call("nobody.x")
+			errA, errN := call("alice/a"), call("nobody.x")
 			var a, n *client.StatusError
 			if !errors.As(errA, &a) || !errors.As(errN, &n) {
 				t.Fatalf("%s: bob got %v for alice's key and %v for an unknown one", what, errA, errN)
 			}
 			if a.Status != http.StatusNotFound || a.Status != n.Status || a.Err.Code != n.Err.Code ||
-				strings.ReplaceAll(a.Err.Message, "alice.a", "K") != strings.ReplaceAll(n.Err.Message, "nobody.x", "K") {
+				strings.ReplaceAll(a.Err.Message, "alice/a", "K") != strings.ReplaceAll(n.Err.Message, "nobody.x", "K") {
 				t.Fatalf("%s: alice's key answers %d %+v, an unknown key %d %+v", what, a.Status, a.Err, n.Status, n.Err)
 			}
 		}
@@ -247,8 +248,10 @@ func TestBadInputs(t *testing.T) {
 		expectDenied(t, err, "wrapped_key")
 	})
 
-	// Every release attempt above is on the key's audit trail with its rule.
-	entries, err := alice.AuditList(ctx, "alice.a", 0, 0)
+	// Every release attempt above that got past the nonce and the evidence
+	// is on the key's audit trail with its rule; the ones refused before
+	// are summed on the runner's tenant trail.
+	entries, err := alice.AuditList(ctx, "alice/a", 0, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -258,22 +261,51 @@ func TestBadInputs(t *testing.T) {
 			rules[en.Rule] = true
 		}
 	}
-	for _, r := range []string{api.RuleNonce, api.RuleReportData, policy.RuleDebug, policy.RuleTCBStatus, "attestation:sim_platform_key", "wrapped_key"} {
+	for _, r := range []string{policy.RuleDebug, policy.RuleTCBStatus, "wrapped_key"} {
 		if !rules[r] {
-			t.Errorf("no denial with rule %s on alice.a's trail (have %v)", r, rules)
+			t.Errorf("no denial with rule %s on alice/a's trail (have %v)", r, rules)
+		}
+	}
+	for _, r := range []string{api.RuleNonce, api.RuleReportData, "attestation:sim_platform_key"} {
+		if rules[r] {
+			t.Errorf("a %s refusal on alice/a's trail", r)
+		}
+	}
+	if err := e.Core().FlushRefusals(); err != nil {
+		t.Fatal(err)
+	}
+	rs, err := e.admin.AuditTenantList(ctx, "runner1", 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	counts := map[string]int{} // rule -> refused requests, over the summaries
+	for _, en := range rs {
+		if en.Type == audit.TypeRefusals && en.Actor == runnerTok.ID {
+			_, list, _ := strings.Cut(en.Reason, ": ")
+			for _, part := range strings.Split(list, ", ") {
+				var rule string
+				var n int
+				fmt.Sscanf(part, "%s %d", &rule, &n)
+				counts[rule] += n
+			}
+		}
+	}
+	for r, n := range map[string]int{api.RuleNonce: 2, api.RuleReportData: 2, "attestation:sim_platform_key": 1} {
+		if counts[r] != n {
+			t.Errorf("the runner's refusal summaries count %d %s refusals, want %d (%v)", counts[r], r, n, counts)
 		}
 	}
 	_ = fmt.Sprint
 }
 
 // TestHugeManifestDenialIsAudited sends a manifest close to the body limit
-// that does not parse: the denial is still audited (its reason bounded).
+// that does not parse: the refusal is summed on the runner's trail (its reason bounded).
 func TestHugeManifestDenialIsAudited(t *testing.T) {
 	e := startServer(t, t.TempDir(), kms.Config{})
 	ctx := context.Background()
 	alice, _ := e.party("alice", api.RoleOwner)
 	runner, _ := e.party("runner", api.RoleRunner)
-	if _, err := alice.CreateKey(ctx, "alice.k"); err != nil {
+	if _, err := alice.CreateKey(ctx, "alice/k"); err != nil {
 		t.Fatal(err)
 	}
 	ch, err := runner.Challenge(ctx)
@@ -282,12 +314,21 @@ func TestHugeManifestDenialIsAudited(t *testing.T) {
 	}
 	big := []byte("version: 1\nname: " + strings.Repeat("x", 600<<10) + "\n")
 	_, err = runner.ReleaseRaw(ctx, &api.ReleaseRequest{Nonce: ch.Nonce, Evidence: attest.Evidence{Platform: "sim", Data: []byte{1}},
-		PublicKey: make([]byte, 32), Manifest: big, Keys: []api.ReleaseKeyItem{{Ref: "alice.k", Wrapped: []byte{1}}}})
+		PublicKey: make([]byte, 32), Manifest: big, Keys: []api.ReleaseKeyItem{{Ref: "alice/k", Wrapped: []byte{1}}}})
 	if got := denialRule(t, err); got != api.RuleManifest {
 		t.Fatalf("denied by %q: %v", got, err)
 	}
-	es, err := alice.AuditList(ctx, "alice.k", 0, 0)
-	if err != nil || es[len(es)-1].Rule != api.RuleManifest {
+	// Refused before any key was looked at: no entry on the key's trail,
+	// a summary on the runner's tenant trail.
+	es, err := alice.AuditList(ctx, "alice/k", 0, 0)
+	if err != nil || es[len(es)-1].Type != audit.TypeKeyCreate {
 		t.Fatalf("%v %v", es, err)
+	}
+	if err := e.Core().FlushRefusals(); err != nil {
+		t.Fatal(err)
+	}
+	rs, err := e.admin.AuditTenantList(ctx, "runner", 0, 0)
+	if err != nil || rs[len(rs)-1].Type != audit.TypeRefusals || rs[len(rs)-1].Rule != api.RuleManifest || len(rs[len(rs)-1].Reason) > 2048 {
+		t.Fatalf("%v %v", rs, err)
 	}
 }

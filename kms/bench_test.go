@@ -30,17 +30,17 @@ func BenchmarkRelease(b *testing.B) {
 	ctx := context.Background()
 	alice, _ := e.party("alice", api.RoleOwner)
 	runner, _ := e.party("runner", api.RoleRunner)
-	if _, err := alice.CreateKey(ctx, "alice.k"); err != nil {
+	if _, err := alice.CreateKey(ctx, "alice/k"); err != nil {
 		b.Fatal(err)
 	}
-	if _, err := alice.SetPolicy(ctx, "alice.k", simPolicy(measure, "")); err != nil {
+	if _, err := alice.SetPolicy(ctx, "alice/k", simPolicy(measure, "")); err != nil {
 		b.Fatal(err)
 	}
-	d, err := alice.GenerateDataKey(ctx, "alice.k", []byte("aad"))
+	d, err := alice.GenerateDataKey(ctx, "alice/k", []byte("aad"))
 	if err != nil {
 		b.Fatal(err)
 	}
-	items := []api.ReleaseKeyItem{{Ref: "alice.k", Wrapped: d.Wrapped, AAD: []byte("aad")}}
+	items := []api.ReleaseKeyItem{{Ref: "alice/k", Wrapped: d.Wrapped, AAD: []byte("aad")}}
 	att := &sim.Attester{Dir: simDir, Executable: exe}
 	digest := [32]byte(jobDigest(b, manifest))
 	var mu sync.Mutex

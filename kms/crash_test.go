@@ -169,7 +169,7 @@ func TestCrashSafety(t *testing.T) {
 				}
 				mu.Lock()
 				n++
-				name := fmt.Sprintf("k%d", n)
+				name := fmt.Sprintf("alice/k%d", n)
 				mu.Unlock()
 				if _, err := alice.CreateKey(ctx, name); err != nil {
 					return

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -67,8 +68,8 @@ func (s *Server) Handler() http.Handler {
 	s.route(mux, "POST /v1/release", api.RoleRunner, withBody((*core.Core).Release))
 
 	s.route(mux, "GET /v1/audit", "owner|admin", auditList)
-	s.route(mux, "GET /v1/audit/head", "owner|admin", noBody((*core.Core).AuditHead))
-	s.route(mux, "GET /v1/audit/export", api.RoleAdmin, s.auditExport)
+	s.route(mux, "GET /v1/audit/head", "owner|admin|runner", noBody((*core.Core).AuditHead))
+	s.route(mux, "GET /v1/audit/export", "owner|admin", s.auditExport)
 	s.route(mux, "GET /v1/audit/proof", "owner|admin", auditProof)
 	s.route(mux, "GET /v1/audit/consistency", "owner|admin", auditConsistency)
 	s.route(mux, "GET /v1/sys/backup", api.RoleAdmin, s.backup)
@@ -114,7 +115,11 @@ func writeJSONResp(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(code)
-	json.NewEncoder(w).Encode(v)
+	enc := json.NewEncoder(w)
+	// Raw audit entries travel inside answers (receipts): HTML escaping
+	// would change their bytes (<, >, & as \u003c...) and so their hash.
+	enc.SetEscapeHTML(false)
+	enc.Encode(v)
 }
 
 // writeErr writes err as an api.Error with its status; an error that is
@@ -158,6 +163,14 @@ func (s *Server) route(mux *http.ServeMux, pattern, roles string, h handlerFunc)
 			}
 			s.logger.Info("request", attrs...)
 		}()
+		// Requests without an accepted token are limited by source address:
+		// the routes that need none, and every request once this address's
+		// refused tokens have used up its bucket.
+		addr := sourceAddr(r)
+		if public && !s.addrs.allow(addr) || !public && s.addrs.blocked(addr) {
+			code = s.rateLimited(w, "address", "too many requests without an accepted API token from this address; slow down")
+			return
+		}
 		c := s.core.Load()
 		if c == nil && !unsealRoute {
 			code = s.writeErr(w, core.Errorf(core.KindUnavailable, "sealed", "the key service is sealed: operators must unseal it (ppml server unseal)"))
@@ -166,12 +179,13 @@ func (s *Server) route(mux *http.ServeMux, pattern, roles string, h handlerFunc)
 		if !public {
 			var err error
 			if who, err = s.authenticate(r, c, roles); err != nil {
+				s.metrics.authFailed.Inc()
+				s.addrs.allow(addr)
 				code = s.writeErr(w, err)
 				return
 			}
 			if !s.limiter.allow(who.TokenID) {
-				w.Header().Set("Retry-After", "1")
-				code = s.writeErr(w, core.Errorf(core.KindRateLimited, "rate_limited", "too many requests for this API token; slow down"))
+				code = s.rateLimited(w, "token", "too many requests for this API token; slow down")
 				return
 			}
 		}
@@ -193,6 +207,22 @@ func (s *Server) route(mux *http.ServeMux, pattern, roles string, h handlerFunc)
 		}
 		writeJSONResp(w, http.StatusOK, v)
 	})
+}
+
+func (s *Server) rateLimited(w http.ResponseWriter, by, msg string) int {
+	s.metrics.rateLimited.WithLabelValues(by).Inc()
+	w.Header().Set("Retry-After", "1")
+	return s.writeErr(w, core.Errorf(core.KindRateLimited, "rate_limited", "%s", msg))
+}
+
+// sourceAddr is the request's remote IP address (forwarding headers are
+// not trusted: a proxy in front should rate-limit by itself).
+func sourceAddr(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
 }
 
 // authenticate reads the bearer token and checks the route's roles before
@@ -288,7 +318,7 @@ func auditList(w http.ResponseWriter, r *http.Request, c *core.Core, who *core.C
 	q := r.URL.Query()
 	from, _ := strconv.ParseUint(q.Get("from"), 10, 64)
 	limit, _ := strconv.Atoi(q.Get("limit"))
-	return c.AuditList(r.Context(), who, core.AuditQuery{Key: q.Get("key"), From: from, Limit: limit})
+	return c.AuditList(r.Context(), who, core.AuditQuery{Key: q.Get("key"), Tenant: q.Get("tenant"), From: from, Limit: limit})
 }
 
 func auditProof(w http.ResponseWriter, r *http.Request, c *core.Core, who *core.Caller) (any, error) {
@@ -307,13 +337,47 @@ func auditConsistency(w http.ResponseWriter, r *http.Request, c *core.Core, who 
 	return c.AuditConsistency(r.Context(), who, from)
 }
 
+// auditExport streams the whole log (admin), or with ?key= or ?tenant=
+// the trail export of those trails (owner: its own), with a consistency
+// proof from each ?from= size.
 func (s *Server) auditExport(w http.ResponseWriter, r *http.Request, c *core.Core, who *core.Caller) (any, error) {
+	q := r.URL.Query()
+	tw := &trackWriter{w: w}
 	w.Header().Set("Content-Type", "application/x-ndjson")
-	if err := c.AuditExport(r.Context(), who, w); err != nil {
+	var err error
+	if q.Has("key") || q.Has("tenant") {
+		tq := core.TrailQuery{Keys: q["key"], Tenant: q.Get("tenant")}
+		for _, f := range q["from"] {
+			n, perr := strconv.ParseUint(f, 10, 64)
+			if perr != nil {
+				return nil, core.Errorf(core.KindBadRequest, "bad_request", "from=%s: give the size of a tree head you trust", strconv.Quote(f))
+			}
+			tq.From = append(tq.From, n)
+		}
+		err = c.AuditTrail(r.Context(), who, tq, tw)
+	} else {
+		err = c.AuditExport(r.Context(), who, tw)
+	}
+	if err != nil && !tw.wrote {
+		return nil, err
+	}
+	if err != nil {
 		// Headers are gone; the truncated stream fails verification.
 		s.logger.Error("audit export failed", "error", err.Error())
 	}
 	return nil, nil
+}
+
+// trackWriter says whether anything was written, so that an error before
+// the first byte can still be answered with its status.
+type trackWriter struct {
+	w     io.Writer
+	wrote bool
+}
+
+func (t *trackWriter) Write(p []byte) (int, error) {
+	t.wrote = t.wrote || len(p) > 0
+	return t.w.Write(p)
 }
 
 // backup streams a consistent copy of the database, as encrypted as the

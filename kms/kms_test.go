@@ -189,22 +189,22 @@ func TestEndToEnd(t *testing.T) {
 	alice, aliceTok := e.party("alice", api.RoleOwner)
 	runner, _ := e.party("runner1", api.RoleRunner)
 
-	if _, err := alice.CreateKey(ctx, "alice.sales"); err != nil {
+	if _, err := alice.CreateKey(ctx, "alice/sales"); err != nil {
 		t.Fatal(err)
 	}
 	jd := jobDigest(t, manifest)
 	pol := simPolicy(measure, fmt.Sprintf("jobs: [%x]\n", jd))
-	if _, err := alice.SetPolicy(ctx, "alice.sales", pol); err != nil {
+	if _, err := alice.SetPolicy(ctx, "alice/sales", pol); err != nil {
 		t.Fatal(err)
 	}
 
 	// The owner encrypts with kms://.
 	dir := t.TempDir()
 	plain := bytes.Repeat([]byte("region,amount\nnorth,42\n"), 1000)
-	ek := &client.EnvelopeKey{Client: alice, Ref: e.ref("alice.sales")}
+	ek := &client.EnvelopeKey{Client: alice, Ref: e.ref("alice/sales")}
 	path := filepath.Join(dir, "sales.csv.ppml")
 	h := encrypt(t, path, ek, plain)
-	if h.KeyRef.Scheme != envelope.SchemeKMS || h.KeyRef.Name != "alice.sales" || h.KeyRef.Version != 1 {
+	if h.KeyRef.Scheme != envelope.SchemeKMS || h.KeyRef.Name != "alice/sales" || h.KeyRef.Version != 1 {
 		t.Fatalf("header key ref %s", h.KeyRef)
 	}
 
@@ -246,7 +246,7 @@ func TestEndToEnd(t *testing.T) {
 	}
 
 	// The audit trail shows the release with measurement and job.
-	entries, err := alice.AuditList(ctx, "alice.sales", 0, 0)
+	entries, err := alice.AuditList(ctx, "alice/sales", 0, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -266,9 +266,15 @@ func TestEndToEnd(t *testing.T) {
 	if rel0 == nil || fmt.Sprint(types) != "[key_create policy_set data_key release release decrypt]" {
 		t.Fatalf("audit trail of alice.sales: %v", types)
 	}
-	// Owners see only their own keys' trails.
-	if _, err := alice.AuditList(ctx, "", 0, 0); err == nil {
-		t.Fatal("owner listed the whole log")
+	// Owners see only their own trails: without a key, their tenant's.
+	own, err := alice.AuditList(ctx, "", 0, 0)
+	if err != nil || len(own) == 0 {
+		t.Fatalf("owner's tenant trail: %v %v", own, err)
+	}
+	for _, en := range own {
+		if en.Tenant != "alice" || en.Key != "" {
+			t.Fatalf("owner's tenant trail holds %+v", en)
+		}
 	}
 	// The logs name requests, tenants and token ids, never secrets.
 	if !strings.Contains(logs.String(), `"route":"POST /v1/release"`) {
@@ -285,13 +291,13 @@ func TestEndToEnd(t *testing.T) {
 	// and later tree heads are consistent with it.
 	pub := e.srv.AuditPublicKey()
 	en, head, err := alice.AuditReceipt(ctx, relIndex, pub)
-	if err != nil || en.Type != "release" || en.Key != "alice.sales" {
+	if err != nil || en.Type != "release" || en.Key != "alice/sales" {
 		t.Fatalf("receipt: %+v %v", en, err)
 	}
-	if _, err := runner.AuditList(ctx, "alice.sales", 0, 0); err == nil {
+	if _, err := runner.AuditList(ctx, "alice/sales", 0, 0); err == nil {
 		t.Fatal("a runner read the audit trail")
 	}
-	if _, err := alice.RotateKey(ctx, "alice.sales"); err != nil {
+	if _, err := alice.RotateKey(ctx, "alice/sales"); err != nil {
 		t.Fatal(err)
 	}
 	newer, err := alice.AuditConsistency(ctx, head, pub)

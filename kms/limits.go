@@ -7,7 +7,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// limiter is a token bucket per API token id.
+// limiter is a token bucket per key: an API token id (every
+// authenticated route), or a source address (the unauthenticated routes,
+// and requests whose token is refused).
 type limiter struct {
 	rate  float64
 	burst float64
@@ -25,7 +27,12 @@ func newLimiter(rate float64, burst int, now func() time.Time) *limiter {
 	return &limiter{rate: rate, burst: float64(burst), now: now, m: map[string]*bucket{}}
 }
 
-func (l *limiter) allow(id string) bool {
+func (l *limiter) allow(id string) bool { return l.take(id, true) }
+
+// blocked reports whether id's bucket is empty, without taking from it.
+func (l *limiter) blocked(id string) bool { return !l.take(id, false) }
+
+func (l *limiter) take(id string, consume bool) bool {
 	if l.rate < 0 {
 		return true
 	}
@@ -48,16 +55,21 @@ func (l *limiter) allow(id string) bool {
 	if b.tokens < 1 {
 		return false
 	}
-	b.tokens--
+	if consume {
+		b.tokens--
+	}
 	return true
 }
 
 type metrics struct {
-	reg      *prometheus.Registry
-	releases *prometheus.CounterVec
-	denials  *prometheus.CounterVec
-	requests *prometheus.CounterVec
-	latency  *prometheus.HistogramVec
+	reg         *prometheus.Registry
+	releases    *prometheus.CounterVec
+	denials     *prometheus.CounterVec
+	refusals    *prometheus.CounterVec
+	rateLimited *prometheus.CounterVec
+	authFailed  prometheus.Counter
+	requests    *prometheus.CounterVec
+	latency     *prometheus.HistogramVec
 }
 
 func newMetrics() *metrics {
@@ -69,6 +81,15 @@ func newMetrics() *metrics {
 		denials: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ppml_kms_denials_total", Help: "Refused key release attempts, by the rule or check that refused.",
 		}, []string{"rule"}),
+		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ppml_kms_refusals_total", Help: "Requests refused before any key was looked at (no valid nonce or evidence, another tenant's key name), by rule; summed into one audit entry per token and interval.",
+		}, []string{"rule"}),
+		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ppml_kms_rate_limited_total", Help: "Requests refused by a rate limit, by what was limited: token or address.",
+		}, []string{"by"}),
+		authFailed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ppml_kms_auth_failures_total", Help: "Requests whose API token was missing, unknown, revoked or of the wrong role.",
+		}),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ppml_kms_requests_total", Help: "HTTP requests by route and status code.",
 		}, []string{"route", "code"}),
@@ -77,7 +98,7 @@ func newMetrics() *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
 		}, []string{"route"}),
 	}
-	m.reg.MustRegister(m.releases, m.denials, m.requests, m.latency,
+	m.reg.MustRegister(m.releases, m.denials, m.refusals, m.rateLimited, m.authFailed, m.requests, m.latency,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }
@@ -89,3 +110,6 @@ func (m *metrics) Released(platform string, keys int) {
 
 // Denied implements core.Observer.
 func (m *metrics) Denied(rule string) { m.denials.WithLabelValues(rule).Inc() }
+
+// Refused implements core.Observer.
+func (m *metrics) Refused(rule string) { m.refusals.WithLabelValues(rule).Inc() }

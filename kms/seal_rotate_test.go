@@ -20,13 +20,13 @@ func TestRotation(t *testing.T) {
 	e := startServer(t, t.TempDir(), kms.Config{})
 	ctx := context.Background()
 	alice, _ := e.party("alice", api.RoleOwner)
-	if _, err := alice.CreateKey(ctx, "alice.k"); err != nil {
+	if _, err := alice.CreateKey(ctx, "alice/k"); err != nil {
 		t.Fatal(err)
 	}
-	ek := &client.EnvelopeKey{Client: alice, Ref: e.ref("alice.k")}
+	ek := &client.EnvelopeKey{Client: alice, Ref: e.ref("alice/k")}
 	dir := t.TempDir()
 	h1 := encrypt(t, filepath.Join(dir, "v1.ppml"), ek, []byte("under version 1"))
-	k, err := alice.RotateKey(ctx, "alice.k")
+	k, err := alice.RotateKey(ctx, "alice/k")
 	if err != nil || k.Version != 2 || len(k.Versions) != 2 {
 		t.Fatalf("rotate: %+v %v", k, err)
 	}
@@ -41,7 +41,7 @@ func TestRotation(t *testing.T) {
 		}
 	}
 	// A wrapped key moved to another file's header (other AAD) does not unwrap.
-	if _, err := alice.Decrypt(ctx, "alice.k", h1.WrappedKey, h2.WrapAAD()); err == nil || !strings.Contains(err.Error(), "wrapped_key") {
+	if _, err := alice.Decrypt(ctx, "alice/k", h1.WrappedKey, h2.WrapAAD()); err == nil || !strings.Contains(err.Error(), "wrapped_key") {
 		t.Fatalf("moved wrapped key: %v", err)
 	}
 
@@ -65,7 +65,7 @@ func TestRotation(t *testing.T) {
 	e.stop()
 	r := startServer(t, restored, kms.Config{})
 	alice = r.client(alice0Token(t, e))
-	got, err := decryptFile(t, filepath.Join(dir, "v1.ppml"), &client.EnvelopeKey{Client: alice, Ref: e.ref("alice.k")})
+	got, err := decryptFile(t, filepath.Join(dir, "v1.ppml"), &client.EnvelopeKey{Client: alice, Ref: e.ref("alice/k")})
 	if err != nil || string(got) != "under version 1" {
 		t.Fatalf("after restore: %q %v", got, err)
 	}
@@ -85,7 +85,7 @@ func TestShamirRestart(t *testing.T) {
 	}
 	ctx := context.Background()
 	alice, aliceTok := e.party("alice", api.RoleOwner)
-	if _, err := alice.CreateKey(ctx, "alice.k"); err != nil {
+	if _, err := alice.CreateKey(ctx, "alice/k"); err != nil {
 		t.Fatal(err)
 	}
 	e.stop()
@@ -138,7 +138,7 @@ func TestShamirRestart(t *testing.T) {
 		t.Fatalf("third share: %+v %v", st, err)
 	}
 	ks, err := alice.ListKeys(ctx)
-	if err != nil || len(ks) != 1 || ks[0].Name != "alice.k" {
+	if err != nil || len(ks) != 1 || ks[0].Name != "alice/k" {
 		t.Fatalf("after unseal: %+v %v", ks, err)
 	}
 	// An operator who lost the admin token gets a new one at start (after unsealing).
@@ -180,7 +180,7 @@ func TestTEESealRestart(t *testing.T) {
 	cfg := kms.Config{Seal: "tee", TEEKeyDir: keys}
 	e := startServer(t, dir, cfg)
 	alice, tok := e.party("alice", api.RoleOwner)
-	if _, err := alice.CreateKey(context.Background(), "alice.k"); err != nil {
+	if _, err := alice.CreateKey(context.Background(), "alice/k"); err != nil {
 		t.Fatal(err)
 	}
 	e.stop()

@@ -105,6 +105,15 @@ type Config struct {
 	RateLimit float64
 	// RateBurst is the bucket size (default 2*RateLimit).
 	RateBurst int
+	// AddrRateLimit is requests per second per source address on the
+	// routes that need no token, and for requests whose token is refused
+	// (default 100; negative: none). AddrRateBurst is its bucket (default
+	// 2*AddrRateLimit).
+	AddrRateLimit float64
+	AddrRateBurst int
+	// RefusalInterval sums the requests of one token refused before any key
+	// was looked at into one audit entry per interval (default 1 min).
+	RefusalInterval time.Duration
 	// Issuer is the attestation token issuer (default "ppml-kms").
 	Issuer string
 	// NewAdminToken issues (and prints once) a new admin token at start,
@@ -124,7 +133,8 @@ type Server struct {
 	logger   *slog.Logger
 	core     atomic.Pointer[core.Core] // nil while sealed
 	db       *store.DB                 // the core's store, set with it
-	limiter  *limiter
+	limiter  *limiter                  // per API token
+	addrs    *limiter                  // per source address, before a token is accepted
 	metrics  *metrics
 
 	mu        sync.Mutex // guards sealState and shares
@@ -173,6 +183,12 @@ func New(cfg Config) (*Server, error) {
 	if cfg.RateBurst <= 0 {
 		cfg.RateBurst = int(2 * cfg.RateLimit)
 	}
+	if cfg.AddrRateLimit == 0 {
+		cfg.AddrRateLimit = 100
+	}
+	if cfg.AddrRateBurst <= 0 {
+		cfg.AddrRateBurst = int(2 * cfg.AddrRateLimit)
+	}
 	if cfg.Issuer == "" {
 		cfg.Issuer = "ppml-kms"
 	}
@@ -188,7 +204,8 @@ func New(cfg Config) (*Server, error) {
 	if err := checkInitRecipients(&cfg); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, logger: cfg.Logger, limiter: newLimiter(cfg.RateLimit, cfg.RateBurst, time.Now), metrics: newMetrics()}
+	s := &Server{cfg: cfg, logger: cfg.Logger, limiter: newLimiter(cfg.RateLimit, cfg.RateBurst, time.Now),
+		addrs: newLimiter(cfg.AddrRateLimit, cfg.AddrRateBurst, time.Now), metrics: newMetrics()}
 	s.verifier = cfg.Verifier
 	if s.verifier == nil {
 		s.verifier = verifier.New(verifier.Config{Collateral: cfg.Collateral, SNPCerts: cfg.SNPCerts, SimKeys: cfg.SimKeys})
@@ -278,7 +295,7 @@ func (s *Server) open(root []byte, fresh bool) error {
 		Verifier: s.verifier, Now: s.cfg.Now, NonceTTL: s.cfg.NonceTTL, TokenTTL: s.cfg.TokenTTL,
 		APITokenTTL: s.cfg.APITokenTTL, APITokenMaxTTL: s.cfg.APITokenMaxTTL,
 		Issuer: s.cfg.Issuer, CheckpointEvery: s.cfg.CheckpointEvery, NewAdminToken: s.cfg.NewAdminToken,
-		Logger: s.logger, Observer: s.metrics,
+		Logger: s.logger, Observer: s.metrics, RefusalInterval: s.cfg.RefusalInterval,
 	})
 	if err != nil {
 		db.Close()

@@ -3,15 +3,16 @@ package kms_test
 import (
 	"bytes"
 	"context"
-	"encoding/hex"
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/ppml/ppml/attest"
 	"github.com/ppml/ppml/attest/dcap"
+	"github.com/ppml/ppml/audit"
 	"github.com/ppml/ppml/internal/shareddata"
 	"github.com/ppml/ppml/kms"
 	"github.com/ppml/ppml/kms/api"
@@ -25,19 +26,27 @@ import (
 // audited with the verified MRENCLAVE.
 func TestRealSGXQuote(t *testing.T) {
 	e, alice, runner, req := sgxSetup(t)
-	_ = e
 	ctx := context.Background()
 	_, err := runner.ReleaseRaw(ctx, req)
 	if got := denialRule(t, err); got != api.RuleReportData {
 		t.Fatalf("denied by %q, want report_data: %v", got, err)
 	}
-	es, err := alice.AuditList(ctx, "alice.k", 0, 0)
+	if err := e.Core().FlushRefusals(); err != nil {
+		t.Fatal(err)
+	}
+	es, err := e.admin.AuditTenantList(ctx, "runner", 0, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	last := es[len(es)-1]
-	if last.Type != "denial" || last.Platform != "sgx" || hex.EncodeToString(last.Measurement) != sgxMREnclave || last.TCBStatus != "ConfigurationAndSWHardeningNeeded" || last.Insecure {
-		t.Fatalf("denial entry %+v", last)
+	if last.Type != audit.TypeRefusals || last.Rule != api.RuleReportData || !strings.Contains(last.Reason, "1 requests naming 1 keys") {
+		t.Fatalf("refusal summary %+v", last)
+	}
+	// Nothing on the key's trail: evidence bound to another request says
+	// nothing about this key.
+	ks, _ := alice.AuditList(ctx, "alice/k", 0, 0)
+	if ks[len(ks)-1].Type == audit.TypeDenial {
+		t.Fatalf("a report_data refusal on the key's trail: %+v", ks[len(ks)-1])
 	}
 }
 
@@ -99,16 +108,16 @@ func sgxSetup(t testing.TB) (*testEnv, *client.Client, *client.Client, *api.Rele
 	ctx := context.Background()
 	alice, _ := e.party("alice", api.RoleOwner)
 	runner, _ := e.party("runner", api.RoleRunner)
-	if _, err := alice.CreateKey(ctx, "alice.k"); err != nil {
+	if _, err := alice.CreateKey(ctx, "alice/k"); err != nil {
 		t.Fatal(err)
 	}
 	if mre != sgxMREnclave {
 		t.Fatalf("vector mrenclave %s", mre)
 	}
-	if _, err := alice.SetPolicy(ctx, "alice.k", []byte("version: 1\nplatforms:\n  sgx:\n    measurements: ["+mre+"]\n    tcb_statuses: [ConfigurationAndSWHardeningNeeded]\n    allowed_advisories: [INTEL-SA-00289, INTEL-SA-00615]\n")); err != nil {
+	if _, err := alice.SetPolicy(ctx, "alice/k", []byte("version: 1\nplatforms:\n  sgx:\n    measurements: ["+mre+"]\n    tcb_statuses: [ConfigurationAndSWHardeningNeeded]\n    allowed_advisories: [INTEL-SA-00289, INTEL-SA-00615]\n")); err != nil {
 		t.Fatal(err)
 	}
-	d, err := alice.GenerateDataKey(ctx, "alice.k", nil)
+	d, err := alice.GenerateDataKey(ctx, "alice/k", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,6 +126,6 @@ func sgxSetup(t testing.TB) (*testEnv, *client.Client, *client.Client, *api.Rele
 		t.Fatal(err)
 	}
 	req := &api.ReleaseRequest{Nonce: ch.Nonce, Evidence: attest.Evidence{Platform: attest.PlatformSGX, Data: quote},
-		PublicKey: bytes.Repeat([]byte{9}, 32), Manifest: manifest, Keys: []api.ReleaseKeyItem{{Ref: "alice.k", Wrapped: d.Wrapped}}}
+		PublicKey: bytes.Repeat([]byte{9}, 32), Manifest: manifest, Keys: []api.ReleaseKeyItem{{Ref: "alice/k", Wrapped: d.Wrapped}}}
 	return e, alice, runner, req
 }

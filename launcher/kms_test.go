@@ -76,12 +76,12 @@ func TestRunOverKeyService(t *testing.T) {
 	ctx := context.Background()
 	owner := k.party(t, "hospital", api.RoleOwner)
 	runner := k.party(t, "worker1", api.RoleRunner)
-	if _, err := owner.CreateKey(ctx, "hospital.people"); err != nil {
+	if _, err := owner.CreateKey(ctx, "hospital/people"); err != nil {
 		t.Fatal(err)
 	}
 
 	e := newJobEnv(t)
-	ref := envelope.KeyRef{Scheme: envelope.SchemeKMS, Host: k.host, Port: k.port, Name: "hospital.people"}
+	ref := envelope.KeyRef{Scheme: envelope.SchemeKMS, Host: k.host, Port: k.port, Name: "hospital/people"}
 	// Replace the locally encrypted inputs with key-service ones.
 	ek := &client.EnvelopeKey{Client: owner, Ref: ref}
 	os.Remove(filepath.Join(e.dir, "people.txt.ppml"))
@@ -102,7 +102,7 @@ func TestRunOverKeyService(t *testing.T) {
 	}
 	d := m.Digest()
 	pol := fmt.Sprintf("version: 1\nplatforms:\n  sim:\n    measurements: [%x]\njobs: [%x]\n", k.measure[:], d[:])
-	if _, err := owner.SetPolicy(ctx, "hospital.people", []byte(pol)); err != nil {
+	if _, err := owner.SetPolicy(ctx, "hospital/people", []byte(pol)); err != nil {
 		t.Fatal(err)
 	}
 	local, _ := launcher.NewLocalKeys()
@@ -133,7 +133,7 @@ func TestRunOverKeyService(t *testing.T) {
 	if !errors.As(err, &de) {
 		t.Fatalf("changed job: want a denial, got %v", err)
 	}
-	if !strings.Contains(err.Error(), "hospital.people") || !strings.Contains(err.Error(), "rule job_digest") {
+	if !strings.Contains(err.Error(), "hospital/people") || !strings.Contains(err.Error(), "rule job_digest") {
 		t.Fatalf("denial does not name the key and the rule: %v", err)
 	}
 	if _, err := os.Stat(sentinel); err == nil {
@@ -142,7 +142,7 @@ func TestRunOverKeyService(t *testing.T) {
 	if ents, _ := os.ReadDir(e.outDir); len(ents) != 0 {
 		t.Fatalf("outputs written: %v", ents)
 	}
-	entries, err := owner.AuditList(ctx, "hospital.people", 0, 0)
+	entries, err := owner.AuditList(ctx, "hospital/people", 0, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -212,7 +212,7 @@ func TestExamplesOverKeyService(t *testing.T) {
 				t.Skip("needs python3-numpy")
 			}
 			dir, je := copyExample(t, ex.name, ex.data)
-			keyName := "lab." + strings.ReplaceAll(ex.name, "-", "_")
+			keyName := "lab/" + strings.ReplaceAll(ex.name, "-", "_")
 			if _, err := owner.CreateKey(ctx, keyName); err != nil {
 				t.Fatal(err)
 			}

@@ -62,17 +62,17 @@ func TestRunKMSOutputs(t *testing.T) {
 	ctx := context.Background()
 	owner := k.party(t, "lab", api.RoleOwner)
 	runner := k.party(t, "worker", api.RoleRunner)
-	for _, name := range []string{"lab.in", "lab.results"} {
+	for _, name := range []string{"lab/in", "lab/results"} {
 		if _, err := owner.CreateKey(ctx, name); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// Rotate the output key: new wraps must use the newest version.
-	if _, err := owner.RotateKey(ctx, "lab.results"); err != nil {
+	if _, err := owner.RotateKey(ctx, "lab/results"); err != nil {
 		t.Fatal(err)
 	}
-	inRef := envelope.KeyRef{Scheme: envelope.SchemeKMS, Host: k.host, Port: k.port, Name: "lab.in"}
-	outRef := envelope.KeyRef{Scheme: envelope.SchemeKMS, Host: k.host, Port: k.port, Name: "lab.results"}
+	inRef := envelope.KeyRef{Scheme: envelope.SchemeKMS, Host: k.host, Port: k.port, Name: "lab/in"}
+	outRef := envelope.KeyRef{Scheme: envelope.SchemeKMS, Host: k.host, Port: k.port, Name: "lab/results"}
 	dir := t.TempDir()
 	os.Mkdir(filepath.Join(dir, "out"), 0o755)
 	mk := marker(t)
@@ -80,7 +80,7 @@ func TestRunKMSOutputs(t *testing.T) {
 	encryptTo(t, filepath.Join(dir, "data.txt.ppml"), &client.EnvelopeKey{Client: owner, Ref: inRef}, []byte(plain))
 	mf, digest, sentinel := kmsOutputJob(t, dir, inRef, outRef)
 	allow := fmt.Sprintf("version: 1\nplatforms:\n  sim:\n    measurements: [%x]\njobs: [%x]\n", k.measure[:], digest[:])
-	for _, name := range []string{"lab.in", "lab.results"} {
+	for _, name := range []string{"lab/in", "lab/results"} {
 		if _, err := owner.SetPolicy(ctx, name, []byte(allow)); err != nil {
 			t.Fatal(err)
 		}
@@ -112,7 +112,7 @@ func TestRunKMSOutputs(t *testing.T) {
 		if strings.TrimSpace(got.String()) != strings.TrimSpace(w) {
 			t.Fatalf("%s: got %q, want %q", name, got.String(), w)
 		}
-		if h.KeyRef.Scheme != envelope.SchemeKMS || h.KeyRef.Name != "lab.results" || h.KeyRef.Version != 2 {
+		if h.KeyRef.Scheme != envelope.SchemeKMS || h.KeyRef.Name != "lab/results" || h.KeyRef.Version != 2 {
 			t.Fatalf("%s: header names %s, want lab.results version 2", name, h.KeyRef)
 		}
 		// The length is recorded although the data key was wrapped (in
@@ -135,7 +135,7 @@ func TestRunKMSOutputs(t *testing.T) {
 			t.Fatalf("the runner decrypted %s", name)
 		}
 	}
-	entries, err := owner.AuditList(ctx, "lab.results", 0, 0)
+	entries, err := owner.AuditList(ctx, "lab/results", 0, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,7 +160,7 @@ func TestRunKMSOutputs(t *testing.T) {
 		}
 	}
 	other := fmt.Sprintf("version: 1\nplatforms:\n  sim:\n    measurements: [%x]\njobs: [%s]\n", k.measure[:], strings.Repeat("ab", 32))
-	if _, err := owner.SetPolicy(ctx, "lab.results", []byte(other)); err != nil {
+	if _, err := owner.SetPolicy(ctx, "lab/results", []byte(other)); err != nil {
 		t.Fatal(err)
 	}
 	_, err = runJob(ctx, mf, launcher.Config{Keys: keys})
@@ -168,7 +168,7 @@ func TestRunKMSOutputs(t *testing.T) {
 	if !errors.As(err, &de) {
 		t.Fatalf("output key not allowed: want a denial, got %v", err)
 	}
-	if len(de.Denials) != 2 || !strings.Contains(err.Error(), "lab.results") || !strings.Contains(err.Error(), "rule job_digest") || !strings.Contains(err.Error(), "output key:") {
+	if len(de.Denials) != 2 || !strings.Contains(err.Error(), "lab/results") || !strings.Contains(err.Error(), "rule job_digest") || !strings.Contains(err.Error(), "output key:") {
 		t.Fatalf("denial does not name the output key and the rule: %v", err)
 	}
 	if _, err := os.Stat(sentinel); err == nil {
@@ -177,7 +177,7 @@ func TestRunKMSOutputs(t *testing.T) {
 	if ents, _ := os.ReadDir(filepath.Join(dir, "out")); len(ents) != 0 {
 		t.Fatalf("outputs written: %v", ents)
 	}
-	entries, err = owner.AuditList(ctx, "lab.in", 0, 0)
+	entries, err = owner.AuditList(ctx, "lab/in", 0, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,7 +190,7 @@ func TestRunKMSOutputs(t *testing.T) {
 	if releases != 1 { // the first run's only
 		t.Fatalf("the input key has %d release entries, want 1: it was released although the output key was denied", releases)
 	}
-	entries, err = owner.AuditList(ctx, "lab.results", 0, 0)
+	entries, err = owner.AuditList(ctx, "lab/results", 0, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,7 +200,7 @@ func TestRunKMSOutputs(t *testing.T) {
 
 	// A program that fails after the output keys were released leaves no
 	// output: the headers drafted before the release are never written.
-	for _, name := range []string{"lab.in", "lab.results"} {
+	for _, name := range []string{"lab/in", "lab/results"} {
 		if _, err := owner.SetPolicy(ctx, name, []byte(fmt.Sprintf("version: 1\nplatforms:\n  sim:\n    measurements: [%x]\n", k.measure[:]))); err != nil {
 			t.Fatal(err)
 		}
@@ -217,7 +217,7 @@ func TestRunKMSOutputs(t *testing.T) {
 		t.Fatalf("a failed job wrote outputs: %v", ents)
 	}
 	scanForMarkers(t, start, []string{dir}, mk)
-	entries, err = owner.AuditList(ctx, "lab.results", 0, 0)
+	entries, err = owner.AuditList(ctx, "lab/results", 0, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

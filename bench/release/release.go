@@ -108,17 +108,17 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := owner.CreateKey(ctx, "bench.key"); err != nil {
+	if _, err := owner.CreateKey(ctx, "owner/bench-key"); err != nil {
 		return nil, err
 	}
-	if _, err := owner.SetPolicy(ctx, "bench.key", simTEE.Policy("")); err != nil {
+	if _, err := owner.SetPolicy(ctx, "owner/bench-key", simTEE.Policy("")); err != nil {
 		return nil, err
 	}
-	dk, err := owner.GenerateDataKey(ctx, "bench.key", []byte("bench aad"))
+	dk, err := owner.GenerateDataKey(ctx, "owner/bench-key", []byte("bench aad"))
 	if err != nil {
 		return nil, err
 	}
-	items := []api.ReleaseKeyItem{{Ref: "bench.key", Wrapped: dk.Wrapped, AAD: []byte("bench aad")}}
+	items := []api.ReleaseKeyItem{{Ref: "owner/bench-key", Wrapped: dk.Wrapped, AAD: []byte("bench aad")}}
 	att := simTEE.Attester()
 
 	digest, err := core.JobDigest(Manifest)

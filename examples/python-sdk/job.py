@@ -38,11 +38,11 @@ engine: exec
 inputs:
   patients:
     path: patients.csv.ppml
-    key: {kms}/hospital.patients
+    key: {kms}/hospital/patients
 outputs:
   summary:
     path: out/summary.csv.ppml
-    key: {kms}/hospital.results
+    key: {kms}/hospital/results
     content_type: text/csv
 parameters:
   command: [/usr/bin/python3, -s, {program}]

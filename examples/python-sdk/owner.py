@@ -18,7 +18,7 @@ import ppml
 
 svc = ppml.KeyService.from_env()
 host = svc.server.removeprefix("https://")
-PATIENTS, RESULTS = f"kms://{host}/hospital.patients", f"kms://{host}/hospital.results"
+PATIENTS, RESULTS = f"kms://{host}/hospital/patients", f"kms://{host}/hospital/results"
 # The key that signs the audit log's tree heads. Fetched once here and kept; compare it out of
 # band (e.g. with the operator) before relying on it: a key fetched from the server being checked
 # proves nothing about that server.
@@ -31,7 +31,7 @@ AUDIT_KEY = open("audit.pub", "rb").read()
 def prepare(data_csv):
     # %% 2. Keys, and the dataset encrypted under the data key
     existing = {k.name for k in svc.list_keys()}
-    for name in ("hospital.patients", "hospital.results"):
+    for name in ("hospital/patients", "hospital/results"):
         if name not in existing:
             svc.create_key(name)
     patients = pd.read_csv(data_csv)
@@ -44,7 +44,7 @@ def prepare(data_csv):
     with open(os.path.realpath(runtime), "rb") as f:
         measurement = hashlib.sha384(f.read()).hexdigest()  # what the simulated TEE measures
     policy = {"version": 1, "jobs": [digest], "platforms": {"sim": {"measurements": [measurement]}}}
-    for name in ("hospital.patients", "hospital.results"):  # read the data, write the results
+    for name in ("hospital/patients", "hospital/results"):  # read the data, write the results
         svc.set_policy(name, policy)
     print(f"policy set: job {digest} on the simulated TEE running {os.path.basename(runtime)} ({measurement[:16]}…)")
 
@@ -55,7 +55,7 @@ def review():
     print(summary.to_string(index=False))
 
     # %% 5. Receipts: every use of the keys, each proven to be in the signed log
-    for name in ("hospital.patients", "hospital.results"):
+    for name in ("hospital/patients", "hospital/results"):
         for e in svc.audit_list(key=name):
             entry, head = svc.audit_receipt(e.index, AUDIT_KEY)  # signature + inclusion proof
             who = f"job {entry.job_digest.hex()[:12]}… on {entry.platform}" if entry.job_digest else entry.actor

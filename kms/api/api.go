@@ -66,7 +66,7 @@ const (
 	RuleManifest   = "manifest"    // the job manifest does not parse
 	RuleReportData = "report_data" // evidence binds other data than nonce, job and key
 	RulePublicKey  = "public_key"  // the ephemeral key does not parse
-	RuleUnknownKey = "unknown_key" // no such key (or not a key reference)
+	RuleUnknownKey = "unknown_key" // no such key, or none with a release policy (they answer alike), or not a key reference
 	RuleNoPolicy   = "no_policy"   // the key has no release policy
 	RuleWrappedKey = "wrapped_key" // the wrapped data key does not unwrap
 	RuleKeyVersion = "key_version" // the key has no such version, or the reference names another
@@ -77,6 +77,9 @@ const (
 	// RuleWrap refuses a release whose keys could not be sealed to the
 	// TEE's ephemeral public key (nothing was released).
 	RuleWrap = "wrap"
+	// RuleOutputOwner refuses an output key whose owner provides none of
+	// the job's inputs and whose policy does not list the job.
+	RuleOutputOwner = "output_owner"
 )
 
 // Denial names a key and the policy rule or attestation check that refused it.

@@ -322,6 +322,41 @@ func (c *Client) AuditList(ctx context.Context, key string, from uint64, limit i
 	return out, c.do(ctx, "GET", "/v1/audit?"+q.Encode(), nil, &out)
 }
 
+// AuditTenantList lists a tenant's own trail: its tokens, tenant changes,
+// what administrators did and refusal summaries (owners: their own tenant,
+// with tenant ""; admin: any).
+func (c *Client) AuditTenantList(ctx context.Context, tenant string, from uint64, limit int) ([]audit.Entry, error) {
+	q := url.Values{}
+	if tenant != "" {
+		q.Set("tenant", tenant)
+	}
+	q.Set("from", fmt.Sprint(from))
+	if limit > 0 {
+		q.Set("limit", fmt.Sprint(limit))
+	}
+	var out []audit.Entry
+	return out, c.do(ctx, "GET", "/v1/audit?"+q.Encode(), nil, &out)
+}
+
+// AuditTrail returns the trail export (audit.VerifyTrail) of keys and of
+// their tenants' own trails (and of tenant, when given; an owner's is
+// always included), with a consistency proof from each size in from (the
+// sizes of tree heads the caller trusts).
+func (c *Client) AuditTrail(ctx context.Context, keys []string, tenant string, from []uint64) ([]byte, error) {
+	q := url.Values{}
+	for _, k := range keys {
+		q.Add("key", k)
+	}
+	if tenant != "" || len(keys) == 0 {
+		q.Set("tenant", tenant)
+	}
+	for _, f := range from {
+		q.Add("from", fmt.Sprint(f))
+	}
+	var b []byte
+	return b, c.do(ctx, "GET", "/v1/audit/export?"+q.Encode(), nil, &b)
+}
+
 // AuditExport returns the whole log in the export format (admin).
 func (c *Client) AuditExport(ctx context.Context) ([]byte, error) {
 	var b []byte

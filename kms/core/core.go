@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/ppml/ppml/attest"
@@ -55,6 +56,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Observer is told about releases and denials (metrics); nil: nobody.
 	Observer Observer
+	// RefusalInterval is how long requests of one token refused before any
+	// key was looked at are summed into one audit entry (default 1 min).
+	RefusalInterval time.Duration
 }
 
 // Observer is told about release decisions, for metrics.
@@ -63,6 +67,9 @@ type Observer interface {
 	Released(platform string, keys int)
 	// Denied counts one refused key with the rule that refused it.
 	Denied(rule string)
+	// Refused counts one request refused before any key was looked at
+	// (no valid nonce or evidence, another tenant's key name), by rule.
+	Refused(rule string)
 }
 
 // Core is an open key service.
@@ -74,6 +81,11 @@ type Core struct {
 	auditKey *ecdsa.PrivateKey
 	nonces   *nonces
 	digests  digestCache
+	refusals refusals
+	// stopFlush ends the goroutine that writes refusal summaries;
+	// flushDone is closed when it has ended.
+	stopFlush, flushDone chan struct{}
+	closeOnce            sync.Once
 }
 
 // Caller is who calls an operation: the API token's id (never the token),
@@ -120,7 +132,11 @@ func Open(db *store.DB, cfg Config) (c *Core, boot *api.TokenInfo, err error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.RefusalInterval <= 0 {
+		cfg.RefusalInterval = time.Minute
+	}
 	c = &Core{cfg: cfg, db: db, nonces: newNonces(cfg.NonceTTL, cfg.Now)}
+	c.refusals = refusals{every: cfg.RefusalInterval, m: map[string]*refusalWindow{}}
 	err = db.Update(func(tx store.Tx) error {
 		var err error
 		if c.jwtKey, err = loadOrCreateSigner(tx, "token_signing_key"); err != nil {
@@ -144,6 +160,7 @@ func Open(db *store.DB, cfg Config) (c *Core, boot *api.TokenInfo, err error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("kms: open state: %w", err)
 	}
+	c.startRefusalFlusher()
 	return c, boot, nil
 }
 
@@ -158,7 +175,7 @@ func (c *Core) bootstrap(tx store.Tx) (*api.TokenInfo, error) {
 		if err := getJSON(tx, bktTenants, c.tenantKey("admin"), &admin); err != nil {
 			return nil, fmt.Errorf("admin tenant: %w", err)
 		}
-		return c.issueToken(tx, &admin, "operator recovery", "operator", 0)
+		return c.issueToken(tx, &admin, "operator recovery", "operator", "the operator (a start with --new-admin-token)", 0)
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return nil, err
 	}
@@ -178,15 +195,26 @@ func (c *Core) bootstrap(tx store.Tx) (*api.TokenInfo, error) {
 	if err := c.record(tx, audit.Entry{Type: audit.TypeTenant, Tenant: admin.Name, Actor: "bootstrap", Reason: "created tenant admin (admin)"}); err != nil {
 		return nil, err
 	}
-	boot, err := c.issueToken(tx, admin, "bootstrap", "bootstrap", 0)
+	boot, err := c.issueToken(tx, admin, "bootstrap", "bootstrap", "the key service at its first start", 0)
 	if err != nil {
 		return nil, err
 	}
 	return boot, tx.Put(bktMeta, []byte("bootstrapped"), []byte("1"))
 }
 
-// Close closes the store.
-func (c *Core) Close() error { return c.db.Close() }
+// Close writes the pending refusal summaries and closes the store.
+func (c *Core) Close() error {
+	var err error
+	c.closeOnce.Do(func() {
+		close(c.stopFlush)
+		<-c.flushDone
+		err = c.FlushRefusals()
+		if cerr := c.db.Close(); err == nil {
+			err = cerr
+		}
+	})
+	return err
+}
 
 // StateInfo is the store's state head and the audit log's size, for
 // status reports (they reveal no secret).

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/ppml/ppml/attest/sim"
@@ -95,23 +96,30 @@ func TestCoreWithoutTransport(t *testing.T) {
 	if _, err := c.CreateKey(ctx, alice, &api.CreateKeyRequest{Name: "a/.."}); kind(t, err) != core.KindBadRequest {
 		t.Fatal(err)
 	}
-	if _, err := c.CreateKey(ctx, alice, &api.CreateKeyRequest{Name: "alice.k"}); err != nil {
+	if _, err := c.CreateKey(ctx, alice, &api.CreateKeyRequest{Name: "alice/k"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.CreateKey(ctx, bob, &api.CreateKeyRequest{Name: "alice.k"}); kind(t, err) != core.KindConflict {
+	// Key names live in their tenant's namespace: bob cannot take alice's
+	// names, whether or not she has used them.
+	for _, n := range []string{"alice/k", "alice/other", "k"} {
+		if _, err := c.CreateKey(ctx, bob, &api.CreateKeyRequest{Name: n}); kind(t, err) != core.KindBadRequest || !strings.Contains(err.Error(), "name new keys bob/KEY") {
+			t.Fatal(n, err)
+		}
+	}
+	if _, err := c.CreateKey(ctx, alice, &api.CreateKeyRequest{Name: "alice/k"}); kind(t, err) != core.KindConflict {
 		t.Fatal(err)
 	}
-	if _, err := c.RotateKey(ctx, bob, &api.CreateKeyRequest{Name: "alice.k"}); kind(t, err) != core.KindNotFound {
+	if _, err := c.RotateKey(ctx, bob, &api.CreateKeyRequest{Name: "alice/k"}); kind(t, err) != core.KindNotFound {
 		t.Fatal(err)
 	}
-	if _, err := c.SetPolicy(ctx, alice, "alice.k", []byte("version: 1\nplatforms:\n  sim: {measurements: [zz]}\n")); kind(t, err) != core.KindBadRequest {
+	if _, err := c.SetPolicy(ctx, alice, "alice/k", []byte("version: 1\nplatforms:\n  sim: {measurements: [zz]}\n")); kind(t, err) != core.KindBadRequest {
 		t.Fatal(err)
 	}
 	pol := fmt.Appendf(nil, "version: 1\nplatforms:\n  sim:\n    measurements: [%x]\n", measure[:])
-	if _, err := c.SetPolicy(ctx, alice, "alice.k", pol); err != nil {
+	if _, err := c.SetPolicy(ctx, alice, "alice/k", pol); err != nil {
 		t.Fatal(err)
 	}
-	dk, err := c.GenerateDataKey(ctx, alice, &api.GenerateDataKeyRequest{Key: "alice.k", AAD: []byte("aad")})
+	dk, err := c.GenerateDataKey(ctx, alice, &api.GenerateDataKeyRequest{Key: "alice/k", AAD: []byte("aad")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,7 +146,7 @@ func TestCoreWithoutTransport(t *testing.T) {
 			t.Fatal(err)
 		}
 		resp, err := c.Release(ctx, runner, &api.ReleaseRequest{Nonce: nonce, Evidence: *ev, PublicKey: pub, Manifest: manifest,
-			Keys: []api.ReleaseKeyItem{{Ref: "alice.k", Wrapped: dk.Wrapped, AAD: []byte("aad")}}})
+			Keys: []api.ReleaseKeyItem{{Ref: "alice/k", Wrapped: dk.Wrapped, AAD: []byte("aad")}}})
 		return resp, priv, nonce, err
 	}
 	resp, priv, nonce, err := release(nil)
@@ -147,17 +155,17 @@ func TestCoreWithoutTransport(t *testing.T) {
 	}
 	rk := resp.Keys[0]
 	got, err := hpke.Open(priv, hpke.HKDFSHA256(), hpke.AES256GCM(), api.ReleaseInfo(nonce, rk.Ref), rk.Sealed)
-	if err != nil || !bytes.Equal(got, dk.DataKey) || rk.Key != "alice.k" || rk.Version != 1 || resp.Token == "" {
+	if err != nil || !bytes.Equal(got, dk.DataKey) || rk.Key != "alice/k" || rk.Version != 1 || resp.Token == "" {
 		t.Fatalf("released %+v: %v", resp.Keys, err)
 	}
-	// An unknown nonce is refused, as a KindDenied error naming the rule,
-	// and the refusal is on the key's trail.
+	// An unknown nonce is refused, as a KindDenied error naming the rule;
+	// the refusal is summed on the runner's trail, not the key's.
 	_, _, _, err = release(bytes.Repeat([]byte{9}, api.NonceSize))
 	var ce *core.Error
 	if !errors.As(err, &ce) || ce.Kind != core.KindDenied || ce.Denials[0].Rule != api.RuleNonce {
 		t.Fatalf("foreign nonce: %v", err)
 	}
-	es, err := c.AuditList(ctx, alice, core.AuditQuery{Key: "alice.k"})
+	es, err := c.AuditList(ctx, alice, core.AuditQuery{Key: "alice/k"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,10 +173,17 @@ func TestCoreWithoutTransport(t *testing.T) {
 	for _, e := range es {
 		types = append(types, string(e.Type))
 	}
-	if want := "[key_create policy_set data_key release denial]"; fmt.Sprint(types) != want {
+	if want := "[key_create policy_set data_key release]"; fmt.Sprint(types) != want {
 		t.Fatalf("trail %v, want %s", types, want)
 	}
-	if _, err := c.AuditList(ctx, alice, core.AuditQuery{}); kind(t, err) != core.KindBadRequest {
+	if err := c.FlushRefusals(); err != nil {
+		t.Fatal(err)
+	}
+	rs, err := c.AuditList(ctx, admin, core.AuditQuery{Tenant: "runner"})
+	if err != nil || len(rs) != 3 || rs[2].Type != "refusals" || rs[2].Rule != api.RuleNonce || rs[2].Actor != runner.TokenID {
+		t.Fatalf("runner's trail: %+v %v", rs, err)
+	}
+	if _, err := c.AuditList(ctx, alice, core.AuditQuery{Tenant: "bob"}); kind(t, err) != core.KindForbidden {
 		t.Fatal(err)
 	}
 	if err := c.Close(); err != nil {

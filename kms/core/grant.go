@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/ppml/ppml/audit"
@@ -24,15 +25,28 @@ func keyNameOf(ref string) (string, uint32, error) {
 	if strings.HasPrefix(ref, "kms://") {
 		kr, err := envelope.ParseKeyRef(ref)
 		if err != nil {
-			return "", 0, err
+			return "", 0, fmt.Errorf("%s is not a valid kms:// reference", quoteRef(ref))
 		}
 		return kr.Name, kr.Version, nil
 	}
 	if !envelope.ValidKeyName(ref) {
-		return "", 0, fmt.Errorf("key %q: not a kms:// reference or key name", ref)
+		return "", 0, fmt.Errorf("%s is not a kms:// reference or key name", quoteRef(ref))
 	}
 	return ref, 0, nil
 }
+
+// refName is a release item's reference as answers and audit entries show
+// it: itself when it is a valid reference or key name, else quoted and cut
+// to 64 bytes, so that no control character or terminal escape a runner
+// sends reaches a log, an audit entry or a terminal.
+func refName(ref string) string {
+	if _, _, err := keyNameOf(ref); err == nil {
+		return ref
+	}
+	return quoteRef(ref)
+}
+
+func quoteRef(ref string) string { return strconv.QuoteToASCII(truncate(ref, 64)) }
 
 // maxReason bounds a denial reason: reasons quote parser and verifier
 // errors about attacker-supplied bytes, and an audit entry is bounded.
@@ -46,49 +60,61 @@ func truncate(s string, n int) string {
 }
 
 // denial is a refused key: the answer's api.Denial and, when the key
-// exists, its record (whose tenant the audit entry names).
+// exists, its record (whose tenant the audit entry names). auditRule and
+// auditReason, when set, are what the owner's trail records where the
+// answer says less (see unavailable).
 type denial struct {
 	api.Denial
-	key *keyRec
+	key                    *keyRec
+	auditRule, auditReason string
+}
+
+// unavailable is the answer for a key the caller may not learn anything
+// about: one that does not exist and one without a (valid) release policy
+// answer alike, so that a runner with valid evidence cannot tell which
+// names exist. The owner's trail records which it was.
+func unavailable(ref, name string) api.Denial {
+	return api.Denial{Key: ref, Rule: api.RuleUnknownKey, Reason: "no key " + name + " is available to this job: it does not exist, or its owner has set no release policy"}
 }
 
 // denyAll refuses every requested key for a reason about the request as a
-// whole, audits each refusal and returns the KindDenied error.
+// whole, found before any key was looked at: it writes no entry per key
+// (c.refuse counts it and sums it into the token's refusal summary) and
+// returns the KindDenied error.
 func (c *Core) denyAll(rc *releaseCtx, r *refusal) error {
 	reason := truncate(r.reason, maxReason)
-	var ds []denial
+	var ds []api.Denial
 	for _, it := range rc.req.Keys {
-		ds = append(ds, denial{Denial: api.Denial{Key: it.Ref, Rule: r.rule, Reason: reason}})
+		ds = append(ds, api.Denial{Key: refName(it.Ref), Rule: r.rule, Reason: reason})
 	}
 	for _, it := range rc.req.Outputs {
-		ds = append(ds, denial{Denial: api.Denial{Key: it.Ref, Rule: r.rule, Reason: "output key: " + reason}})
+		ds = append(ds, api.Denial{Key: refName(it.Ref), Rule: r.rule, Reason: "output key: " + reason})
 	}
-	err := c.db.Batch(func(tx store.Tx) error {
-		for i := range ds {
-			if name, _, err := keyNameOf(ds[i].Key); err == nil {
-				var k keyRec
-				if err := getJSON(tx, bktKeys, c.keyKey(name), &k); err == nil {
-					ds[i].key = &k
-				}
-			}
-		}
-		return c.recordDenials(tx, rc, ds)
-	})
-	if err != nil {
-		return err
-	}
-	return c.denied(ds)
+	c.refuse(rc.who, r.rule, len(ds))
+	return deniedError(ds)
 }
 
-// denied counts the refusals and makes the error the caller sees.
+// denied counts the per-key refusals and makes the error the caller sees.
 func (c *Core) denied(ds []denial) error {
 	out := make([]api.Denial, len(ds))
 	for i, d := range ds {
 		out[i] = d.Denial
 		if c.cfg.Observer != nil {
-			c.cfg.Observer.Denied(d.Rule)
+			c.cfg.Observer.Denied(d.rule())
 		}
 	}
+	return deniedError(out)
+}
+
+// rule is the rule the owner's trail records.
+func (d *denial) rule() string {
+	if d.auditRule != "" {
+		return d.auditRule
+	}
+	return d.Rule
+}
+
+func deniedError(out []api.Denial) error {
 	msg := fmt.Sprintf("release refused: key %s: %s: %s", out[0].Key, out[0].Rule, out[0].Reason)
 	if len(out) > 1 {
 		msg += fmt.Sprintf(" (and %d more)", len(out)-1)
@@ -108,10 +134,16 @@ func releaseEntry(rc *releaseCtx, t audit.Type, decision string) audit.Entry {
 	return e
 }
 
+// recordDenials audits each refused key, on its owner's trail when it
+// exists. An entry names a key only by a valid key name; a reference that
+// is none is quoted, cut short, in the reason.
 func (c *Core) recordDenials(tx store.Tx, rc *releaseCtx, ds []denial) error {
 	for _, d := range ds {
 		e := releaseEntry(rc, audit.TypeDenial, audit.Deny)
-		e.Key, e.Rule, e.Reason = d.Key, d.Rule, d.Reason
+		e.Rule, e.Reason = d.rule(), d.Reason
+		if d.auditReason != "" {
+			e.Reason = d.auditReason
+		}
 		if name, _, err := keyNameOf(d.Key); err == nil {
 			e.Key = name
 		}
@@ -152,44 +184,48 @@ func (g *grants) zero() {
 }
 
 // admit looks a requested key up and evaluates its policy against the
-// verified claims and the job; a nil *denial and nil error admit it.
-func (c *Core) admit(tx store.Tx, rc *releaseCtx, ref string) (*keyRec, uint32, *denial, error) {
+// verified claims and the job; a nil *denial and nil error admit it, with
+// the key's policy.
+func (c *Core) admit(tx store.Tx, rc *releaseCtx, ref string) (*keyRec, *policy.Policy, uint32, *denial, error) {
 	name, refVer, err := keyNameOf(ref)
 	if err != nil {
-		return nil, 0, &denial{Denial: api.Denial{Key: ref, Rule: api.RuleUnknownKey, Reason: truncate(err.Error(), maxReason)}}, nil
+		return nil, nil, 0, &denial{Denial: api.Denial{Key: quoteRef(ref), Rule: api.RuleUnknownKey, Reason: truncate(err.Error(), maxReason)}}, nil
 	}
 	var k keyRec
 	raw, err := tx.Get(bktKeys, c.keyKey(name))
 	if err != nil {
 		if !errors.Is(err, store.ErrNotFound) {
-			return nil, 0, nil, err
+			return nil, nil, 0, nil, err
 		}
-		return nil, 0, &denial{Denial: api.Denial{Key: ref, Rule: api.RuleUnknownKey, Reason: "no key " + name}}, nil
+		return nil, nil, 0, &denial{Denial: unavailable(ref, name)}, nil
 	}
 	if err := json.Unmarshal(raw, &k); err != nil {
-		return nil, 0, nil, err
+		return nil, nil, 0, nil, err
 	}
 	k.raw = raw
-	deny := func(rule, reason string) (*keyRec, uint32, *denial, error) {
-		return &k, 0, &denial{Denial: api.Denial{Key: ref, Rule: rule, Reason: reason}, key: &k}, nil
+	deny := func(rule, reason string) (*keyRec, *policy.Policy, uint32, *denial, error) {
+		return &k, nil, 0, &denial{Denial: api.Denial{Key: ref, Rule: rule, Reason: reason}, key: &k}, nil
 	}
 	if len(k.Policy) == 0 {
-		return deny(api.RuleNoPolicy, "key "+name+" has no release policy")
+		return &k, nil, 0, &denial{Denial: unavailable(ref, name), key: &k, auditRule: api.RuleNoPolicy, auditReason: "key " + name + " has no release policy"}, nil
 	}
 	p, err := policy.Parse(k.Policy)
 	if err != nil {
-		return deny(policy.RuleInvalidPolicy, truncate(err.Error(), maxReason))
+		return &k, nil, 0, &denial{Denial: unavailable(ref, name), key: &k, auditRule: policy.RuleInvalidPolicy, auditReason: truncate(err.Error(), maxReason)}, nil
 	}
 	if d := policy.Evaluate(p, rc.claims, rc.job, rc.now); !d.Allow {
 		return deny(d.Rule, d.Reason)
 	}
-	return &k, refVer, nil, nil
+	return &k, p, refVer, nil, nil
 }
 
 // grantInput admits an input key and unwraps the data key the TEE found in
 // its envelope header.
 func (c *Core) grantInput(tx store.Tx, rc *releaseCtx, it api.ReleaseKeyItem, g *grants) error {
-	k, refVer, d, err := c.admit(tx, rc, it.Ref)
+	k, _, refVer, d, err := c.admit(tx, rc, it.Ref)
+	if k != nil {
+		rc.inputOwners[k.Tenant] = true // whatever its policy said of this job
+	}
 	if err != nil || d != nil {
 		if d != nil {
 			g.denials = append(g.denials, *d)
@@ -217,15 +253,26 @@ func (c *Core) grantInput(tx store.Tx, rc *releaseCtx, it api.ReleaseKeyItem, g 
 // grantOutput admits an output key and makes a fresh data key wrapped
 // under its newest version. Output keys are gated by the same policy as
 // input keys: the owner decides which jobs, in which TEEs, may write under
-// the key.
+// the key. And the key must belong to a tenant whose policy names the job:
+// the owner of one of the job's input keys (whose policies admitted it), or
+// an owner whose output key's policy lists the job's digest. Otherwise any
+// job could make its results look like another tenant's data.
 func (c *Core) grantOutput(tx store.Tx, rc *releaseCtx, it api.ReleaseOutputItem, g *grants) error {
-	k, refVer, d, err := c.admit(tx, rc, it.Ref)
+	k, p, refVer, d, err := c.admit(tx, rc, it.Ref)
 	if err != nil || d != nil {
 		if d != nil {
 			d.Reason = "output key: " + d.Reason
+			if d.auditReason != "" {
+				d.auditReason = "output key: " + d.auditReason
+			}
 			g.denials = append(g.denials, *d)
 		}
 		return err
+	}
+	if !rc.inputOwners[k.Tenant] && len(p.Jobs) == 0 {
+		g.denials = append(g.denials, denial{Denial: api.Denial{Key: it.Ref, Rule: api.RuleOutputOwner,
+			Reason: "output key: the job reads no input key of this key's owner, and the key's policy does not list the job's digest (jobs: [...]), which it must to take outputs of other tenants' jobs"}, key: k})
+		return nil
 	}
 	if nv := k.newest().Version; refVer != 0 && refVer != nv {
 		g.denials = append(g.denials, denial{Denial: api.Denial{Key: it.Ref, Rule: api.RuleKeyVersion, Reason: fmt.Sprintf("output key: the reference names version %d, but new data keys are wrapped under the newest version, %d", refVer, nv)}, key: k})
@@ -251,6 +298,7 @@ func (c *Core) grantOutput(tx store.Tx, rc *releaseCtx, it api.ReleaseOutputItem
 func (c *Core) decide(rc *releaseCtx) (*grants, error) {
 	g := &grants{}
 	err := c.db.View(func(tx store.Tx) error {
+		rc.inputOwners = map[string]bool{}
 		for _, it := range rc.req.Keys {
 			if err := c.grantInput(tx, rc, it, g); err != nil {
 				return err

@@ -22,25 +22,47 @@ func (c *Core) ownedKey(tx store.Tx, who *Caller, name string) (*keyRec, error) 
 	var k keyRec
 	if err := getJSON(tx, bktKeys, c.keyKey(name), &k); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
-			return nil, notFound("no key %s", name)
+			return nil, noKey(name)
 		}
 		return nil, err
 	}
 	// Another tenant's key answers exactly like a missing one, so that
-	// names cannot be probed for existence.
+	// names cannot be probed for existence; the probe is counted into the
+	// caller's refusal summary.
 	if who.Role != api.RoleAdmin && k.Tenant != who.Tenant {
-		return nil, notFound("no key %s", name)
+		c.refuse(who, "foreign_key", 1)
+		return nil, noKey(name)
 	}
 	return &k, nil
 }
 
-// CreateKey creates a primary key owned by the caller's tenant (owner).
+func noKey(name string) error { return notFound("no key %s", name) }
+
+// KeyNamespace says why tenant may not create a key called name: new key
+// names are TENANT/KEY, in the creating tenant's own namespace, so that no
+// tenant can take a name another will look for. The answer is the same
+// whatever exists, so it reveals nothing about other tenants. Keys created
+// before namespaces keep their names (docs/guide/data-owner-kms.md).
+func KeyNamespace(tenant, name string) error {
+	ns, rest, ok := strings.Cut(name, "/")
+	if ok && ns == tenant && rest != "" {
+		return nil
+	}
+	last := name[strings.LastIndexByte(name, '/')+1:]
+	return fmt.Errorf("key name %s is not in your tenant's namespace: name new keys %s/KEY, e.g. %s/%s", name, tenant, tenant, last)
+}
+
+// CreateKey creates a primary key owned by the caller's tenant, in its
+// namespace (owner).
 func (c *Core) CreateKey(ctx context.Context, who *Caller, req *api.CreateKeyRequest) (*api.Key, error) {
 	if err := Require(who, api.RoleOwner); err != nil {
 		return nil, err
 	}
 	if err := check(req); err != nil {
 		return nil, err
+	}
+	if err := KeyNamespace(who.Tenant, req.Name); err != nil {
+		return nil, Errorf(KindBadRequest, "key_namespace", "%v", err)
 	}
 	var out api.Key
 	err := c.db.Update(func(tx store.Tx) error {
@@ -153,13 +175,16 @@ func (c *Core) PublicKey(ctx context.Context, who *Caller, name string, version 
 	return &out, nil
 }
 
-// ListKeys lists the caller's keys, or every key for an admin (owner, admin).
+// ListKeys lists the caller's keys, or every key for an admin (owner,
+// admin). An administrator's listing is on the trail of every tenant whose
+// keys it shows.
 func (c *Core) ListKeys(ctx context.Context, who *Caller) ([]api.Key, error) {
 	if err := Require(who, api.RoleOwner, api.RoleAdmin); err != nil {
 		return nil, err
 	}
-	out := []api.Key{}
-	err := c.db.View(func(tx store.Tx) error {
+	var out []api.Key
+	list := func(tx store.Tx) error {
+		out = []api.Key{}
 		return tx.Scan(bktKeys, nil, nil, func(_, v []byte) error {
 			var k keyRec
 			if err := json.Unmarshal(v, &k); err != nil {
@@ -170,6 +195,30 @@ func (c *Core) ListKeys(ctx context.Context, who *Caller) ([]api.Key, error) {
 			}
 			return nil
 		})
+	}
+	if who.Role != api.RoleAdmin {
+		return out, c.db.View(list)
+	}
+	err := c.db.Update(func(tx store.Tx) error {
+		if err := list(tx); err != nil {
+			return err
+		}
+		count := map[string]int{}
+		var tenants []string
+		for _, k := range out {
+			if count[k.Tenant] == 0 {
+				tenants = append(tenants, k.Tenant)
+			}
+			count[k.Tenant]++
+		}
+		slices.Sort(tenants)
+		for _, t := range tenants {
+			e := audit.Entry{Type: audit.TypeKeyList, Tenant: t, Actor: who.TokenID, Reason: fmt.Sprintf("an administrator (tenant %s) listed this tenant's %d keys", who.Tenant, count[t])}
+			if err := c.record(tx, e); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	return out, err
 }

@@ -205,8 +205,8 @@ func (t *tokenRec) expired(now time.Time) error {
 }
 
 // issueToken stores a new token for tenant, valid for ttl (0: the
-// default), and audits it.
-func (c *Core) issueToken(tx store.Tx, t *tenantRec, desc, actor string, ttl time.Duration) (*api.TokenInfo, error) {
+// default), and audits it; by says who issued it, in words.
+func (c *Core) issueToken(tx store.Tx, t *tenantRec, desc, actor, by string, ttl time.Duration) (*api.TokenInfo, error) {
 	if ttl <= 0 {
 		ttl = c.cfg.APITokenTTL
 	}
@@ -222,7 +222,9 @@ func (c *Core) issueToken(tx store.Tx, t *tenantRec, desc, actor string, ttl tim
 	if err := putJSON(tx, bktTokens, []byte(id), &rec); err != nil {
 		return nil, err
 	}
-	if err := c.record(tx, audit.Entry{Type: audit.TypeTokenIssue, Tenant: t.Name, Actor: actor, Reason: "token " + id + " (" + t.Role + ") expires " + rec.Expires.Format(time.RFC3339)}); err != nil {
+	// On the tenant's own trail, whoever issued it: a token is the power to
+	// act as the tenant, so its owner must see every one.
+	if err := c.record(tx, audit.Entry{Type: audit.TypeTokenIssue, Tenant: t.Name, Actor: actor, Reason: "token " + id + " (" + t.Role + ") issued by " + by + ", expires " + rec.Expires.Format(time.RFC3339)}); err != nil {
 		return nil, err
 	}
 	info := rec.info()

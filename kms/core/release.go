@@ -89,6 +89,9 @@ type releaseCtx struct {
 	now    time.Time      // policies and the attestation token are evaluated at this time
 	job    []byte         // the job digest, once the manifest parsed
 	claims *attest.Claims // once the evidence verified
+	// inputOwners are the tenants owning the requested input keys that
+	// exist (an output key must belong to one, or name the job).
+	inputOwners map[string]bool
 }
 
 // refusal is why a request is refused as a whole, before any key is looked at.

@@ -100,7 +100,7 @@ func (c *Core) CreateToken(ctx context.Context, who *Caller, req *api.CreateToke
 		if err != nil {
 			return badRequest(err)
 		}
-		info, err = c.issueToken(tx, &t, req.Description, who.TokenID, ttl)
+		info, err = c.issueToken(tx, &t, req.Description, who.TokenID, "administrator token "+who.TokenID+" of tenant "+who.Tenant, ttl)
 		return err
 	})
 	return info, err

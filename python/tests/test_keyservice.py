@@ -36,8 +36,8 @@ def test_tenants_tokens_keys_policies(server, owner):
         svc.create_tenant("x", "owner")
     assert ei.value.status == 403 and "role admin" in ei.value.message
 
-    k = svc.create_key("hospital.keys-test")
-    assert (k.name, k.version, k.policy) == ("hospital.keys-test", 1, False)
+    k = svc.create_key("hospital/keys-test")
+    assert (k.name, k.version, k.policy) == ("hospital/keys-test", 1, False)
     assert svc.rotate_key(k.name).version == 2
     assert k.name in {x.name for x in svc.list_keys()}
     digest = "sha256:" + "ab" * 32
@@ -127,8 +127,8 @@ def _tls12_server(tmp_path):
 
 def test_kms_envelopes_both_ways(server, owner, ppml_bin, tmp_path, monkeypatch):
     svc = owner["svc"]
-    svc.create_key("hospital.records")
-    ref = f"kms://127.0.0.1:{server.port}/hospital.records"
+    svc.create_key("hospital/records")
+    ref = f"kms://127.0.0.1:{server.port}/hospital/records"
     env = server.env(owner["token"])
     plain = b"id,diagnosis\n" + b"".join(b"%d,flu\n" % i for i in range(200000))
     # Python writes with a KMSKey bound to a service object; Go decrypts with --key kms://...
@@ -149,27 +149,27 @@ def test_kms_envelopes_both_ways(server, owner, ppml_bin, tmp_path, monkeypatch)
         assert f.read() == plain
     assert ppml.read_csv(tmp_path / "go.csv.ppml", keys=ref).shape == (200000, 2)
     # The key of another service (other port) or name is refused before any request.
-    for other in (f"kms://127.0.0.1:{server.port + 1}/hospital.records", f"kms://127.0.0.1:{server.port}/hospital.other"):
+    for other in (f"kms://127.0.0.1:{server.port + 1}/hospital/records", f"kms://127.0.0.1:{server.port}/hospital/other"):
         with pytest.raises(ppml.WrongKeyError):
             ppml.open(tmp_path / "go.csv.ppml", keys=svc.key(other))
     # The runner's token cannot unwrap the owner's data key.
     with pytest.raises(ppml.KeyServiceError) as ei:
         ppml.open(tmp_path / "go.csv.ppml", keys=server.service(owner["runner_token"]).key(ref))
     assert ei.value.status == 403
-    types = [e.type for e in svc.audit_list(key="hospital.records")]
+    types = [e.type for e in svc.audit_list(key="hospital/records")]
     assert types == ["key_create", "data_key", "decrypt", "data_key", "decrypt", "decrypt"]
 
 
 def test_receipts_and_exports_verify_in_both(server, owner, ppml_bin, tmp_path):
     svc, admin = owner["svc"], owner["admin"]
-    svc.create_key("hospital.audited")
+    svc.create_key("hospital/audited")
     for _ in range(3):
-        svc.generate_data_key("hospital.audited", b"x")
+        svc.generate_data_key("hospital/audited", b"x")
     pub = admin.audit_public_key()
     (tmp_path / "audit.pub").write_bytes(pub)
     head = svc.audit_head(pub)
     env = server.env(owner["token"])
-    entries = svc.audit_list(key="hospital.audited")
+    entries = svc.audit_list(key="hospital/audited")
     assert [e.type for e in entries] == ["key_create", "data_key", "data_key", "data_key"]
     for e in entries:
         got, h = svc.audit_receipt(e.index, pub)
@@ -188,7 +188,7 @@ def test_receipts_and_exports_verify_in_both(server, owner, ppml_bin, tmp_path):
         svc.audit_receipt(0, pub)
     assert ei.value.status == 403
     # The log only grew since the head the owner kept.
-    svc.generate_data_key("hospital.audited", b"y")
+    svc.generate_data_key("hospital/audited", b"y")
     newer = svc.audit_consistency(head, pub)
     assert newer.size > head.size
     forged = audit.TreeHead(head.log_id, head.size, bytes(32), head.timestamp, head.key_id, head.algorithm, head.signature)
