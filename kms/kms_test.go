@@ -115,7 +115,7 @@ engine: exec
 inputs:
   sales: {path: sales.csv.ppml}
 outputs:
-  summary: {path: out/summary.json.ppml, key: "kms://127.0.0.1/alice.results"}
+  summary: {path: out/summary.json.ppml, key: "kms://127.0.0.1/alice/results"}
 parameters:
   command: [cat]
 `)

@@ -72,8 +72,26 @@ service. Jobs run in ppml-run, the runtime that TEEs measure ('ppml run', 'ppml 
 
 // Main runs the command line and returns the process exit code.
 func Main(args []string) int {
-	return command.Main(NewRoot(), args, os.Stderr)
+	root := NewRoot()
+	root.SetArgs(args)
+	return exitCode(root.Execute())
 }
 
 // exitCode maps a command's error to the exit status, printing it.
-func exitCode(err error) int { return command.ExitCode(err, "ppml", os.Stderr) }
+// Errors quote what servers, files and runners sent: what could act on the
+// terminal is escaped (the CLI's own messages may span lines).
+func exitCode(err error) int { return command.ExitCode(termSafeError(err), "ppml", os.Stderr) }
+
+// termSafeErr prints its error through termSafe; errors.As still sees the
+// error it wraps (usage errors, silent exits).
+type termSafeErr struct{ err error }
+
+func (e termSafeErr) Error() string { return termSafe(e.err.Error(), "\n\t") }
+func (e termSafeErr) Unwrap() error { return e.err }
+
+func termSafeError(err error) error {
+	if err == nil {
+		return nil
+	}
+	return termSafeErr{err}
+}
