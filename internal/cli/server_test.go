@@ -53,20 +53,20 @@ func TestKeyServiceCommands(t *testing.T) {
 		t.Fatalf("%q %v", out, err)
 	}
 	t.Setenv("PPML_TOKEN", tok.Token)
-	if code, _, errs := runKMS(t, "", "key", "create", "alice.sales"); code != 0 {
+	if code, _, errs := runKMS(t, "", "key", "create", "alice/sales"); code != 0 {
 		t.Fatal(errs)
 	}
 	pol := "version: 1\nplatforms:\n  sim:\n    signers: [" + strings.Repeat("ab", 32) + "]\n"
-	if code, out, errs := runKMS(t, pol, "policy", "set", "alice.sales", "-"); code != 0 || !strings.Contains(out, "abab") {
+	if code, out, errs := runKMS(t, pol, "policy", "set", "alice/sales", "-"); code != 0 || !strings.Contains(out, "abab") {
 		t.Fatal(out, errs)
 	}
 	plain := filepath.Join(t.TempDir(), "p.txt")
 	os.WriteFile(plain, []byte("owner data\n"), 0o600)
-	ref := "kms://" + addr + "/alice.sales"
+	ref := "kms://" + addr + "/alice/sales"
 	if code, _, errs := runKMS(t, "", "encrypt", "--key", ref, plain); code != 0 {
 		t.Fatal(errs)
 	}
-	if code, out, errs := runKMS(t, "", "key", "rotate", "alice.sales", "--json"); code != 0 || !strings.Contains(out, `"version": 2`) {
+	if code, out, errs := runKMS(t, "", "key", "rotate", "alice/sales", "--json"); code != 0 || !strings.Contains(out, `"version": 2`) {
 		t.Fatal(out, errs)
 	}
 	back := filepath.Join(t.TempDir(), "back.txt")
@@ -76,7 +76,7 @@ func TestKeyServiceCommands(t *testing.T) {
 	if b, _ := os.ReadFile(back); string(b) != "owner data\n" {
 		t.Fatalf("decrypted %q", b)
 	}
-	code, out, errs = runKMS(t, "", "audit", "list", "--key", "alice.sales")
+	code, out, errs = runKMS(t, "", "audit", "list", "--key", "alice/sales")
 	if code != 0 || !strings.Contains(out, "key_create") || !strings.Contains(out, "policy_set") || !strings.Contains(out, "key_rotate") || !strings.Contains(out, "decrypt") {
 		t.Fatalf("audit list: %s %s", out, errs)
 	}
