@@ -6,8 +6,13 @@
   the same problem kinds, entry indices and line numbers; raises AuditTamperError;
 - ``verify_receipt`` and ``verify_consistency``: inclusion and consistency proofs against
   signed tree heads (what ``ppml audit prove`` checks).
+
+Format 2 (docs/formats/audit-log.md): entries about a tenant carry their trail's chain fields
+(``key_seq``, ``key_slot``, ``key_chain``) and tree heads commit to the chain table
+(``chains``, ``chain_root``); ``verify_export`` replays the table and checks both, as Go does.
 """
 import hashlib
+import struct
 from dataclasses import dataclass, field
 
 from cryptography.exceptions import InvalidSignature
@@ -19,7 +24,7 @@ from .errors import AuditTamperError, VerificationError
 from .gojson import GoJSONError
 
 EXPORT_FORMAT = "ppml-audit-log"
-EXPORT_VERSION = 1
+EXPORT_VERSION = 2  # read: 1 and 2
 MAX_ENTRY_SIZE = 64 << 10
 MAX_HEADER_SIZE = 16 << 20
 ALG_ECDSA_P256 = "ecdsa-p256-sha256"
@@ -35,13 +40,15 @@ REORDERED = "reordered"
 TRUNCATED = "truncated"
 EXTRA_ENTRY = "extra_entry"
 INCONSISTENT_HEAD = "inconsistent_tree_head"
+BROKEN_CHAIN = "broken_chain"
+MISSING_TRAIL = "missing_trail"
 
 # (JSON name, kind) in canonical order; kinds: u64, u32, hex, time, str, bool.
 _ENTRY_FIELDS = [
     ("index", "u64"), ("prev", "hex"), ("time", "time"), ("type", "str"), ("tenant", "str"), ("actor", "str"),
     ("key", "str"), ("key_version", "u32"), ("job_digest", "hex"), ("platform", "str"), ("measurement", "hex"),
     ("signer", "hex"), ("tcb_status", "str"), ("insecure", "bool"), ("decision", "str"), ("rule", "str"),
-    ("reason", "str"), ("request_id", "str"),
+    ("reason", "str"), ("request_id", "str"), ("key_seq", "u64"), ("key_slot", "u64"), ("key_chain", "hex"),
 ]
 _ALWAYS = {"index", "time", "type"}  # no omitempty in Go
 
@@ -69,6 +76,9 @@ class Entry:
     rule: str = ""
     reason: str = ""
     request_id: str = ""
+    key_seq: int = 0
+    key_slot: int = 0
+    key_chain: bytes = b""
 
     def encode(self):
         """The canonical encoding: the exact bytes hashed into the log (Go: Entry.Encode)."""
@@ -153,8 +163,14 @@ class TreeHead:
     key_id: bytes
     algorithm: str
     signature: bytes
+    chains: int = 0  # format 2: the chain table's size and root
+    chain_root: bytes = b""
 
-    _FIELDS = ("log_id", "size", "root_hash", "timestamp", "key_id", "algorithm", "signature")
+    _FIELDS = ("log_id", "size", "root_hash", "chains", "chain_root", "timestamp", "key_id", "algorithm", "signature")
+
+    @property
+    def v2(self):
+        return bool(self.chain_root)
 
     @classmethod
     def from_json(cls, obj, strict=False):
@@ -170,17 +186,26 @@ class TreeHead:
             key_id=gojson.as_hex(fs.get("key_id"), "key_id"),
             algorithm=gojson.as_str(fs.get("algorithm"), "algorithm"),
             signature=gojson.as_hex(fs.get("signature"), "signature"),
+            chains=gojson.as_uint(fs.get("chains"), 64, "chains"),
+            chain_root=gojson.as_hex(fs.get("chain_root"), "chain_root"),
         )
 
     def to_json(self):
-        return {"log_id": self.log_id.hex(), "size": self.size, "root_hash": self.root_hash.hex(),
-                "timestamp": self.timestamp, "key_id": self.key_id.hex(), "algorithm": self.algorithm,
-                "signature": self.signature.hex()}
+        d = {"log_id": self.log_id.hex(), "size": self.size, "root_hash": self.root_hash.hex()}
+        if self.chains:
+            d["chains"] = self.chains
+        if self.chain_root:
+            d["chain_root"] = self.chain_root.hex()
+        d.update({"timestamp": self.timestamp, "key_id": self.key_id.hex(), "algorithm": self.algorithm,
+                  "signature": self.signature.hex()})
+        return d
 
     def message(self):
-        """The signed bytes (docs/formats/audit-log.md, "Signed tree head")."""
-        return ("ppml audit tree head v1\n"
-                f"log_id {self.log_id.hex()}\nsize {self.size}\nroot_hash {self.root_hash.hex()}\n"
+        """The signed bytes (docs/formats/audit-log.md, "Signed tree head"): v2 with the chain
+        table when the head has a chain root, v1 otherwise."""
+        chains = f"chains {self.chains}\nchain_root {self.chain_root.hex()}\n" if self.v2 else ""
+        return (f"ppml audit tree head v{2 if self.v2 else 1}\n"
+                f"log_id {self.log_id.hex()}\nsize {self.size}\nroot_hash {self.root_hash.hex()}\n{chains}"
                 f"timestamp {self.timestamp}\nkey_id {self.key_id.hex()}\nalgorithm {self.algorithm}\n").encode()
 
     def verify(self, public_key):
@@ -194,6 +219,10 @@ class TreeHead:
             raise VerificationError(f"tree head was signed by key {self.key_id.hex()}, not by the given public key {kid.hex()}")
         if len(self.root_hash) != 32:
             raise VerificationError(f"tree head root hash is {len(self.root_hash)} bytes, want 32")
+        if self.v2 and len(self.chain_root) != 32:
+            raise VerificationError(f"tree head chain root is {len(self.chain_root)} bytes, want 32")
+        if not self.v2 and self.chains:
+            raise VerificationError("tree head counts chains but has no chain root")
         try:
             if alg == ALG_ECDSA_P256:
                 pub.verify(self.signature, self.message(), ec.ECDSA(hashes.SHA256()))
@@ -262,6 +291,7 @@ class Result:
     tree_head: "TreeHead | None" = None
     entries: int = 0
     problems: list = field(default_factory=list)
+    trails: list = field(default_factory=list)  # ChainHead of each verified trail (verify_trail)
 
     @property
     def ok(self):
@@ -274,6 +304,7 @@ class _Record:
     index: int
     leaf: bytes
     prev: bytes
+    entry: "Entry | None" = None  # when it decoded strictly
 
 
 class _Verifier:
@@ -334,8 +365,8 @@ def check_export(data, public_key, trusted=()):
     except GoJSONError as e:
         v.add(MALFORMED_EXPORT, -1, 1, f"header is not valid: {e}")
         return res
-    if fmt != EXPORT_FORMAT or ver != EXPORT_VERSION:
-        v.add(MALFORMED_EXPORT, -1, 1, f'header says format "{fmt}" version {ver}, want "{EXPORT_FORMAT}" version {EXPORT_VERSION}')
+    if fmt != EXPORT_FORMAT or not 1 <= ver <= EXPORT_VERSION:
+        v.add(MALFORMED_EXPORT, -1, 1, f'header says format "{fmt}" version {ver}, want "{EXPORT_FORMAT}" version 1 to {EXPORT_VERSION}')
         return res
     if head is None:
         v.add(MALFORMED_EXPORT, -1, 1, "header has no tree head")
@@ -381,7 +412,7 @@ def check_export(data, public_key, trusted=()):
             continue
         rec = _Record(line_no, idx, merkle.leaf_hash(raw), gojson.hex_prefix(prev_s))
         try:
-            Entry.decode(raw)
+            rec.entry = Entry.decode(raw)
         except VerificationError as e:
             v.add(MODIFIED_ENTRY, idx, line_no, str(e))
         recs.append(rec)
@@ -526,6 +557,10 @@ def check_export(data, public_key, trusted=()):
                 v.add(INCONSISTENT_HEAD, -1, 0, f"the first {t.size} entries do not match trusted tree head {n}: the log "
                                                 f"was rewritten before entry {t.size}")
 
+    if not res.problems:
+        heads = [(head, 1)] + [(c, 1) for c in checkpoints] + [(t, 0) for t in _trusted(trusted)]
+        _verify_chains(v, by_index, head.size, heads)
+
     res.problems.sort(key=lambda p: p.index)  # stable, as Go's SortStableFunc
     return res
 
@@ -560,7 +595,7 @@ def verify_receipt_document(doc, public_key):
     """Verify a receipt as the key service sends it (GET /v1/audit/proof, kept as bytes or
     parsed): {"index", "entry", "tree_head", "proof"}. Returns (Entry, TreeHead).
 
-    The entry travels inside JSON (and the server's encoder escapes <, > and & in it); its
+    The entry travels inside JSON (key services before format 2 escaped <, > and & in it); its
     canonical re-encoding is the exact leaf for any entry the log holds, and gives a different
     leaf, which fails the proof, for anything else."""
     if isinstance(doc, (bytes, bytearray, str)):
@@ -596,3 +631,120 @@ def verify_consistency(older, newer, proof, public_key=None):
         merkle.verify_consistency(older.size, newer.size, [bytes(p) for p in proof], older.root_hash, newer.root_hash)
     except VerificationError as e:
         raise VerificationError(f"audit: tree of size {older.size} is not a prefix of the tree of size {newer.size}: {e}") from None
+
+
+# --- Format 2: per-trail chains and the chain table ------------------------------------------
+
+def chain_step(prev, leaf):
+    """A trail's chain hash after the entry with RFC 6962 leaf hash ``leaf`` (Go: audit.ChainStep):
+    SHA-256(0x02 || prev || leaf), prev = 32 zero bytes for the first entry."""
+    return hashlib.sha256(b"\x02" + (prev if prev else bytes(32)) + bytes(leaf)).digest()
+
+
+@dataclass
+class ChainHead:
+    """One trail's slot content in the chain table (Go: audit.ChainHead)."""
+
+    tenant: str
+    key: str
+    count: int
+    last: int
+    chain: bytes
+
+    def leaf(self):
+        t, k = self.tenant.encode(), self.key.encode()
+        return (b"ppml audit chain head v1\x00" + struct.pack(">H", len(t)) + t + struct.pack(">H", len(k)) + k
+                + struct.pack(">QQ", self.count, self.last) + bytes(self.chain))
+
+    def leaf_hash(self):
+        return merkle.leaf_hash(self.leaf())
+
+    def name(self):
+        return f"tenant {self.tenant}" if not self.key else f"key {self.key} of tenant {self.tenant}"
+
+
+def _trail_name(tenant, key):
+    return ChainHead(tenant, key, 0, 0, b"").name()
+
+
+def _ordinal(n):
+    suf = "th" if 11 <= n % 100 <= 13 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suf}"
+
+
+class _ChainReplay:
+    """The chain table rebuilt from a log's entries in index order (Go: audit.chainReplay)."""
+
+    def __init__(self):
+        self.trails = {}
+        self.slots = []
+        self.upgraded = -1
+
+    def add(self, i, e, leaf):
+        if not e.tenant:
+            if e.key_seq or e.key_slot or e.key_chain:
+                return f"entry {i} is about no tenant but carries chain fields"
+            return ""
+        tid = (e.tenant, e.key)
+        t = self.trails.get(tid)
+        if t is None:
+            t = self.trails[tid] = {"slot": -1, "count": 0, "last": 0, "chain": b""}
+        name = _trail_name(*tid)
+        why = ""
+        if not e.key_seq:
+            if self.upgraded >= 0:
+                why = (f"entry {i} about {name} has no chain fields although the log chains every such entry since "
+                       f"entry {self.upgraded}")
+            elif e.key_slot or e.key_chain:
+                why = f"entry {i} about {name} has chain fields but no key_seq"
+        else:
+            if self.upgraded < 0:
+                self.upgraded = i
+            want_slot = t["slot"] if t["slot"] >= 0 else len(self.slots)
+            if e.key_seq != t["count"] + 1:
+                why = f"entry {i} says it is entry {e.key_seq} about {name}, but it is the {_ordinal(t['count'] + 1)}"
+            elif e.key_chain != t["chain"]:
+                why = f"entry {i} records a chain hash of {name} that the {t['count']} entries before it do not give"
+            elif e.key_slot != want_slot:
+                why = f"entry {i} puts {name} at slot {e.key_slot} of the chain table, which holds it at slot {want_slot}"
+            if t["slot"] < 0:
+                t["slot"] = len(self.slots)
+                self.slots.append(tid)
+        t["count"] += 1
+        t["last"] = i
+        t["chain"] = chain_step(t["chain"], leaf)
+        return why
+
+    def root(self):
+        leaves = []
+        for tid in self.slots:
+            t = self.trails[tid]
+            leaves.append(ChainHead(tid[0], tid[1], t["count"], t["last"], t["chain"]).leaf_hash())
+        return merkle.root(leaves), len(leaves)
+
+
+def _verify_chains(v, by_index, size, heads):
+    at = {}
+    for h, line in heads:
+        if h.v2 and h.size <= size:
+            at.setdefault(h.size, []).append((h, line))
+    r = _ChainReplay()
+
+    def check(n):
+        if n not in at:
+            return
+        root, count = r.root()
+        for h, line in at[n]:
+            if h.chains != count or h.chain_root != root:
+                v.add(INCONSISTENT_HEAD, -1, line, f"the tree head of size {n} commits to a chain table of {h.chains} trails "
+                                                   f"(root {h.chain_root.hex()}) but its entries define {count} trails (root "
+                                                   f"{root.hex()}): the server signed a wrong commitment to the trails' "
+                                                   f"newest entries")
+
+    check(0)
+    for i in range(size):
+        rec = by_index[i]
+        why = r.add(i, rec.entry, rec.leaf)
+        if why:
+            v.add(BROKEN_CHAIN, i, rec.line, why)
+        check(i + 1)

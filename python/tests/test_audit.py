@@ -283,3 +283,74 @@ def test_receipt_entry_with_html_characters(tmp_path, gointerop):
     with pytest.raises(ppml.VerificationError):  # the escaped bytes themselves are not the leaf
         audit.verify_receipt(escaped.encode(), 3, [bytes.fromhex(x) for x in proof],
                              audit.TreeHead.from_json(json.dumps(p["heads"][5])), p["public_key"])
+
+
+_SK = {}
+
+
+def _python_log(tmp_path, edit=None):
+    """A format 2 log built here, not by Go: entries with their trails' chain fields, a chain
+    table replayed the verifier's way, a head signed with a fresh Ed25519 key. ``edit`` may
+    change entry fields before each is hashed (a server writing wrong chain fields)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    sk = _SK.setdefault("k", ed25519.Ed25519PrivateKey.generate())
+    pem = sk.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    trails = [("alice", "alice/a"), ("alice", ""), ("bob", "bob/x"), ("", "nobody/k"), ("alice", "alice/a")] * 2
+    state, slots, lines, leaves, prev = {}, [], [], [], b""
+    for i, (tenant, key) in enumerate(trails):
+        e = audit.Entry(index=i, prev=prev, time=f"2026-11-21T06:00:{i:02d}Z", type="release", tenant=tenant, key=key)
+        if tenant:
+            st = state.setdefault((tenant, key), {"count": 0, "chain": b"", "slot": None, "last": 0})
+            if st["slot"] is None:
+                st["slot"] = len(slots)
+                slots.append((tenant, key))
+            e.key_seq, e.key_slot, e.key_chain = st["count"] + 1, st["slot"], st["chain"]
+        if edit:
+            edit(i, e)
+        raw = e.encode()
+        leaf = merkle.leaf_hash(raw)
+        if tenant:
+            st["count"] += 1
+            st["last"] = i
+            st["chain"] = audit.chain_step(st["chain"], leaf)
+        lines.append(raw.decode())
+        leaves.append(leaf)
+        prev = leaf
+    table = [audit.ChainHead(t, k, state[(t, k)]["count"], state[(t, k)]["last"], state[(t, k)]["chain"]).leaf_hash()
+             for t, k in slots]
+    head = audit.TreeHead(log_id=bytes(16), size=len(lines), root_hash=merkle.root(leaves), timestamp="2026-11-21T07:00:00Z",
+                          key_id=audit.key_id(pem), algorithm=audit.ALG_ED25519, signature=b"",
+                          chains=len(table), chain_root=merkle.root(table))
+    head.signature = sk.sign(head.message())
+    hdr = json.dumps({"format": "ppml-audit-log", "version": 2, "tree_head": head.to_json()}, separators=(",", ":"))
+    (tmp_path / "audit.pub").write_bytes(pem)
+    return join([hdr] + lines)
+
+
+def test_chains_checked_alike(tmp_path, gointerop):
+    """Format 2 logs written by Python verify in Go, and a log whose chain fields lie (signed by
+    its own server) gives the same broken_chain problems in both."""
+    good = _python_log(tmp_path)
+    audit.verify_export(good, (tmp_path / "audit.pub").read_bytes())
+
+    def wrong_seq(i, e):
+        if i == 4:
+            e.key_seq = 9
+
+    def no_chain(i, e):
+        if i == 6:
+            e.key_seq, e.key_slot, e.key_chain = 0, 0, b""
+
+    def stray_slot(i, e):
+        if i == 3:
+            e.key_slot = 2
+
+    cases = {"good": good, "wrong seq": _python_log(tmp_path, wrong_seq), "chain dropped": _python_log(tmp_path, no_chain),
+             "slot on no tenant": _python_log(tmp_path, stray_slot)}
+    res = compare(tmp_path, gointerop, tmp_path, cases)
+    assert res["good"].ok
+    assert [(p.kind, p.index) for p in res["wrong seq"].problems] == [(audit.BROKEN_CHAIN, 4)]
+    assert (res["chain dropped"].problems[0].kind, res["chain dropped"].problems[0].index) == (audit.BROKEN_CHAIN, 6)
+    assert res["slot on no tenant"].problems[0].kind == audit.BROKEN_CHAIN
