@@ -94,6 +94,10 @@ func FuzzVerifyExport(f *testing.F) {
 	f.Add(join(append(relinked[:1+3], relinked[1+4:]...)))
 	f.Add(join([]string{ls[0], ls[2], ls[1], ls[4], ls[3]}))
 	f.Add([]byte("{}"))
+	// A format 2 log (chained entries, a v2 head), whole and with a chain field changed.
+	v2 := sampleLog(f, 11).fullExport(f)
+	f.Add(v2)
+	f.Add(bytes.Replace(v2, []byte(`"key_seq":2`), []byte(`"key_seq":3`), 1))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		res, err := VerifyExport(bytes.NewReader(data), VerifyOptions{PublicKey: signer.Public()})
 		if res == nil {

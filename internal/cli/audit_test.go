@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/ppml/ppml/audit"
 	"github.com/ppml/ppml/kms"
@@ -147,3 +148,22 @@ func writeExe(t *testing.T) string {
 }
 
 var _ = ed25519.PublicKey(nil)
+
+func FuzzTermSafe(f *testing.F) {
+	for _, s := range []string{"plain", "\x1b[2J\n", "bad \xff\xfe", "\u202e\u2028\u0085", "tab\tnew\nline"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		for _, keep := range []string{"", "\n\t"} {
+			out := termSafe(s, keep)
+			if !utf8.ValidString(out) {
+				t.Fatalf("%q -> invalid UTF-8 %q", s, out)
+			}
+			for _, r := range out {
+				if unsafeRune(r) && !strings.ContainsRune(keep, r) {
+					t.Fatalf("%q -> %q still holds %U", s, out, r)
+				}
+			}
+		}
+	})
+}
