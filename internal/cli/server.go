@@ -141,6 +141,7 @@ simulation platform key (and the key's policy lists platform sim).`,
 	f.Float64Var(&cfg.RateLimit, "rate-limit", 1000, "requests per second per API token (negative: unlimited)")
 	f.DurationVar(&cfg.APITokenTTL, "token-ttl", 720*time.Hour, "lifetime of API tokens issued without --ttl")
 	f.DurationVar(&cfg.APITokenMaxTTL, "token-max-ttl", 8760*time.Hour, "longest lifetime an API token may be given or renewed to")
+	f.Float64Var(&cfg.AddrRateLimit, "addr-rate-limit", 100, "requests per second per source address without an accepted API token (negative: unlimited)")
 	c.AddCommand(newServerUnsealCmd(), newServerBackupCmd(), newServerStatusCmd(), newServerRestoreCmd())
 	return c
 }
@@ -364,8 +365,8 @@ x25519), as from ppml key generate --recipient, but the service keeps the privat
 with an API token of the service (a data provider's, of any role) can fetch the public half and
 encrypt files to the key (ppml encrypt --recipient kms://…) without being able to decrypt them;
 you decrypt them, and jobs get them released, exactly as for any other key-service key.`,
-		Example: "  ppml key create alice.sales --server https://kms:8443\n  ppml encrypt --key kms://kms:8443/alice.sales sales.csv\n" +
-			"  ppml key create alice.intake --recipient --server https://kms:8443\n  PPML_TOKEN=$PROVIDER_TOKEN ppml encrypt --recipient kms://kms:8443/alice.intake claims.csv",
+		Example: "  ppml key create alice/sales --server https://kms:8443\n  ppml encrypt --key kms://kms:8443/alice/sales sales.csv\n" +
+			"  ppml key create alice/intake --recipient --server https://kms:8443\n  PPML_TOKEN=$PROVIDER_TOKEN ppml encrypt --recipient kms://kms:8443/alice/intake claims.csv",
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if !recipient && cmd.Flags().Changed("kem") {
@@ -400,7 +401,7 @@ func newKMSKeyRotateCmd() *cobra.Command {
 	var kf kmsFlags
 	c := &cobra.Command{
 		Use: "rotate NAME", Short: "Add a new version to a key-service key; old versions still unwrap (owner)",
-		Example: "  ppml key rotate alice.sales", Args: exactArgs(1),
+		Example: "  ppml key rotate alice/sales", Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := kf.Client(true)
 			if err != nil {
@@ -442,11 +443,11 @@ func newKMSKeyListCmd() *cobra.Command {
 }
 
 func newPolicyCmd() *cobra.Command {
-	c := &cobra.Command{Use: "policy", Short: "Set and read key release policies (owner)", Example: "  ppml policy set alice.sales policy.yaml"}
+	c := &cobra.Command{Use: "policy", Short: "Set and read key release policies (owner)", Example: "  ppml policy set alice/sales policy.yaml"}
 	var kf, kf2 kmsFlags
 	set := &cobra.Command{
 		Use: "set KEY FILE", Short: "Set a key's release policy from a YAML or JSON file ('-': stdin); see docs/policy.md",
-		Example: "  ppml policy set alice.sales policy.yaml\n  ppml policy set alice.sales - < policy.json", Args: exactArgs(2),
+		Example: "  ppml policy set alice/sales policy.yaml\n  ppml policy set alice/sales - < policy.json", Args: exactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := kf.Client(true)
 			if err != nil {
@@ -471,7 +472,7 @@ func newPolicyCmd() *cobra.Command {
 	}
 	kf.Add(set)
 	get := &cobra.Command{
-		Use: "get KEY", Short: "Print a key's release policy (YAML; --json for JSON)", Example: "  ppml policy get alice.sales", Args: exactArgs(1),
+		Use: "get KEY", Short: "Print a key's release policy (YAML; --json for JSON)", Example: "  ppml policy get alice/sales", Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := kf2.Client(true)
 			if err != nil {

@@ -19,7 +19,9 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/ppml/ppml/attest"
 	"github.com/ppml/ppml/envelope"
@@ -162,6 +164,9 @@ func (r *CreateTokenRequest) Check() error {
 	}
 	if len(r.Description) > 256 {
 		return errors.New("description longer than 256 bytes")
+	}
+	if !utf8.ValidString(r.Description) || strings.IndexFunc(r.Description, func(c rune) bool { return c < 0x20 || c == 0x7f || c >= 0x80 && c < 0xa0 }) >= 0 {
+		return errors.New("description: control characters and invalid UTF-8 are not allowed (it is printed on terminals)")
 	}
 	_, err := ParseTTL(r.TTL)
 	return err
