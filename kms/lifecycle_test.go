@@ -98,21 +98,21 @@ func TestKeyVersionLifecycle(t *testing.T) {
 	ctx := context.Background()
 	alice, aliceTok := e.party("alice", api.RoleOwner)
 	runner, _ := e.party("runner", api.RoleRunner)
-	if _, err := alice.CreateKey(ctx, "alice.k"); err != nil {
+	if _, err := alice.CreateKey(ctx, "alice/k"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := alice.SetPolicy(ctx, "alice.k", simPolicy(measure, "")); err != nil {
+	if _, err := alice.SetPolicy(ctx, "alice/k", simPolicy(measure, "")); err != nil {
 		t.Fatal(err)
 	}
 	aad := []byte("header")
-	dk1, err := alice.GenerateDataKey(ctx, "alice.k", aad)
+	dk1, err := alice.GenerateDataKey(ctx, "alice/k", aad)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := alice.RotateKey(ctx, "alice.k"); err != nil {
+	if _, err := alice.RotateKey(ctx, "alice/k"); err != nil {
 		t.Fatal(err)
 	}
-	item := []api.ReleaseKeyItem{{Ref: "alice.k", Wrapped: dk1.Wrapped, AAD: aad}}
+	item := []api.ReleaseKeyItem{{Ref: "alice/k", Wrapped: dk1.Wrapped, AAD: aad}}
 	release := func() error {
 		rel, err := runner.Release(ctx, &sim.Attester{Dir: simDir}, manifest, [32]byte(jobDigest(t, manifest)), item, 0)
 		if err == nil {
@@ -124,43 +124,44 @@ func TestKeyVersionLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	k, err := alice.DisableKeyVersion(ctx, "alice.k", 1)
+	k, err := alice.DisableKeyVersion(ctx, "alice/k", 1)
 	if err != nil || k.Versions[0].State != api.KeyDisabled || k.Versions[1].State != api.KeyEnabled {
 		t.Fatalf("disable: %+v %v", k, err)
 	}
-	if _, err := alice.Decrypt(ctx, "alice.k", dk1.Wrapped, aad); err == nil || !strings.Contains(err.Error(), "key_version_disabled") {
+	if _, err := alice.Decrypt(ctx, "alice/k", dk1.Wrapped, aad); err == nil || !strings.Contains(err.Error(), "key_version_disabled") {
 		t.Fatalf("decrypt under a disabled version: %v", err)
 	}
 	if err := release(); err == nil || denialRule(t, err) != api.RuleKeyDisabled {
 		t.Fatalf("release under a disabled version: %v", err)
 	}
-	if _, err := alice.GenerateDataKey(ctx, "alice.k", aad); err != nil {
+	if _, err := alice.GenerateDataKey(ctx, "alice/k", aad); err != nil {
 		t.Fatalf("the newest version still wraps: %v", err)
 	}
-	if _, err := alice.EnableKeyVersion(ctx, "alice.k", 1); err != nil {
+	if _, err := alice.EnableKeyVersion(ctx, "alice/k", 1); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := alice.Decrypt(ctx, "alice.k", dk1.Wrapped, aad); err != nil || !bytes.Equal(got, dk1.DataKey) {
+	if got, err := alice.Decrypt(ctx, "alice/k", dk1.Wrapped, aad); err != nil || !bytes.Equal(got, dk1.DataKey) {
 		t.Fatalf("decrypt after enable: %v", err)
 	}
 	// The newest version disabled: no new data keys, no output keys.
-	if _, err := alice.DisableKeyVersion(ctx, "alice.k", 2); err != nil {
+	if _, err := alice.DisableKeyVersion(ctx, "alice/k", 2); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := alice.GenerateDataKey(ctx, "alice.k", aad); err == nil || !strings.Contains(err.Error(), "newest version") {
+	if _, err := alice.GenerateDataKey(ctx, "alice/k", aad); err == nil || !strings.Contains(err.Error(), "newest version") {
 		t.Fatalf("data key under a disabled newest version: %v", err)
 	}
-	_, err = runner.ReleaseWithOutputs(ctx, &sim.Attester{Dir: simDir}, manifest, [32]byte(jobDigest(t, manifest)), nil, []api.ReleaseOutputItem{{Ref: "alice.k", AAD: aad}}, 0)
+	// (with an input of alice's, so that alice may take the job's outputs)
+	_, err = runner.ReleaseWithOutputs(ctx, &sim.Attester{Dir: simDir}, manifest, [32]byte(jobDigest(t, manifest)), item, []api.ReleaseOutputItem{{Ref: "alice/k", AAD: aad}}, 0)
 	if err == nil || denialRule(t, err) != api.RuleKeyDisabled {
 		t.Fatalf("output key under a disabled newest version: %v", err)
 	}
-	if _, err := alice.DestroyKeyVersion(ctx, "alice.k", 1); err == nil || !strings.Contains(err.Error(), "disable it first") {
+	if _, err := alice.DestroyKeyVersion(ctx, "alice/k", 1); err == nil || !strings.Contains(err.Error(), "disable it first") {
 		t.Fatalf("destroying an enabled version: %v", err)
 	}
 
 	// Destroy version 1: what the record held before is nowhere afterwards.
 	dbPath := filepath.Join(dir, kms.DBFile)
-	if _, err := alice.DisableKeyVersion(ctx, "alice.k", 1); err != nil {
+	if _, err := alice.DisableKeyVersion(ctx, "alice/k", 1); err != nil {
 		t.Fatal(err)
 	}
 	// The last record that held version 1's material, as stored (read
@@ -169,7 +170,7 @@ func TestKeyVersionLifecycle(t *testing.T) {
 	if len(before) != 1 {
 		t.Fatalf("%d key rows", len(before))
 	}
-	k, err = alice.DestroyKeyVersion(ctx, "alice.k", 1)
+	k, err = alice.DestroyKeyVersion(ctx, "alice/k", 1)
 	if err != nil || k.Versions[0].State != api.KeyDestroyed {
 		t.Fatalf("destroy: %+v %v", k, err)
 	}
@@ -186,23 +187,23 @@ func TestKeyVersionLifecycle(t *testing.T) {
 			t.Fatal("the key record that held the destroyed material is still in the database file or a later backup")
 		}
 	}
-	if _, err := alice.Decrypt(ctx, "alice.k", dk1.Wrapped, aad); err == nil || !strings.Contains(err.Error(), "key_version_destroyed") {
+	if _, err := alice.Decrypt(ctx, "alice/k", dk1.Wrapped, aad); err == nil || !strings.Contains(err.Error(), "key_version_destroyed") {
 		t.Fatalf("decrypt under a destroyed version: %v", err)
 	}
 	if err := release(); err == nil || denialRule(t, err) != api.RuleKeyDestroyed {
 		t.Fatalf("release under a destroyed version: %v", err)
 	}
-	if _, err := alice.EnableKeyVersion(ctx, "alice.k", 1); err == nil || !strings.Contains(err.Error(), "never be enabled again") {
+	if _, err := alice.EnableKeyVersion(ctx, "alice/k", 1); err == nil || !strings.Contains(err.Error(), "never be enabled again") {
 		t.Fatalf("enabling a destroyed version: %v", err)
 	}
-	if k, err := alice.RotateKey(ctx, "alice.k"); err != nil || k.Version != 3 {
+	if k, err := alice.RotateKey(ctx, "alice/k"); err != nil || k.Version != 3 {
 		t.Fatalf("rotate after destroy: %+v %v", k, err)
 	}
 	// Restarted, the state check passes (compaction kept the state whole).
 	e.stop()
 	e = startServer(t, dir, kms.Config{SimKeys: []ed25519.PublicKey{simPub}})
 	alice = e.client(aliceTok.Token)
-	es, err := alice.AuditList(ctx, "alice.k", 0, 0)
+	es, err := alice.AuditList(ctx, "alice/k", 0, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -227,13 +228,13 @@ func TestReleaseWrapFailureIsNotRecordedAsRelease(t *testing.T) {
 	ctx := context.Background()
 	alice, _ := e.party("alice", api.RoleOwner)
 	runner, _ := e.party("runner", api.RoleRunner)
-	if _, err := alice.CreateKey(ctx, "alice.k"); err != nil {
+	if _, err := alice.CreateKey(ctx, "alice/k"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := alice.SetPolicy(ctx, "alice.k", simPolicy(measure, "")); err != nil {
+	if _, err := alice.SetPolicy(ctx, "alice/k", simPolicy(measure, "")); err != nil {
 		t.Fatal(err)
 	}
-	dk, err := alice.GenerateDataKey(ctx, "alice.k", nil)
+	dk, err := alice.GenerateDataKey(ctx, "alice/k", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -248,11 +249,11 @@ func TestReleaseWrapFailureIsNotRecordedAsRelease(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = runner.ReleaseRaw(ctx, &api.ReleaseRequest{Nonce: ch.Nonce, Evidence: *ev, PublicKey: pub, Manifest: manifest,
-		Keys: []api.ReleaseKeyItem{{Ref: "alice.k", Wrapped: dk.Wrapped}}})
+		Keys: []api.ReleaseKeyItem{{Ref: "alice/k", Wrapped: dk.Wrapped}}})
 	if err == nil || denialRule(t, err) != api.RuleWrap {
 		t.Fatalf("release to an unusable TEE key: %v", err)
 	}
-	es, err := alice.AuditList(ctx, "alice.k", 0, 0)
+	es, err := alice.AuditList(ctx, "alice/k", 0, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -136,7 +136,7 @@ func TestMigrateDatabaseOfPreviousVersion(t *testing.T) {
 	for _, en := range trail {
 		types = append(types, string(en.Type))
 	}
-	if got := strings.Join(types, ","); got != "key_create,data_key,key_rotate,policy_set,release,decrypt" {
+	if got := strings.Join(types, ","); got != "key_create,data_key,key_rotate,policy_set,release,trail_upgrade,decrypt" {
 		t.Fatalf("trail of %s after migration: %s", fx.Key, got)
 	}
 	att := &sim.Attester{Dir: filepath.Join(root, "sim"), Executable: filepath.Join(root, "tee-program")}
@@ -145,6 +145,15 @@ func TestMigrateDatabaseOfPreviousVersion(t *testing.T) {
 		t.Fatalf("release after migration: %v", err)
 	}
 	rel.Zero()
+	// The log was upgraded to format 2 with the store: the owner's trail
+	// export proves the entries written before it complete too.
+	exp, err := alice.AuditTrail(ctx, []string{fx.Key}, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := audit.VerifyTrail(bytes.NewReader(exp), audit.TrailOptions{PublicKey: e.AuditPublicKey(), Keys: []string{fx.Key}}); err != nil {
+		t.Fatalf("the owner's trail export after migration: %v", err)
+	}
 	e.stop()
 
 	// The second start does not migrate again; the migrated state is checked.

@@ -150,7 +150,7 @@ func Restore(cfg RestoreConfig) (*RestoreResult, error) {
 	}
 	reason := fmt.Sprintf("restored backup %q (sha256 %s; store %s at state version %d, last written %s); replaced %s",
 		filepath.Base(cfg.Backup), sum, res.Backup.StoreID, res.Backup.Version, res.Backup.Time.Format(time.RFC3339), replaced)
-	if res.BackupAuditSize, err = core.AppendOperatorEntry(db, audit.Entry{Type: audit.TypeRestore, Actor: "operator:" + cfg.Operator, Reason: reason}, cfg.Now); err != nil {
+	if res.BackupAuditSize, err = core.RecordRestore(db, audit.Entry{Type: audit.TypeRestore, Actor: "operator:" + cfg.Operator, Reason: reason}, cfg.Now); err != nil {
 		return nil, fmt.Errorf("restore: record the restore: %w", err)
 	}
 	if res.State, err = db.Head(); err != nil {

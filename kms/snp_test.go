@@ -7,12 +7,14 @@ import (
 	"encoding/hex"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/ppml/ppml/attest"
 	"github.com/ppml/ppml/attest/snp"
 	"github.com/ppml/ppml/attest/snp/kds"
+	"github.com/ppml/ppml/audit"
 	"github.com/ppml/ppml/internal/shareddata"
 	"github.com/ppml/ppml/kms"
 	"github.com/ppml/ppml/kms/api"
@@ -22,8 +24,9 @@ import (
 // certificate table (configfs-tsm's auxblob was empty) through the release
 // path. With a certificate source configured (here an offline bundle), the
 // key service finds the VCEK, the report verifies, and the release is
-// refused only because its report_data binds someone else's data; the
-// denial is audited with the verified measurement. Without one, the
+// refused only because its report_data binds someone else's data (summed
+// into the runner's refusal summary, like every refusal before any key is
+// looked at). Without one, the
 // evidence is refused at the missing VCEK.
 func TestRealSNPReportWithoutVCEK(t *testing.T) {
 	dir := filepath.Dir(shareddata.Require(t, "attestation", "vectors.json"))
@@ -65,13 +68,13 @@ func TestRealSNPReportWithoutVCEK(t *testing.T) {
 		ctx := context.Background()
 		alice, _ := e.party("alice", api.RoleOwner)
 		runner, _ := e.party("runner", api.RoleRunner)
-		if _, err := alice.CreateKey(ctx, "alice.k"); err != nil {
+		if _, err := alice.CreateKey(ctx, "alice/k"); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := alice.SetPolicy(ctx, "alice.k", []byte("version: 1\nplatforms:\n  snp:\n    measurements: ["+measurement+"]\n")); err != nil {
+		if _, err := alice.SetPolicy(ctx, "alice/k", []byte("version: 1\nplatforms:\n  snp:\n    measurements: ["+measurement+"]\n")); err != nil {
 			t.Fatal(err)
 		}
-		d, err := alice.GenerateDataKey(ctx, "alice.k", nil)
+		d, err := alice.GenerateDataKey(ctx, "alice/k", nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -80,7 +83,7 @@ func TestRealSNPReportWithoutVCEK(t *testing.T) {
 			t.Fatal(err)
 		}
 		req := &api.ReleaseRequest{Nonce: ch.Nonce, Evidence: attest.Evidence{Platform: attest.PlatformSNP, Data: report},
-			PublicKey: bytes.Repeat([]byte{9}, 32), Manifest: manifest, Keys: []api.ReleaseKeyItem{{Ref: "alice.k", Wrapped: d.Wrapped}}}
+			PublicKey: bytes.Repeat([]byte{9}, 32), Manifest: manifest, Keys: []api.ReleaseKeyItem{{Ref: "alice/k", Wrapped: d.Wrapped}}}
 		_, err = runner.ReleaseRaw(ctx, req)
 		if got := denialRule(t, err); got != tc.rule {
 			t.Fatalf("certificate source %T: denied by %q, want %q: %v", tc.certs, got, tc.rule, err)
@@ -88,13 +91,25 @@ func TestRealSNPReportWithoutVCEK(t *testing.T) {
 		if tc.certs == nil {
 			continue
 		}
-		es, err := alice.AuditList(ctx, "alice.k", 0, 0)
+		// Evidence bound to another request is refused before any key is
+		// looked at: no entry on the key's trail, one summary on the
+		// runner's (docs/formats/audit-log.md, refusals).
+		es, err := alice.AuditList(ctx, "alice/k", 0, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
-		last := es[len(es)-1]
-		if last.Type != "denial" || last.Platform != "snp" || hex.EncodeToString(last.Measurement) != measurement || last.Insecure {
-			t.Fatalf("denial entry %+v", last)
+		if last := es[len(es)-1]; last.Type != audit.TypeDataKey {
+			t.Fatalf("the refused release is on the key's trail: %+v", last)
+		}
+		if err := e.Core().FlushRefusals(); err != nil {
+			t.Fatal(err)
+		}
+		rs, err := e.admin.AuditTenantList(ctx, "runner", 0, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if last := rs[len(rs)-1]; last.Type != audit.TypeRefusals || last.Rule != api.RuleReportData || !strings.HasPrefix(last.Reason, "1 requests naming 1 keys refused") {
+			t.Fatalf("refusal summary %+v", last)
 		}
 	}
 }

@@ -159,14 +159,14 @@ func TestAttackPolicyRolledBack(t *testing.T) {
 	e := startServer(t, dir, kms.Config{})
 	alice, _ := e.party("alice", api.RoleOwner)
 	ctx := context.Background()
-	if _, err := alice.CreateKey(ctx, "alice.sales"); err != nil {
+	if _, err := alice.CreateKey(ctx, "alice/sales"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := alice.SetPolicy(ctx, "alice.sales", simPolicy(measure, "")); err != nil { // any job
+	if _, err := alice.SetPolicy(ctx, "alice/sales", simPolicy(measure, "")); err != nil { // any job
 		t.Fatal(err)
 	}
 	backup := backupTo(t, e.admin)
-	if _, err := alice.SetPolicy(ctx, "alice.sales", simPolicy(measure, fmt.Sprintf("jobs: [%x]\n", jobDigest(t, manifest)))); err != nil {
+	if _, err := alice.SetPolicy(ctx, "alice/sales", simPolicy(measure, fmt.Sprintf("jobs: [%x]\n", jobDigest(t, manifest)))); err != nil {
 		t.Fatal(err)
 	}
 	e.stop()
@@ -175,7 +175,7 @@ func TestAttackPolicyRolledBack(t *testing.T) {
 	}
 	msg := startRefused(t, dir, kms.Config{})
 	mustSay(t, msg, "keys (versions, key material and policies) (bucket keys)",
-		"the release policy of key alice.sales is not the one audit entry")
+		"the release policy of key alice/sales is not the one audit entry")
 }
 
 // Attack: delete rows of the per-key audit index so that `ppml audit list
@@ -187,22 +187,22 @@ func TestAttackAuditIndexRowDeleted(t *testing.T) {
 	ctx := context.Background()
 	alice, _ := e.party("alice", api.RoleOwner)
 	runner, _ := e.party("runner", api.RoleRunner)
-	if _, err := alice.CreateKey(ctx, "alice.sales"); err != nil {
+	if _, err := alice.CreateKey(ctx, "alice/sales"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := alice.SetPolicy(ctx, "alice.sales", simPolicy(measure, "")); err != nil {
+	if _, err := alice.SetPolicy(ctx, "alice/sales", simPolicy(measure, "")); err != nil {
 		t.Fatal(err)
 	}
-	dk, err := alice.GenerateDataKey(ctx, "alice.sales", []byte("aad"))
+	dk, err := alice.GenerateDataKey(ctx, "alice/sales", []byte("aad"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	rel, err := runner.Release(ctx, &sim.Attester{Dir: simDir}, manifest, [32]byte(jobDigest(t, manifest)), []api.ReleaseKeyItem{{Ref: "alice.sales", Wrapped: dk.Wrapped, AAD: []byte("aad")}}, 0)
+	rel, err := runner.Release(ctx, &sim.Attester{Dir: simDir}, manifest, [32]byte(jobDigest(t, manifest)), []api.ReleaseKeyItem{{Ref: "alice/sales", Wrapped: dk.Wrapped, AAD: []byte("aad")}}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	rel.Zero()
-	es, err := alice.AuditList(ctx, "alice.sales", 0, 0)
+	es, err := alice.AuditList(ctx, "alice/sales", 0, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,7 +241,7 @@ func TestAttackAuditIndexRowDeleted(t *testing.T) {
 	}
 	msg := startRefused(t, dir, kms.Config{SimKeys: []ed25519.PublicKey{simPub}})
 	mustSay(t, msg, "audit log per-key index (bucket _audit/bykey)", "rows were deleted",
-		fmt.Sprintf("the index row of audit entry %d (release, key \"alice.sales\" of tenant \"alice\") was deleted", release.Index))
+		fmt.Sprintf("the index row of audit entry %d (release, key \"alice/sales\" of tenant \"alice\") was deleted", release.Index))
 }
 
 // Attack: delete a value (a key, and with it every file under it).
@@ -249,7 +249,7 @@ func TestAttackValueDeleted(t *testing.T) {
 	dir := t.TempDir()
 	e := startServer(t, dir, kms.Config{})
 	alice, _ := e.party("alice", api.RoleOwner)
-	if _, err := alice.CreateKey(context.Background(), "alice.sales"); err != nil {
+	if _, err := alice.CreateKey(context.Background(), "alice/sales"); err != nil {
 		t.Fatal(err)
 	}
 	e.stop()
@@ -262,7 +262,7 @@ func TestAttackValueDeleted(t *testing.T) {
 	})
 	msg := startRefused(t, dir, kms.Config{})
 	mustSay(t, msg, "keys (versions, key material and policies) (bucket keys)", "all 1 rows were deleted",
-		"key alice.sales (created in audit entry")
+		"key alice/sales (created in audit entry")
 }
 
 // Attack: swap two values (two tenants' token records).
@@ -309,11 +309,11 @@ func TestRestoreIsRecorded(t *testing.T) {
 	ctx := context.Background()
 	alice, aliceTok := e.party("alice", api.RoleOwner)
 	adminTok := e.AdminToken()
-	if _, err := alice.CreateKey(ctx, "alice.k"); err != nil {
+	if _, err := alice.CreateKey(ctx, "alice/k"); err != nil {
 		t.Fatal(err)
 	}
 	backup := backupTo(t, e.admin)
-	if _, err := alice.CreateKey(ctx, "alice.later"); err != nil {
+	if _, err := alice.CreateKey(ctx, "alice/later"); err != nil {
 		t.Fatal(err)
 	}
 	pub, err := e.admin.AuditPublicKey(ctx)
@@ -351,13 +351,31 @@ func TestRestoreIsRecorded(t *testing.T) {
 	e = startServer(t, dir, kms.Config{})
 	admin := e.client(adminTok)
 	es, err := admin.AuditList(ctx, "", res.BackupAuditSize, 10)
-	if err != nil || len(es) != 1 {
+	if err != nil || len(es) != 3 { // the restore, then one on each tenant's trail (admin, alice)
 		t.Fatalf("entries after the backup's: %+v %v", es, err)
 	}
 	r := es[0]
-	if r.Type != audit.TypeRestore || r.Actor != "operator:carol" || !strings.Contains(r.Reason, "sha256 "+res.BackupSHA256) ||
+	if r.Type != audit.TypeRestore || r.Tenant != "" || r.Actor != "operator:carol" || !strings.Contains(r.Reason, "sha256 "+res.BackupSHA256) ||
 		!strings.Contains(r.Reason, fmt.Sprintf("state version %d", res.Backup.Version)) || !strings.Contains(r.Reason, fmt.Sprintf("at state version %d", res.Replaced.Version)) {
 		t.Fatalf("restore entry %+v", r)
+	}
+	for i, tenant := range []string{"admin", "alice"} {
+		if x := es[1+i]; x.Type != audit.TypeRestore || x.Tenant != tenant || x.Actor != "operator:carol" || !x.Chained() ||
+			!strings.Contains(x.Reason, fmt.Sprintf("audit entry %d", res.BackupAuditSize)) {
+			t.Fatalf("restore entry on the trail of %s: %+v", tenant, x)
+		}
+	}
+	// The owner's own trail shows the restore, and its export proves it.
+	own, err := e.client(aliceTok.Token).AuditTenantList(ctx, "", 0, 1000)
+	if err != nil || len(own) == 0 || own[len(own)-1].Type != audit.TypeRestore {
+		t.Fatalf("alice's trail after the restore: %+v %v", own, err)
+	}
+	exp, err := e.client(aliceTok.Token).AuditTrail(ctx, nil, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if vr, err := audit.VerifyTrail(bytes.NewReader(exp), audit.TrailOptions{PublicKey: pk, Tenant: "alice"}); err != nil || vr == nil {
+		t.Fatalf("alice's trail export after the restore: %v", err)
 	}
 	ks, err := e.client(aliceTok.Token).ListKeys(ctx)
 	if err != nil || len(ks) != 1 {

@@ -46,8 +46,8 @@ func trailOf(t *testing.T, c *client.Client, pub any, keys []string, trusted ...
 }
 
 // Attack: roll the whole key service back to a backup (every value, index
-// and the log together, which the server alone cannot tell from a fresh
-// state), then keep serving. An owner holding a later tree head proves it:
+// and the log together, and the state witness of that time, which the
+// server alone cannot tell from a fresh state), then keep serving. An owner holding a later tree head proves it:
 // the log is shorter than the head; and once the server has appended past
 // it, the log no longer extends it (a fork). Attack: serve a trail without
 // its newest entries; the signed chain head exposes it.
@@ -62,6 +62,12 @@ func TestRollbackAndForkDetectedByOwner(t *testing.T) {
 	pub := e.AuditPublicKey()
 	var backup bytes.Buffer
 	if _, err := e.admin.Backup(ctx, &backup); err != nil {
+		t.Fatal(err)
+	}
+	// The attacker keeps the state witness of that time too, so that the
+	// server cannot tell the rolled-back state from a current one.
+	witness, err := os.ReadFile(filepath.Join(dir, kms.WitnessFile))
+	if err != nil {
 		t.Fatal(err)
 	}
 	for range 3 {
@@ -91,6 +97,9 @@ func TestRollbackAndForkDetectedByOwner(t *testing.T) {
 	// The operator restores the backup (seal.json and root key unchanged).
 	e.stop()
 	if err := os.WriteFile(filepath.Join(dir, kms.DBFile), backup.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, kms.WitnessFile), witness, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	r := startServer(t, dir, kms.Config{})
@@ -184,7 +193,7 @@ func TestRefusalsDoNotFloodTheLog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := runner.Release(ctx, &sim.Attester{Dir: simDir}, manifest, []api.ReleaseKeyItem{{Ref: "alice/k", Wrapped: d.Wrapped, AAD: []byte("aad")}}, 0)
+	r, err := runner.Release(ctx, &sim.Attester{Dir: simDir}, manifest, [32]byte(jobDigest(t, manifest)), []api.ReleaseKeyItem{{Ref: "alice/k", Wrapped: d.Wrapped, AAD: []byte("aad")}}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -287,7 +296,7 @@ func TestReleaseAnswersRevealNothing(t *testing.T) {
 	d, _ := alice.GenerateDataKey(ctx, "alice/open", []byte("a"))
 	att := &sim.Attester{Dir: simDir}
 	ask := func(ref string) api.Denial {
-		_, err := runner.Release(ctx, att, manifest, []api.ReleaseKeyItem{{Ref: ref, Wrapped: d.Wrapped, AAD: []byte("a")}}, 0)
+		_, err := runner.Release(ctx, att, manifest, [32]byte(jobDigest(t, manifest)), []api.ReleaseKeyItem{{Ref: ref, Wrapped: d.Wrapped, AAD: []byte("a")}}, 0)
 		var se *client.StatusError
 		if !errors.As(err, &se) || len(se.Err.Denials) != 1 {
 			t.Fatalf("%s: %v", ref, err)
@@ -325,7 +334,7 @@ func TestOutputKeyOfAnotherTenant(t *testing.T) {
 	in := client.ItemFromHeader(h)
 	att := &sim.Attester{Dir: simDir}
 	out := []api.ReleaseOutputItem{{Ref: e.ref("bob/out").String(), AAD: randAAD(t)}}
-	_, err := runner.ReleaseWithOutputs(ctx, att, manifest, []api.ReleaseKeyItem{in}, out, 0)
+	_, err := runner.ReleaseWithOutputs(ctx, att, manifest, [32]byte(jobDigest(t, manifest)), []api.ReleaseKeyItem{in}, out, 0)
 	if got := denialRule(t, err); got != api.RuleOutputOwner {
 		t.Fatalf("alice's job wrote under bob's key: %v", err)
 	}
@@ -335,7 +344,7 @@ func TestOutputKeyOfAnotherTenant(t *testing.T) {
 	}
 	// Bob names the job in his key's policy: now he takes its outputs.
 	bob.SetPolicy(ctx, "bob/out", simPolicy(measure, fmt.Sprintf("jobs: [%x]\n", jobDigest(t, manifest))))
-	r, err := runner.ReleaseWithOutputs(ctx, att, manifest, []api.ReleaseKeyItem{in}, out, 0)
+	r, err := runner.ReleaseWithOutputs(ctx, att, manifest, [32]byte(jobDigest(t, manifest)), []api.ReleaseKeyItem{in}, out, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -413,7 +422,7 @@ func TestHostileReferencesStoredSafely(t *testing.T) {
 	alice.SetPolicy(ctx, "alice/k", simPolicy(measure, ""))
 	d, _ := alice.GenerateDataKey(ctx, "alice/k", []byte("a"))
 	hostile := "kms://h/\x1b]0;pwned\x07\x1b[2J\nrelease alice/k <b>&amp;" + strings.Repeat("x", 100)
-	_, err := runner.Release(ctx, &sim.Attester{Dir: simDir}, manifest, []api.ReleaseKeyItem{{Ref: hostile, Wrapped: d.Wrapped, AAD: []byte("a")}}, 0)
+	_, err := runner.Release(ctx, &sim.Attester{Dir: simDir}, manifest, [32]byte(jobDigest(t, manifest)), []api.ReleaseKeyItem{{Ref: hostile, Wrapped: d.Wrapped, AAD: []byte("a")}}, 0)
 	var se *client.StatusError
 	if !errors.As(err, &se) || strings.ContainsAny(se.Err.Message, "\x1b\n\x07") || strings.ContainsAny(se.Err.Denials[0].Key, "\x1b\n\x07") {
 		t.Fatalf("the answer echoes the raw reference: %q", err)

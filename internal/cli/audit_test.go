@@ -80,9 +80,14 @@ func TestAuditTrailCommands(t *testing.T) {
 		t.Fatal(errs)
 	}
 
-	// The operator restores the old backup: the log is shorter than head2.
+	// The operator restores the old backup (a recorded restore): the log
+	// is shorter than head2.
 	srv.Stop()
-	os.WriteFile(filepath.Join(dir, kms.DBFile), backup.Bytes(), 0o600)
+	bk := filepath.Join(w, "old.db")
+	os.WriteFile(bk, backup.Bytes(), 0o600)
+	if code, out, errs := runKMS(t, "", "server", "restore", "--data-dir", dir, "--operator", "carol", bk); code != 0 {
+		t.Fatal(out, errs)
+	}
 	srv2 := kmstest.New(t, kmstest.Options{Config: kms.Config{DataDir: dir}})
 	t.Setenv("PPML_SERVER", srv2.URL)
 	t.Setenv("PPML_TOKEN", srv.AdminToken()) // the token issued after the backup is gone with it

@@ -242,7 +242,7 @@ func newKMSKeyVersionCmd(op, short, long, example string, run func(cmd *cobra.Co
 func newKMSKeyDisableCmd() *cobra.Command {
 	return newKMSKeyVersionCmd("disable", "Disable a key-service key version: it wraps, unwraps and releases nothing until enabled (owner)",
 		"Disable one version of a key: files under it cannot be decrypted or released to any TEE, and\nno new data key is wrapped under it, until it is enabled again. Audited on the key's trail.",
-		"  ppml key disable alice.sales --version 1",
+		"  ppml key disable alice/sales --version 1",
 		func(cmd *cobra.Command, kf *kmsFlags, name string, v uint32) (*api.Key, error) {
 			c, err := kf.Client(true)
 			if err != nil {
@@ -254,7 +254,7 @@ func newKMSKeyDisableCmd() *cobra.Command {
 
 func newKMSKeyEnableCmd() *cobra.Command {
 	return newKMSKeyVersionCmd("enable", "Enable a disabled key-service key version again (owner)", "Enable a disabled key version again. Audited on the key's trail.",
-		"  ppml key enable alice.sales --version 1",
+		"  ppml key enable alice/sales --version 1",
 		func(cmd *cobra.Command, kf *kmsFlags, name string, v uint32) (*api.Key, error) {
 			c, err := kf.Client(true)
 			if err != nil {
@@ -272,7 +272,7 @@ service's database, which is compacted so that no copy stays in its free space o
 taken afterwards (backups taken before still hold it: destroy them too). Every file encrypted
 under that version becomes unreadable, for everyone, for good; the version number is never
 reused. Disable the version first, and give --yes. Audited on the key's trail.`,
-		"  ppml key disable alice.sales --version 1\n  ppml key destroy alice.sales --version 1 --yes",
+		"  ppml key disable alice/sales --version 1\n  ppml key destroy alice/sales --version 1 --yes",
 		func(cmd *cobra.Command, kf *kmsFlags, name string, v uint32) (*api.Key, error) {
 			if !yes {
 				return nil, usageErrorf("destroying key %s version %d makes every file under it unreadable for good: add --yes", name, v)

@@ -48,28 +48,28 @@ func TestKeyServiceLifecycleCommands(t *testing.T) {
 	if code, out, errs := runKMS(t, "", "token", "renew"); code != 0 || !strings.Contains(out, "token "+tok.ID+" renewed: expires") {
 		t.Fatalf("renew: %s %s", out, errs)
 	}
-	if code, _, errs := runKMS(t, "", "key", "create", "alice.k"); code != 0 {
+	if code, _, errs := runKMS(t, "", "key", "create", "alice/k"); code != 0 {
 		t.Fatal(errs)
 	}
-	if code, _, errs := runKMS(t, "", "key", "rotate", "alice.k"); code != 0 {
+	if code, _, errs := runKMS(t, "", "key", "rotate", "alice/k"); code != 0 {
 		t.Fatal(errs)
 	}
-	if code, out, errs := runKMS(t, "", "key", "disable", "alice.k", "--version", "1"); code != 0 || !strings.Contains(out, "alice.k version 1 disabled") {
+	if code, out, errs := runKMS(t, "", "key", "disable", "alice/k", "--version", "1"); code != 0 || !strings.Contains(out, "alice/k version 1 disabled") {
 		t.Fatalf("disable: %s %s", out, errs)
 	}
 	if code, out, _ := runKMS(t, "", "key", "list"); code != 0 || !strings.Contains(out, "(v1 disabled)") {
 		t.Fatalf("key list: %s", out)
 	}
-	if code, _, errs := runKMS(t, "", "key", "destroy", "alice.k", "--version", "1"); code != ExitUsage || !strings.Contains(errs, "--yes") {
+	if code, _, errs := runKMS(t, "", "key", "destroy", "alice/k", "--version", "1"); code != ExitUsage || !strings.Contains(errs, "--yes") {
 		t.Fatalf("destroy without --yes: %d %s", code, errs)
 	}
-	if code, _, errs := runKMS(t, "", "key", "disable", "alice.k"); code != ExitUsage || !strings.Contains(errs, "--version") {
+	if code, _, errs := runKMS(t, "", "key", "disable", "alice/k"); code != ExitUsage || !strings.Contains(errs, "--version") {
 		t.Fatalf("disable without --version: %d %s", code, errs)
 	}
-	if code, out, errs := runKMS(t, "", "key", "destroy", "alice.k", "--version", "1", "--yes"); code != 0 || !strings.Contains(out, "v1 destroyed") {
+	if code, out, errs := runKMS(t, "", "key", "destroy", "alice/k", "--version", "1", "--yes"); code != 0 || !strings.Contains(out, "v1 destroyed") {
 		t.Fatalf("destroy: %s %s", out, errs)
 	}
-	if code, _, errs := runKMS(t, "", "key", "enable", "alice.k", "--version", "1"); code != 1 || !strings.Contains(errs, "never be enabled again") {
+	if code, _, errs := runKMS(t, "", "key", "enable", "alice/k", "--version", "1"); code != 1 || !strings.Contains(errs, "never be enabled again") {
 		t.Fatalf("enable destroyed: %d %s", code, errs)
 	}
 

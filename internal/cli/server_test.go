@@ -145,7 +145,7 @@ func TestKMSRecipientKey(t *testing.T) {
 	dir := t.TempDir()
 	p := func(n string) string { return filepath.Join(dir, n) }
 	os.WriteFile(p("claims.csv"), []byte("patient,amount\n1,100\n"), 0o600)
-	ref := "kms://" + addr + "/alice.intake"
+	ref := "kms://" + addr + "/alice/intake"
 
 	steps := []struct {
 		name, token string
@@ -153,16 +153,16 @@ func TestKMSRecipientKey(t *testing.T) {
 		code        int
 		words       string
 	}{
-		{"--kem without --recipient", alice, []string{"key", "create", "alice.x", "--kem", "x25519"}, 2, "--kem goes with --recipient"},
-		{"create a recipient key", alice, []string{"key", "create", "alice.intake", "--recipient"}, 0, "recipient=mlkem768x25519 version=1"},
-		{"create a symmetric key", alice, []string{"key", "create", "alice.sym"}, 0, "created alice.sym"},
+		{"--kem without --recipient", alice, []string{"key", "create", "alice/x", "--kem", "x25519"}, 2, "--kem goes with --recipient"},
+		{"create a recipient key", alice, []string{"key", "create", "alice/intake", "--recipient"}, 0, "recipient=mlkem768x25519 version=1"},
+		{"create a symmetric key", alice, []string{"key", "create", "alice/sym"}, 0, "created alice/sym"},
 		{"the provider encrypts to it", hospital, []string{"encrypt", "--recipient", ref, p("claims.csv")}, 0, "key " + ref + "@1"},
-		{"the provider cannot decrypt", hospital, []string{"decrypt", "--key", ref, "-o", p("x"), p("claims.csv.ppml")}, 1, "no key alice.intake"},
+		{"the provider cannot decrypt", hospital, []string{"decrypt", "--key", ref, "-o", p("x"), p("claims.csv.ppml")}, 1, "no key alice/intake"},
 		{"inspect names the key", hospital, []string{"inspect", p("claims.csv.ppml")}, 0, "wrapped key:    1172 bytes"},
 		{"the owner decrypts", alice, []string{"decrypt", "--key", ref, "-o", "-", p("claims.csv.ppml")}, 0, "1,100"},
-		{"a symmetric key has no public half", hospital, []string{"encrypt", "--recipient", "kms://" + addr + "/alice.sym", "-o", p("y"), p("claims.csv")}, 1, "no recipient key alice.sym"},
+		{"a symmetric key has no public half", hospital, []string{"encrypt", "--recipient", "kms://" + addr + "/alice/sym", "-o", p("y"), p("claims.csv")}, 1, "no recipient key alice/sym"},
 		{"nor has a missing key", hospital, []string{"encrypt", "--recipient", "kms://" + addr + "/nobody", "-o", p("y"), p("claims.csv")}, 1, "no recipient key nobody"},
-		{"rotate", alice, []string{"key", "rotate", "alice.intake"}, 0, "recipient=mlkem768x25519 version=2"},
+		{"rotate", alice, []string{"key", "rotate", "alice/intake"}, 0, "recipient=mlkem768x25519 version=2"},
 		{"encrypt to version 2", hospital, []string{"encrypt", "--recipient", ref, "-o", p("v2.ppml"), p("claims.csv")}, 0, "key " + ref + "@2"},
 		{"encrypt to version 1 by name", hospital, []string{"encrypt", "--recipient", ref + "@1", "-o", p("v1.ppml"), p("claims.csv")}, 0, "key " + ref + "@1"},
 		{"no version 3", hospital, []string{"encrypt", "--recipient", ref + "@3", "-o", p("v3.ppml"), p("claims.csv")}, 1, "has no version 3"},
@@ -183,7 +183,7 @@ func TestKMSRecipientKey(t *testing.T) {
 	b[63+2+len(ref)+2+2+6] ^= 1 // inside the wrapped key, after the version prefix
 	os.WriteFile(p("bad.ppml"), b, 0o600)
 	t.Setenv("PPML_TOKEN", alice)
-	if code, out, errs := runKMS(t, "", "decrypt", "--key", ref, "-o", p("z"), p("bad.ppml")); code != 1 || !strings.Contains(out+errs, "does not unwrap under alice.intake version 2") {
+	if code, out, errs := runKMS(t, "", "decrypt", "--key", ref, "-o", p("z"), p("bad.ppml")); code != 1 || !strings.Contains(out+errs, "does not unwrap under alice/intake version 2") {
 		t.Fatalf("tampered wrapped key: %d %s %s", code, out, errs)
 	}
 }

@@ -64,7 +64,7 @@ func TestUpgradeFromFormat1(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	db, err := store.Open(b, root)
+	db, err := store.Open(b, root, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,9 +16,11 @@ package core
 
 import (
 	"crypto/ecdsa"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -236,6 +238,19 @@ func (c *Core) StateInfo() (store.Head, uint64, error) {
 // that no Core serves (the server is stopped): operator actions such as a
 // restore are recorded on the log of the database they act on.
 func AppendOperatorEntry(db *store.DB, e audit.Entry, now func() time.Time) (index uint64, err error) {
+	return appendOperator(db, e, now, false)
+}
+
+// RecordRestore appends the restore entry e (about no tenant) to the log
+// of a restored store that no Core serves, then one restore entry on the
+// trail of every tenant of that store, in one transaction: a restore puts
+// back every tenant's keys, policies and tokens as they were, so each
+// owner's own trail must show it. It returns the index of e.
+func RecordRestore(db *store.DB, e audit.Entry, now func() time.Time) (index uint64, err error) {
+	return appendOperator(db, e, now, true)
+}
+
+func appendOperator(db *store.DB, e audit.Entry, now func() time.Time, perTenant bool) (index uint64, err error) {
 	if now == nil {
 		now = time.Now
 	}
@@ -249,8 +264,30 @@ func AppendOperatorEntry(db *store.DB, e audit.Entry, now func() time.Time) (ind
 			return err
 		}
 		lg := auditlog.New(auditlog.Config{Signer: k, Blinder: db, Now: now})
-		index, err = lg.Append(tx, e)
-		return err
+		if index, err = lg.Append(tx, e); err != nil || !perTenant {
+			return err
+		}
+		var tenants []string
+		if err := tx.Scan(bktTenants, nil, nil, func(_, v []byte) error {
+			var t tenantRec
+			if err := json.Unmarshal(v, &t); err != nil {
+				return fmt.Errorf("tenant record: %w", err)
+			}
+			tenants = append(tenants, t.Name)
+			return nil
+		}); err != nil {
+			return err
+		}
+		slices.Sort(tenants)
+		for _, t := range tenants {
+			te := e
+			te.Tenant = t
+			te.Reason = fmt.Sprintf("the database was restored from a backup (audit entry %d): this tenant's keys, policies and tokens are as they were in it", index)
+			if _, err := lg.Append(tx, te); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	return index, err
 }

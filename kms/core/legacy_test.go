@@ -37,7 +37,7 @@ func TestLegacyKeyNamesKeepWorking(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	db, err := store.Open(b, bytes.Repeat([]byte{5}, 32))
+	db, err := store.Open(b, bytes.Repeat([]byte{5}, 32), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +59,7 @@ func TestLegacyKeyNamesKeepWorking(t *testing.T) {
 	alice, bob, runner := who("alice", api.RoleOwner), who("bob", api.RoleOwner), who("runner", api.RoleRunner)
 
 	// A key as a key service before namespaces stored it.
-	m, _ := newKeyMaterial()
+	m, _ := newKeyMaterial("")
 	pol := fmt.Appendf(nil, `{"version":1,"platforms":{"sim":{"measurements":["%x"]}}}`, measure[:])
 	err = db.Update(func(tx store.Tx) error {
 		return putJSON(tx, bktKeys, c.keyKey("alice.sales"), &keyRec{Name: "alice.sales", Tenant: "alice", Policy: pol,

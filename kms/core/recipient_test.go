@@ -46,28 +46,28 @@ func TestRecipientKey(t *testing.T) {
 	}
 	alice, hospital, runner := caller("alice", api.RoleOwner), caller("hospital", api.RoleOwner), caller("runner", api.RoleRunner)
 
-	if _, err := c.CreateKey(ctx, alice, &api.CreateKeyRequest{Name: "alice.in", Recipient: "rsa"}); kind(t, err) != core.KindBadRequest {
+	if _, err := c.CreateKey(ctx, alice, &api.CreateKeyRequest{Name: "alice/in", Recipient: "rsa"}); kind(t, err) != core.KindBadRequest {
 		t.Fatal(err)
 	}
-	k, err := c.CreateKey(ctx, alice, &api.CreateKeyRequest{Name: "alice.in", Recipient: envelope.KEMMLKEM768X25519})
+	k, err := c.CreateKey(ctx, alice, &api.CreateKeyRequest{Name: "alice/in", Recipient: envelope.KEMMLKEM768X25519})
 	if err != nil || k.Recipient != envelope.KEMMLKEM768X25519 {
 		t.Fatalf("%+v %v", k, err)
 	}
-	c.CreateKey(ctx, alice, &api.CreateKeyRequest{Name: "alice.sym"})
+	c.CreateKey(ctx, alice, &api.CreateKeyRequest{Name: "alice/sym"})
 	// The public half, for any role; symmetric and missing keys alike are
 	// "no recipient key".
 	var pub *api.PublicKey
 	for _, who := range []*core.Caller{alice, hospital, runner, admin} {
-		if pub, err = c.PublicKey(ctx, who, "alice.in", 0); err != nil || pub.Version != 1 || pub.Recipient != envelope.KEMMLKEM768X25519 {
+		if pub, err = c.PublicKey(ctx, who, "alice/in", 0); err != nil || pub.Version != 1 || pub.Recipient != envelope.KEMMLKEM768X25519 {
 			t.Fatalf("%s: %+v %v", who.Tenant, pub, err)
 		}
 	}
-	for _, name := range []string{"alice.sym", "nobody"} {
+	for _, name := range []string{"alice/sym", "nobody"} {
 		if _, err := c.PublicKey(ctx, hospital, name, 0); kind(t, err) != core.KindNotFound || err.Error() != "no recipient key "+name {
 			t.Fatalf("%s: %v", name, err)
 		}
 	}
-	if _, err := c.PublicKey(ctx, hospital, "alice.in", 2); kind(t, err) != core.KindNotFound {
+	if _, err := c.PublicKey(ctx, hospital, "alice/in", 2); kind(t, err) != core.KindNotFound {
 		t.Fatal(err)
 	}
 
@@ -85,10 +85,10 @@ func TestRecipientKey(t *testing.T) {
 		return dk, append(binary.BigEndian.AppendUint32(nil, p.Version), w...)
 	}
 	dk1, w1 := wrap(pub)
-	if _, err := c.Decrypt(ctx, hospital, &api.DecryptRequest{Key: "alice.in", Wrapped: w1, AAD: aad}); kind(t, err) != core.KindNotFound {
+	if _, err := c.Decrypt(ctx, hospital, &api.DecryptRequest{Key: "alice/in", Wrapped: w1, AAD: aad}); kind(t, err) != core.KindNotFound {
 		t.Fatalf("the provider unwrapped: %v", err)
 	}
-	got, err := c.Decrypt(ctx, alice, &api.DecryptRequest{Key: "alice.in", Wrapped: w1, AAD: aad})
+	got, err := c.Decrypt(ctx, alice, &api.DecryptRequest{Key: "alice/in", Wrapped: w1, AAD: aad})
 	if err != nil || !bytes.Equal(got.DataKey, dk1) || got.Version != 1 {
 		t.Fatalf("owner decrypt: %v", err)
 	}
@@ -103,19 +103,19 @@ func TestRecipientKey(t *testing.T) {
 		if bad == nil {
 			bad, a = w1, []byte("other")
 		}
-		if _, err := c.Decrypt(ctx, alice, &api.DecryptRequest{Key: "alice.in", Wrapped: bad, AAD: a}); kind(t, err) != core.KindBadRequest {
+		if _, err := c.Decrypt(ctx, alice, &api.DecryptRequest{Key: "alice/in", Wrapped: bad, AAD: a}); kind(t, err) != core.KindBadRequest {
 			t.Fatalf("%s: %v", name, err)
 		}
 	}
 
 	// Rotation makes a new key pair; version 1 still unwraps.
-	if _, err := c.RotateKey(ctx, alice, &api.CreateKeyRequest{Name: "alice.in", Recipient: envelope.KEMX25519}); kind(t, err) != core.KindBadRequest {
+	if _, err := c.RotateKey(ctx, alice, &api.CreateKeyRequest{Name: "alice/in", Recipient: envelope.KEMX25519}); kind(t, err) != core.KindBadRequest {
 		t.Fatal(err)
 	}
-	if _, err := c.RotateKey(ctx, alice, &api.CreateKeyRequest{Name: "alice.in"}); err != nil {
+	if _, err := c.RotateKey(ctx, alice, &api.CreateKeyRequest{Name: "alice/in"}); err != nil {
 		t.Fatal(err)
 	}
-	pub2, err := c.PublicKey(ctx, hospital, "alice.in", 0)
+	pub2, err := c.PublicKey(ctx, hospital, "alice/in", 0)
 	if err != nil || pub2.Version != 2 || pub2.KeyID == pub.KeyID {
 		t.Fatalf("after rotation: %+v %v", pub2, err)
 	}
@@ -124,17 +124,17 @@ func TestRecipientKey(t *testing.T) {
 		dk, wrapped []byte
 		v           uint32
 	}{{dk1, w1, 1}, {dk2, w2, 2}} {
-		got, err := c.Decrypt(ctx, alice, &api.DecryptRequest{Key: "alice.in", Wrapped: w.wrapped, AAD: aad})
+		got, err := c.Decrypt(ctx, alice, &api.DecryptRequest{Key: "alice/in", Wrapped: w.wrapped, AAD: aad})
 		if err != nil || !bytes.Equal(got.DataKey, w.dk) || got.Version != w.v {
 			t.Fatalf("version %d: %v", w.v, err)
 		}
 	}
 	// The service makes data keys for it too (the owner's encrypt --key).
-	gd, err := c.GenerateDataKey(ctx, alice, &api.GenerateDataKeyRequest{Key: "alice.in", AAD: aad})
+	gd, err := c.GenerateDataKey(ctx, alice, &api.GenerateDataKeyRequest{Key: "alice/in", AAD: aad})
 	if err != nil || gd.Version != 2 {
 		t.Fatal(err)
 	}
-	if got, err := c.Decrypt(ctx, alice, &api.DecryptRequest{Key: "alice.in", Wrapped: gd.Wrapped, AAD: aad}); err != nil || !bytes.Equal(got.DataKey, gd.DataKey) {
+	if got, err := c.Decrypt(ctx, alice, &api.DecryptRequest{Key: "alice/in", Wrapped: gd.Wrapped, AAD: aad}); err != nil || !bytes.Equal(got.DataKey, gd.DataKey) {
 		t.Fatal(err)
 	}
 
@@ -157,14 +157,14 @@ func TestRecipientKey(t *testing.T) {
 			t.Fatal(err)
 		}
 		resp, err := c.Release(ctx, runner, &api.ReleaseRequest{Nonce: ch.Nonce, Evidence: *ev, PublicKey: priv.PublicKey().Bytes(), Manifest: manifest,
-			Keys: []api.ReleaseKeyItem{{Ref: "alice.in", Wrapped: w1, AAD: aad}}})
+			Keys: []api.ReleaseKeyItem{{Ref: "alice/in", Wrapped: w1, AAD: aad}}})
 		return resp, priv, ch.Nonce, err
 	}
 	var ce *core.Error
-	if _, _, _, err := release(); !errors.As(err, &ce) || ce.Kind != core.KindDenied || ce.Denials[0].Rule != api.RuleNoPolicy {
+	if _, _, _, err := release(); !errors.As(err, &ce) || ce.Kind != core.KindDenied || ce.Denials[0].Rule != api.RuleUnknownKey {
 		t.Fatalf("release without a policy: %v", err)
 	}
-	if _, err := c.SetPolicy(ctx, alice, "alice.in", fmt.Appendf(nil, "version: 1\nplatforms:\n  sim:\n    measurements: [%x]\n", measure[:])); err != nil {
+	if _, err := c.SetPolicy(ctx, alice, "alice/in", fmt.Appendf(nil, "version: 1\nplatforms:\n  sim:\n    measurements: [%x]\n", measure[:])); err != nil {
 		t.Fatal(err)
 	}
 	resp, priv, nonce, err := release()
