@@ -56,6 +56,14 @@ func TestTokenExpiryAndRenewal(t *testing.T) {
 	if err != nil || !renewed.Expires.After(tok.Expires.Add(50*time.Minute)) {
 		t.Fatalf("renew: %+v %v", renewed, err)
 	}
+	// The renewal is on the tenant's own trail.
+	own, err := alice.AuditTenantList(ctx, "", 0, 0)
+	if err != nil || len(own) == 0 {
+		t.Fatalf("alice's trail: %v", err)
+	}
+	if last := own[len(own)-1]; last.Type != audit.TypeTokenRenew || last.Tenant != "alice" || last.Actor != tok.ID || !last.Chained() || !strings.Contains(last.Reason, "token "+tok.ID+" renewed until") {
+		t.Fatalf("renewal entry %+v", last)
+	}
 	skew.Store(int64(90 * time.Minute))
 	if _, err := alice.ListKeys(ctx); err != nil {
 		t.Fatalf("renewed token refused: %v", err)
@@ -216,6 +224,17 @@ func TestKeyVersionLifecycle(t *testing.T) {
 	}
 	if got := strings.Join(trail, ","); got != "key_disable v1,key_enable v1,key_disable v2,key_disable v1,key_destroy v1" {
 		t.Fatalf("trail %s", got)
+	}
+	// The owner's trail export proves them, with the rest of the trail.
+	exp, err := alice.AuditTrail(ctx, []string{"alice/k"}, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := audit.VerifyTrail(bytes.NewReader(exp), audit.TrailOptions{PublicKey: e.AuditPublicKey(), Keys: []string{"alice/k"}, Tenant: "alice"}); err != nil {
+		t.Fatalf("trail export: %v", err)
+	}
+	if n := strings.Count(string(exp), `"type":"key_destroy"`); n != 1 {
+		t.Fatalf("the trail export holds %d key_destroy entries", n)
 	}
 }
 

@@ -244,6 +244,37 @@ func TestAttackAuditIndexRowDeleted(t *testing.T) {
 		fmt.Sprintf("the index row of audit entry %d (release, key \"alice/sales\" of tenant \"alice\") was deleted", release.Index))
 }
 
+// Attack: delete a trail's chain state (so that its trail can no longer
+// be exported, or restarts from nothing): refused at start, naming the
+// trail.
+func TestAttackTrailChainStateDeleted(t *testing.T) {
+	dir := t.TempDir()
+	e := startServer(t, dir, kms.Config{})
+	alice, _ := e.party("alice", api.RoleOwner)
+	if _, err := alice.CreateKey(context.Background(), "alice/sales"); err != nil {
+		t.Fatal(err)
+	}
+	e.stop()
+	n := 0
+	rawEdit(t, dir, func(tx store.Tx) error {
+		var ks [][]byte
+		tx.Keys("_audit/chains", nil, nil, func(k []byte) error { ks = append(ks, bytes.Clone(k)); return nil })
+		for _, k := range ks {
+			n++
+			if err := tx.Delete("_audit/chains", k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if n < 3 { // admin, alice, alice/sales
+		t.Fatalf("deleted %d chain states", n)
+	}
+	msg := startRefused(t, dir, kms.Config{})
+	mustSay(t, msg, "audit log trail chain states (bucket _audit/chains)", "all",
+		`the chain state of the trail of key "alice/sales" of tenant "alice" was deleted`, `the chain state of the trail of tenant "alice" was deleted`)
+}
+
 // Attack: delete a value (a key, and with it every file under it).
 func TestAttackValueDeleted(t *testing.T) {
 	dir := t.TempDir()

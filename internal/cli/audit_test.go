@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -171,4 +173,66 @@ func FuzzTermSafe(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestAuditProveHTMLCharacters: `ppml audit prove` verifies the receipt of
+// an entry holding <, > and & (a runner's hostile key reference, quoted
+// into a denial's reason): the server's answer carries the entry's bytes
+// exactly as hashed, not HTML-escaped.
+func TestAuditProveHTMLCharacters(t *testing.T) {
+	sim, err := kmstest.NewSim(t.TempDir(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := kmstest.New(t, kmstest.Options{Sim: sim})
+	ctx := context.Background()
+	alice, _, err := srv.Party(ctx, "alice", api.RoleOwner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runner, _, err := srv.Party(ctx, "runner", api.RoleRunner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.CreateKey(ctx, "alice/k"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.SetPolicy(ctx, "alice/k", sim.Policy("")); err != nil {
+		t.Fatal(err)
+	}
+	d, err := alice.GenerateDataKey(ctx, "alice/k", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	manifest := []byte("version: 1\nname: html\nengine: exec\ninputs:\n  in: {path: in.csv.ppml}\nparameters:\n  command: [cat]\n")
+	hostile := "kms://h/<script>alert(1)</script>&amp;"
+	if _, err := runner.Release(ctx, sim.Attester(), manifest, []api.ReleaseKeyItem{{Ref: hostile, Wrapped: d.Wrapped}}, 0); err == nil {
+		t.Fatal("a release of an invalid reference was granted")
+	}
+	head, err := srv.Admin.AuditHead(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx := head.Size - 1
+	t.Setenv("PPML_SERVER", srv.URL)
+	t.Setenv("PPML_SERVER_FINGERPRINT", srv.Fingerprint)
+	t.Setenv("PPML_TOKEN", srv.AdminToken())
+	pub := filepath.Join(t.TempDir(), "audit.pub")
+	if code, out, errs := runKMS(t, "", "audit", "public-key", "-o", pub); code != 0 {
+		t.Fatal(out, errs)
+	}
+	code, out, errs := runKMS(t, "", "audit", "prove", fmt.Sprint(idx), "--public-key", pub, "--json")
+	if code != 0 {
+		t.Fatalf("prove: %d %s %s", code, out, errs)
+	}
+	var got struct {
+		Entry    audit.Entry `json:"entry"`
+		Verified bool        `json:"verified"`
+	}
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatal(err)
+	}
+	if !got.Verified || got.Entry.Type != audit.TypeDenial || !strings.Contains(got.Entry.Reason, "<script>alert(1)</script>&amp;") {
+		t.Fatalf("proved entry %+v", got.Entry)
+	}
 }
