@@ -17,8 +17,20 @@ import (
 	"github.com/ppml/ppml/kms"
 	"github.com/ppml/ppml/kms/api"
 	"github.com/ppml/ppml/kms/client"
+	"github.com/ppml/ppml/kms/core"
 	"github.com/ppml/ppml/kms/kmstest"
 )
+
+// jobDigest is the digest the key service computes for manifest, which a
+// release names.
+func jobDigest(t testing.TB, manifest []byte) [32]byte {
+	t.Helper()
+	d, err := core.JobDigest(manifest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return [32]byte(d)
+}
 
 // TestAuditTrailCommands: an owner saves the tree-head key and a head,
 // exports its trail with the proof that it is complete and extends the
@@ -131,7 +143,8 @@ func TestAuditListEscapes(t *testing.T) {
 	alice.SetPolicy(ctx, "alice/k", simTEE.Policy(""))
 	d, _ := alice.GenerateDataKey(ctx, "alice/k", []byte("a"))
 	hostile := "kms://h/\x1b[2J\n     9 2026-01-01T00:00:00Z release alice/k@1 actor=owner"
-	_, err = runner.Release(ctx, simTEE.Attester(), []byte("version: 1\nname: x\nengine: exec\nparameters:\n  command: [cat]\n"),
+	manifest := []byte("version: 1\nname: x\nengine: exec\nparameters:\n  command: [cat]\n")
+	_, err = runner.Release(ctx, simTEE.Attester(), manifest, jobDigest(t, manifest),
 		[]api.ReleaseKeyItem{{Ref: hostile, Wrapped: d.Wrapped, AAD: []byte("a")}}, 0)
 	var se *client.StatusError
 	if err == nil || !strings.Contains(err.Error(), "not a valid kms:// reference") {
@@ -206,7 +219,7 @@ func TestAuditProveHTMLCharacters(t *testing.T) {
 	}
 	manifest := []byte("version: 1\nname: html\nengine: exec\ninputs:\n  in: {path: in.csv.ppml}\nparameters:\n  command: [cat]\n")
 	hostile := "kms://h/<script>alert(1)</script>&amp;"
-	if _, err := runner.Release(ctx, sim.Attester(), manifest, []api.ReleaseKeyItem{{Ref: hostile, Wrapped: d.Wrapped}}, 0); err == nil {
+	if _, err := runner.Release(ctx, sim.Attester(), manifest, jobDigest(t, manifest), []api.ReleaseKeyItem{{Ref: hostile, Wrapped: d.Wrapped}}, 0); err == nil {
 		t.Fatal("a release of an invalid reference was granted")
 	}
 	head, err := srv.Admin.AuditHead(ctx, nil)
