@@ -298,6 +298,9 @@ func New(m *job.Manifest, o Options) (*Manifest, error) {
 		{Name: "LD_LIBRARY_PATH", Value: strings.Join(libDirs, ":")},
 		{Name: "GOMAXPROCS", Value: strconv.Itoa(m.Resources.Threads)},
 		{Name: "TMPDIR", Value: enclaveTmp},
+		// Gramine has no memfd_create: decrypted inputs and outputs are
+		// files on this tmpfs, in enclave memory (package memfd).
+		{Name: "PPML_MEMFS", Value: enclaveTmp},
 		{Name: "PPML_TOKEN", Passthrough: true},
 	}
 	if o.Server == "" {

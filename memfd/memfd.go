@@ -6,6 +6,18 @@
 // does not inherit it by accident. To hand one to a child, put File.OSFile()
 // in exec.Cmd.ExtraFiles (AttachTo does that): the child then sees it as
 // descriptor 3+i and opens /proc/self/fd/(3+i).
+//
+// # Without memfd_create (Gramine)
+//
+// Gramine has no memfd_create (ENOSYS). There a File is a regular file on
+// an in-memory file system instead: the directory named by $PPML_MEMFS,
+// which the generated Gramine manifest sets to its tmpfs mount (Gramine
+// keeps tmpfs files in enclave memory, invisible to the host), or else
+// /dev/shm when it is a tmpfs. When neither exists New fails rather than
+// put plaintext on a disk. Such a file has a real path (Path returns it),
+// mode 0600, and is removed by Close. Seal cannot use file seals there; it
+// makes the file read-only, which inside an enclave no other process can
+// change (each Gramine process has its own tmpfs).
 package memfd
 
 import (
@@ -20,18 +32,60 @@ import (
 	"github.com/ppml/ppml/envelope"
 )
 
-// File is an open memfd.
+// File is an open memfd, or a file on an in-memory file system where
+// memfd_create is missing.
 type File struct {
 	f *os.File
+	// path is the tmpfs file's path; "" for a memfd.
+	path string
 }
 
-// New creates an empty, writable memfd; name shows in /proc for debugging only.
+// memfdCreate is unix.MemfdCreate; tests make it answer ENOSYS.
+var memfdCreate = unix.MemfdCreate
+
+// EnvMemFS names the in-memory directory used when memfd_create is missing.
+const EnvMemFS = "PPML_MEMFS"
+
+// New creates an empty, writable in-memory file; name shows in /proc for
+// debugging only.
 func New(name string) (*File, error) {
-	fd, err := unix.MemfdCreate("ppml:"+name, unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+	fd, err := memfdCreate("ppml:"+name, unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+	if err == unix.ENOSYS {
+		return newTmpfs()
+	}
 	if err != nil {
 		return nil, fmt.Errorf("memfd_create: %w", err)
 	}
 	return &File{f: os.NewFile(uintptr(fd), "memfd:"+name)}, nil
+}
+
+// newTmpfs is New without memfd_create: a fresh 0600 file in MemFS().
+func newTmpfs() (*File, error) {
+	dir, err := MemFS()
+	if err != nil {
+		return nil, err
+	}
+	// os.CreateTemp opens with O_CLOEXEC and mode 0600.
+	f, err := os.CreateTemp(dir, "ppml-mem-")
+	if err != nil {
+		return nil, fmt.Errorf("in-memory file: %w", err)
+	}
+	return &File{f: f, path: f.Name()}, nil
+}
+
+// MemFS is the in-memory directory that holds Files when memfd_create is
+// missing: $PPML_MEMFS (trusted as given: in Gramine the manifest fixes it
+// to a tmpfs mount, and Gramine's statfs does not report tmpfs), else
+// /dev/shm if it is a writable tmpfs.
+func MemFS() (string, error) {
+	if d := os.Getenv(EnvMemFS); d != "" {
+		return d, nil
+	}
+	var st unix.Statfs_t
+	if unix.Statfs("/dev/shm", &st) == nil && st.Type == unix.TMPFS_MAGIC && unix.Access("/dev/shm", unix.W_OK) == nil {
+		return "/dev/shm", nil
+	}
+	return "", fmt.Errorf("memfd_create is not available and there is no in-memory file system for decrypted data: set %s to a tmpfs directory (the Gramine manifest does)", EnvMemFS)
 }
 
 // Decrypt decrypts the envelope at path into a new, sealed memfd. The
@@ -122,6 +176,12 @@ func (w *offsetWriter) Write(p []byte) (int, error) {
 // Seal makes the memfd read-only for everyone (F_SEAL_WRITE, SHRINK, GROW,
 // SEAL), so a consumer cannot alter an input others also read.
 func (m *File) Seal() error {
+	if m.path != "" {
+		if err := m.f.Chmod(0o400); err != nil {
+			return fmt.Errorf("seal in-memory file: %w", err)
+		}
+		return nil
+	}
 	_, err := unix.FcntlInt(m.f.Fd(), unix.F_ADD_SEALS, unix.F_SEAL_WRITE|unix.F_SEAL_SHRINK|unix.F_SEAL_GROW|unix.F_SEAL_SEAL)
 	if err != nil {
 		return fmt.Errorf("seal memfd: %w", err)
@@ -129,9 +189,15 @@ func (m *File) Seal() error {
 	return nil
 }
 
-// Path is /proc/self/fd/N, valid in this process while the File is open.
-// Each open of it starts at offset 0 with its own file position.
-func (m *File) Path() string { return "/proc/self/fd/" + strconv.Itoa(int(m.f.Fd())) }
+// Path is /proc/self/fd/N for a memfd (the tmpfs file's own path without
+// memfd_create), valid in this process while the File is open. Each open of
+// it starts at offset 0 with its own file position.
+func (m *File) Path() string {
+	if m.path != "" {
+		return m.path
+	}
+	return "/proc/self/fd/" + strconv.Itoa(int(m.f.Fd()))
+}
 
 // OSFile returns the descriptor, e.g. for exec.Cmd.ExtraFiles.
 func (m *File) OSFile() *os.File { return m.f }
@@ -153,4 +219,12 @@ func (m *File) Size() (int64, error) {
 }
 
 // Close releases the memory (once no child holds the descriptor).
-func (m *File) Close() error { return m.f.Close() }
+func (m *File) Close() error {
+	err := m.f.Close()
+	if m.path != "" {
+		if rerr := os.Remove(m.path); rerr != nil && err == nil {
+			err = rerr
+		}
+	}
+	return err
+}

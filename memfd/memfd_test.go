@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/ppml/ppml/envelope"
 )
 
@@ -157,5 +159,46 @@ func TestDecryptManySegments(t *testing.T) {
 	}
 	if after := openFDs(t); after != before {
 		t.Fatalf("open descriptors %d -> %d", before, after)
+	}
+}
+
+// Without memfd_create (Gramine), a File is a file in $PPML_MEMFS that
+// works the same through its path and is gone after Close.
+func TestFallbackWithoutMemfdCreate(t *testing.T) {
+	memfdCreate = func(string, int) (int, error) { return -1, unix.ENOSYS }
+	defer func() { memfdCreate = unix.MemfdCreate }()
+	dir := t.TempDir()
+	t.Setenv(EnvMemFS, dir)
+	path, pt, k := setup(t, 50000)
+	m, err := Decrypt(path, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if filepath.Dir(m.Path()) != dir {
+		t.Fatalf("path %s is not in %s", m.Path(), dir)
+	}
+	got, err := os.ReadFile(m.Path())
+	if err != nil || !bytes.Equal(got, pt) {
+		t.Fatalf("read %s: %v", m.Path(), err)
+	}
+	if st, err := os.Stat(m.Path()); err != nil || st.Mode().Perm() != 0o400 {
+		t.Fatalf("sealed file mode: %v %v", st.Mode(), err)
+	}
+	// A child reads it through its descriptor, as the exec engine hands it.
+	cmd := exec.Command("/bin/sh", "-c", `cat "$1"`, "sh")
+	cmd.Args = append(cmd.Args, m.AttachTo(cmd))
+	out, err := cmd.Output()
+	if err != nil || !bytes.Equal(out, pt) {
+		t.Fatalf("child read: %v (%d bytes)", err, len(out))
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Fatalf("%d files left in the in-memory directory", len(ents))
+	}
+	t.Setenv(EnvMemFS, "")
+	if _, err := MemFS(); err != nil && !strings.Contains(err.Error(), EnvMemFS) {
+		t.Fatalf("MemFS error does not name %s: %v", EnvMemFS, err)
 	}
 }

@@ -24,9 +24,12 @@
 //
 // The child runs in its own process group. When the context is cancelled
 // (SIGINT/SIGTERM to the launcher) the group gets SIGTERM, then SIGKILL
-// after Config.Grace. The child also gets SIGKILL if the launcher's thread
-// dies (Pdeathsig), so a launcher killed with SIGKILL does not leave the
-// program running with the plaintext.
+// after Config.Grace; when the program ends, what is left of its group is
+// killed too. There is no Pdeathsig (prctl, which Gramine lacks): a launcher
+// killed with SIGKILL leaves the program to finish on its own. Under Gramine
+// it is an enclave of the same application, holding plaintext only in its
+// own enclave memory, and its outputs can no longer reach a launcher that
+// would encrypt them; on Linux it holds memfds that vanish when it ends.
 //
 // # Memory
 //
@@ -177,6 +180,10 @@ func Run(ctx context.Context, cfg Config) error {
 				return fmt.Errorf("exec: input directory %s: %w", in.Name, err)
 			}
 			if err := os.Symlink(attach(e.File), link); err != nil {
+				if errors.Is(err, unix.ENOSYS) {
+					// Gramine (no symlink): see docs/sgx.md, "Exec jobs".
+					return fmt.Errorf("exec: input %s is a directory, which this platform cannot hand to a program yet (no symbolic links, as in Gramine); give the program its files as separate inputs", in.Name)
+				}
 				return fmt.Errorf("exec: input directory %s: %w", in.Name, err)
 			}
 		}
@@ -211,7 +218,11 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	// A grandchild that keeps stdout open must not block Wait for ever.
 	cmd.WaitDelay = grace
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	// No Pdeathsig: it is prctl(PR_SET_PDEATHSIG), which Gramine does not
+	// implement (cmd.Start would fail). The launcher ends the group itself
+	// on every way out it lives through (below, and on SIGINT/SIGTERM via
+	// the context).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("exec: start %s: %w", prog, err)
 	}
