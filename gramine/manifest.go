@@ -28,11 +28,26 @@ import (
 // here and by ppml-run inside the enclave (loader.env.PATH).
 var DefaultPATH = execspec.PATH
 
-// Sizing rules (see docs/sgx.md, "Enclave size and threads").
+// Sizing rules (see docs/sgx.md, "Enclave size and threads"). Without
+// EDMM every mapping of the process must fit in sgx.enclave_size, so the
+// size adds up what ppml-run maps, then rounds up to a power of two.
 const (
-	// MinEnclaveSize is Gramine's default enclave size; smaller enclaves
-	// cannot hold the Go runtime, Gramine and the decrypted data.
+	// MinEnclaveSize is Gramine's default enclave size, the floor.
 	MinEnclaveSize = 256 << 20
+	// GoRuntimeReserve is the address space the Go runtime reserves at
+	// start whatever the heap (page summaries, scavenger index, arena
+	// map): measured with ppml-run under RLIMIT_AS, it fails to start
+	// below ~900 MiB and fails erratically up to ~1.3 GiB (the runtime
+	// retries smaller reservations), so 1.25 GiB plus the rest below.
+	GoRuntimeReserve = 1280 << 20
+	// GramineReserve is Gramine's own share of the enclave: LibOS and PAL
+	// code and heaps, the manifest and trusted-file hashes, the tmpfs
+	// bookkeeping.
+	GramineReserve = 128 << 20
+	// StackSize is sys.stack.size: each thread's stack. Gramine's default,
+	// 256K, is too small for DuckDB, XGBoost and OpenMP workers; 8M is
+	// glibc's default on Linux, which they are written for.
+	StackSize = 8 << 20
 	// GramineThreads are Gramine's own helper threads (IPC, async events,
 	// TLS handshakes on pipes) that count against sgx.max_threads.
 	GramineThreads = 4
@@ -41,6 +56,33 @@ const (
 	// waiter of the exec engine).
 	GoRuntimeThreads = 8
 )
+
+// PoolThreads are the threads an engine's native pools start beyond the Go
+// runtime's, each pool sized by resources.threads: DuckDB's workers (sql,
+// and ml for query inputs), OpenMP's for XGBoost (ml). The exec engine's
+// program is a process, so an enclave, of its own.
+func PoolThreads(engine string, threads int) int {
+	switch engine {
+	case "sql":
+		return threads
+	case "ml":
+		return 2 * threads
+	}
+	return 0
+}
+
+// Sizing is how sgx.enclave_size and sgx.max_threads were computed; the
+// template explains each figure with it.
+type Sizing struct {
+	GoRuntime   int64 // GoRuntimeReserve
+	Gramine     int64 // GramineReserve
+	Binaries    int64 // bytes of ppml-run, its loader and libraries (mapped)
+	Memory      int64 // resources.memory: heap and decrypted data
+	Stacks      int64 // MaxThreads × StackSize
+	Total       int64 // the sum, before rounding
+	Threads     int   // resources.threads (GOMAXPROCS)
+	PoolThreads int   // PoolThreads(engine, threads)
+}
 
 // Options say where things are on the host that builds the enclave.
 type Options struct {
@@ -63,6 +105,11 @@ type Options struct {
 	Resolver *elfdeps.Resolver
 	// PATH overrides DefaultPATH for bare program names.
 	PATH []string
+	// AllowKeyFiles lets file: keys through as allowed (host) files. The
+	// host can read and replace such a key, so an SGX job refuses them
+	// unless this is set, for development (ppml gramine manifest
+	// --allow-key-files, which warns).
+	AllowKeyFiles bool
 }
 
 // TrustedFile is one sgx.trusted_files entry.
@@ -98,6 +145,8 @@ type Manifest struct {
 	AllowedFiles []string // host paths; a directory ends in "/"
 	EnclaveSize  int64
 	MaxThreads   int
+	StackSize    int64
+	Sizing       Sizing
 	ISVProdID    uint16
 	ISVSVN       uint16
 	// Skipped lists shared libraries of scanned directories (Python
@@ -106,7 +155,8 @@ type Manifest struct {
 	Skipped []string
 }
 
-// EnclaveSize rounds memory up to the power of two Gramine requires, at least MinEnclaveSize.
+// EnclaveSize rounds memory up to the power of two Gramine requires, at
+// least MinEnclaveSize.
 func EnclaveSize(memory int64) int64 {
 	if memory <= MinEnclaveSize {
 		return MinEnclaveSize
@@ -114,8 +164,11 @@ func EnclaveSize(memory int64) int64 {
 	return int64(1) << (64 - bits.LeadingZeros64(uint64(memory-1)))
 }
 
-// MaxThreads is the sgx.max_threads for a job that uses threads threads.
-func MaxThreads(threads int) int { return threads + GramineThreads + GoRuntimeThreads }
+// MaxThreads is the sgx.max_threads for a job with threads threads (its
+// GOMAXPROCS) whose engine pools add pools.
+func MaxThreads(threads, pools int) int {
+	return threads + pools + GramineThreads + GoRuntimeThreads
+}
 
 // FormatGramineSize prints a size with Gramine's units (K, M, G: powers of 1024).
 func FormatGramineSize(n int64) string {
@@ -152,6 +205,9 @@ func New(m *job.Manifest, o Options) (*Manifest, error) {
 			return nil, err
 		}
 	}
+	if kf := keyFiles(m); len(kf) > 0 && !o.AllowKeyFiles {
+		return nil, fmt.Errorf("gramine: key %s is a file: key; the host can read and replace a key file, so an SGX job takes its keys from the key service (kms:// keys released after attestation); for development only, --allow-key-files lets it through", kf[0])
+	}
 	r := o.Resolver
 	if r == nil {
 		r = elfdeps.System()
@@ -161,14 +217,14 @@ func New(m *job.Manifest, o Options) (*Manifest, error) {
 		pathDirs = DefaultPATH
 	}
 	g := &Manifest{
-		JobName:     m.Name,
-		JobDigest:   m.DigestString(),
-		Entrypoint:  o.Runtime,
-		Argv:        []string{o.Runtime, "run", "--manifest", o.JobPath, "--tee", "gramine"},
-		EnclaveSize: EnclaveSize(m.Resources.Memory),
-		MaxThreads:  MaxThreads(m.Resources.Threads),
-		ISVProdID:   o.ISVProdID,
-		ISVSVN:      o.ISVSVN,
+		JobName:    m.Name,
+		JobDigest:  m.DigestString(),
+		Entrypoint: o.Runtime,
+		Argv:       []string{o.Runtime, "run", "--manifest", o.JobPath, "--tee", "gramine"},
+		MaxThreads: MaxThreads(m.Resources.Threads, PoolThreads(m.Engine, m.Resources.Threads)),
+		StackSize:  StackSize,
+		ISVProdID:  o.ISVProdID,
+		ISVSVN:     o.ISVSVN,
 	}
 	if o.Server != "" {
 		g.Argv = append(g.Argv, "--server", o.Server)
@@ -220,6 +276,27 @@ func New(m *job.Manifest, o Options) (*Manifest, error) {
 	}
 	g.TrustedFiles = t.files
 	g.Skipped = t.skipped
+	g.Sizing = Sizing{
+		GoRuntime: GoRuntimeReserve, Gramine: GramineReserve, Memory: m.Resources.Memory,
+		Stacks: int64(g.MaxThreads) * StackSize, Threads: m.Resources.Threads,
+		PoolThreads: PoolThreads(m.Engine, m.Resources.Threads),
+	}
+	// What ppml-run maps: itself, its loader and libraries (the program of
+	// an exec job runs in an enclave of its own).
+	mapped := []string{o.Runtime}
+	if res, err := r.Resolve(o.Runtime); err == nil {
+		if res.Interpreter != "" {
+			mapped = append(mapped, res.Interpreter)
+		}
+		mapped = append(mapped, res.Libraries...)
+	}
+	for _, p := range mapped {
+		if fi, err := os.Stat(p); err == nil {
+			g.Sizing.Binaries += fi.Size()
+		}
+	}
+	g.Sizing.Total = g.Sizing.GoRuntime + g.Sizing.Gramine + g.Sizing.Binaries + g.Sizing.Memory + g.Sizing.Stacks
+	g.EnclaveSize = EnclaveSize(g.Sizing.Total)
 
 	var libDirs []string
 	seenDir := map[string]bool{}

@@ -156,8 +156,10 @@ func TestPythonJobManifest(t *testing.T) {
 	if get(t, v, "sgx.remote_attestation") != "dcap" {
 		t.Error("remote attestation is not dcap")
 	}
-	if get(t, v, "sgx.enclave_size") != "512M" {
-		t.Errorf("enclave_size %v", get(t, v, "sgx.enclave_size"))
+	// 1280M Go + 128M Gramine + /bin/ls and its libraries + 512M memory +
+	// 14 × 8M stacks < 2G (with the real ppml-run, ~130M, it is 4G).
+	if get(t, v, "sgx.enclave_size") != "2G" || get(t, v, "sys.stack.size") != "8M" {
+		t.Errorf("enclave_size %v, stack %v", get(t, v, "sgx.enclave_size"), get(t, v, "sys.stack.size"))
 	}
 	if got := get(t, v, "sgx.max_threads"); got != int64(2+GramineThreads+GoRuntimeThreads) {
 		t.Errorf("max_threads %v", got)
@@ -255,6 +257,7 @@ func TestEnclaveSizeAndThreads(t *testing.T) {
 		want string
 	}{
 		{16 << 20, "256M"}, {256 << 20, "256M"}, {256<<20 + 1, "512M"}, {512 << 20, "512M"},
+		{2<<30 + 1, "4G"},
 		{600 << 20, "1G"}, {2 << 30, "2G"}, {3 << 30, "4G"}, {1 << 40, "1024G"},
 	} {
 		if got := FormatGramineSize(EnclaveSize(tc.mem)); got != tc.want {
@@ -270,17 +273,31 @@ func TestEnclaveSizeAndThreads(t *testing.T) {
 		resources, size string
 		threads         int64
 	}{
-		{"memory: 3GiB\n  threads: 7", "4G", 7 + GramineThreads + GoRuntimeThreads},
-		{"memory: 600MiB\n  threads: 1", "1G", 1 + GramineThreads + GoRuntimeThreads},
+		// exec engine: no pools. 1280+128+binaries+3072+19×8 MiB > 4G.
+		{"memory: 3GiB\n  threads: 7", "8G", 7 + GramineThreads + GoRuntimeThreads},
+		// 1280+128+binaries+256+13×8 MiB < 2G.
+		{"memory: 256MiB\n  threads: 1", "2G", 1 + GramineThreads + GoRuntimeThreads},
 	} {
 		m, err := job.Parse(bytes.Replace(src, []byte("memory: 512MiB\n  threads: 2"), []byte(tc.resources), 1), filepath.Dir(jobPath), specs.All)
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, v, _ := render(t, m, Options{Runtime: standInPPML, JobPath: jobPath})
+		_, v, tpl := render(t, m, Options{Runtime: standInPPML, JobPath: jobPath})
 		if get(t, v, "sgx.enclave_size") != tc.size || get(t, v, "sgx.max_threads") != tc.threads {
 			t.Errorf("%s: size %v threads %v", tc.resources, get(t, v, "sgx.enclave_size"), get(t, v, "sgx.max_threads"))
+			t.Logf("%s", tpl)
 		}
+		g, err := New(m, Options{Runtime: standInPPML, JobPath: jobPath})
+		if err != nil {
+			t.Fatal(err)
+		}
+		z := g.Sizing
+		if z.Binaries <= 0 || z.Total != z.GoRuntime+z.Gramine+z.Binaries+z.Memory+z.Stacks || z.Stacks != int64(g.MaxThreads)*StackSize {
+			t.Errorf("%s: sizing %+v", tc.resources, z)
+		}
+	}
+	if PoolThreads("sql", 3) != 3 || PoolThreads("ml", 3) != 6 || PoolThreads("exec", 3) != 0 {
+		t.Error("engine pool threads")
 	}
 }
 
@@ -405,7 +422,7 @@ parameters: {command: [/bin/ls]}
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, _, _ := render(t, m, Options{Runtime: standInPPML, JobPath: jobPath})
+	g, _, _ := render(t, m, Options{Runtime: standInPPML, JobPath: jobPath, AllowKeyFiles: true})
 	if g.Mounts[0].Type != "tmpfs" || g.Mounts[0].Path != "/tmp" {
 		t.Fatalf("first mount %+v, want the tmpfs at /tmp", g.Mounts[0])
 	}
@@ -465,7 +482,12 @@ parameters: {command: [/bin/ls]}
 		t.Fatal(err)
 	}
 	_, jobPath := loadJob(t, "python-job.yaml")
-	g, v, _ := render(t, m, Options{Runtime: standInPPML, JobPath: jobPath, Trusted: []string{"/etc/hostname", "/usr/share/zoneinfo/"}})
+	// A key file is the host's to read and replace: refused unless asked for.
+	if _, err := New(m, Options{Runtime: standInPPML, JobPath: jobPath, Resolver: resolver}); err == nil ||
+		!strings.Contains(err.Error(), "/srv/job/keys/in.key is a file: key") || !strings.Contains(err.Error(), "--allow-key-files") {
+		t.Errorf("file: key accepted or unclear: %v", err)
+	}
+	g, v, _ := render(t, m, Options{Runtime: standInPPML, JobPath: jobPath, AllowKeyFiles: true, Trusted: []string{"/etc/hostname", "/usr/share/zoneinfo/"}})
 	allowed := map[string]bool{}
 	for _, a := range g.AllowedFiles {
 		allowed[a] = true

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 
 	"github.com/pelletier/go-toml/v2"
@@ -60,10 +61,21 @@ func (g *Manifest) Template() ([]byte, error) {
 	w("sgx.edmm_enable = false\n")
 	w("sgx.remote_attestation = \"dcap\"\n")
 	w("sgx.file_check_policy = \"strict\"\n")
-	w("# resources.memory rounded up to a power of two (at least %s)\n", FormatGramineSize(MinEnclaveSize))
+	z := g.Sizing
+	mib := func(n int64) string { return strconv.FormatInt((n+(1<<20)-1)>>20, 10) + " MiB" }
+	w("# Without EDMM everything ppml-run maps must fit in the enclave:\n")
+	w("#   %9s  Go runtime reservations at start (page summaries, scavenger index, arena map)\n", mib(z.GoRuntime))
+	w("#   %9s  Gramine itself (LibOS, PAL, their heaps, manifest, trusted-file hashes)\n", mib(z.Gramine))
+	w("#   %9s  ppml-run, its dynamic loader and shared libraries\n", mib(z.Binaries))
+	w("#   %9s  resources.memory: Go heap, engine memory and the decrypted data (tmpfs)\n", mib(z.Memory))
+	w("#   %9s  thread stacks: sgx.max_threads x sys.stack.size\n", mib(z.Stacks))
+	w("#   %9s  in all, rounded up to the power of two Gramine requires\n", mib(z.Total))
 	w("sgx.enclave_size = %s\n", q(FormatGramineSize(g.EnclaveSize)))
-	w("# resources.threads + %d for Gramine + %d for the Go runtime\n", GramineThreads, GoRuntimeThreads)
+	w("# %d = resources.threads (GOMAXPROCS) %d + engine pools %d (DuckDB/OpenMP, one per thread each)\n", g.MaxThreads, z.Threads, z.PoolThreads)
+	w("#     + %d Go runtime threads (sysmon, GC, blocked syscalls) + %d Gramine helpers (IPC, async, TLS)\n", GoRuntimeThreads, GramineThreads)
 	w("sgx.max_threads = %d\n", g.MaxThreads)
+	w("# Gramine's default, 256K, is too small for DuckDB, XGBoost and OpenMP workers; 8M is glibc's.\n")
+	w("sys.stack.size = %s\n", q(FormatGramineSize(g.StackSize)))
 	w("sgx.isvprodid = %d\n", g.ISVProdID)
 	w("sgx.isvsvn = %d\n\n", g.ISVSVN)
 

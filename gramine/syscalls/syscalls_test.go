@@ -9,15 +9,19 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ppml/ppml/engine/specs"
 	"github.com/ppml/ppml/envelope"
 	"github.com/ppml/ppml/envelope/envelopetest"
+	"github.com/ppml/ppml/gramine"
 	"github.com/ppml/ppml/gramine/syscalls"
 	"github.com/ppml/ppml/internal/buildtest"
+	"github.com/ppml/ppml/job"
 	"github.com/ppml/ppml/keyfile"
 	"github.com/ppml/ppml/ml/dataset"
 )
@@ -29,12 +33,25 @@ var runtimeBin = buildtest.Runtime()
 const (
 	shimEnv  = "PPML_TEST_GRAMINE_SHIM"
 	probeEnv = "PPML_TEST_GRAMINE_PROBE"
+	// asEnv is the RLIMIT_AS the shim sets: the enclave size.
+	asEnv = "PPML_TEST_GRAMINE_RLIMIT_AS"
 )
 
 func TestMain(m *testing.M) {
 	switch {
 	case os.Getenv(shimEnv) != "":
 		os.Unsetenv(shimEnv)
+		if v := os.Getenv(asEnv); v != "" {
+			os.Unsetenv(asEnv)
+			n, err := strconv.ParseUint(v, 10, 64)
+			if err == nil {
+				err = unix.Setrlimit(unix.RLIMIT_AS, &unix.Rlimit{Cur: n, Max: n})
+			}
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "RLIMIT_AS:", err)
+				os.Exit(121)
+			}
+		}
 		err := syscalls.Exec(os.Args[1:], os.Environ())
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(121)
@@ -144,14 +161,26 @@ func (w *workspace) out(t *testing.T, name string) []byte {
 	return envelopetest.Decrypt(t, filepath.Join(w.dir, "out", name), w.key)
 }
 
-// run runs the job manifest text confined, in ppml-run, as `ppml run` would.
+// run runs the job manifest text confined, in ppml-run, as `ppml run`
+// would, with as much address space as `ppml gramine manifest` gives its
+// enclave (sgx.enclave_size: without EDMM, everything mapped must fit).
 func (w *workspace) run(t *testing.T, name, manifest string) {
 	t.Helper()
 	p := filepath.Join(w.dir, name+".yaml")
 	if err := os.WriteFile(p, []byte(manifest), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	m, err := job.Load(p, specs.All)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := gramine.New(m, gramine.Options{Runtime: runtimeBin.Path(), JobPath: p, AllowKeyFiles: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%s: enclave size %s (%d MiB needed), %d threads", name, gramine.FormatGramineSize(g.EnclaveSize), g.Sizing.Total>>20, g.MaxThreads)
 	c := confined(t, runtimeBin.Path(), "run", "--manifest", p, "--key", filepath.Join(w.dir, "owner.key"))
+	c.Env = append(c.Env, asEnv+"="+strconv.FormatInt(g.EnclaveSize, 10))
 	var stderr bytes.Buffer
 	c.Stdout, c.Stderr = &stderr, &stderr
 	if err := c.Run(); err != nil {
@@ -164,7 +193,8 @@ func (w *workspace) run(t *testing.T, name, manifest string) {
 }
 
 // TestJobsUnderGramineSyscalls runs a real job of each engine in ppml-run
-// with only the system calls Gramine implements.
+// with only the system calls Gramine implements and the address space of
+// the enclave `ppml gramine manifest` sizes for it.
 func TestJobsUnderGramineSyscalls(t *testing.T) {
 	w := newWorkspace(t)
 	w.encrypt(t, "names.txt.ppml", []byte("Ada\nGrace\n"), envelope.TypeBytes)
@@ -188,6 +218,7 @@ parameters:
       set -e
       while read n; do echo "Hello, $n"; done < "$PPML_INPUT_NAMES" > "$PPML_OUTPUT_GREETING"
       cat "$PPML_INPUT_FIRST" "$PPML_INPUT_SECOND" > "$PPML_OUTPUT_JOINED"
+resources: {memory: 256MiB, threads: 1}
 `)
 		if got := string(w.out(t, "greeting.txt.ppml")); got != "Hello, Ada\nHello, Grace\n" {
 			t.Errorf("greeting %q", got)
@@ -208,6 +239,7 @@ parameters:
     counted:
       format: csv
       query: SELECT upper(line) AS name, length(line) AS n FROM names ORDER BY name
+resources: {memory: 256MiB, threads: 2}
 `)
 		if got := string(w.out(t, "counted.csv.ppml")); got != "name,n\nADA,3\nGRACE,5\n" {
 			t.Errorf("sql output %q", got)
@@ -227,10 +259,22 @@ outputs:
   model: {path: out/model.ppml, key: file:owner.key, content_type: application/json}
   report: {path: out/report.json.ppml, key: file:owner.key, content_type: application/json}
 parameters: {task: train, algorithm: xgboost, objective: regression, label: medv, rounds: 20, test_fraction: 0.2, seed: 42}
-resources: {threads: 1}
+resources: {memory: 256MiB, threads: 2}
 `)
 		if r := w.out(t, "report.json.ppml"); !bytes.Contains(r, []byte(`"rmse"`)) {
 			t.Errorf("ml report %s", r)
 		}
 	})
+}
+
+// TestAddressSpaceLimitBites: the limit the jobs above ran under is real —
+// ppml-run cannot even start in 512 MiB (the Go runtime's reservations).
+func TestAddressSpaceLimitBites(t *testing.T) {
+	c := confined(t, runtimeBin.Path(), "version")
+	c.Env = append(c.Env, asEnv+"="+strconv.Itoa(512<<20))
+	out, err := c.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() == 121 || !strings.Contains(string(out), "fatal error") {
+		t.Fatalf("ppml-run in 512 MiB: %v\n%.300s", err, out)
+	}
 }

@@ -31,7 +31,7 @@ func newGramineManifestCmd() *cobra.Command {
 		jobPath, out, runtimePath, server string
 		trusted                           []string
 		isvProdID, isvSVN                 uint16
-		asJSON                            bool
+		asJSON, allowKeyFiles             bool
 	)
 	cmd := &cobra.Command{
 		Use:   "manifest --job job.yaml -o ppml.manifest.template",
@@ -74,7 +74,7 @@ signing and pinning MRENCLAVE.`,
 			}
 			g, err := gramine.New(m, gramine.Options{
 				Runtime: runtimePath, JobPath: absJob, Server: server, Trusted: trusted,
-				ISVProdID: isvProdID, ISVSVN: isvSVN,
+				ISVProdID: isvProdID, ISVSVN: isvSVN, AllowKeyFiles: allowKeyFiles,
 			})
 			if err != nil {
 				return err
@@ -82,6 +82,9 @@ signing and pinning MRENCLAVE.`,
 			tmpl, err := g.Template()
 			if err != nil {
 				return err
+			}
+			if allowKeyFiles {
+				fmt.Fprintln(cmd.ErrOrStderr(), "ppml: warning: --allow-key-files: file: keys are host files the host can read and replace; development only, never for real data")
 			}
 			for _, s := range g.Skipped {
 				fmt.Fprintln(cmd.ErrOrStderr(), "ppml: warning: not trusting libraries of", s)
@@ -119,6 +122,7 @@ signing and pinning MRENCLAVE.`,
 	f.Uint16Var(&isvProdID, "isvprodid", 0, "ISV product id in the enclave signature")
 	f.Uint16Var(&isvSVN, "isvsvn", 0, "ISV security version in the enclave signature")
 	f.BoolVar(&asJSON, "json", false, "print a summary as JSON")
+	f.BoolVar(&allowKeyFiles, "allow-key-files", false, "let file: keys through as host files (development only; the host can read and replace them)")
 	_ = cmd.MarkFlagRequired("job")
 	return cmd
 }
