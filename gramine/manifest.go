@@ -237,6 +237,9 @@ func New(m *job.Manifest, o Options) (*Manifest, error) {
 	if err := t.addFile(o.JobPath, "job manifest", ""); err != nil {
 		return nil, err
 	}
+	if p, ok := m.Parameters.(*execspec.Params); ok {
+		t.pythonImports = pythonImports(p.Command)
+	}
 	if pr, ok := m.Parameters.(programRunner); ok {
 		for _, prog := range pr.Programs() {
 			path, err := lookPath(prog, pathDirs)
@@ -464,9 +467,11 @@ func chrootMounts(paths []string) []Mount {
 }
 
 type trustSet struct {
-	files   []TrustedFile
-	byPath  map[string]int
-	skipped []string
+	// pythonImports are the modules the job's Python code imports.
+	pythonImports []string
+	files         []TrustedFile
+	byPath        map[string]int
+	skipped       []string
 }
 
 func (t *trustSet) add(f TrustedFile) {
@@ -562,14 +567,76 @@ func (t *trustSet) addPythonDirs(interp string, r *elfdeps.Resolver) error {
 	if !strings.Contains(ver, ".") {
 		return nil
 	}
-	for _, d := range []string{"/usr/lib/python" + ver, "/usr/lib/python3/dist-packages", "/usr/local/lib/python" + ver + "/dist-packages"} {
-		if fi, err := os.Stat(d); err == nil && fi.IsDir() {
-			if err := t.addDir(d, "Python library", r); err != nil {
-				return err
+	// The standard library is one release's, shipped with the interpreter.
+	if d := "/usr/lib/python" + ver; isDir(d) {
+		if err := t.addDir(d, "Python standard library", r); err != nil {
+			return err
+		}
+	}
+	// Third-party packages: only those the job's Python code imports (a
+	// whole dist-packages tree is thousands of files, slows every start
+	// and changes MRENCLAVE on any apt upgrade). Others the program needs
+	// are listed with --trusted or pinned by the job.
+	for _, d := range []string{"/usr/local/lib/python" + ver + "/dist-packages", "/usr/lib/python3/dist-packages"} {
+		if !isDir(d) {
+			continue
+		}
+		for _, name := range t.pythonImports {
+			if p := filepath.Join(d, name); isDir(p) {
+				if err := t.addDir(p, "Python package "+name, r); err != nil {
+					return err
+				}
+			} else if fileExists(p + ".py") {
+				t.add(TrustedFile{Path: p + ".py", Why: "Python module " + name})
+			}
+			exts, _ := filepath.Glob(filepath.Join(d, name+".*.so"))
+			for _, e := range exts {
+				if err := t.addProgram(e, "Python extension "+name, r, nil); err != nil {
+					return err
+				}
 			}
 		}
 	}
 	return nil
+}
+
+func isDir(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.IsDir()
+}
+
+var pythonImport = regexp.MustCompile(`(?m)^[ \t]*(?:import|from)[ \t]+([A-Za-z_][A-Za-z0-9_]*(?:[ \t]*,[ \t]*[A-Za-z_][A-Za-z0-9_.]*)*)`)
+
+// pythonImports lists the top-level modules that Python source in args
+// imports (inline -c code, or script files named by the command).
+func pythonImports(args []string) []string {
+	seen := map[string]bool{}
+	var out []string
+	scan := func(src string) {
+		for _, m := range pythonImport.FindAllStringSubmatch(src, -1) {
+			for _, part := range strings.Split(m[1], ",") {
+				name := strings.TrimSpace(part)
+				if i := strings.IndexByte(name, '.'); i >= 0 {
+					name = name[:i]
+				}
+				if name != "" && !seen[name] {
+					seen[name] = true
+					out = append(out, name)
+				}
+			}
+		}
+	}
+	for _, a := range args {
+		if strings.HasSuffix(a, ".py") {
+			if b, err := os.ReadFile(a); err == nil {
+				scan(string(b))
+			}
+			continue
+		}
+		scan(a)
+	}
+	sort.Strings(out)
+	return out
 }
 
 // addDir trusts a directory (measured recursively by gramine-sgx-sign) and

@@ -508,3 +508,39 @@ parameters: {command: [/bin/ls]}
 		t.Error("missing --trusted file accepted")
 	}
 }
+
+// TestPythonTrustsOnlyImportedPackages: of dist-packages, only what the
+// job's code imports is trusted, never the whole tree.
+func TestPythonTrustsOnlyImportedPackages(t *testing.T) {
+	if _, err := os.Stat("/usr/lib/python3/dist-packages/numpy"); err != nil {
+		t.Skip("python3-numpy not installed")
+	}
+	if got := pythonImports([]string{"-c", "import os, numpy.linalg as la\nfrom json import dumps\n  import sys"}); strings.Join(got, ",") != "json,numpy,os,sys" {
+		t.Errorf("imports %v", got)
+	}
+	_, jobPath := loadJob(t, "python-job.yaml")
+	m, err := job.Parse([]byte(`name: np
+engine: exec
+inputs: {a: in/a.ppml}
+outputs: {o: {path: out/o.ppml, key: kms://kms.example.org/k}}
+parameters: {command: [/usr/bin/python3, -c, "import numpy\nprint(numpy.zeros(2))"]}
+`), "/srv/job", specs.All)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, _, _ := render(t, m, Options{Runtime: standInPPML, JobPath: jobPath})
+	var numpy bool
+	for _, f := range g.TrustedFiles {
+		switch {
+		case f.Path == "/usr/lib/python3/dist-packages/" || f.Path == "/usr/lib/python3/dist-packages":
+			t.Errorf("the whole dist-packages tree is trusted")
+		case f.Path == "/usr/lib/python3/dist-packages/numpy/":
+			numpy = true
+		case strings.HasPrefix(f.Path, "/usr/lib/python3/dist-packages/") && !strings.HasPrefix(f.Path, "/usr/lib/python3/dist-packages/numpy"):
+			t.Errorf("%s trusted, but the job does not import it", f.Path)
+		}
+	}
+	if !numpy {
+		t.Errorf("numpy, which the job imports, is not trusted")
+	}
+}
