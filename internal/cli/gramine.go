@@ -40,10 +40,12 @@ func newGramineManifestCmd() *cobra.Command {
 running "ppml-run run --manifest JOB --tee gramine" with a fixed command line. The
 runtime is the one 'ppml run' would use ($PPML_RUN, beside this ppml, or on PATH) unless
 --ppml-run names another. Trusted files: ppml-run, its dynamic loader and shared libraries,
-the job manifest, the job's program and its libraries (and a Python interpreter's library
-directories), files the job pins by hash. Allowed files: the encrypted inputs and the
-output directories. /tmp is in memory; DCAP attestation; no debug. See docs/sgx.md for
-signing and pinning MRENCLAVE.`,
+the job manifest, the job's program and its libraries (for Python: the standard library
+and the dist-packages the job's code imports), files the job pins by hash. Allowed files:
+the encrypted inputs and the output directories. /tmp is in memory; DCAP attestation; no
+debug. sgx.enclave_size and sgx.max_threads are computed (Go's reservations, the binaries,
+resources.memory, engine pools), each figure explained in the template. A file: key is
+refused unless --allow-key-files. See docs/sgx.md for signing and pinning MRENCLAVE.`,
 		Example: `  ppml gramine manifest --job job.yaml -o ppml.manifest.template
   ppml gramine manifest --job job.yaml -o ppml.manifest.template --ppml-run /opt/ppml/bin/ppml-run \
       --server https://kms.example.org:8443 --isvprodid 1 --isvsvn 3
