@@ -31,6 +31,9 @@ func DecodeArrow(b []byte) (inst Instance, err error) {
 			inst, err = nil, fmt.Errorf("not an Arrow IPC stream: %v", r)
 		}
 	}()
+	if err := checkArrowStream(b); err != nil {
+		return nil, fmt.Errorf("not an Arrow IPC stream: %v", err)
+	}
 	mem := memory.NewGoAllocator()
 	rd, err := ipc.NewReader(bytes.NewReader(b), ipc.WithAllocator(mem))
 	if err != nil {

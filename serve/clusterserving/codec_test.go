@@ -3,6 +3,8 @@ package clusterserving
 import (
 	"bytes"
 	"fmt"
+	"os"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -158,4 +160,24 @@ func FuzzDecodeInstances(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestDecodeArrowDeclaredSizes: a stream whose schema announces 67 million fields in 528
+// bytes of metadata (FuzzDecodeArrow found it; arrow-go allocated gigabytes for it) is refused
+// before arrow-go reads it.
+func TestDecodeArrowDeclaredSizes(t *testing.T) {
+	b, err := os.ReadFile("testdata/fuzz/FuzzDecodeArrow/262e5e30060c5cef")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.SplitN(string(b), "\n", 2)
+	s := strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(lines[1]), "[]byte("), ")")
+	in, err := strconv.Unquote(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = DecodeArrow([]byte(in))
+	if err == nil || !strings.Contains(err.Error(), "declares 67108864 entries") {
+		t.Fatalf("got %v, want the declared field count refused", err)
+	}
 }
