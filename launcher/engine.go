@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ppml/ppml/attest"
 	"github.com/ppml/ppml/envelope"
 	"github.com/ppml/ppml/job"
 	"github.com/ppml/ppml/memfd"
@@ -76,6 +77,10 @@ type Job struct {
 	// TempRoot is where an engine that needs a private directory makes it
 	// ("" is /dev/shm when available); it must be a memory file system.
 	TempRoot string
+	// Attester produces evidence in this TEE (Config.Attester), for an engine that binds
+	// something of its own into evidence — the serve engine's TLS key. nil when the run has
+	// no TEE: such an engine refuses to start.
+	Attester attest.Attester
 	// Logf writes a launcher progress line (names and sizes, never content).
 	Logf func(format string, args ...any)
 }

@@ -62,6 +62,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ppml/ppml/attest"
 	"github.com/ppml/ppml/envelope"
 	"github.com/ppml/ppml/job"
 	"github.com/ppml/ppml/keyfile"
@@ -88,6 +89,10 @@ type Config struct {
 	Stdin io.Reader
 	// EngineOptions reach the engine as Job.Options.
 	EngineOptions any
+	// Attester produces evidence in this TEE for an engine that attests something of its
+	// own (the serve engine's TLS key): Job.Attester. When nil and Keys is KMSKeys, its
+	// Attester is used; nil otherwise (local keys without a TEE).
+	Attester attest.Attester
 }
 
 // DefaultGrace is Config.Grace when it is not set.
@@ -210,7 +215,10 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 
 	j := &Job{Manifest: m, Inputs: inputs, Outputs: outputs, Secrets: secrets,
 		Stdin: cfg.Stdin, Stdout: orDiscard(cfg.Stdout), Stderr: orDiscard(cfg.Stderr),
-		Options: cfg.EngineOptions, Grace: cfg.Grace, TempRoot: cfg.TempRoot, Logf: logf}
+		Options: cfg.EngineOptions, Grace: cfg.Grace, TempRoot: cfg.TempRoot, Logf: logf, Attester: cfg.Attester}
+	if kk, ok := cfg.Keys.(*KMSKeys); ok && j.Attester == nil {
+		j.Attester = kk.Attester
+	}
 	if j.Grace <= 0 {
 		j.Grace = DefaultGrace
 	}

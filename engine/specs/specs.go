@@ -11,6 +11,7 @@ package specs
 import (
 	"github.com/ppml/ppml/engine/exec/execspec"
 	"github.com/ppml/ppml/engine/ml/mlspec"
+	"github.com/ppml/ppml/engine/serve/servespec"
 	"github.com/ppml/ppml/engine/sql/sqlspec"
 	"github.com/ppml/ppml/job"
 )
@@ -19,5 +20,6 @@ import (
 var All job.Specs = job.NewSpecSet(
 	execspec.Spec,
 	mlspec.Spec,
+	servespec.Spec,
 	sqlspec.Spec,
 )

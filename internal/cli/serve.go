@@ -172,7 +172,7 @@ needs the VCEK (--amd-kds) as for 'ppml attest verify'.`,
 				fmt.Fprintf(w, "invalid: %s\n", res.Error)
 			}
 			if !res.Valid {
-				return &silentExit{code: ExitFailure}
+				return &silentExit{Code: ExitFailure}
 			}
 			return nil
 		},

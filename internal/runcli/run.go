@@ -70,6 +70,14 @@ digest, outputs, exit_code, and on failure error (and denials when keys were ref
 			if err != nil {
 				return err
 			}
+			// Engines that attest something of their own (the serve engine's TLS key) use
+			// the release's attester; with local keys, the one --tee names explicitly.
+			var att attest.Attester
+			if _, kms := keys.(*launcher.KMSKeys); !kms && tee != "auto" {
+				if att, _, err = runAttester(tee); err != nil {
+					return err
+				}
+			}
 			ctx, cancel := context.WithCancelCause(cmd.Context())
 			defer cancel(nil)
 			sigs := make(chan os.Signal, 1)
@@ -88,7 +96,7 @@ digest, outputs, exit_code, and on failure error (and denials when keys were ref
 			}()
 			stderr := cmd.ErrOrStderr()
 			res, err := launcher.Run(ctx, launcher.Config{Manifest: m, Keys: keys,
-				Stdout: cmd.OutOrStdout(), Stderr: stderr, Log: stderr, Grace: grace})
+				Stdout: cmd.OutOrStdout(), Stderr: stderr, Log: stderr, Grace: grace, Attester: att})
 			close(stopped)
 			<-watched // got is settled
 			tokenBytes := 0

@@ -1,0 +1,7 @@
+//go:build !ppml_no_serve
+
+package main
+
+// The serve engine: KServe v2 REST and gRPC, Cluster Serving's HTTP frontend and Redis
+// queue, behind attested TLS (XGBoost through cgo).
+import _ "github.com/ppml/ppml/engine/serve"

@@ -1,0 +1,91 @@
+package servespec
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ppml/ppml/job"
+)
+
+var specs = job.NewSpecSet(Spec)
+
+const head = "version: 1\nname: t\nengine: serve\ninputs:\n  house: /m/house.json.ppml\n  rk: /m/record.key.ppml\nparameters:\n"
+
+func parse(params string) (*job.Manifest, error) {
+	return job.Parse([]byte(head+params), "/", specs)
+}
+
+func TestParameters(t *testing.T) {
+	m, err := parse("  models: [{name: house, version: '2', input: house, max_batch: 8, max_delay: 2ms}]\n" +
+		"  listen: {http: 127.0.0.1:9000, grpc: 'off'}\n  hosts: [serve.example.com, 10.0.0.7]\n  certificate_validity: 1h\n" +
+		"  limits: {max_request_bytes: 4096, request_timeout: 1s, max_connections: 10}\n" +
+		"  queue: {redis: 'redis:6379', stream: s, record_keys: [rk], claim_idle: 5s, max_deliveries: 2, result_ttl: 1h}\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := m.Parameters.(*Params)
+	if len(p.Models) != 1 || p.Models[0] != (Model{Name: "house", Version: "2", Input: "house", MaxBatch: 8, MaxDelay: 2 * time.Millisecond}) ||
+		p.HTTP != "127.0.0.1:9000" || p.GRPC != "" || strings.Join(p.Hosts, ",") != "serve.example.com,10.0.0.7" || p.Validity != time.Hour ||
+		p.PredictModel != "house" || p.Limits.MaxRequestBytes != 4096 || p.Limits.RequestTimeout != time.Second || p.Limits.MaxConnections != 10 ||
+		p.Limits.IdleTimeout != DefaultIdleTimeout || p.Queue == nil || p.Queue.Model != "house" || p.Queue.MaxDeliveries != 2 || p.Queue.ResultTTL != time.Hour {
+		t.Fatalf("%+v %+v", p, p.Queue)
+	}
+	// Defaults are explicit in the canonical form: writing them out keeps the digest.
+	a, err := parse("  models: [{name: house, input: house}]\n  queue: {redis: 'r:1', record_keys: [rk]}\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := parse("  models: [{name: house, version: '1', input: house, max_batch: 64, max_delay: 0s}]\n" +
+		"  listen: {http: 0.0.0.0:8443, grpc: 0.0.0.0:8444}\n  hosts: [localhost, 127.0.0.1]\n  certificate_validity: 24h\n  predict_model: house\n" +
+		"  limits: {max_request_bytes: 67108864, request_timeout: 30s, read_header_timeout: 10s, read_timeout: 60s, write_timeout: 60s, idle_timeout: 120s, max_connections: 4096}\n" +
+		"  queue: {redis: 'r:1', stream: serving_stream, model: house, record_keys: [rk], allow_plaintext: false, claim_idle: 30s, max_deliveries: 3, result_ttl: 0s}\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Digest() != b.Digest() {
+		t.Errorf("defaults change the digest:\n%s\n%s", a.Canonical(), b.Canonical())
+	}
+}
+
+func TestProblems(t *testing.T) {
+	for params, want := range map[string]string{
+		"":                             "must be a mapping",
+		"  listen: {http: x}\n":        "models: required",
+		"  models: []\n":               "0 models",
+		"  models: [{input: house}]\n": "name: required",
+		"  models: [{name: 'a b', input: house}]\n":                                                                 "want 1 to 64 letters",
+		"  models: [{name: h}]\n":                                                                                   "input: required",
+		"  models: [{name: h, input: nope}]\n":                                                                      `names input "nope"`,
+		"  models: [{name: h, input: house}, {name: h, input: rk}]\n":                                               "listed twice",
+		"  models: [{name: h, input: house, max_batch: 0}]\n":                                                       "want 1 (no batching)",
+		"  models: [{name: h, input: house, max_delay: 2s}]\n":                                                      "want a duration from 0s to 1s",
+		"  models: [{name: h, input: house}]\n  listen: {http: 'off', grpc: 'off'}\n":                               "both listeners are off",
+		"  models: [{name: h, input: house}]\n  listen: {http: 'example.com:80'}\n":                                 "listen on an IP address",
+		"  models: [{name: h, input: house}]\n  predict_model: x\n":                                                 `"x" is not one of the models`,
+		"  models: [{name: h, input: house}]\n  queue: {redis: 'r:1'}\n":                                            "record_keys: required unless allow_plaintext",
+		"  models: [{name: h, input: house}]\n  queue: {record_keys: [rk]}\n":                                       "redis: required",
+		"  models: [{name: h, input: house}]\n  queue: {redis: r, record_keys: [rk]}\n":                             "want host:port",
+		"  models: [{name: h, input: house}]\n  queue: {redis: 'r:1', record_keys: [rk], allow_plaintext: maybe}\n": "want true or false",
+		"  models: [{name: h, input: house}]\n  limits: {max_request_bytes: 1}\n":                                   "want 1024 to",
+		"  models: [{name: h, input: house}]\n  colour: red\n":                                                      "colour",
+		"  models: [{name: h, input: house}]\n":                                                                     `input "rk" is neither a model nor a record key`,
+	} {
+		_, err := parse(params)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: got %v, want %q", params, err, want)
+		}
+	}
+}
+
+func FuzzServeParameters(f *testing.F) {
+	f.Add("  models: [{name: house, input: house}]\n  queue: {redis: 'r:1', record_keys: [rk]}\n")
+	f.Add("  models: [{name: h, version: '2', input: house, max_batch: 8, max_delay: 2ms}]\n  listen: {http: 127.0.0.1:9000, grpc: 'off'}\n  limits: {request_timeout: 1s}\n")
+	f.Fuzz(func(t *testing.T, params string) {
+		m, err := parse(params)
+		if err == nil {
+			m.Canonical()
+			m.Digest()
+		}
+	})
+}
