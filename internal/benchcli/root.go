@@ -23,7 +23,7 @@ runs 'ppml-bench X'. --json prints a machine-readable result.`,
 		Example: `  ppml bench envelope
   ppml-bench envelope --size 256MiB --json`,
 	}
-	for _, f := range []func() *cobra.Command{newBenchEnvelopeCmd, newBenchAttestCmd, newBenchReleaseCmd, newBenchTPCHCmd, newBenchMLCmd} {
+	for _, f := range []func() *cobra.Command{newBenchEnvelopeCmd, newBenchAttestCmd, newBenchReleaseCmd, newBenchTPCHCmd, newBenchMLCmd, newBenchServeCmd} {
 		root.AddCommand(f())
 	}
 	return command.Prepare(root)
