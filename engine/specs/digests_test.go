@@ -43,6 +43,10 @@ var pinned = map[string]string{
 	"inline:ml-predict":                                 "sha256:c9d573522a68e20947f190427a2782421eb37f02800d49d23f3088d1eb8f6c2d",
 	"inline:ml-train-defaults":                          "sha256:d3aaa7dba992a42d05eb1473cee730c4fe5d7446cb8f90a64f6abd2329d54e88",
 	"inline:ml-train-every-parameter":                   "sha256:888cd02c9a173c2be7daec4beda555d43a6e638326077b0ce2f9e2c88b6e8174",
+	"examples/serve/serve.yaml":                         "sha256:865367315987bebc525290e3b6327aa5e2098bc5ccb5eb67aa344ecdcd73179a",
+	"examples/serve/train.yaml":                         "sha256:419c97f95532d6e9621cc4d88892ae17efc6cc590c22c71e363a909ba68e60ed",
+	"inline:serve-defaults":                             "sha256:2356b2023e1d5f6fe1a80d932f83d81acc402ca825bcab0b209aaa2755372637",
+	"inline:serve-every-parameter":                      "sha256:2718a0b791a5eb53c40a81375c7a49a2c14a4344ea68fc89e47f2ca7cc9748c1",
 	"inline:sql-every-parameter":                        "sha256:2fb8aef9bd40b7bc079bc612b5756700abd61093d903dccb69b41096d6fe7805",
 	"inline:sql-interactive":                            "sha256:453a4e55d45c59fc10269396ef05f05ed43388299c2cd1f06fad9e22c727b063",
 	"inline:sql-parquet-encryption":                     "sha256:cd91c1fa323a190d9dda5a3661cb8d4e2ac41cf4f4b6f37327719242222f42ea",
@@ -70,7 +74,26 @@ parameters:
   files: [{path: /opt/job/run.py, sha256: "sha256:E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855"}]
 resources: {memory: 512MiB, threads: 2}
 `,
-	"exec-defaults": "name: e\nengine: exec\nparameters: {command: [/bin/true]}\n",
+	"exec-defaults":  "name: e\nengine: exec\nparameters: {command: [/bin/true]}\n",
+	"serve-defaults": "name: s\nengine: serve\ninputs:\n  m: m.ppml\nparameters: {models: [{name: m, input: m}]}\n",
+	"serve-every-parameter": `name: serve-all
+engine: serve
+inputs:
+  a: a.model.ppml
+  b: b.model.ppml
+  rk: record.key.ppml
+parameters:
+  models:
+    - {name: house, version: "2", input: a, max_batch: 32, max_delay: 2ms}
+    - {name: churn, version: "7", input: b, max_batch: 1}
+  listen: {http: "0.0.0.0:9443", grpc: "off"}
+  hosts: [serve.example.org, 10.0.0.7]
+  certificate_validity: 12h
+  predict_model: churn
+  limits: {max_request_bytes: 1048576, request_timeout: 5s, read_header_timeout: 2s, read_timeout: 10s, write_timeout: 10s, idle_timeout: 60s, max_connections: 100}
+  queue: {redis: "redis.example.org:6379", stream: house_stream, model: house, record_keys: [rk], allow_plaintext: false, claim_idle: 10s, max_deliveries: 5, result_ttl: 1h}
+resources: {threads: 2}
+`,
 	"sql-every-parameter": `name: sql-all
 engine: sql
 inputs:
