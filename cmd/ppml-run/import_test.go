@@ -110,20 +110,28 @@ func TestEngineBuildTags(t *testing.T) {
 	has := func(pkgs []listed, sub string) bool {
 		return slices.ContainsFunc(pkgs, func(p listed) bool { return strings.Contains(p.ImportPath, sub) })
 	}
+	is := func(pkgs []listed, path string) bool {
+		return slices.ContainsFunc(pkgs, func(p listed) bool { return p.ImportPath == buildtest.Module+"/"+path })
+	}
+	// The serve engine reads model files with ml/modelfile, not through the ml engine.
 	noML := goList(t, "./", []string{"ppml_no_ml"})
-	if has(noML, "xgboost") || has(noML, "/engine/ml") {
-		t.Error("ppml_no_ml still links the ml engine or XGBoost")
+	if is(noML, "engine/ml") {
+		t.Error("ppml_no_ml still links the ml engine")
+	}
+	noMLServe := goList(t, "./", []string{"ppml_no_ml", "ppml_no_serve"})
+	if has(noMLServe, "xgboost") || is(noMLServe, "engine/ml") || is(noMLServe, "engine/serve") {
+		t.Error("ppml_no_ml,ppml_no_serve still links the ml or serve engine or XGBoost")
 	}
 	noSQL := goList(t, "./", []string{"ppml_no_sql"})
 	if slices.ContainsFunc(noSQL, func(p listed) bool { return p.ImportPath == buildtest.Module+"/engine/sql" }) {
 		t.Error("ppml_no_sql still links the sql engine")
 	}
-	execOnly := goList(t, "./", []string{"ppml_no_sql", "ppml_no_ml"})
+	execOnly := goList(t, "./", []string{"ppml_no_sql", "ppml_no_ml", "ppml_no_serve"})
 	if has(execOnly, "duckdb") || has(execOnly, "xgboost") {
 		t.Error("an exec-only runtime links DuckDB or XGBoost")
 	}
 
-	bin, err := buildtest.Build(t.TempDir(), buildtest.Runtime("ppml_no_sql", "ppml_no_ml"))
+	bin, err := buildtest.Build(t.TempDir(), buildtest.Runtime("ppml_no_sql", "ppml_no_ml", "ppml_no_serve"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,9 +18,9 @@ import (
 	"fmt"
 	"runtime"
 
-	mlengine "github.com/ppml/ppml/engine/ml"
 	"github.com/ppml/ppml/engine/ml/mlspec"
 	"github.com/ppml/ppml/ml/linear"
+	"github.com/ppml/ppml/ml/modelfile"
 	"github.com/ppml/ppml/ml/table"
 	"github.com/ppml/ppml/ml/xgboost"
 	"github.com/ppml/ppml/serve/model"
@@ -41,7 +41,7 @@ type Options struct {
 // Model is a loaded tabular model.
 type Model struct {
 	meta    model.Metadata
-	wrapper *mlengine.Model
+	wrapper *modelfile.Model
 	pool    chan *xgboost.Booster // XGBoost: one booster per concurrent prediction
 	lin     *linear.Model
 }
@@ -49,7 +49,7 @@ type Model struct {
 // Load decodes a model file (a ppml model, a bare XGBoost JSON model with feature names or
 // a ppml linear model) from memory and prepares it for serving.
 func Load(modelFile []byte, opt Options) (*Model, error) {
-	w, err := mlengine.DecodeModel(modelFile)
+	w, err := modelfile.DecodeModel(modelFile)
 	if err != nil {
 		return nil, err
 	}
@@ -99,7 +99,7 @@ func Load(modelFile []byte, opt Options) (*Model, error) {
 func (m *Model) Metadata() model.Metadata { return m.meta }
 
 // Wrapper is the decoded model file (algorithm, objective, features, metrics).
-func (m *Model) Wrapper() *mlengine.Model { return m.wrapper }
+func (m *Model) Wrapper() *modelfile.Model { return m.wrapper }
 
 // Close frees the boosters.
 func (m *Model) Close() error {
