@@ -1,5 +1,5 @@
 // Package benchcli is the command tree of ppml-bench: one command per
-// benchmark (envelope, attest, release, tpch, ml), each measuring ppml
+// benchmark (envelope, attest, release, tpch, ml, serve), each measuring ppml
 // against a baseline in the same run. The measurements themselves live in
 // the packages under bench/; `ppml bench X` hands over to `ppml-bench X`.
 package benchcli
