@@ -1,0 +1,86 @@
+package stream
+
+import "fmt"
+
+// shuffleMsg is the body of a shuffle record: what one source task tells
+// one window task — its watermark, whether it is idle or ended, partial
+// aggregates of windows it closed, and rows that came too late for its own
+// windows.
+type shuffleMsg struct {
+	from     int   // source partition
+	wm       int64 // MinInt64: no watermark in this message
+	idle     bool
+	ended    bool
+	partials []windowPartial
+	lateRows []lateRow
+}
+
+type lateRow struct {
+	time int64
+	key  string
+	vals []Value // aggregation inputs, in aggregation order
+}
+
+const shuffleVersion = 1
+
+func (m *shuffleMsg) encode(aggs []Agg) []byte {
+	e := &enc{}
+	e.byte1(shuffleVersion)
+	e.uvarint(uint64(m.from))
+	e.varint(m.wm)
+	e.bool(m.idle)
+	e.bool(m.ended)
+	e.uvarint(uint64(len(m.partials)))
+	for _, p := range m.partials {
+		e.varint(p.w.Start)
+		e.varint(p.w.End)
+		e.uvarint(uint64(len(p.keys)))
+		for _, k := range p.keys {
+			e.str(k.key)
+			k.acc.encode(e, aggs)
+		}
+	}
+	e.uvarint(uint64(len(m.lateRows)))
+	for _, r := range m.lateRows {
+		e.varint(r.time)
+		e.str(r.key)
+		for _, v := range r.vals {
+			e.value(v)
+		}
+	}
+	return e.b
+}
+
+func decodeShuffle(b []byte, aggs []Agg) (*shuffleMsg, error) {
+	d := &dec{b: b}
+	if v := d.byte1(); v != shuffleVersion && d.err == nil {
+		return nil, fmt.Errorf("shuffle message version %d (this ppml reads %d)", v, shuffleVersion)
+	}
+	m := &shuffleMsg{}
+	m.from = int(d.uvarint())
+	m.wm = d.varint()
+	m.idle = d.bool()
+	m.ended = d.bool()
+	n := d.count(3)
+	for i := 0; i < n && d.err == nil; i++ {
+		p := windowPartial{w: Window{Start: d.varint(), End: d.varint()}}
+		nk := d.count(2)
+		for j := 0; j < nk && d.err == nil; j++ {
+			k := d.str()
+			p.keys = append(p.keys, keyAcc{k, decodeAcc(d, aggs)})
+		}
+		m.partials = append(m.partials, p)
+	}
+	nr := d.count(2)
+	for i := 0; i < nr && d.err == nil; i++ {
+		r := lateRow{time: d.varint(), key: d.str(), vals: make([]Value, len(aggs))}
+		for j := range r.vals {
+			r.vals[j] = d.value()
+		}
+		m.lateRows = append(m.lateRows, r)
+	}
+	if err := d.done("shuffle message"); err != nil {
+		return nil, err
+	}
+	return m, nil
+}

@@ -1,0 +1,386 @@
+package stream
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"sort"
+	"time"
+
+	"github.com/ppml/ppml/stream/record"
+)
+
+// sourceTask runs the first stage for one source partition: open and
+// check records, decode, apply the steps, then either write rows to the
+// sink (no GroupByKey) or pre-aggregate them per key and window and send
+// partial aggregates to the window tasks when the partition's watermark
+// passes the windows' end.
+type sourceTask struct {
+	task
+	pl  *Plan
+	run func(*Row)
+
+	maxTime  int64 // largest event time seen; MinInt64 before any
+	wm       int64 // this partition's watermark
+	emitted  int64 // watermark last sent to the window tasks
+	windows  map[Window]map[string]*acc
+	sessions map[string][]Window // session windows: each key's open sessions
+	idle     bool
+	idleW    *record.Writer // seals idle markers (random id: they are not repeatable)
+
+	// scratch for one record
+	key     []byte
+	wins    []Window
+	aggVals []Value
+	late    map[int][]lateRow // late rows by shuffle partition
+	lines   []byte            // rows for the sink (no GroupByKey)
+}
+
+func newSourceTask(w *worker, id TaskID, index int) *sourceTask {
+	s := &sourceTask{pl: w.plan, maxTime: math.MinInt64, wm: math.MinInt64, emitted: math.MinInt64}
+	s.init(w, id, index)
+	s.windows = map[Window]map[string]*acc{}
+	s.sessions = map[string][]Window{}
+	s.late = map[int][]lateRow{}
+	steps := make([]DoFn, len(s.pl.steps))
+	for i, f := range s.pl.steps {
+		steps[i] = f()
+	}
+	if s.pl.Aggregating() {
+		s.run = chain(steps, s.accept)
+		s.aggVals = make([]Value, len(s.pl.Aggs))
+	} else {
+		s.run = chain(steps, func(r *Row) {
+			s.lines = s.pl.appendRow(s.lines, r)
+			s.stats.Results++
+		})
+	}
+	return s
+}
+
+func (s *sourceTask) process(r Record) error {
+	s.pos = r.Next
+	s.stats.Records++
+	s.lastIn = time.Now()
+	s.idle = false
+	s.dirty = true
+	rec, err := s.w.opener.Open(s.id.Stream, uint32(s.id.Partition), r.Value)
+	if err != nil {
+		return s.deadLetter(r.Value, err)
+	}
+	if err := s.checkSeq(&rec.Header); err != nil {
+		return s.deadLetter(r.Value, err)
+	}
+	if rec.Kind == record.KindEnd {
+		return s.end()
+	}
+	s.lines = s.lines[:0]
+	ooo := s.pl.Time.MaxOutOfOrderness.Milliseconds()
+	err = s.pl.dec.decode(rec.Body, rec.Time, func(row *Row) {
+		s.stats.Events++
+		if row.Time > s.maxTime {
+			s.maxTime = row.Time
+		}
+		s.run(row)
+	})
+	if err != nil {
+		var de *errDecode
+		if errors.As(err, &de) {
+			return s.deadLetter(r.Value, err)
+		}
+		return err
+	}
+	if s.failed != nil {
+		return s.failed
+	}
+	if !s.pl.Aggregating() {
+		if len(s.lines) == 0 {
+			return nil
+		}
+		return s.emit(s.pl.Sink.Stream, s.id.Partition, rec.Time, s.lines, s.outID("out", 0))
+	}
+	wm := s.wm
+	if s.maxTime != math.MinInt64 && s.maxTime > math.MinInt64+ooo+1 {
+		wm = max(wm, s.maxTime-ooo-1)
+	}
+	return s.advance(wm, false)
+}
+
+// accept pre-aggregates one row, or sets it aside as late when a window it
+// belongs to was already sent on.
+func (s *sourceTask) accept(r *Row) {
+	s.key = s.pl.appendKey(s.key[:0], r)
+	for i, idx := range s.pl.aggIdx {
+		if idx >= 0 {
+			s.aggVals[i] = r.Vals[idx]
+		}
+	}
+	s.wins = s.pl.Window.assign(r.Time, s.wins[:0])
+	for _, w := range s.wins {
+		if w.maxTs() <= s.emitted {
+			s.lateRow(r.Time)
+			return
+		}
+	}
+	if s.pl.Window.Kind == SessionKind {
+		s.addSession(s.wins[0])
+		return
+	}
+	for _, w := range s.wins {
+		m := s.windows[w]
+		if m == nil {
+			m = map[string]*acc{}
+			s.windows[w] = m
+		}
+		a := m[string(s.key)]
+		if a == nil {
+			a = newAcc(s.pl.Aggs)
+			m[string(s.key)] = a
+		}
+		a.add(s.pl.Aggs, s.aggVals)
+	}
+}
+
+func (s *sourceTask) addSession(w Window) {
+	k := string(s.key)
+	a := newAcc(s.pl.Aggs)
+	a.add(s.pl.Aggs, s.aggVals)
+	kept := s.sessions[k][:0]
+	for _, o := range s.sessions[k] {
+		if mergeable(o, w) {
+			w = union(o, w)
+			a.merge(s.windows[o][k])
+			delete(s.windows[o], k)
+			if len(s.windows[o]) == 0 {
+				delete(s.windows, o)
+			}
+			continue
+		}
+		kept = append(kept, o)
+	}
+	s.sessions[k] = append(kept, w)
+	m := s.windows[w]
+	if m == nil {
+		m = map[string]*acc{}
+		s.windows[w] = m
+	}
+	if o := m[k]; o != nil {
+		a.merge(o)
+	}
+	m[k] = a
+}
+
+// lateRow sends a row whose window was already sent on to the window task
+// of its key, which decides (with the global watermark) whether it is late.
+func (s *sourceTask) lateRow(t int64) {
+	p := partitionOf(string(s.key), s.pl.SinkPartitions())
+	s.late[p] = append(s.late[p], lateRow{time: t, key: string(s.key), vals: append([]Value(nil), s.aggVals...)})
+}
+
+// advance moves the watermark to wm and, when windows close or a window
+// boundary passes, sends partial aggregates and the watermark to every
+// window task; late rows go out with them or on their own.
+func (s *sourceTask) advance(wm int64, ended bool) error {
+	if wm > s.wm {
+		s.wm = wm
+	}
+	var flush []Window
+	for w := range s.windows {
+		if w.maxTs() <= s.wm {
+			flush = append(flush, w)
+		}
+	}
+	send := ended || len(flush) > 0 || (s.wm > s.emitted && s.pl.Window.boundary(s.wm) != s.pl.Window.boundary(s.emitted))
+	if !send && len(s.late) == 0 {
+		return nil
+	}
+	sortWindows(flush)
+	n := s.pl.SinkPartitions()
+	msgs := make([]shuffleMsg, n)
+	for p := range msgs {
+		msgs[p] = shuffleMsg{from: s.id.Partition, wm: math.MinInt64, ended: ended}
+		if send {
+			msgs[p].wm = s.wm
+		}
+	}
+	for _, w := range flush {
+		byPart := make([][]keyAcc, n)
+		for k, a := range s.windows[w] {
+			p := partitionOf(k, n)
+			byPart[p] = append(byPart[p], keyAcc{k, a})
+		}
+		for p, ks := range byPart {
+			if len(ks) == 0 {
+				continue
+			}
+			sort.Slice(ks, func(i, j int) bool { return ks[i].key < ks[j].key })
+			msgs[p].partials = append(msgs[p].partials, windowPartial{w, ks})
+		}
+		delete(s.windows, w)
+		if s.pl.Window.Kind == SessionKind {
+			for k := range s.sessions {
+				s.sessions[k] = removeWindow(s.sessions[k], w)
+				if len(s.sessions[k]) == 0 {
+					delete(s.sessions, k)
+				}
+			}
+		}
+	}
+	for p, rows := range s.late {
+		msgs[p].lateRows = rows
+	}
+	clear(s.late)
+	if send {
+		s.emitted = s.wm
+	}
+	for p := range msgs {
+		m := &msgs[p]
+		if !send && len(m.lateRows) == 0 {
+			continue
+		}
+		if err := s.emit(s.pl.ShuffleStream(), p, 0, m.encode(s.pl.Aggs), s.outID("shuffle", p)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func removeWindow(ws []Window, w Window) []Window {
+	out := ws[:0]
+	for _, o := range ws {
+		if o != w {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// end handles the partition's end record: the watermark jumps to the end
+// of time, every window is sent on, and so is the end.
+func (s *sourceTask) end() error {
+	if s.ended {
+		return nil
+	}
+	s.ended = true
+	if !s.pl.Aggregating() {
+		return s.emitEnd(s.pl.Sink.Stream, s.id.Partition, s.outID("end", 0))
+	}
+	return s.advance(math.MaxInt64, true)
+}
+
+// idleCheck tells the window tasks that this partition is idle, so it does
+// not hold their watermark back.
+func (s *sourceTask) idleCheck(now time.Time) error {
+	to := s.pl.Time.IdleTimeout
+	if to <= 0 || s.idle || s.ended || now.Sub(s.lastIn) < to {
+		return nil
+	}
+	if s.idleW == nil {
+		w, err := record.NewWriter(s.pl.ShuffleStream(), s.w.keys.State, nil)
+		if err != nil {
+			return err
+		}
+		s.idleW = w
+	}
+	s.idle = true
+	m := shuffleMsg{from: s.id.Partition, wm: math.MinInt64, idle: true}
+	body := m.encode(s.pl.Aggs)
+	for p := 0; p < s.pl.SinkPartitions(); p++ {
+		b, err := s.idleW.Seal(uint32(p), 0, body)
+		if err != nil {
+			return err
+		}
+		s.push(Output{Stream: s.pl.ShuffleStream(), Partition: p, Value: b, ID: fmt.Sprintf("%s|idle|%s|%d", s.pl.Name, s.idleW.ID(), s.idleW.Next(uint32(p)))})
+	}
+	return nil
+}
+
+func (s *sourceTask) snapshot() (TaskCommit, error) {
+	return s.snapshotCommit(func(e *enc) {
+		e.varint(s.maxTime)
+		e.varint(s.wm)
+		e.varint(s.emitted)
+		encodeWindows(e, s.windows, s.pl.Aggs, nil)
+	})
+}
+
+func (s *sourceTask) restoreState(d *dec) {
+	s.maxTime = d.varint()
+	s.wm = d.varint()
+	s.emitted = d.varint()
+	decodeWindows(d, s.pl.Aggs, false, func(w Window, k string, a *acc, _ int) {
+		m := s.windows[w]
+		if m == nil {
+			m = map[string]*acc{}
+			s.windows[w] = m
+		}
+		m[k] = a
+		if s.pl.Window != nil && s.pl.Window.Kind == SessionKind {
+			s.sessions[k] = append(s.sessions[k], w)
+		}
+	})
+}
+
+type keyAcc struct {
+	key string
+	acc *acc
+}
+
+type windowPartial struct {
+	w    Window
+	keys []keyAcc
+}
+
+func sortWindows(ws []Window) {
+	sort.Slice(ws, func(i, j int) bool {
+		if ws[i].End != ws[j].End {
+			return ws[i].End < ws[j].End
+		}
+		return ws[i].Start < ws[j].Start
+	})
+}
+
+// encodeWindows writes windows in order with their keys in order; panes,
+// when not nil, gives a key's pane count (window tasks).
+func encodeWindows(e *enc, windows map[Window]map[string]*acc, aggs []Agg, panes func(Window, string) int) {
+	ws := make([]Window, 0, len(windows))
+	for w := range windows {
+		ws = append(ws, w)
+	}
+	sortWindows(ws)
+	e.uvarint(uint64(len(ws)))
+	for _, w := range ws {
+		e.varint(w.Start)
+		e.varint(w.End)
+		keys := make([]string, 0, len(windows[w]))
+		for k := range windows[w] {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		e.uvarint(uint64(len(keys)))
+		for _, k := range keys {
+			e.str(k)
+			windows[w][k].encode(e, aggs)
+			if panes != nil {
+				e.uvarint(uint64(panes(w, k)))
+			}
+		}
+	}
+}
+
+func decodeWindows(d *dec, aggs []Agg, panes bool, put func(Window, string, *acc, int)) {
+	n := d.count(3)
+	for i := 0; i < n && d.err == nil; i++ {
+		w := Window{Start: d.varint(), End: d.varint()}
+		nk := d.count(2)
+		for j := 0; j < nk && d.err == nil; j++ {
+			k := d.str()
+			a := decodeAcc(d, aggs)
+			pane := 0
+			if panes {
+				pane = int(d.uvarint())
+			}
+			put(w, k, a, pane)
+		}
+	}
+}

@@ -1,0 +1,377 @@
+package stream
+
+import (
+	"fmt"
+	"math"
+	"sort"
+
+	"github.com/ppml/ppml/stream/record"
+)
+
+// windowTask runs the second stage for one shuffle partition: it merges
+// partial aggregates from every source task, keeps the minimum of their
+// watermarks (idle ones aside), fires each window when that watermark
+// passes the window's end, keeps the window for the allowed lateness and
+// re-fires it for late data, and sends what is later still to the late
+// side output.
+type windowTask struct {
+	task
+	pl       *Plan
+	up       []upstream // one per source partition
+	wm       int64
+	windows  map[Window]*winState
+	sessions map[string][]Window
+
+	results  []byte // result lines of the current record
+	nres     int
+	lateOut  []byte
+	chunkNum int
+}
+
+type upstream struct {
+	wm          int64
+	idle, ended bool
+}
+
+type winState struct {
+	keys  map[string]*acc
+	panes map[string]int // panes fired per key
+	fired bool
+}
+
+// resultChunk bounds the result lines of one output record.
+const resultChunk = 1000
+
+func newWindowTask(w *worker, id TaskID, index int) *windowTask {
+	t := &windowTask{pl: w.plan, wm: math.MinInt64}
+	t.init(w, id, index)
+	t.up = make([]upstream, t.pl.Source.Partitions)
+	for i := range t.up {
+		t.up[i].wm = math.MinInt64
+	}
+	t.windows = map[Window]*winState{}
+	t.sessions = map[string][]Window{}
+	return t
+}
+
+func (t *windowTask) process(r Record) error {
+	t.pos = r.Next
+	t.stats.Records++
+	t.dirty = true
+	t.results, t.nres, t.lateOut, t.chunkNum = t.results[:0], 0, t.lateOut[:0], 0
+	rec, err := t.w.state.Open(t.id.Stream, uint32(t.id.Partition), r.Value)
+	if err != nil {
+		return t.deadLetter(r.Value, err)
+	}
+	if err := t.checkSeq(&rec.Header); err != nil {
+		return t.deadLetter(r.Value, err)
+	}
+	if rec.Kind != record.KindData {
+		return t.deadLetter(r.Value, fmt.Errorf("unexpected %s record in the shuffle stream", rec.Kind))
+	}
+	m, err := decodeShuffle(rec.Body, t.pl.Aggs)
+	if err == nil && (m.from < 0 || m.from >= len(t.up)) {
+		err = fmt.Errorf("shuffle message from source partition %d of %d", m.from, len(t.up))
+	}
+	if err != nil {
+		return t.deadLetter(r.Value, err)
+	}
+	for _, p := range m.partials {
+		for _, ka := range p.keys {
+			if t.isLate(p.w) {
+				t.latePartial(p.w, ka.key, ka.acc)
+				continue
+			}
+			t.merge(p.w, ka.key, ka.acc)
+		}
+	}
+	var wins []Window
+	for _, lr := range m.lateRows {
+		wins = t.pl.Window.assign(lr.time, wins[:0])
+		on := false
+		for _, w := range wins {
+			if t.isLate(w) {
+				continue
+			}
+			a := newAcc(t.pl.Aggs)
+			a.add(t.pl.Aggs, lr.vals)
+			t.merge(w, lr.key, a)
+			on = true
+		}
+		if !on {
+			t.lateRow(lr)
+		}
+	}
+	u := &t.up[m.from]
+	switch {
+	case m.ended:
+		u.ended, u.idle, u.wm = true, false, math.MaxInt64
+	case m.idle:
+		u.idle = true
+	case m.wm != math.MinInt64:
+		u.idle = false
+		u.wm = max(u.wm, m.wm)
+	}
+	t.advance()
+	return t.flushOutputs()
+}
+
+func (t *windowTask) isLate(w Window) bool {
+	return t.wm != math.MinInt64 && w.maxTs() <= t.wm-t.pl.Lateness.Milliseconds()
+}
+
+// merge adds a partial aggregate for key k to window w (merging session
+// windows), and re-fires the key's result when the window already fired.
+func (t *windowTask) merge(w Window, k string, a *acc) {
+	pane := 0
+	if t.pl.Window.Kind == SessionKind {
+		kept := t.sessions[k][:0]
+		for _, o := range t.sessions[k] {
+			if !mergeable(o, w) {
+				kept = append(kept, o)
+				continue
+			}
+			ws := t.windows[o]
+			a.merge(ws.keys[k])
+			pane = max(pane, ws.panes[k])
+			w = union(o, w)
+			t.dropKey(o, k)
+		}
+		t.sessions[k] = append(kept, w)
+	}
+	ws := t.windows[w]
+	if ws == nil {
+		ws = &winState{keys: map[string]*acc{}, panes: map[string]int{}}
+		t.windows[w] = ws
+	}
+	if o := ws.keys[k]; o != nil {
+		o.merge(a)
+		a = o
+	}
+	ws.keys[k] = a
+	if pane > ws.panes[k] {
+		ws.panes[k] = pane
+	}
+	if w.maxTs() <= t.wm {
+		// The window already fired: this is a late pane (Flink's
+		// EventTimeTrigger fires at once for an element within the
+		// allowed lateness).
+		ws.fired = true
+		t.result(w, k, a, ws)
+	}
+}
+
+func (t *windowTask) dropKey(w Window, k string) {
+	ws := t.windows[w]
+	if ws == nil {
+		return
+	}
+	delete(ws.keys, k)
+	delete(ws.panes, k)
+	if len(ws.keys) == 0 {
+		delete(t.windows, w)
+	}
+}
+
+func (t *windowTask) result(w Window, k string, a *acc, ws *winState) {
+	t.results = t.pl.appendResult(t.results, w, decodeKey(k, len(t.pl.KeyFields)), a, ws.panes[k])
+	ws.panes[k]++
+	t.nres++
+	t.stats.Results++
+}
+
+// advance recomputes the watermark from the source tasks' and fires and
+// purges windows.
+func (t *windowTask) advance() {
+	m := int64(math.MaxInt64)
+	active, ended := false, true
+	for _, u := range t.up {
+		ended = ended && u.ended
+		if u.idle {
+			continue
+		}
+		active = true
+		m = min(m, u.wm)
+	}
+	if !active || m <= t.wm {
+		t.checkEnd(ended)
+		return
+	}
+	t.wm = m
+	var fire, purge []Window
+	lateness := t.pl.Lateness.Milliseconds()
+	for w, ws := range t.windows {
+		if !ws.fired && w.maxTs() <= t.wm {
+			fire = append(fire, w)
+		}
+		if t.wm == math.MaxInt64 || w.maxTs() <= t.wm-lateness {
+			purge = append(purge, w)
+		}
+	}
+	sortWindows(fire)
+	for _, w := range fire {
+		ws := t.windows[w]
+		ws.fired = true
+		keys := make([]string, 0, len(ws.keys))
+		for k := range ws.keys {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			t.result(w, k, ws.keys[k], ws)
+			if t.nres >= resultChunk {
+				t.flushResults()
+			}
+		}
+	}
+	for _, w := range purge {
+		if t.pl.Window.Kind == SessionKind {
+			for k := range t.windows[w].keys {
+				t.sessions[k] = removeWindow(t.sessions[k], w)
+				if len(t.sessions[k]) == 0 {
+					delete(t.sessions, k)
+				}
+			}
+		}
+		delete(t.windows, w)
+	}
+	t.checkEnd(ended)
+}
+
+func (t *windowTask) checkEnd(ended bool) {
+	if ended && !t.ended {
+		t.ended = true
+		t.flushResults()
+		if err := t.emitEnd(t.pl.Sink.Stream, t.id.Partition, t.outID("end", 0)); err != nil {
+			t.failed = err
+		}
+	}
+}
+
+func (t *windowTask) latePartial(w Window, k string, a *acc) {
+	t.stats.Late += a.n
+	if t.pl.Sink.Late == "" {
+		return
+	}
+	b := append(t.lateOut, `{"window_start":`...)
+	b = Str(fmtMillis(w.Start)).appendJSON(b)
+	b = append(b, `,"window_end":`...)
+	b = Str(fmtMillis(w.End)).appendJSON(b)
+	b = t.appendKeyFields(b, k)
+	b = append(b, `,"late_events":`...)
+	b = Num(float64(a.n)).appendJSON(b)
+	t.lateOut = append(b, "}\n"...)
+}
+
+func (t *windowTask) lateRow(r lateRow) {
+	t.stats.Late++
+	if t.pl.Sink.Late == "" {
+		return
+	}
+	b := append(t.lateOut, `{"event_time":`...)
+	b = Str(fmtMillis(r.time)).appendJSON(b)
+	b = t.appendKeyFields(b, r.key)
+	for i, g := range t.pl.Aggs {
+		if g.Field == "" {
+			continue
+		}
+		b = append(b, ',')
+		b = Str(g.Field).appendJSON(b)
+		b = append(b, ':')
+		b = r.vals[i].appendJSON(b)
+	}
+	t.lateOut = append(b, "}\n"...)
+}
+
+func (t *windowTask) appendKeyFields(b []byte, k string) []byte {
+	for i, v := range decodeKey(k, len(t.pl.KeyFields)) {
+		b = append(b, ',')
+		b = Str(t.pl.KeyFields[i]).appendJSON(b)
+		b = append(b, ':')
+		b = v.appendJSON(b)
+	}
+	return b
+}
+
+func (t *windowTask) flushResults() {
+	if t.nres == 0 || t.failed != nil {
+		return
+	}
+	if err := t.emit(t.pl.Sink.Stream, t.id.Partition, 0, t.results, t.outID("out", t.chunkNum)); err != nil {
+		t.failed = err
+	}
+	t.chunkNum++
+	t.results, t.nres = t.results[:0], 0
+}
+
+func (t *windowTask) flushOutputs() error {
+	t.flushResults()
+	if len(t.lateOut) > 0 && t.failed == nil {
+		if err := t.emit(t.pl.Sink.Late, 0, 0, t.lateOut, t.outID("late", 0)); err != nil {
+			return err
+		}
+	}
+	return t.failed
+}
+
+func (t *windowTask) snapshot() (TaskCommit, error) {
+	return t.snapshotCommit(func(e *enc) {
+		e.varint(t.wm)
+		e.uvarint(uint64(len(t.up)))
+		for _, u := range t.up {
+			e.varint(u.wm)
+			e.bool(u.idle)
+			e.bool(u.ended)
+		}
+		fired := map[Window]bool{}
+		accs := make(map[Window]map[string]*acc, len(t.windows))
+		for w, ws := range t.windows {
+			accs[w] = ws.keys
+			fired[w] = ws.fired
+		}
+		encodeWindows(e, accs, t.pl.Aggs, func(w Window, k string) int { return t.windows[w].panes[k] })
+		ws := make([]Window, 0, len(fired))
+		for w, f := range fired {
+			if f {
+				ws = append(ws, w)
+			}
+		}
+		sortWindows(ws)
+		e.uvarint(uint64(len(ws)))
+		for _, w := range ws {
+			e.varint(w.Start)
+			e.varint(w.End)
+		}
+	})
+}
+
+func (t *windowTask) restoreState(d *dec) {
+	t.wm = d.varint()
+	n := d.count(3)
+	if n != len(t.up) && d.err == nil {
+		d.fail(fmt.Errorf("snapshot has %d source partitions, the plan %d", n, len(t.up)))
+		return
+	}
+	for i := 0; i < n; i++ {
+		t.up[i] = upstream{wm: d.varint(), idle: d.bool(), ended: d.bool()}
+	}
+	decodeWindows(d, t.pl.Aggs, true, func(w Window, k string, a *acc, pane int) {
+		ws := t.windows[w]
+		if ws == nil {
+			ws = &winState{keys: map[string]*acc{}, panes: map[string]int{}}
+			t.windows[w] = ws
+		}
+		ws.keys[k] = a
+		ws.panes[k] = pane
+		if t.pl.Window.Kind == SessionKind {
+			t.sessions[k] = append(t.sessions[k], w)
+		}
+	})
+	nf := d.count(2)
+	for i := 0; i < nf && d.err == nil; i++ {
+		w := Window{Start: d.varint(), End: d.varint()}
+		if ws := t.windows[w]; ws != nil {
+			ws.fired = true
+		}
+	}
+}
