@@ -190,7 +190,7 @@ func (s *sourceTask) advance(wm int64, ended bool) error {
 			flush = append(flush, w)
 		}
 	}
-	send := ended || len(flush) > 0 || (s.wm > s.emitted && s.pl.Window.boundary(s.wm) != s.pl.Window.boundary(s.emitted))
+	send := ended || len(flush) > 0 || (s.wm > s.emitted && s.pl.Window.boundary(s.wm, s.pl.Lateness) != s.pl.Window.boundary(s.emitted, s.pl.Lateness))
 	if !send && len(s.late) == 0 {
 		return nil
 	}

@@ -91,17 +91,22 @@ func (f WindowFn) assign(t int64, dst []Window) []Window {
 }
 
 // boundary is a number that changes whenever the watermark passes the
-// maxTimestamp of some window (tumbling, sliding), or advances by a gap
-// (sessions): source tasks tell the window tasks their watermark then.
-func (f WindowFn) boundary(wm int64) int64 {
+// last instant of a window (when it fires) or that instant plus the
+// allowed lateness (when it is purged and later data is late): for
+// tumbling and sliding windows the window tasks then decide exactly as
+// they would knowing every watermark. For sessions, whose ends fall
+// anywhere, it changes every half gap (and source tasks also send their
+// watermark whenever they close a session).
+func (f WindowFn) boundary(wm int64, lateness time.Duration) [2]int64 {
 	if wm == math.MinInt64 || wm == math.MaxInt64 {
-		return wm
+		return [2]int64{wm, wm}
 	}
 	switch f.Kind {
 	case SessionKind:
-		return floorDiv(wm, f.Gap.Milliseconds())
+		return [2]int64{floorDiv(wm, max(f.Gap.Milliseconds()/2, 1)), 0}
 	}
-	return floorDiv(wm+1-f.Size.Milliseconds(), f.Slide.Milliseconds())
+	size, slide := f.Size.Milliseconds(), f.Slide.Milliseconds()
+	return [2]int64{floorDiv(wm+1-size, slide), floorDiv(wm+1-size-lateness.Milliseconds(), slide)}
 }
 
 func floorDiv(a, b int64) int64 {

@@ -271,10 +271,12 @@ func (t *windowTask) lateRow(r lateRow) {
 	b := append(t.lateOut, `{"event_time":`...)
 	b = Str(fmtMillis(r.time)).appendJSON(b)
 	b = t.appendKeyFields(b, r.key)
+	seen := map[string]bool{}
 	for i, g := range t.pl.Aggs {
-		if g.Field == "" {
+		if g.Field == "" || seen[g.Field] {
 			continue
 		}
+		seen[g.Field] = true
 		b = append(b, ',')
 		b = Str(g.Field).appendJSON(b)
 		b = append(b, ':')

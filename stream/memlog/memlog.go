@@ -235,6 +235,9 @@ func (s *session) Poll(ctx context.Context, max time.Duration) (*stream.Batch, e
 func (s *session) Commit(_ context.Context, tasks []stream.TaskCommit) error {
 	s.l.mu.Lock()
 	defer s.l.mu.Unlock()
+	if s.closed {
+		return fmt.Errorf("memlog: session closed")
+	}
 	for _, tc := range tasks {
 		if s.owned[tc.Task] == nil {
 			s.owned = map[stream.TaskID]*cursor{} // re-assign from committed state
@@ -278,4 +281,29 @@ func (s *session) Close(context.Context) error {
 	s.owned = nil
 	s.l.notify()
 	return nil
+}
+
+// Kill removes a worker from its group as if its process died: its tasks
+// become free for others, and nothing it did since its last commit
+// survives. Its session fails from then on.
+func (l *Log) Kill(group, worker string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	ms := l.members[group]
+	for i, m := range ms {
+		if m.topo.Worker == worker {
+			m.closed = true
+			m.owned = nil
+			l.members[group] = append(ms[:i:i], ms[i+1:]...)
+			break
+		}
+	}
+	l.notify()
+}
+
+// Members returns the number of members of a group.
+func (l *Log) Members(group string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.members[group])
 }
