@@ -49,7 +49,7 @@ func waitOutput(t testing.TB, b Broker, limit time.Duration, workers ...*Worker)
 
 // waitProgress waits until a worker committed something: the shuffle
 // stream is not empty.
-func waitProgress(t testing.TB, b Broker) {
+func waitProgress(t testing.TB, b Broker, workers ...*Worker) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
@@ -57,6 +57,9 @@ func waitProgress(t testing.TB, b Broker) {
 			if len(b.Read(t, Plan().ShuffleStream(), p)) > 0 {
 				return
 			}
+		}
+		for _, w := range workers {
+			w.Running()
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -73,7 +76,7 @@ func RunKill(t *testing.T, be Backend) {
 	f := &feeder{b: b, data: data}
 	w := StartWorker(t, "w1", b)
 	f.feed(t, 0.3)
-	waitProgress(t, b)
+	waitProgress(t, b, w)
 	f.feed(t, 0.5)
 	w.Kill()
 	f.feed(t, 0.7)
@@ -96,7 +99,7 @@ func RunScaleOut(t *testing.T, be Backend) {
 	w1 := StartWorker(t, "w1", b)
 	w2 := StartWorker(t, "w2", b)
 	f.feed(t, 0.2)
-	waitProgress(t, b)
+	waitProgress(t, b, w1, w2)
 	limit := 30*time.Second + be.Dead
 	w1.WaitLog("assigned", 1, limit)
 	w2.WaitLog("assigned", 1, limit)

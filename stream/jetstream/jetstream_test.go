@@ -1,0 +1,74 @@
+package jetstream_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	js "github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ppml/ppml/stream"
+	"github.com/ppml/ppml/stream/jetstream"
+	"github.com/ppml/ppml/stream/streamtest"
+)
+
+type broker struct {
+	e *jetstream.Embedded
+	j js.JetStream
+}
+
+func (b *broker) Addr() string { return b.e.URL() }
+func (b *broker) Create(t testing.TB, name string, partitions int) {
+	if err := jetstream.CreateStream(context.Background(), b.j, name, jetstream.Options{}); err != nil {
+		t.Fatal(err)
+	}
+}
+func (b *broker) Append(t testing.TB, name string, p int, values ...[]byte) {
+	if err := jetstream.Append(context.Background(), b.j, name, p, values, nil); err != nil {
+		t.Fatal(err)
+	}
+}
+func (b *broker) Read(t testing.TB, name string, p int) [][]byte {
+	out, err := jetstream.Read(context.Background(), b.j, name, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+const leaseTTL = 1500 * time.Millisecond
+
+var backend = streamtest.Backend{
+	Name: "jetstream",
+	Start: func(t *testing.T) streamtest.Broker {
+		e, err := jetstream.StartEmbedded(t.TempDir(), true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(e.Shutdown)
+		nc, err := e.Connect()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		j, err := js.New(nc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &broker{e: e, j: j}
+	},
+	Connect: func(addr string) (stream.Log, func(), error) {
+		nc, err := nats.Connect(addr, nats.MaxReconnects(-1))
+		if err != nil {
+			return nil, nil, err
+		}
+		return jetstream.New(nc, jetstream.Options{LeaseTTL: leaseTTL}), nc.Close, nil
+	},
+	Dead: leaseTTL,
+}
+
+func TestMain(m *testing.M) { streamtest.Main(m, backend) }
+
+func TestKill(t *testing.T)     { streamtest.RunKill(t, backend) }
+func TestScaleOut(t *testing.T) { streamtest.RunScaleOut(t, backend) }
