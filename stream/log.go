@@ -60,6 +60,9 @@ type Batch struct {
 	Assigned []Assignment
 	Revoked  []TaskID
 	Records  []Record
+	// CommitNow asks for a checkpoint soon: the log waits for one (a
+	// rebalance held back until the work polled so far is committed).
+	CommitNow bool
 	// EndOfInput lists source tasks that read everything a bounded log
 	// holds (the batch mode's files): their input ends as if every writer
 	// had written its end record.

@@ -166,7 +166,7 @@ func (w *worker) run(ctx context.Context) (Stats, error) {
 				}
 			}
 		}
-		if time.Since(lastCkpt) >= w.cfg.CheckpointInterval || w.buffered() >= w.cfg.MaxBuffered {
+		if b.CommitNow || time.Since(lastCkpt) >= w.cfg.CheckpointInterval || w.buffered() >= w.cfg.MaxBuffered {
 			if err := w.checkpoint(ctx, sess); err != nil {
 				sess.Close(context.Background())
 				return w.total, err
