@@ -103,7 +103,7 @@ func (s *sourceTask) process(r Record) error {
 	if s.maxTime != math.MinInt64 && s.maxTime > math.MinInt64+ooo+1 {
 		wm = max(wm, s.maxTime-ooo-1)
 	}
-	return s.advance(wm, false)
+	return s.advance(wm, false, "shuffle")
 }
 
 // accept pre-aggregates one row, or sets it aside as late when a window it
@@ -180,7 +180,10 @@ func (s *sourceTask) lateRow(t int64) {
 // advance moves the watermark to wm and, when windows close or a window
 // boundary passes, sends partial aggregates and the watermark to every
 // window task; late rows go out with them or on their own.
-func (s *sourceTask) advance(wm int64, ended bool) error {
+//
+// label distinguishes the outputs of what triggered the call at one input
+// position (a record, the end of a bounded input), so their ids differ.
+func (s *sourceTask) advance(wm int64, ended bool, label string) error {
 	if wm > s.wm {
 		s.wm = wm
 	}
@@ -238,7 +241,7 @@ func (s *sourceTask) advance(wm int64, ended bool) error {
 		if !send && len(m.lateRows) == 0 {
 			continue
 		}
-		if err := s.emit(s.pl.ShuffleStream(), p, 0, m.encode(s.pl.Aggs), s.outID("shuffle", p)); err != nil {
+		if err := s.emit(s.pl.ShuffleStream(), p, 0, m.encode(s.pl.Aggs), s.outID(label, p)); err != nil {
 			return err
 		}
 	}
@@ -265,7 +268,7 @@ func (s *sourceTask) end() error {
 	if !s.pl.Aggregating() {
 		return s.emitEnd(s.pl.Sink.Stream, s.id.Partition, s.outID("end", 0))
 	}
-	return s.advance(math.MaxInt64, true)
+	return s.advance(math.MaxInt64, true, "end-shuffle")
 }
 
 // idleCheck tells the window tasks that this partition is idle, so it does

@@ -30,6 +30,16 @@ func Str(s string) Value { return Value{Kind: String, S: s} }
 // Num returns a number value.
 func Num(f float64) Value { return Value{Kind: Number, F: f} }
 
+// Const is a constant written as text (in a manifest): a number when it
+// parses as one — it then also equals its own text in string fields, so
+// "5" and 5 both match 5 — else a string.
+func Const(s string) Value {
+	if f, err := strconv.ParseFloat(strings.TrimSpace(s), 64); err == nil && !math.IsNaN(f) && !math.IsInf(f, 0) {
+		return Value{Kind: Number, F: f, S: s}
+	}
+	return Str(s)
+}
+
 // Text is the value as it appears in keys and distinct counts.
 func (v Value) Text() string {
 	switch v.Kind {
@@ -74,8 +84,12 @@ func formatNumber(f float64) string {
 	return strconv.FormatFloat(f, 'g', -1, 64)
 }
 
-// compare orders two values of the same kind; ok is false across kinds.
+// compare orders two values of the same kind; ok is false across kinds,
+// except that a string compares with a Const number by the number's text.
 func compare(a, b Value) (int, bool) {
+	if a.Kind == String && b.Kind == Number && b.S != "" {
+		return strings.Compare(a.S, b.S), true
+	}
 	if a.Kind != b.Kind || a.Kind == Null {
 		return 0, false
 	}

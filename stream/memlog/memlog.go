@@ -20,7 +20,7 @@ type Log struct {
 	mu      sync.Mutex
 	changed chan struct{} // closed and replaced on every change
 	streams map[string][][]entry
-	ids     map[string]bool // output ids seen: a repeated id is dropped
+	ids     map[string]bool // output ids written
 	state   map[string]map[stream.TaskID]saved
 	members map[string][]*session // by group
 	bounded bool
@@ -244,12 +244,19 @@ func (s *session) Commit(_ context.Context, tasks []stream.TaskCommit) error {
 			return fmt.Errorf("memlog: task %s: %w", tc.Task, stream.ErrFenced)
 		}
 	}
+	// Commits are atomic here, so a correct engine never writes an output
+	// id twice; a repeat is a bug that logs relying on ids (JetStream)
+	// would silently drop: fail loudly.
+	for _, tc := range tasks {
+		for _, o := range tc.Outputs {
+			if o.ID != "" && s.l.ids[o.ID] {
+				return fmt.Errorf("memlog: output id %q written twice", o.ID)
+			}
+		}
+	}
 	for _, tc := range tasks {
 		for _, o := range tc.Outputs {
 			if o.ID != "" {
-				if s.l.ids[o.ID] {
-					continue
-				}
 				s.l.ids[o.ID] = true
 			}
 			part := s.l.streams[o.Stream]

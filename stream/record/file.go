@@ -2,10 +2,12 @@ package record
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"time"
 )
 
 // FileMagic opens a record file: the records of one partition of one
@@ -97,4 +99,61 @@ func (f *FileReader) Next() ([]byte, error) {
 	f.n++
 	f.off += 4 + int64(size)
 	return rec, nil
+}
+
+// LineOptions say how WriteLines groups lines into records.
+type LineOptions struct {
+	Partitions int // records are dealt round-robin over them (default 1)
+	PerRecord  int // lines per record (default 100)
+	// Start is the first record's event time; each next one is Step later.
+	Start time.Time
+	Step  time.Duration
+}
+
+// WriteLines seals the lines of r, PerRecord at a time (fewer when they
+// would pass a quarter of MaxRecordSize), into records of w written to fw.
+// It returns the number of records. A line longer than half a record is an
+// error, not a silent cut.
+func WriteLines(fw *FileWriter, w *Writer, r io.Reader, o LineOptions) (int, error) {
+	if o.Partitions < 1 {
+		o.Partitions = 1
+	}
+	if o.PerRecord < 1 {
+		o.PerRecord = 100
+	}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), MaxRecordSize/2)
+	var body bytes.Buffer
+	n, inRec, line := 0, 0, 0
+	flush := func() error {
+		if inRec == 0 {
+			return nil
+		}
+		t := o.Start.Add(time.Duration(n) * o.Step).UnixMilli()
+		b, err := w.Seal(uint32(n%o.Partitions), t, body.Bytes())
+		if err != nil {
+			return err
+		}
+		n++
+		body.Reset()
+		inRec = 0
+		return fw.Write(b)
+	}
+	for sc.Scan() {
+		line++
+		body.Write(sc.Bytes())
+		body.WriteByte('\n')
+		if inRec++; inRec == o.PerRecord || body.Len() > MaxRecordSize/4 {
+			if err := flush(); err != nil {
+				return n, err
+			}
+		}
+	}
+	if err := sc.Err(); err != nil {
+		if errors.Is(err, bufio.ErrTooLong) {
+			return n, fmt.Errorf("line %d is longer than %d bytes", line+1, MaxRecordSize/2)
+		}
+		return n, err
+	}
+	return n, flush()
 }
