@@ -72,7 +72,9 @@ func New(nc *nats.Conn, opts Options) *Log {
 func StreamName(name string) string { return strings.ReplaceAll(name, ".", "_") }
 
 // Subject is the subject of a partition.
-func Subject(name string, partition int) string { return "ppml." + name + "." + strconv.Itoa(partition) }
+func Subject(name string, partition int) string {
+	return "ppml." + name + "." + strconv.Itoa(partition)
+}
 
 // CreateStream makes the JetStream stream of a ppml stream if it is missing.
 func CreateStream(ctx context.Context, j js.JetStream, name string, opts Options) error {
@@ -250,9 +252,11 @@ func (l *Log) Join(ctx context.Context, t stream.Topology) (stream.Session, erro
 	return s, nil
 }
 
-func memberKey(w string) string       { return "member." + sanitize(w) }
-func leaseKey(t stream.TaskID) string { return "task." + sanitize(t.Stream) + "." + strconv.Itoa(t.Partition) }
-func snapKey(t stream.TaskID) string  { return leaseKey(t) }
+func memberKey(w string) string { return "member." + sanitize(w) }
+func leaseKey(t stream.TaskID) string {
+	return "task." + sanitize(t.Stream) + "." + strconv.Itoa(t.Partition)
+}
+func snapKey(t stream.TaskID) string { return leaseKey(t) }
 
 func (s *session) renew() {
 	defer close(s.done)

@@ -134,7 +134,7 @@ func (l *Log) Join(ctx context.Context, t stream.Topology) (stream.Session, erro
 func (s *session) leaseKey(t stream.TaskID) string { return s.prefix + "lease:" + t.String() }
 func (s *session) epochKey(t stream.TaskID) string { return s.prefix + "epoch:" + t.String() }
 func (s *session) snapKey(t stream.TaskID) string  { return s.prefix + "snap:" + t.String() }
-func (s *session) memberKey(w string) string        { return s.prefix + "member:" + w }
+func (s *session) memberKey(w string) string       { return s.prefix + "member:" + w }
 
 // renewScript extends a lease only if this worker still holds it.
 var renewScript = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("PEXPIRE", KEYS[1], ARGV[2]) else return 0 end`)

@@ -17,7 +17,7 @@ type broker struct {
 	rdb *redis.Client
 }
 
-func (b *broker) Addr() string                                   { return b.r.Addr }
+func (b *broker) Addr() string                                     { return b.r.Addr }
 func (b *broker) Create(t testing.TB, name string, partitions int) {}
 func (b *broker) Append(t testing.TB, name string, p int, values ...[]byte) {
 	if err := redisstream.Append(context.Background(), b.rdb, name, p, values...); err != nil {
