@@ -29,6 +29,9 @@ type sourceTask struct {
 	idleW    *record.Writer // seals idle markers (random id: they are not repeatable)
 
 	// scratch for one record
+	winTime int64 // time s.wins were assigned for
+	lastWin Window
+	lastMap map[string]*acc // s.windows[lastWin]; nil after windows change
 	key     []byte
 	wins    []Window
 	aggVals []Value
@@ -115,7 +118,11 @@ func (s *sourceTask) accept(r *Row) {
 			s.aggVals[i] = r.Vals[idx]
 		}
 	}
-	s.wins = s.pl.Window.assign(r.Time, s.wins[:0])
+	if r.Time != s.winTime || len(s.wins) == 0 {
+		// Rows of a record mostly share a time: assign once per time.
+		s.wins = s.pl.Window.assign(r.Time, s.wins[:0])
+		s.winTime = r.Time
+	}
 	for _, w := range s.wins {
 		if w.maxTs() <= s.emitted {
 			s.lateRow(r.Time)
@@ -127,10 +134,13 @@ func (s *sourceTask) accept(r *Row) {
 		return
 	}
 	for _, w := range s.wins {
-		m := s.windows[w]
-		if m == nil {
-			m = map[string]*acc{}
-			s.windows[w] = m
+		m := s.lastMap
+		if w != s.lastWin || m == nil {
+			if m = s.windows[w]; m == nil {
+				m = map[string]*acc{}
+				s.windows[w] = m
+			}
+			s.lastWin, s.lastMap = w, m
 		}
 		a := m[string(s.key)]
 		if a == nil {
@@ -220,6 +230,7 @@ func (s *sourceTask) advance(wm int64, ended bool, label string) error {
 			msgs[p].partials = append(msgs[p].partials, windowPartial{w, ks})
 		}
 		delete(s.windows, w)
+		s.lastMap = nil
 		if s.pl.Window.Kind == SessionKind {
 			for k := range s.sessions {
 				s.sessions[k] = removeWindow(s.sessions[k], w)

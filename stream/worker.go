@@ -39,10 +39,11 @@ type Config struct {
 
 // CommitInfo describes one successful checkpoint.
 type CommitInfo struct {
-	Time    time.Time
-	Tasks   []TaskID
-	Outputs int
-	Stats   Stats // what the checkpoint committed
+	Time      time.Time
+	Tasks     []TaskID
+	Positions []string // of each task: the position after its last committed record
+	Outputs   int
+	Stats     Stats // what the checkpoint committed
 }
 
 type taskRunner interface {
@@ -166,7 +167,10 @@ func (w *worker) run(ctx context.Context) (Stats, error) {
 				}
 			}
 		}
-		if b.CommitNow || time.Since(lastCkpt) >= w.cfg.CheckpointInterval || w.buffered() >= w.cfg.MaxBuffered {
+		// A bounded run also commits whenever its input is drained, so the
+		// next stage sees the shuffle without waiting for the interval.
+		drained := w.cfg.StopWhenEnded && len(b.Records) == 0
+		if drained || b.CommitNow || time.Since(lastCkpt) >= w.cfg.CheckpointInterval || w.buffered() >= w.cfg.MaxBuffered {
 			if err := w.checkpoint(ctx, sess); err != nil {
 				sess.Close(context.Background())
 				return w.total, err
@@ -344,6 +348,7 @@ func (w *worker) checkpoint(ctx context.Context, sess Session) error {
 	}
 	sort.Slice(ids, func(i, j int) bool { return w.index[ids[i]] < w.index[ids[j]] })
 	commits := make([]TaskCommit, 0, len(ids))
+	pos := make([]string, 0, len(ids))
 	var st Stats
 	outs := 0
 	for _, id := range ids {
@@ -356,6 +361,7 @@ func (w *worker) checkpoint(ctx context.Context, sess Session) error {
 			return fmt.Errorf("stream: the state of task %s is %d bytes, more than a record holds (%d): use more partitions or smaller windows", id, len(tc.Snapshot), record.MaxRecordSize)
 		}
 		commits = append(commits, tc)
+		pos = append(pos, tc.Next)
 		st.add(&r.base().stats)
 		outs += len(tc.Outputs)
 	}
@@ -372,7 +378,7 @@ func (w *worker) checkpoint(ctx context.Context, sess Session) error {
 	}
 	w.total.add(&st)
 	if w.cfg.OnCommit != nil {
-		w.cfg.OnCommit(CommitInfo{Time: time.Now(), Tasks: ids, Outputs: outs, Stats: st})
+		w.cfg.OnCommit(CommitInfo{Time: time.Now(), Tasks: ids, Positions: pos, Outputs: outs, Stats: st})
 	}
 	return nil
 }

@@ -196,8 +196,9 @@ type ownedTask struct {
 	fresh  bool
 	cc     js.ConsumeContext
 
-	mu   sync.Mutex
-	msgs []js.Msg // delivered by the consumer, not yet polled
+	mu    sync.Mutex
+	msgs  []js.Msg      // delivered by the consumer, not yet polled
+	space chan struct{} // one token per message in msgs: the consumer waits when full
 	err  error
 	last uint64 // stream sequence of the last message polled
 	tail js.Msg // the last message polled: acknowledged after commit
@@ -362,9 +363,13 @@ func (s *session) Poll(ctx context.Context, maxWait time.Duration) (*stream.Batc
 	for {
 		for id, o := range s.owned {
 			o.mu.Lock()
-			msgs, err := o.msgs, o.err
-			o.msgs, o.err = nil, nil
+			k := min(len(o.msgs), maxPoll)
+			msgs, err := o.msgs[:k], o.err
+			o.msgs, o.err = o.msgs[k:], nil
 			o.mu.Unlock()
+			for range k {
+				<-o.space
+			}
 			if err != nil {
 				return nil, fmt.Errorf("jetstream: read %s: %w", id, err)
 			}
@@ -444,7 +449,7 @@ func (s *session) balance(ctx context.Context, b *stream.Batch) error {
 // (re)creates the task's consumer right after the snapshot's position.
 func (s *session) claim(ctx context.Context, id stream.TaskID, o *ownedTask) error {
 	if o.cc != nil {
-		o.cc.Stop()
+		o.stopConsume()
 		o.cc = nil
 	}
 	var epoch uint64
@@ -473,6 +478,7 @@ func (s *session) claim(ctx context.Context, id stream.TaskID, o *ownedTask) err
 	}
 	o.rev, o.epoch, o.resume, o.snap, o.fresh = rev, epoch+1, resume, snap, true
 	o.msgs, o.err, o.tail, o.last = nil, nil, nil, 0
+	o.space = make(chan struct{}, maxBuffered)
 	start := uint64(1)
 	if resume != "" {
 		last, _ := strconv.ParseUint(resume, 10, 64)
@@ -493,7 +499,11 @@ func (s *session) claim(ctx context.Context, id stream.TaskID, o *ownedTask) err
 	if err != nil {
 		return fmt.Errorf("jetstream: consumer for %s: %w", id, err)
 	}
+	space := o.space
 	o.cc, err = c.Consume(func(m js.Msg) {
+		// Back pressure: the consumer delivers no more than the engine
+		// takes, so a backlog is read batch by batch.
+		space <- struct{}{}
 		o.mu.Lock()
 		o.msgs = append(o.msgs, m)
 		o.mu.Unlock()
@@ -509,6 +519,26 @@ func (s *session) claim(ctx context.Context, id stream.TaskID, o *ownedTask) err
 		}
 	}))
 	return err
+}
+
+// maxBuffered bounds the messages read ahead per task; maxPoll the
+// messages one Poll hands on per task.
+const (
+	maxBuffered = 2000
+	maxPoll     = 250
+)
+
+// stopConsume stops the consumer, unblocking a delivery waiting for space.
+func (o *ownedTask) stopConsume() {
+	done := make(chan struct{})
+	go func() { o.cc.Stop(); close(done) }()
+	for {
+		select {
+		case <-done:
+			return
+		case <-o.space:
+		}
+	}
 }
 
 func encodeState(epoch uint64, next string, snap []byte) []byte {
@@ -545,7 +575,7 @@ func (s *session) hand(ctx context.Context, id stream.TaskID) {
 
 func (s *session) drop(id stream.TaskID) {
 	if o := s.owned[id]; o != nil && o.cc != nil {
-		o.cc.Stop()
+		o.stopConsume()
 	}
 	s.mu.Lock()
 	delete(s.owned, id)

@@ -1,0 +1,637 @@
+// Package streambench is `ppml bench stream`: WordCount over encrypted
+// stream records through embedded NATS JetStream with 1-minute event-time
+// windows and checkpoints, on one and on two workers, against two
+// baselines measured in the same run — a plain consumer that reads the same
+// text from the same broker and counts words without decryption, windows
+// or checkpoints (the transport ceiling), and a plain in-memory Go word
+// count.
+package streambench
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	js "github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ppml/ppml/envelope"
+	"github.com/ppml/ppml/stream"
+	"github.com/ppml/ppml/stream/jetstream"
+	"github.com/ppml/ppml/stream/record"
+)
+
+// Config is one benchmark run.
+type Config struct {
+	Size           int64         // bytes of text (default 50 MB)
+	LinesPerRecord int           // default 100
+	Partitions     int           // source partitions (default 4)
+	Workers        []int         // pipeline runs (default 1 and 2 workers)
+	Checkpoint     time.Duration // default 1s
+	// Latency runs publish LatencyRecords records at LatencyRate per
+	// second while the consumer or pipeline runs (defaults 3,000 and 1,000).
+	LatencyRecords int
+	LatencyRate    int
+	Dir            string // JetStream's store (default: a temporary directory)
+	Progress       func(string)
+	Logf           func(string, ...any) // the workers' log lines
+}
+
+// Result is one measured configuration.
+type Result struct {
+	Name          string  `json:"name"`
+	Workers       int     `json:"workers,omitempty"`
+	Seconds       float64 `json:"seconds"`
+	RecordsPerSec float64 `json:"records_per_s"`
+	MBPerSec      float64 `json:"mb_per_s"`
+	P50LatencyMs  float64 `json:"p50_latency_ms,omitempty"`
+	P99LatencyMs  float64 `json:"p99_latency_ms,omitempty"`
+	// CPUSeconds is the process's CPU time (user and system, the embedded
+	// broker included) during the run: a fairer measure than wall clock on
+	// a busy machine.
+	CPUSeconds float64 `json:"cpu_seconds"`
+	// Ratios are seconds over the baseline's seconds (1.3: 30% slower),
+	// by wall clock and by CPU time.
+	RatioVsTransport    float64 `json:"ratio_vs_transport,omitempty"`
+	RatioVsMemory       float64 `json:"ratio_vs_memory,omitempty"`
+	CPURatioVsTransport float64 `json:"cpu_ratio_vs_transport,omitempty"`
+	CPURatioVsMemory    float64 `json:"cpu_ratio_vs_memory,omitempty"`
+	Checkpoints      int64   `json:"checkpoints,omitempty"`
+}
+
+// Report is the whole run.
+type Report struct {
+	TextBytes      int64    `json:"text_bytes"`
+	Records        int      `json:"records"`
+	LinesPerRecord int      `json:"lines_per_record"`
+	Words          int64    `json:"words"`
+	DistinctWords  int      `json:"distinct_words"`
+	Partitions     int      `json:"partitions"`
+	Windows        int      `json:"windows"`
+	CPUs           int      `json:"cpus"`
+	LoadAverage    float64  `json:"load_average"` // 1-minute, before the run: other work on the machine
+	Checkpoint     string   `json:"checkpoint_interval"`
+	Memory         Result   `json:"memory"`
+	Transport      Result   `json:"transport"`
+	Pipeline       []Result `json:"pipeline"`
+	Target         float64  `json:"target_ratio_vs_transport"`
+	Verified       bool     `json:"verified"` // every pipeline's counts equal the in-memory count
+}
+
+func (c *Config) defaults() {
+	if c.Size <= 0 {
+		c.Size = 50_000_000
+	}
+	if c.LinesPerRecord <= 0 {
+		c.LinesPerRecord = 100
+	}
+	if c.Partitions <= 0 {
+		c.Partitions = 4
+	}
+	if len(c.Workers) == 0 {
+		c.Workers = []int{1, 2}
+	}
+	if c.Checkpoint <= 0 {
+		c.Checkpoint = time.Second
+	}
+	if c.LatencyRecords <= 0 {
+		c.LatencyRecords = 3000
+	}
+	if c.LatencyRate <= 0 {
+		c.LatencyRate = 1000
+	}
+	if c.Progress == nil {
+		c.Progress = func(string) {}
+	}
+}
+
+type bench struct {
+	cfg         Config
+	e           *jetstream.Embedded
+	nc          *nats.Conn
+	j           js.JetStream
+	src, sink   *envelope.LocalKey
+	state       *envelope.LocalKey
+	bodies      [][]byte // plaintext record bodies
+	times       []int64  // event time of each record
+	memory      map[string]int64
+	textBytes   int64
+	windowCount int
+}
+
+// Run runs the benchmark.
+func Run(ctx context.Context, cfg Config) (*Report, error) {
+	cfg.defaults()
+	dir := cfg.Dir
+	if dir == "" {
+		d, err := os.MkdirTemp("", "ppml-bench-stream-")
+		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(d)
+		dir = d
+	}
+	b := &bench{cfg: cfg}
+	var err error
+	if b.e, err = jetstream.StartEmbedded(dir, false); err != nil {
+		return nil, err
+	}
+	defer b.e.Shutdown()
+	if b.nc, err = b.e.Connect(); err != nil {
+		return nil, err
+	}
+	defer b.nc.Close()
+	if b.j, err = js.New(b.nc, js.WithPublishAsyncMaxPending(1024)); err != nil {
+		return nil, err
+	}
+	for _, k := range []**envelope.LocalKey{&b.src, &b.sink, &b.state} {
+		if *k, err = randomKey(); err != nil {
+			return nil, err
+		}
+	}
+	cfg.Progress("generating text")
+	text := Text(cfg.Size)
+	b.textBytes = int64(len(text))
+	b.split(text)
+	rep := &Report{TextBytes: b.textBytes, Records: len(b.bodies), LinesPerRecord: cfg.LinesPerRecord, Partitions: cfg.Partitions,
+		CPUs: runtime.GOMAXPROCS(0), Checkpoint: cfg.Checkpoint.String(), Target: 1.3, Verified: true}
+
+	rep.LoadAverage = loadAverage()
+	cfg.Progress("in-memory word count")
+	start, cpu := time.Now(), cpuTime()
+	b.memory = map[string]int64{}
+	rep.Words = countWords(text, b.memory)
+	rep.Memory = b.result("memory", 0, time.Since(start), cpuTime()-cpu)
+	rep.DistinctWords = len(b.memory)
+	rep.Windows = b.windowCount
+
+	cfg.Progress("publishing the records")
+	if err := b.publish(ctx, "bench-plain", false, nil); err != nil {
+		return nil, err
+	}
+	if err := b.publish(ctx, "bench-text", true, nil); err != nil {
+		return nil, err
+	}
+
+	cfg.Progress("transport baseline")
+	cpu = cpuTime()
+	d, err := b.transport(ctx, "bench-plain", len(b.bodies), nil)
+	if err != nil {
+		return nil, err
+	}
+	rep.Transport = b.result("transport", 0, d, cpuTime()-cpu)
+	lat, err := b.transportLatency(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rep.Transport.P50LatencyMs, rep.Transport.P99LatencyMs = pct(lat, 0.5), pct(lat, 0.99)
+
+	for _, n := range cfg.Workers {
+		cfg.Progress(fmt.Sprintf("pipeline, %d worker(s)", n))
+		cpu := cpuTime()
+		d, ckpts, counts, err := b.pipeline(ctx, fmt.Sprintf("bench-wc-%dw", n), "bench-text", n, len(b.bodies), nil)
+		if err != nil {
+			return nil, err
+		}
+		r := b.result("pipeline", n, d, cpuTime()-cpu)
+		r.Checkpoints = ckpts
+		r.RatioVsTransport = d.Seconds() / rep.Transport.Seconds
+		r.RatioVsMemory = d.Seconds() / rep.Memory.Seconds
+		r.CPURatioVsTransport = r.CPUSeconds / rep.Transport.CPUSeconds
+		r.CPURatioVsMemory = r.CPUSeconds / rep.Memory.CPUSeconds
+		if !sameCounts(counts, b.memory) {
+			rep.Verified = false
+		}
+		lat, err := b.pipelineLatency(ctx, n)
+		if err != nil {
+			return nil, err
+		}
+		r.P50LatencyMs, r.P99LatencyMs = pct(lat, 0.5), pct(lat, 0.99)
+		rep.Pipeline = append(rep.Pipeline, r)
+	}
+	return rep, nil
+}
+
+func randomKey() (*envelope.LocalKey, error) {
+	s := make([]byte, envelope.LocalKeySize)
+	if _, err := rand.Read(s); err != nil {
+		return nil, err
+	}
+	return envelope.NewLocalKey(s)
+}
+
+// split cuts the text into record bodies and stamps them with event times
+// spread over ten minutes: ten 1-minute windows.
+func (b *bench) split(text []byte) {
+	for len(text) > 0 {
+		end := 0
+		for n := 0; n < b.cfg.LinesPerRecord && end < len(text); n++ {
+			i := bytes.IndexByte(text[end:], '\n')
+			if i < 0 {
+				end = len(text)
+				break
+			}
+			end += i + 1
+		}
+		b.bodies = append(b.bodies, text[:end])
+		text = text[end:]
+	}
+	t0 := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
+	span := int64(10 * 60 * 1000)
+	for i := range b.bodies {
+		b.times = append(b.times, t0+span*int64(i)/int64(len(b.bodies)))
+	}
+	b.windowCount = 10
+}
+
+func (b *bench) result(name string, workers int, d, cpu time.Duration) Result {
+	s := d.Seconds()
+	return Result{Name: name, Workers: workers, Seconds: s, RecordsPerSec: float64(len(b.bodies)) / s, MBPerSec: float64(b.textBytes) / 1e6 / s,
+		CPUSeconds: cpu.Seconds()}
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func loadAverage() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0
+	}
+	f, _ := strconv.ParseFloat(strings.Fields(string(b))[0], 64)
+	return f
+}
+
+// publish writes the records round-robin over the partitions, sealed (and
+// ended with end records) or plain. With pace, it publishes at
+// LatencyRate and records each record's publish time by stream sequence.
+func (b *bench) publish(ctx context.Context, name string, sealed bool, pace *paced) error {
+	if err := jetstream.CreateStream(ctx, b.j, name, jetstream.Options{}); err != nil {
+		return err
+	}
+	var w *record.Writer
+	if sealed {
+		var err error
+		if w, err = record.NewWriter(name, b.src, nil); err != nil {
+			return err
+		}
+	}
+	n := len(b.bodies)
+	if pace != nil {
+		n = min(n, b.cfg.LatencyRecords)
+	}
+	var futs []js.PubAckFuture
+	flush := func() error {
+		err := waitAll(ctx, b.j, futs)
+		futs = futs[:0]
+		return err
+	}
+	start := time.Now()
+	for i := 0; i < n; i++ {
+		p := i % b.cfg.Partitions
+		data := b.bodies[i]
+		if sealed {
+			var err error
+			if data, err = w.Seal(uint32(p), b.times[i], data); err != nil {
+				return err
+			}
+		}
+		if pace != nil {
+			if d := time.Until(start.Add(time.Duration(i) * time.Second / time.Duration(b.cfg.LatencyRate))); d > 0 {
+				time.Sleep(d)
+			}
+			t := time.Now()
+			ack, err := b.j.Publish(ctx, jetstream.Subject(name, p), data)
+			if err != nil {
+				return err
+			}
+			pace.add(p, ack.Sequence, t)
+			continue
+		}
+		f, err := b.j.PublishAsync(jetstream.Subject(name, p), data)
+		if err != nil {
+			return err
+		}
+		futs = append(futs, f)
+		if len(futs) == 512 {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+	if sealed {
+		for p := 0; p < b.cfg.Partitions; p++ {
+			end, err := w.SealEnd(uint32(p))
+			if err != nil {
+				return err
+			}
+			f, err := b.j.PublishAsync(jetstream.Subject(name, p), end)
+			if err != nil {
+				return err
+			}
+			futs = append(futs, f)
+		}
+	}
+	return flush()
+}
+
+func waitAll(ctx context.Context, j js.JetStream, futs []js.PubAckFuture) error {
+	for _, f := range futs {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			return err
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// paced tracks publish times by partition and stream sequence.
+type paced struct {
+	mu    sync.Mutex
+	parts map[int][]pub
+	lat   []time.Duration
+}
+
+type pub struct {
+	seq uint64
+	at  time.Time
+}
+
+func newPaced() *paced { return &paced{parts: map[int][]pub{}} }
+
+func (p *paced) add(part int, seq uint64, at time.Time) {
+	p.mu.Lock()
+	p.parts[part] = append(p.parts[part], pub{seq, at})
+	p.mu.Unlock()
+}
+
+// upTo records the latency of every record of part up to seq, done at t.
+func (p *paced) upTo(part int, seq uint64, t time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	q := p.parts[part]
+	i := 0
+	for ; i < len(q) && q[i].seq <= seq; i++ {
+		p.lat = append(p.lat, t.Sub(q[i].at))
+	}
+	p.parts[part] = q[i:]
+}
+
+func (p *paced) latencies() []time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]time.Duration(nil), p.lat...)
+}
+
+// transport reads n records of every partition of a plain stream, one
+// consumer per partition, and counts their words: the ceiling of reading
+// the text through the broker.
+func (b *bench) transport(ctx context.Context, name string, n int, pace *paced) (time.Duration, error) {
+	st, err := b.j.Stream(ctx, jetstream.StreamName(name))
+	if err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	var wg sync.WaitGroup
+	errs := make([]error, b.cfg.Partitions)
+	counts := make([]map[string]int64, b.cfg.Partitions)
+	for p := 0; p < b.cfg.Partitions; p++ {
+		want := n / b.cfg.Partitions
+		if p < n%b.cfg.Partitions {
+			want++
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			counts[p] = map[string]int64{}
+			c, err := st.OrderedConsumer(ctx, js.OrderedConsumerConfig{FilterSubjects: []string{jetstream.Subject(name, p)}})
+			if err != nil {
+				errs[p] = err
+				return
+			}
+			it, err := c.Messages(js.PullMaxMessages(500))
+			if err != nil {
+				errs[p] = err
+				return
+			}
+			defer it.Stop()
+			for got := 0; got < want; got++ {
+				m, err := it.Next()
+				if err != nil {
+					errs[p] = err
+					return
+				}
+				countWords(m.Data(), counts[p])
+				if pace != nil {
+					if md, err := m.Metadata(); err == nil {
+						pace.upTo(p, md.Sequence.Stream, time.Now())
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	d := time.Since(start)
+	total := map[string]int64{}
+	for _, c := range counts {
+		for k, v := range c {
+			total[k] += v
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return 0, err
+	}
+	return d, nil
+}
+
+func (b *bench) transportLatency(ctx context.Context) ([]time.Duration, error) {
+	pace := newPaced()
+	name := "bench-lat-plain"
+	if err := jetstream.CreateStream(ctx, b.j, name, jetstream.Options{}); err != nil {
+		return nil, err
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- b.publish(ctx, name, false, pace) }()
+	if _, err := b.transport(ctx, name, min(len(b.bodies), b.cfg.LatencyRecords), pace); err != nil {
+		return nil, err
+	}
+	if err := <-errc; err != nil {
+		return nil, err
+	}
+	return pace.latencies(), nil
+}
+
+// pipeline runs the WordCount pipeline with n workers over the sealed
+// records until every result partition has its end record; it returns
+// the time, the checkpoints and the counts summed over the windows.
+func (b *bench) pipeline(ctx context.Context, name, source string, workers, records int, pace *paced) (time.Duration, int64, map[string]int64, error) {
+	p := stream.NewPipeline(name)
+	lines := p.Read(stream.Source{Stream: source, Partitions: b.cfg.Partitions, Format: stream.FormatText})
+	words := stream.Tokenize(lines, "line", "word")
+	win := stream.WindowInto(stream.KeyBy(words, "word"), stream.TumblingWindows(time.Minute), 0)
+	stream.Write(stream.GroupByKey(win, stream.Agg{Name: "count", Op: stream.Count}),
+		stream.Sink{Stream: name + "-out", DeadLetter: name + "-dead"})
+	plan, err := p.Compile()
+	if err != nil {
+		return 0, 0, nil, err
+	}
+	sinkParts := plan.SinkPartitions()
+	// Watch the result stream for end records (and keep the results).
+	var mu sync.Mutex
+	var results [][]byte
+	ended := map[string]bool{}
+	done := make(chan struct{})
+	sub, err := b.nc.Subscribe("ppml."+plan.Sink.Stream+".*", func(m *nats.Msg) {
+		h, err := record.Parse(m.Data)
+		if err != nil {
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if h.Kind == record.KindEnd {
+			ended[m.Subject] = true
+			if len(ended) == sinkParts {
+				close(done)
+			}
+			return
+		}
+		results = append(results, append([]byte(nil), m.Data...))
+	})
+	if err != nil {
+		return 0, 0, nil, err
+	}
+	defer sub.Unsubscribe()
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var ckpts int64
+	var wg sync.WaitGroup
+	errs := make([]error, workers)
+	start := time.Now()
+	for i := 0; i < workers; i++ {
+		nc, err := b.e.Connect()
+		if err != nil {
+			return 0, 0, nil, err
+		}
+		defer nc.Close()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = stream.Run(wctx, stream.Config{Plan: plan, Log: jetstream.New(nc, jetstream.Options{}), Worker: "w" + strconv.Itoa(i),
+				Keys: stream.Keys{Source: b.src, Sink: b.sink, State: b.state}, CheckpointInterval: b.cfg.Checkpoint, Logf: b.cfg.Logf,
+				OnCommit: func(ci stream.CommitInfo) {
+					mu.Lock()
+					ckpts++
+					mu.Unlock()
+					if pace == nil {
+						return
+					}
+					for k, t := range ci.Tasks {
+						if t.Stream == source {
+							seq, _ := strconv.ParseUint(ci.Positions[k], 10, 64)
+							pace.upTo(t.Partition, seq, ci.Time)
+						}
+					}
+				}})
+		}()
+	}
+	var d time.Duration
+	if pace == nil {
+		select {
+		case <-done:
+			d = time.Since(start)
+		case <-ctx.Done():
+			return 0, 0, nil, ctx.Err()
+		}
+	} else {
+		deadline := time.Now().Add(time.Minute)
+		for len(pace.latencies()) < records && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	cancel()
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return 0, 0, nil, err
+	}
+	counts := map[string]int64{}
+	o := record.NewOpener(b.sink)
+	for _, r := range results {
+		h, err := record.Parse(r)
+		if err != nil {
+			return 0, 0, nil, err
+		}
+		rec, err := o.Open(plan.Sink.Stream, h.Partition, r)
+		if err != nil {
+			return 0, 0, nil, err
+		}
+		for _, l := range strings.Split(strings.TrimSpace(string(rec.Body)), "\n") {
+			var v struct {
+				Word  string
+				Count int64
+			}
+			if err := json.Unmarshal([]byte(l), &v); err != nil {
+				return 0, 0, nil, err
+			}
+			counts[v.Word] += v.Count
+		}
+	}
+	return d, ckpts, counts, nil
+}
+
+func (b *bench) pipelineLatency(ctx context.Context, workers int) ([]time.Duration, error) {
+	pace := newPaced()
+	name := fmt.Sprintf("bench-lat-%dw", workers)
+	src := name + "-text"
+	if err := jetstream.CreateStream(ctx, b.j, src, jetstream.Options{}); err != nil {
+		return nil, err
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- b.publish(ctx, src, true, pace) }()
+	if _, _, _, err := b.pipeline(ctx, name, src, workers, min(len(b.bodies), b.cfg.LatencyRecords), pace); err != nil {
+		return nil, err
+	}
+	if err := <-errc; err != nil {
+		return nil, err
+	}
+	return pace.latencies(), nil
+}
+
+func sameCounts(a, b map[string]int64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+func pct(ds []time.Duration, q float64) float64 {
+	if len(ds) == 0 {
+		return 0
+	}
+	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
+	i := int(q * float64(len(ds)-1))
+	return float64(ds[i].Microseconds()) / 1000
+}

@@ -1,0 +1,28 @@
+package streambench
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+// TestSmallRun runs the benchmark on 2 MB: it checks that every part runs
+// and that the pipelines' counts equal the in-memory count, not speed.
+func TestSmallRun(t *testing.T) {
+	rep, err := Run(context.Background(), Config{Size: 2_000_000, Dir: t.TempDir(), LatencyRecords: 200, LatencyRate: 400, Checkpoint: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.Verified {
+		t.Error("a pipeline's word counts differ from the in-memory count")
+	}
+	if len(rep.Pipeline) != 2 || rep.Transport.Seconds <= 0 || rep.Memory.Seconds <= 0 || rep.Words == 0 {
+		t.Fatalf("incomplete report: %+v", rep)
+	}
+	for _, p := range rep.Pipeline {
+		if p.P99LatencyMs <= 0 || p.RatioVsTransport <= 0 || p.Checkpoints == 0 {
+			t.Errorf("pipeline %d workers: %+v", p.Workers, p)
+		}
+	}
+	t.Logf("%+v", rep)
+}
