@@ -67,7 +67,7 @@ type Result struct {
 	RatioVsMemory       float64 `json:"ratio_vs_memory,omitempty"`
 	CPURatioVsTransport float64 `json:"cpu_ratio_vs_transport,omitempty"`
 	CPURatioVsMemory    float64 `json:"cpu_ratio_vs_memory,omitempty"`
-	Checkpoints      int64   `json:"checkpoints,omitempty"`
+	Checkpoints         int64   `json:"checkpoints,omitempty"`
 }
 
 // Report is the whole run.

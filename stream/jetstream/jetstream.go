@@ -199,9 +199,9 @@ type ownedTask struct {
 	mu    sync.Mutex
 	msgs  []js.Msg      // delivered by the consumer, not yet polled
 	space chan struct{} // one token per message in msgs: the consumer waits when full
-	err  error
-	last uint64 // stream sequence of the last message polled
-	tail js.Msg // the last message polled: acknowledged after commit
+	err   error
+	last  uint64 // stream sequence of the last message polled
+	tail  js.Msg // the last message polled: acknowledged after commit
 }
 
 func sanitize(s string) string {
