@@ -354,27 +354,19 @@ func sortWindows(ws []Window) {
 	})
 }
 
-// encodeWindows writes windows in order with their keys in order; panes,
-// when not nil, gives a key's pane count (window tasks).
+// encodeWindows writes windows and their keys for a snapshot; panes, when
+// not nil, gives a key's pane count (window tasks). The order is the maps'
+// (a snapshot needs no canonical order, and sorting every key at every
+// checkpoint costs).
 func encodeWindows(e *enc, windows map[Window]map[string]*acc, aggs []Agg, panes func(Window, string) int) {
-	ws := make([]Window, 0, len(windows))
-	for w := range windows {
-		ws = append(ws, w)
-	}
-	sortWindows(ws)
-	e.uvarint(uint64(len(ws)))
-	for _, w := range ws {
+	e.uvarint(uint64(len(windows)))
+	for w, keys := range windows {
 		e.varint(w.Start)
 		e.varint(w.End)
-		keys := make([]string, 0, len(windows[w]))
-		for k := range windows[w] {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
 		e.uvarint(uint64(len(keys)))
-		for _, k := range keys {
+		for k, a := range keys {
 			e.str(k)
-			windows[w][k].encode(e, aggs)
+			a.encode(e, aggs)
 			if panes != nil {
 				e.uvarint(uint64(panes(w, k)))
 			}

@@ -338,7 +338,6 @@ func (t *windowTask) snapshot() (TaskCommit, error) {
 				ws = append(ws, w)
 			}
 		}
-		sortWindows(ws)
 		e.uvarint(uint64(len(ws)))
 		for _, w := range ws {
 			e.varint(w.Start)

@@ -38,9 +38,11 @@ type Config struct {
 	LinesPerRecord int           // default 100
 	Partitions     int           // source partitions (default 4)
 	Workers        []int         // pipeline runs (default 1 and 2 workers)
-	Checkpoint     time.Duration // default 1s
+	Checkpoint     time.Duration // default 2s
 	// Latency runs publish LatencyRecords records at LatencyRate per
-	// second while the consumer or pipeline runs (defaults 3,000 and 1,000).
+	// second (default 3,000 at half the slowest pipeline's throughput, at
+	// most 1,000/s: below saturation, so latency is not queueing) while
+	// the consumer or pipeline runs.
 	LatencyRecords int
 	LatencyRate    int
 	Dir            string // JetStream's store (default: a temporary directory)
@@ -85,6 +87,7 @@ type Report struct {
 	Memory         Result   `json:"memory"`
 	Transport      Result   `json:"transport"`
 	Pipeline       []Result `json:"pipeline"`
+	LatencyRate    int      `json:"latency_publish_rate"` // records/s during the latency runs
 	Target         float64  `json:"target_ratio_vs_transport"`
 	Verified       bool     `json:"verified"` // every pipeline's counts equal the in-memory count
 }
@@ -103,14 +106,12 @@ func (c *Config) defaults() {
 		c.Workers = []int{1, 2}
 	}
 	if c.Checkpoint <= 0 {
-		c.Checkpoint = time.Second
+		c.Checkpoint = 2 * time.Second // the engine's default
 	}
 	if c.LatencyRecords <= 0 {
 		c.LatencyRecords = 3000
 	}
-	if c.LatencyRate <= 0 {
-		c.LatencyRate = 1000
-	}
+
 	if c.Progress == nil {
 		c.Progress = func(string) {}
 	}
@@ -191,12 +192,6 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	rep.Transport = b.result("transport", 0, d, cpuTime()-cpu)
-	lat, err := b.transportLatency(ctx)
-	if err != nil {
-		return nil, err
-	}
-	rep.Transport.P50LatencyMs, rep.Transport.P99LatencyMs = pct(lat, 0.5), pct(lat, 0.99)
-
 	for _, n := range cfg.Workers {
 		cfg.Progress(fmt.Sprintf("pipeline, %d worker(s)", n))
 		cpu := cpuTime()
@@ -213,12 +208,29 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		if !sameCounts(counts, b.memory) {
 			rep.Verified = false
 		}
+		rep.Pipeline = append(rep.Pipeline, r)
+	}
+	// Latency at a rate every configuration sustains.
+	if b.cfg.LatencyRate <= 0 {
+		slowest := rep.Transport.RecordsPerSec
+		for _, r := range rep.Pipeline {
+			slowest = min(slowest, r.RecordsPerSec)
+		}
+		b.cfg.LatencyRate = max(1, min(1000, int(slowest/2)))
+	}
+	rep.LatencyRate = b.cfg.LatencyRate
+	cfg.Progress(fmt.Sprintf("latency at %d records/s", b.cfg.LatencyRate))
+	lat, err := b.transportLatency(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rep.Transport.P50LatencyMs, rep.Transport.P99LatencyMs = pct(lat, 0.5), pct(lat, 0.99)
+	for i, n := range cfg.Workers {
 		lat, err := b.pipelineLatency(ctx, n)
 		if err != nil {
 			return nil, err
 		}
-		r.P50LatencyMs, r.P99LatencyMs = pct(lat, 0.5), pct(lat, 0.99)
-		rep.Pipeline = append(rep.Pipeline, r)
+		rep.Pipeline[i].P50LatencyMs, rep.Pipeline[i].P99LatencyMs = pct(lat, 0.5), pct(lat, 0.99)
 	}
 	return rep, nil
 }

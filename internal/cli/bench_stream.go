@@ -71,7 +71,7 @@ in-memory count.`,
 	}
 	c.Flags().StringVar(&size, "size", "50000000", "bytes of text to count (50 MB; also 10MiB, 1GiB)")
 	c.Flags().IntVar(&cfg.Partitions, "partitions", 4, "source partitions")
-	c.Flags().DurationVar(&cfg.Checkpoint, "checkpoint", 0, "checkpoint interval (default 1s)")
+	c.Flags().DurationVar(&cfg.Checkpoint, "checkpoint", 0, "checkpoint interval (default 2s, the engine's)")
 	c.Flags().StringVar(&cfg.Dir, "dir", "", "JetStream's store (default: a temporary directory)")
 	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return c

@@ -157,8 +157,6 @@ func (engine) ParseParameters(n job.Node, present bool, c *job.Checker) job.Para
 	}
 	if sn, ok := fs["sink"]; ok {
 		p.parseSink(sn, c)
-	} else if p.Log.Kind != LogFiles {
-		c.Failf(n.Missing("sink"), "required: the stream results go to")
 	}
 	if cn, ok := fs["checkpoint_interval"]; ok {
 		p.CheckpointInterval = duration(cn, c)
@@ -186,6 +184,9 @@ func (engine) ParseParameters(n job.Node, present bool, c *job.Checker) job.Para
 	}
 	if p.Sink.Stream == "" {
 		p.Sink.Stream = p.Source.Stream + "-results"
+	}
+	if p.Sink.DeadLetter == "" && p.Log.Kind != LogFiles {
+		p.Sink.DeadLetter = p.Sink.Stream + "-dead" // never only counted
 	}
 	if _, err := p.Plan(); err != nil {
 		c.Failf(n, "%v", err)
