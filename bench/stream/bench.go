@@ -194,12 +194,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	rep.Transport = b.result("transport", 0, d, cpuTime()-cpu)
 	for _, n := range cfg.Workers {
 		cfg.Progress(fmt.Sprintf("pipeline, %d worker(s)", n))
-		cpu := cpuTime()
-		d, ckpts, counts, err := b.pipeline(ctx, fmt.Sprintf("bench-wc-%dw", n), "bench-text", n, len(b.bodies), nil)
+		d, cpu, ckpts, counts, err := b.pipeline(ctx, fmt.Sprintf("bench-wc-%dw", n), "bench-text", n, len(b.bodies), nil)
 		if err != nil {
 			return nil, err
 		}
-		r := b.result("pipeline", n, d, cpuTime()-cpu)
+		r := b.result("pipeline", n, d, cpu)
 		r.Checkpoints = ckpts
 		r.RatioVsTransport = d.Seconds() / rep.Transport.Seconds
 		r.RatioVsMemory = d.Seconds() / rep.Memory.Seconds
@@ -494,8 +493,9 @@ func (b *bench) transportLatency(ctx context.Context) ([]time.Duration, error) {
 
 // pipeline runs the WordCount pipeline with n workers over the sealed
 // records until every result partition has its end record; it returns
-// the time, the checkpoints and the counts summed over the windows.
-func (b *bench) pipeline(ctx context.Context, name, source string, workers, records int, pace *paced) (time.Duration, int64, map[string]int64, error) {
+// the time, the CPU time spent until then, the checkpoints and the counts
+// summed over the windows (decoded after the measurement).
+func (b *bench) pipeline(ctx context.Context, name, source string, workers, records int, pace *paced) (time.Duration, time.Duration, int64, map[string]int64, error) {
 	p := stream.NewPipeline(name)
 	lines := p.Read(stream.Source{Stream: source, Partitions: b.cfg.Partitions, Format: stream.FormatText})
 	words := stream.Tokenize(lines, "line", "word")
@@ -504,7 +504,7 @@ func (b *bench) pipeline(ctx context.Context, name, source string, workers, reco
 		stream.Sink{Stream: name + "-out", DeadLetter: name + "-dead"})
 	plan, err := p.Compile()
 	if err != nil {
-		return 0, 0, nil, err
+		return 0, 0, 0, nil, err
 	}
 	sinkParts := plan.SinkPartitions()
 	// Watch the result stream for end records (and keep the results).
@@ -529,7 +529,7 @@ func (b *bench) pipeline(ctx context.Context, name, source string, workers, reco
 		results = append(results, append([]byte(nil), m.Data...))
 	})
 	if err != nil {
-		return 0, 0, nil, err
+		return 0, 0, 0, nil, err
 	}
 	defer sub.Unsubscribe()
 	wctx, cancel := context.WithCancel(ctx)
@@ -537,11 +537,11 @@ func (b *bench) pipeline(ctx context.Context, name, source string, workers, reco
 	var ckpts int64
 	var wg sync.WaitGroup
 	errs := make([]error, workers)
-	start := time.Now()
+	start, cpu0 := time.Now(), cpuTime()
 	for i := 0; i < workers; i++ {
 		nc, err := b.e.Connect()
 		if err != nil {
-			return 0, 0, nil, err
+			return 0, 0, 0, nil, err
 		}
 		defer nc.Close()
 		wg.Add(1)
@@ -565,13 +565,13 @@ func (b *bench) pipeline(ctx context.Context, name, source string, workers, reco
 				}})
 		}()
 	}
-	var d time.Duration
+	var d, cpu time.Duration
 	if pace == nil {
 		select {
 		case <-done:
-			d = time.Since(start)
+			d, cpu = time.Since(start), cpuTime()-cpu0
 		case <-ctx.Done():
-			return 0, 0, nil, ctx.Err()
+			return 0, 0, 0, nil, ctx.Err()
 		}
 	} else {
 		deadline := time.Now().Add(time.Minute)
@@ -582,18 +582,18 @@ func (b *bench) pipeline(ctx context.Context, name, source string, workers, reco
 	cancel()
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
-		return 0, 0, nil, err
+		return 0, 0, 0, nil, err
 	}
 	counts := map[string]int64{}
 	o := record.NewOpener(b.sink)
 	for _, r := range results {
 		h, err := record.Parse(r)
 		if err != nil {
-			return 0, 0, nil, err
+			return 0, 0, 0, nil, err
 		}
 		rec, err := o.Open(plan.Sink.Stream, h.Partition, r)
 		if err != nil {
-			return 0, 0, nil, err
+			return 0, 0, 0, nil, err
 		}
 		for _, l := range strings.Split(strings.TrimSpace(string(rec.Body)), "\n") {
 			var v struct {
@@ -601,12 +601,12 @@ func (b *bench) pipeline(ctx context.Context, name, source string, workers, reco
 				Count int64
 			}
 			if err := json.Unmarshal([]byte(l), &v); err != nil {
-				return 0, 0, nil, err
+				return 0, 0, 0, nil, err
 			}
 			counts[v.Word] += v.Count
 		}
 	}
-	return d, ckpts, counts, nil
+	return d, cpu, ckpts, counts, nil
 }
 
 func (b *bench) pipelineLatency(ctx context.Context, workers int) ([]time.Duration, error) {
@@ -618,7 +618,7 @@ func (b *bench) pipelineLatency(ctx context.Context, workers int) ([]time.Durati
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- b.publish(ctx, src, true, pace) }()
-	if _, _, _, err := b.pipeline(ctx, name, src, workers, min(len(b.bodies), b.cfg.LatencyRecords), pace); err != nil {
+	if _, _, _, _, err := b.pipeline(ctx, name, src, workers, min(len(b.bodies), b.cfg.LatencyRecords), pace); err != nil {
 		return nil, err
 	}
 	if err := <-errc; err != nil {

@@ -2,6 +2,9 @@ package redisstream_test
 
 import (
 	"context"
+	"fmt"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -53,3 +56,71 @@ func TestMain(m *testing.M) { streamtest.Main(m, backend) }
 
 func TestKill(t *testing.T)     { streamtest.RunKill(t, backend) }
 func TestScaleOut(t *testing.T) { streamtest.RunScaleOut(t, backend) }
+
+// TestRedisGoesAway stops redis-server mid-stream: the worker says it is
+// retrying, carries on when the server is back, and the output is exact.
+func TestRedisGoesAway(t *testing.T) {
+	data := streamtest.Workload(200)
+	want := streamtest.Reference(t, data)
+	r := streamtest.StartRedis(t)
+	rdb := redis.NewClient(&redis.Options{Addr: r.Addr, MaxRetries: -1})
+	defer rdb.Close()
+	b := &broker{r: r, rdb: rdb}
+	var mu sync.Mutex
+	var logs []string
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		wrdb := redis.NewClient(&redis.Options{Addr: r.Addr, MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
+		defer wrdb.Close()
+		src, sink, state := streamtest.Keys()
+		_, err := stream.Run(ctx, stream.Config{Plan: streamtest.Plan(), Log: redisstream.New(wrdb, redisstream.Options{LeaseTTL: 3 * time.Second}),
+			Worker: "w1", Keys: stream.Keys{Source: src, Sink: sink, State: state}, CheckpointInterval: 50 * time.Millisecond,
+			Logf: func(f string, a ...any) { mu.Lock(); logs = append(logs, fmt.Sprintf(f, a...)); mu.Unlock() }})
+		done <- err
+	}()
+	half := len(data[0]) / 2
+	for p, recs := range data {
+		b.Append(t, "events", p, recs[:half]...)
+	}
+	time.Sleep(300 * time.Millisecond)
+	r.Stop()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		mu.Lock()
+		said := strings.Contains(strings.Join(logs, "\n"), "retrying in")
+		mu.Unlock()
+		if said {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the worker did not report the lost server: %v", logs)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	r.Start(t)
+	for p, recs := range data {
+		b.Append(t, "events", p, recs[half:]...)
+	}
+	deadline = time.Now().Add(60 * time.Second)
+	var got streamtest.Output
+	for got = streamtest.ReadOutput(t, b); !got.Ended; got = streamtest.ReadOutput(t, b) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no complete output; log:\n%s", strings.Join(logs, "\n"))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	streamtest.Compare(t, got, want)
+	mu.Lock()
+	for _, l := range logs {
+		if strings.Contains(l, "retrying") {
+			t.Logf("worker: %s", l)
+			break
+		}
+	}
+	mu.Unlock()
+}
