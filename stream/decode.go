@@ -183,14 +183,16 @@ func (d *decoder) decodeCSV(body []byte, recTime int64, emit func(*Row)) error {
 		if err == io.EOF {
 			break
 		}
-		line, _ := cr.FieldPos(0)
 		if err != nil {
+			// FieldPos is only defined after a successful Read: it
+			// panics on a row that did not parse.
 			var pe *csv.ParseError
 			if errors.As(err, &pe) {
 				return decodeErr(pe.Line, "CSV: %v", pe.Err)
 			}
-			return decodeErr(line, "CSV: %v", err)
+			return decodeErr(0, "CSV: %v", err)
 		}
+		line, _ := cr.FieldPos(0)
 		r := Row{Time: recTime, Vals: make([]Value, len(d.fields))}
 		for i, c := range d.colIdx {
 			s := rec[c]

@@ -1,6 +1,10 @@
 package stream
 
-import "testing"
+import (
+	"strings"
+	"testing"
+	"time"
+)
 
 // FuzzDecodeShuffle decodes arbitrary shuffle bodies. They arrive sealed
 // under the state key, so only this engine writes them; the decoder still
@@ -24,5 +28,44 @@ func FuzzDecodeShuffle(f *testing.F) {
 			}
 		}
 		m.encode(aggs)
+	})
+}
+
+// FuzzDecodeEvents decodes arbitrary record bodies as JSON lines and as
+// CSV rows, the formats producers write: a body decodes whole or is
+// refused with a reason naming its line (it is then dead-lettered), never a
+// panic, and an accepted event has the fields the plan reads.
+func FuzzDecodeEvents(f *testing.F) {
+	compile := func(src Source, t EventTime) *Plan {
+		p := NewPipeline("fuzz")
+		in := WithEventTime(p.Read(src), t)
+		w := WindowInto(KeyBy(in, "k"), TumblingWindows(time.Minute), 0)
+		Write(GroupByKey(w, Agg{Name: "n", Op: Count}, Agg{Name: "s", Op: Sum, Field: "v"}), Sink{Stream: "out"})
+		pl, err := p.Compile()
+		if err != nil {
+			f.Fatal(err)
+		}
+		return pl
+	}
+	plans := []*Plan{
+		compile(Source{Stream: "s", Partitions: 1, Format: FormatJSON}, EventTime{Field: "t", Unit: RFC3339}),
+		compile(Source{Stream: "s", Partitions: 1, Format: FormatJSON}, EventTime{Field: "t", Unit: UnixMillis}),
+		compile(Source{Stream: "s", Partitions: 1, Format: FormatCSV, Columns: []string{"t", "k", "v"}}, EventTime{Field: "t", Unit: UnixSeconds}),
+	}
+	f.Add([]byte(`{"t":"2024-01-02T03:04:05Z","k":"a","v":1.5}` + "\n" + `{"t":"2024-01-02T03:04:06.5+02:00","k":{"x":1},"v":null}` + "\n"))
+	f.Add([]byte(`{"t":1700000000000,"k":"a","v":-2e308}`))
+	f.Add([]byte("1700000000,a,3\n1700000001,\"b,c\",4.25\n"))
+	f.Add([]byte("{\"t\":1,\"k\":\"a\",\"v\":\"x\"}\n{"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		for _, pl := range plans {
+			n := 0
+			err := pl.dec.decode(b, 42, func(r *Row) { n++ })
+			if err != nil && n != 0 {
+				t.Fatalf("%s: %d events emitted from a refused body", pl.Source.Format, n)
+			}
+			if err != nil && !strings.HasPrefix(err.Error(), "line ") {
+				t.Fatalf("%s: reason does not name the line: %v", pl.Source.Format, err)
+			}
+		}
 	})
 }
