@@ -126,12 +126,16 @@ func TestEngineBuildTags(t *testing.T) {
 	if slices.ContainsFunc(noSQL, func(p listed) bool { return p.ImportPath == buildtest.Module+"/engine/sql" }) {
 		t.Error("ppml_no_sql still links the sql engine")
 	}
-	execOnly := goList(t, "./", []string{"ppml_no_sql", "ppml_no_ml", "ppml_no_serve"})
-	if has(execOnly, "duckdb") || has(execOnly, "xgboost") {
-		t.Error("an exec-only runtime links DuckDB or XGBoost")
+	noStream := goList(t, "./", []string{"ppml_no_stream"})
+	if has(noStream, "/engine/stream") || has(noStream, "franz-go") || has(noStream, "nats-io") || has(noStream, "go-redis") {
+		t.Error("ppml_no_stream still links the stream engine or a broker client")
+	}
+	execOnly := goList(t, "./", []string{"ppml_no_sql", "ppml_no_ml", "ppml_no_serve", "ppml_no_stream"})
+	if has(execOnly, "duckdb") || has(execOnly, "xgboost") || has(execOnly, "/engine/stream") {
+		t.Error("an exec-only runtime links DuckDB, XGBoost or the stream engine")
 	}
 
-	bin, err := buildtest.Build(t.TempDir(), buildtest.Runtime("ppml_no_sql", "ppml_no_ml", "ppml_no_serve"))
+	bin, err := buildtest.Build(t.TempDir(), buildtest.Runtime("ppml_no_sql", "ppml_no_ml", "ppml_no_serve", "ppml_no_stream"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -34,6 +34,8 @@ var pinned = map[string]string{
 	"examples/sql/pi/job.yaml":                          "sha256:c2305e797a53294cdcb9f121f08eb8b61fe8a06ff50cdbb5fcb145aa994b4e45",
 	"examples/sql/spark-basic/job.yaml":                 "sha256:c1fdb8b82f8101023cc2afa20dfcc387f43c6bea37d4d58d0f4f0b95933d13a4",
 	"examples/sql/wordcount/job.yaml":                   "sha256:d1d52d0242c995fe2295af3982ee47a6ed62fdee54c3d96109be0b951c97d4c1",
+	"examples/stream/earthquakes/job.yaml":              "sha256:92651d42f56b45f201540104d4083317538dee0e4ab837007039dfb81ba013a2",
+	"examples/stream/wordcount/job.yaml":                "sha256:f454cb8c9d0455a63d8327f5a17204af88a61d762b8e266e55e438179ecab484",
 	"gramine/testdata/python-job.yaml":                  "sha256:bfb9e55d8ef1dc6a4fc7fd8e5e10dc27edef3cfdf2b3294debfe5156732108dd",
 	"inline:exec-defaults":                              "sha256:ef46573effdd379a22863cea7fba71f4edfc278531315105b230b504c1a72daf",
 	"inline:exec-every-parameter":                       "sha256:146e1ad67ba6fa960329fa565b78db24fd9b3e1261f10d1202ec83994e561a17",
@@ -50,6 +52,8 @@ var pinned = map[string]string{
 	"inline:sql-every-parameter":                        "sha256:2fb8aef9bd40b7bc079bc612b5756700abd61093d903dccb69b41096d6fe7805",
 	"inline:sql-interactive":                            "sha256:453a4e55d45c59fc10269396ef05f05ed43388299c2cd1f06fad9e22c727b063",
 	"inline:sql-parquet-encryption":                     "sha256:cd91c1fa323a190d9dda5a3661cb8d4e2ac41cf4f4b6f37327719242222f42ea",
+	"inline:stream-bounded-select":                      "sha256:667af03912a07d4c8ea0ebe5991a59c69e74b2a04569712861c98beeb4ed2bb4",
+	"inline:stream-every-parameter":                     "sha256:7514f44b918c00fe6c222d762e8b295223dc22ffa342643ff3c52573bde1b5c5",
 	"job/testdata/golden-reformatted.yaml":              "sha256:8be92578dfcc9dedf9186f3571348f94a6cba0546fb07020a56bfa4098f53467",
 	"job/testdata/golden.yaml":                          "sha256:8be92578dfcc9dedf9186f3571348f94a6cba0546fb07020a56bfa4098f53467",
 	"ppml-sql:format-resources":                         "sha256:10b759b869c1f8024ac66897920447bab936e043e4431929b26336faf097634a",
@@ -160,6 +164,47 @@ resources: {memory: 4GiB, threads: 2}
 	"ml-logistic":       "name: m\nengine: ml\ninputs: {train: t.ppml}\noutputs: {model: {path: m.ppml, key: \"file:k\"}}\nparameters: {task: train, algorithm: logistic_regression, label: y, features: all_except_label, params: {l2: 0.5, max_iterations: 200}}\n",
 	"ml-predict":        "name: p\nengine: ml\ninputs: {model: m.ppml, data: d.ppml}\noutputs: {predictions: {path: p.parquet.ppml, key: \"file:k\"}}\nparameters: {task: predict, features: [a, b]}\n",
 	"ml-evaluate":       "name: v\nengine: ml\ninputs: {model: m.ppml, data: d.ppml}\noutputs: {report: {path: r.ppml, key: \"file:k\"}}\nparameters: {task: evaluate, label: y}\n",
+	"stream-every-parameter": `name: stream-all
+engine: stream
+parameters:
+  log: {kind: kafka, url: "kafka-1:9092,kafka-2:9092", worker: w1}
+  source: {stream: payments, partitions: 8, format: csv, columns: [ts, merchant, amount, status, card, note]}
+  event_time: {field: ts, unit: rfc3339, max_out_of_orderness: 30s, idle_timeout: 1m}
+  filter:
+    - {field: status, eq: settled}
+    - {field: amount, gt: 0}
+    - {field: merchant, in: [m1, m2, m3]}
+  tokenize: {field: note, as: word}
+  key_by: [merchant, word]
+  window: {sliding: 10m, every: 1m}
+  allowed_lateness: 1m
+  aggregate:
+    payments: count
+    total: {sum: amount}
+    smallest: {min: amount}
+    largest: {max: amount}
+    average: {mean: amount}
+    cards: {distinct_count: card}
+  sink: {stream: merchant-10m, partitions: 4, dead_letter: payments-dead, late: payments-late}
+  checkpoint_interval: 5s
+  keys: {source: keys/payments.key.ppml, sink: keys/results.key.ppml, state: keys/state.key.ppml}
+`,
+	"stream-bounded-select": `name: stream-bounded
+engine: stream
+inputs:
+  events: events.records
+outputs:
+  results: {path: out/r.jsonl.ppml, key: "file:k"}
+  late: {path: out/late.jsonl.ppml, key: "file:k"}
+  dead_letters: {path: out/dead.jsonl.ppml, key: "file:k"}
+parameters:
+  source: {stream: vitals, format: json}
+  event_time: {field: reading.at, unit: unix_ms}
+  filter: [{field: reading.kind, ne: test}]
+  select: [patient, {field: reading.bpm, as: bpm}]
+  sink: {late: vitals-late}
+  keys: {source: keys/vitals.key.ppml}
+`,
 }
 
 func TestDigestsPinned(t *testing.T) {

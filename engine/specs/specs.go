@@ -13,6 +13,7 @@ import (
 	"github.com/ppml/ppml/engine/ml/mlspec"
 	"github.com/ppml/ppml/engine/serve/servespec"
 	"github.com/ppml/ppml/engine/sql/sqlspec"
+	"github.com/ppml/ppml/engine/stream/streamspec"
 	"github.com/ppml/ppml/job"
 )
 
@@ -22,4 +23,5 @@ var All job.Specs = job.NewSpecSet(
 	mlspec.Spec,
 	servespec.Spec,
 	sqlspec.Spec,
+	streamspec.Spec,
 )

@@ -1,10 +1,13 @@
 // Package stream runs the stream engine (package ppml/stream) under the
-// trusted launcher: it registers "stream" with launcher.RegisterEngine,
-// turns the key files the launcher released into keys, and runs either
-// bounded mode — the records of the job's input files replayed as a batch,
-// results written to the job's outputs — or a long-running worker on a
-// Kafka, NATS JetStream or Redis log until the launcher cancels it (then
-// it commits and leaves its group). Parameters: package streamspec.
+// trusted launcher: it registers with launcher.Register, turns the key files
+// the launcher released into keys, and runs either bounded mode — the
+// records of the job's input files replayed as a batch, results written to
+// the job's outputs — or a worker on a Kafka, NATS JetStream or Redis log
+// until the launcher stops it. The engine is launcher.LongRunning: a stop is
+// the normal end of a worker, which then drains (commits what it did and
+// leaves its group, so its tasks move to the other workers). A stopped
+// bounded run is abandoned like any batch job. Parameters: package
+// streamspec.
 package stream
 
 import (
@@ -22,6 +25,7 @@ import (
 
 	"github.com/ppml/ppml/engine/stream/streamspec"
 	"github.com/ppml/ppml/envelope"
+	"github.com/ppml/ppml/job"
 	"github.com/ppml/ppml/keyfile"
 	"github.com/ppml/ppml/launcher"
 	pstream "github.com/ppml/ppml/stream"
@@ -32,10 +36,18 @@ import (
 	"github.com/ppml/ppml/stream/redisstream"
 )
 
-func init() { launcher.RegisterEngine(streamspec.Name, launcher.EngineFunc(Run)) }
+func init() { launcher.Register(engine{}) }
 
-// Run is the stream engine's launcher.Engine.
-func Run(ctx context.Context, j *launcher.Job) error {
+// engine is the stream engine's launcher.Engine.
+type engine struct{}
+
+func (engine) Spec() job.Spec { return streamspec.Spec }
+
+// LongRunning implements launcher.LongRunning: a worker on a log runs until
+// it is stopped, then drains within the launcher's grace period.
+func (engine) LongRunning() {}
+
+func (engine) Run(ctx context.Context, j *launcher.Job) error {
 	p, ok := j.Manifest.Parameters.(*streamspec.Params)
 	if !ok {
 		return fmt.Errorf("stream engine: parameters are %T", j.Manifest.Parameters)

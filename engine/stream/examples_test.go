@@ -90,7 +90,11 @@ func (ex example) run(t *testing.T) map[string][]byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := launcher.Run(context.Background(), launcher.Config{Manifest: filepath.Join(dir, "job.yaml"), Keys: keys})
+	m, err := launcher.Load(filepath.Join(dir, "job.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := launcher.Run(context.Background(), launcher.Config{Manifest: m, Keys: keys})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,7 +10,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ppml/ppml/atomicfile"
-	_ "github.com/ppml/ppml/engine/stream" // registers the stream engine for ppml run
 	"github.com/ppml/ppml/stream/record"
 )
 

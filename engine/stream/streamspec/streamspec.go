@@ -1,8 +1,8 @@
 // Package streamspec is the stream engine's manifest parameters: it
 // parses, validates and canonicalizes them (pure Go: the key service links
-// it to compute job digests) and builds the engine's stream.Plan. It
-// registers the engine's parameters with job.RegisterEngine; the runtime
-// side is package engine/stream. docs/stream.md describes every field.
+// it to compute job digests) and builds the engine's stream.Plan. Spec is listed in engine/specs.All; the
+// runtime side is package engine/stream. docs/stream.md describes every
+// field.
 package streamspec
 
 import (
@@ -18,8 +18,6 @@ import (
 
 // Name is the manifest's engine value.
 const Name = "stream"
-
-func init() { job.RegisterEngine(engine{}) }
 
 // Log kinds.
 const (
@@ -101,12 +99,15 @@ type Keys struct {
 	Source, Sink, State string
 }
 
-type engine struct{}
+// Spec is the stream engine's job.Spec.
+var Spec job.Spec = spec{}
 
-func (engine) Name() string { return Name }
+type spec struct{}
 
-// ParseParameters implements job.Engine.
-func (engine) ParseParameters(n job.Node, present bool, c *job.Checker) job.Parameters {
+func (spec) Name() string { return Name }
+
+// ParseParameters implements job.Spec.
+func (spec) ParseParameters(n job.Node, present bool, c *job.Checker) job.Parameters {
 	if !present {
 		c.Failf(n, "required for engine stream (at least source and sink)")
 		return nil

@@ -8,11 +8,13 @@ import (
 	"github.com/ppml/ppml/job"
 )
 
+var specs = job.NewSpecSet(streamspec.Spec)
+
 const head = "name: s\nengine: stream\n"
 
 func parse(t *testing.T, body string) (*job.Manifest, error) {
 	t.Helper()
-	return job.Parse([]byte(head+body), t.TempDir())
+	return job.Parse([]byte(head+body), t.TempDir(), specs)
 }
 
 const bounded = `inputs: {text: text.records}
@@ -100,7 +102,7 @@ func FuzzStreamParameters(f *testing.F) {
 	f.Add([]byte(head + "parameters:\n  log: {kind: redis, url: redis://x:6379}\n  source: {stream: s, partitions: 3, format: csv, columns: [a, b]}\n  event_time: {field: a, unit: unix_s, idle_timeout: 1s}\n  filter: [{field: b, in: [x, 1]}]\n  key_by: [b]\n  window: {session: 30s}\n  allowed_lateness: 5s\n  aggregate: {n: count, s: {mean: a}, d: {distinct_count: b}}\n  sink: {stream: out, partitions: 2, dead_letter: dl, late: lt}\n  keys: {source: k, sink: k2, state: k3}\n"))
 	dir := f.TempDir()
 	f.Fuzz(func(t *testing.T, data []byte) {
-		m, err := job.Parse(data, dir)
+		m, err := job.Parse(data, dir, specs)
 		if err != nil || m.Engine != streamspec.Name {
 			return
 		}

@@ -1,4 +1,4 @@
-package cli
+package benchcli
 
 import (
 	"context"
@@ -9,9 +9,8 @@ import (
 	"github.com/spf13/cobra"
 
 	streambench "github.com/ppml/ppml/bench/stream"
+	"github.com/ppml/ppml/internal/command"
 )
-
-func init() { registerBench(newBenchStreamCmd) }
 
 func newBenchStreamCmd() *cobra.Command {
 	var cfg streambench.Config
@@ -30,16 +29,16 @@ checkpoint commit, at a paced publishing rate) and the pipelines' ratios to both
 in-memory count.`,
 		Example: `  ppml bench stream
   ppml bench stream --size 10MiB --json`,
-		Args: exactArgs(0),
+		Args: command.ExactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			n, err := parseSize(size)
 			if err != nil {
-				return &UsageError{Err: fmt.Errorf("--size: %w", err)}
+				return &command.UsageError{Err: fmt.Errorf("--size: %w", err)}
 			}
 			cfg.Size = n
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 			defer stop()
-			if f, ok := cmd.ErrOrStderr().(*os.File); ok && !asJSON && isTerminal(f) {
+			if f, ok := cmd.ErrOrStderr().(*os.File); ok && !asJSON && command.IsTerminal(f) {
 				cfg.Progress = func(s string) { fmt.Fprintf(f, "bench stream: %s...\n", s) }
 			}
 			rep, err := streambench.Run(ctx, cfg)
@@ -48,7 +47,7 @@ in-memory count.`,
 			}
 			w := cmd.OutOrStdout()
 			if asJSON {
-				return writeJSON(w, rep)
+				return command.WriteJSON(w, rep)
 			}
 			fmt.Fprintf(w, "stream benchmark: WordCount over %.1f MB (%d records of %d lines, %d words, %d distinct), %d partitions, %d windows, checkpoints every %s, %d CPUs\n",
 				float64(rep.TextBytes)/1e6, rep.Records, rep.LinesPerRecord, rep.Words, rep.DistinctWords, rep.Partitions, rep.Windows, rep.Checkpoint, rep.CPUs)
