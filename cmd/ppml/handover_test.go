@@ -133,3 +133,19 @@ func TestHandOverNotFound(t *testing.T) {
 		t.Errorf("ppml bench: %s", out)
 	}
 }
+
+// TestHandOverBench: 'ppml bench X ARGS' is 'ppml-bench X ARGS' (the
+// benchmarks are ppml-bench's commands), seen by a stand-in ppml-bench.
+func TestHandOverBench(t *testing.T) {
+	dir := t.TempDir()
+	stand := filepath.Join(dir, "ppml-bench")
+	if err := os.WriteFile(stand, []byte("#!/bin/sh\necho \"$@\"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	c := ppml("bench", "stream", "--size", "10MiB", "--json")
+	c.Env = append(c.Env, "PPML_BENCH="+stand)
+	out, err := c.CombinedOutput()
+	if err != nil || string(out) != "stream --size 10MiB --json\n" {
+		t.Fatalf("ppml bench ran ppml-bench with %q (%v), want %q", out, err, "stream --size 10MiB --json")
+	}
+}

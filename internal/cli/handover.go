@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"strings"
+
 	"github.com/spf13/cobra"
 
 	"github.com/ppml/ppml/internal/handover"
@@ -22,17 +24,26 @@ func init() {
 // only there), ppml-bench for bench. Flags, --help included, are the other
 // binary's.
 func handoverCmd(name, short, bin string) *cobra.Command {
+	// ppml-bench's commands are the benchmarks themselves: 'ppml bench
+	// envelope' is 'ppml-bench envelope', not 'ppml-bench bench envelope'.
+	sub := name
+	if bin == handover.Bench {
+		sub = ""
+	}
 	return &cobra.Command{
 		Use:   name,
 		Short: short,
 		Long: short + `.
 
-'ppml ` + name + `' runs '` + bin + ` ` + name + `' with the same arguments (` + bin + ` is found in $` + handover.EnvVar(bin) + `,
+'ppml ` + name + `' runs '` + strings.TrimSpace(bin+" "+sub) + `' with the same arguments (` + bin + ` is found in $` + handover.EnvVar(bin) + `,
 beside this ppml, or on PATH); see 'ppml ` + name + ` --help' for its flags.`,
 		Example:            "  ppml " + name + " --help",
 		DisableFlagParsing: true,
 		RunE: func(_ *cobra.Command, args []string) error {
-			return handover.Exec(bin, append([]string{name}, args...))
+			if sub != "" {
+				args = append([]string{sub}, args...)
+			}
+			return handover.Exec(bin, args)
 		},
 	}
 }
