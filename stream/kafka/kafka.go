@@ -492,8 +492,30 @@ func (s *session) Commit(ctx context.Context, tasks []stream.TaskCommit) error {
 	return nil
 }
 
+// Close ends the transactional session and leaves the group. A static
+// member (kgo.InstanceID) does not leave when its client closes — so that a
+// worker restarted under the same name gets its tasks back without a
+// rebalance — and its tasks would wait for the session timeout. A worker
+// that closes its session is stopping on purpose (a drain, or an error it
+// reports), so it leaves by instance id and the group rebalances at once.
+// A worker that dies (kill -9) never gets here: static membership then
+// keeps its tasks for its restart, up to the session timeout.
 func (s *session) Close(ctx context.Context) error {
 	s.ts.AllowRebalance()
 	s.ts.Close()
+	admin, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(s.l.opts.Brokers...)}, s.l.opts.ClientOpts...)...)
+	if err != nil {
+		return fmt.Errorf("kafka: leave group %s: %w", s.topo.Group, err)
+	}
+	defer admin.Close()
+	lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	res, err := kadm.NewClient(admin).LeaveGroup(lctx, kadm.LeaveGroup(s.topo.Group).InstanceIDs(s.topo.Worker))
+	if err == nil {
+		err = res.Error()
+	}
+	if err != nil && !errors.Is(err, kerr.UnknownMemberID) {
+		return fmt.Errorf("kafka: leave group %s as %s: %w", s.topo.Group, s.topo.Worker, err)
+	}
 	return nil
 }

@@ -2,7 +2,9 @@ package kafka_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -66,3 +68,76 @@ func TestMain(m *testing.M) { streamtest.Main(m, backend) }
 
 func TestKill(t *testing.T)     { streamtest.RunKill(t, backend) }
 func TestScaleOut(t *testing.T) { streamtest.RunScaleOut(t, backend) }
+
+// TestDrainLeaves: a worker stopped on purpose leaves the group although
+// it is a static member, so its tasks move at once, not after the session
+// timeout (a minute here, which a static member that merely closed its
+// client would hold them for). The output stays exact.
+func TestDrainLeaves(t *testing.T) {
+	const longSession = time.Minute
+	data := streamtest.Workload(100)
+	want := streamtest.Reference(t, data)
+	b := backend.Start(t).(*broker)
+	b.Create(t, "events", streamtest.Partitions)
+	src, sink, state := streamtest.Keys()
+	type worker struct {
+		stop     context.CancelFunc
+		done     chan error
+		mu       sync.Mutex
+		assigned int
+	}
+	start := func(name string) *worker {
+		w := &worker{done: make(chan error, 1)}
+		ctx, stop := context.WithCancel(context.Background())
+		w.stop = stop
+		log := kafka.New(kafka.Options{Brokers: b.c.ListenAddrs(), SessionTimeout: longSession, TransactionTimeout: 10 * time.Second})
+		go func() {
+			_, err := stream.Run(ctx, stream.Config{Plan: streamtest.Plan(), Log: log, Worker: name,
+				Keys: stream.Keys{Source: src, Sink: sink, State: state}, CheckpointInterval: 50 * time.Millisecond,
+				Logf: func(f string, a ...any) {
+					if strings.Contains(fmt.Sprintf(f, a...), " assigned, ") {
+						w.mu.Lock()
+						w.assigned++
+						w.mu.Unlock()
+					}
+				}})
+			w.done <- err
+		}()
+		return w
+	}
+	count := func(w *worker) int { w.mu.Lock(); defer w.mu.Unlock(); return w.assigned }
+	waitFor := func(what string, limit time.Duration, ok func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(limit)
+		for !ok() {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not after %v", what, limit)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	w1, w2 := start("w1"), start("w2")
+	defer w1.stop()
+	defer w2.stop()
+	half := len(data[0]) / 2
+	for p, recs := range data {
+		b.Append(t, "events", p, recs[:half]...)
+	}
+	waitFor("both workers have tasks", 30*time.Second, func() bool { return count(w1) > 0 && count(w2) > 0 })
+	n := count(w1)
+	w2.stop()
+	if err := <-w2.done; err != nil {
+		t.Fatalf("w2's drain: %v", err)
+	}
+	waitFor("w2's tasks move to w1 after its drain", longSession/3, func() bool { return count(w1) > n })
+	for p, recs := range data {
+		b.Append(t, "events", p, recs[half:]...)
+	}
+	var got streamtest.Output
+	waitFor("complete output", time.Minute, func() bool { got = streamtest.ReadOutput(t, b); return got.Ended })
+	w1.stop()
+	if err := <-w1.done; err != nil {
+		t.Fatal(err)
+	}
+	streamtest.Compare(t, got, want)
+}
