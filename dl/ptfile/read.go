@@ -341,6 +341,11 @@ func (r *reader) tensor(n namedRef, storages map[string][]byte) (*Tensor, error)
 			return nil, fmt.Errorf("offset and strides reach element %d of a storage of %d", last, s.numel)
 		}
 	}
+	// A tensor may repeat storage elements (zero strides): its own size counts too.
+	if numel*4 > r.budget {
+		return nil, fmt.Errorf("%d elements is more than allowed", numel)
+	}
+	r.budget -= numel * 4
 	t.Data = make([]float32, numel)
 	idx := make([]int64, len(ref.size))
 	for i := range numel {
