@@ -8,6 +8,10 @@
 //     reject it while x ≥ 2^64 − (2^64 mod (i+1)), then j = x mod (i+1)), and rows i and j swap.
 //  3. The first round(n × testFraction) shuffled indices are the test set, the rest the
 //     training set; each set is returned in ascending order.
+//
+// Other seeded draws of a job use the same generator on other streams: Source(seed, stream)
+// keys ChaCha8 with the seed in bytes 0–7 and the stream number in bytes 8–15 (both
+// little-endian), so stream 0 is the split above; Shuffle(n, seed, stream) is its step 2.
 package split
 
 import (
@@ -27,9 +31,26 @@ func TrainTest(n int, testFraction float64, seed uint64) (train, test []int, err
 	if nTest < 1 || nTest > n-1 {
 		return nil, nil, fmt.Errorf("split: %d rows with test fraction %v leaves an empty train or test set", n, testFraction)
 	}
+	perm := Shuffle(n, seed, 0)
+	test = slices.Clone(perm[:nTest])
+	train = slices.Clone(perm[nTest:])
+	slices.Sort(test)
+	slices.Sort(train)
+	return train, test, nil
+}
+
+// Source is the ChaCha8 generator of a seed's stream.
+func Source(seed, stream uint64) *rand.ChaCha8 {
 	var key [32]byte
 	binary.LittleEndian.PutUint64(key[:8], seed)
-	r := rand.NewChaCha8(key)
+	binary.LittleEndian.PutUint64(key[8:16], stream)
+	return rand.NewChaCha8(key)
+}
+
+// Shuffle returns a permutation of 0..n-1 drawn from Source(seed, stream) by Fisher–Yates
+// from the last position down (step 2 of the package comment).
+func Shuffle(n int, seed, stream uint64) []int {
+	r := Source(seed, stream)
 	perm := make([]int, n)
 	for i := range perm {
 		perm[i] = i
@@ -38,11 +59,7 @@ func TrainTest(n int, testFraction float64, seed uint64) (train, test []int, err
 		j := uniform(r, uint64(i)+1)
 		perm[i], perm[j] = perm[j], perm[i]
 	}
-	test = slices.Clone(perm[:nTest])
-	train = slices.Clone(perm[nTest:])
-	slices.Sort(test)
-	slices.Sort(train)
-	return train, test, nil
+	return perm
 }
 
 // uniform draws from [0, bound) without modulo bias.
