@@ -1,0 +1,287 @@
+package arch
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"math"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/ppml/ppml/dl/ptfile"
+	"github.com/ppml/ppml/dl/torch"
+)
+
+var configs = []Config{
+	{Kind: LeNet5, Classes: 10},
+	{Kind: MLP, Classes: 3, Inputs: 7, Hidden: []int{16, 8}},
+	{Kind: Text, Classes: 2, VocabSize: 50, EmbeddingDim: 8},
+}
+
+// batch makes inputs for a config: n images, n rows of features, or n texts of token ids.
+func batch(c Config, n int) []torch.Input {
+	r := rand.New(rand.NewPCG(5, 5))
+	switch c.Kind {
+	case LeNet5:
+		x := make([]float32, n*ImageSize*ImageSize)
+		for i := range x {
+			x[i] = float32(r.Float64())
+		}
+		return []torch.Input{{F32: x, Shape: []int64{int64(n), 1, ImageSize, ImageSize}}}
+	case MLP:
+		x := make([]float32, n*c.Inputs)
+		for i := range x {
+			x[i] = float32(r.NormFloat64())
+		}
+		return []torch.Input{{F32: x, Shape: []int64{int64(n), int64(c.Inputs)}}}
+	}
+	var tokens, offsets []int64
+	for range n {
+		offsets = append(offsets, int64(len(tokens)))
+		for range 1 + r.IntN(12) {
+			tokens = append(tokens, int64(r.IntN(c.VocabSize)))
+		}
+	}
+	return []torch.Input{{I64: tokens, Shape: []int64{int64(len(tokens))}}, {I64: offsets, Shape: []int64{int64(n)}}}
+}
+
+func forward(t *testing.T, m *torch.Model, c Config, in []torch.Input, n int) []float32 {
+	t.Helper()
+	out := make([]float32, n*c.Classes)
+	if err := m.Forward(out, n, c.Classes, in...); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func TestBuildAndForward(t *testing.T) {
+	for _, c := range configs {
+		t.Run(string(c.Kind), func(t *testing.T) {
+			if err := c.Validate(); err != nil {
+				t.Fatal(err)
+			}
+			m, err := torch.NewModel(c.Spec(c.Init(1)), 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
+			out := forward(t, m, c, batch(c, 4), 4)
+			for i := range 4 {
+				var sum float64
+				for k := range c.Classes {
+					sum += math.Exp(float64(out[i*c.Classes+k]))
+				}
+				if math.Abs(sum-1) > 1e-5 {
+					t.Fatalf("row %d: probabilities sum to %v", i, sum)
+				}
+			}
+		})
+	}
+}
+
+func TestInitIsSeeded(t *testing.T) {
+	c := configs[1]
+	a, b, d := c.Init(3), c.Init(3), c.Init(4)
+	if !slices.Equal(a[0].Data, b[0].Data) || slices.Equal(a[0].Data, d[0].Data) {
+		t.Fatal("initialization is not a function of the seed")
+	}
+	bound := float32(1 / math.Sqrt(7))
+	for _, v := range a[0].Data {
+		if v < -bound || v >= bound {
+			t.Fatalf("fc1.weight value %v outside ±1/√7", v)
+		}
+	}
+}
+
+func python(t *testing.T) string {
+	t.Helper()
+	if err := exec.Command("/usr/bin/python3", "-c", "import torch").Run(); err != nil {
+		t.Fatalf("python3-torch is required (make deps installs it): %v", err)
+	}
+	return "/usr/bin/python3"
+}
+
+func writeInputs(t *testing.T, dir string, in []torch.Input) []string {
+	t.Helper()
+	var paths []string
+	for i, x := range in {
+		p := filepath.Join(dir, "in"+string(rune('0'+i)))
+		var b []byte
+		if x.F32 != nil {
+			for _, v := range x.F32 {
+				b = binary.LittleEndian.AppendUint32(b, math.Float32bits(v))
+			}
+		} else {
+			for _, v := range x.I64 {
+				b = binary.LittleEndian.AppendUint64(b, uint64(v))
+			}
+		}
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		paths = append(paths, p)
+	}
+	return paths
+}
+
+// pyRun runs torch.jit.load(model) in python3-torch on the inputs.
+func pyRun(t *testing.T, py, model string, c Config, in []torch.Input) []float32 {
+	t.Helper()
+	dir := t.TempDir()
+	cfg, _ := json.Marshal(map[string]any{"shape": in[0].Shape})
+	out := filepath.Join(dir, "out")
+	args := append([]string{"testdata/interop.py", "run", model, string(c.Kind), string(cfg)}, writeInputs(t, dir, in)...)
+	if b, err := exec.Command(py, append(args, out)...).CombinedOutput(); err != nil {
+		t.Fatalf("python: %v\n%s", err, b)
+	}
+	raw, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := make([]float32, len(raw)/4)
+	for i := range v {
+		v[i] = math.Float32frombits(binary.LittleEndian.Uint32(raw[4*i:]))
+	}
+	return v
+}
+
+func close5(t *testing.T, what string, a, b []float32) {
+	t.Helper()
+	if len(a) != len(b) {
+		t.Fatalf("%s: %d values vs %d", what, len(a), len(b))
+	}
+	for i := range a {
+		if math.Abs(float64(a[i]-b[i])) > 1e-5 {
+			t.Fatalf("%s: value %d is %v vs %v", what, i, a[i], b[i])
+		}
+	}
+}
+
+// ppml → PyTorch: the TorchScript file ppml saves loads in python3-torch (torch.jit.load) and
+// gives the same log-probabilities to 1e-5.
+func TestSavedModelRunsInPyTorch(t *testing.T) {
+	py := python(t)
+	for _, c := range configs {
+		t.Run(string(c.Kind), func(t *testing.T) {
+			m, err := torch.NewModel(c.Spec(c.Init(2)), 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
+			in := batch(c, 5)
+			ours := forward(t, m, c, in, 5)
+			b, err := m.Save(nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := filepath.Join(t.TempDir(), "m.pt")
+			os.WriteFile(p, b, 0o600)
+			close5(t, "python vs ppml", pyRun(t, py, p, c, in), ours)
+			// And ptfile reads ppml's own file back to the same tensors.
+			f, err := ptfile.Read(b, ptfile.DefaultLimits)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.Match(f.Tensors); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// PyTorch → ppml: modules of examples/dl/ppml_models.py, scripted or as state dicts, are read
+// as data (Infer, Match), run by ppml's own definition, and agree with python3-torch to 1e-5.
+func TestPyTorchModelsRunInPPML(t *testing.T) {
+	py := python(t)
+	for _, c := range configs {
+		t.Run(string(c.Kind), func(t *testing.T) {
+			dir := t.TempDir()
+			cfg, _ := json.Marshal(c)
+			if b, err := exec.Command(py, "testdata/interop.py", "make", string(c.Kind), string(cfg), dir).CombinedOutput(); err != nil {
+				t.Fatalf("python: %v\n%s", err, b)
+			}
+			in := batch(c, 6)
+			want := pyRun(t, py, filepath.Join(dir, "script.pt"), c, in)
+			for _, name := range []string{"script.pt", "state.pt"} {
+				b, err := os.ReadFile(filepath.Join(dir, name))
+				if err != nil {
+					t.Fatal(err)
+				}
+				f, err := ptfile.Read(b, ptfile.DefaultLimits)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, err := Infer(c.Kind, f.Tensors)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !slices.Equal(got.Hidden, c.Hidden) || got.Classes != c.Classes || got.Inputs != c.Inputs || got.VocabSize != c.VocabSize {
+					t.Fatalf("%s: inferred %+v, want %+v", name, got, c)
+				}
+				ps, err := got.Match(f.Tensors)
+				if err != nil {
+					t.Fatal(err)
+				}
+				m, err := torch.NewModel(got.Spec(ps), 1)
+				if err != nil {
+					t.Fatal(err)
+				}
+				close5(t, name, forward(t, m, got, in, 6), want)
+				m.Close()
+			}
+		})
+	}
+}
+
+func TestMatchNamesWhatIsWrong(t *testing.T) {
+	c := configs[0]
+	good := func() []*ptfile.Tensor {
+		var ts []*ptfile.Tensor
+		for _, p := range c.Init(1) {
+			ts = append(ts, &ptfile.Tensor{Name: p.Name, DType: ptfile.Float32, Shape: p.Shape, Data: p.Data})
+		}
+		return ts
+	}
+	cases := []struct {
+		edit func([]*ptfile.Tensor) []*ptfile.Tensor
+		want string
+	}{
+		{func(ts []*ptfile.Tensor) []*ptfile.Tensor { return ts[1:] }, "tensor conv1.weight is missing"},
+		{func(ts []*ptfile.Tensor) []*ptfile.Tensor {
+			ts[6].Shape = []int64{100, 10}
+			return ts
+		}, "tensor fc2.weight has shape [100 10], the architecture needs [10 100]"},
+		{func(ts []*ptfile.Tensor) []*ptfile.Tensor {
+			return append(ts, &ptfile.Tensor{Name: "fc3.weight", DType: ptfile.Float32})
+		}, "does not have: fc3.weight"},
+		{func(ts []*ptfile.Tensor) []*ptfile.Tensor {
+			ts[0].DType, ts[0].Data = ptfile.Float64, nil
+			return ts
+		}, "conv1.weight is float64"},
+		{func(ts []*ptfile.Tensor) []*ptfile.Tensor {
+			ts[1].Data[0] = float32(math.NaN())
+			return ts
+		}, "non-finite"},
+	}
+	for _, k := range cases {
+		_, err := c.Match(k.edit(good()))
+		if err == nil || !strings.Contains(err.Error(), k.want) {
+			t.Errorf("got %v, want %q", err, k.want)
+		}
+	}
+	// A LeNet file declared as an MLP: its fc layers look like one, its other tensors do not.
+	mc, err := Infer(MLP, good())
+	if err == nil {
+		_, err = mc.Match(good())
+	}
+	if err == nil || !strings.Contains(err.Error(), "tensor mean is missing") {
+		t.Errorf("a LeNet file declared as mlp: %v", err)
+	}
+	if _, err := Infer("resnet", nil); err == nil || !strings.Contains(err.Error(), `"resnet"`) {
+		t.Errorf("unknown kind: %v", err)
+	}
+}
