@@ -17,7 +17,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"strings"
 )
 
@@ -34,8 +33,12 @@ const (
 var typeNames = map[byte]string{TypeUint8: "unsigned byte", TypeInt8: "signed byte", TypeInt16: "int16",
 	TypeInt32: "int32", TypeFloat32: "float32", TypeFloat64: "float64"}
 
-// MaxDims bounds the number of dimensions.
-const MaxDims = 8
+// Bounds on the header: dimensions, bytes per item, bytes of data.
+const (
+	MaxDims = 8
+	maxItem = 1 << 30
+	maxData = 1 << 40
+)
 
 // Array is an IDX file of unsigned bytes. Dims[0] is the number of items; an item is the
 // product of the other dimensions, in bytes.
@@ -72,19 +75,27 @@ func header(b []byte) (dims []int, hdr int, data int64, err error) {
 	if len(b) < hdr {
 		return nil, 0, 0, fmt.Errorf("IDX file truncated in its header (%d dimensions need %d bytes, it has %d)", nd, hdr, len(b))
 	}
-	data = 1
+	// An item (the product of the dimensions after the first) and the whole data are bounded
+	// separately, so that a file of zero items cannot announce items of absurd size.
+	item := int64(1)
 	for i := range nd {
 		d := int64(binary.BigEndian.Uint32(b[4+4*i:]))
-		if i > 0 && d == 0 {
+		dims = append(dims, int(d))
+		if i == 0 {
+			continue
+		}
+		if d == 0 {
 			return nil, 0, 0, fmt.Errorf("IDX dimension %d is 0", i)
 		}
-		if d > 0 && data > math.MaxInt32*int64(64)/d {
-			return nil, 0, 0, errors.New("IDX dimensions are too large")
+		if item > maxItem/d {
+			return nil, 0, 0, fmt.Errorf("IDX items of %s bytes are too large", shape(dims[1:]))
 		}
-		data *= d
-		dims = append(dims, int(d))
+		item *= d
 	}
-	return dims, hdr, data, nil
+	if int64(dims[0]) > maxData/item {
+		return nil, 0, 0, fmt.Errorf("IDX dimensions %s are too large", shape(dims))
+	}
+	return dims, hdr, int64(dims[0]) * item, nil
 }
 
 func shape(dims []int) string {
