@@ -4,8 +4,10 @@
 // the tensor names and shapes, PyTorch's default initialization drawn from a seed, and the
 // TorchScript source that package torch compiles.
 //
-// The source is ppml's: a model file contributes tensors only, matched by name and shape
-// against the Config it declares (Match), so a file cannot bring code of its own. The tensor
+// The package is pure Go: the engine's parameter parsing uses it without libtorch, and the
+// engine hands the class, submodules, tensors and source to package dl/torch. The source is
+// ppml's: a model file contributes tensors only, matched by name and shape against the Config
+// it declares (Match), so a file cannot bring code of its own. The tensor
 // names are those of the equivalent PyTorch nn.Module (docs/dl.md gives the Python classes),
 // so state dicts move both ways.
 package arch
@@ -18,7 +20,6 @@ import (
 	"strings"
 
 	"github.com/ppml/ppml/dl/ptfile"
-	"github.com/ppml/ppml/dl/torch"
 	"github.com/ppml/ppml/ml/split"
 )
 
@@ -166,8 +167,23 @@ func (c Config) Class() string {
 	return "__torch__.TextClassifier"
 }
 
-func (c Config) submodules() []torch.Submodule {
-	var subs []torch.Submodule
+// Tensor is a named tensor of a model with its values; a Buffer is saved but not trained.
+type Tensor struct {
+	Name   string
+	Shape  []int64
+	Data   []float32
+	Buffer bool
+}
+
+// Submodule is a child module: its attribute name and TorchScript class.
+type Submodule struct {
+	Name  string
+	Class string
+}
+
+// Submodules lists the child modules holding the tensors (conv1, fc1, embedding, …).
+func (c Config) Submodules() []Submodule {
+	var subs []Submodule
 	seen := map[string]bool{}
 	for _, s := range c.Shapes() {
 		mod, _, ok := strings.Cut(s.Name, ".")
@@ -182,7 +198,7 @@ func (c Config) submodules() []torch.Submodule {
 		case mod == "embedding":
 			cls = "__torch__.EmbeddingBag"
 		}
-		subs = append(subs, torch.Submodule{Name: mod, Class: cls})
+		subs = append(subs, Submodule{Name: mod, Class: cls})
 	}
 	return subs
 }
@@ -233,7 +249,7 @@ func (c Config) NumParams() int64 {
 	var n int64
 	for _, s := range c.Shapes() {
 		if !s.Buffer {
-			n += torch.Numel(s.Dims)
+			n += ptfile.Numel(s.Dims)
 		}
 	}
 	return n
@@ -247,12 +263,12 @@ const initStream = 1
 // as nn.Linear and nn.Conv2d do), embeddings from N(0, 1) (Box–Muller on two uniforms).
 // The generator is split.Source(seed, 1); tensors are drawn in Shapes order, row-major.
 // Buffers (the MLP's mean and std) start at 0 and 1; the trainer sets them from the data.
-func (c Config) Init(seed uint64) []torch.Param {
+func (c Config) Init(seed uint64) []Tensor {
 	r := split.Source(seed, initStream)
 	unit := func() float64 { return float64(r.Uint64()>>11) / (1 << 53) } // [0, 1)
-	var ps []torch.Param
+	var ps []Tensor
 	for _, s := range c.Shapes() {
-		d := make([]float32, torch.Numel(s.Dims))
+		d := make([]float32, ptfile.Numel(s.Dims))
 		switch {
 		case s.Buffer && s.Name == "std":
 			for i := range d {
@@ -270,25 +286,20 @@ func (c Config) Init(seed uint64) []torch.Param {
 				d[i] = float32((2*unit() - 1) * bound)
 			}
 		}
-		ps = append(ps, torch.Param{Name: s.Name, Shape: s.Dims, Data: d, Buffer: s.Buffer})
+		ps = append(ps, Tensor{Name: s.Name, Shape: s.Dims, Data: d, Buffer: s.Buffer})
 	}
 	return ps
-}
-
-// Spec is the torch model of the architecture with the given tensors (from Init or Match).
-func (c Config) Spec(params []torch.Param) torch.Spec {
-	return torch.Spec{Class: c.Class(), Submodules: c.submodules(), Params: params, Source: c.Source()}
 }
 
 // Match takes the tensors of a model file for this architecture: every tensor the
 // architecture has must be there, float32, with its exact shape, and the file may hold no
 // other tensor. Errors name the tensor.
-func (c Config) Match(ts []*ptfile.Tensor) ([]torch.Param, error) {
+func (c Config) Match(ts []*ptfile.Tensor) ([]Tensor, error) {
 	byName := map[string]*ptfile.Tensor{}
 	for _, t := range ts {
 		byName[t.Name] = t
 	}
-	var ps []torch.Param
+	var ps []Tensor
 	for _, s := range c.Shapes() {
 		t, ok := byName[s.Name]
 		if !ok {
@@ -306,7 +317,7 @@ func (c Config) Match(ts []*ptfile.Tensor) ([]torch.Param, error) {
 				return nil, fmt.Errorf("%s model: tensor %s holds a non-finite value at %d", c.Kind, s.Name, i)
 			}
 		}
-		ps = append(ps, torch.Param{Name: s.Name, Shape: s.Dims, Data: t.Data, Buffer: s.Buffer})
+		ps = append(ps, Tensor{Name: s.Name, Shape: s.Dims, Data: t.Data, Buffer: s.Buffer})
 	}
 	if len(byName) > 0 {
 		var extra []string

@@ -49,6 +49,18 @@ func batch(c Config, n int) []torch.Input {
 	return []torch.Input{{I64: tokens, Shape: []int64{int64(len(tokens))}}, {I64: offsets, Shape: []int64{int64(n)}}}
 }
 
+// spec is what the engine does: the architecture as a torch model.
+func spec(c Config, ts []Tensor) torch.Spec {
+	s := torch.Spec{Class: c.Class(), Source: c.Source()}
+	for _, m := range c.Submodules() {
+		s.Submodules = append(s.Submodules, torch.Submodule{Name: m.Name, Class: m.Class})
+	}
+	for _, t := range ts {
+		s.Params = append(s.Params, torch.Param{Name: t.Name, Shape: t.Shape, Data: t.Data, Buffer: t.Buffer})
+	}
+	return s
+}
+
 func forward(t *testing.T, m *torch.Model, c Config, in []torch.Input, n int) []float32 {
 	t.Helper()
 	out := make([]float32, n*c.Classes)
@@ -64,7 +76,7 @@ func TestBuildAndForward(t *testing.T) {
 			if err := c.Validate(); err != nil {
 				t.Fatal(err)
 			}
-			m, err := torch.NewModel(c.Spec(c.Init(1)), 1)
+			m, err := torch.NewModel(spec(c, c.Init(1)), 1)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -167,7 +179,7 @@ func TestSavedModelRunsInPyTorch(t *testing.T) {
 	py := python(t)
 	for _, c := range configs {
 		t.Run(string(c.Kind), func(t *testing.T) {
-			m, err := torch.NewModel(c.Spec(c.Init(2)), 1)
+			m, err := torch.NewModel(spec(c, c.Init(2)), 1)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -226,7 +238,7 @@ func TestPyTorchModelsRunInPPML(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				m, err := torch.NewModel(got.Spec(ps), 1)
+				m, err := torch.NewModel(spec(got, ps), 1)
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -65,10 +65,10 @@ func resolveGlobal(module, name string) (*global, error) {
 
 // Values the machine builds.
 type (
-	mark      struct{}
-	tuple     []any
-	list      struct{ items []any }
-	dict      struct {
+	mark  struct{}
+	tuple []any
+	list  struct{ items []any }
+	dict  struct {
 		keys []any
 		vals map[any]any
 	}
