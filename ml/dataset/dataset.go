@@ -1,5 +1,6 @@
-// Package dataset finds the public datasets of the ML examples and tests (Boston housing and
-// Wisconsin breast cancer), fetching them with scripts/datasets.sh when they are not there yet.
+// Package dataset finds the public datasets of the ML and deep-learning examples and tests
+// (Boston housing, Wisconsin breast cancer, Fashion-MNIST, the SpamAssassin corpus), fetching
+// them with scripts/datasets.sh when they are not there yet.
 //
 // The directory is $PPML_DATASETS, or $HOME/.cache/ppml/datasets. The files are public data,
 // never protected data, so a plain cache on disk is fine.
@@ -19,6 +20,13 @@ import (
 const (
 	Boston       = "boston.csv"        // label "medv", 13 features, 506 rows
 	BreastCancer = "breast_cancer.csv" // label "target" (0 malignant, 1 benign), 30 features, 569 rows
+	// Fashion-MNIST, gzip-compressed IDX: 60,000 training and 10,000 test 28×28 images.
+	FashionTrainImages = "fashion-mnist/train-images-idx3-ubyte.gz"
+	FashionTrainLabels = "fashion-mnist/train-labels-idx1-ubyte.gz"
+	FashionTestImages  = "fashion-mnist/t10k-images-idx3-ubyte.gz"
+	FashionTestLabels  = "fashion-mnist/t10k-labels-idx1-ubyte.gz"
+	// SpamAssassin public corpus: columns group, id, text, label (1 spam), 6,046 rows.
+	Spam = "spam.csv"
 )
 
 // Dir returns the dataset directory.
