@@ -1,0 +1,129 @@
+package dlspec
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ppml/ppml/job"
+)
+
+// parse parses a manifest with the given inputs, outputs and parameters.
+func parse(t *testing.T, inputs, outputs []string, params string) (*job.Manifest, error) {
+	t.Helper()
+	dir := t.TempDir()
+	var b strings.Builder
+	b.WriteString("version: 1\nname: t\nengine: dl\ninputs:\n")
+	for _, in := range inputs {
+		os.WriteFile(filepath.Join(dir, in), nil, 0o600)
+		b.WriteString("  " + in + ": " + in + "\n")
+	}
+	b.WriteString("outputs:\n")
+	for _, o := range outputs {
+		ct := ""
+		if name, typ, ok := strings.Cut(o, "="); ok {
+			o, ct = name, ", content_type: "+typ
+		}
+		b.WriteString("  " + o + ": {path: out-" + o + ", key: file:k" + ct + "}\n")
+	}
+	b.WriteString("parameters:\n" + params)
+	return job.Parse([]byte(b.String()), dir)
+}
+
+var (
+	idxTrain = []string{"images", "labels"}
+	model    = []string{"model"}
+)
+
+func TestDefaultsAreExplicit(t *testing.T) {
+	m, err := parse(t, idxTrain, model, "  task: train\n  model: lenet5\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := m.Parameters.(*Params)
+	if p.Optimizer != SGD || p.LearningRate != 0.05 || p.Momentum != 0.9 || p.Epochs != 3 || p.BatchSize != 128 || !p.Images {
+		t.Fatalf("%+v", p)
+	}
+	if m.Resources.Threads != 1 {
+		t.Fatalf("threads %d, want the dl default 1", m.Resources.Threads)
+	}
+	// Writing the defaults out is the same job.
+	m2, err := parse(t, idxTrain, model, "  task: train\n  model: lenet5\n  optimizer: sgd\n  learning_rate: 0.05\n  momentum: 0.9\n  weight_decay: 0\n  epochs: 3\n  batch_size: 128\n  seed: 0\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.DigestString() != m2.DigestString() {
+		t.Fatal("explicit defaults changed the digest")
+	}
+	m3, _ := parse(t, idxTrain, model, "  task: train\n  model: lenet5\n  seed: 1\n")
+	if m3.DigestString() == m.DigestString() {
+		t.Fatal("the seed is not part of the job identity")
+	}
+	a, _ := parse(t, idxTrain, model, "  task: train\n  model: lenet5\n  optimizer: adam\n")
+	if p := a.Parameters.(*Params); p.LearningRate != 0.001 || p.Momentum != 0 {
+		t.Fatalf("adam defaults: %+v", p)
+	}
+	tx, err := parse(t, []string{"train"}, model, "  task: train\n  model: text\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := tx.Parameters.(*Params); p.Text != "text" || p.Label != "label" || p.VocabSize != 20000 || p.TestFraction != 0.2 || p.Images {
+		t.Fatalf("text defaults: %+v", p)
+	}
+}
+
+// Unknown names and values, fields that do not apply: each a problem naming its field.
+func TestBadParameters(t *testing.T) {
+	cases := []struct {
+		inputs, outputs []string
+		params, want    string
+	}{
+		{idxTrain, model, "  task: fit\n", `task: "fit": want train, predict or evaluate`},
+		{idxTrain, model, "  task: train\n", "model: required to train: lenet5, mlp or text"},
+		{idxTrain, model, "  task: train\n  model: resnet50\n", `model: "resnet50": want lenet5, mlp or text`},
+		{idxTrain, model, "  task: train\n  model: lenet5\n  optimizer: rmsprop\n", `optimizer: "rmsprop": want sgd or adam`},
+		{idxTrain, model, "  task: train\n  model: lenet5\n  learning_rat: 0.1\n", "learning_rat: unknown field"},
+		{idxTrain, model, "  task: train\n  model: lenet5\n  learning_rate: -1\n", `learning_rate: "-1": want a number in (0, 10]`},
+		{idxTrain, model, "  task: train\n  model: lenet5\n  learning_rate: nan\n", "learning_rate"},
+		{idxTrain, model, "  task: train\n  model: lenet5\n  epochs: 0\n", "epochs: 0: must be between 1 and 10000"},
+		{idxTrain, model, "  task: train\n  model: lenet5\n  batch_size: many\n", "batch_size: must be a decimal integer"},
+		{idxTrain, model, "  task: train\n  model: lenet5\n  optimizer: adam\n  momentum: 0.9\n", "momentum: only for optimizer sgd"},
+		{idxTrain, model, "  task: train\n  model: lenet5\n  hidden: [10]\n", "hidden: only for model mlp"},
+		{idxTrain, model, "  task: train\n  model: mlp\n  hidden: [0]\n", "must be between 1 and 65536"},
+		{idxTrain, model, "  task: train\n  model: lenet5\n  vocab_size: 10\n", "vocab_size: only for model text"},
+		{idxTrain, model, "  task: train\n  model: mlp\n  label: y\n", "label: only for table data"},
+		{[]string{"train"}, model, "  task: train\n  model: lenet5\n", "lenet5 reads 28 × 28 images"},
+		{idxTrain, model, "  task: train\n  model: text\n", "the text classifier reads a table"},
+		{[]string{"images"}, model, "  task: train\n  model: lenet5\n", `missing input "labels"`},
+		{[]string{"images", "labels", "test_images"}, model, "  task: train\n  model: lenet5\n", "test_images and test_labels go together"},
+		{idxTrain, []string{"weights"}, "  task: train\n  model: lenet5\n", `missing output "model"`},
+		{[]string{"model", "images"}, []string{"predictions"}, "  task: predict\n  epochs: 3\n", "epochs: only for task train"},
+		{[]string{"model", "images"}, []string{"predictions=application/json"}, "  task: predict\n", "writes predictions as text/csv"},
+		{[]string{"model", "images"}, []string{"report"}, "  task: evaluate\n", `missing input "labels"`},
+	}
+	for _, c := range cases {
+		_, err := parse(t, c.inputs, c.outputs, c.params)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: got %v, want %q", c.params, err, c.want)
+		}
+	}
+}
+
+func TestCanonicalDependsOnData(t *testing.T) {
+	img, err := parse(t, idxTrain, model, "  task: train\n  model: mlp\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tab, err := parse(t, []string{"train"}, model, "  task: train\n  model: mlp\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ci, ct := img.Parameters.Canonical(), tab.Parameters.Canonical()
+	if _, ok := ci["label"]; ok {
+		t.Fatalf("images: %v", ci)
+	}
+	if ct["label"] != "label" || ct["features"] != AllExceptLabel || ct["test_fraction"] != "0.2" {
+		t.Fatalf("table: %v", ct)
+	}
+}
