@@ -195,4 +195,3 @@ func predictionsCSV(probs []float64, classes int) []byte {
 	}
 	return b.Bytes()
 }
-

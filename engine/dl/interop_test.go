@@ -36,11 +36,11 @@ func params(t *testing.T, body string, inputs, outputs []string) *dlspec.Params 
 	for _, in := range inputs {
 		p := filepath.Join(dir, in)
 		os.WriteFile(p, nil, 0o600)
-		b.WriteString("  " + in + ": " + p + "\n")
+		b.WriteString("  " + in + ": " + strconv.Quote(p) + "\n")
 	}
 	b.WriteString("outputs:\n")
 	for _, o := range outputs {
-		b.WriteString("  " + o + ": {path: " + filepath.Join(dir, "out-"+o) + ", key: file:" + filepath.Join(dir, "k") + "}\n")
+		b.WriteString("  " + o + ": {path: " + strconv.Quote(filepath.Join(dir, "out-"+o)) + ", key: " + strconv.Quote("file:"+filepath.Join(dir, "k")) + "}\n")
 	}
 	b.WriteString("parameters:\n" + body)
 	m, err := job.Parse(b.Bytes(), dir)

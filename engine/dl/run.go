@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/ppml/ppml/dl/torch"
@@ -54,8 +55,16 @@ type MemoryError struct {
 }
 
 func (e *MemoryError) Error() string {
-	return fmt.Sprintf("dl job: the job needs more memory than resources.memory (%s) allows: %s; raise resources.memory or lower batch_size",
-		job.FormatSize(e.Limit), e.Err.Message)
+	// The allocator's own line, without the TorchScript traceback libtorch wraps around it.
+	msg := e.Err.Message
+	if i := strings.Index(msg, "ppml memory limit"); i >= 0 {
+		msg = msg[i:]
+		if j := strings.IndexByte(msg, '\n'); j >= 0 {
+			msg = msg[:j]
+		}
+	}
+	return fmt.Sprintf("dl job: the job needs more memory than resources.memory (%s) allows: %s (%s); raise resources.memory or lower batch_size",
+		job.FormatSize(e.Limit), msg, e.Err.Op)
 }
 
 func (e *MemoryError) Unwrap() error { return e.Err }
