@@ -124,8 +124,11 @@ func (w *workspace) run(t *testing.T, manifest string) (string, error) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var log bytes.Buffer
-	_, err = launcher.Run(context.Background(), launcher.Config{Manifest: filepath.Join(w.dir, manifest), Keys: keys, Log: &log})
+	var log, stderr bytes.Buffer
+	_, err = launcher.Run(context.Background(), launcher.Config{Manifest: filepath.Join(w.dir, manifest), Keys: keys, Log: &log, Stderr: &stderr})
+	if err != nil && stderr.Len() > 0 {
+		t.Logf("%s: the program's stderr:\n%s", manifest, stderr.String())
+	}
 	for _, m := range w.markers {
 		if bytes.Contains(log.Bytes(), m) || err != nil && strings.Contains(err.Error(), string(m)) {
 			t.Errorf("%s: data in the launcher log or error", manifest)

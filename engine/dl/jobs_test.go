@@ -172,3 +172,48 @@ func firstRows(t *testing.T, b []byte, n int) []byte {
 	cw.WriteAll(keep)
 	return buf.Bytes()
 }
+
+// TestPyTorchLeNetExample runs examples/pytorch-lenet: the plain PyTorch script with the exec
+// engine on the encrypted files, then the dl engine's evaluation of the model it wrote, which
+// must find the accuracy the script reported.
+func TestPyTorchLeNetExample(t *testing.T) {
+	python(t)
+	w := newWorkspace(t, "../../examples/pytorch-lenet")
+	nTrain, nTest := 1000, 300
+	if full {
+		nTrain, nTest = 60000, 10000
+	}
+	for name, b := range map[string][]byte{
+		"train-images-idx3-ubyte.gz": fashionSubset(t, dataset.FashionTrainImages, 0, nTrain),
+		"train-labels-idx1-ubyte.gz": fashionSubset(t, dataset.FashionTrainLabels, 0, nTrain),
+		"t10k-images-idx3-ubyte.gz":  fashionSubset(t, dataset.FashionTestImages, 0, nTest),
+		"t10k-labels-idx1-ubyte.gz":  fashionSubset(t, dataset.FashionTestLabels, 0, nTest),
+	} {
+		w.encrypt(t, name+".ppml", b, envelope.TypeBytes)
+	}
+	if _, err := w.run(t, "job.yaml"); err != nil {
+		t.Fatal(err)
+	}
+	var rep struct {
+		TestAccuracy float64 `json:"test_accuracy"`
+		TrainImages  int     `json:"train_images"`
+	}
+	if err := json.Unmarshal(w.out(t, "pytorch-lenet5.report.json.ppml"), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if rep.TrainImages != nTrain {
+		t.Fatalf("report %+v", rep)
+	}
+	if _, err := w.run(t, "evaluate.yaml"); err != nil {
+		t.Fatal(err)
+	}
+	var ev Report
+	if err := json.Unmarshal(w.out(t, "pytorch-lenet5.evaluation.json.ppml"), &ev); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("PyTorch's test accuracy %.4f, the dl engine's %.4f", rep.TestAccuracy, ev.Metrics.Classification.Accuracy)
+	if math.Abs(ev.Metrics.Classification.Accuracy-rep.TestAccuracy) > 1e-6 {
+		t.Fatalf("the dl engine finds accuracy %v, the PyTorch script %v", ev.Metrics.Classification.Accuracy, rep.TestAccuracy)
+	}
+	w.scan(t)
+}
