@@ -27,15 +27,16 @@ import (
 	"github.com/ppml/ppml/ml/dataset"
 )
 
-// Config sets the benchmark's size and hyper-parameters (the engine's defaults for LeNet-5).
+// Config sets the benchmark's size and hyper-parameters (DefaultConfig: examples/dl/lenet's).
 type Config struct {
 	Epochs    int
 	BatchSize int
 	// Images limits the training images (0: all 60,000) and TestImages the test images (0: all
 	// 10,000), for quick runs.
 	Images, TestImages int
+	Optimizer          string // sgd or adam
 	LearningRate       float64
-	Momentum           float64
+	Momentum           float64 // sgd only
 	Python             string // default /usr/bin/python3
 	Script             string // default: lenet-bench.py of this source tree
 	TempDir            string // default: os.TempDir()
@@ -68,6 +69,12 @@ type Result struct {
 	EndToEndRatio float64 `json:"end_to_end_ratio"`
 }
 
+// DefaultConfig is examples/dl/lenet's training: 3 epochs of batches of 128, Adam 0.003, on
+// all the images.
+func DefaultConfig() Config {
+	return Config{Epochs: 3, BatchSize: 128, Optimizer: "adam", LearningRate: 0.003}
+}
+
 func defaultScript() string {
 	_, file, _, _ := runtime.Caller(0)
 	return filepath.Join(filepath.Dir(file), "lenet-bench.py")
@@ -87,10 +94,9 @@ outputs:
 parameters:
   task: train
   model: lenet5
-  optimizer: sgd
+  optimizer: %s
   learning_rate: %s
-  momentum: %s
-  epochs: %d
+%s  epochs: %d
   batch_size: %d
   seed: 42
 resources:
@@ -139,8 +145,8 @@ func subset(src, dst string, n int) error {
 
 // Run runs the benchmark once.
 func Run(ctx context.Context, cfg Config) (*Result, error) {
-	if cfg.Epochs < 1 || cfg.BatchSize < 1 || !(cfg.LearningRate > 0) || cfg.Momentum < 0 {
-		return nil, fmt.Errorf("bench dl: %d epochs, batch %d, learning rate %v, momentum %v", cfg.Epochs, cfg.BatchSize, cfg.LearningRate, cfg.Momentum)
+	if cfg.Epochs < 1 || cfg.BatchSize < 1 || !(cfg.LearningRate > 0) || cfg.Momentum < 0 || cfg.Optimizer != "sgd" && cfg.Optimizer != "adam" {
+		return nil, fmt.Errorf("bench dl: %d epochs, batch %d, optimizer %q, learning rate %v, momentum %v", cfg.Epochs, cfg.BatchSize, cfg.Optimizer, cfg.LearningRate, cfg.Momentum)
 	}
 	if cfg.Python == "" {
 		cfg.Python = "/usr/bin/python3"
@@ -205,7 +211,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		}
 	}
 	f := func(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
-	if err := os.WriteFile(filepath.Join(work, "train.yaml"), fmt.Appendf(nil, trainManifest, f(cfg.LearningRate), f(cfg.Momentum), cfg.Epochs, cfg.BatchSize), 0o600); err != nil {
+	momentum := ""
+	if cfg.Optimizer == "sgd" {
+		momentum = "  momentum: " + f(cfg.Momentum) + "\n"
+	}
+	if err := os.WriteFile(filepath.Join(work, "train.yaml"), fmt.Appendf(nil, trainManifest, cfg.Optimizer, f(cfg.LearningRate), momentum, cfg.Epochs, cfg.BatchSize), 0o600); err != nil {
 		return nil, err
 	}
 	if err := os.WriteFile(filepath.Join(work, "evaluate.yaml"), []byte(evaluateManifest), 0o600); err != nil {
@@ -257,7 +267,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 
 	p := func(name string) string { return filepath.Join(plain, name) }
 	cmd := exec.CommandContext(ctx, cfg.Python, cfg.Script, p("train-images.gz"), p("train-labels.gz"), p("test-images.gz"), p("test-labels.gz"),
-		strconv.Itoa(cfg.Epochs), strconv.Itoa(cfg.BatchSize), f(cfg.LearningRate), f(cfg.Momentum))
+		strconv.Itoa(cfg.Epochs), strconv.Itoa(cfg.BatchSize), cfg.Optimizer, f(cfg.LearningRate), f(cfg.Momentum))
 	cmd.Env = append(os.Environ(), "OPENBLAS_NUM_THREADS=1", "OMP_NUM_THREADS=1")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr

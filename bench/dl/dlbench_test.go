@@ -8,7 +8,9 @@ import (
 // A small run of the whole benchmark: both sides train and report plausible figures. Speed is
 // not asserted here (ppml bench dl measures it).
 func TestSmallRun(t *testing.T) {
-	res, err := Run(context.Background(), Config{Epochs: 1, BatchSize: 64, Images: 1500, TestImages: 500, LearningRate: 0.05, Momentum: 0.9, TempDir: t.TempDir()})
+	cfg := DefaultConfig()
+	cfg.Epochs, cfg.BatchSize, cfg.Images, cfg.TestImages, cfg.TempDir = 1, 64, 1500, 500, t.TempDir()
+	res, err := Run(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,8 @@
 """The python3-torch side of `ppml bench dl`: LeNet-5 (BigDL's layout, the dl engine's lenet5)
 trained on plaintext Fashion-MNIST files with the same hyper-parameters as the engine's job.
 
-    lenet-bench.py TRAIN_IMAGES TRAIN_LABELS TEST_IMAGES TEST_LABELS EPOCHS BATCH LR MOMENTUM
+    lenet-bench.py TRAIN_IMAGES TRAIN_LABELS TEST_IMAGES TEST_LABELS EPOCHS BATCH OPTIMIZER LR MOMENTUM
+OPTIMIZER is sgd (with MOMENTUM) or adam.
 Prints JSON: epoch_seconds (training loop of each epoch), test_accuracy after the last epoch,
 predict_images_per_second (forward passes over the test images in batches of BATCH, as the
 engine's evaluate job does with its default batch_size).
@@ -33,14 +34,18 @@ def idx(path):
 
 
 class LeNet5(nn.Module):
-    def __init__(self, classes=10):
+    def __init__(self, input_mean, input_std, classes=10):
         super().__init__()
         self.conv1 = nn.Conv2d(1, 6, 5)
         self.conv2 = nn.Conv2d(6, 12, 5)
         self.fc1 = nn.Linear(12 * 4 * 4, 100)
         self.fc2 = nn.Linear(100, classes)
+        # BigDL normalizes the pixels with the training set's mean and deviation.
+        self.register_buffer("input_mean", torch.tensor(input_mean))
+        self.register_buffer("input_std", torch.tensor(input_std))
 
     def forward(self, x):
+        x = (x - self.input_mean) / self.input_std
         x = torch.tanh(F.max_pool2d(torch.tanh(self.conv1(x)), 2))
         x = F.max_pool2d(self.conv2(x), 2)
         x = torch.tanh(self.fc1(torch.flatten(x, 1)))
@@ -50,12 +55,21 @@ class LeNet5(nn.Module):
 def main():
     tri, trl, tei, tel = sys.argv[1:5]
     epochs, batch = int(sys.argv[5]), int(sys.argv[6])
-    lr, momentum = float(sys.argv[7]), float(sys.argv[8])
+    optimizer, lr, momentum = sys.argv[7], float(sys.argv[8]), float(sys.argv[9])
     # The engine streams batches from the IDX bytes, scaling each image as it goes; the same
     # per-batch conversion here keeps the two loops doing the same work.
     x, y = idx(tri), torch.from_numpy(idx(trl).astype(np.int64))
-    net = LeNet5()
-    opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=momentum)
+    # The pixels' mean and standard deviation, as the engine computes them (in float64).
+    total = sq = 0.0
+    for i in range(0, len(x), 10000):
+        c = x[i:i + 10000].astype(np.float64) / 255
+        total, sq = total + c.sum(), sq + (c * c).sum()
+    mean = total / x.size
+    net = LeNet5(mean, (sq / x.size - mean * mean) ** 0.5)
+    if optimizer == "adam":
+        opt = torch.optim.Adam(net.parameters(), lr=lr)
+    else:
+        opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=momentum)
     seconds = []
     for _ in range(epochs):
         t0 = time.perf_counter()

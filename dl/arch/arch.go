@@ -141,6 +141,7 @@ func (c Config) Shapes() []Shape {
 		s = append(s, conv("conv2", 6, 12, 5)...)
 		s = append(s, linear("fc1", lenetFlat, 100)...)
 		s = append(s, linear("fc2", 100, c.Classes)...)
+		s = append(s, Shape{"input_mean", []int64{}, 0, true}, Shape{"input_std", []int64{}, 0, true})
 	case MLP:
 		in := c.Inputs
 		for i, h := range c.Hidden {
@@ -209,10 +210,12 @@ func (c Config) Submodules() []Submodule {
 func (c Config) Source() string {
 	switch c.Kind {
 	case LeNet5:
-		// BigDL's LeNet5: conv 1→6 5×5, tanh, max-pool 2, tanh, conv 6→12 5×5, max-pool 2,
-		// flatten (192), linear 100, tanh, linear classes, log-softmax.
+		// BigDL's LeNet5 after its input normalization (GreyImgNormalizer): conv 1→6 5×5,
+		// tanh, max-pool 2, tanh, conv 6→12 5×5, max-pool 2, flatten (192), linear 100, tanh,
+		// linear classes, log-softmax.
 		return `
 def forward(self, x: Tensor) -> Tensor:
+    x = (x - self.input_mean) / self.input_std
     x = torch.conv2d(x, self.conv1.weight, self.conv1.bias)
     x = torch.tanh(x)
     x = torch.max_pool2d(x, [2, 2], [2, 2])
@@ -262,7 +265,8 @@ const initStream = 1
 // and biases of a layer with fan-in f uniform in [−1/√f, 1/√f) (kaiming_uniform with a = √5,
 // as nn.Linear and nn.Conv2d do), embeddings from N(0, 1) (Box–Muller on two uniforms).
 // The generator is split.Source(seed, 1); tensors are drawn in Shapes order, row-major.
-// Buffers (the MLP's mean and std) start at 0 and 1; the trainer sets them from the data.
+// Buffers (the input statistics: LeNet-5's input_mean and input_std, the MLP's mean and std)
+// start at 0 and 1; the trainer sets them from the data.
 func (c Config) Init(seed uint64) []Tensor {
 	r := split.Source(seed, initStream)
 	unit := func() float64 { return float64(r.Uint64()>>11) / (1 << 53) } // [0, 1)
@@ -270,7 +274,7 @@ func (c Config) Init(seed uint64) []Tensor {
 	for _, s := range c.Shapes() {
 		d := make([]float32, ptfile.Numel(s.Dims))
 		switch {
-		case s.Buffer && s.Name == "std":
+		case s.Buffer && (s.Name == "std" || s.Name == "input_std"):
 			for i := range d {
 				d[i] = 1
 			}
@@ -298,6 +302,15 @@ func (c Config) Match(ts []*ptfile.Tensor) ([]Tensor, error) {
 	byName := map[string]*ptfile.Tensor{}
 	for _, t := range ts {
 		byName[t.Name] = t
+	}
+	if c.Kind == LeNet5 {
+		// A LeNet-5 saved without input statistics (a PyTorch module that has no such buffers)
+		// reads the pixels as they are: mean 0, standard deviation 1.
+		for name, v := range map[string]float32{"input_mean": 0, "input_std": 1} {
+			if _, ok := byName[name]; !ok {
+				byName[name] = &ptfile.Tensor{Name: name, DType: ptfile.Float32, Shape: []int64{}, Data: []float32{v}}
+			}
+		}
 	}
 	var ps []Tensor
 	for _, s := range c.Shapes() {
@@ -330,10 +343,12 @@ func (c Config) Match(ts []*ptfile.Tensor) ([]Tensor, error) {
 		}
 		return nil, fmt.Errorf("%s model: the file holds tensors the architecture does not have: %s", c.Kind, strings.Join(extra, ", "))
 	}
-	if c.Kind == MLP {
-		for i, v := range ps[len(ps)-1].Data {
+	// The last tensor is the standard deviation the input is divided by.
+	if c.Kind == MLP || c.Kind == LeNet5 {
+		last := ps[len(ps)-1]
+		for i, v := range last.Data {
 			if !(v > 0) {
-				return nil, fmt.Errorf("mlp model: tensor std holds %v at %d (must be positive)", v, i)
+				return nil, fmt.Errorf("%s model: tensor %s holds %v at %d (must be positive)", c.Kind, last.Name, v, i)
 			}
 		}
 	}

@@ -103,6 +103,27 @@ func (m *Images) Stats() (mean, std []float32, err error) {
 	return finish(sum, sq, m.Len())
 }
 
+// PixelStats is the mean and standard deviation of all pixels of all images (LeNet-5's input
+// normalization, as BigDL's GreyImgNormalizer).
+func (m *Images) PixelStats() (mean, std float32, err error) {
+	var sum, sq float64
+	for r := range m.Len() {
+		if err := m.arr.Read(r, m.item); err != nil {
+			return 0, 0, fmt.Errorf("images: image %d: %w", r, err)
+		}
+		for _, b := range m.item {
+			v := float64(b) / 255
+			sum += v
+			sq += v * v
+		}
+	}
+	mu, sd, err := finish([]float64{sum}, []float64{sq}, m.Len()*len(m.item))
+	if err != nil {
+		return 0, 0, err
+	}
+	return mu[0], sd[0], nil
+}
+
 // Rows is a numeric table: Features values per row, row-major.
 type Rows struct {
 	X        []float32

@@ -191,6 +191,22 @@ func runTrain(ctx context.Context, cfg Config, p *dlspec.Params, inputs map[stri
 		return nil, fmt.Errorf("dl job: %w", err)
 	}
 	tensors := c.Init(p.Seed)
+	if p.Model == arch.LeNet5 {
+		// LeNet-5 standardizes its input with the training pixels' mean and standard deviation,
+		// kept in the model as scalar buffers.
+		mean, std, err := td.train.(*train.Images).PixelStats()
+		if err != nil {
+			return nil, fmt.Errorf("dl job: %w", err)
+		}
+		for i := range tensors {
+			switch tensors[i].Name {
+			case "input_mean":
+				tensors[i].Data = []float32{mean}
+			case "input_std":
+				tensors[i].Data = []float32{std}
+			}
+		}
+	}
 	if p.Model == arch.MLP {
 		// The MLP standardizes its input with the training data's statistics, kept in the
 		// model as buffers.

@@ -21,17 +21,22 @@ import torch.nn.functional as F
 
 
 class LeNet5(nn.Module):
-    """BigDL's LeNet-5: conv 1->6 5x5, tanh, max-pool 2, tanh, conv 6->12 5x5, max-pool 2,
-    linear 192->100, tanh, linear 100->classes, log-softmax."""
+    """BigDL's LeNet-5: the input standardized with the buffers input_mean and input_std (the
+    training pixels' mean and standard deviation, as BigDL's GreyImgNormalizer), conv 1->6 5x5,
+    tanh, max-pool 2, tanh, conv 6->12 5x5, max-pool 2, linear 192->100, tanh,
+    linear 100->classes, log-softmax."""
 
-    def __init__(self, classes: int = 10):
+    def __init__(self, classes: int = 10, input_mean: float = 0.0, input_std: float = 1.0):
         super().__init__()
         self.conv1 = nn.Conv2d(1, 6, 5)
         self.conv2 = nn.Conv2d(6, 12, 5)
         self.fc1 = nn.Linear(12 * 4 * 4, 100)
         self.fc2 = nn.Linear(100, classes)
+        self.register_buffer("input_mean", torch.tensor(input_mean))
+        self.register_buffer("input_std", torch.tensor(input_std))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = (x - self.input_mean) / self.input_std
         x = torch.tanh(F.max_pool2d(torch.tanh(self.conv1(x)), 2))
         x = F.max_pool2d(self.conv2(x), 2)
         x = torch.tanh(self.fc1(torch.flatten(x, 1)))

@@ -37,7 +37,7 @@ def main():
         kind, cfg, d = sys.argv[2], json.loads(sys.argv[3]), sys.argv[4]
         torch.manual_seed(1)
         if kind == "lenet5":
-            net = ppml_models.LeNet5(cfg["classes"])
+            net = ppml_models.LeNet5(cfg["classes"], input_mean=0.3, input_std=0.4)
         elif kind == "mlp":
             net = ppml_models.MLP(cfg["inputs"], cfg["hidden"], cfg["classes"])
             net.mean.uniform_(-1, 1)
