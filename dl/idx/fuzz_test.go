@@ -15,6 +15,9 @@ func FuzzOpen(f *testing.F) {
 		if err != nil {
 			return
 		}
+		if a.Items() == 0 {
+			return
+		}
 		item := make([]byte, a.ItemSize())
 		for i := range min(a.Items(), 64) {
 			if err := a.Read(i, item); err != nil {

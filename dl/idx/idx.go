@@ -36,7 +36,7 @@ var typeNames = map[byte]string{TypeUint8: "unsigned byte", TypeInt8: "signed by
 // Bounds on the header: dimensions, bytes per item, bytes of data.
 const (
 	MaxDims = 8
-	maxItem = 1 << 30
+	maxItem = 1 << 26 // 64 MiB: an image of 8,192 × 8,192
 	maxData = 1 << 40
 )
 

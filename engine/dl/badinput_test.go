@@ -26,7 +26,7 @@ func idxFile(dims ...int) []byte {
 }
 
 // lenetFile is a LeNet-5 model file: tensors from Init, and metadata (nil: none).
-func lenetFile(t *testing.T, classes int, meta *Meta) []byte {
+func lenetFile(t testing.TB, classes int, meta *Meta) []byte {
 	t.Helper()
 	c := arch.Config{Kind: arch.LeNet5, Classes: classes}
 	var ts []arch.Tensor
