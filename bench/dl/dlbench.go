@@ -37,9 +37,9 @@ type Config struct {
 	Optimizer          string // sgd or adam
 	LearningRate       float64
 	Momentum           float64 // sgd only
-	Python             string // default /usr/bin/python3
-	Script             string // default: lenet-bench.py of this source tree
-	TempDir            string // default: os.TempDir()
+	Python             string  // default /usr/bin/python3
+	Script             string  // default: lenet-bench.py of this source tree
+	TempDir            string  // default: os.TempDir()
 	// Progress, when set, receives the launcher's progress lines.
 	Progress func(line string)
 }
