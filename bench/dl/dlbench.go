@@ -8,13 +8,13 @@ package dlbench
 import (
 	"bytes"
 	"context"
+	_ "embed"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"time"
 
@@ -38,7 +38,7 @@ type Config struct {
 	LearningRate       float64
 	Momentum           float64 // sgd only
 	Python             string  // default /usr/bin/python3
-	Script             string  // default: lenet-bench.py of this source tree
+	Script             string  // default: the embedded lenet-bench.py
 	TempDir            string  // default: os.TempDir()
 	// Progress, when set, receives the launcher's progress lines.
 	Progress func(line string)
@@ -75,10 +75,10 @@ func DefaultConfig() Config {
 	return Config{Epochs: 3, BatchSize: 128, Optimizer: "adam", LearningRate: 0.003}
 }
 
-func defaultScript() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "lenet-bench.py")
-}
+// script is the python3-torch side, embedded so that the benchmark runs outside a source tree.
+//
+//go:embed lenet-bench.py
+var script []byte
 
 const trainManifest = `version: 1
 name: bench-dl-train
@@ -151,17 +151,22 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if cfg.Python == "" {
 		cfg.Python = "/usr/bin/python3"
 	}
-	if cfg.Script == "" {
-		cfg.Script = defaultScript()
-	}
-	if _, err := os.Stat(cfg.Script); err != nil {
-		return nil, fmt.Errorf("bench dl: python benchmark script: %w", err)
+	if cfg.Script != "" {
+		if _, err := os.Stat(cfg.Script); err != nil {
+			return nil, fmt.Errorf("bench dl: python benchmark script: %w", err)
+		}
 	}
 	dir, err := os.MkdirTemp(cfg.TempDir, "ppml-bench-dl-")
 	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
+	if cfg.Script == "" {
+		cfg.Script = filepath.Join(dir, "lenet-bench.py")
+		if err := os.WriteFile(cfg.Script, script, 0o600); err != nil {
+			return nil, err
+		}
+	}
 	plain, work := filepath.Join(dir, "plain"), filepath.Join(dir, "work")
 	for _, d := range []string{plain, work, filepath.Join(work, "out")} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
