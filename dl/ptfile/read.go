@@ -341,7 +341,12 @@ func (r *reader) tensor(n namedRef, storages map[string][]byte) (*Tensor, error)
 			return nil, fmt.Errorf("offset and strides reach element %d of a storage of %d", last, s.numel)
 		}
 	}
-	// A tensor may repeat storage elements (zero strides): its own size counts too.
+	// A tensor may repeat storage elements (zero strides, an expanded view). Model tensors do
+	// not, and allowing it would let a few bytes of file announce gigabytes of tensor: a
+	// tensor holds at most as many elements as its storage, and its size counts too.
+	if numel > s.numel {
+		return nil, fmt.Errorf("%d elements from a storage of %d (expanded views are not read)", numel, s.numel)
+	}
 	if numel*4 > r.budget {
 		return nil, fmt.Errorf("%d elements is more than allowed", numel)
 	}
