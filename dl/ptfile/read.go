@@ -105,7 +105,7 @@ var DefaultLimits = Limits{MaxBytes: 1 << 30}
 
 const (
 	maxEntries = 100000
-	maxPickle  = 256 << 20
+	maxPickle  = 64 << 20
 	maxExtra   = 64 << 20
 	maxTensors = 100000
 	maxDepth   = 64
@@ -319,6 +319,11 @@ func (r *reader) tensor(n namedRef, storages map[string][]byte) (*Tensor, error)
 	}
 	data, ok := storages[s.key]
 	if !ok {
+		// PyTorch stores tensor records uncompressed (so that they can be mapped); refusing
+		// compressed ones bounds the tensor bytes by the file's size (no zip bombs).
+		if f, ok := r.files[r.prefix+"data/"+s.key]; ok && f.Method != zip.Store {
+			return nil, fmt.Errorf("storage record data/%s is compressed (PyTorch stores tensors uncompressed)", s.key)
+		}
 		var err error
 		if data, err = r.record("data/"+s.key, r.budget); err != nil {
 			return nil, err

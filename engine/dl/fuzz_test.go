@@ -11,26 +11,16 @@ import (
 // FuzzDecodeModel: a model file from anywhere either decodes into metadata and tensors that
 // fit its architecture, or fails; it never panics.
 func FuzzDecodeModel(f *testing.F) {
-	for _, classes := range []int{2, 10} {
-		f.Add(lenetFile(f, classes, lenetMeta(classes)), "")
-		f.Add(lenetFile(f, classes, nil), "lenet5")
-	}
+	// Small seeds (a LeNet-5 file is 180 KB, which the fuzzer mutates and minimizes slowly):
+	// an MLP over 2 × 2 images with and without metadata, and a text model.
+	mlp := arch.Config{Kind: arch.MLP, Classes: 2, Inputs: 4, Hidden: []int{3}}
+	mm := &Meta{Format: MetaFormat, Version: MetaVersion, Architecture: mlp, Input: InputSpec{Kind: InputImages, Height: 2, Width: 2}}
+	f.Add(small(f, mlp, mm), "")
+	f.Add(small(f, mlp, nil), "mlp")
 	text := arch.Config{Kind: arch.Text, Classes: 2, VocabSize: 3, EmbeddingDim: 2}
 	meta := &Meta{Format: MetaFormat, Version: MetaVersion, Architecture: text,
 		Input: InputSpec{Kind: InputText, TextColumn: "text", MaxTokens: 8}, Vocabulary: []string{"<unk>", "a", "b"}}
-	mb, err := encodeMeta(meta)
-	if err != nil {
-		f.Fatal(err)
-	}
-	var pts []ptfile.Tensor
-	for _, t := range text.Init(1) {
-		pts = append(pts, ptfile.Tensor{Name: t.Name, Shape: t.Shape, Data: t.Data})
-	}
-	var buf bytes.Buffer
-	if err := ptfile.WriteStateDict(&buf, "m", pts, map[string][]byte{MetaFile: mb}); err != nil {
-		f.Fatal(err)
-	}
-	f.Add(buf.Bytes(), "")
+	f.Add(small(f, text, meta), "")
 	f.Fuzz(func(t *testing.T, b []byte, declared string) {
 		m, err := DecodeModel(b, arch.Kind(declared))
 		if err != nil {
@@ -46,4 +36,25 @@ func FuzzDecodeModel(f *testing.F) {
 			}
 		}
 	})
+}
+
+// small is a state dict of c's initial tensors, with meta as extra/ppml.json unless nil.
+func small(f *testing.F, c arch.Config, meta *Meta) []byte {
+	var extra map[string][]byte
+	if meta != nil {
+		mb, err := encodeMeta(meta)
+		if err != nil {
+			f.Fatal(err)
+		}
+		extra = map[string][]byte{MetaFile: mb}
+	}
+	var pts []ptfile.Tensor
+	for _, t := range c.Init(1) {
+		pts = append(pts, ptfile.Tensor{Name: t.Name, Shape: t.Shape, Data: t.Data})
+	}
+	var buf bytes.Buffer
+	if err := ptfile.WriteStateDict(&buf, "m", pts, extra); err != nil {
+		f.Fatal(err)
+	}
+	return buf.Bytes()
 }
