@@ -140,25 +140,46 @@ func writeInputs(t *testing.T, dir string, in []torch.Input) []string {
 	return paths
 }
 
-// pyRun runs torch.jit.load(model) in python3-torch on the inputs.
-func pyRun(t *testing.T, py, model string, c Config, in []torch.Input) []float32 {
+// pyJob is one job of testdata/interop.py: run a saved model, or make one in PyTorch and run it.
+type pyJob struct {
+	Run    string   `json:"run,omitempty"`
+	Make   string   `json:"make,omitempty"`
+	Kind   Kind     `json:"kind"`
+	Config *Config  `json:"config,omitempty"`
+	Shape  []int64  `json:"shape"`
+	Inputs []string `json:"inputs"`
+	Out    string   `json:"out"`
+}
+
+// newPyJob writes a batch's inputs for Python.
+func newPyJob(t *testing.T, c Config, in []torch.Input) pyJob {
 	t.Helper()
 	dir := t.TempDir()
-	cfg, _ := json.Marshal(map[string]any{"shape": in[0].Shape})
-	out := filepath.Join(dir, "out")
-	args := append([]string{"testdata/interop.py", "run", model, string(c.Kind), string(cfg)}, writeInputs(t, dir, in)...)
-	if b, err := exec.Command(py, append(args, out)...).CombinedOutput(); err != nil {
+	return pyJob{Kind: c.Kind, Shape: in[0].Shape, Inputs: writeInputs(t, dir, in), Out: filepath.Join(dir, "out")}
+}
+
+// pyRun runs the jobs in one python3-torch process and returns each job's outputs.
+func pyRun(t *testing.T, py string, jobs []pyJob) [][]float32 {
+	t.Helper()
+	spec, _ := json.Marshal(jobs)
+	p := filepath.Join(t.TempDir(), "jobs.json")
+	os.WriteFile(p, spec, 0o600)
+	if b, err := exec.Command(py, "testdata/interop.py", p).CombinedOutput(); err != nil {
 		t.Fatalf("python: %v\n%s", err, b)
 	}
-	raw, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
+	var outs [][]float32
+	for _, j := range jobs {
+		raw, err := os.ReadFile(j.Out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v := make([]float32, len(raw)/4)
+		for i := range v {
+			v[i] = math.Float32frombits(binary.LittleEndian.Uint32(raw[4*i:]))
+		}
+		outs = append(outs, v)
 	}
-	v := make([]float32, len(raw)/4)
-	for i := range v {
-		v[i] = math.Float32frombits(binary.LittleEndian.Uint32(raw[4*i:]))
-	}
-	return v
+	return outs
 }
 
 func close5(t *testing.T, what string, a, b []float32) {
@@ -177,31 +198,38 @@ func close5(t *testing.T, what string, a, b []float32) {
 // gives the same log-probabilities to 1e-5.
 func TestSavedModelRunsInPyTorch(t *testing.T) {
 	py := python(t)
+	var jobs []pyJob
+	var ours [][]float32
+	var files [][]byte
 	for _, c := range configs {
-		t.Run(string(c.Kind), func(t *testing.T) {
-			m, err := torch.NewModel(spec(c, c.Init(2)), 1)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer m.Close()
-			in := batch(c, 5)
-			ours := forward(t, m, c, in, 5)
-			b, err := m.Save(nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			p := filepath.Join(t.TempDir(), "m.pt")
-			os.WriteFile(p, b, 0o600)
-			close5(t, "python vs ppml", pyRun(t, py, p, c, in), ours)
-			// And ptfile reads ppml's own file back to the same tensors.
-			f, err := ptfile.Read(b, ptfile.DefaultLimits)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := c.Match(f.Tensors); err != nil {
-				t.Fatal(err)
-			}
-		})
+		m, err := torch.NewModel(spec(c, c.Init(2)), 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		in := batch(c, 5)
+		ours = append(ours, forward(t, m, c, in, 5))
+		b, err := m.Save(nil)
+		m.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		j := newPyJob(t, c, in)
+		j.Run = filepath.Join(t.TempDir(), "m.pt")
+		os.WriteFile(j.Run, b, 0o600)
+		jobs = append(jobs, j)
+		files = append(files, b)
+	}
+	for i, got := range pyRun(t, py, jobs) {
+		c := configs[i]
+		close5(t, string(c.Kind)+": python vs ppml", got, ours[i])
+		// And ptfile reads ppml's own file back to the same tensors.
+		f, err := ptfile.Read(files[i], ptfile.DefaultLimits)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Match(f.Tensors); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
@@ -209,43 +237,43 @@ func TestSavedModelRunsInPyTorch(t *testing.T) {
 // as data (Infer, Match), run by ppml's own definition, and agree with python3-torch to 1e-5.
 func TestPyTorchModelsRunInPPML(t *testing.T) {
 	py := python(t)
+	var jobs []pyJob
+	var ins [][]torch.Input
 	for _, c := range configs {
-		t.Run(string(c.Kind), func(t *testing.T) {
-			dir := t.TempDir()
-			cfg, _ := json.Marshal(c)
-			if b, err := exec.Command(py, "testdata/interop.py", "make", string(c.Kind), string(cfg), dir).CombinedOutput(); err != nil {
-				t.Fatalf("python: %v\n%s", err, b)
+		in := batch(c, 6)
+		j := newPyJob(t, c, in)
+		j.Make, j.Config = t.TempDir(), &c
+		jobs, ins = append(jobs, j), append(ins, in)
+	}
+	for i, want := range pyRun(t, py, jobs) {
+		c := configs[i]
+		for _, name := range []string{"script.pt", "state.pt"} {
+			b, err := os.ReadFile(filepath.Join(jobs[i].Make, name))
+			if err != nil {
+				t.Fatal(err)
 			}
-			in := batch(c, 6)
-			want := pyRun(t, py, filepath.Join(dir, "script.pt"), c, in)
-			for _, name := range []string{"script.pt", "state.pt"} {
-				b, err := os.ReadFile(filepath.Join(dir, name))
-				if err != nil {
-					t.Fatal(err)
-				}
-				f, err := ptfile.Read(b, ptfile.DefaultLimits)
-				if err != nil {
-					t.Fatal(err)
-				}
-				got, err := Infer(c.Kind, f.Tensors)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if !slices.Equal(got.Hidden, c.Hidden) || got.Classes != c.Classes || got.Inputs != c.Inputs || got.VocabSize != c.VocabSize {
-					t.Fatalf("%s: inferred %+v, want %+v", name, got, c)
-				}
-				ps, err := got.Match(f.Tensors)
-				if err != nil {
-					t.Fatal(err)
-				}
-				m, err := torch.NewModel(spec(got, ps), 1)
-				if err != nil {
-					t.Fatal(err)
-				}
-				close5(t, name, forward(t, m, got, in, 6), want)
-				m.Close()
+			f, err := ptfile.Read(b, ptfile.DefaultLimits)
+			if err != nil {
+				t.Fatal(err)
 			}
-		})
+			got, err := Infer(c.Kind, f.Tensors)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(got.Hidden, c.Hidden) || got.Classes != c.Classes || got.Inputs != c.Inputs || got.VocabSize != c.VocabSize {
+				t.Fatalf("%s %s: inferred %+v, want %+v", c.Kind, name, got, c)
+			}
+			ps, err := got.Match(f.Tensors)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m, err := torch.NewModel(spec(got, ps), 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			close5(t, string(c.Kind)+" "+name, forward(t, m, got, ins[i], 6), want)
+			m.Close()
+		}
 	}
 }
 
