@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"syscall"
 	"time"
 
 	"github.com/ppml/ppml/dl/arch"
@@ -51,6 +52,18 @@ type Result struct {
 	EpochLoss []float64 // mean batch loss of each epoch
 	Steps     int
 	Time      time.Duration
+	// CPU is the process's CPU time during the loop (user and system, all threads): on a shared
+	// machine it varies less than Time.
+	CPU time.Duration
+}
+
+// CPUTime is the process's CPU time so far.
+func CPUTime() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // DivergedError is a training run whose loss became NaN or infinite.
@@ -79,7 +92,7 @@ func Fit(ctx context.Context, m *torch.Model, d Data, o Options) (*Result, error
 	}
 	batches := (n + o.BatchSize - 1) / o.BatchSize
 	res := &Result{}
-	t0 := time.Now()
+	t0, c0 := time.Now(), CPUTime()
 	y := make([]int64, 0, o.BatchSize)
 	for e := range o.Epochs {
 		perm := split.Shuffle(n, o.Seed, shuffleStream+uint64(e))
@@ -112,7 +125,7 @@ func Fit(ctx context.Context, m *torch.Model, d Data, o Options) (*Result, error
 		}
 		res.EpochLoss = append(res.EpochLoss, sum/float64(batches))
 	}
-	res.Time = time.Since(t0)
+	res.Time, res.CPU = time.Since(t0), CPUTime()-c0
 	return res, nil
 }
 

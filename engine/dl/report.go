@@ -26,6 +26,7 @@ type Report struct {
 // Timing of the job's work (not in model files: they do not depend on the machine).
 type Timing struct {
 	TrainSeconds       float64 `json:"train_seconds,omitempty"`
+	TrainCPUSeconds    float64 `json:"train_cpu_seconds,omitempty"`
 	TestPredictSeconds float64 `json:"test_predict_seconds,omitempty"`
 	PredictSeconds     float64 `json:"predict_seconds,omitempty"`
 	RowsPerSecond      float64 `json:"rows_per_second,omitempty"`

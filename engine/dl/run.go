@@ -44,6 +44,7 @@ type Result struct {
 	// TrainTime is the training loop alone; PredictTime the batched forward passes of predict,
 	// evaluate or the test metrics of a train job.
 	TrainTime   time.Duration
+	TrainCPU    time.Duration
 	PredictTime time.Duration
 	PeakMemory  int64 // bytes counted against the memory limit, at most
 }

@@ -253,7 +253,7 @@ func runTrain(ctx context.Context, cfg Config, p *dlspec.Params, inputs map[stri
 	if err != nil {
 		return nil, fmt.Errorf("dl job: %w", err)
 	}
-	res.TrainTime = fit.Time
+	res.TrainTime, res.TrainCPU = fit.Time, fit.CPU
 	meta := &Meta{Format: MetaFormat, Version: MetaVersion, Architecture: c, Input: td.input, Label: td.label,
 		Vocabulary: td.vocabulary, TrainingJobDigest: cfg.JobDigest, TorchVersion: torch.Version(),
 		Training: &Training{Optimizer: p.Optimizer, LearningRate: p.LearningRate, Momentum: p.Momentum,
@@ -290,7 +290,7 @@ func runTrain(ctx context.Context, cfg Config, p *dlspec.Params, inputs map[stri
 		bufs[dlspec.OutputStateDict] = sd.Bytes()
 	}
 	res.Report = reportOf(dlspec.Train, meta)
-	res.Report.Timing = &Timing{TrainSeconds: res.TrainTime.Seconds(), TestPredictSeconds: res.PredictTime.Seconds()}
+	res.Report.Timing = &Timing{TrainSeconds: res.TrainTime.Seconds(), TrainCPUSeconds: res.TrainCPU.Seconds(), TestPredictSeconds: res.PredictTime.Seconds()}
 	if _, ok := outputs[dlspec.OutputReport]; ok {
 		if bufs[dlspec.OutputReport], err = res.Report.JSON(); err != nil {
 			return nil, err
