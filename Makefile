@@ -21,7 +21,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo deve
 COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -buildid= -X github.com/ppml/ppml/internal/buildinfo.Version=$(VERSION) -X github.com/ppml/ppml/internal/buildinfo.Commit=$(COMMIT)
 BUILD   := $(GO) build -trimpath -buildvcs=false -ldflags "$(LDFLAGS)"
-# Engines left out of bin/ppml-run, e.g. RUNTIME_TAGS=ppml_no_sql,ppml_no_ml,ppml_no_serve,ppml_no_stream
+# Engines left out of bin/ppml-run, e.g. RUNTIME_TAGS=ppml_no_sql,ppml_no_ml,ppml_no_serve,ppml_no_stream,ppml_no_dl
 # for an exec-only runtime (docs/engines.md).
 RUNTIME_TAGS ?=
 

@@ -40,7 +40,7 @@ copy() {
 }
 
 tags=""
-[ "$quick" = 1 ] && tags="ppml_no_sql,ppml_no_ml,ppml_no_stream"
+[ "$quick" = 1 ] && tags="ppml_no_sql,ppml_no_ml,ppml_no_serve,ppml_no_stream,ppml_no_dl"
 i=0
 for dir in "$work/a/ppml" "$work/bb/a/much/longer/path/ppml"; do
   i=$((i + 1))

@@ -237,7 +237,10 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	run := func(manifest string) (float64, error) {
 		t0 := time.Now()
 		var log bytes.Buffer
-		_, err := launcher.Run(ctx, launcher.Config{Manifest: filepath.Join(work, manifest), Keys: keys, Log: &progress{&log, cfg.Progress}})
+		m, err := launcher.Load(filepath.Join(work, manifest))
+		if err == nil {
+			_, err = launcher.Run(ctx, launcher.Config{Manifest: m, Keys: keys, Log: &progress{&log, cfg.Progress}})
+		}
 		if err != nil {
 			return 0, fmt.Errorf("bench dl: %s: %w", manifest, err)
 		}

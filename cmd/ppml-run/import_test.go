@@ -130,12 +130,16 @@ func TestEngineBuildTags(t *testing.T) {
 	if has(noStream, "/engine/stream") || has(noStream, "franz-go") || has(noStream, "nats-io") || has(noStream, "go-redis") {
 		t.Error("ppml_no_stream still links the stream engine or a broker client")
 	}
-	execOnly := goList(t, "./", []string{"ppml_no_sql", "ppml_no_ml", "ppml_no_serve", "ppml_no_stream"})
-	if has(execOnly, "duckdb") || has(execOnly, "xgboost") || has(execOnly, "/engine/stream") {
-		t.Error("an exec-only runtime links DuckDB, XGBoost or the stream engine")
+	noDL := goList(t, "./", []string{"ppml_no_dl"})
+	if has(noDL, "/engine/dl") || has(noDL, "/dl/torch") {
+		t.Error("ppml_no_dl still links the dl engine or libtorch")
+	}
+	execOnly := goList(t, "./", []string{"ppml_no_sql", "ppml_no_ml", "ppml_no_serve", "ppml_no_stream", "ppml_no_dl"})
+	if has(execOnly, "duckdb") || has(execOnly, "xgboost") || has(execOnly, "/engine/stream") || has(execOnly, "/dl/torch") {
+		t.Error("an exec-only runtime links DuckDB, XGBoost, the stream engine or libtorch")
 	}
 
-	bin, err := buildtest.Build(t.TempDir(), buildtest.Runtime("ppml_no_sql", "ppml_no_ml", "ppml_no_serve", "ppml_no_stream"))
+	bin, err := buildtest.Build(t.TempDir(), buildtest.Runtime("ppml_no_sql", "ppml_no_ml", "ppml_no_serve", "ppml_no_stream", "ppml_no_dl"))
 	if err != nil {
 		t.Fatal(err)
 	}

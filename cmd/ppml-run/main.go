@@ -7,7 +7,7 @@
 // Each engine is linked by a file of its own with a build tag, so that an
 // owner can build a runtime with only the engines they approve:
 //
-//	go build -tags ppml_no_sql,ppml_no_ml,ppml_no_serve,ppml_no_stream ./cmd/ppml-run   # exec only
+//	go build -tags ppml_no_sql,ppml_no_ml,ppml_no_serve,ppml_no_stream,ppml_no_dl ./cmd/ppml-run   # exec only
 //
 // `ppml-run version --json` lists the engines built in.
 package main

@@ -21,7 +21,7 @@ import (
 // ppml-run (quick to link) named by $PPML_RUN, as a user could.
 var (
 	ppmlBin    = buildtest.PPML()
-	runtimeBin = buildtest.Runtime("ppml_no_sql", "ppml_no_ml", "ppml_no_serve", "ppml_no_stream")
+	runtimeBin = buildtest.Runtime("ppml_no_sql", "ppml_no_ml", "ppml_no_serve", "ppml_no_stream", "ppml_no_dl")
 )
 
 func TestMain(m *testing.M) { os.Exit(buildtest.Main(m, ppmlBin, runtimeBin)) }

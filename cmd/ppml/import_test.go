@@ -41,12 +41,12 @@ func TestCLILinksNoEngine(t *testing.T) {
 		for _, e := range p.DepsErrors {
 			t.Errorf("%s: %s", p.ImportPath, e.Err)
 		}
-		for _, bad := range []string{"duckdb", "xgboost", "/engine/sql/sqldb", "/launcher", "franz-go", "nats-io", "go-redis"} {
+		for _, bad := range []string{"duckdb", "xgboost", "/engine/sql/sqldb", "/launcher", "franz-go", "nats-io", "go-redis", "/dl/torch"} {
 			if strings.Contains(p.ImportPath, bad) {
 				t.Errorf("ppml links %s (engines live in ppml-run)", p.ImportPath)
 			}
 		}
-		for _, eng := range []string{"/engine/exec", "/engine/sql", "/engine/ml", "/engine/stream"} {
+		for _, eng := range []string{"/engine/exec", "/engine/sql", "/engine/ml", "/engine/stream", "/engine/dl"} {
 			if strings.HasSuffix(p.ImportPath, eng) {
 				t.Errorf("ppml links the engine %s (only its spec package belongs here)", p.ImportPath)
 			}

@@ -125,7 +125,10 @@ func (w *workspace) run(t *testing.T, manifest string) (string, error) {
 		t.Fatal(err)
 	}
 	var log, stderr bytes.Buffer
-	_, err = launcher.Run(context.Background(), launcher.Config{Manifest: filepath.Join(w.dir, manifest), Keys: keys, Log: &log, Stderr: &stderr})
+	m, err := launcher.Load(filepath.Join(w.dir, manifest))
+	if err == nil {
+		_, err = launcher.Run(context.Background(), launcher.Config{Manifest: m, Keys: keys, Log: &log, Stderr: &stderr})
+	}
 	if err != nil && stderr.Len() > 0 {
 		t.Logf("%s: the program's stderr:\n%s", manifest, stderr.String())
 	}

@@ -43,7 +43,7 @@ func params(t *testing.T, body string, inputs, outputs []string) *dlspec.Params 
 		b.WriteString("  " + o + ": {path: " + strconv.Quote(filepath.Join(dir, "out-"+o)) + ", key: " + strconv.Quote("file:"+filepath.Join(dir, "k")) + "}\n")
 	}
 	b.WriteString("parameters:\n" + body)
-	m, err := job.Parse(b.Bytes(), dir)
+	m, err := job.Parse(b.Bytes(), dir, job.NewSpecSet(dlspec.Spec))
 	if err != nil {
 		t.Fatal(err)
 	}

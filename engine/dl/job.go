@@ -7,14 +7,20 @@ import (
 	"strings"
 
 	"github.com/ppml/ppml/engine/dl/dlspec"
+	"github.com/ppml/ppml/job"
 	"github.com/ppml/ppml/launcher"
 )
 
 // The dl engine under the trusted launcher: the decrypted input memfds and the output memfds
 // go to Run; resources.memory and resources.threads bound it.
-func init() { launcher.RegisterEngine(dlspec.Name, launcher.EngineFunc(runJob)) }
+func init() { launcher.Register(engine{}) }
 
-func runJob(ctx context.Context, j *launcher.Job) error {
+// engine is the dl engine's launcher.Engine.
+type engine struct{}
+
+func (engine) Spec() job.Spec { return dlspec.Spec }
+
+func (engine) Run(ctx context.Context, j *launcher.Job) error {
 	p, ok := j.Manifest.Parameters.(*dlspec.Params)
 	if !ok {
 		return fmt.Errorf("dl engine: parameters are %T", j.Manifest.Parameters)

@@ -20,8 +20,23 @@ const repoRoot = "../.."
 // pinned are the digests of every job manifest in the repository, taken
 // before the engines moved to one package each with a pure-Go spec
 // (issue 10). A refactoring of the parsers must not change a job's identity:
-// owners pinned these digests in their key policies.
+// owners pinned these digests in their key policies. The dl engine's
+// (examples/dl, examples/pytorch-lenet, inline:dl-*) were added when it
+// joined the contract.
 var pinned = map[string]string{
+	"examples/dl/lenet/evaluate.yaml":                   "sha256:a7f60cfe29ae69736a86d2302c3dd3202e6f6a861574b461664229ffbb9eaeb7",
+	"examples/dl/lenet/predict.yaml":                    "sha256:d4fe5b328982e8b0ae78f1fa4b0e95b35fd6cf4fe72d543da37bb860ddff16c5",
+	"examples/dl/lenet/train.yaml":                      "sha256:238520463e4ffa6e359ee35485223e50f7a9eb4fc078a5b72a8384cd1aa36bb7",
+	"examples/dl/text/evaluate.yaml":                    "sha256:812344b373a22e9e72e64e6152befa927c83611793a45782a82128b6c3209701",
+	"examples/dl/text/train.yaml":                       "sha256:ec8383f2c09b947f0db9867062789cf5a9758c61df26b74cee0ba9a8e98850ef",
+	"examples/pytorch-lenet/evaluate.yaml":              "sha256:d939aa32d135a18d9c123ca72106bbb862404cc454ebfa5561fd170037f97840",
+	"examples/pytorch-lenet/job.yaml":                   "sha256:ee34fbab6032eb8b72105b928ad047f3819e69f72b61569bfc963bad7a521bc5",
+	"inline:dl-evaluate":                                "sha256:fa272cf833377a5af7f61191fd39801be9c56d02ddba0a1a29816250134439f1",
+	"inline:dl-mlp-table":                               "sha256:798719548f140db9227ee9fb5d95220aed94ea9f5e36504c0d245ff47205900c",
+	"inline:dl-predict":                                 "sha256:4f9113c60ed8c2baf89568e5b989fe41f2f08030f74c1080c01a30e64d679a1a",
+	"inline:dl-text":                                    "sha256:58e4d0485637a5098d39f86db6f0721d23342392d377ce4fc59d5de4328cc889",
+	"inline:dl-train-defaults":                          "sha256:709fdd1592c13fd81be088fd52fed0fc75f0cd7fb1ccdaa085289400eb42acdc",
+	"inline:dl-train-every-parameter":                   "sha256:efce2d17804b176db1282bc7255daf209c896c80f258ba4f6288c74ffd9c583f",
 	"examples/ml/boston-linear-regression.yaml":         "sha256:deec8b289dd723a6db0ccaa42f87ec7c461b7b1f5d229e4c83052095a704097b",
 	"examples/ml/boston-xgboost-evaluate.yaml":          "sha256:294fb4434a745535edf61b7f93f5cdf4aaccef31245ac358b43265583a646e12",
 	"examples/ml/boston-xgboost-predict.yaml":           "sha256:bbcf9b714b047be93b5da176b570eb457ba9a20ea8d0556cd617239c827a909b",
@@ -163,6 +178,35 @@ resources: {memory: 4GiB, threads: 2}
 	"ml-forest":         "name: m\nengine: ml\ninputs: {data: t.ppml}\noutputs: {model: {path: m.ppml, key: \"file:k\"}}\nparameters: {task: train, algorithm: random_forest, objective: regression, label: y, params: {num_parallel_tree: 50}, test_fraction: 0}\n",
 	"ml-logistic":       "name: m\nengine: ml\ninputs: {train: t.ppml}\noutputs: {model: {path: m.ppml, key: \"file:k\"}}\nparameters: {task: train, algorithm: logistic_regression, label: y, features: all_except_label, params: {l2: 0.5, max_iterations: 200}}\n",
 	"ml-predict":        "name: p\nengine: ml\ninputs: {model: m.ppml, data: d.ppml}\noutputs: {predictions: {path: p.parquet.ppml, key: \"file:k\"}}\nparameters: {task: predict, features: [a, b]}\n",
+	"dl-train-every-parameter": `name: dl-all
+engine: dl
+inputs:
+  images: train-images-idx3-ubyte.gz.ppml
+  labels: train-labels-idx1-ubyte.gz.ppml
+  test_images: t10k-images-idx3-ubyte.gz.ppml
+  test_labels: t10k-labels-idx1-ubyte.gz.ppml
+outputs:
+  model: {path: out/m.pt.ppml, key: "file:k"}
+  state_dict: {path: out/s.pt.ppml, key: "file:k"}
+  report: {path: out/r.json.ppml, key: "file:k", content_type: application/json}
+parameters:
+  task: train
+  model: lenet5
+  optimizer: sgd
+  learning_rate: 0.01
+  momentum: 0.5
+  weight_decay: 0.0001
+  epochs: 7
+  batch_size: 32
+  seed: 18446744073709551615
+  classes: 12
+resources: {memory: 2GiB, threads: 2}
+`,
+	"dl-train-defaults": "name: d\nengine: dl\ninputs: {images: i.ppml, labels: l.ppml}\noutputs: {model: {path: m.ppml, key: \"file:k\"}}\nparameters: {task: train, model: lenet5}\n",
+	"dl-mlp-table":      "name: d\nengine: dl\ninputs: {train: t.csv.ppml}\noutputs: {model: {path: m.ppml, key: \"file:k\"}}\nparameters: {task: train, model: mlp, optimizer: adam, hidden: [64, 32], features: [a, b], label: y, test_fraction: 0.25}\n",
+	"dl-text":           "name: d\nengine: dl\ninputs: {data: t.parquet.ppml}\noutputs: {model: {path: m.ppml, key: \"file:k\"}}\nparameters: {task: train, model: text, vocab_size: 500, embedding_dim: 16, max_tokens: 32, text: body, label: spam}\n",
+	"dl-predict":        "name: p\nengine: dl\ninputs: {model: m.ppml, images: i.ppml}\noutputs: {predictions: {path: p.csv.ppml, key: \"file:k\"}}\nparameters: {task: predict, batch_size: 256}\n",
+	"dl-evaluate":       "name: v\nengine: dl\ninputs: {model: m.ppml, data: d.csv.ppml}\noutputs: {report: {path: r.ppml, key: \"file:k\"}}\nparameters: {task: evaluate, model: mlp, label: y}\n",
 	"ml-evaluate":       "name: v\nengine: ml\ninputs: {model: m.ppml, data: d.ppml}\noutputs: {report: {path: r.ppml, key: \"file:k\"}}\nparameters: {task: evaluate, label: y}\n",
 	"stream-every-parameter": `name: stream-all
 engine: stream

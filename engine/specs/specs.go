@@ -9,6 +9,7 @@
 package specs
 
 import (
+	"github.com/ppml/ppml/engine/dl/dlspec"
 	"github.com/ppml/ppml/engine/exec/execspec"
 	"github.com/ppml/ppml/engine/ml/mlspec"
 	"github.com/ppml/ppml/engine/serve/servespec"
@@ -19,6 +20,7 @@ import (
 
 // All is every engine's spec.
 var All job.Specs = job.NewSpecSet(
+	dlspec.Spec,
 	execspec.Spec,
 	mlspec.Spec,
 	servespec.Spec,

@@ -148,3 +148,19 @@ func TestBenchTPCH(t *testing.T) {
 		t.Errorf("scratch directory left behind: %v", ents)
 	}
 }
+
+// TestBenchDLUsage: bad flags are usage errors before anything is trained (bench/dl's
+// TestSmallRun runs the measurement itself on a subset).
+func TestBenchDLUsage(t *testing.T) {
+	for _, args := range [][]string{
+		{"dl", "--epochs", "0"},
+		{"dl", "--optimizer", "rmsprop"},
+		{"dl", "--lr", "-1"},
+		{"dl", "--images", "-5"},
+		{"dl", "extra"},
+	} {
+		if code, _, errs := run(t, args...); code != 2 {
+			t.Errorf("%v: exit %d, want 2 (%s)", args, code, errs)
+		}
+	}
+}

@@ -19,8 +19,9 @@ func FuzzDLParameters(f *testing.F) {
 		f.Add([]byte("version: 1\nname: f\nengine: dl\ninputs:\n  images: /x/i\n  labels: /x/l\noutputs:\n  model: {path: /x/m, key: file:/x/k}\nparameters:\n" + p))
 		f.Add([]byte("version: 1\nname: f\nengine: dl\ninputs:\n  train: /x/t\noutputs:\n  model: {path: /x/m, key: file:/x/k}\nparameters:\n" + p))
 	}
+	specs := job.NewSpecSet(Spec)
 	f.Fuzz(func(t *testing.T, b []byte) {
-		m, err := job.Parse(b, "/")
+		m, err := job.Parse(b, "/", specs)
 		if err != nil {
 			return
 		}

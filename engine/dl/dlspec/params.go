@@ -166,8 +166,8 @@ func (p *Params) Canonical() map[string]any {
 	return m
 }
 
-// Spec is the dl engine's parameter spec.
-var Spec = spec{}
+// Spec is the dl engine's job.Spec (listed in engine/specs.All).
+var Spec job.Spec = spec{}
 
 type spec struct{}
 
@@ -406,8 +406,6 @@ func (r reader) intList(fn job.Node, minLen, maxLen, lo, hi int) []int {
 	}
 	return out
 }
-
-func init() { job.RegisterEngine(Spec) }
 
 // Inputs and outputs a job of these parameters reads and writes.
 func (p *Params) names() (reqIn, optIn, reqOut, optOut []string) {

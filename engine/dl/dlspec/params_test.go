@@ -10,6 +10,9 @@ import (
 )
 
 // parse parses a manifest with the given inputs, outputs and parameters.
+// specs is the set job.Parse accepts here: the dl engine's alone.
+var specs = job.NewSpecSet(Spec)
+
 func parse(t *testing.T, inputs, outputs []string, params string) (*job.Manifest, error) {
 	t.Helper()
 	dir := t.TempDir()
@@ -28,7 +31,7 @@ func parse(t *testing.T, inputs, outputs []string, params string) (*job.Manifest
 		b.WriteString("  " + o + ": {path: out-" + o + ", key: file:k" + ct + "}\n")
 	}
 	b.WriteString("parameters:\n" + params)
-	return job.Parse([]byte(b.String()), dir)
+	return job.Parse([]byte(b.String()), dir, specs)
 }
 
 var (
