@@ -191,8 +191,8 @@ parameters:
 // launcher writes nothing.
 func TestMemoryLimitThroughLauncher(t *testing.T) {
 	w := newWorkspace(t, "")
-	w.encrypt(t, "img.ppml", fashionSubset(t, dataset.FashionTestImages, 0, 4096), envelope.TypeBytes)
-	w.encrypt(t, "lab.ppml", fashionSubset(t, dataset.FashionTestLabels, 0, 4096), envelope.TypeBytes)
+	w.encrypt(t, "img.ppml", fashionSubset(t, dataset.FashionTestImages, 0, 2048), envelope.TypeBytes)
+	w.encrypt(t, "lab.ppml", fashionSubset(t, dataset.FashionTestLabels, 0, 2048), envelope.TypeBytes)
 	job := func(mem string) string {
 		return `version: 1
 name: memory
@@ -206,14 +206,14 @@ parameters:
   task: train
   model: lenet5
   epochs: 1
-  batch_size: 4096
+  batch_size: 2048
 resources:
   memory: ` + mem + "\n"
 	}
-	w.manifest(t, "small.yaml", job("32MiB"))
+	w.manifest(t, "small.yaml", job("16MiB"))
 	_, err := w.run(t, "small.yaml")
 	var me *MemoryError
-	if !errors.As(err, &me) || !strings.Contains(err.Error(), "needs more memory than resources.memory (32MiB) allows") {
+	if !errors.As(err, &me) || !strings.Contains(err.Error(), "needs more memory than resources.memory (16MiB) allows") {
 		t.Fatalf("want a memory error, got %v", err)
 	}
 	t.Log(err)

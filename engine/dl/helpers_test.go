@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/ppml/ppml/dl/idx"
@@ -23,15 +24,7 @@ import (
 // file (the form the datasets are published in).
 func fashionSubset(t testing.TB, name string, from, to int) []byte {
 	t.Helper()
-	f, err := os.Open(dataset.Require(t, name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	raw, err := idx.Gunzip(f, 64<<20)
-	if err != nil {
-		t.Fatal(err)
-	}
+	raw := fashionRaw(t, name)
 	a, err := idx.Open(bytes.NewReader(raw), int64(len(raw)))
 	if err != nil {
 		t.Fatal(err)
@@ -47,6 +40,27 @@ func fashionSubset(t testing.TB, name string, from, to int) []byte {
 		head = append(head, item...)
 	}
 	return gz(head)
+}
+
+// fashionFiles caches the inflated Fashion-MNIST files: several tests take subsets of them.
+var fashionFiles sync.Map // dataset name → []byte
+
+func fashionRaw(t testing.TB, name string) []byte {
+	t.Helper()
+	if b, ok := fashionFiles.Load(name); ok {
+		return b.([]byte)
+	}
+	f, err := os.Open(dataset.Require(t, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	raw, err := idx.Gunzip(f, 64<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fashionFiles.Store(name, raw)
+	return raw
 }
 
 func gz(b []byte) []byte {

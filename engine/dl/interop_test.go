@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"testing"
 
 	"github.com/ppml/ppml/engine/dl/dlspec"
@@ -18,13 +19,17 @@ import (
 	"github.com/ppml/ppml/ml/dataset"
 )
 
+// python checks once that Debian's python3 imports torch (seconds on a loaded machine) and
+// returns its path.
 func python(t *testing.T) string {
 	t.Helper()
-	if err := exec.Command("/usr/bin/python3", "-c", "import torch").Run(); err != nil {
+	if err := pythonTorch(); err != nil {
 		t.Fatalf("python3-torch is required (make deps installs it): %v", err)
 	}
 	return "/usr/bin/python3"
 }
+
+var pythonTorch = sync.OnceValue(func() error { return exec.Command("/usr/bin/python3", "-c", "import torch").Run() })
 
 // params parses a parameters section as a manifest would (dlspec), with the given inputs and
 // outputs, so that the engine gets what the launcher gives it.

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"testing"
 
+	_ "github.com/ppml/ppml/engine/exec" // examples/pytorch-lenet's script runs on the exec engine
 	"github.com/ppml/ppml/envelope"
 	"github.com/ppml/ppml/ml/dataset"
 )
