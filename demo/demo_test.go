@@ -106,8 +106,8 @@ func TestDemo(t *testing.T) {
 		Engines        []string `json:"engines"`
 		SimMeasurement string   `json:"sim_measurement"`
 	}
-	if err := json.Unmarshal(vout, &v); err != nil || v.SimMeasurement != sum.Measurement || strings.Join(v.Engines, ",") != "exec,ml,serve,sql,stream" {
-		t.Errorf("ppml-run version %s (%v): want sim_measurement %s and engines exec, ml, serve, sql, stream", vout, err, sum.Measurement)
+	if err := json.Unmarshal(vout, &v); err != nil || v.SimMeasurement != sum.Measurement || strings.Join(v.Engines, ",") != "dl,exec,ml,serve,sql,stream" {
+		t.Errorf("ppml-run version %s (%v): want sim_measurement %s and engines dl, exec, ml, serve, sql, stream", vout, err, sum.Measurement)
 	}
 	if r.Index >= sum.Denial.Index {
 		t.Errorf("release entry %d is not before the denial %d", r.Index, sum.Denial.Index)
