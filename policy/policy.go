@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -179,7 +180,7 @@ func Parse(doc []byte) (p *Policy, err error) {
 	if err := dec.Decode(&out); err != nil {
 		// yaml.v3 lists several problems on separate lines; keep one line.
 		msg := strings.ReplaceAll(err.Error(), "unmarshal errors:\n  ", "")
-		return nil, fmt.Errorf("policy: %s", strings.ReplaceAll(msg, "\n  ", "; "))
+		return nil, fmt.Errorf("policy: %s", yamlProblem(strings.ReplaceAll(msg, "\n  ", "; ")))
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
@@ -323,4 +324,43 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n] + "..."
+}
+
+var (
+	yamlUnknownField = regexp.MustCompile(`field (\S+) not found in type [\w.]+`)
+	yamlWrongKind    = regexp.MustCompile("cannot unmarshal !!(\\w+) (`[^`]*`|\\S+ ?)?\\s*into (\\S+)")
+)
+
+// yamlProblem rewrites the YAML decoder's messages, which name Go types
+// (policy.Policy, []string), into the words of the document.
+func yamlProblem(msg string) string {
+	msg = yamlUnknownField.ReplaceAllString(msg, "unknown field $1")
+	return yamlWrongKind.ReplaceAllStringFunc(msg, func(m string) string {
+		sub := yamlWrongKind.FindStringSubmatch(m)
+		got := map[string]string{"str": "a string", "int": "a number", "float": "a number", "bool": "true/false", "seq": "a list", "map": "a mapping", "null": "empty"}[sub[1]]
+		if got == "" {
+			got = sub[1]
+		}
+		val := strings.TrimSpace(sub[2])
+		if val != "" {
+			val += " "
+		}
+		return fmt.Sprintf("%sis %s where %s is expected", val, got, yamlKind(sub[3]))
+	})
+}
+
+func yamlKind(goType string) string {
+	switch {
+	case strings.HasPrefix(goType, "[]"):
+		return "a list"
+	case strings.HasPrefix(goType, "map["), strings.Contains(goType, "."):
+		return "a mapping"
+	case goType == "string":
+		return "a string"
+	case goType == "bool":
+		return "true/false"
+	case strings.HasPrefix(goType, "int"), strings.HasPrefix(goType, "uint"), strings.HasPrefix(goType, "float"):
+		return "a number"
+	}
+	return "another kind of value"
 }

@@ -52,6 +52,7 @@ The simulator is measured with a throw-away platform key.`,
 	}
 	c.Flags().StringVar(&dir, "vectors", "", "directory with vectors.json and the evidence and collateral it names (required)")
 	c.Flags().IntVar(&n, "n", 200, "verifications per case")
+	command.Positive(c, "n")
 	c.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
 	return c
 }

@@ -74,6 +74,7 @@ out. The benchmark needs three times the size free in --dir and removes its file
 	}
 	c.Flags().StringVar(&size, "size", "1GiB", "stream size (e.g. 256MiB, 1GiB)")
 	c.Flags().IntVar(&rounds, "rounds", 3, "runs of each measurement; the best counts")
+	command.Positive(c, "rounds")
 	c.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
 	c.Flags().BoolVar(&files, "files", false, "measure ppml encrypt and decrypt on a file in a RAM file system")
 	c.Flags().StringVar(&dir, "dir", "/dev/shm", "with --files: directory for the benchmark's files (should be a tmpfs)")

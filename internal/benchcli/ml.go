@@ -50,6 +50,7 @@ end-to-end ratio including decryption and reading. Needs /usr/bin/python3.`,
 	c.Flags().IntVar(&cfg.Cols, "cols", 20, "feature columns")
 	c.Flags().IntVar(&cfg.Rounds, "rounds", 100, "boosting rounds")
 	c.Flags().IntVar(&cfg.MaxDepth, "depth", 6, "max_depth")
+	command.Positive(c, "rows", "cols", "rounds", "depth")
 	c.Flags().StringVar(&cfg.Script, "script", "", "Python training script to run instead of the embedded one (same arguments and output)")
 	c.Flags().StringVar(&cfg.TempDir, "tmp", "", "directory for the encrypted input and Python's plaintext copy (default: $TMPDIR)")
 	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")

@@ -41,7 +41,7 @@ releases per second and p50/p99 latency. Target: 1,000 releases/s on 2 cores.`,
 				}
 				t, err := time.Parse(time.RFC3339, at)
 				if err != nil {
-					return command.Usagef("--at: %v", err)
+					return command.Usagef("--at %q: give an RFC 3339 time such as 2026-01-31T12:00:00Z", at)
 				}
 				o.SGX = &releasebench.SGXInput{Quote: q, Collateral: dcap.StaticSource(col), At: t}
 			}
@@ -62,6 +62,7 @@ releases per second and p50/p99 latency. Target: 1,000 releases/s on 2 cores.`,
 	}
 	c.Flags().DurationVar(&o.Duration, "duration", 5*time.Second, "measured time")
 	c.Flags().IntVar(&o.Concurrency, "concurrency", 32, "parallel runners (releases share commits, so more runners raise throughput)")
+	command.Positive(c, "duration", "concurrency")
 	c.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
 	c.Flags().StringVar(&quote, "sgx-quote", "", "send this real SGX quote instead of simulated evidence (verified, then denied at report_data)")
 	c.Flags().StringVar(&collateral, "collateral", "", "Intel collateral bundle for --sgx-quote")

@@ -120,6 +120,7 @@ ratios and the total ratio (target at SF 1: at most 1.15). The scratch directory
 	f.StringVar(&scratch, "dir", "", "where to make the scratch directory (default TMPDIR)")
 	f.BoolVar(&keep, "keep", false, "keep the generated files")
 	f.BoolVar(&asJSON, "json", false, "print the result as JSON")
+	command.Positive(c, "threads", "rounds")
 	f.BoolVar(&verbose, "verbose", false, "progress lines on stderr also with --json")
 	return c
 }

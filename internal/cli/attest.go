@@ -112,7 +112,7 @@ Exit status: 0 valid, 1 invalid (the failing check is named), 2 usage error.`,
 			if at != "" {
 				t, err := time.Parse(time.RFC3339, at)
 				if err != nil {
-					return usageErrorf("--at: %v", err)
+					return usageErrorf("--at %q: give an RFC 3339 time such as 2026-01-31T12:00:00Z", at)
 				}
 				opts.Time = t
 			}
@@ -347,7 +347,7 @@ func printFields(w io.Writer, v any) error {
 func newAttestEvidenceCmd() *cobra.Command {
 	var (
 		reportData, tee, out, simDir, simSigner, gramineRoot, tsmRoot string
-		asJSON                                                        bool
+		asJSON, force                                                 bool
 	)
 	c := &cobra.Command{
 		Use:   "evidence --report-data HEX -o FILE",
@@ -363,7 +363,13 @@ picks the simulated TEE. --tee sim signs with this machine's simulation platform
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if out == "" {
-				return usageErrorf("-o FILE is required")
+				return usageErrorf("-o FILE is required (- for standard output)")
+			}
+			if out == "-" && asJSON {
+				return usageErrorf("--json prints to standard output, which -o - takes; give -o FILE")
+			}
+			if err := checkOutput(out, force); err != nil {
+				return err
 			}
 			rdBytes, err := hex.DecodeString(reportData)
 			if err != nil || len(rdBytes) == 0 || len(rdBytes) > attest.ReportDataSize {
@@ -394,6 +400,19 @@ picks the simulated TEE. --tee sim signs with this machine's simulation platform
 				return err
 			}
 			f := evidencefile.New(ev, a.Name(), rd[:], time.Now())
+			if out == "-" {
+				b, err := f.Marshal()
+				if err != nil {
+					return err
+				}
+				if _, err := cmd.OutOrStdout().Write(b); err != nil {
+					return fmt.Errorf("write evidence: %w", err)
+				}
+				if ev.Platform == attest.PlatformSim {
+					fmt.Fprintln(cmd.ErrOrStderr(), "WARNING: simulated TEE - insecure, for development only")
+				}
+				return nil
+			}
 			if err := f.Write(out); err != nil {
 				return fmt.Errorf("write evidence: %w", err)
 			}
@@ -415,7 +434,8 @@ picks the simulated TEE. --tee sim signs with this machine's simulation platform
 	f := c.Flags()
 	f.StringVar(&reportData, "report-data", "", "report data to bind, hex (required)")
 	f.StringVar(&tee, "tee", "auto", "auto, sim, gramine or tsm")
-	f.StringVarP(&out, "output", "o", "", "output file (required)")
+	f.StringVarP(&out, "output", "o", "", "output file, or - for standard output (required)")
+	f.BoolVar(&force, "force", false, "replace an existing output file")
 	f.StringVar(&simDir, "sim-dir", "", "simulation key directory (default $PPML_SIM_DIR or $XDG_CONFIG_HOME/ppml/sim)")
 	f.StringVar(&simSigner, "sim-signer", "", "simulated code-signing key, PEM (default: sim-dir/signer.key)")
 	f.StringVar(&gramineRoot, "gramine-root", "", "Gramine attestation directory (default /dev/attestation)")

@@ -10,6 +10,7 @@ import (
 
 	"github.com/ppml/ppml/envelope"
 	"github.com/ppml/ppml/envelope/filecrypt"
+	"github.com/ppml/ppml/internal/command"
 	"github.com/ppml/ppml/internal/progress"
 )
 
@@ -22,6 +23,7 @@ func init() {
 type cryptFlags struct {
 	key, recipient, out, typ        string
 	recursive, force, json, encrypt bool
+	conn                            kmsFlags // for kms:// keys
 }
 
 func (f *cryptFlags) bind(c *cobra.Command, encrypt bool) {
@@ -36,6 +38,7 @@ func (f *cryptFlags) bind(c *cobra.Command, encrypt bool) {
 	c.Flags().BoolVarP(&f.recursive, "recursive", "r", false, "process a directory tree into a mirror tree (needs -o DIR)")
 	c.Flags().BoolVar(&f.force, "force", false, "replace existing outputs")
 	c.Flags().BoolVar(&f.json, "json", false, "print results as JSON (no progress bar)")
+	f.conn.AddConnection(c, "kms:// keys: reach the key service at this URL instead of the reference's host (env PPML_SERVER)")
 	if encrypt {
 		c.Flags().StringVar(&f.typ, "type", "", "content type: csv, json, parquet, model or bytes (default: from the file extension)")
 	}
@@ -48,8 +51,6 @@ func (f *cryptFlags) check(in string) error {
 		return usageErrorf("give either --key or --recipient, not both")
 	case f.key == "" && f.recipient == "" && f.encrypt:
 		return usageErrorf("give the key with --key FILE, or a public key to encrypt to with --recipient FILE")
-	case f.key == "" && f.recipient == "":
-		return usageErrorf("give the key with --key FILE")
 	}
 	if f.recursive {
 		if in == "-" || f.out == "-" {
@@ -136,9 +137,9 @@ only the holder of the private key can. One recipient per file.`,
 			var kw envelope.KeyWrapper
 			var err error
 			if f.recipient != "" {
-				kw, err = loadRecipient(cmd, f.recipient)
+				kw, err = loadRecipient(cmd, f.recipient, &f.conn)
 			} else {
-				kw, _, err = loadKey(cmd, f.key)
+				kw, _, err = command.LoadKeyWith(cmd, f.key, &f.conn)
 			}
 			if err != nil {
 				return err
@@ -167,10 +168,11 @@ only the holder of the private key can. One recipient per file.`,
 func newDecryptCmd() *cobra.Command {
 	var f cryptFlags
 	c := &cobra.Command{
-		Use:   "decrypt --key KEY [-o OUT] IN",
+		Use:   "decrypt [--key KEY] [-o OUT] IN",
 		Short: "Decrypt a ppml envelope (or with -r a directory tree)",
 		Long: `Decrypt IN with KEY: a local key file, a recipient private key file (for files encrypted
-to its public key), or a kms:// key. The output defaults to IN without its .ppml suffix; '-' reads
+to its public key), or a kms:// key. Without --key, a file under a kms:// key is decrypted
+through the key service its header names (with --token or PPML_TOKEN, the owner's). The output defaults to IN without its .ppml suffix; '-' reads
 stdin or writes stdout. A file output appears only when every segment authenticated; to
 stdout from a file, a bad file writes nothing (to a pipe, every segment is authenticated
 before the first byte is written; to a regular file, it is cut back on failure). From
@@ -187,9 +189,14 @@ NAME under the directory given with -o.`,
 				return err
 			}
 			o := f.options(cmd)
-			_, kr, err := loadKey(cmd, f.key)
-			if err != nil {
-				return err
+			// Without --key, the key the header names: kms:// keys through
+			// the key service; a local key file must be given.
+			kr := command.HeaderResolver(cmd, &f.conn)
+			if f.key != "" {
+				var err error
+				if _, kr, err = command.LoadKeyWith(cmd, f.key, &f.conn); err != nil {
+					return err
+				}
 			}
 			if f.recursive {
 				res, err := filecrypt.DecryptTree(in, f.out, kr, o)

@@ -31,7 +31,7 @@ func newGramineManifestCmd() *cobra.Command {
 		jobPath, out, runtimePath, server string
 		trusted                           []string
 		isvProdID, isvSVN                 uint16
-		asJSON, allowKeyFiles             bool
+		asJSON, allowKeyFiles, force      bool
 	)
 	cmd := &cobra.Command{
 		Use:   "manifest --job job.yaml -o ppml.manifest.template",
@@ -49,7 +49,7 @@ refused unless --allow-key-files. See docs/sgx.md for signing and pinning MRENCL
 		Example: `  ppml gramine manifest --job job.yaml -o ppml.manifest.template
   ppml gramine manifest --job job.yaml -o ppml.manifest.template --ppml-run /opt/ppml/bin/ppml-run \
       --server https://kms.example.org:8443 --isvprodid 1 --isvsvn 3
-  ppml gramine manifest --job job.yaml -o - --json`,
+  ppml gramine manifest --job job.yaml -o - > ppml.manifest.template`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if out == "" {
@@ -57,6 +57,9 @@ refused unless --allow-key-files. See docs/sgx.md for signing and pinning MRENCL
 			}
 			if out == "-" && asJSON {
 				return usageErrorf("--json prints a summary; it needs -o FILE for the template")
+			}
+			if err := checkOutput(out, force); err != nil {
+				return err
 			}
 			absJob, err := filepath.Abs(jobPath)
 			if err != nil {
@@ -125,6 +128,7 @@ refused unless --allow-key-files. See docs/sgx.md for signing and pinning MRENCL
 	f.Uint16Var(&isvSVN, "isvsvn", 0, "ISV security version in the enclave signature")
 	f.BoolVar(&asJSON, "json", false, "print a summary as JSON")
 	f.BoolVar(&allowKeyFiles, "allow-key-files", false, "let file: keys through as host files (development only; the host can read and replace them)")
+	f.BoolVar(&force, "force", false, "replace an existing template")
 	_ = cmd.MarkFlagRequired("job")
 	return cmd
 }

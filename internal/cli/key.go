@@ -172,10 +172,10 @@ KEYFILE, to stdout or with -o to a file (mode 0644). Use it to hand out the publ
 // loadRecipient turns a --recipient value into a key wrapper: a public key
 // in its text form, a public key file, or (with the key service) the public
 // half of a kms:// recipient key.
-func loadRecipient(cmd *cobra.Command, spec string) (envelope.KeyWrapper, error) {
+func loadRecipient(cmd *cobra.Command, spec string, k *kmsFlags) (envelope.KeyWrapper, error) {
 	switch {
 	case strings.HasPrefix(spec, "kms://"):
-		return kmsRecipientKey(cmd, spec)
+		return kmsRecipientKey(cmd, spec, k)
 	case envelope.LooksLikeRecipient(spec):
 		r, err := envelope.ParseRecipient(spec)
 		if err != nil {

@@ -27,13 +27,16 @@ type UsageError = command.UsageError
 
 // The shared plumbing (internal/command) under this tree's short names.
 var (
-	usageErrorf = command.Usagef
-	exactArgs   = command.ExactArgs
-	writeJSON   = command.WriteJSON
-	isTerminal  = command.IsTerminal
-	envOr       = command.EnvOr
-	jobError    = command.JobError
-	loadKey     = command.LoadKey
+	usageErrorf   = command.Usagef
+	exactArgs     = command.ExactArgs
+	writeJSON     = command.WriteJSON
+	isTerminal    = command.IsTerminal
+	envOr         = command.EnvOr
+	jobError      = command.JobError
+	loadKey       = command.LoadKey
+	positive      = command.Positive
+	allowNegative = command.AllowNegative
+	checkOutput   = command.CheckOutput
 )
 
 type (

@@ -17,6 +17,7 @@ import (
 	"github.com/ppml/ppml/attest/sim"
 	"github.com/ppml/ppml/envelope"
 	"github.com/ppml/ppml/keyfile"
+	"github.com/ppml/ppml/internal/command"
 	"github.com/ppml/ppml/kms"
 	"github.com/ppml/ppml/kms/api"
 	"github.com/ppml/ppml/kms/client"
@@ -142,6 +143,8 @@ simulation platform key (and the key's policy lists platform sim).`,
 	f.DurationVar(&cfg.APITokenTTL, "token-ttl", 720*time.Hour, "lifetime of API tokens issued without --ttl")
 	f.DurationVar(&cfg.APITokenMaxTTL, "token-max-ttl", 8760*time.Hour, "longest lifetime an API token may be given or renewed to")
 	f.Float64Var(&cfg.AddrRateLimit, "addr-rate-limit", 100, "requests per second per source address without an accepted API token (negative: unlimited)")
+	positive(c, "shares", "threshold", "token-ttl", "token-max-ttl")
+	allowNegative(c, "rate-limit")
 	c.AddCommand(newServerUnsealCmd(), newServerBackupCmd(), newServerStatusCmd(), newServerRestoreCmd())
 	return c
 }
@@ -157,20 +160,17 @@ func initRecipient(spec string) (*envelope.Recipient, error) {
 // kmsRecipientKey is the encrypt --recipient kms://… hook: it fetches the
 // public half of the key (any API token in PPML_TOKEN), so the data
 // provider needs no owner token and cannot decrypt what it writes.
-func kmsRecipientKey(cmd *cobra.Command, spec string) (envelope.KeyWrapper, error) {
+func kmsRecipientKey(cmd *cobra.Command, spec string, k *kmsFlags) (envelope.KeyWrapper, error) {
 	ref, err := envelope.ParseKeyRef(spec)
 	if err != nil {
 		return nil, usageErrorf("--recipient: %v", err)
 	}
-	tok := os.Getenv("PPML_TOKEN")
-	if tok == "" {
-		return nil, usageErrorf("--recipient %s needs an API token of the key service in PPML_TOKEN (any role: it only reads the public key)", spec)
-	}
-	c, err := client.New(client.ServerURL(ref.Host, ref.Port), tok, client.Options{Fingerprint: os.Getenv("PPML_SERVER_FINGERPRINT"), CAFile: os.Getenv("PPML_CA_FILE")})
+	// Any role's token will do: only the public key is read.
+	key, err := command.KMSKey(cmd, ref, k, "--recipient "+spec)
 	if err != nil {
 		return nil, err
 	}
-	return client.NewRecipientKey(cmd.Context(), c, ref)
+	return client.NewRecipientKey(cmd.Context(), key.Client, ref)
 }
 
 func printResult(cmd *cobra.Command, asJSON bool, v any, text string) error {
@@ -494,6 +494,7 @@ func newPolicyCmd() *cobra.Command {
 func newServerBackupCmd() *cobra.Command {
 	var kf kmsFlags
 	var out string
+	var force bool
 	c := &cobra.Command{
 		Use:   "backup -o FILE",
 		Short: "Take an online backup of the key service database (admin)",
@@ -505,6 +506,12 @@ seal.json and the root key's protection (shares, key file or the same enclave).`
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if out == "" {
 				return usageErrorf("give the backup file with -o FILE")
+			}
+			if out == "-" {
+				return usageErrorf("a backup is written to a file: give -o FILE")
+			}
+			if err := checkOutput(out, force); err != nil {
+				return err
 			}
 			c, err := kf.Client(true)
 			if err != nil {
@@ -527,5 +534,6 @@ seal.json and the root key's protection (shares, key file or the same enclave).`
 	}
 	kf.Add(c)
 	c.Flags().StringVarP(&out, "output", "o", "", "backup file to write")
+	c.Flags().BoolVar(&force, "force", false, "replace an existing backup file")
 	return c
 }

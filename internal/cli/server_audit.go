@@ -98,6 +98,7 @@ with control characters escaped.`,
 	c.Flags().StringVar(&tenant, "tenant", "", "a tenant's own trail (admin; owners: their own)")
 	c.Flags().Uint64Var(&from, "from", 0, "first entry index")
 	c.Flags().IntVar(&limit, "limit", 1000, "at most this many entries")
+	positive(c, "limit")
 	return c
 }
 
@@ -131,6 +132,7 @@ func sizes(hs []*audit.TreeHead) []uint64 {
 func newAuditExportCmd() *cobra.Command {
 	var kf kmsFlags
 	var out, tenant string
+	var force bool
 	var keys, trusted []string
 	c := &cobra.Command{
 		Use:   "export -o FILE [--key NAME]... [--trusted-head FILE]...",
@@ -146,6 +148,11 @@ compare its fingerprint with one you got from a trusted channel.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if out == "" {
 				return usageErrorf("give the output file with -o FILE")
+			}
+			for _, p := range []string{out, out + ".pub"} {
+				if err := checkOutput(p, force); err != nil {
+					return err
+				}
 			}
 			heads, err := readHeads(trusted)
 			if err != nil {
@@ -179,6 +186,7 @@ compare its fingerprint with one you got from a trusted channel.`,
 	}
 	kf.Add(c)
 	c.Flags().StringVarP(&out, "output", "o", "", "file to write")
+	c.Flags().BoolVar(&force, "force", false, "replace existing files")
 	c.Flags().StringArrayVar(&keys, "key", nil, "export the trail of this key (repeatable)")
 	c.Flags().StringVar(&tenant, "tenant", "", "export this tenant's own trail (owners: their own)")
 	c.Flags().StringArrayVar(&trusted, "trusted-head", nil, "a tree head saved earlier: include the proof that the log extends it (repeatable)")
@@ -309,6 +317,7 @@ it breaks. On success, verify prints the size and signing time of the head it ve
 func newAuditHeadCmd() *cobra.Command {
 	var kf kmsFlags
 	var out, pubFile string
+	var force bool
 	c := &cobra.Command{
 		Use:   "head -o FILE [--public-key PEM]",
 		Short: "Save the current signed tree head, to check later that the log only grew",
@@ -321,6 +330,9 @@ checked before it is saved.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if out == "" {
 				return usageErrorf("give the output file with -o FILE")
+			}
+			if err := checkOutput(out, force); err != nil {
+				return err
 			}
 			var pub any
 			if pubFile != "" {
@@ -354,6 +366,7 @@ checked before it is saved.`,
 	}
 	kf.Add(c)
 	c.Flags().StringVarP(&out, "output", "o", "", "file to write")
+	c.Flags().BoolVar(&force, "force", false, "replace existing files")
 	c.Flags().StringVar(&pubFile, "public-key", "", "tree-head public key PEM: verify the head before saving it")
 	return c
 }
@@ -361,6 +374,7 @@ checked before it is saved.`,
 func newAuditPublicKeyCmd() *cobra.Command {
 	var kf kmsFlags
 	var out string
+	var force bool
 	c := &cobra.Command{
 		Use:   "public-key -o FILE",
 		Short: "Fetch the key that signs tree heads",
@@ -372,6 +386,9 @@ trust, once, then verify everything offline with the saved key.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if out == "" {
 				return usageErrorf("give the output file with -o FILE")
+			}
+			if err := checkOutput(out, force); err != nil {
+				return err
 			}
 			c, err := kf.Client(false)
 			if err != nil {
@@ -397,6 +414,7 @@ trust, once, then verify everything offline with the saved key.`,
 	}
 	kf.Add(c)
 	c.Flags().StringVarP(&out, "output", "o", "", "file to write")
+	c.Flags().BoolVar(&force, "force", false, "replace existing files")
 	return c
 }
 

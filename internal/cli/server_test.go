@@ -76,6 +76,30 @@ func TestKeyServiceCommands(t *testing.T) {
 	if b, _ := os.ReadFile(back); string(b) != "owner data\n" {
 		t.Fatalf("decrypted %q", b)
 	}
+	// Without --key, decrypt uses the key the header names, with the
+	// token and the server's pin given as flags.
+	t.Setenv("PPML_TOKEN", "")
+	t.Setenv("PPML_SERVER", "")
+	t.Setenv("PPML_SERVER_FINGERPRINT", "")
+	back2 := filepath.Join(t.TempDir(), "back2.txt")
+	if code, _, errs := runKMS(t, "", "decrypt", "--token", tok.Token, "--server-fingerprint", srv.Fingerprint, "-o", back2, plain+".ppml"); code != 0 {
+		t.Fatal(errs)
+	} else if b, _ := os.ReadFile(back2); string(b) != "owner data\n" {
+		t.Fatalf("decrypted %q", b)
+	}
+	if code, _, errs := runKMS(t, "", "decrypt", "-o", back2+"x", plain+".ppml"); code != ExitUsage || !strings.Contains(errs, "--token or PPML_TOKEN") {
+		t.Fatalf("decrypt without a token: %d %s", code, errs)
+	}
+	if code, _, errs := runKMS(t, "", "decrypt", "--token", tok.Token, "-o", back2+"x", plain+".ppml"); code != 1 || !strings.Contains(errs, "--server-fingerprint or PPML_SERVER_FINGERPRINT") {
+		t.Fatalf("decrypt without the server's pin: %d %s", code, errs)
+	}
+	t.Setenv("PPML_SERVER", srv.URL)
+	t.Setenv("PPML_SERVER_FINGERPRINT", srv.Fingerprint)
+	t.Setenv("PPML_TOKEN", tok.Token)
+	// A version that is not the current one is an error, not silently the current one.
+	if code, _, errs := runKMS(t, "", "encrypt", "--key", ref+"@9", "-o", plain+".v9.ppml", plain); code != 1 || !strings.Contains(errs, "not version 9") {
+		t.Fatalf("encrypt under @9: %d %s", code, errs)
+	}
 	code, out, errs = runKMS(t, "", "audit", "list", "--key", "alice/sales")
 	if code != 0 || !strings.Contains(out, "key_create") || !strings.Contains(out, "policy_set") || !strings.Contains(out, "key_rotate") || !strings.Contains(out, "decrypt") {
 		t.Fatalf("audit list: %s %s", out, errs)

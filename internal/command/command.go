@@ -48,14 +48,19 @@ func ExactArgs(n int) cobra.PositionalArgs {
 	}
 }
 
-// Prepare makes a finished command tree report its errors the ppml way:
-// no usage dump, no printing by cobra (ExitCode prints), and every flag
-// error of every command a usage error. It returns root.
+// Prepare makes a finished command tree follow the CLI rules (docs/cli.md):
+// no usage dump, no printing by cobra (ExitCode prints), every flag error a
+// usage error, an unknown subcommand of a group a usage error with
+// suggestions, and numeric flags checked against their annotations
+// (AllowNegative, Positive). It returns root.
 func Prepare(root *cobra.Command) *cobra.Command {
 	root.SilenceUsage, root.SilenceErrors = true, true
+	if root.PersistentPreRunE == nil && root.PersistentPreRun == nil {
+		root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error { return checkNumericFlags(cmd) }
+	}
 	var walk func(c *cobra.Command)
 	walk = func(c *cobra.Command) {
-		c.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &UsageError{Err: err} })
+		prepareCommand(c)
 		for _, sc := range c.Commands() {
 			walk(sc)
 		}

@@ -43,3 +43,25 @@ func JobError(manifest string, err error) error {
 	}
 	return errors.New(msg)
 }
+
+// CheckOutput applies the overwrite rule (docs/cli.md) to an output path
+// before any work is done: an existing file is replaced only with --force
+// (the write itself is atomic, package atomicfile), and a device, FIFO or
+// socket never is. "-" (standard output) is always allowed.
+func CheckOutput(path string, force bool) error {
+	if path == "-" {
+		return nil
+	}
+	fi, err := os.Stat(path)
+	switch {
+	case err != nil:
+		return nil // missing (or unreadable: the write reports it)
+	case fi.IsDir():
+		return fmt.Errorf("output %s is a directory", path)
+	case !fi.Mode().IsRegular():
+		return fmt.Errorf("output %s is not a regular file: outputs replace a regular file atomically; give -o - for standard output", path)
+	case !force:
+		return fmt.Errorf("output %s already exists; give --force to replace it", path)
+	}
+	return nil
+}

@@ -52,7 +52,12 @@ digest, outputs, exit_code, and on failure error (and denials when keys were ref
 		Example: `  ppml run --manifest job.yaml --server https://kms:8443 --token $RUNNER_TOKEN --tee auto
   PPML_SIM_DIR=/tmp/sim ppml run --manifest job.yaml --tee sim
   ppml run --manifest examples/python-hello/job.yaml --key owner.key`,
-		Args: command.ExactArgs(0),
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return command.Usagef("the manifest is given with --manifest: ppml run --manifest %s", args[0])
+			}
+			return nil
+		},
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if manifest == "" {
 				return command.Usagef("--manifest FILE is required")

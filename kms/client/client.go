@@ -128,7 +128,7 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return fmt.Errorf("key service %s: %w", c.base, err)
+		return fmt.Errorf("key service %s: %w", c.base, explainTLS(err))
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
@@ -471,4 +471,17 @@ func (c *Client) AuditHead(ctx context.Context, pub crypto.PublicKey) (*audit.Tr
 		}
 	}
 	return &head, nil
+}
+
+// explainTLS turns an untrusted server certificate into advice: a key
+// service's certificate is self-signed unless the operator gave one, so
+// clients pin it or name its CA.
+func explainTLS(err error) error {
+	var ua x509.UnknownAuthorityError
+	var ci x509.CertificateInvalidError
+	var hn x509.HostnameError
+	if errors.As(err, &ua) || errors.As(err, &ci) || errors.As(err, &hn) {
+		return fmt.Errorf("its TLS certificate is not trusted (%v): pin it with --server-fingerprint or PPML_SERVER_FINGERPRINT (the SHA-256 'ppml server' prints at start), or name its CA with --ca-file or PPML_CA_FILE", err)
+	}
+	return err
 }

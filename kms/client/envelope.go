@@ -31,6 +31,12 @@ func (k *EnvelopeKey) NewDataKey(aad []byte) ([]byte, []byte, envelope.KeyRef, e
 	if err != nil {
 		return nil, nil, envelope.KeyRef{}, fmt.Errorf("generate data key under %s: %w", k.Ref, err)
 	}
+	if k.Ref.Version != 0 && d.Version != k.Ref.Version {
+		// New data keys are always made under the key's current version;
+		// a reference naming another (or a nonexistent) one is a mistake,
+		// not a request to silently use the current version.
+		return nil, nil, envelope.KeyRef{}, fmt.Errorf("%s: encryption uses the key's current version %d, not version %d; give the reference without @%d", k.Ref, d.Version, k.Ref.Version, k.Ref.Version)
+	}
 	ref := k.Ref
 	ref.Version = d.Version
 	return d.DataKey, d.Wrapped, ref, nil

@@ -52,6 +52,7 @@ func (f *mlFlags) bind(c *cobra.Command) {
 	c.Flags().IntVar(&f.show, "show", 0, "print the first `N` rows as a features | label | prediction table")
 	c.Flags().BoolVar(&f.force, "force", false, "replace existing output files")
 	c.Flags().BoolVar(&f.asJSON, "json", false, "print the report as JSON")
+	command.Positive(c, "threads")
 }
 
 func (f *mlFlags) run(cmd *cobra.Command, spec *mlspec.Params, inputs, outputs map[string]string) error {
@@ -188,6 +189,7 @@ ppml model (docs/formats/ml-model.md) with the features, label and test metrics.
 	c.Flags().Uint64Var(&seed, "seed", 0, "seed of the train/test split")
 	c.Flags().StringVarP(&out, "output", "o", "", "model output `FILE`")
 	c.Flags().StringVar(&report, "report", "", "also write the JSON report to `FILE`")
+	command.Positive(c, "rounds")
 	return c
 }
 
