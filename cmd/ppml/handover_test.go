@@ -2,10 +2,14 @@ package main
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -147,5 +151,39 @@ func TestHandOverBench(t *testing.T) {
 	out, err := c.CombinedOutput()
 	if err != nil || string(out) != "stream --size 10MiB --json\n" {
 		t.Fatalf("ppml bench ran ppml-bench with %q (%v), want %q", out, err, "stream --size 10MiB --json")
+	}
+}
+
+// TestVersion: ppml version reports its own build and asks the runtime
+// for its engines and digest; without a runtime it says so and exits 1.
+func TestVersion(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	c := ppml("version", "--json")
+	c.Env = append(c.Env, "PPML_RUN="+runtimeBin.Path())
+	c.Stdout, c.Stderr = &stdout, &stderr
+	if err := c.Run(); err != nil {
+		t.Fatalf("ppml version: %v\n%s", err, stderr.String())
+	}
+	var v struct {
+		GoVersion string `json:"go_version"`
+		Engines   []string
+		Runtime   struct{ Path, SHA256 string }
+	}
+	if err := json.Unmarshal(stdout.Bytes(), &v); err != nil {
+		t.Fatal(err, stdout.String())
+	}
+	raw, err := os.ReadFile(runtimeBin.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum := sha256.Sum256(raw); v.Runtime.SHA256 != hex.EncodeToString(sum[:]) || v.GoVersion == "" || !slices.Contains(v.Engines, "exec") {
+		t.Fatalf("version: %s", stdout.String())
+	}
+	c = ppml("version")
+	c.Env = append(c.Env, "PPML_RUN="+filepath.Join(t.TempDir(), "missing"))
+	out, err := c.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(string(out), "ppml-run not found") {
+		t.Fatalf("without a runtime: %v %s", err, out)
 	}
 }
