@@ -103,20 +103,61 @@ func interact(ctx context.Context, e *sqldb.Engine, j *launcher.Job, opts sqlspe
 			fmt.Fprint(j.Stderr, strings.Repeat(" ", max(len(opts.Prompt)-4, 0))+"... ")
 		}
 	}
+	if opts.Prompt != "" {
+		banner(ctx, e, j)
+	}
+	// Lines are read on their own goroutine so that an interrupt can clear
+	// the statement while a read is blocked (the terminal has already
+	// discarded the line being typed).
+	lines := make(chan string)
+	readDone := make(chan struct{})
+	go func() {
+		defer close(lines)
+		for sc.Scan() {
+			select {
+			case lines <- sc.Text():
+			case <-readDone:
+				return
+			}
+		}
+	}()
+	defer close(readDone)
 	prompt()
-	for sc.Scan() {
+	for {
+		var line string
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-opts.Interrupt:
+			stmt.Reset()
+			fmt.Fprintln(j.Stderr)
+			prompt()
+			continue
+		case l, ok := <-lines:
+			if !ok {
+				goto end
+			}
+			line = l
+		}
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		line := sc.Text()
 		if stmt.Len() == 0 && strings.TrimSpace(line) == "" {
 			prompt()
 			continue
 		}
 		if stmt.Len() == 0 {
-			switch strings.TrimSpace(line) {
+			cmd := strings.Fields(line)
+			switch cmd[0] {
 			case ".quit", ".exit", "\\q":
 				return nil
+			}
+			if strings.HasPrefix(cmd[0], ".") {
+				if err := dotCommand(ctx, e, j, opts, cmd); err != nil {
+					return err
+				}
+				prompt()
+				continue
 			}
 		}
 		stmt.WriteString(line)
@@ -139,6 +180,7 @@ func interact(ctx context.Context, e *sqldb.Engine, j *launcher.Job, opts sqlspe
 		}
 		prompt()
 	}
+end:
 	if err := sc.Err(); err != nil {
 		return fmt.Errorf("read statements: %w", err)
 	}
@@ -326,3 +368,56 @@ func planOf(p *sqlspec.Params) *sqldb.Plan {
 }
 
 func init() { launcher.Register(engine{}) }
+
+const sessionHelp = `Statements end with ';' at the end of a line; each result is printed.
+  .tables         list the tables
+  .schema NAME    show a table's columns and types
+  .help           this help
+  .quit           end the session (or Ctrl-D)
+`
+
+// banner tells a person at a terminal where they are and how to get out.
+func banner(ctx context.Context, e *sqldb.Engine, j *launcher.Job) {
+	names := []string{}
+	if res, err := e.Query(ctx, tablesQuery, 0); err == nil {
+		for _, r := range res.Rows {
+			names = append(names, fmt.Sprint(r[0]))
+		}
+	}
+	fmt.Fprintf(j.Stderr, "ppml sql: %d tables (%s), decrypted in memory only.\nEnd statements with ';'. .help for help, Ctrl-D to quit.\n", len(names), strings.Join(names, ", "))
+}
+
+const tablesQuery = "SELECT table_name FROM information_schema.tables ORDER BY table_name"
+
+// dotCommand runs one of the session's own commands (.tables, .schema,
+// .help); an unknown one or a bad argument is reported and the session
+// goes on.
+func dotCommand(ctx context.Context, e *sqldb.Engine, j *launcher.Job, opts sqlspec.PrintOptions, cmd []string) error {
+	var q string
+	switch {
+	case cmd[0] == ".help":
+		fmt.Fprint(j.Stderr, sessionHelp)
+		return nil
+	case cmd[0] == ".tables" && len(cmd) == 1:
+		q = tablesQuery
+	case cmd[0] == ".schema" && len(cmd) == 2:
+		name := strings.ReplaceAll(cmd[1], "'", "''")
+		q = "SELECT column_name AS column, data_type AS type FROM information_schema.columns WHERE table_name = '" + name + "' ORDER BY ordinal_position"
+	case cmd[0] == ".schema":
+		fmt.Fprintln(j.Stderr, "Error: .schema NAME: give one table name (.tables lists them)")
+		return nil
+	default:
+		fmt.Fprintf(j.Stderr, "Error: unknown command %s (.help lists them)\n", cmd[0])
+		return nil
+	}
+	res, err := e.Query(ctx, q, 0)
+	if err != nil {
+		fmt.Fprintf(j.Stderr, "Error: %v\n", err)
+		return nil
+	}
+	if cmd[0] == ".schema" && len(res.Rows) == 0 {
+		fmt.Fprintf(j.Stderr, "Error: no table %s (.tables lists them)\n", cmd[1])
+		return nil
+	}
+	return printResult(j.Stdout, res, opts.Print)
+}

@@ -102,8 +102,28 @@ results of its print: queries (or its interactive session) come here.`,
 			case k.JSON:
 				opts.Print = sqlspec.PrintJSON
 			}
+			stopSignals := []os.Signal{syscall.SIGINT, syscall.SIGTERM}
 			if f, ok := cmd.InOrStdin().(*os.File); ok && command.IsTerminal(f) {
 				opts.Prompt = "ppml sql> "
+			}
+			if opts.Prompt != "" && query == "" && manifest == "" {
+				// In an ad-hoc session at a terminal, Ctrl-C clears the statement being typed
+				// (an interactive session; Ctrl-D ends it) instead of
+				// stopping ppml sql.
+				intr := make(chan os.Signal, 1)
+				signal.Notify(intr, syscall.SIGINT)
+				defer func() { signal.Stop(intr); close(intr) }()
+				cleared := make(chan struct{}, 1)
+				go func() {
+					for range intr {
+						select {
+						case cleared <- struct{}{}:
+						default:
+						}
+					}
+				}()
+				opts.Interrupt = cleared
+				stopSignals = []os.Signal{syscall.SIGTERM}
 			}
 			keys, err := keySource(cmd, &k, tee, keyFiles, "ppml sql")
 			if err != nil {
@@ -111,7 +131,7 @@ results of its print: queries (or its interactive session) come here.`,
 			}
 			cfg := launcher.Config{Manifest: m, Keys: keys, Stdin: cmd.InOrStdin(), Stdout: cmd.OutOrStdout(),
 				Stderr: cmd.ErrOrStderr(), Log: cmd.ErrOrStderr(), EngineOptions: opts}
-			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+			ctx, stop := signal.NotifyContext(cmd.Context(), stopSignals...)
 			defer stop()
 			_, err = launcher.Run(ctx, cfg)
 			if err != nil && ctx.Err() != nil && context.Cause(ctx) != nil {

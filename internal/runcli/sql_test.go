@@ -53,6 +53,17 @@ func TestSQLCommand(t *testing.T) {
 		t.Fatalf("interactive: %q\nstderr: %s", out, errOut)
 	}
 
+	// The session's own commands.
+	code, out, errOut = run(t, []byte(".tables\n.schema people\n.schema nope\n.help\n.bogus\n"), "sql", "--input", in, "--key", p("owner.key"), "--csv")
+	if code != 0 || !strings.Contains(out, "table_name\npeople\n") || !strings.Contains(out, "name,VARCHAR") || !strings.Contains(out, "age,BIGINT") {
+		t.Fatalf("dot commands: exit %d %q\nstderr: %s", code, out, errOut)
+	}
+	for _, want := range []string{"no table nope", ".schema NAME    show", "unknown command .bogus"} {
+		if !strings.Contains(errOut, want) {
+			t.Fatalf("dot commands: stderr lacks %q: %s", want, errOut)
+		}
+	}
+
 	// A binder error fails the command with DuckDB's message.
 	code, _, errOut = run(t, nil, "sql", "--input", in, "--key", p("owner.key"), "--query", "SELECT nme FROM people")
 	if code != 1 || !strings.Contains(errOut, "Binder Error") {

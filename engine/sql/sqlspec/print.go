@@ -18,4 +18,8 @@ type PrintOptions struct {
 	// Prompt is written before each interactive statement ("" for none,
 	// e.g. when stdin is not a terminal).
 	Prompt string
+	// Interrupt, when set, delivers Ctrl-C of an interactive session on
+	// a terminal: it clears the statement being typed instead of ending
+	// the session (Ctrl-D or .quit end it).
+	Interrupt <-chan struct{}
 }
