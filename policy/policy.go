@@ -345,7 +345,10 @@ func yamlProblem(msg string) string {
 		if val != "" {
 			val += " "
 		}
-		return fmt.Sprintf("%sis %s where %s is expected", val, got, yamlKind(sub[3]))
+		if want := yamlKind(sub[3]); want != got {
+			return fmt.Sprintf("%sis %s where %s is expected", val, got, want)
+		}
+		return fmt.Sprintf("%sis out of range", val)
 	})
 }
 

@@ -16,8 +16,8 @@ import (
 	"github.com/ppml/ppml/attest/dcap"
 	"github.com/ppml/ppml/attest/sim"
 	"github.com/ppml/ppml/envelope"
-	"github.com/ppml/ppml/keyfile"
 	"github.com/ppml/ppml/internal/command"
+	"github.com/ppml/ppml/keyfile"
 	"github.com/ppml/ppml/kms"
 	"github.com/ppml/ppml/kms/api"
 	"github.com/ppml/ppml/kms/client"
@@ -144,7 +144,7 @@ simulation platform key (and the key's policy lists platform sim).`,
 	f.DurationVar(&cfg.APITokenMaxTTL, "token-max-ttl", 8760*time.Hour, "longest lifetime an API token may be given or renewed to")
 	f.Float64Var(&cfg.AddrRateLimit, "addr-rate-limit", 100, "requests per second per source address without an accepted API token (negative: unlimited)")
 	positive(c, "shares", "threshold", "token-ttl", "token-max-ttl")
-	allowNegative(c, "rate-limit")
+	allowNegative(c, "rate-limit", "addr-rate-limit")
 	c.AddCommand(newServerUnsealCmd(), newServerBackupCmd(), newServerStatusCmd(), newServerRestoreCmd())
 	return c
 }
