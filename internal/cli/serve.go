@@ -33,6 +33,7 @@ func newServeCmd() *cobra.Command {
 Serving's HTTP frontend and its Redis queue from inside a TEE. Its TLS key is made in the
 TEE and its certificate carries the TEE's evidence binding that key and the job digest;
 'ppml serve verify' checks it.`,
+		Example: `  ppml serve verify https://127.0.0.1:8443 --sim-key ~/.config/ppml/sim/platform.pub`,
 	}
 	c.AddCommand(newServeVerifyCmd())
 	return c

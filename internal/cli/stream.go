@@ -22,6 +22,9 @@ func newStreamCmd() *cobra.Command {
 		Long: `ppml stream works with encrypted stream records (docs/formats/stream-record.md), the
 messages the stream engine reads from Kafka, NATS JetStream or Redis Streams and, in
 bounded mode, from record files. Run streaming jobs with ppml run (docs/stream.md).`,
+		Example: `  ppml key generate -o stream.key
+  ppml stream encrypt --key stream.key --stream text --lines 100 -o text.records cc0-1.0.txt
+  ppml stream decrypt --key stream.key --stream text text.records | head`,
 	}
 	c.AddCommand(newStreamEncryptCmd(), newStreamDecryptCmd())
 	return c
@@ -121,8 +124,9 @@ an end record (the writer is done: its windows may all fire).`,
 
 func newStreamDecryptCmd() *cobra.Command {
 	var key, out, streamName string
+	var force bool
 	c := &cobra.Command{
-		Use:   "decrypt --key FILE --stream NAME [-o OUT] FILE.records",
+		Use:   "decrypt --key FILE --stream NAME [-o OUT [--force]] FILE.records",
 		Short: "Open the records of a record file and write their bodies",
 		Long: `Opens every record of a record file as read from the given stream (each record's
 own partition), checks each writer's sequence numbers, and writes the bodies in
@@ -145,7 +149,7 @@ order. A record that does not open stops the command with an error naming it.`,
 			var dst io.Writer = cmd.OutOrStdout()
 			var af *atomicfile.File
 			if out != "" && out != "-" {
-				if af, err = atomicfile.Create(out, atomicfile.Options{Perm: 0o600}); err != nil {
+				if af, err = atomicfile.Create(out, atomicfile.Options{Perm: 0o600, Overwrite: force}); err != nil {
 					return err
 				}
 				defer af.Abort()
@@ -193,6 +197,7 @@ order. A record that does not open stops the command with an error naming it.`,
 	}
 	c.Flags().StringVar(&key, "key", "", "key file (or kms:// key reference)")
 	c.Flags().StringVarP(&out, "output", "o", "", "file to write ('-' or none: stdout)")
+	c.Flags().BoolVar(&force, "force", false, "replace an existing output (atomically)")
 	c.Flags().StringVar(&streamName, "stream", "", "stream the records were read from")
 	return c
 }
