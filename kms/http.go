@@ -73,6 +73,7 @@ func (s *Server) Handler() http.Handler {
 	s.route(mux, "GET /v1/audit/proof", "owner|admin", auditProof)
 	s.route(mux, "GET /v1/audit/consistency", "owner|admin", auditConsistency)
 	s.route(mux, "GET /v1/sys/backup", api.RoleAdmin, s.backup)
+	s.certRoutes(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.writeErr(w, core.Errorf(core.KindNotFound, "not_found", "no route %s %s", r.Method, r.URL.Path))
 	})

@@ -61,6 +61,9 @@ type Config struct {
 	// RefusalInterval is how long requests of one token refused before any
 	// key was looked at are summed into one audit entry (default 1 min).
 	RefusalInterval time.Duration
+	// CRLValidity is how long the deployment CA's revocation list is valid
+	// (default DefaultCRLValidity).
+	CRLValidity time.Duration
 }
 
 // Observer is told about release decisions, for metrics.
@@ -88,6 +91,7 @@ type Core struct {
 	// flushDone is closed when it has ended.
 	stopFlush, flushDone chan struct{}
 	closeOnce            sync.Once
+	ca       *authority // the deployment CA (ca.go)
 }
 
 // Caller is who calls an operation: the API token's id (never the token),
@@ -137,6 +141,9 @@ func Open(db *store.DB, cfg Config) (c *Core, boot *api.TokenInfo, err error) {
 	if cfg.RefusalInterval <= 0 {
 		cfg.RefusalInterval = time.Minute
 	}
+	if cfg.CRLValidity <= 0 {
+		cfg.CRLValidity = DefaultCRLValidity
+	}
 	c = &Core{cfg: cfg, db: db, nonces: newNonces(cfg.NonceTTL, cfg.Now)}
 	c.refusals = refusals{every: cfg.RefusalInterval, m: map[string]*refusalWindow{}}
 	err = db.Update(func(tx store.Tx) error {
@@ -156,7 +163,10 @@ func Open(db *store.DB, cfg Config) (c *Core, boot *api.TokenInfo, err error) {
 				return err
 			}
 		}
-		boot, err = c.bootstrap(tx)
+		if boot, err = c.bootstrap(tx); err != nil {
+			return err
+		}
+		c.ca, err = c.loadOrCreateCA(tx)
 		return err
 	})
 	if err != nil {
