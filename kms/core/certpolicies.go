@@ -344,4 +344,3 @@ func serialKey(hexSerial string) []byte {
 }
 
 func serialHex(n *big.Int) string { return hex.EncodeToString(n.Bytes()) }
-
