@@ -21,6 +21,9 @@ type Config struct {
 	Params  []Param // passed through to XGBoost by name; unknown names fail the run
 	Rounds  int     // boosting rounds (1 for a random forest)
 	NThread int     // OpenMP threads for training and prediction; ≤ 0 lets OpenMP choose
+	// Collective, when set, trains together with the other workers of a
+	// distributed job: dtrain holds this worker's rows only.
+	Collective *Collective
 }
 
 // Defaults applied before Config.Params, which override them: the tree method the issue asks for
@@ -52,6 +55,30 @@ func Train(dtrain *DMatrix, cfg Config) (*Booster, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.Collective != nil {
+		if err := b.collectiveInit(cfg.Collective); err != nil {
+			b.Close()
+			return nil, err
+		}
+		if err := b.train(dtrain, cfg); err != nil {
+			// train closed b, and with it the thread the communicator
+			// lived on.
+			return nil, err
+		}
+		if err := b.collectiveFinalize(); err != nil {
+			b.Close()
+			return nil, err
+		}
+		return b, nil
+	}
+	if err := b.train(dtrain, cfg); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// train sets the parameters and runs the rounds; on failure it closes b.
+func (b *Booster) train(dtrain *DMatrix, cfg Config) error {
 	params := append(append([]Param{}, defaultParams...), cfg.Params...)
 	if cfg.NThread > 0 {
 		params = append(params, Param{"nthread", strconv.Itoa(cfg.NThread)})
@@ -59,28 +86,28 @@ func Train(dtrain *DMatrix, cfg Config) (*Booster, error) {
 	for _, p := range params {
 		if err := b.SetParam(p.Name, p.Value); err != nil {
 			b.Close()
-			return nil, err
+			return err
 		}
 	}
 	if names := dtrain.featureNames(); names != nil {
 		if err := b.SetFeatureNames(names); err != nil {
 			b.Close()
-			return nil, err
+			return err
 		}
 	}
 	for i := 0; i < cfg.Rounds; i++ {
 		if err := b.UpdateOneIter(i, dtrain); err != nil {
 			b.Close()
-			return nil, fmt.Errorf("round %d: %w", i, err)
+			return fmt.Errorf("round %d: %w", i, err)
 		}
 		if i == 0 {
 			if err := b.checkParamsUsed(params); err != nil {
 				b.Close()
-				return nil, err
+				return err
 			}
 		}
 	}
-	return b, nil
+	return nil
 }
 
 var setGlobalVerbosity = sync.OnceValue(func() error { return setGlobalConfig(`{"verbosity": 1}`) })

@@ -20,6 +20,7 @@ package tunnel
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -31,6 +32,11 @@ import (
 
 // ALPN is the application protocol of a tunnel stream.
 const ALPN = "ppml-tunnel/1"
+
+// TargetPing is served by every tunnel server itself: it answers
+// "connected" and closes, so a worker learns that a peer is up and that
+// the two accept each other's certificates before its engine starts.
+const TargetPing = "ping"
 
 // headerTimeout bounds the handshake and the target exchange, so a peer
 // that connects and says nothing does not hold a goroutine for ever.
@@ -46,11 +52,15 @@ type Server struct {
 	TLS     *tls.Config
 	Targets map[string]Target
 	Logger  *slog.Logger
+	// OnStream, when set, is told of each stream connected to a target,
+	// with the peer's certificate (for logs and metrics).
+	OnStream func(target string, peer *x509.Certificate)
 
-	mu    sync.Mutex
-	ln    net.Listener
-	conns map[net.Conn]struct{}
-	wg    sync.WaitGroup
+	mu     sync.Mutex
+	ln     net.Listener
+	conns  map[net.Conn]struct{}
+	closed bool
+	wg     sync.WaitGroup
 }
 
 // Serve accepts on ln until Close (it then returns nil).
@@ -89,6 +99,10 @@ func (s *Server) track(c net.Conn, add bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if add {
+		if s.closed {
+			c.Close()
+			return
+		}
 		s.conns[c] = struct{}{}
 	} else {
 		delete(s.conns, c)
@@ -100,6 +114,7 @@ func (s *Server) Close() error {
 	s.mu.Lock()
 	ln := s.ln
 	s.ln = nil
+	s.closed = true
 	for c := range s.conns {
 		c.Close()
 	}
@@ -137,6 +152,10 @@ func (s *Server) handle(raw net.Conn) {
 		s.logger().Warn("tunnel: bad stream header", "remote", raw.RemoteAddr().String(), "err", err.Error())
 		return
 	}
+	if name == TargetPing {
+		c.Write([]byte{0})
+		return
+	}
 	resolve, ok := s.Targets[name]
 	if !ok {
 		refuseStream(c, fmt.Sprintf("this worker serves no tunnel target %q", name))
@@ -156,11 +175,18 @@ func (s *Server) handle(raw net.Conn) {
 		return
 	}
 	defer local.Close()
+	// Close ends the local side too: an engine may keep its end open
+	// after the peer's side finished.
+	s.track(local, true)
+	defer s.track(local, false)
 	if _, err := c.Write([]byte{0}); err != nil {
 		return
 	}
+	if s.OnStream != nil {
+		s.OnStream(name, c.ConnectionState().PeerCertificates[0])
+	}
 	raw.SetDeadline(time.Time{})
-	splice(c, local)
+	Splice(c, local)
 }
 
 func readTarget(r io.Reader) (string, error) {
@@ -242,20 +268,51 @@ func Dial(ctx context.Context, addr, target string, cfg *tls.Config) (net.Conn, 
 	return tc, nil
 }
 
+// Ping checks that the tunnel server at addr is up and that both sides
+// accept each other's certificates.
+func Ping(ctx context.Context, addr string, cfg *tls.Config) error {
+	c, err := Dial(ctx, addr, TargetPing, cfg)
+	if err != nil {
+		return err
+	}
+	return c.Close()
+}
+
 // Forward accepts local connections on ln (a loopback listener) and joins
-// each to a stream from dial, until ln is closed. A failed dial closes the
-// local connection and is reported to onErr.
+// each to a stream from dial, until ln is closed; it then closes the
+// streams still open and returns. A failed dial closes the local
+// connection and is reported to onErr.
 func Forward(ln net.Listener, dial func() (net.Conn, error), onErr func(error)) {
 	var wg sync.WaitGroup
-	defer wg.Wait()
+	var mu sync.Mutex
+	open := map[net.Conn]struct{}{}
+	track := func(c net.Conn, add bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		if add {
+			open[c] = struct{}{}
+		} else {
+			delete(open, c)
+		}
+	}
+	defer func() {
+		mu.Lock()
+		for c := range open {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	}()
 	for {
 		c, err := ln.Accept()
 		if err != nil {
 			return
 		}
+		track(c, true)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			defer track(c, false)
 			defer c.Close()
 			remote, err := dial()
 			if err != nil {
@@ -264,8 +321,10 @@ func Forward(ln net.Listener, dial func() (net.Conn, error), onErr func(error)) 
 				}
 				return
 			}
+			track(remote, true)
+			defer track(remote, false)
 			defer remote.Close()
-			splice(c, remote)
+			Splice(c, remote)
 		}()
 	}
 }
@@ -274,10 +333,10 @@ func Forward(ln net.Listener, dial func() (net.Conn, error), onErr func(error)) 
 // TLS's close_notify).
 type closeWriter interface{ CloseWrite() error }
 
-// splice copies both ways until both directions ended, passing each
+// Splice copies both ways until both directions ended, passing each
 // direction's end on as a half-close so protocols that shut down one side
 // first keep working.
-func splice(a, b net.Conn) {
+func Splice(a, b net.Conn) {
 	var wg sync.WaitGroup
 	wg.Add(2)
 	half := func(dst, src net.Conn) {

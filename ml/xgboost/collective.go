@@ -1,0 +1,91 @@
+package xgboost
+
+/*
+#include <stdlib.h>
+#include <xgboost/c_api.h>
+*/
+import "C"
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+	"unsafe"
+)
+
+// Collective joins a training run to XGBoost's rabit collective: the
+// workers of one job each train on their own rows, and XGBoost's
+// allreduce (histograms, sketches, the model's base score) makes them
+// build the same model. The tracker (xgboost.tracker.RabitTracker) hands
+// out ranks and peer addresses; in ppml every worker reaches the tracker
+// and its peers only through the attested tunnels of package
+// ml/xgboost/rabit, so TrackerHost is a loopback address.
+type Collective struct {
+	TrackerHost string
+	TrackerPort int
+	// TaskID names the worker; ranks follow the sorted task ids when the
+	// tracker sorts by task (rabit.TaskID makes ids that sort by index).
+	TaskID    string
+	WorldSize int
+	// Rank is the rank this worker must get (its index: the tunnels map
+	// ranks to workers by index).
+	Rank int
+	// Timeout bounds how long a worker waits on a dead peer (rabit's own
+	// timeout; 0: 5 minutes). A worker that dies mid-training then fails
+	// the others' Train with an error instead of a hang.
+	Timeout time.Duration
+}
+
+func (c *Collective) config() ([]byte, error) {
+	if c.TrackerHost == "" || c.TrackerPort <= 0 || c.TrackerPort > 65535 {
+		return nil, fmt.Errorf("xgboost collective: tracker address %s:%d", c.TrackerHost, c.TrackerPort)
+	}
+	if c.WorldSize < 1 {
+		return nil, fmt.Errorf("xgboost collective: world size %d", c.WorldSize)
+	}
+	timeout := c.Timeout
+	if timeout <= 0 {
+		timeout = 5 * time.Minute
+	}
+	return json.Marshal(map[string]any{
+		"xgboost_communicator":      "rabit",
+		"rabit_tracker_uri":         c.TrackerHost,
+		"rabit_tracker_port":        c.TrackerPort,
+		"rabit_task_id":             c.TaskID,
+		"rabit_world_size":          c.WorldSize,
+		"rabit_timeout":             1,
+		"rabit_timeout_sec":         int(timeout / time.Second),
+		"rabit_enable_tcp_no_delay": 1,
+		"DMLC_WORKER_CONNECT_RETRY": 3,
+	})
+}
+
+// collectiveInit joins the collective on b's thread (XGBoost 1.7 keeps
+// the communicator per thread, so training must run where it was set up).
+func (b *Booster) collectiveInit(c *Collective) error {
+	cfg, err := c.config()
+	if err != nil {
+		return err
+	}
+	cs := C.CString(string(cfg))
+	defer C.free(unsafe.Pointer(cs))
+	if err := b.run("XGCommunicatorInit", func(C.BoosterHandle) C.int { return C.XGCommunicatorInit(cs) }); err != nil {
+		return fmt.Errorf("xgboost collective: join through tracker %s:%d: %w", c.TrackerHost, c.TrackerPort, err)
+	}
+	var rank, world C.int
+	b.run("XGCommunicatorGetRank", func(C.BoosterHandle) C.int {
+		rank, world = C.XGCommunicatorGetRank(), C.XGCommunicatorGetWorldSize()
+		return 0
+	})
+	if int(world) != c.WorldSize || int(rank) != c.Rank {
+		b.collectiveFinalize()
+		return fmt.Errorf("xgboost collective: the tracker made this worker rank %d of %d, want rank %d of %d", rank, world, c.Rank, c.WorldSize)
+	}
+	return nil
+}
+
+// collectiveFinalize leaves the collective (tells the tracker this worker
+// is done) on b's thread.
+func (b *Booster) collectiveFinalize() error {
+	return b.run("XGCommunicatorFinalize", func(C.BoosterHandle) C.int { return C.XGCommunicatorFinalize() })
+}
