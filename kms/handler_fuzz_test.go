@@ -70,6 +70,8 @@ var fuzzRoutes = []struct{ role, method, path string }{
 	{"runner", "POST", "/v1/release"},
 	{"", "POST", "/v1/sys/unseal"},
 	{"owner", "GET", "/v1/audit/proof?index="},
+	{"owner", "PUT", "/v1/cert-policies?name=o/p"},
+	{"runner", "POST", "/v1/certs"},
 }
 
 // FuzzHandlers sends arbitrary bodies to every route that reads one: the
@@ -83,6 +85,8 @@ func FuzzHandlers(f *testing.F) {
 	f.Add(uint8(6), []byte(`{"nonce":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=","evidence":{"platform":"sim","data":"AQ=="},"public_key":"AQ==","manifest":"eA==","keys":[],"outputs":[{"ref":"k","aad":"AQ=="}]}`))
 	f.Add(uint8(7), []byte(`{"share":"ppml-share-1:00"}`))
 	f.Add(uint8(8), []byte(`7`))
+	f.Add(uint8(9), []byte("version: 1\nplatforms:\n  sim:\n    signers: ["+string(bytes.Repeat([]byte("ab"), 32))+"]\ncertificate:\n  roles: [w]\n"))
+	f.Add(uint8(10), []byte(`{"nonce":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=","evidence":{"platform":"sim","data":"AQ=="},"csr":"MIIB","manifest":"eA==","policy":"o/p","role":"w"}`))
 	f.Fuzz(func(t *testing.T, route uint8, body []byte) {
 		h, toks := fuzzServer(t)
 		rt := fuzzRoutes[int(route)%len(fuzzRoutes)]
