@@ -104,3 +104,28 @@ func ClientConfig(src Source, peer *Peer, nextProto string) *tls.Config {
 	}
 	return c
 }
+
+// BrokerConfig is the configuration of a worker dialing a message broker
+// (Redis, NATS, Kafka) that supports TLS client certificates: TLS 1.3,
+// src's workload certificate as the client certificate (renewed under it),
+// and the broker's own certificate verified the ordinary way against
+// roots for serverName — a broker runs outside the TEEs, so it has a
+// server certificate of its operator's CA, not a workload identity.
+//
+// The broker is configured to require client certificates issued by the
+// deployment CA (Redis: tls-ca-cert-file and tls-auth-clients yes; NATS:
+// tls { ca_file, verify: true }; Kafka: ssl.client.auth=required with the
+// CA in the truststore). A broker checks the chain only: not the job,
+// role or revocation list, which the short certificate lifetime bounds
+// (docs/cluster.md, "Message brokers").
+func BrokerConfig(src Source, roots *x509.CertPool, serverName string) *tls.Config {
+	return &tls.Config{
+		MinVersion: tls.VersionTLS13,
+		MaxVersion: tls.VersionTLS13,
+		RootCAs:    roots,
+		ServerName: serverName,
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			return src.Certificate()
+		},
+	}
+}
