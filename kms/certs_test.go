@@ -128,6 +128,17 @@ func TestWorkloadCertificate(t *testing.T) {
 	if !sawCA || !sawIssue {
 		t.Fatalf("audit log lacks the CA creation (%v) or the issuance (%v)", sawCA, sawIssue)
 	}
+	// The owner reads the policy's trail: the policy set and the issuance.
+	trail, err := e.alice.AuditList(ctx, api.CertPolicyTrail+"alice/xgb", 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(trail) != 2 || trail[0].Type != audit.TypeCertPolicySet || trail[1].Type != audit.TypeCertIssue {
+		t.Fatalf("alice's certificate policy trail: %+v", trail)
+	}
+	if _, err := e.runner.AuditList(ctx, api.CertPolicyTrail+"alice/xgb", 0, 0); err == nil {
+		t.Fatal("a runner read the certificate policy's trail")
+	}
 	// The owner lists it.
 	certs, err := e.alice.ListCerts(ctx, "alice/xgb")
 	if err != nil || len(certs) != 1 || certs[0].Serial != cert.Issued.Serial || certs[0].Role != "serve" {

@@ -20,6 +20,12 @@ const (
 	RuleUnknownCertPolicy = "unknown_cert_policy" // no such certificate policy
 )
 
+// CertPolicyTrail prefixes a certificate policy's name in the key field of
+// its audit entries (issuances, refusals, changes): an owner lists them
+// with GET /v1/audit?key=cert-policy:TENANT/NAME (ppml audit list --key
+// cert-policy:alice/xgb). Key names cannot contain ':'.
+const CertPolicyTrail = "cert-policy:"
+
 // MaxCSRSize bounds a certificate signing request.
 const MaxCSRSize = 16 << 10
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"slices"
+	"strings"
 
 	"github.com/ppml/ppml/attest"
 	"github.com/ppml/ppml/audit"
@@ -53,6 +54,14 @@ func (c *Core) AuditList(ctx context.Context, who *Caller, q AuditQuery) ([]audi
 		}
 		if q.Key == "" {
 			out, err = c.log.List(tx, q.From, q.Limit)
+			return err
+		}
+		if name, ok := strings.CutPrefix(q.Key, api.CertPolicyTrail); ok {
+			tenant, err := c.certPolicyTrailTenant(tx, who, name)
+			if err != nil {
+				return err
+			}
+			out, err = c.log.ListByKey(tx, tenant, q.Key, q.From, q.Limit)
 			return err
 		}
 		k, err := c.ownedKey(tx, who, q.Key)

@@ -151,7 +151,7 @@ func (c *Core) SetCertPolicy(ctx context.Context, who *Caller, name string, doc 
 		out.Revoked = n
 		reason := fmt.Sprintf("certificate policy %s version %d: %s roles=%s; revoked %d certificates of earlier versions",
 			name, r.Version, policySummary(&p.Policy), strings.Join(p.Certificate.Roles, ","), n)
-		return c.record(tx, audit.Entry{Type: audit.TypeCertPolicySet, Tenant: r.Tenant, Actor: who.TokenID, Reason: reason})
+		return c.record(tx, audit.Entry{Type: audit.TypeCertPolicySet, Tenant: r.Tenant, Key: api.CertPolicyTrail + name, Actor: who.TokenID, Reason: reason})
 	})
 	if err != nil {
 		return nil, err
@@ -192,7 +192,7 @@ func (c *Core) DeleteCertPolicy(ctx context.Context, who *Caller, name string) (
 		}
 		out = r.api()
 		out.Revoked = n
-		return c.record(tx, audit.Entry{Type: audit.TypeCertPolicyDelete, Tenant: r.Tenant, Actor: who.TokenID,
+		return c.record(tx, audit.Entry{Type: audit.TypeCertPolicyDelete, Tenant: r.Tenant, Key: api.CertPolicyTrail + name, Actor: who.TokenID,
 			Reason: fmt.Sprintf("certificate policy %s deleted; revoked %d certificates", name, n)})
 	})
 	if err != nil {
@@ -344,3 +344,20 @@ func serialKey(hexSerial string) []byte {
 }
 
 func serialHex(n *big.Int) string { return hex.EncodeToString(n.Bytes()) }
+
+// certPolicyTrailTenant is the tenant whose trail holds the audit entries
+// of certificate policy name, for a caller who may read it: its owner (a
+// deleted policy's trail stays readable) or an admin.
+func (c *Core) certPolicyTrailTenant(tx store.Tx, who *Caller, name string) (string, error) {
+	if err := ownPolicyName(who, name); err != nil {
+		return "", err
+	}
+	var r certPolicyRec
+	if err := getJSON(tx, bktCertPolicies, c.certPolicyKey(name), &r); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return "", notFound("no certificate policy %s", name)
+		}
+		return "", err
+	}
+	return r.Tenant, nil
+}

@@ -226,7 +226,7 @@ func namesNote(csr *x509.CertificateRequest) string {
 func certDenied(policyName, rule, reason string) *Error {
 	reason = truncate(reason, maxReason)
 	return &Error{Kind: KindDenied, Code: "denied", Message: fmt.Sprintf("certificate refused: %s: %s", rule, reason),
-		Denials: []api.Denial{{Key: "cert-policy:" + policyName, Rule: rule, Reason: reason}}}
+		Denials: []api.Denial{{Key: api.CertPolicyTrail + policyName, Rule: rule, Reason: reason}}}
 }
 
 // denyCert audits a refusal of the request as a whole (before the policy
@@ -265,6 +265,7 @@ func (c *Core) recordCert(tx store.Tx, rc *releaseCtx, req *api.CertRequest, pr 
 	}
 	e := releaseEntry(rc, t, decision)
 	e.Rule, e.Reason = rule, truncate(reason, maxReason+256)
+	e.Key = api.CertPolicyTrail + req.Policy
 	if pr != nil {
 		e.Tenant = pr.Tenant
 	}
