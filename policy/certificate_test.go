@@ -1,7 +1,10 @@
 package policy
 
 import (
+	"bytes"
 	"net"
+	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -107,4 +110,26 @@ func FuzzParseCert(f *testing.F) {
 			t.Fatalf("decision changed after round trip: %+v vs %+v", d, d2)
 		}
 	})
+}
+
+// TestClusterDocCertPolicies keeps docs/cluster.md honest: every yaml
+// block with a certificate section is a valid certificate policy.
+func TestClusterDocCertPolicies(t *testing.T) {
+	doc, err := os.ReadFile("../docs/cluster.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, b := range regexp.MustCompile("(?s)```yaml\n(.*?)```").FindAllSubmatch(doc, -1) {
+		if !bytes.Contains(b[1], []byte("certificate:")) {
+			continue
+		}
+		n++
+		if _, err := ParseCert(b[1]); err != nil {
+			t.Errorf("docs/cluster.md example %d: %v\n%s", n, err, b[1])
+		}
+	}
+	if n == 0 {
+		t.Fatal("no certificate policy example in docs/cluster.md")
+	}
 }
