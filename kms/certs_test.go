@@ -3,6 +3,7 @@ package kms_test
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"crypto/x509"
 	"encoding/hex"
 	"net"
@@ -354,4 +355,33 @@ func TestWorkloadIdentityRenews(t *testing.T) {
 	if next.Issued.Serial == first.Issued.Serial || bytes.Equal(next.Leaf.RawSubjectPublicKeyInfo, first.Leaf.RawSubjectPublicKeyInfo) {
 		t.Fatal("renewal kept the certificate or its key")
 	}
+}
+
+// Attack: copy a revoked certificate's older record back from a backup, so
+// that the revocation list no longer lists it. The store's state check
+// covers the certificate buckets: the key service refuses to start.
+func TestAttackRevokedCertificateRestored(t *testing.T) {
+	s := newSim(t, "runtime v1")
+	dir := t.TempDir()
+	cfg := kms.Config{SimKeys: []ed25519.PublicKey{s.PublicKey}}
+	e := startServer(t, dir, cfg)
+	alice, _ := e.party("alice", api.RoleOwner)
+	runner, _ := e.party("jobs", api.RoleRunner)
+	ctx := context.Background()
+	if _, err := alice.SetCertPolicy(ctx, "alice/xgb", s.Policy("certificate:\n  roles: [w]\n")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := runner.IssueCert(ctx, s.Attester(), manifest, jobDigest(t, manifest), client.CertOptions{Policy: "alice/xgb", Role: "w"}); err != nil {
+		t.Fatal(err)
+	}
+	backup := backupTo(t, e.admin)
+	if p, err := alice.SetCertPolicy(ctx, "alice/xgb", s.Policy("certificate:\n  roles: [w]\n  ttl: 2h\n")); err != nil || p.Revoked != 1 {
+		t.Fatalf("policy change: %+v %v", p, err)
+	}
+	e.stop()
+	if n := copyBackChanged(t, dir, backup, "certs"); n != 1 {
+		t.Fatalf("%d certificate rows changed since the backup", n)
+	}
+	msg := startRefused(t, dir, cfg)
+	mustSay(t, msg, "workload certificates (issued and revoked) (bucket certs)", "values were replaced by other values of the same rows")
 }

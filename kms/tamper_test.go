@@ -128,7 +128,7 @@ func TestAttackBootstrapMarkerDeleted(t *testing.T) {
 	e.stop()
 	rawEdit(t, dir, func(tx store.Tx) error { return tx.Delete("meta", []byte("bootstrapped")) })
 	msg := startRefused(t, dir, kms.Config{})
-	mustSay(t, msg, "refusing to start", "the service's signing keys and bootstrap marker (bucket meta)",
+	mustSay(t, msg, "refusing to start", "the service's signing keys, deployment CA and bootstrap marker (bucket meta)",
 		"the bootstrap marker meta/bootstrapped was deleted")
 }
 

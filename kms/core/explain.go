@@ -24,7 +24,11 @@ func DescribeBucket(bucket string) string {
 	case bktKeys:
 		return "keys (versions, key material and policies)"
 	case bktMeta:
-		return "the service's signing keys and bootstrap marker"
+		return "the service's signing keys, deployment CA and bootstrap marker"
+	case bktCertPolicies:
+		return "certificate policies"
+	case bktCerts:
+		return "workload certificates (issued and revoked)"
 	case "_store":
 		return "the store's own records"
 	}
@@ -45,6 +49,8 @@ func ExplainState(db *store.DB, tx store.Tx, bucket string, present func(key []b
 			{"bootstrapped", "the bootstrap marker meta/bootstrapped was deleted (without it a start would issue a new admin bootstrap token)"},
 			{"token_signing_key", "the attestation token signing key meta/token_signing_key was deleted"},
 			{"audit_signing_key", "the audit tree head signing key meta/audit_signing_key was deleted"},
+			{metaCAKey, "the deployment CA key meta/ca_key was deleted (without it a start would create a new deployment CA)"},
+			{metaCACert, "the deployment CA certificate meta/ca_cert was deleted"},
 		} {
 			if !present([]byte(m.key)) {
 				out = append(out, m.what)
