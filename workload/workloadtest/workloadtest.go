@@ -36,15 +36,17 @@ const Role = "xgboost-worker"
 // Cluster is a key service, an owner with certificate policy PolicyName
 // for JobDigest, and a runner token that asks for certificates.
 type Cluster struct {
-	KMS        *kmstest.Server
-	Sim        *kmstest.Sim
-	Owner      *client.Client
-	Runner     *client.Client
-	Manifest   []byte
-	JobDigest  []byte
-	PolicyName string
-	CA         *x509.Certificate
-	CRL        *client.CRLWatcher
+	KMS    *kmstest.Server
+	Sim    *kmstest.Sim
+	Owner  *client.Client
+	Runner *client.Client
+	// RunnerToken is the runner's API token, for worker processes.
+	RunnerToken string
+	Manifest    []byte
+	JobDigest   []byte
+	PolicyName  string
+	CA          *x509.Certificate
+	CRL         *client.CRLWatcher
 }
 
 // NewSim makes a simulated TEE measuring a small file whose content tells
@@ -85,11 +87,11 @@ func New(t testing.TB) *Cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	runner, _, err := srv.Party(ctx, "jobs", api.RoleRunner)
+	runner, tok, err := srv.Party(ctx, "jobs", api.RoleRunner)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &Cluster{KMS: srv, Sim: sim, Owner: owner, Runner: runner, Manifest: Manifest, JobDigest: Digest(t, Manifest), PolicyName: "alice/cluster"}
+	c := &Cluster{KMS: srv, Sim: sim, Owner: owner, Runner: runner, RunnerToken: tok.Token, Manifest: Manifest, JobDigest: Digest(t, Manifest), PolicyName: "alice/cluster"}
 	c.SetPolicy(t, "  roles: ["+Role+", tracker]\n")
 	if c.CA, err = runner.CA(ctx); err != nil {
 		t.Fatal(err)
