@@ -319,3 +319,40 @@ func TestWorkerDiesMidTraining(t *testing.T) {
 		t.Fatalf("worker 0's error: %s", msg)
 	}
 }
+
+// Worker 0 may use a tracker already running beside it (a sidecar), on
+// loopback only.
+func TestSidecarTracker(t *testing.T) {
+	cl := workloadtest.New(t)
+	tr, err := rabit.StartTracker(context.Background(), 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Stop()
+	lns, peers := listeners(t, 2)
+	ws := make([]*rabit.Worker, 2)
+	for i := range 2 {
+		srv, cli := cl.TLS(cl.Issue(t, workloadtest.Role), tunnel.ALPN, workloadtest.Role)
+		o := rabit.Options{Index: i, Peers: peers, Listener: lns[i], ServerTLS: srv, ClientTLS: cli}
+		if i == 0 {
+			o.Tracker = tr.Addr()
+		}
+		if ws[i], err = rabit.Join(context.Background(), o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	x, y := data(600, cols)
+	models, errs := runWorkers(t, 2, x, y, func(i int) *xgboost.Collective {
+		return &xgboost.Collective{TrackerHost: ws[i].TrackerHost, TrackerPort: ws[i].TrackerPort, TaskID: rabit.TaskID(i), WorldSize: 2, Rank: i}
+	})
+	ws[1].Close()
+	ws[0].Stop()
+	if errs[0] != nil || errs[1] != nil || !bytes.Equal(models[0], models[1]) {
+		t.Fatalf("training with a sidecar tracker: %v %v", errs[0], errs[1])
+	}
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	srv, cli := cl.TLS(cl.Issue(t, workloadtest.Role), tunnel.ALPN, workloadtest.Role)
+	if _, err := rabit.Join(context.Background(), rabit.Options{Index: 0, Peers: []string{ln.Addr().String()}, Listener: ln, ServerTLS: srv, ClientTLS: cli, Tracker: "10.0.0.1:9091"}); err == nil || !strings.Contains(err.Error(), "loopback") {
+		t.Fatalf("a tracker off loopback: %v", err)
+	}
+}

@@ -25,6 +25,12 @@ type Options struct {
 	// configurations (workload/mtls, ALPN tunnel.ALPN), accepting the
 	// job's workers only.
 	ServerTLS, ClientTLS *tls.Config
+	// Tracker, on worker 0, is the loopback address of a tracker already
+	// running beside it (a sidecar: under Gramine the runtime may not start
+	// python3). Empty: worker 0 starts XGBoost's tracker itself. The
+	// tracker only hands out ranks and ports; every link it arranges is an
+	// attested tunnel, and the relays check the ranks it assigns.
+	Tracker string
 	// ConnectTimeout bounds the wait for worker 0's tunnel (default 60s):
 	// past it, Join fails naming the address.
 	ConnectTimeout time.Duration
@@ -64,7 +70,13 @@ func Join(ctx context.Context, o Options) (*Worker, error) {
 		return tunnel.Dial(ctx, addr, target, o.ClientTLS)
 	}}}
 	targets := map[string]tunnel.Target{TargetRabit: w.RabitAddr}
-	if o.Index == 0 {
+	if o.Index == 0 && o.Tracker != "" {
+		if host, _, err := net.SplitHostPort(o.Tracker); err != nil || !net.ParseIP(host).IsLoopback() {
+			o.Listener.Close()
+			return nil, fmt.Errorf("rabit: tracker address %q: want a loopback HOST:PORT (the tracker link is plaintext)", o.Tracker)
+		}
+		targets[TargetTracker] = func() (string, error) { return o.Tracker, nil }
+	} else if o.Index == 0 {
 		t, err := StartTracker(ctx, len(o.Peers))
 		if err != nil {
 			o.Listener.Close()
@@ -114,8 +126,9 @@ func (w *Worker) waitForTracker(ctx context.Context, o Options) error {
 }
 
 // Close ends the worker's side. Worker 0 first waits (at most a minute)
-// for the tracker to see every worker shut down, since the others reach
-// the tracker through its tunnel server.
+// for the tracker it started to see every worker shut down, since the
+// others reach the tracker through its tunnel server; with a sidecar
+// tracker (Options.Tracker) it cannot tell, and must close last.
 func (w *Worker) Close() error {
 	var err error
 	if w.tracker != nil {
