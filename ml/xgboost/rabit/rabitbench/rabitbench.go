@@ -285,4 +285,3 @@ func identities(ctx context.Context) ([]*client.Cert, *workload.Trust, func(), e
 	roots.AddCert(certs[0].CA)
 	return certs, &workload.Trust{Roots: roots, Revocations: crl}, cleanup, nil
 }
-
