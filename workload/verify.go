@@ -50,7 +50,7 @@ type Revocations interface {
 // Trust is what a peer trusts: the deployment CA, a source of revocation
 // status, and a clock.
 type Trust struct {
-	// Roots holds the deployment CA certificate (what `ppml ca get` saves).
+	// Roots holds the deployment CA certificate (what `ppml cert ca` saves).
 	Roots *x509.CertPool
 	// Revocations gives revocation status. Nil refuses every certificate:
 	// a peer that cannot learn of revocations must not trust anyone.

@@ -132,7 +132,7 @@ func checkIssued(resp *api.IssuedCert, key *ecdsa.PrivateKey, jobDigest []byte, 
 }
 
 // CA fetches the deployment CA certificate (GET /v1/ca). Owners pin it
-// (ppml ca get); a TEE learns it over the connection it already trusts.
+// (ppml cert ca); a TEE learns it over the connection it already trusts.
 func (c *Client) CA(ctx context.Context) (*x509.Certificate, error) {
 	var b []byte
 	if err := c.do(ctx, "GET", "/v1/ca", nil, &b); err != nil {
