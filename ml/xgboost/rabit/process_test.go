@@ -3,10 +3,8 @@ package rabit_test
 import (
 	"bytes"
 	"context"
-	"crypto/x509"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,9 +18,6 @@ import (
 	"github.com/ppml/ppml/kms/kmstest"
 	"github.com/ppml/ppml/ml/xgboost"
 	"github.com/ppml/ppml/ml/xgboost/rabit"
-	"github.com/ppml/ppml/workload"
-	"github.com/ppml/ppml/workload/mtls"
-	"github.com/ppml/ppml/workload/tunnel"
 	"github.com/ppml/ppml/workload/workloadtest"
 )
 
@@ -75,27 +70,8 @@ func workerMain(path string) error {
 	d0 := m.Digest()
 	jd := d0[:]
 	att := (&kmstest.Sim{Dir: cfg.SimDir, Executable: cfg.SimExe}).Attester()
-	id, err := c.NewIdentity(ctx, att, cfg.Manifest, jd, client.CertOptions{Policy: cfg.Policy, Role: workloadtest.Role})
-	if err != nil {
-		return err
-	}
-	defer id.Close()
-	crl, err := c.WatchCRL(ctx, id.Current().CA)
-	if err != nil {
-		return err
-	}
-	defer crl.Close()
-	roots := x509.NewCertPool()
-	roots.AddCert(id.Current().CA)
-	own := id.Current().Identity
-	peer := &mtls.Peer{Trust: &workload.Trust{Roots: roots, Revocations: crl},
-		Expect: workload.Expect{JobDigest: own.JobDigest, Policy: own.Policy, Roles: []string{workloadtest.Role}, AllowInsecure: own.Insecure}}
-	ln, err := net.Listen("tcp", cfg.Peers[cfg.Index])
-	if err != nil {
-		return err
-	}
-	w, err := rabit.Join(ctx, rabit.Options{Index: cfg.Index, Peers: cfg.Peers, Listener: ln,
-		ServerTLS: mtls.ServerConfig(id, peer, tunnel.ALPN), ClientTLS: mtls.ClientConfig(id, peer, tunnel.ALPN), ConnectTimeout: 30 * time.Second})
+	w, err := rabit.JoinAttested(ctx, rabit.AttestedOptions{KMS: c, Attester: att, Manifest: cfg.Manifest, JobDigest: jd,
+		Policy: cfg.Policy, Index: cfg.Index, Peers: cfg.Peers, ConnectTimeout: 30 * time.Second})
 	if err != nil {
 		return err
 	}
@@ -108,8 +84,7 @@ func workerMain(path string) error {
 	if err := d.SetLabels(py); err != nil {
 		return err
 	}
-	bst, err := xgboost.Train(d, xgboost.Config{Params: params, Rounds: rounds, NThread: 1, Collective: &xgboost.Collective{
-		TrackerHost: w.TrackerHost, TrackerPort: w.TrackerPort, TaskID: rabit.TaskID(cfg.Index), WorldSize: len(cfg.Peers), Rank: cfg.Index}})
+	bst, err := xgboost.Train(d, xgboost.Config{Params: params, Rounds: rounds, NThread: 1, Collective: w.Collective()})
 	if err != nil {
 		w.Stop()
 		return w.TrainingError(err)

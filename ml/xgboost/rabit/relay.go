@@ -9,6 +9,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/ppml/ppml/workload/tunnel"
 )
@@ -48,6 +49,7 @@ type Relay struct {
 	cancel context.CancelFunc
 	ln     net.Listener
 	wg     sync.WaitGroup
+	relays sync.WaitGroup // tracker connections being relayed
 
 	mu        sync.Mutex
 	peerLns   map[int]net.Listener
@@ -81,8 +83,10 @@ func (r *Relay) Start() (host string, port int, err error) {
 				return
 			}
 			r.wg.Add(1)
+			r.relays.Add(1)
 			go func() {
 				defer r.wg.Done()
+				defer r.relays.Done()
 				if err := r.relayTracker(c); err != nil {
 					r.fail(err)
 				}
@@ -120,13 +124,33 @@ func (r *Relay) RabitAddr() (string, error) {
 	return net.JoinHostPort("127.0.0.1", strconv.Itoa(r.rabitPort)), nil
 }
 
-// Close stops relaying and closes every loopback port.
-func (r *Relay) Close() {
+// relayGrace bounds how long Close waits for tracker connections still
+// being relayed.
+const relayGrace = 10 * time.Second
+
+// Close stops relaying and closes every loopback port. It first lets the
+// tracker connections in flight finish (for at most relayGrace): XGBoost
+// sends its "shutdown" to the tracker and returns from training before the
+// relay has passed it on.
+func (r *Relay) Close() { r.close(true) }
+
+// Abort closes at once.
+func (r *Relay) Abort() { r.close(false) }
+
+func (r *Relay) close(graceful bool) {
 	if r.ln == nil {
 		return
 	}
-	r.cancel()
 	r.ln.Close()
+	if graceful {
+		done := make(chan struct{})
+		go func() { r.relays.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(relayGrace):
+		}
+	}
+	r.cancel()
 	r.mu.Lock()
 	for _, ln := range r.peerLns {
 		ln.Close()

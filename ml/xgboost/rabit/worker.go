@@ -155,7 +155,7 @@ func (w *Worker) Stop() {
 		w.server.Close()
 		<-w.served
 	}
-	w.Relay.Close()
+	w.Relay.Abort()
 	if w.tracker != nil {
 		w.tracker.Stop()
 	}
