@@ -1,5 +1,5 @@
 // Package benchcli is the command tree of ppml-bench: one command per
-// benchmark (envelope, attest, release, tpch, ml, serve, stream, dl), each measuring ppml
+// benchmark (envelope, attest, release, tpch, ml, serve, stream, dl, xgboost-dist), each measuring ppml
 // against a baseline in the same run. The measurements themselves live in
 // the packages under bench/; `ppml bench X` hands over to `ppml-bench X`.
 package benchcli
@@ -23,7 +23,7 @@ runs 'ppml-bench X'. --json prints a machine-readable result.`,
 		Example: `  ppml bench envelope
   ppml-bench envelope --size 256MiB --json`,
 	}
-	for _, f := range []func() *cobra.Command{newBenchEnvelopeCmd, newBenchAttestCmd, newBenchReleaseCmd, newBenchTPCHCmd, newBenchMLCmd, newBenchServeCmd, newBenchStreamCmd, newBenchDLCmd} {
+	for _, f := range []func() *cobra.Command{newBenchEnvelopeCmd, newBenchAttestCmd, newBenchReleaseCmd, newBenchTPCHCmd, newBenchMLCmd, newBenchServeCmd, newBenchStreamCmd, newBenchDLCmd, newBenchXGBDistCmd} {
 		root.AddCommand(f())
 	}
 	return command.Prepare(root)

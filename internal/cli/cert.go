@@ -56,7 +56,7 @@ file to peers and clients as the only CA they trust for ppml workers. No token i
 		Example: "  ppml cert ca --server https://kms:8443 -o deployment-ca.pem",
 		Args:    exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := kf.client(false)
+			c, err := kf.Client(false)
 			if err != nil {
 				return err
 			}
@@ -68,7 +68,7 @@ file to peers and clients as the only CA they trust for ppml workers. No token i
 			fp := fmt.Sprintf("sha256:%x", sha256.Sum256(ca.Raw))
 			info := map[string]any{"subject": ca.Subject.CommonName, "sha256": fp, "not_after": ca.NotAfter.UTC()}
 			if out == "" {
-				if kf.json {
+				if kf.JSON {
 					info["pem"] = string(p)
 					return writeJSON(cmd.OutOrStdout(), info)
 				}
@@ -80,10 +80,10 @@ file to peers and clients as the only CA they trust for ppml workers. No token i
 				return fmt.Errorf("deployment CA: %w", err)
 			}
 			info["file"] = out
-			return printResult(cmd, kf.json, info, fmt.Sprintf("deployment CA %q (certificate %s) written to %s", ca.Subject.CommonName, fp, out))
+			return printResult(cmd, kf.JSON, info, fmt.Sprintf("deployment CA %q (certificate %s) written to %s", ca.Subject.CommonName, fp, out))
 		},
 	}
-	kf.add(c)
+	kf.Add(c)
 	c.Flags().StringVarP(&out, "output", "o", "", "write the PEM certificate to FILE")
 	return c
 }
@@ -108,7 +108,7 @@ func newCertCRLCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			c, err := kf.client(false)
+			c, err := kf.Client(false)
 			if err != nil {
 				return err
 			}
@@ -138,10 +138,10 @@ func newCertCRLCmd() *cobra.Command {
 				res.Revoked = append(res.Revoked, r)
 				fmt.Fprintf(&sb, "\n  %s revoked %s", r.Serial, r.Revoked.Format(time.RFC3339))
 			}
-			return printResult(cmd, kf.json, res, sb.String())
+			return printResult(cmd, kf.JSON, res, sb.String())
 		},
 	}
-	kf.add(c)
+	kf.Add(c)
 	c.Flags().StringVarP(&out, "output", "o", "", "also write the DER list to FILE")
 	c.Flags().StringVar(&caFile, "deployment-ca", "", "the pinned deployment CA certificate (PEM, from ppml cert ca)")
 	return c
@@ -171,7 +171,7 @@ func newCertPolicyCmd() *cobra.Command {
 			if _, err := policy.ParseCert(doc); err != nil {
 				return fmt.Errorf("%s: %w", args[1], err)
 			}
-			c, err := kfs.client(true)
+			c, err := kfs.Client(true)
 			if err != nil {
 				return err
 			}
@@ -179,14 +179,14 @@ func newCertPolicyCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return printResult(cmd, kfs.json, p, fmt.Sprintf("certificate policy %s version %d set; %d certificates of earlier versions revoked", p.Name, p.Version, p.Revoked))
+			return printResult(cmd, kfs.JSON, p, fmt.Sprintf("certificate policy %s version %d set; %d certificates of earlier versions revoked", p.Name, p.Version, p.Revoked))
 		},
 	}
-	kfs.add(set)
+	kfs.Add(set)
 	get := &cobra.Command{
 		Use: "get TENANT/NAME", Short: "Print a certificate policy (YAML; --json for JSON)", Example: "  ppml cert policy get alice/xgb-train", Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := kfg.client(true)
+			c, err := kfg.Client(true)
 			if err != nil {
 				return err
 			}
@@ -200,14 +200,14 @@ func newCertPolicyCmd() *cobra.Command {
 					text += "\n" + strings.TrimRight(string(y), "\n")
 				}
 			}
-			return printResult(cmd, kfg.json, p, text)
+			return printResult(cmd, kfg.JSON, p, text)
 		},
 	}
-	kfg.add(get)
+	kfg.Add(get)
 	list := &cobra.Command{
 		Use: "list", Short: "List your certificate policies (every tenant's for an admin)", Example: "  ppml cert policy list", Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := kfl.client(true)
+			c, err := kfl.Client(true)
 			if err != nil {
 				return err
 			}
@@ -219,15 +219,15 @@ func newCertPolicyCmd() *cobra.Command {
 			for _, p := range ps {
 				fmt.Fprintf(&sb, "%s version %d, updated %s\n", p.Name, p.Version, p.Updated.UTC().Format(time.RFC3339))
 			}
-			return printResult(cmd, kfl.json, ps, strings.TrimRight(sb.String(), "\n"))
+			return printResult(cmd, kfl.JSON, ps, strings.TrimRight(sb.String(), "\n"))
 		},
 	}
-	kfl.add(list)
+	kfl.Add(list)
 	del := &cobra.Command{
 		Use: "delete TENANT/NAME", Short: "Delete a certificate policy: nothing more is issued under it and its certificates are revoked",
 		Example: "  ppml cert policy delete alice/xgb-train", Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := kfd.client(true)
+			c, err := kfd.Client(true)
 			if err != nil {
 				return err
 			}
@@ -235,10 +235,10 @@ func newCertPolicyCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return printResult(cmd, kfd.json, p, fmt.Sprintf("certificate policy %s deleted; %d certificates revoked", p.Name, p.Revoked))
+			return printResult(cmd, kfd.JSON, p, fmt.Sprintf("certificate policy %s deleted; %d certificates revoked", p.Name, p.Revoked))
 		},
 	}
-	kfd.add(del)
+	kfd.Add(del)
 	c.AddCommand(set, get, list, del)
 	return c
 }
@@ -250,7 +250,7 @@ func newCertListCmd() *cobra.Command {
 		Use: "list [--policy TENANT/NAME]", Short: "List the certificates issued under your certificate policies",
 		Example: "  ppml cert list --policy alice/xgb-train --json", Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := kf.client(true)
+			c, err := kf.Client(true)
 			if err != nil {
 				return err
 			}
@@ -270,10 +270,10 @@ func newCertListCmd() *cobra.Command {
 				}
 				fmt.Fprintf(&sb, "%s %s v%d role %s job sha256:%x %s%s, %s\n", x.Serial, x.Policy, x.PolicyVersion, x.Role, []byte(x.Job), x.Platform, sim, state)
 			}
-			return printResult(cmd, kf.json, cs, strings.TrimRight(sb.String(), "\n"))
+			return printResult(cmd, kf.JSON, cs, strings.TrimRight(sb.String(), "\n"))
 		},
 	}
-	kf.add(c)
+	kf.Add(c)
 	c.Flags().StringVar(&pol, "policy", "", "only certificates of this certificate policy")
 	return c
 }

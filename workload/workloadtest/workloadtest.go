@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/ppml/ppml/engine/specs"
 	"github.com/ppml/ppml/job"
 	"github.com/ppml/ppml/kms/api"
 	"github.com/ppml/ppml/kms/client"
@@ -68,7 +69,7 @@ func NewSim(t testing.TB, content string) *kmstest.Sim {
 // Digest is the job digest of a manifest.
 func Digest(t testing.TB, manifest []byte) []byte {
 	t.Helper()
-	m, err := job.Parse(manifest, "/")
+	m, err := job.Parse(manifest, "/", specs.All)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ppml/ppml/atomicfile"
+	"github.com/ppml/ppml/engine/specs"
 	"github.com/ppml/ppml/job"
 	"github.com/ppml/ppml/kms/client"
 	"github.com/ppml/ppml/kms/kmstest"
@@ -63,7 +64,7 @@ func workerMain(path string) error {
 	if err != nil {
 		return err
 	}
-	m, err := job.Parse(cfg.Manifest, "/")
+	m, err := job.Parse(cfg.Manifest, "/", specs.All)
 	if err != nil {
 		return err
 	}

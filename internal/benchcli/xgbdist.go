@@ -1,17 +1,16 @@
-package cli
+package benchcli
 
 import (
 	"fmt"
 
 	"github.com/spf13/cobra"
 
-	"github.com/ppml/ppml/ml/xgboost/rabit/rabitbench"
+	xgbdistbench "github.com/ppml/ppml/bench/xgbdist"
+	"github.com/ppml/ppml/internal/command"
 )
 
-func init() { registerBench(newBenchXGBDistCmd) }
-
 func newBenchXGBDistCmd() *cobra.Command {
-	var cfg rabitbench.Config
+	var cfg xgbdistbench.Config
 	var asJSON bool
 	c := &cobra.Command{
 		Use:   "xgboost-dist",
@@ -24,19 +23,19 @@ times, the tunnels' overhead ratio against plain TCP (target ≤ 1.10) and wheth
 built the same model. Needs /usr/bin/python3 with python3-xgboost (the tracker).`,
 		Example: `  ppml bench xgboost-dist
   ppml bench xgboost-dist --rows 50000 --rounds 20 --json`,
-		Args: exactArgs(0),
+		Args: command.ExactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if cfg.Rows < 100 || cfg.Cols < 1 || cfg.Rounds < 1 || cfg.MaxDepth < 1 || cfg.Repeat < 1 {
-				return usageErrorf("--rows must be at least 100 and --cols, --rounds, --depth, --repeat at least 1")
+				return command.Usagef("--rows must be at least 100 and --cols, --rounds, --depth, --repeat at least 1")
 			}
-			res, err := rabitbench.Run(cmd.Context(), cfg)
+			res, err := xgbdistbench.Run(cmd.Context(), cfg)
 			if err != nil {
 				return fmt.Errorf("bench xgboost-dist: %w", err)
 			}
-			if asJSON {
-				return writeJSON(cmd.OutOrStdout(), res)
-			}
 			w := cmd.OutOrStdout()
+			if asJSON {
+				return command.WriteJSON(w, res)
+			}
 			fmt.Fprintf(w, "XGBoost %s, hist, %d rounds, depth %d, %d × %d regression table, 1 thread per worker, %s\n",
 				res.XGBoostVersion, res.Rounds, res.MaxDepth, res.Rows, res.Cols, res.Platform)
 			fmt.Fprintf(w, "  1 worker:                        %.2f s\n", res.SingleSeconds)

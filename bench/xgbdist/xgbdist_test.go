@@ -1,4 +1,4 @@
-package rabitbench
+package xgbdistbench
 
 import (
 	"context"

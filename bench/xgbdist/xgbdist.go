@@ -1,10 +1,10 @@
-// Package rabitbench measures distributed XGBoost training over attested
+// Package xgbdistbench measures distributed XGBoost training over attested
 // tunnels (ppml bench xgboost-dist): the same training on one worker, on
 // two workers over plain TCP, and on two workers over mutually attested
 // TLS tunnels with certificates from a key service on loopback, in one
 // run, with the tunnels' overhead as a ratio against plain TCP and a check
 // that every run built the same model.
-package rabitbench
+package xgbdistbench
 
 import (
 	"bytes"
@@ -20,6 +20,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ppml/ppml/engine/specs"
 	"github.com/ppml/ppml/job"
 	"github.com/ppml/ppml/kms/api"
 	"github.com/ppml/ppml/kms/client"
@@ -262,7 +263,7 @@ func identities(ctx context.Context) ([]*client.Cert, *workload.Trust, func(), e
 	if err != nil {
 		return fail(err)
 	}
-	m, err := job.Parse(manifest, "/")
+	m, err := job.Parse(manifest, "/", specs.All)
 	if err != nil {
 		return fail(err)
 	}
