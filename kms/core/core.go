@@ -91,7 +91,7 @@ type Core struct {
 	// flushDone is closed when it has ended.
 	stopFlush, flushDone chan struct{}
 	closeOnce            sync.Once
-	ca       *authority // the deployment CA (ca.go)
+	ca                   *authority // the deployment CA (ca.go)
 }
 
 // Caller is who calls an operation: the API token's id (never the token),
