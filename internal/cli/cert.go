@@ -32,8 +32,10 @@ func newCertCmd() *cobra.Command {
 	return c
 }
 
-func writeOut(out string, data []byte, perm os.FileMode) error {
-	f, err := atomicfile.Create(out, atomicfile.Options{Perm: perm, Overwrite: true})
+// writeOut writes data to out atomically; an existing file is replaced
+// only with force (the CLI's one overwrite rule, docs/cli.md).
+func writeOut(out string, data []byte, perm os.FileMode, force bool) error {
+	f, err := atomicfile.Create(out, atomicfile.Options{Perm: perm, Overwrite: force})
 	if err != nil {
 		return err
 	}
@@ -47,6 +49,7 @@ func writeOut(out string, data []byte, perm os.FileMode) error {
 func newCertCACmd() *cobra.Command {
 	var kf kmsFlags
 	var out string
+	var force bool
 	c := &cobra.Command{
 		Use:   "ca [-o FILE]",
 		Short: "Fetch the deployment CA certificate (PEM) that signs workload certificates, to pin it",
@@ -76,7 +79,7 @@ file to peers and clients as the only CA they trust for ppml workers. No token i
 				fmt.Fprintf(cmd.ErrOrStderr(), "deployment CA %q, certificate %s\n", ca.Subject.CommonName, fp)
 				return err
 			}
-			if err := writeOut(out, p, 0o644); err != nil {
+			if err := writeOut(out, p, 0o644, force); err != nil {
 				return fmt.Errorf("deployment CA: %w", err)
 			}
 			info["file"] = out
@@ -85,12 +88,14 @@ file to peers and clients as the only CA they trust for ppml workers. No token i
 	}
 	kf.Add(c)
 	c.Flags().StringVarP(&out, "output", "o", "", "write the PEM certificate to FILE")
+	c.Flags().BoolVar(&force, "force", false, "replace an existing file")
 	return c
 }
 
 func newCertCRLCmd() *cobra.Command {
 	var kf kmsFlags
 	var out, caFile string
+	var force bool
 	c := &cobra.Command{
 		Use:     "crl --deployment-ca FILE [-o FILE]",
 		Short:   "Fetch the deployment CA's revocation list, verify it against the pinned CA and list what it revokes",
@@ -117,7 +122,7 @@ func newCertCRLCmd() *cobra.Command {
 				return err
 			}
 			if out != "" {
-				if err := writeOut(out, l.List.Raw, 0o644); err != nil {
+				if err := writeOut(out, l.List.Raw, 0o644, force); err != nil {
 					return fmt.Errorf("revocation list: %w", err)
 				}
 			}
@@ -143,6 +148,7 @@ func newCertCRLCmd() *cobra.Command {
 	}
 	kf.Add(c)
 	c.Flags().StringVarP(&out, "output", "o", "", "also write the DER list to FILE")
+	c.Flags().BoolVar(&force, "force", false, "replace an existing file")
 	c.Flags().StringVar(&caFile, "deployment-ca", "", "the pinned deployment CA certificate (PEM, from ppml cert ca)")
 	return c
 }
