@@ -126,9 +126,14 @@ func TestEngineBuildTags(t *testing.T) {
 	if slices.ContainsFunc(noSQL, func(p listed) bool { return p.ImportPath == buildtest.Module+"/engine/sql" }) {
 		t.Error("ppml_no_sql still links the sql engine")
 	}
+	// go-redis stays while the serve engine (Cluster Serving's Redis queue) is in.
 	noStream := goList(t, "./", []string{"ppml_no_stream"})
-	if has(noStream, "/engine/stream") || has(noStream, "franz-go") || has(noStream, "nats-io") || has(noStream, "go-redis") {
-		t.Error("ppml_no_stream still links the stream engine or a broker client")
+	if has(noStream, "/engine/stream") || has(noStream, "franz-go") || has(noStream, "nats-io") {
+		t.Error("ppml_no_stream still links the stream engine or a Kafka/NATS client")
+	}
+	noStreamServe := goList(t, "./", []string{"ppml_no_stream", "ppml_no_serve"})
+	if has(noStreamServe, "go-redis") {
+		t.Error("ppml_no_stream,ppml_no_serve still links the Redis client")
 	}
 	noDL := goList(t, "./", []string{"ppml_no_dl"})
 	if has(noDL, "/engine/dl") || has(noDL, "/dl/torch") {
