@@ -5,8 +5,9 @@ protocols (docs/python.md):
 
 - envelopes: ``ppml.open(path, keys=...)``, ``ppml.create(path, key=..., content_type=...)``,
   ``ppml.encrypt_file``, ``ppml.decrypt_file``, ``ppml.inspect``; keys are ``LocalKey``
-  (key files), ``KMSKey`` (``kms://`` keys at the key service) or key file paths and
-  ``kms://`` strings;
+  (key files), ``KMSKey`` (``kms://`` keys at the key service), ``RecipientIdentity`` (a
+  recipient's private key file) or key file paths and ``kms://`` strings; ``create(path,
+  recipient=...)`` encrypts to a public key (``Recipient``, ``ppml1…`` text or ``.pub`` file);
 - DataFrames: ``ppml.read_csv``, ``read_json``, ``to_csv``, ``to_json`` (pandas), and
   ``read_parquet`` / ``to_parquet`` through the ``ppml`` CLI;
 - the key service: ``ppml.KeyService``; the audit log: ``ppml.audit``;
@@ -34,6 +35,8 @@ _EXPORTS = {
     "parse_key_ref": ("keyref", "parse"),
     "LocalKey": ("keys", "LocalKey"),
     "KMSKey": ("keys", "KMSKey"),
+    "Recipient": ("recipient", "Recipient"),
+    "RecipientIdentity": ("recipient", "RecipientIdentity"),
     "Keyring": ("keys", "Keyring"),
     "KeyService": ("kms", "KeyService"),
     "read_csv": ("frames", "read_csv"),
@@ -64,7 +67,7 @@ _EXPORTS = {
 }
 
 _SUBMODULES = {"audit", "job", "errors", "keyref", "keys", "kms", "frames", "jobenv", "bench", "merkle", "jcs",
-               "header", "reader", "writer", "envelope", "atomic", "cli"}
+               "header", "reader", "writer", "envelope", "atomic", "cli", "recipient", "hpke"}
 
 __all__ = sorted(_EXPORTS) + sorted(_SUBMODULES)
 

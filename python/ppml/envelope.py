@@ -23,7 +23,8 @@ def _with_path(e, path):
 def open(file, mode="rb", *, keys=None, encoding=None, errors=None, newline=None, workers=None):
     """Open an envelope for reading, like the built-in ``open``.
 
-    ``file`` is a path or a binary file object; ``keys`` a key, a key file path, a
+    ``file`` is a path or a binary file object; ``keys`` a key, a key file path (a local key or
+    a recipient private key, as ``ppml key generate [--recipient]`` writes them), a
     ``kms://HOST[:PORT]/KEY`` reference, or a list of them (the first that holds the file's key
     is used). ``mode`` is ``"rb"`` (a seekable binary file object; a non-seekable source such
     as a pipe gives a sequential one) or ``"r"``/``"rt"`` (text, ``encoding`` default UTF-8).
@@ -72,12 +73,23 @@ def open(file, mode="rb", *, keys=None, encoding=None, errors=None, newline=None
     return io.TextIOWrapper(_Buffered(f), encoding=encoding or "utf-8", errors=errors, newline=newline)
 
 
-def create(file, mode="wb", *, key, content_type="bytes", size=None, overwrite=False,
+def _writing_key(key, recipient):
+    if (key is None) == (recipient is None):
+        raise TypeError("give exactly one of key= (a local or key-service key) and recipient= (a public key)")
+    if recipient is not None:
+        from .recipient import Recipient
+        return Recipient.from_key(recipient)
+    return keymod.as_key(key)
+
+
+def create(file, mode="wb", *, key=None, recipient=None, content_type="bytes", size=None, overwrite=False,
            segment_size=hdr.DEFAULT_SEGMENT_SIZE, encoding=None, errors=None, newline=None):
     """Create an envelope and return a writable file object.
 
     ``key`` is a LocalKey, a key file path, a ``kms://HOST[:PORT]/KEY`` reference (the data key
     comes from the key service, the header records the version that wrapped it) or a KMSKey.
+    Instead of ``key``, ``recipient`` encrypts to a public key: its text (``ppml1…``), a public
+    key file (``owner.pub``) or a Recipient; only the matching private key file opens the file.
     For a path the write is atomic: the file appears only when ``close()`` (or the end of a
     ``with`` block) succeeds; an exception, ``abort()`` or a writer that is never closed leaves
     nothing behind. An existing file is an error unless ``overwrite``. ``size`` records the
@@ -85,7 +97,7 @@ def create(file, mode="wb", *, key, content_type="bytes", size=None, overwrite=F
     """
     if mode not in ("w", "wt", "wb"):
         raise ValueError(f"mode {mode!r}: ppml.create writes (w, wt, wb)")
-    k = keymod.as_key(key)
+    k = _writing_key(key, recipient)
     if isinstance(file, (str, bytes, os.PathLike)):
         path = os.fsdecode(file)
         sink = AtomicFile(path, overwrite=overwrite)
@@ -102,10 +114,10 @@ def create(file, mode="wb", *, key, content_type="bytes", size=None, overwrite=F
     return _TextWriter(w, encoding=encoding or "utf-8", errors=errors, newline=newline)
 
 
-def encrypt_file(src, dst=None, *, key, content_type=None, overwrite=False):
+def encrypt_file(src, dst=None, *, key=None, recipient=None, content_type=None, overwrite=False):
     """Encrypt the file src to dst (default src + ".ppml") with its length recorded, as
     ``ppml encrypt``; the content type defaults from the extension (csv, json, parquet, else
-    bytes). Returns the header."""
+    bytes). ``key`` or ``recipient`` as for ``create``. Returns the header."""
     src = os.fsdecode(src)
     dst = os.fsdecode(dst) if dst is not None else src + ".ppml"
     if content_type is None:
@@ -114,7 +126,7 @@ def encrypt_file(src, dst=None, *, key, content_type=None, overwrite=False):
                         "parquet": "parquet"}.get(ext, "bytes")
     with io.open(src, "rb") as f:
         st = os.fstat(f.fileno())
-        w = create(dst, key=key, content_type=content_type, size=st.st_size if stat.S_ISREG(st.st_mode) else None,
+        w = create(dst, key=key, recipient=recipient, content_type=content_type, size=st.st_size if stat.S_ISREG(st.st_mode) else None,
                    overwrite=overwrite)
         with w:
             while True:

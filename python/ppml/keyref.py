@@ -9,6 +9,11 @@ from dataclasses import dataclass
 
 SCHEME_LOCAL = "local"
 SCHEME_KMS = "kms"
+SCHEME_RECIPIENT = "recipient"
+KEM_X25519 = "x25519"
+KEM_MLKEM768X25519 = "mlkem768x25519"
+KEMS = (KEM_MLKEM768X25519, KEM_X25519)
+_KEM_DISPLAY = {KEM_X25519: "X25519", KEM_MLKEM768X25519: "ML-KEM-768 + X25519"}
 MAX_KEY_REF_LEN = 1024
 MAX_KEY_NAME_LEN = 256
 
@@ -23,15 +28,18 @@ class KeyRef:
     """A parsed key reference. ``str(ref)`` is its canonical form."""
 
     scheme: str
-    key_id: str = ""  # local: 32 lowercase hex digits
+    key_id: str = ""  # local and recipient: 32 lowercase hex digits
     host: str = ""  # kms: DNS name, IPv4, or IPv6 without brackets
     port: int = 0  # kms: 0 when absent
     name: str = ""  # kms: key name
     version: int = 0  # kms: 0 when absent (the newest version)
+    kem: str = ""  # recipient: "mlkem768x25519" or "x25519"
 
     def __str__(self):
         if self.scheme == SCHEME_LOCAL:
             return "local:" + self.key_id
+        if self.scheme == SCHEME_RECIPIENT:
+            return "recipient:" + self.kem + ":" + self.key_id
         if self.scheme == SCHEME_KMS:
             host = f"[{self.host}]" if ":" in self.host else self.host
             s = "kms://" + host
@@ -47,18 +55,25 @@ class KeyRef:
         """A phrase for messages, as Go's KeyRef.Describe."""
         if self.scheme == SCHEME_LOCAL:
             return "local key " + self.key_id
+        if self.scheme == SCHEME_RECIPIENT:
+            return f"recipient key {self.key_id} ({kem_display(self.kem)})"
         return "key-service key " + str(self)
 
     def with_version(self, version):
-        return KeyRef(self.scheme, self.key_id, self.host, self.port, self.name, version)
+        return KeyRef(self.scheme, self.key_id, self.host, self.port, self.name, version, self.kem)
 
     def same_key(self, other):
         """Whether other names the same key, ignoring a kms:// version."""
         if self.scheme != other.scheme:
             return False
-        if self.scheme == SCHEME_LOCAL:
-            return self.key_id == other.key_id
+        if self.scheme in (SCHEME_LOCAL, SCHEME_RECIPIENT):
+            return (self.kem, self.key_id) == (other.kem, other.key_id)
         return (self.host, self.port, self.name) == (other.host, other.port, other.name)
+
+
+def kem_display(kem):
+    """The KEM as people write it, for messages (Go: envelope.KEMDisplay)."""
+    return _KEM_DISPLAY.get(kem, kem)
 
 
 def parse(s):
@@ -72,6 +87,16 @@ def parse(s):
         if not _LOWER_HEX32.fullmatch(kid):
             raise ValueError(f"key reference {s!r}: local key id must be 32 lowercase hex digits")
         ref = KeyRef(SCHEME_LOCAL, key_id=kid)
+    elif s.startswith("recipient:"):
+        kem, sep, kid = s[len("recipient:"):].partition(":")
+        if not sep:
+            raise ValueError(f"key reference {s!r}: want recipient:KEM:ID")
+        if kem not in KEMS:
+            raise ValueError(f"key reference {s!r}: unknown recipient key type {kem!r} "
+                             f"(want {' or '.join(KEMS)})")
+        if not _LOWER_HEX32.fullmatch(kid):
+            raise ValueError(f"key reference {s!r}: recipient key id must be 32 lowercase hex digits")
+        ref = KeyRef(SCHEME_RECIPIENT, key_id=kid, kem=kem)
     elif s.startswith("kms://"):
         rest = s[len("kms://"):]
         slash = rest.find("/")
@@ -93,7 +118,7 @@ def parse(s):
             version = int(ver)
         ref = KeyRef(SCHEME_KMS, host=host, port=port, name=name, version=version)
     else:
-        raise ValueError(f"key reference {s!r}: must start with local: or kms://")
+        raise ValueError(f"key reference {s!r}: must start with local:, recipient: or kms://")
     if str(ref) != s:
         raise ValueError(f"key reference {s!r} is not in canonical form ({str(ref)!r})")
     return ref

@@ -8,8 +8,9 @@ key is anything with one or both of two methods:
 - ``unwrap_data_key(ref, wrapped, aad) -> data_key`` — raise WrongKeyError when the key is not
   the one ``ref`` names (reading).
 
-LocalKey and KMSKey implement both. Public-key recipients (issue 13) will be a third kind behind
-the same two methods once the envelope format defines them; nothing here assumes only two kinds.
+LocalKey and KMSKey implement both; public-key recipients (module recipient) are the third kind:
+a Recipient (public key) only wraps, a RecipientIdentity (private key file) also unwraps. A key
+file path loads as a LocalKey or a RecipientIdentity by its key line.
 """
 import datetime
 import hashlib
@@ -24,7 +25,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from . import keyref
-from .errors import CorruptHeaderError, KeyFileError, WrongKeyError
+from .errors import CorruptHeaderError, KeyFileError, UnsupportedError, WrongKeyError
 from .header import DATA_KEY_SIZE, TAG_SIZE
 
 LOCAL_KEY_SIZE = 32
@@ -79,19 +80,8 @@ class LocalKey:
     @classmethod
     def parse(cls, data, path=None):
         """Parse the key file format (docs/formats/envelope.md, section 5)."""
-        if isinstance(data, str):
-            data = data.encode("utf-8")
-        if len(data) > MAX_KEY_FILE_SIZE:
-            raise KeyFileError(f"not a ppml key file: larger than {MAX_KEY_FILE_SIZE} bytes")
         secret, stated = None, ""
-        text = data.decode("utf-8", "surrogateescape")  # comments may hold any bytes, as in Go
-        lines = text.split("\n")
-        if lines and lines[-1] == "":
-            lines.pop()
-        for i, line in enumerate(lines, 1):
-            t = line.strip()
-            if not t:
-                continue
+        for i, t in key_file_lines(data, MAX_KEY_FILE_SIZE):
             if t.startswith("#"):
                 if t.startswith("# key id:"):
                     stated = t[len("# key id:"):].strip()
@@ -117,23 +107,12 @@ class LocalKey:
     def load(cls, path):
         """Read a key file (Go: keyfile.Load)."""
         path = os.fspath(path)
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError as e:
-            raise KeyFileError(f"key file: {e.strerror}: {path}") from None
-        with os.fdopen(fd, "rb") as f:
-            st = os.fstat(f.fileno())
-            if not stat.S_ISREG(st.st_mode):
-                raise KeyFileError(f"key file {path} is not a regular file")
-            data = f.read(MAX_KEY_FILE_SIZE + 1)
+        data, warning = read_key_file(path)
         try:
             k = cls.parse(data, path=path)
         except KeyFileError as e:
             raise KeyFileError(f"key file {path}: {e}") from None
-        perm = stat.S_IMODE(st.st_mode)
-        if perm & 0o077:
-            k.warning = (f"key file {path} has mode {perm:04o}: group or others can access it; "
-                         f"run chmod 600 {path}")
+        k.warning = warning
         return k
 
     @classmethod
@@ -148,6 +127,59 @@ class LocalKey:
         with AtomicFile(path, overwrite=overwrite) as f:
             f.write(text.encode("ascii"))
         return k
+
+
+def read_key_file(path):
+    """The bytes of a key file and a warning ("" when none) if group or others can access it."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as e:
+        raise KeyFileError(f"key file: {e.strerror}: {path}") from None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise KeyFileError(f"key file {path} is not a regular file")
+        data = f.read(MAX_KEY_FILE_SIZE + 1)
+    perm = stat.S_IMODE(st.st_mode)
+    warning = ""
+    if perm & 0o077:
+        warning = f"key file {path} has mode {perm:04o}: group or others can access it; run chmod 600 {path}"
+    return data, warning
+
+
+def key_file_lines(data, limit):
+    """(line number, stripped line) of a key file's non-blank lines (section 5)."""
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    if len(data) > limit:
+        raise KeyFileError(f"not a ppml key file: larger than {limit} bytes")
+    text = data.decode("utf-8", "surrogateescape")  # comments may hold any bytes, as in Go
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    for i, line in enumerate(lines, 1):
+        t = line.strip()
+        if t:
+            yield i, t
+
+
+def load_key_file(path):
+    """A local key (LocalKey) or a recipient private key (RecipientIdentity), by the file's key line."""
+    path = os.fspath(path)
+    data, warning = read_key_file(path)
+    if b"ppml-recipient-key-v1:" in data:
+        from .recipient import RecipientIdentity
+        cls = RecipientIdentity
+    else:
+        cls = LocalKey
+    try:
+        k = cls.parse(data, path=path)
+    except KeyFileError as e:
+        raise KeyFileError(f"key file {path}: {e}") from None
+    except UnsupportedError as e:
+        raise UnsupportedError(f"key file {path}: {e}") from None
+    k.warning = warning
+    return k
 
 
 class Keyring:
@@ -214,9 +246,9 @@ def as_key(k):
     if isinstance(k, str) and k.startswith("kms://"):
         return KMSKey(k)
     if isinstance(k, (str, bytes, os.PathLike)):
-        return LocalKey.load(os.fsdecode(k))
+        return load_key_file(os.fsdecode(k))
     raise TypeError(f"cannot use {type(k).__name__} as a key: give a key file path, a kms:// reference, "
-                    "a LocalKey or a KMSKey")
+                    "a LocalKey, a RecipientIdentity or a KMSKey")
 
 
 def resolver(keys):
