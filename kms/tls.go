@@ -95,25 +95,13 @@ func createSelfSigned(certFile, keyFile string, hosts []string) error {
 	// certificate, so a crash between the two leaves a key without a
 	// certificate, which the next start replaces, and never a certificate
 	// without its key. Each file appears whole or not at all.
-	if err := writeAtomic(keyFile, kpem, 0o600); err != nil {
+	if err := atomicfile.WriteFile(keyFile, kpem, atomicfile.Options{Perm: 0o600, Overwrite: true}); err != nil {
 		return fmt.Errorf("write TLS key: %w", err)
 	}
-	if err := writeAtomic(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+	if err := atomicfile.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), atomicfile.Options{Perm: 0o644, Overwrite: true}); err != nil {
 		return fmt.Errorf("write TLS certificate: %w", err)
 	}
 	return nil
-}
-
-func writeAtomic(path string, data []byte, perm os.FileMode) error {
-	f, err := atomicfile.Create(path, atomicfile.Options{Perm: perm, Overwrite: true})
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Abort()
-		return err
-	}
-	return f.Commit()
 }
 
 // Serve serves the API over TLS 1.3 on ln until ctx ends, then shuts down

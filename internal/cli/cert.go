@@ -32,20 +32,6 @@ func newCertCmd() *cobra.Command {
 	return c
 }
 
-// writeOut writes data to out atomically; an existing file is replaced
-// only with force (the CLI's one overwrite rule, docs/cli.md).
-func writeOut(out string, data []byte, perm os.FileMode, force bool) error {
-	f, err := atomicfile.Create(out, atomicfile.Options{Perm: perm, Overwrite: force})
-	if err != nil {
-		return err
-	}
-	defer f.Abort()
-	if _, err := f.Write(data); err != nil {
-		return err
-	}
-	return f.Commit()
-}
-
 func newCertCACmd() *cobra.Command {
 	var kf kmsFlags
 	var out string
@@ -79,7 +65,7 @@ file to peers and clients as the only CA they trust for ppml workers. No token i
 				fmt.Fprintf(cmd.ErrOrStderr(), "deployment CA %q, certificate %s\n", ca.Subject.CommonName, fp)
 				return err
 			}
-			if err := writeOut(out, p, 0o644, force); err != nil {
+			if err := atomicfile.WriteFile(out, p, atomicfile.Options{Perm: 0o644, Overwrite: force}); err != nil {
 				return fmt.Errorf("deployment CA: %w", err)
 			}
 			info["file"] = out
@@ -122,7 +108,7 @@ func newCertCRLCmd() *cobra.Command {
 				return err
 			}
 			if out != "" {
-				if err := writeOut(out, l.List.Raw, 0o644, force); err != nil {
+				if err := atomicfile.WriteFile(out, l.List.Raw, atomicfile.Options{Perm: 0o644, Overwrite: force}); err != nil {
 					return fmt.Errorf("revocation list: %w", err)
 				}
 			}
