@@ -154,10 +154,6 @@ ppml_status ppml_init(void) {
 	if (g_init_done) return ok();
 	return guard([] {
 		c10::SetCPUAllocator(&g_allocator, /*priority=*/100);
-		// Plain interpretation: every op runs its eager kernel with autograd recording it, like
-		// a Python nn.Module; no profiling runs, fusion or graph rewrites that could change the
-		// arithmetic between the first batches and the rest.
-		torch::jit::setGraphExecutorOptimize(false);
 		try {
 			at::set_num_interop_threads(1);
 		} catch (const c10::Error &) {
@@ -174,6 +170,13 @@ ppml_status ppml_set_threads(int n) {
 	return guard([n] {
 		TORCH_CHECK(n >= 1, "threads must be at least 1, got ", n);
 		at::set_num_threads(n);
+		// Plain interpretation: every op runs its eager kernel with autograd recording it, like
+		// a Python nn.Module; no profiling runs, fusion or graph rewrites that could change the
+		// arithmetic between the first batches and the rest. The switch is thread-local in
+		// libtorch, so it is set here, on the model's own thread: set once in ppml_init it held
+		// only for the thread that happened to run ppml_init, and the one model that reused that
+		// thread trained to different bits than every other.
+		torch::jit::setGraphExecutorOptimize(false);
 		// The pthreads build of OpenBLAS (Debian's default) has its own pool, sized by the
 		// cores unless told; its symbol is looked up so that another BLAS also works.
 		using setter = void (*)(int);

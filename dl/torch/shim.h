@@ -46,12 +46,13 @@ typedef struct {
 
 typedef struct ppml_model ppml_model;
 
-// ppml_init prepares libtorch once per process: the counting allocator, one inter-op thread,
-// and the TorchScript graph executor without optimization passes (ops run as in eager mode).
+// ppml_init prepares libtorch once per process: the counting allocator and one inter-op thread.
 ppml_status ppml_init(void);
 const char *ppml_torch_version(void);
 
-// ppml_set_threads sets the intra-op threads of the calling thread (OpenMP, OpenBLAS).
+// ppml_set_threads prepares the calling thread for a model: its intra-op threads (OpenMP,
+// OpenBLAS) and the TorchScript graph executor without optimization passes (ops run as in eager
+// mode), both of which libtorch keeps per thread.
 ppml_status ppml_set_threads(int n);
 
 // Memory accounting: every tensor libtorch allocates, and what callers reserve, counts against the

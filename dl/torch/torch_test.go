@@ -5,6 +5,8 @@ import (
 	"errors"
 	"math"
 	"math/rand/v2"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 )
@@ -132,6 +134,33 @@ func TestDeterministic(t *testing.T) {
 	}
 	if bytes.Equal(a, c) {
 		t.Fatal("different seeds saved the same bytes")
+	}
+}
+
+// The first model of a process trains to the same bits as every later one. libtorch keeps some
+// settings per thread (the graph executor's optimization switch); set on the wrong thread they
+// held only for the model that happened to reuse it, which is always a process's first model,
+// so the check runs in a fresh process.
+func TestDeterministicFirstModelOfProcess(t *testing.T) {
+	if os.Getenv("PPML_TORCH_FIRST_MODEL") == "1" {
+		save := func() []byte {
+			m, _ := train(t, 3, 20)
+			defer m.Close()
+			b, err := m.Save(nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return b
+		}
+		if first, second := save(), save(); !bytes.Equal(first, second) {
+			t.Fatal("the first model of the process trained to different bytes than the second")
+		}
+		return
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestDeterministicFirstModelOfProcess$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "PPML_TORCH_FIRST_MODEL=1")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("fresh process: %v\n%s", err, out)
 	}
 }
 
