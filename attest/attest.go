@@ -155,10 +155,13 @@ type Claims struct {
 	CurrentTCB   *SNPTCB         `json:"current_tcb,omitempty"`
 	GuestPolicy  *SNPGuestPolicy `json:"guest_policy,omitempty"`
 	PlatformInfo *Flags          `json:"platform_info,omitempty"`
-	// FirmwareVersion and CommittedFirmwareVersion are the SEV firmware's
-	// current and committed major.minor.build.
-	FirmwareVersion          string `json:"firmware_version,omitempty"`
-	CommittedFirmwareVersion string `json:"committed_firmware_version,omitempty"`
+	// FirmwareVersion is the SEV firmware running now (CURRENT_MAJOR,
+	// _MINOR, _BUILD); CommittedFirmwareVersion the lowest the host can
+	// roll it back to (COMMITTED_*): SNP_COMMIT raises it to the running
+	// version and nothing lowers it, so it is what rollback protection
+	// guarantees.
+	FirmwareVersion          *SNPFirmwareVersion `json:"firmware_version,omitempty"`
+	CommittedFirmwareVersion *SNPFirmwareVersion `json:"committed_firmware_version,omitempty"`
 	// VMPL is the privilege level that asked for the report (0 highest).
 	VMPL *int `json:"vmpl,omitempty"`
 	// MigrationAgent and SMT are SNP guest policy bits surfaced for policies.

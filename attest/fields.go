@@ -298,3 +298,78 @@ type LogEvent struct {
 	// variables, separators; false for images, hashed in place).
 	DataDigest bool `json:"data_is_digested,omitempty"`
 }
+
+// SNPFirmwareVersion is an SEV firmware version: the report's
+// CURRENT_MAJOR, CURRENT_MINOR and CURRENT_BUILD (the firmware running
+// now) or their COMMITTED_ counterparts (the lowest the firmware can be
+// rolled back to). Versions order by major, then minor, then build
+// (Compare); they are not strings to compare as text ("1.9" < "1.10").
+type SNPFirmwareVersion struct {
+	Major uint8 `json:"major"`
+	Minor uint8 `json:"minor"`
+	Build uint8 `json:"build"`
+}
+
+// String is major.minor.build, as AMD writes firmware versions.
+func (v SNPFirmwareVersion) String() string {
+	return fmt.Sprintf("%d.%d.%d", v.Major, v.Minor, v.Build)
+}
+
+// Compare returns -1, 0 or +1 as v is older than, the same as or newer
+// than w.
+func (v SNPFirmwareVersion) Compare(w SNPFirmwareVersion) int {
+	for _, p := range [][2]uint8{{v.Major, w.Major}, {v.Minor, w.Minor}, {v.Build, w.Build}} {
+		switch {
+		case p[0] < p[1]:
+			return -1
+		case p[0] > p[1]:
+			return 1
+		}
+	}
+	return 0
+}
+
+// ParseSNPFirmwareVersion reads "major.minor.build" or "major.minor" (build
+// 0), each part a decimal number from 0 to 255 without sign or padding.
+func ParseSNPFirmwareVersion(s string) (SNPFirmwareVersion, error) {
+	bad := func() (SNPFirmwareVersion, error) {
+		if len(s) > 40 {
+			s = s[:40] + "..."
+		}
+		return SNPFirmwareVersion{}, fmt.Errorf("%q is not a firmware version major.minor.build (e.g. \"1.55.21\"; each part 0 to 255)", s)
+	}
+	parts := strings.Split(s, ".")
+	if len(parts) != 2 && len(parts) != 3 {
+		return bad()
+	}
+	var n [3]uint8
+	for i, p := range parts {
+		// ParseUint takes "+1" and "0x1" neither, but "01" it would: a
+		// padded part is refused so that one version has one spelling.
+		x, err := strconv.ParseUint(p, 10, 8)
+		if err != nil || strconv.FormatUint(x, 10) != p {
+			return bad()
+		}
+		n[i] = uint8(x)
+	}
+	return SNPFirmwareVersion{Major: n[0], Minor: n[1], Build: n[2]}, nil
+}
+
+// UnmarshalJSON also reads the "major.minor.build" string claims carried
+// before the version became an object.
+func (v *SNPFirmwareVersion) UnmarshalJSON(b []byte) error {
+	if t := bytes.TrimSpace(b); len(t) > 0 && t[0] == '"' {
+		var s string
+		if err := json.Unmarshal(t, &s); err != nil {
+			return err
+		}
+		x, err := ParseSNPFirmwareVersion(s)
+		if err != nil {
+			return err
+		}
+		*v = x
+		return nil
+	}
+	type plain SNPFirmwareVersion
+	return json.Unmarshal(b, (*plain)(v))
+}

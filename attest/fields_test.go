@@ -47,6 +47,55 @@ func TestOldClaimsStillRead(t *testing.T) {
 	}
 }
 
+func TestSNPFirmwareVersion(t *testing.T) {
+	v := func(a, b, c uint8) SNPFirmwareVersion { return SNPFirmwareVersion{a, b, c} }
+	for in, want := range map[string]SNPFirmwareVersion{"1.55.21": v(1, 55, 21), "1.55": v(1, 55, 0), "0.0.0": v(0, 0, 0), "255.255.255": v(255, 255, 255), "1.0.9": v(1, 0, 9)} {
+		if got, err := ParseSNPFirmwareVersion(in); err != nil || got != want {
+			t.Errorf("%q: %v %v", in, got, err)
+		}
+	}
+	for _, in := range []string{"", "1", "1.", ".1", "1..2", "1.2.3.4", "1.256", "01.2", "1.02.3", "+1.2", "-1.2", "1.2 ", " 1.2", "0x1.2", "1.2.x", "1,2,3"} {
+		if got, err := ParseSNPFirmwareVersion(in); err == nil {
+			t.Errorf("%q accepted as %v", in, got)
+		} else if !strings.Contains(err.Error(), "is not a firmware version major.minor.build") {
+			t.Errorf("%q: %v", in, err)
+		}
+	}
+	// Numbers, not text: 1.9 < 1.55, and major before minor before build.
+	order := []SNPFirmwareVersion{v(0, 255, 255), v(1, 0, 0), v(1, 9, 255), v(1, 55, 0), v(1, 55, 21), v(1, 57, 1), v(2, 0, 0)}
+	for i := range order {
+		for j := range order {
+			want := 0
+			if i < j {
+				want = -1
+			} else if i > j {
+				want = 1
+			}
+			if got := order[i].Compare(order[j]); got != want {
+				t.Errorf("%s vs %s: %d, want %d", order[i], order[j], got, want)
+			}
+		}
+	}
+	// JSON: an object; the string claims carried before still reads.
+	b, _ := json.Marshal(v(1, 55, 21))
+	if string(b) != `{"major":1,"minor":55,"build":21}` {
+		t.Fatalf("%s", b)
+	}
+	var c Claims
+	if err := json.Unmarshal([]byte(`{"platform":"snp","firmware_version":"1.55.21","committed_firmware_version":{"major":1,"minor":51,"build":3}}`), &c); err != nil {
+		t.Fatal(err)
+	}
+	if *c.FirmwareVersion != v(1, 55, 21) || *c.CommittedFirmwareVersion != v(1, 51, 3) {
+		t.Fatalf("%v %v", c.FirmwareVersion, c.CommittedFirmwareVersion)
+	}
+	for _, bad := range []string{`"1.x"`, `{"major":256}`, `1`, `{"major":"1"}`} {
+		var x SNPFirmwareVersion
+		if err := json.Unmarshal([]byte(bad), &x); err == nil {
+			t.Errorf("%s accepted as %v", bad, x)
+		}
+	}
+}
+
 func TestBitNames(t *testing.T) {
 	f := TDAttributeBits.Flags(1<<28 | 1<<63 | 1<<40)
 	if got := strings.Join(f.Flags, ","); got != "SEPT_VE_DISABLE,BIT40,PERFMON" || f.Raw.String() != "0x8000010010000000" {
@@ -70,6 +119,7 @@ func TestBitNames(t *testing.T) {
 func FuzzClaimsJSON(f *testing.F) {
 	f.Add([]byte(`{"platform":"snp","reported_tcb":8286623314361714691,"guest_policy":196639,"vmpl":0}`))
 	f.Add([]byte(`{"platform":"snp","reported_tcb":{"raw":"0x7300000000000803","bootloader":3,"microcode":115,"fmc":1},"guest_policy":{"raw":"0x30000","flags":["SMT"]}}`))
+	f.Add([]byte(`{"platform":"snp","firmware_version":"1.55.21","committed_firmware_version":{"major":1,"minor":51,"build":3}}`))
 	f.Add([]byte(`{"platform":"tdx","td_attributes":{"raw":"0x0000000010000000","flags":["SEPT_VE_DISABLE"]},"event_log":{"replayed_rtmrs":[0],"events":[{"rtmr":0,"type":"EV_IPL","digest":"00"}]}}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var c Claims

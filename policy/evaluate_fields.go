@@ -12,28 +12,29 @@ import (
 // them also names the policy field (Decision.Field), and its sentence says
 // what the evidence holds and what the policy accepts.
 const (
-	RuleRTMR            = "rtmr"              // rtmr0..rtmr3: RTMR not in the list
-	RuleMRConfigID      = "mrconfigid"        // MRCONFIGID not in the list
-	RuleMROwner         = "mrowner"           // MROWNER not in the list
-	RuleMROwnerConfig   = "mrownerconfig"     // MROWNERCONFIG not in the list
-	RuleMRSeam          = "mrseam"            // TDX module measurement not in the list
-	RuleMRSignerSeam    = "mrsignerseam"      // TDX module signer not in the list
-	RuleTDAttributes    = "td_attributes"     // TD_ATTRIBUTES bit rule
-	RuleXFAM            = "xfam"              // XFAM bit rule
-	RuleTEETCBSVN       = "tee_tcb_svn"       // a TEE_TCB_SVN byte below min_tee_tcb_svn
-	RuleComponentTCB    = "component_tcb"     // platform, QE or TDX module TCB status not accepted
-	RuleEventLog        = "event_log"         // an event log rule
-	RuleVMPL            = "snp_vmpl"          // VMPL above max_vmpl
-	RuleHostData        = "snp_host_data"     // HOST_DATA not in the list
-	RuleIDKeyDigest     = "snp_id_key"        // ID_KEY_DIGEST not in the list
-	RuleAuthorKeyDigest = "snp_author_key"    // AUTHOR_KEY_DIGEST not in the list
-	RuleFamilyID        = "snp_family_id"     // FAMILY_ID not in the list
-	RuleImageID         = "snp_image_id"      // IMAGE_ID not in the list
-	RuleChipID          = "snp_chip_id"       // CHIP_ID not in the list
-	RuleSigningKey      = "snp_signing_key"   // VCEK/VLEK not in signing_keys
-	RuleGuestPolicy     = "snp_guest_policy"  // guest policy bit rule or min_abi
-	RulePlatformInfo    = "snp_platform_info" // PLATFORM_INFO bit rule
-	RuleSNPTCB          = "snp_tcb"           // a component's SPL below min_*_tcb
+	RuleRTMR            = "rtmr"                 // rtmr0..rtmr3: RTMR not in the list
+	RuleMRConfigID      = "mrconfigid"           // MRCONFIGID not in the list
+	RuleMROwner         = "mrowner"              // MROWNER not in the list
+	RuleMROwnerConfig   = "mrownerconfig"        // MROWNERCONFIG not in the list
+	RuleMRSeam          = "mrseam"               // TDX module measurement not in the list
+	RuleMRSignerSeam    = "mrsignerseam"         // TDX module signer not in the list
+	RuleTDAttributes    = "td_attributes"        // TD_ATTRIBUTES bit rule
+	RuleXFAM            = "xfam"                 // XFAM bit rule
+	RuleTEETCBSVN       = "tee_tcb_svn"          // a TEE_TCB_SVN byte below min_tee_tcb_svn
+	RuleComponentTCB    = "component_tcb"        // platform, QE or TDX module TCB status not accepted
+	RuleEventLog        = "event_log"            // an event log rule
+	RuleVMPL            = "snp_vmpl"             // VMPL above max_vmpl
+	RuleHostData        = "snp_host_data"        // HOST_DATA not in the list
+	RuleIDKeyDigest     = "snp_id_key"           // ID_KEY_DIGEST not in the list
+	RuleAuthorKeyDigest = "snp_author_key"       // AUTHOR_KEY_DIGEST not in the list
+	RuleFamilyID        = "snp_family_id"        // FAMILY_ID not in the list
+	RuleImageID         = "snp_image_id"         // IMAGE_ID not in the list
+	RuleChipID          = "snp_chip_id"          // CHIP_ID not in the list
+	RuleSigningKey      = "snp_signing_key"      // VCEK/VLEK not in signing_keys
+	RuleGuestPolicy     = "snp_guest_policy"     // guest policy bit rule or min_abi
+	RulePlatformInfo    = "snp_platform_info"    // PLATFORM_INFO bit rule
+	RuleSNPTCB          = "snp_tcb"              // a component's SPL below min_*_tcb
+	RuleSNPFirmware     = "snp_firmware_version" // the current or committed firmware version below its minimum
 )
 
 // denyField is a denial that names the policy field.
@@ -111,6 +112,32 @@ func evaluateFields(r *PlatformRules, c *attest.Claims) Decision {
 	if c.Platform == attest.PlatformSNP {
 		if d := evaluateSNPTCB(r, c, prefix); !d.Allow {
 			return d
+		}
+		if d := evaluateSNPFirmware(r, c, prefix); !d.Allow {
+			return d
+		}
+	}
+	return Decision{Allow: true}
+}
+
+// evaluateSNPFirmware checks the minimum current and committed firmware
+// versions, ordered by major, minor, build.
+func evaluateSNPFirmware(r *PlatformRules, c *attest.Claims, prefix string) Decision {
+	for _, f := range firmwareFields {
+		s := f.get(r)
+		if s == nil {
+			continue
+		}
+		min, err := attest.ParseSNPFirmwareVersion(*s)
+		if err != nil { // Validate refused it already; never accept on a bad rule
+			return denyField(RuleInvalidPolicy, prefix+f.name, "%s: %v", f.name, err)
+		}
+		got := f.claim(c)
+		if got == nil {
+			return denyField(RuleSNPFirmware, prefix+f.name, "%s: the evidence carries no firmware version", f.name)
+		}
+		if got.Compare(min) < 0 {
+			return denyField(RuleSNPFirmware, prefix+f.name, "%s: %s %s, the policy's minimum is %s", f.name, f.what, got, min)
 		}
 	}
 	return Decision{Allow: true}

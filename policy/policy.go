@@ -112,6 +112,12 @@ type PlatformRules struct {
 	MinReportedTCB  *TCBRule     `json:"min_reported_tcb,omitempty" yaml:"min_reported_tcb,omitempty"`
 	MinCommittedTCB *TCBRule     `json:"min_committed_tcb,omitempty" yaml:"min_committed_tcb,omitempty"`
 	MinLaunchTCB    *TCBRule     `json:"min_launch_tcb,omitempty" yaml:"min_launch_tcb,omitempty"`
+	// MinFirmwareVersion is the lowest accepted SEV firmware version
+	// running now, and MinCommittedFirmwareVersion the lowest accepted
+	// committed version (what the host cannot roll the firmware back
+	// below): "major.minor.build", or "major.minor" for build 0.
+	MinFirmwareVersion          *string `json:"min_firmware_version,omitempty" yaml:"min_firmware_version,omitempty"`
+	MinCommittedFirmwareVersion *string `json:"min_committed_firmware_version,omitempty" yaml:"min_committed_firmware_version,omitempty"`
 }
 
 // TCB statuses a verifier may report (Intel's names; the SEV-SNP verifier

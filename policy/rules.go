@@ -164,6 +164,20 @@ var tcbFields = []tcbField{
 	{"min_launch_tcb", "LAUNCH_TCB", func(r *PlatformRules) *TCBRule { return r.MinLaunchTCB }, func(c *attest.Claims) *attest.SNPTCB { return c.LaunchTCB }},
 }
 
+// firmwareField is an SEV firmware version a minimum applies to.
+type firmwareField struct {
+	name, what string
+	get        func(*PlatformRules) *string
+	claim      func(*attest.Claims) *attest.SNPFirmwareVersion
+}
+
+var firmwareFields = []firmwareField{
+	{"min_firmware_version", "the SEV firmware running is", func(r *PlatformRules) *string { return r.MinFirmwareVersion },
+		func(c *attest.Claims) *attest.SNPFirmwareVersion { return c.FirmwareVersion }},
+	{"min_committed_firmware_version", "the committed SEV firmware (the host can roll the firmware back to it) is", func(r *PlatformRules) *string { return r.MinCommittedFirmwareVersion },
+		func(c *attest.Claims) *attest.SNPFirmwareVersion { return c.CommittedFirmwareVersion }},
+}
+
 // statusField is one part of the TCB status with its own accepted list.
 type statusField struct {
 	name, what string
@@ -250,6 +264,18 @@ func validateFields(name attest.Platform, r *PlatformRules) error {
 		}
 		if t.FMC == nil && t.Bootloader == nil && t.TEE == nil && t.SNP == nil && t.Microcode == nil {
 			return fmt.Errorf("%s: name at least one of fmc, bootloader, tee, snp, microcode", f.name)
+		}
+	}
+	for _, f := range firmwareFields {
+		v := f.get(r)
+		if v == nil {
+			continue
+		}
+		if name != attest.PlatformSNP {
+			return fmt.Errorf("%s applies to platform snp only", f.name)
+		}
+		if _, err := attest.ParseSNPFirmwareVersion(*v); err != nil {
+			return fmt.Errorf("%s: %w", f.name, err)
 		}
 	}
 	if r.MinTEETCBSVN != nil {

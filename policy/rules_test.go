@@ -83,6 +83,8 @@ platforms:
     min_reported_tcb: {bootloader: 3, tee: 0, snp: 8, microcode: 115}
     min_committed_tcb: {snp: 8}
     min_launch_tcb: {microcode: 115}
+    min_firmware_version: "1.55.21"
+    min_committed_firmware_version: "1.55"
 `
 
 func snpClaims() *attest.Claims {
@@ -97,7 +99,13 @@ func snpClaims() *attest.Claims {
 		ChipID:   bytes.Repeat([]byte{7}, 64), SigningKey: "vcek", SNPProduct: "Milan",
 		GuestPolicy:  attest.NewSNPGuestPolicy(1<<17 | 1<<20 | 1<<8 | 55),
 		PlatformInfo: attest.SNPPlatformInfoBits.Flags(1 << 1),
-		ReportedTCB:  tcb(3, 0, 8, 115), CommittedTCB: tcb(3, 0, 8, 115), LaunchTCB: tcb(3, 0, 8, 115), CurrentTCB: tcb(3, 0, 8, 115)}
+		ReportedTCB:  tcb(3, 0, 8, 115), CommittedTCB: tcb(3, 0, 8, 115), LaunchTCB: tcb(3, 0, 8, 115), CurrentTCB: tcb(3, 0, 8, 115),
+		FirmwareVersion:          &attest.SNPFirmwareVersion{Major: 1, Minor: 55, Build: 21},
+		CommittedFirmwareVersion: &attest.SNPFirmwareVersion{Major: 1, Minor: 55, Build: 3}}
+}
+
+func fw(major, minor, build uint8) *attest.SNPFirmwareVersion {
+	return &attest.SNPFirmwareVersion{Major: major, Minor: minor, Build: build}
 }
 
 func TestFieldRules(t *testing.T) {
@@ -190,6 +198,19 @@ func TestFieldRules(t *testing.T) {
 			{"launched on old microcode", func(c *attest.Claims) { c.LaunchTCB.Microcode = 1 }, RuleSNPTCB, snp + "min_launch_tcb.microcode", "LAUNCH_TCB"},
 			{"undecoded tcb", func(c *attest.Claims) { c.ReportedTCB = &attest.SNPTCB{Raw: 5, Undecoded: true} }, RuleSNPTCB, snp + "min_reported_tcb", "no decoded REPORTED_TCB"},
 			{"guest svn", func(c *attest.Claims) { c.SecurityVersion = 1 }, RuleSecurityVer, snp + "min_security_version", "security version 1"},
+			// Versions order by major, minor, build as numbers: 1.9 is
+			// older than 1.55 although "1.9" sorts after "1.55" as text.
+			{"newer build", func(c *attest.Claims) { c.FirmwareVersion = fw(1, 55, 22) }, "", "", ""},
+			{"newer minor, lower build", func(c *attest.Claims) { c.FirmwareVersion = fw(1, 57, 0) }, "", "", ""},
+			{"newer major", func(c *attest.Claims) { c.FirmwareVersion, c.CommittedFirmwareVersion = fw(2, 0, 0), fw(2, 0, 0) }, "", "", ""},
+			{"older build", func(c *attest.Claims) { c.FirmwareVersion = fw(1, 55, 20) }, RuleSNPFirmware, snp + "min_firmware_version", "the SEV firmware running is 1.55.20, the policy's minimum is 1.55.21"},
+			{"older minor, higher build", func(c *attest.Claims) { c.FirmwareVersion = fw(1, 54, 99) }, RuleSNPFirmware, snp + "min_firmware_version", "is 1.54.99, the policy's minimum is 1.55.21"},
+			{"1.9 is older than 1.55", func(c *attest.Claims) { c.FirmwareVersion = fw(1, 9, 255) }, RuleSNPFirmware, snp + "min_firmware_version", "is 1.9.255"},
+			{"older major", func(c *attest.Claims) { c.FirmwareVersion = fw(0, 255, 255) }, RuleSNPFirmware, snp + "min_firmware_version", "is 0.255.255"},
+			{"no firmware version", func(c *attest.Claims) { c.FirmwareVersion = nil }, RuleSNPFirmware, snp + "min_firmware_version", "carries no firmware version"},
+			{"committed at the minimum", func(c *attest.Claims) { c.CommittedFirmwareVersion = fw(1, 55, 0) }, "", "", ""},
+			{"committed below: the host can roll back", func(c *attest.Claims) { c.CommittedFirmwareVersion = fw(1, 54, 7) }, RuleSNPFirmware, snp + "min_committed_firmware_version", "the committed SEV firmware (the host can roll the firmware back to it) is 1.54.7, the policy's minimum is 1.55.0"},
+			{"no committed version", func(c *attest.Claims) { c.CommittedFirmwareVersion = nil }, RuleSNPFirmware, snp + "min_committed_firmware_version", "carries no firmware version"},
 		})
 	})
 	t.Run("turin fmc", func(t *testing.T) {
@@ -260,10 +281,45 @@ func TestFieldRulesRejectedAtLoad(t *testing.T) {
 		"event sha256":           {tdx + "    event_log: [{rtmr: 1, events: [{name: kernel, digests: [" + hx(make([]byte, 32)) + "]}]}]\n", "want a 48-byte SHA-384 digest"},
 		"event without name":     {tdx + "    event_log: [{rtmr: 1, events: [{digests: [" + hx(h48("k")) + "]}]}]\n", `events[0].name: ""`},
 		"event log on snp":       {snp + "    event_log: [{rtmr: 1, allow_other_events: true}]\n", "event_log applies to platform tdx only"},
+		"firmware on tdx":        {tdx + "    min_firmware_version: \"1.55.21\"\n", "platforms.tdx: min_firmware_version applies to platform snp only"},
+		"firmware letters":       {snp + "    min_firmware_version: \"1.55.x\"\n", `platforms.snp: min_firmware_version: "1.55.x" is not a firmware version major.minor.build`},
+		"firmware part > 255":    {snp + "    min_committed_firmware_version: \"1.256.0\"\n", `min_committed_firmware_version: "1.256.0" is not a firmware version`},
+		"firmware one part":      {snp + "    min_firmware_version: 1\n", `min_firmware_version: "1" is not a firmware version`},
+		"firmware four parts":    {snp + "    min_firmware_version: 1.55.21.0\n", `min_firmware_version: "1.55.21.0" is not`},
+		"firmware padded":        {snp + "    min_firmware_version: \"1.055.0\"\n", `min_firmware_version: "1.055.0" is not`},
+		"firmware empty":         {snp + "    min_committed_firmware_version: \"\"\n", `min_committed_firmware_version: "" is not`},
+		"firmware signed":        {snp + "    min_firmware_version: \"+1.55.0\"\n", `min_firmware_version: "+1.55.0" is not`},
+		"firmware spaces":        {snp + "    min_firmware_version: \"1.55.21 \"\n", `min_firmware_version: "1.55.21 " is not`},
+		"firmware list":          {snp + "    min_firmware_version: [1, 55, 21]\n", "line 5: is a list where a string is expected"},
 	} {
 		_, err := Parse([]byte(expand(c.doc)))
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: %v\nwant %q", name, err, c.want)
+		}
+	}
+}
+
+// TestFirmwareVersionUnquoted: YAML reads an unquoted 1.55 as a number
+// and 1.55.21 as a string; both are the version as written ("1.50" keeps
+// its minor 50), in YAML and in JSON documents.
+func TestFirmwareVersionUnquoted(t *testing.T) {
+	for _, c := range []struct{ doc, want string }{
+		{"version: 1\nplatforms:\n  snp:\n    measurements: [%SNP%]\n    min_firmware_version: 1.55.21\n    min_committed_firmware_version: 1.50\n", "1.50"},
+		{`{"version": 1, "platforms": {"snp": {"measurements": ["%SNP%"], "min_firmware_version": "1.55.21", "min_committed_firmware_version": 1.50}}}`, "1.50"},
+	} {
+		p := mustParse(t, c.doc)
+		r := p.Platforms[attest.PlatformSNP]
+		if *r.MinFirmwareVersion != "1.55.21" || *r.MinCommittedFirmwareVersion != c.want {
+			t.Fatalf("%q %q", *r.MinFirmwareVersion, *r.MinCommittedFirmwareVersion)
+		}
+		cl := snpClaims()
+		cl.CommittedFirmwareVersion = fw(1, 49, 9)
+		if d := Evaluate(p, cl, nil, now); d.Rule != RuleSNPFirmware || !strings.Contains(d.Reason, "is 1.49.9, the policy's minimum is 1.50.0") {
+			t.Fatalf("%+v", d)
+		}
+		cl.CommittedFirmwareVersion = fw(1, 50, 0)
+		if d := Evaluate(p, cl, nil, now); !d.Allow {
+			t.Fatalf("%+v", d)
 		}
 	}
 }

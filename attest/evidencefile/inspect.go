@@ -163,8 +163,8 @@ func snpFields(r *snp.Report, p snp.Product) *SNPFields {
 		ReportID: r.ReportID[:], ReportIDMA: r.ReportIDMA[:], ReportedTCB: tcb(p, r.ReportedTCB),
 		CPUIDFamily: r.CPUIDFamily, CPUIDModel: r.CPUIDModel, CPUIDStepping: r.CPUIDStepping,
 		ChipID: r.ChipID[:], CommittedTCB: tcb(p, r.CommittedTCB),
-		CurrentVersion: fmt.Sprintf("%d.%d.%d", r.CurrentMajor, r.CurrentMinor, r.CurrentBuild),
-		CommittedVer:   fmt.Sprintf("%d.%d.%d", r.CommittedMajor, r.CommittedMinor, r.CommittedBuild),
+		CurrentVersion: r.CurrentVersion().String(),
+		CommittedVer:   r.CommittedVersion().String(),
 		LaunchTCB:      tcb(p, r.LaunchTCB), SignatureR: r.SignatureR[:], SignatureS: r.SignatureS[:],
 	}
 }

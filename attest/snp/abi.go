@@ -11,6 +11,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+
+	"github.com/ppml/ppml/attest"
 )
 
 // Sizes and offsets of the attestation report.
@@ -187,6 +189,17 @@ func firstNonZero(b []byte) int {
 		}
 	}
 	return -1
+}
+
+// CurrentVersion is the firmware version running when the report was made.
+func (r *Report) CurrentVersion() attest.SNPFirmwareVersion {
+	return attest.SNPFirmwareVersion{Major: r.CurrentMajor, Minor: r.CurrentMinor, Build: r.CurrentBuild}
+}
+
+// CommittedVersion is the lowest firmware version the platform can be
+// rolled back to.
+func (r *Report) CommittedVersion() attest.SNPFirmwareVersion {
+	return attest.SNPFirmwareVersion{Major: r.CommittedMajor, Minor: r.CommittedMinor, Build: r.CommittedBuild}
 }
 
 // Debug reports whether the guest policy allows the hypervisor to debug the guest.

@@ -30,6 +30,7 @@ type reportFields struct {
 	vmpl                                             uint32
 	currentTCB, reportedTCB, committedTCB, launchTCB uint64
 	platformInfo                                     uint64
+	current, committed                               attest.SNPFirmwareVersion
 	signingKey                                       SigningKey
 	measurement                                      [48]byte
 	hostData                                         [32]byte
@@ -60,8 +61,8 @@ func (f *reportFields) sign(t *testing.T, key *ecdsa.PrivateKey) []byte {
 	b[0x188], b[0x189] = f.family, f.model
 	copy(b[0x1A0:], f.chipID[:])
 	le.PutUint64(b[0x1E0:], f.committedTCB)
-	b[0x1E8], b[0x1E9], b[0x1EA] = 21, 55, 1 // current 1.55.21
-	b[0x1EC], b[0x1ED], b[0x1EE] = 21, 55, 1
+	b[0x1E8], b[0x1E9], b[0x1EA] = f.current.Build, f.current.Minor, f.current.Major
+	b[0x1EC], b[0x1ED], b[0x1EE] = f.committed.Build, f.committed.Minor, f.committed.Major
 	le.PutUint64(b[0x1F0:], f.launchTCB)
 	d := sha512.Sum384(b[:SignedSize])
 	r, s, err := ecdsa.Sign(rand.Reader, key, d[:])
@@ -113,6 +114,8 @@ func TestSNPPolicyOnSignedReports(t *testing.T) {
 		guestSVN: 2, policy: PolicyReserved1 | PolicySingleSock | 1<<8 | 55, vmpl: 0,
 		currentTCB: milanTCB(tcb), reportedTCB: milanTCB(tcb), committedTCB: milanTCB(tcb), launchTCB: milanTCB(tcb),
 		platformInfo: 1 << 1, // TSME_EN
+		current:      attest.SNPFirmwareVersion{Major: 1, Minor: 55, Build: 21},
+		committed:    attest.SNPFirmwareVersion{Major: 1, Minor: 55, Build: 21},
 		signingKey:   SigningKeyVCEK, measurement: h48("guest image"), idKeyDigest: h48("id key"), authorKeyDigest: h48("author key"),
 		chipID: chip, family: 0x19, model: 0x01,
 	}
@@ -138,6 +141,8 @@ platforms:
     min_reported_tcb: {bootloader: 3, tee: 0, snp: 8, microcode: 115}
     min_committed_tcb: {snp: 8}
     min_launch_tcb: {microcode: 115}
+    min_firmware_version: "1.55.21"
+    min_committed_firmware_version: "1.55.4"
 `, hx(base.measurement[:]), hx(base.hostData[:]), hx(base.idKeyDigest[:]), hx(base.authorKeyDigest[:]), hx(base.familyID[:]), hx(base.imageID[:]), hx(chip[:]))
 	pol, err := policy.Parse([]byte(doc))
 	if err != nil {
@@ -151,8 +156,8 @@ platforms:
 	if d := policy.Evaluate(pol, cl, nil, notBefore); !d.Allow {
 		t.Fatalf("base report: %+v", d)
 	}
-	if cl.GuestPolicy.ABIMajor != 1 || cl.GuestPolicy.ABIMinor != 55 || strings.Join(cl.PlatformInfo.Flags, ",") != "TSME_EN" || cl.FirmwareVersion != "1.55.21" {
-		t.Fatalf("claims %+v %+v", cl.GuestPolicy, cl.PlatformInfo)
+	if cl.GuestPolicy.ABIMajor != 1 || cl.GuestPolicy.ABIMinor != 55 || strings.Join(cl.PlatformInfo.Flags, ",") != "TSME_EN" || cl.FirmwareVersion.String() != "1.55.21" || cl.CommittedFirmwareVersion.String() != "1.55.21" {
+		t.Fatalf("claims %+v %+v %v %v", cl.GuestPolicy, cl.PlatformInfo, cl.FirmwareVersion, cl.CommittedFirmwareVersion)
 	}
 
 	lowTCB := tcb
@@ -192,6 +197,15 @@ platforms:
 		{name: "committed snp", edit: func(r *reportFields) { r.committedTCB = milanTCB(TCB{Bootloader: 3, SNP: 7, Microcode: 115}) }, rule: policy.RuleSNPTCB, field: f + "min_committed_tcb.snp"},
 		{name: "launch microcode", edit: func(r *reportFields) { r.launchTCB = milanTCB(lowTCB) }, rule: policy.RuleSNPTCB, field: f + "min_launch_tcb.microcode"},
 		{name: "guest svn", edit: func(r *reportFields) { r.guestSVN = 1 }, rule: policy.RuleSecurityVer, field: f + "min_security_version"},
+		// The committed version may trail the running one down to the
+		// policy's minimum; a running firmware one build older, or a
+		// committed one that lets the host roll back below 1.55.4, denies.
+		{name: "committed at its minimum", edit: func(r *reportFields) { r.committed.Build = 4 }},
+		{name: "newer minor, build 0", edit: func(r *reportFields) { r.current = attest.SNPFirmwareVersion{Major: 1, Minor: 57} }},
+		{name: "firmware build", edit: func(r *reportFields) { r.current.Build = 20; r.committed.Build = 20 }, rule: policy.RuleSNPFirmware, field: f + "min_firmware_version"},
+		{name: "firmware 1.9.99", edit: func(r *reportFields) { r.current = attest.SNPFirmwareVersion{Major: 1, Minor: 9, Build: 99}; r.committed = r.current }, rule: policy.RuleSNPFirmware, field: f + "min_firmware_version"},
+		{name: "committed build", edit: func(r *reportFields) { r.committed.Build = 3 }, rule: policy.RuleSNPFirmware, field: f + "min_committed_firmware_version"},
+		{name: "committed minor", edit: func(r *reportFields) { r.committed = attest.SNPFirmwareVersion{Major: 1, Minor: 54, Build: 200} }, rule: policy.RuleSNPFirmware, field: f + "min_committed_firmware_version"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			r := base
@@ -207,9 +221,12 @@ platforms:
 			if err != nil {
 				t.Fatalf("verify: %v", err)
 			}
+			if *cl.FirmwareVersion != r.current || *cl.CommittedFirmwareVersion != r.committed {
+				t.Fatalf("claims say firmware %v committed %v, the report %v %v", cl.FirmwareVersion, cl.CommittedFirmwareVersion, r.current, r.committed)
+			}
 			d := policy.Evaluate(pol, cl, nil, notBefore)
-			if d.Allow || d.Rule != c.rule || d.Field != c.field {
-				t.Fatalf("got %+v, want rule %s field %s", d, c.rule, c.field)
+			if d.Allow != (c.rule == "") || d.Rule != c.rule || d.Field != c.field {
+				t.Fatalf("got %+v, want rule %q field %q", d, c.rule, c.field)
 			}
 			t.Logf("%s: %s", d.Field, d.Reason)
 		})

@@ -322,6 +322,7 @@ func TCBClaim(p Product, v uint64) *attest.SNPTCB {
 func claimsFor(rep *Report, data []byte, product Product, kind SigningKey, w validity, now time.Time) *attest.Claims {
 	digest := sha256.Sum256(data) // of Evidence.Data as given, padding included
 	vmpl := int(rep.VMPL)
+	current, committed := rep.CurrentVersion(), rep.CommittedVersion()
 	return &attest.Claims{
 		Platform:                 attest.PlatformSNP,
 		TEEType:                  "sev-snp-guest",
@@ -340,8 +341,8 @@ func claimsFor(rep *Report, data []byte, product Product, kind SigningKey, w val
 		CurrentTCB:               TCBClaim(product, rep.CurrentTCB),
 		GuestPolicy:              attest.NewSNPGuestPolicy(rep.Policy),
 		PlatformInfo:             attest.SNPPlatformInfoBits.Flags(rep.PlatformInfo),
-		FirmwareVersion:          fmt.Sprintf("%d.%d.%d", rep.CurrentMajor, rep.CurrentMinor, rep.CurrentBuild),
-		CommittedFirmwareVersion: fmt.Sprintf("%d.%d.%d", rep.CommittedMajor, rep.CommittedMinor, rep.CommittedBuild),
+		FirmwareVersion:          &current,
+		CommittedFirmwareVersion: &committed,
 		VMPL:                     &vmpl,
 		MigrationAgent:           rep.MigrationAgent(),
 		SMTAllowed:               rep.SMTAllowed(),

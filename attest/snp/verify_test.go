@@ -17,6 +17,7 @@ import (
 
 	"github.com/ppml/ppml/attest"
 	"github.com/ppml/ppml/internal/shareddata"
+	"github.com/ppml/ppml/policy"
 )
 
 type vector struct {
@@ -152,7 +153,69 @@ func TestPolicyBitsFromRealReports(t *testing.T) {
 		if cl.VMPL == nil || cl.SNPProduct != "Milan" || cl.ReportedTCB.FMC != nil || cl.ReportedTCB.Undecoded {
 			t.Fatalf("claims %+v", cl)
 		}
-		t.Logf("reported %s committed %s launch %s current %s platform_info %+v firmware %s", cl.ReportedTCB, cl.CommittedTCB, cl.LaunchTCB, cl.CurrentTCB, cl.PlatformInfo, cl.FirmwareVersion)
+		t.Logf("reported %s committed %s launch %s current %s platform_info %+v firmware %s committed %s", cl.ReportedTCB, cl.CommittedTCB, cl.LaunchTCB, cl.CurrentTCB, cl.PlatformInfo, cl.FirmwareVersion, cl.CommittedFirmwareVersion)
+	}
+}
+
+// TestFirmwareVersionsFromRealReports: the claims' current and committed
+// firmware versions are the report's bytes 0x1E8-0x1EA and 0x1EC-0x1EE
+// (build, minor, major), read here straight from the files; and policy
+// minimums hold and refuse on real reports at the boundary.
+func TestFirmwareVersionsFromRealReports(t *testing.T) {
+	want := map[string]string{"gosev-milan": "1.49.3", "trustee-milan": "1.52.4", "virtee-milan": "1.52.4"}
+	seen := 0
+	for _, c := range loadCases(t) {
+		if !c.Valid {
+			continue
+		}
+		cl, err := (&Verifier{}).Verify(context.Background(), c.evidence(t), attest.VerifyOptions{Time: c.inside(t)})
+		if err != nil {
+			t.Fatalf("%s: %v", c.ID, err)
+		}
+		b := c.report
+		cur := attest.SNPFirmwareVersion{Build: b[0x1E8], Minor: b[0x1E9], Major: b[0x1EA]}
+		com := attest.SNPFirmwareVersion{Build: b[0x1EC], Minor: b[0x1ED], Major: b[0x1EE]}
+		if cl.FirmwareVersion == nil || *cl.FirmwareVersion != cur || cl.CommittedFirmwareVersion == nil || *cl.CommittedFirmwareVersion != com {
+			t.Fatalf("%s: claims %v committed %v, report bytes %v committed %v", c.ID, cl.FirmwareVersion, cl.CommittedFirmwareVersion, cur, com)
+		}
+		if w, ok := want[c.ID]; ok {
+			seen++
+			if cur.String() != w || com.String() != w {
+				t.Fatalf("%s: firmware %s committed %s, want %s", c.ID, cur, com, w)
+			}
+		}
+		js, _ := json.Marshal(cl)
+		if !strings.Contains(string(js), fmt.Sprintf(`"firmware_version":{"major":%d,"minor":%d,"build":%d}`, cur.Major, cur.Minor, cur.Build)) {
+			t.Fatalf("%s: claims JSON %s", c.ID, js)
+		}
+		next := cur
+		next.Build++
+		for _, tc := range []struct {
+			rule  string
+			min   attest.SNPFirmwareVersion
+			allow bool
+		}{
+			{"min_firmware_version", cur, true},
+			{"min_firmware_version", next, false},
+			{"min_committed_firmware_version", com, true},
+			{"min_committed_firmware_version", attest.SNPFirmwareVersion{Major: com.Major, Minor: com.Minor + 1}, false},
+		} {
+			// Only the firmware rule is under test: accept what else the
+			// published reports carry (gosev's guest is debuggable).
+			doc := fmt.Sprintf("version: 1\nplatforms:\n  snp:\n    measurements: [%s]\n    allow_debug: %t\n    allow_migration_agent: %t\n    %s: %q\n",
+				cl.Measurement, cl.Debug, cl.MigrationAgent, tc.rule, tc.min)
+			p, err := policy.Parse([]byte(doc))
+			if err != nil {
+				t.Fatal(err)
+			}
+			d := policy.Evaluate(p, cl, nil, cl.VerifiedAt)
+			if d.Allow != tc.allow || !tc.allow && (d.Rule != policy.RuleSNPFirmware || d.Field != "platforms.snp."+tc.rule) {
+				t.Fatalf("%s %s %s: %+v", c.ID, tc.rule, tc.min, d)
+			}
+		}
+	}
+	if seen != len(want) {
+		t.Fatalf("checked %d of the %d known reports", seen, len(want))
 	}
 }
 
