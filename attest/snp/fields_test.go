@@ -203,7 +203,10 @@ platforms:
 		{name: "committed at its minimum", edit: func(r *reportFields) { r.committed.Build = 4 }},
 		{name: "newer minor, build 0", edit: func(r *reportFields) { r.current = attest.SNPFirmwareVersion{Major: 1, Minor: 57} }},
 		{name: "firmware build", edit: func(r *reportFields) { r.current.Build = 20; r.committed.Build = 20 }, rule: policy.RuleSNPFirmware, field: f + "min_firmware_version"},
-		{name: "firmware 1.9.99", edit: func(r *reportFields) { r.current = attest.SNPFirmwareVersion{Major: 1, Minor: 9, Build: 99}; r.committed = r.current }, rule: policy.RuleSNPFirmware, field: f + "min_firmware_version"},
+		{name: "firmware 1.9.99", edit: func(r *reportFields) {
+			r.current = attest.SNPFirmwareVersion{Major: 1, Minor: 9, Build: 99}
+			r.committed = r.current
+		}, rule: policy.RuleSNPFirmware, field: f + "min_firmware_version"},
 		{name: "committed build", edit: func(r *reportFields) { r.committed.Build = 3 }, rule: policy.RuleSNPFirmware, field: f + "min_committed_firmware_version"},
 		{name: "committed minor", edit: func(r *reportFields) { r.committed = attest.SNPFirmwareVersion{Major: 1, Minor: 54, Build: 200} }, rule: policy.RuleSNPFirmware, field: f + "min_committed_firmware_version"},
 	} {
