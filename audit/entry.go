@@ -93,7 +93,10 @@ type Entry struct {
 	Insecure    bool       `json:"insecure,omitempty"`
 	Decision    string     `json:"decision,omitempty"`
 	// Rule is the stable name of the policy rule or check that decided a denial.
-	Rule      string `json:"rule,omitempty"`
+	Rule string `json:"rule,omitempty"`
+	// Field is the policy field that decided it, as a path into the
+	// policy document (platforms.tdx.rtmr1), when one did.
+	Field     string `json:"field,omitempty"`
 	Reason    string `json:"reason,omitempty"`
 	RequestID string `json:"request_id,omitempty"`
 

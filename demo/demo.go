@@ -628,6 +628,7 @@ type runResult struct {
 type Denial struct {
 	Key    string `json:"key"`
 	Rule   string `json:"rule"`
+	Field  string `json:"field,omitempty"`
 	Reason string `json:"reason"`
 }
 
@@ -638,7 +639,11 @@ func (d *deniedError) Error() string {
 	var b strings.Builder
 	b.WriteString("keys denied, the job does not run:")
 	for _, x := range d.denials {
-		fmt.Fprintf(&b, "\n  key %s: rule %s: %s", x.Key, x.Rule, x.Reason)
+		if x.Field != "" {
+			fmt.Fprintf(&b, "\n  key %s: rule %s (policy field %s): %s", x.Key, x.Rule, x.Field, x.Reason)
+		} else {
+			fmt.Fprintf(&b, "\n  key %s: rule %s: %s", x.Key, x.Rule, x.Reason)
+		}
 	}
 	return b.String()
 }

@@ -34,10 +34,12 @@ type KeySource interface {
 	OutputWrapper(ctx context.Context, ref job.KeyRef) (envelope.KeyWrapper, error)
 }
 
-// Denial names a refused key and the rule that refused it.
+// Denial names a refused key, the rule that refused it and, when the
+// key's policy was evaluated, the policy field that decided.
 type Denial struct {
 	Key    string `json:"key"`
 	Rule   string `json:"rule"`
+	Field  string `json:"field,omitempty"`
 	Reason string `json:"reason"`
 }
 
@@ -50,7 +52,11 @@ func (e *DeniedError) Error() string {
 	var b strings.Builder
 	b.WriteString("keys denied, the job does not run:")
 	for _, d := range e.Denials {
-		fmt.Fprintf(&b, "\n  key %s: rule %s: %s", d.Key, d.Rule, d.Reason)
+		if d.Field != "" {
+			fmt.Fprintf(&b, "\n  key %s: rule %s (policy field %s): %s", d.Key, d.Rule, d.Field, d.Reason)
+		} else {
+			fmt.Fprintf(&b, "\n  key %s: rule %s: %s", d.Key, d.Rule, d.Reason)
+		}
 	}
 	return b.String()
 }

@@ -90,7 +90,7 @@ func (k *KMSKeys) ReleaseWithOutputs(ctx context.Context, m *Manifest, reqs []Ke
 		if errors.As(err, &se) && len(se.Err.Denials) > 0 {
 			de := &DeniedError{}
 			for _, d := range se.Err.Denials {
-				de.Denials = append(de.Denials, Denial{Key: d.Key, Rule: d.Rule, Reason: d.Reason})
+				de.Denials = append(de.Denials, Denial{Key: d.Key, Rule: d.Rule, Field: d.Field, Reason: d.Reason})
 			}
 			return nil, nil, de
 		}

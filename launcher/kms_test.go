@@ -133,8 +133,8 @@ func TestRunOverKeyService(t *testing.T) {
 	if !errors.As(err, &de) {
 		t.Fatalf("changed job: want a denial, got %v", err)
 	}
-	if !strings.Contains(err.Error(), "hospital/people") || !strings.Contains(err.Error(), "rule job_digest") {
-		t.Fatalf("denial does not name the key and the rule: %v", err)
+	if !strings.Contains(err.Error(), "hospital/people") || !strings.Contains(err.Error(), "rule job_digest (policy field jobs)") || de.Denials[0].Field != "jobs" {
+		t.Fatalf("denial does not name the key, the rule and the policy field: %v", err)
 	}
 	if _, err := os.Stat(sentinel); err == nil {
 		t.Fatal("the program ran although its keys were denied")

@@ -118,9 +118,9 @@ func TestAuditTrailCommands(t *testing.T) {
 // entries written before references were quoted) cannot act on the
 // terminal: no escape sequence, no line of its own.
 func TestAuditListEscapes(t *testing.T) {
-	e := audit.Entry{Index: 7, Type: audit.TypeDenial, Key: "kms://x/\x1b[2J", Reason: "a\nfake 8 release alice/k\x1b]0;t\x07 \u202etxt", Actor: "r\r", Rule: "unknown_key"}
+	e := audit.Entry{Index: 7, Type: audit.TypeDenial, Key: "kms://x/\x1b[2J", Reason: "a\nfake 8 release alice/k\x1b]0;t\x07 \u202etxt", Actor: "r\r", Rule: "unknown_key", Field: "jobs\x1b[0m\n"}
 	line := entryLine(&e)
-	if strings.ContainsAny(line, "\x1b\n\r\x07\u202e") || !strings.Contains(line, `\x1b[2J`) || !strings.Contains(line, `a\nfake`) || !strings.Contains(line, `\u202e`) {
+	if strings.ContainsAny(line, "\x1b\n\r\x07\u202e") || !strings.Contains(line, `\x1b[2J`) || !strings.Contains(line, `a\nfake`) || !strings.Contains(line, `\u202e`) || !strings.Contains(line, `field=jobs\x1b[0m\n (`) {
 		t.Fatalf("%q", line)
 	}
 	if got := termSafe("ok\nline\tx\x1b", "\n\t"); got != "ok\nline\tx\\x1b" {

@@ -47,7 +47,11 @@ func entryLine(e *audit.Entry) string {
 		b.WriteString(" INSECURE")
 	}
 	if e.Rule != "" {
-		fmt.Fprintf(&b, " rule=%s (%s)", termSafe(e.Rule, ""), termSafe(e.Reason, ""))
+		fmt.Fprintf(&b, " rule=%s", termSafe(e.Rule, ""))
+		if e.Field != "" {
+			fmt.Fprintf(&b, " field=%s", termSafe(e.Field, ""))
+		}
+		fmt.Fprintf(&b, " (%s)", termSafe(e.Reason, ""))
 	} else if e.Reason != "" {
 		fmt.Fprintf(&b, " %s", termSafe(e.Reason, ""))
 	}

@@ -86,8 +86,14 @@ const (
 
 // Denial names a key and the policy rule or attestation check that refused it.
 type Denial struct {
-	Key    string `json:"key"`
-	Rule   string `json:"rule"`
+	Key  string `json:"key"`
+	Rule string `json:"rule"`
+	// Field is the policy field that refused (policy.Decision.Field:
+	// "platforms.snp.min_committed_tcb.snp", "jobs"), when the key's
+	// policy was evaluated and one field decided; empty otherwise, and
+	// always for unknown_key, which answers alike for a key that does not
+	// exist and one without a release policy.
+	Field  string `json:"field,omitempty"`
 	Reason string `json:"reason"`
 }
 

@@ -239,6 +239,10 @@ func rangeIn(t store.Tx, bucket string, size uint64) (*compact.Range, error) {
 
 var typeRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,31}$`)
 
+// fieldRE is a policy field path (policy.Decision.Field): names and
+// indexes, nothing a terminal or a log line could take for anything else.
+var fieldRE = regexp.MustCompile(`^[a-z][a-z0-9_]*(\[[0-9]{1,4}\])?(\.[a-z][a-z0-9_]*(\[[0-9]{1,4}\])?){0,7}$`)
+
 // Append adds e to the log inside tx and returns its index. It sets
 // e.Index and e.Prev, and e.Time when zero. It must run in a writable
 // transaction; the entry is visible only if tx commits.
@@ -248,6 +252,9 @@ func (l *Log) Append(tx store.Tx, e audit.Entry) (uint64, error) {
 	}
 	if e.Decision != "" && e.Decision != audit.Allow && e.Decision != audit.Deny {
 		return 0, fmt.Errorf("audit: decision %q: want %q or %q", e.Decision, audit.Allow, audit.Deny)
+	}
+	if e.Field != "" && (len(e.Field) > 128 || !fieldRE.MatchString(e.Field)) {
+		return 0, fmt.Errorf("audit: field %q: want a policy field path", e.Field)
 	}
 	if err := l.Init(tx); err != nil {
 		return 0, err

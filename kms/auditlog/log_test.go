@@ -271,10 +271,22 @@ func TestListByKey(t *testing.T) {
 
 func TestEntryRejectsBadInput(t *testing.T) {
 	f := newFixture(t, ecdsaKey(t), 0)
-	for _, e := range []audit.Entry{{Type: ""}, {Type: "Release"}, {Type: "release", Decision: "maybe"}, {Type: "release", Reason: strings.Repeat("x", audit.MaxEntrySize)}} {
+	for _, e := range []audit.Entry{{Type: ""}, {Type: "Release"}, {Type: "release", Decision: "maybe"}, {Type: "release", Reason: strings.Repeat("x", audit.MaxEntrySize)},
+		{Type: "denial", Field: "platforms.sim.x\x1b[2J"}, {Type: "denial", Field: "jobs\n"}, {Type: "denial", Field: "Platforms.snp"}, {Type: "denial", Field: "a..b"},
+		{Type: "denial", Field: "event_log[-1]"}, {Type: "denial", Field: strings.Repeat("a.", 70) + "a"}} {
 		err := f.db.Update(func(tx store.Tx) error { _, err := f.log.Append(tx, e); return err })
 		if err == nil {
-			t.Errorf("Append(%.40q) succeeded", e.Type)
+			t.Errorf("Append(%.40q, field %q) succeeded", e.Type, e.Field)
+		}
+	}
+	// Every field path policy.Evaluate names is accepted.
+	for _, field := range []string{"jobs", "not_after", "platforms.snp.min_reported_tcb.microcode", "platforms.tdx.event_log[0].events[2]", "certificate.dns_names", "platforms.snp.guest_policy.min_abi", "platforms.snp.min_committed_firmware_version"} {
+		err := f.db.Update(func(tx store.Tx) error {
+			_, err := f.log.Append(tx, audit.Entry{Type: audit.TypeDenial, Decision: audit.Deny, Rule: "r", Field: field})
+			return err
+		})
+		if err != nil {
+			t.Errorf("field %s: %v", field, err)
 		}
 	}
 }

@@ -79,8 +79,9 @@ func (c *Core) IssueCert(ctx context.Context, who *Caller, req *api.CertRequest)
 			return err
 		}
 		if pr == nil || pr.Deleted {
-			denied = certDenied(req.Policy, api.RuleUnknownCertPolicy, "no certificate policy "+req.Policy)
-			return c.recordCert(tx, rc, req, nil, audit.Deny, denied.Denials[0].Rule, denied.Denials[0].Reason)
+			d := policy.Decision{Rule: api.RuleUnknownCertPolicy, Reason: "no certificate policy " + req.Policy}
+			denied = certDenied(req.Policy, d)
+			return c.recordCert(tx, rc, req, nil, d)
 		}
 		p, err := policy.ParseCert(pr.Policy)
 		var d policy.Decision
@@ -90,8 +91,8 @@ func (c *Core) IssueCert(ctx context.Context, who *Caller, req *api.CertRequest)
 			d = policy.EvaluateCert(p, rc.claims, rc.job, creq, rc.now)
 		}
 		if !d.Allow {
-			denied = certDenied(req.Policy, d.Rule, d.Reason)
-			return c.recordCert(tx, rc, req, pr, audit.Deny, d.Rule, d.Reason)
+			denied = certDenied(req.Policy, d)
+			return c.recordCert(tx, rc, req, pr, d)
 		}
 		ttl, _ := p.Certificate.MaxTTL()
 		if asked := time.Duration(req.TTLSeconds) * time.Second; asked > 0 && asked < ttl {
@@ -103,7 +104,7 @@ func (c *Core) IssueCert(ctx context.Context, who *Caller, req *api.CertRequest)
 		}
 		reason := fmt.Sprintf("certificate %s for role %s under certificate policy %s version %d, valid until %s%s",
 			out.Serial, req.Role, pr.Name, pr.Version, out.NotAfter.Format(time.RFC3339), namesNote(csr))
-		return c.recordCert(tx, rc, req, pr, audit.Allow, "", reason)
+		return c.recordCert(tx, rc, req, pr, policy.Decision{Allow: true, Reason: reason})
 	})
 	if err != nil {
 		return nil, err
@@ -223,22 +224,22 @@ func namesNote(csr *x509.CertificateRequest) string {
 }
 
 // certDenied is the error a refused certificate request gets.
-func certDenied(policyName, rule, reason string) *Error {
-	reason = truncate(reason, maxReason)
-	return &Error{Kind: KindDenied, Code: "denied", Message: fmt.Sprintf("certificate refused: %s: %s", rule, reason),
-		Denials: []api.Denial{{Key: api.CertPolicyTrail + policyName, Rule: rule, Reason: reason}}}
+func certDenied(policyName string, d policy.Decision) *Error {
+	reason := truncate(d.Reason, maxReason)
+	return &Error{Kind: KindDenied, Code: "denied", Message: fmt.Sprintf("certificate refused: %s: %s", d.Rule, reason),
+		Denials: []api.Denial{{Key: api.CertPolicyTrail + policyName, Rule: d.Rule, Field: d.Field, Reason: reason}}}
 }
 
 // denyCert audits a refusal of the request as a whole (before the policy
 // was consulted) on the trail of the policy's owner when it exists.
 func (c *Core) denyCert(rc *releaseCtx, req *api.CertRequest, d policy.Decision) error {
-	e := certDenied(req.Policy, d.Rule, d.Reason)
+	e := certDenied(req.Policy, d)
 	err := c.db.Batch(func(tx store.Tx) error {
 		pr, err := c.getCertPolicy(tx, req.Policy)
 		if err != nil {
 			return err
 		}
-		return c.recordCert(tx, rc, req, pr, audit.Deny, d.Rule, e.Denials[0].Reason)
+		return c.recordCert(tx, rc, req, pr, d)
 	})
 	if err != nil {
 		return err
@@ -257,14 +258,14 @@ func (c *Core) countDenial(e *Error) {
 
 // recordCert audits a certificate decision: what was verified about the
 // TEE (as a release entry does), the policy, and the outcome.
-func (c *Core) recordCert(tx store.Tx, rc *releaseCtx, req *api.CertRequest, pr *certPolicyRec, decision, rule, reason string) error {
-	t := audit.TypeCertIssue
-	if decision == audit.Deny {
-		t = audit.TypeCertDenial
-		reason = fmt.Sprintf("certificate for role %s under certificate policy %s refused: %s", req.Role, req.Policy, reason)
+func (c *Core) recordCert(tx store.Tx, rc *releaseCtx, req *api.CertRequest, pr *certPolicyRec, d policy.Decision) error {
+	t, decision, reason := audit.TypeCertIssue, audit.Allow, d.Reason
+	if !d.Allow {
+		t, decision = audit.TypeCertDenial, audit.Deny
+		reason = fmt.Sprintf("certificate for role %s under certificate policy %s refused: %s", req.Role, req.Policy, truncate(d.Reason, maxReason))
 	}
 	e := releaseEntry(rc, t, decision)
-	e.Rule, e.Reason = rule, truncate(reason, maxReason+256)
+	e.Rule, e.Field, e.Reason = d.Rule, d.Field, truncate(reason, maxReason+256)
 	e.Key = api.CertPolicyTrail + req.Policy
 	if pr != nil {
 		e.Tenant = pr.Tenant

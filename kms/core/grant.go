@@ -140,7 +140,7 @@ func releaseEntry(rc *releaseCtx, t audit.Type, decision string) audit.Entry {
 func (c *Core) recordDenials(tx store.Tx, rc *releaseCtx, ds []denial) error {
 	for _, d := range ds {
 		e := releaseEntry(rc, audit.TypeDenial, audit.Deny)
-		e.Rule, e.Reason = d.rule(), d.Reason
+		e.Rule, e.Field, e.Reason = d.rule(), d.Field, d.Reason
 		if d.auditReason != "" {
 			e.Reason = d.auditReason
 		}
@@ -203,9 +203,6 @@ func (c *Core) admit(tx store.Tx, rc *releaseCtx, ref string) (*keyRec, *policy.
 		return nil, nil, 0, nil, err
 	}
 	k.raw = raw
-	deny := func(rule, reason string) (*keyRec, *policy.Policy, uint32, *denial, error) {
-		return &k, nil, 0, &denial{Denial: api.Denial{Key: ref, Rule: rule, Reason: reason}, key: &k}, nil
-	}
 	if len(k.Policy) == 0 {
 		return &k, nil, 0, &denial{Denial: unavailable(ref, name), key: &k, auditRule: api.RuleNoPolicy, auditReason: "key " + name + " has no release policy"}, nil
 	}
@@ -214,7 +211,9 @@ func (c *Core) admit(tx store.Tx, rc *releaseCtx, ref string) (*keyRec, *policy.
 		return &k, nil, 0, &denial{Denial: unavailable(ref, name), key: &k, auditRule: policy.RuleInvalidPolicy, auditReason: truncate(err.Error(), maxReason)}, nil
 	}
 	if d := policy.Evaluate(p, rc.claims, rc.job, rc.now); !d.Allow {
-		return deny(d.Rule, d.Reason)
+		// The key exists and has a valid policy, which the runner's
+		// evidence was judged by: the field says no more than the reason.
+		return &k, nil, 0, &denial{Denial: api.Denial{Key: ref, Rule: d.Rule, Field: d.Field, Reason: d.Reason}, key: &k}, nil
 	}
 	return &k, p, refVer, nil, nil
 }

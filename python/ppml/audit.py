@@ -48,7 +48,7 @@ _ENTRY_FIELDS = [
     ("index", "u64"), ("prev", "hex"), ("time", "time"), ("type", "str"), ("tenant", "str"), ("actor", "str"),
     ("key", "str"), ("key_version", "u32"), ("job_digest", "hex"), ("platform", "str"), ("measurement", "hex"),
     ("signer", "hex"), ("tcb_status", "str"), ("insecure", "bool"), ("decision", "str"), ("rule", "str"),
-    ("reason", "str"), ("request_id", "str"), ("key_seq", "u64"), ("key_slot", "u64"), ("key_chain", "hex"),
+    ("field", "str"), ("reason", "str"), ("request_id", "str"), ("key_seq", "u64"), ("key_slot", "u64"), ("key_chain", "hex"),
 ]
 _ALWAYS = {"index", "time", "type"}  # no omitempty in Go
 
@@ -74,6 +74,7 @@ class Entry:
     insecure: bool = False
     decision: str = ""
     rule: str = ""
+    field: str = ""
     reason: str = ""
     request_id: str = ""
     key_seq: int = 0

@@ -189,7 +189,7 @@ func sampleEntry(i int) audit.Entry {
 	}
 	switch i % 4 {
 	case 3:
-		e.Type, e.Decision, e.Rule, e.Reason = audit.TypeDenial, audit.Deny, "tcb_status", `TCB status "OutOfDate" is not accepted <by policy> & "quoted"`
+		e.Type, e.Decision, e.Rule, e.Field, e.Reason = audit.TypeDenial, audit.Deny, "tcb_status", "platforms.sgx.tcb_statuses", `TCB status "OutOfDate" is not accepted <by policy> & "quoted"`
 	case 2:
 		e.Insecure, e.Platform, e.Reason = true, "sim", "simulated TEE\u2028line separator, tab\t, ünïcödé, \x01 control"
 	}
