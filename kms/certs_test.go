@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"crypto/x509"
 	"encoding/hex"
+	"errors"
 	"net"
 	"os"
 	"path/filepath"
@@ -164,14 +165,15 @@ func TestWorkloadCertificateRefused(t *testing.T) {
 		manifest []byte
 		opts     client.CertOptions
 		rule     string
+		field    string // the policy field that refused, in the answer and the entry
 	}{
-		{"wrong measurement", evil.Attester(), manifest, opts, "measurement"},
-		{"wrong job digest", e.sim.Attester(), other, opts, "job_digest"},
-		{"role not listed", e.sim.Attester(), manifest, client.CertOptions{Policy: "alice/xgb", Role: "serve"}, "cert_role"},
-		{"host name not allowed", e.sim.Attester(), manifest, client.CertOptions{Policy: "alice/xgb", Role: "xgboost-worker", DNSNames: []string{"evil.example.com"}}, "cert_dns_name"},
-		{"address not allowed", e.sim.Attester(), manifest, client.CertOptions{Policy: "alice/xgb", Role: "xgboost-worker", IPAddresses: []net.IP{net.ParseIP("10.0.0.8")}}, "cert_ip_address"},
-		{"unknown policy", e.sim.Attester(), manifest, client.CertOptions{Policy: "alice/nope", Role: "xgboost-worker"}, "unknown_cert_policy"},
-		{"evidence for another key", &rebinding{e.sim.Attester()}, manifest, opts, "report_data"},
+		{"wrong measurement", evil.Attester(), manifest, opts, "measurement", "platforms.sim.measurements"},
+		{"wrong job digest", e.sim.Attester(), other, opts, "job_digest", "jobs"},
+		{"role not listed", e.sim.Attester(), manifest, client.CertOptions{Policy: "alice/xgb", Role: "serve"}, "cert_role", "certificate.roles"},
+		{"host name not allowed", e.sim.Attester(), manifest, client.CertOptions{Policy: "alice/xgb", Role: "xgboost-worker", DNSNames: []string{"evil.example.com"}}, "cert_dns_name", "certificate.dns_names"},
+		{"address not allowed", e.sim.Attester(), manifest, client.CertOptions{Policy: "alice/xgb", Role: "xgboost-worker", IPAddresses: []net.IP{net.ParseIP("10.0.0.8")}}, "cert_ip_address", "certificate.ip_addresses"},
+		{"unknown policy", e.sim.Attester(), manifest, client.CertOptions{Policy: "alice/nope", Role: "xgboost-worker"}, "unknown_cert_policy", ""},
+		{"evidence for another key", &rebinding{e.sim.Attester()}, manifest, opts, "report_data", ""},
 	}
 	for _, c := range cases {
 		jd := jobDigest(t, c.manifest)
@@ -181,6 +183,10 @@ func TestWorkloadCertificateRefused(t *testing.T) {
 		}
 		if got := denialRule(t, err); got != c.rule {
 			t.Fatalf("%s: rule %q, want %q (%v)", c.name, got, c.rule, err)
+		}
+		var se *client.StatusError
+		if errors.As(err, &se) && se.Err.Denials[0].Field != c.field {
+			t.Fatalf("%s: field %q, want %q", c.name, se.Err.Denials[0].Field, c.field)
 		}
 	}
 	entries, err := e.srv.Admin.AuditList(ctx, "", 0, 0)
@@ -198,8 +204,8 @@ func TestWorkloadCertificateRefused(t *testing.T) {
 	}
 	for _, c := range cases {
 		en, ok := denials[c.rule]
-		if !ok || en.Decision != audit.Deny {
-			t.Fatalf("%s: no cert_denial entry with rule %s", c.name, c.rule)
+		if !ok || en.Decision != audit.Deny || en.Field != c.field {
+			t.Fatalf("%s: no cert_denial entry with rule %s and field %q: %+v", c.name, c.rule, c.field, en)
 		}
 		if c.rule != "unknown_cert_policy" && en.Tenant != "alice" {
 			t.Fatalf("%s: denial on tenant %q's trail, want alice's", c.name, en.Tenant)

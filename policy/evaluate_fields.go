@@ -130,7 +130,7 @@ func evaluateSNPFirmware(r *PlatformRules, c *attest.Claims, prefix string) Deci
 		}
 		min, err := attest.ParseSNPFirmwareVersion(*s)
 		if err != nil { // Validate refused it already; never accept on a bad rule
-			return denyField(RuleInvalidPolicy, prefix+f.name, "%s: %v", f.name, err)
+			return deny(RuleInvalidPolicy, "%s: %v", f.name, err)
 		}
 		got := f.claim(c)
 		if got == nil {
