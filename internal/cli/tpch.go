@@ -2,15 +2,15 @@ package cli
 
 import (
 	"fmt"
-	"io"
 	"os"
+	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/ppml/ppml/envelope"
+	"github.com/ppml/ppml/internal/progress"
 	"github.com/ppml/ppml/tpch/dbgen"
 	"github.com/ppml/ppml/tpch/tpchparquet"
 )
@@ -44,8 +44,14 @@ func newTPCHGenerateCmd() *cobra.Command {
 (the two differ only in comments and addresses), into DIR/<table>.parquet with
 DuckDB's column types. Files are written atomically; existing files are kept unless
 --force. With --key each file is encrypted into the ppml envelope as
-DIR/<table>.parquet.ppml and no plaintext touches the disk. A progress line is shown
-on a terminal.`,
+DIR/<table>.parquet.ppml and no plaintext touches the disk.
+
+On a terminal, a job that runs for more than a second shows one progress line on
+stderr: the tables being generated with their rows done and expected (TPC-H fixes
+every table's row count for the scale factor), the tables complete, the Parquet bytes
+written, their rate, and the time left, estimated from the time taken so far and the
+share of rows still to do (each table's rows weighted by the specification's typical
+row size). Nothing is shown when stderr is not a terminal or with --json.`,
 		Example: `  ppml tpch generate --sf 1 -o tpch-sf1/
   ppml tpch generate --sf 0.01 -o small/ --tables lineitem,orders --json
   ppml tpch generate --sf 10 -o enc/ --key owner.key --compression zstd`,
@@ -67,7 +73,9 @@ on a terminal.`,
 					if err != nil {
 						return &UsageError{Err: err}
 					}
-					tables = append(tables, t)
+					if !slices.Contains(tables, t) {
+						tables = append(tables, t)
+					}
 				}
 			} else {
 				tables = dbgen.Tables
@@ -107,20 +115,29 @@ on a terminal.`,
 				}
 			}
 			var total int64
-			for _, t := range tables {
+			parts := make([]progress.Part, len(tables))
+			index := map[dbgen.Table]int{}
+			for i, t := range tables {
 				total += g.RowCount(t)
+				parts[i] = progress.Part{Name: t.String(), Total: g.RowCount(t), Weight: float64(t.TypicalRowSize()), Unit: "rows"}
+				index[t] = i
 			}
-			var prog *rowProgress
-			if e, ok := cmd.ErrOrStderr().(*os.File); ok && !asJSON && isTerminal(e) {
-				prog = &rowProgress{w: e, total: total, last: map[dbgen.Table]int64{}}
-				o.Progress = prog.update
+			var prog *progress.Parts
+			if e, ok := cmd.ErrOrStderr().(*os.File); ok {
+				prog = progress.NewParts(e, fmt.Sprintf("tpch SF %g", sf), parts, asJSON)
+			}
+			if prog != nil {
+				o.Progress = func(t dbgen.Table, rows int64) { prog.Set(index[t], rows) }
+				o.Wrote = prog.Add
+				o.Committed = func(f tpchparquet.File) { prog.Finish(index[f.Table]) }
 			}
 			start := time.Now()
 			files, err := tpchparquet.WriteDir(cmd.Context(), g, out, tables, o)
-			prog.done()
 			if err != nil {
+				prog.Clear()
 				return fmt.Errorf("generate TPC-H SF %g: %w", sf, err)
 			}
+			prog.Done()
 			elapsed := time.Since(start)
 			if asJSON {
 				return writeJSON(cmd.OutOrStdout(), map[string]any{
@@ -154,30 +171,3 @@ type envelopeSink struct{ fw *envelope.FileWriter }
 func (s envelopeSink) Write(p []byte) (int, error) { return s.fw.Write(p) }
 func (s envelopeSink) Commit() error               { return s.fw.Close() }
 func (s envelopeSink) Abort() error                { return s.fw.Abort() }
-
-// rowProgress draws "rows done / total" on a terminal at most every 100 ms.
-type rowProgress struct {
-	mu    sync.Mutex
-	w     io.Writer
-	total int64
-	rows  int64
-	last  map[dbgen.Table]int64
-	drawn time.Time
-}
-
-func (p *rowProgress) update(t dbgen.Table, rows int64) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.rows += rows - p.last[t]
-	p.last[t] = rows
-	if now := time.Now(); now.Sub(p.drawn) >= 100*time.Millisecond {
-		p.drawn = now
-		fmt.Fprintf(p.w, "\r%-9s %d / %d rows (%d%%)   ", t, p.rows, p.total, p.rows*100/max(p.total, 1))
-	}
-}
-
-func (p *rowProgress) done() {
-	if p != nil {
-		fmt.Fprint(p.w, "\r\033[K")
-	}
-}

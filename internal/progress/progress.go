@@ -21,8 +21,10 @@ import (
 // size is shown once it has passed Threshold bytes or run for Delay.
 const Threshold = 64 << 20
 
-// Delay is how long a job of unknown size runs before it is shown.
-const Delay = time.Second
+// Delay is how long a job of unknown size runs before it is shown. It is a
+// variable so that tests of commands can see their progress without a slow
+// job; nothing else changes it.
+var Delay = time.Second
 
 const interval = 100 * time.Millisecond
 
@@ -42,8 +44,11 @@ type Bar struct {
 	phaseStart time.Time
 	shown      bool // the current line has been drawn
 	finished   bool
-	stop       chan struct{}
-	stopped    chan struct{}
+	// render, when set, draws the line of a job of unknown byte total in
+	// place of RenderUnknown (a Parts display); it is called with mu held.
+	render  func(done int64, elapsed time.Duration) string
+	stop    chan struct{}
+	stopped chan struct{}
 }
 
 // New returns a bar on out for total bytes (< 0: unknown), or nil when quiet
@@ -109,6 +114,9 @@ func (b *Bar) line(t time.Time) (string, bool) {
 	if b.total < 0 {
 		if !b.shown && done < Threshold && elapsed < Delay {
 			return "", false
+		}
+		if b.render != nil {
+			return b.render(done, elapsed), true
 		}
 		return RenderUnknown(b.label, done, elapsed), true
 	}

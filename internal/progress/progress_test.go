@@ -178,3 +178,103 @@ func TestConcurrentAdd(t *testing.T) {
 		t.Fatal(b.done.Load())
 	}
 }
+
+// TestParts: a job of parts with known item counts (TPC-H tables and their
+// rows) shows the share done, bytes and rate, an estimate of the time left
+// from the weighted share still to do, the parts complete, and the parts
+// under way with their own counts (not the total paired with the current
+// part's name).
+func TestParts(t *testing.T) {
+	var out bytes.Buffer
+	clk := &fakeClock{time.Unix(0, 0)}
+	parts := []Part{
+		{Name: "nation", Total: 25, Weight: 128, Unit: "rows"},
+		{Name: "orders", Total: 1_500_000, Weight: 100, Unit: "rows"},
+		{Name: "lineitem", Total: 6_000_000, Weight: 100, Unit: "rows"},
+	}
+	p := newParts(&out, "tpch SF 1", parts, 0, clk.now)
+	p.Set(0, 25)
+	p.Finish(0)
+	p.Add(1 << 20)
+	p.bar.redraw()
+	if out.Len() != 0 {
+		t.Fatalf("drew a short, small job: %q", out.String())
+	}
+	// Slow, but under MinShare done: no estimate yet.
+	clk.advance(2 * time.Second)
+	p.Set(1, 1000)
+	p.bar.redraw()
+	if line := out.String(); !strings.Contains(line, "tpch SF 1   0%  1.0 MiB  512.0 KiB/s  1/3 done  orders 1.0k/1.5M rows") || strings.Contains(line, "ETA") {
+		t.Fatalf("early line %q", line)
+	}
+	// Two seconds in, a fifth of the weighted rows is done: 8 s to go.
+	out.Reset()
+	p.Set(1, 300_000)
+	p.Set(2, 1_200_000)
+	p.Add(99 << 20)
+	p.bar.redraw()
+	if line := out.String(); line != "\r\033[Ktpch SF 1  20%  100.0 MiB  50.0 MiB/s  ETA 8s  1/3 done  orders 300.0k/1.5M rows  lineitem 1.2M/6.0M rows" {
+		t.Fatalf("line %q", line)
+	}
+	// Nothing moves: the rate falls and the estimate grows with the time
+	// spent, it does not freeze.
+	out.Reset()
+	clk.advance(2 * time.Second)
+	p.bar.redraw()
+	if line := out.String(); !strings.Contains(line, "25.0 MiB/s  ETA 16s") {
+		t.Fatalf("stalled line %q", line)
+	}
+	// Every row made, the files still being finished: said so, with the
+	// parts still listed, rather than a bare 100%.
+	out.Reset()
+	p.Set(1, 1_500_000)
+	p.Set(2, 6_000_000)
+	p.bar.redraw()
+	if line := out.String(); !strings.Contains(line, "100%  100.0 MiB  25.0 MiB/s  finishing  1/3 done  orders 1.5M/1.5M rows") {
+		t.Fatalf("finishing line %q", line)
+	}
+	// Done: the time taken in place of the estimate, and the line ended.
+	out.Reset()
+	p.Finish(1)
+	p.Finish(2)
+	clk.advance(6 * time.Second)
+	p.Done()
+	if line := out.String(); line != "\r\033[Ktpch SF 1 100%  100.0 MiB  10.0 MiB/s  in 10s  3/3 done\n" {
+		t.Fatalf("final line %q", line)
+	}
+	n := out.Len()
+	p.Set(0, 1)
+	p.bar.redraw()
+	p.Clear()
+	if out.Len() != n {
+		t.Fatal("drew after Done")
+	}
+
+	// The line is cut to the terminal's width (a wrapped line cannot be
+	// redrawn in place), the parts under way first.
+	out.Reset()
+	p = newParts(&out, "tpch SF 1", parts, 40, clk.now)
+	p.Set(1, 1)
+	p.Add(Threshold)
+	p.bar.redraw()
+	if got := strings.TrimPrefix(out.String(), "\r\033[K"); got != "tpch SF 1   0%  64.0 MiB  0/3 done  ord" {
+		t.Fatalf("on a 40-column terminal: %q", got)
+	}
+
+	// Quiet: nothing on a pipe, and a nil display is usable.
+	r, w, _ := os.Pipe()
+	defer r.Close()
+	defer w.Close()
+	if p := NewParts(w, "x", parts, false); p != nil {
+		t.Fatal("display on a pipe")
+	}
+	var np *Parts
+	np.Set(0, 1)
+	np.Finish(0)
+	np.Add(1)
+	np.Done()
+	np.Clear()
+	if Count(950) != "950" || Count(12_500) != "12.5k" || Duration(187*time.Second) != "3m07s" || Duration(7500*time.Second) != "2h05m" {
+		t.Fatal(Count(950), Count(12_500), Duration(187*time.Second), Duration(7500*time.Second))
+	}
+}

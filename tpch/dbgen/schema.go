@@ -101,6 +101,20 @@ var schema = [numTables][]Column{
 		{"l_receiptdate", Date}, {"l_shipinstruct", Varchar}, {"l_shipmode", Varchar}, {"l_comment", Varchar}},
 }
 
+// TypicalRowSize is the typical size of one of t's rows in bytes, from the
+// TPC-H specification's estimated database size (clause 4.2.5, Table 3):
+// the relative cost of generating and writing a row, for an estimate of
+// the time a generation has left.
+func (t Table) TypicalRowSize() int {
+	if t < 0 || t >= numTables {
+		return 0
+	}
+	return typicalRowSize[t]
+}
+
+var typicalRowSize = [numTables]int{Region: 124, Nation: 128, Supplier: 159, Customer: 179,
+	Part: 155, PartSupp: 144, Orders: 104, Lineitem: 112}
+
 // Driver is the table whose rows drive generation of t: a part row yields its four
 // partsupp rows and an order row its lineitem rows, so those pairs are generated
 // together and split into chunks by driver rows.

@@ -399,6 +399,12 @@ type DirOptions struct {
 	// Create opens the sink for a path; by default an atomic plain file
 	// (temporary file, fsync, rename). Encrypting callers wrap the envelope.
 	Create func(path string, overwrite bool) (Sink, error)
+	// Wrote, if set, is called with the number of bytes handed to a file
+	// each time some are (from the writing goroutine): a progress display's
+	// byte count.
+	Wrote func(n int)
+	// Committed, if set, is called after each file is committed.
+	Committed func(f File)
 }
 
 // File describes one written file.
@@ -413,12 +419,16 @@ type File struct {
 // countingSink counts the bytes handed to a sink.
 type countingSink struct {
 	Sink
-	n int64
+	n     int64
+	wrote func(int)
 }
 
 func (c *countingSink) Write(b []byte) (int, error) {
 	n, err := c.Sink.Write(b)
 	c.n += int64(n)
+	if c.wrote != nil {
+		c.wrote(n)
+	}
 	return n, err
 }
 
@@ -483,7 +493,7 @@ func writeGroup(ctx context.Context, g *dbgen.Generator, dir string, group []dbg
 		if err != nil {
 			return nil, fmt.Errorf("create %s: %w", t, err)
 		}
-		sinks[t] = &countingSink{Sink: s}
+		sinks[t] = &countingSink{Sink: s, wrote: o.Wrote}
 		outs[t] = sinks[t]
 	}
 	rows, err := Write(ctx, g, outs, o.Options)
@@ -495,8 +505,12 @@ func writeGroup(ctx context.Context, g *dbgen.Generator, dir string, group []dbg
 		if err := sinks[t].Commit(); err != nil {
 			return files, fmt.Errorf("commit %s: %w", paths[t], err)
 		}
-		files = append(files, File{Table: t, Name: t.String(), Path: paths[t], Rows: rows[t], Bytes: sinks[t].n})
+		f := File{Table: t, Name: t.String(), Path: paths[t], Rows: rows[t], Bytes: sinks[t].n}
+		files = append(files, f)
 		delete(sinks, t)
+		if o.Committed != nil {
+			o.Committed(f)
+		}
 	}
 	return files, nil
 }
