@@ -14,6 +14,7 @@ import (
 
 	"github.com/ppml/ppml/engine/sql/sqldb"
 	"github.com/ppml/ppml/engine/sql/sqlspec"
+	"github.com/ppml/ppml/internal/lineedit"
 	"github.com/ppml/ppml/job"
 	"github.com/ppml/ppml/launcher"
 	"github.com/ppml/ppml/memfd"
@@ -84,66 +85,56 @@ func run(ctx context.Context, e *sqldb.Engine, p *sqlspec.Params, j *launcher.Jo
 	return nil
 }
 
-// interact reads statements from stdin, each ended by ';' at the end of a
-// line, and prints each result; an error is printed and the session goes on.
+// interact reads statements from stdin (or the terminal's line editor),
+// each ended by ';' at the end of a line, and prints each result; an error
+// is printed and the session goes on. Ctrl-C drops the statement being
+// typed, or stops the one running.
 func interact(ctx context.Context, e *sqldb.Engine, j *launcher.Job, opts sqlspec.PrintOptions) error {
-	if j.Stdin == nil {
-		return errors.New("interactive job without a terminal (no stdin)")
+	var next func(prompt string) (string, error)
+	if opts.Lines != nil {
+		next = editedLines(ctx, opts)
+	} else {
+		if j.Stdin == nil {
+			return errors.New("interactive job without a terminal (no stdin)")
+		}
+		var stop func()
+		next, stop = stdinLines(ctx, j, opts)
+		defer stop()
 	}
-	sc := bufio.NewScanner(j.Stdin)
-	sc.Buffer(make([]byte, 64<<10), sqlspec.MaxScript)
 	var stmt strings.Builder
-	prompt := func() {
-		if opts.Prompt == "" {
-			return
+	prompt := func() string {
+		switch {
+		case opts.Prompt == "":
+			return ""
+		case stmt.Len() == 0:
+			return opts.Prompt
 		}
-		if stmt.Len() == 0 {
-			fmt.Fprint(j.Stderr, opts.Prompt)
-		} else {
-			fmt.Fprint(j.Stderr, strings.Repeat(" ", max(len(opts.Prompt)-4, 0))+"... ")
-		}
+		return strings.Repeat(" ", max(len(opts.Prompt)-4, 0)) + "... "
 	}
 	if opts.Prompt != "" {
 		banner(ctx, e, j)
 	}
-	// Lines are read on their own goroutine so that an interrupt can clear
-	// the statement while a read is blocked (the terminal has already
-	// discarded the line being typed).
-	lines := make(chan string)
-	readDone := make(chan struct{})
-	go func() {
-		defer close(lines)
-		for sc.Scan() {
-			select {
-			case lines <- sc.Text():
-			case <-readDone:
-				return
-			}
-		}
-	}()
-	defer close(readDone)
-	prompt()
 	for {
-		var line string
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-opts.Interrupt:
+		line, err := next(prompt())
+		switch {
+		case errors.Is(err, lineedit.ErrInterrupted):
 			stmt.Reset()
-			fmt.Fprintln(j.Stderr)
-			prompt()
 			continue
-		case l, ok := <-lines:
-			if !ok {
-				goto end
+		case err == io.EOF:
+			if opts.Lines != nil {
+				fmt.Fprintln(j.Stderr) // Ctrl-D leaves the cursor after the prompt
 			}
-			line = l
+			if strings.TrimSpace(stmt.String()) != "" {
+				fmt.Fprintln(j.Stderr, "Error: input ended inside a statement (no closing ';'); it was not run")
+			}
+			return nil
+		case err != nil:
+			return err
 		}
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		if stmt.Len() == 0 && strings.TrimSpace(line) == "" {
-			prompt()
 			continue
 		}
 		if stmt.Len() == 0 {
@@ -156,20 +147,20 @@ func interact(ctx context.Context, e *sqldb.Engine, j *launcher.Job, opts sqlspe
 				if err := dotCommand(ctx, e, j, opts, cmd); err != nil {
 					return err
 				}
-				prompt()
 				continue
 			}
 		}
 		stmt.WriteString(line)
 		stmt.WriteByte('\n')
 		if !strings.HasSuffix(strings.TrimSpace(line), ";") || !complete(stmt.String()) {
-			prompt()
 			continue
 		}
 		text := stmt.String()
 		stmt.Reset()
-		res, err := e.Query(ctx, text, 0)
+		res, err := query(ctx, e, text, opts.Interrupt)
 		switch {
+		case err == errStopped && opts.Prompt != "":
+			fmt.Fprintf(j.Stderr, "\nError: %v\n", err) // after the terminal's ^C
 		case err != nil:
 			fmt.Fprintf(j.Stderr, "Error: %v\n", err)
 		case len(res.Columns) == 0:
@@ -178,16 +169,114 @@ func interact(ctx context.Context, e *sqldb.Engine, j *launcher.Job, opts sqlspe
 				return err
 			}
 		}
-		prompt()
 	}
-end:
-	if err := sc.Err(); err != nil {
-		return fmt.Errorf("read statements: %w", err)
+}
+
+// errStopped is the error shown for a statement stopped with Ctrl-C.
+var errStopped = errors.New("interrupted (Ctrl-C); the session goes on")
+
+// query runs one statement of a session; an interrupt while it runs stops
+// it and the session goes on.
+func query(ctx context.Context, e *sqldb.Engine, text string, intr <-chan struct{}) (*sqldb.Result, error) {
+	if intr == nil {
+		return e.Query(ctx, text, 0)
 	}
-	if strings.TrimSpace(stmt.String()) != "" {
-		fmt.Fprintln(j.Stderr, "Error: input ended inside a statement (no closing ';'); it was not run")
+	qctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stopped := make(chan struct{})
+	finished := make(chan struct{})
+	defer close(finished)
+	go func() {
+		select {
+		case <-intr:
+			close(stopped)
+			cancel()
+		case <-finished:
+		}
+	}()
+	res, err := e.Query(qctx, text, 0)
+	select {
+	case <-stopped:
+		if ctx.Err() == nil {
+			return nil, errStopped
+		}
+	default:
 	}
-	return nil
+	return res, err
+}
+
+// editedLines reads the session's lines with the terminal's line editor.
+// The editor blocks in a read of the terminal; a cancelled job does not wait
+// for it (the caller puts the terminal back).
+func editedLines(ctx context.Context, opts sqlspec.PrintOptions) func(string) (string, error) {
+	type result struct {
+		line string
+		err  error
+	}
+	return func(prompt string) (string, error) {
+		// An interrupt delivered while output was printed is stale now that
+		// the user is at the prompt: it must not stop the next statement.
+		select {
+		case <-opts.Interrupt:
+		default:
+		}
+		r := make(chan result, 1)
+		go func() {
+			l, err := opts.Lines.ReadLine(prompt)
+			r <- result{l, err}
+		}()
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case res := <-r:
+			if res.err != nil && res.err != io.EOF && !errors.Is(res.err, lineedit.ErrInterrupted) {
+				return "", fmt.Errorf("read statements: %w", res.err)
+			}
+			return res.line, res.err
+		}
+	}
+}
+
+// stdinLines reads the session's lines from the job's stdin on a goroutine
+// of their own, so that an interrupt can clear the statement while a read
+// is blocked (the terminal has already discarded the line being typed).
+// stop ends the reader.
+func stdinLines(ctx context.Context, j *launcher.Job, opts sqlspec.PrintOptions) (next func(string) (string, error), stop func()) {
+	sc := bufio.NewScanner(j.Stdin)
+	sc.Buffer(make([]byte, 64<<10), sqlspec.MaxScript)
+	lines := make(chan string)
+	readDone := make(chan struct{})
+	go func() {
+		defer close(lines)
+		for sc.Scan() {
+			select {
+			case lines <- sc.Text():
+			case <-readDone:
+				return
+			}
+		}
+	}()
+	next = func(prompt string) (string, error) {
+		if prompt != "" {
+			fmt.Fprint(j.Stderr, prompt)
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-opts.Interrupt:
+			fmt.Fprintln(j.Stderr)
+			return "", lineedit.ErrInterrupted
+		case l, ok := <-lines:
+			if !ok {
+				if err := sc.Err(); err != nil {
+					return "", fmt.Errorf("read statements: %w", err)
+				}
+				return "", io.EOF
+			}
+			return l, nil
+		}
+	}
+	return next, func() { close(readDone) }
 }
 
 // complete says whether the last ';' of s ends a statement (not inside a
@@ -374,6 +463,10 @@ const sessionHelp = `Statements end with ';' at the end of a line; each result i
   .schema NAME    show a table's columns and types
   .help           this help
   .quit           end the session (or Ctrl-D)
+Ctrl-C drops the statement being typed, or stops the one running.
+On a terminal: Up/Down recall earlier lines (kept in memory for this session
+only, never written to a file); Left/Right, Home/End (Ctrl-A/Ctrl-E),
+Ctrl-U, Ctrl-K and Ctrl-W edit the line.
 `
 
 // banner tells a person at a terminal where they are and how to get out.
@@ -384,7 +477,11 @@ func banner(ctx context.Context, e *sqldb.Engine, j *launcher.Job) {
 			names = append(names, fmt.Sprint(r[0]))
 		}
 	}
-	fmt.Fprintf(j.Stderr, "ppml sql: %d tables (%s), decrypted in memory only.\nEnd statements with ';'. .help for help, Ctrl-D to quit.\n", len(names), strings.Join(names, ", "))
+	n := fmt.Sprintf("%d tables", len(names))
+	if len(names) == 1 {
+		n = "1 table"
+	}
+	fmt.Fprintf(j.Stderr, "ppml sql: %s (%s), decrypted in memory only.\nEnd statements with ';'. .help for help, Ctrl-D to quit.\n", n, strings.Join(names, ", "))
 }
 
 const tablesQuery = "SELECT table_name FROM information_schema.tables ORDER BY table_name"

@@ -11,6 +11,7 @@ import (
 
 	"github.com/ppml/ppml/engine/sql/sqlspec"
 	"github.com/ppml/ppml/internal/command"
+	"github.com/ppml/ppml/internal/lineedit"
 	"github.com/ppml/ppml/launcher"
 )
 
@@ -44,7 +45,11 @@ session may run any SQL over the inputs: allow its digest only where that is int
 --input NAME=FILE makes table NAME from an encrypted file (or a directory of them); the
 format comes from the envelope's content type unless --format NAME=csv|json|parquet|text
 overrides it. Without --query, statements are read from stdin, each ending with ';' at
-the end of a line, in one DuckDB session (.quit or end of input ends it).
+the end of a line, in one DuckDB session (.quit or end of input ends it). At a
+terminal the session has a banner, .tables, .schema NAME and .help, line editing and
+history (Up/Down; kept in memory for the session only and never written to a file,
+since statements can hold data and secrets); Ctrl-C drops the statement being typed
+or stops the one running, Ctrl-D ends the session.
 --manifest runs a sql job manifest instead: its outputs are written encrypted, and the
 results of its print: queries (or its interactive session) come here.`,
 		Example: `  ppml sql --input people=people.json.ppml --key owner.key --query "SELECT name FROM people WHERE age > 21"
@@ -103,13 +108,27 @@ results of its print: queries (or its interactive session) come here.`,
 				opts.Print = sqlspec.PrintJSON
 			}
 			stopSignals := []os.Signal{syscall.SIGINT, syscall.SIGTERM}
-			if f, ok := cmd.InOrStdin().(*os.File); ok && command.IsTerminal(f) {
+			in, inOK := cmd.InOrStdin().(*os.File)
+			if inOK && command.IsTerminal(in) {
 				opts.Prompt = "ppml sql> "
 			}
-			if opts.Prompt != "" && query == "" && manifest == "" {
-				// In an ad-hoc session at a terminal, Ctrl-C clears the statement being typed
-				// (an interactive session; Ctrl-D ends it) instead of
-				// stopping ppml sql.
+			interactive := query == "" && manifest == ""
+			if p, ok := m.Job.Parameters.(*sqlspec.Params); ok && p.Interactive {
+				interactive = true
+			}
+			if opts.Prompt != "" && interactive {
+				// At a terminal the session's lines are read with line editing and
+				// history (in memory only: statements can hold data and secrets),
+				// as long as what is typed is echoed to the terminal too.
+				if errf, ok := cmd.ErrOrStderr().(*os.File); ok && command.IsTerminal(errf) {
+					ed := lineedit.New(in, errf)
+					defer ed.Close()
+					opts.Lines = ed
+				}
+				// Ctrl-C drops the statement being typed (the line editor sees
+				// it as a key) or stops the one running (a signal, since the
+				// terminal is not in raw mode then) instead of stopping ppml sql;
+				// Ctrl-D or .quit end the session.
 				intr := make(chan os.Signal, 1)
 				signal.Notify(intr, syscall.SIGINT)
 				defer func() { signal.Stop(intr); close(intr) }()

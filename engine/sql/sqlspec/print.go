@@ -22,4 +22,17 @@ type PrintOptions struct {
 	// a terminal: it clears the statement being typed instead of ending
 	// the session (Ctrl-D or .quit end it).
 	Interrupt <-chan struct{}
+	// Lines, when set, reads the interactive session's lines from the
+	// caller's terminal with line editing and history (ppml sql sets it
+	// when stdin is a terminal); the job's stdin is not read then.
+	Lines LineReader
+}
+
+// LineReader reads an interactive session's lines: internal/lineedit's
+// Editor.
+type LineReader interface {
+	// ReadLine shows prompt and returns the next line, without its end.
+	// Ctrl-C returns an error that is lineedit.ErrInterrupted (the
+	// statement being typed is dropped), the end of input io.EOF.
+	ReadLine(prompt string) (string, error)
 }
