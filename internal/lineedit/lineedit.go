@@ -50,8 +50,18 @@ type Editor struct {
 }
 
 // New returns an editor that reads keys from in, a terminal, and echoes to
-// out (the terminal too: standard error in ppml).
-func New(in *os.File, out io.Writer) *Editor {
+// out (the terminal too: standard error in ppml). It fails when in cannot
+// be put in raw mode and back, e.g. inside a Gramine enclave, which does
+// not pass terminal ioctls to the host unless its manifest allows them: the
+// caller then reads lines as they come.
+func New(in *os.File, out io.Writer) (*Editor, error) {
+	st, err := term.MakeRaw(int(in.Fd()))
+	if err != nil {
+		return nil, fmt.Errorf("terminal: %w", err)
+	}
+	if err := term.Restore(int(in.Fd()), st); err != nil {
+		return nil, fmt.Errorf("terminal: %w", err)
+	}
 	e := &Editor{in: in, out: out, keys: &keys{r: in}, hist: &history{}}
 	e.t = term.NewTerminal(struct {
 		io.Reader
@@ -60,7 +70,7 @@ func New(in *os.File, out io.Writer) *Editor {
 	e.hist.skip = &e.interrupted
 	e.t.History = e.hist
 	e.t.AutoCompleteCallback = e.key
-	return e
+	return e, nil
 }
 
 // ReadLine shows prompt and returns the line typed, without its end. It

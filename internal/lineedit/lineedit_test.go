@@ -23,7 +23,10 @@ func TestEditor(t *testing.T) {
 	defer ptm.Close()
 	defer tty.Close()
 	go io.Copy(io.Discard, ptm) // what the editor draws
-	e := New(tty, tty)
+	e, err := New(tty, tty)
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer e.Close()
 	// read types keys once the editor has put the terminal in raw mode (in
 	// canonical mode the terminal would handle Ctrl-C itself).
@@ -86,6 +89,20 @@ func TestEditor(t *testing.T) {
 	line("xy\x01\x04\r", "y") // in a line, Ctrl-D deletes under the cursor
 	if _, err := read("\x04"); err != io.EOF {
 		t.Fatalf("Ctrl-D: %v, want EOF", err)
+	}
+}
+
+// TestNotATerminal: New refuses what cannot be put in raw mode, so the
+// caller falls back to reading lines as they come.
+func TestNotATerminal(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	if _, err := New(r, w); err == nil {
+		t.Fatal("an editor on a pipe")
 	}
 }
 

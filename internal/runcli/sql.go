@@ -121,9 +121,10 @@ results of its print: queries (or its interactive session) come here.`,
 				// history (in memory only: statements can hold data and secrets),
 				// as long as what is typed is echoed to the terminal too.
 				if errf, ok := cmd.ErrOrStderr().(*os.File); ok && command.IsTerminal(errf) {
-					ed := lineedit.New(in, errf)
-					defer ed.Close()
-					opts.Lines = ed
+					if ed, err := lineedit.New(in, errf); err == nil {
+						defer ed.Close()
+						opts.Lines = ed
+					}
 				}
 				// Ctrl-C drops the statement being typed (the line editor sees
 				// it as a key) or stops the one running (a signal, since the
