@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io/fs"
 	"net"
@@ -31,7 +32,11 @@ const docTimeout = 4 * time.Minute
 var binDir string // ppml, ppml-run and ppml-bench, built once by TestMain
 
 func TestMain(m *testing.M) {
+	flag.Parse()
 	os.Exit(func() int {
+		if testing.Short() {
+			return m.Run() // TestDocs skips: nothing to build
+		}
 		// For iterating on a document: binaries built already (make build's bin/).
 		if dir := os.Getenv("PPML_DOCSTEST_BIN"); dir != "" {
 			binDir, _ = filepath.Abs(dir)
@@ -103,6 +108,9 @@ var (
 // TestDocs runs every guide and example README (see the package comment and
 // docs/README.md) and lists the blocks it skipped, with their reasons.
 func TestDocs(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binaries and runs every document: not with -short")
+	}
 	root := repoRoot(t)
 	list := docs(t, root)
 	if len(list) == 0 {
