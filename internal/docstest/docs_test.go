@@ -1,0 +1,466 @@
+package docstest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ppml/ppml/internal/buildtest"
+	"github.com/ppml/ppml/internal/shareddata"
+	"github.com/ppml/ppml/ml/dataset"
+)
+
+// docTimeout bounds one document's run; the slowest (the ML example) takes
+// about half a minute.
+const docTimeout = 4 * time.Minute
+
+var binDir string // ppml, ppml-run and ppml-bench, built once by TestMain
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	os.Exit(func() int {
+		if testing.Short() {
+			return m.Run() // TestDocs skips: nothing to build
+		}
+		// For iterating on a document: binaries built already (make build's bin/).
+		if dir := os.Getenv("PPML_DOCSTEST_BIN"); dir != "" {
+			binDir, _ = filepath.Abs(dir)
+			return m.Run()
+		}
+		dir, err := os.MkdirTemp("", "ppml-docstest-bin-")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer os.RemoveAll(dir)
+		for _, b := range []buildtest.Binary{buildtest.PPML(), buildtest.Runtime(), {Pkg: "cmd/ppml-bench"}} {
+			if _, err := buildtest.Build(dir, b); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				return 1
+			}
+		}
+		binDir = dir
+		return m.Run()
+	}())
+}
+
+// repoRoot is the module root, found from the working directory go test
+// gives the package.
+func repoRoot(t *testing.T) string {
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for d := wd; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+			return d
+		}
+		if filepath.Dir(d) == d {
+			t.Fatalf("no go.mod above %s", wd)
+		}
+	}
+}
+
+// docs lists the documents that run: the guides and every example README.
+func docs(t *testing.T, root string) []string {
+	var out []string
+	guides, err := filepath.Glob(filepath.Join(root, "docs", "guide", "*.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out = append(out, guides...)
+	err = filepath.WalkDir(filepath.Join(root, "examples"), func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && d.Name() == "README.md" {
+			out = append(out, p)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, p := range out {
+		out[i], _ = filepath.Rel(root, p)
+	}
+	sort.Strings(out)
+	return out
+}
+
+var (
+	skipMu  sync.Mutex
+	skipped []string
+)
+
+// TestDocs runs every guide and example README (see the package comment and
+// docs/README.md) and lists the blocks it skipped, with their reasons.
+func TestDocs(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binaries and runs every document: not with -short")
+	}
+	root := repoRoot(t)
+	list := docs(t, root)
+	if len(list) == 0 {
+		t.Fatal("no documents found")
+	}
+	t.Cleanup(func() {
+		if len(skipped) > 0 {
+			t.Logf("skipped blocks (%d):\n%s", len(skipped), strings.Join(skipped, "\n"))
+		}
+	})
+	t.Run("docs", func(t *testing.T) {
+		for _, rel := range list {
+			t.Run(strings.TrimSuffix(rel, ".md"), func(t *testing.T) {
+				t.Parallel()
+				runDoc(t, root, rel)
+			})
+		}
+	})
+}
+
+var markerRE = regexp.MustCompile("\x1edocs-test ([^\x1e]*)\x1e\n")
+
+// runDoc runs one document's blocks in one bash process.
+func runDoc(t *testing.T, root, rel string) {
+	src, err := os.ReadFile(filepath.Join(root, rel))
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := Parse(string(src))
+	if err != nil {
+		t.Fatalf("%s: %v", rel, err)
+	}
+	ports := map[string]string{}
+	for _, p := range doc.Ports {
+		ports[p] = freePort(t)
+	}
+	subst := func(s string) string {
+		for from, to := range ports {
+			s = regexp.MustCompile(`\b`+from+`\b`).ReplaceAllString(s, to)
+		}
+		return s
+	}
+
+	// The script: each block between markers, console commands one by one.
+	var script strings.Builder
+	lineMap := map[int]int{} // script line -> markdown line
+	n := 0
+	emit := func(s string, mdLine int) {
+		for _, l := range strings.Split(s, "\n") {
+			n++
+			if mdLine > 0 {
+				lineMap[n] = mdLine
+			}
+			script.WriteString(l + "\n")
+		}
+	}
+	emit(`__dt() { printf '\036docs-test %s\036\n' "$*"; }
+trap '__dt err $LINENO $?' ERR
+set -eEo pipefail`, 0)
+	runs := 0
+	for bi, b := range doc.Blocks {
+		if b.Skip != "" {
+			skipMu.Lock()
+			skipped = append(skipped, fmt.Sprintf("  %s:%d: %s", rel, b.Line, b.Skip))
+			skipMu.Unlock()
+			continue
+		}
+		switch b.Kind {
+		case Script:
+			runs++
+			emit(fmt.Sprintf("__dt begin %d", bi), 0)
+			for i, l := range b.Body {
+				emit(subst(l), b.Line+1+i)
+			}
+			emit(fmt.Sprintf("__dt end %d", bi), 0)
+		case Console:
+			runs++
+			for ci, c := range b.Commands {
+				emit(fmt.Sprintf("__dt begin %d.%d", bi, ci), 0)
+				for i, l := range c.Text {
+					emit(subst(l), c.Line+i)
+				}
+				emit(fmt.Sprintf("__dt end %d.%d", bi, ci), 0)
+			}
+		}
+	}
+	emit("__dt done", 0)
+	if runs == 0 {
+		t.Skipf("%s has no block that runs", rel)
+	}
+
+	tmp := t.TempDir()
+	w := checkout(t, root, tmp)
+	outPath := filepath.Join(tmp, "output")
+	out, err := os.Create(outPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), docTimeout)
+	defer cancel()
+	cmd := exec.Command("bash", "--noprofile", "--norc", "-c", script.String(), "bash")
+	cmd.Dir = w
+	cmd.Env = docEnv(tmp, w)
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	var runErr error
+	select {
+	case runErr = <-done:
+	case <-ctx.Done():
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		runErr = fmt.Errorf("timed out after %v", docTimeout)
+		<-done
+	}
+	// Whatever the document started and did not stop (a server) ends with it.
+	killGroup(t, cmd.Process.Pid)
+	t.Logf("%s: %d blocks in %.1fs", rel, runs, time.Since(start).Seconds())
+
+	raw, err := os.ReadFile(outPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	segs, order, errLine := split(string(raw), lineMap)
+	if _, ok := segs["done"]; !ok {
+		last := "the start"
+		for i := len(order) - 1; i >= 0; i-- {
+			if strings.HasPrefix(order[i], "begin ") {
+				last = order[i]
+				break
+			}
+		}
+		where := rel
+		if id := strings.TrimPrefix(last, "begin "); id != last {
+			where = fmt.Sprintf("%s:%d", rel, blockLine(doc, id))
+		}
+		if errLine > 0 {
+			where = fmt.Sprintf("%s:%d", rel, errLine)
+		}
+		t.Fatalf("%s: the block failed (%v); its output:\n%s", where, runErr, tail(segs[last], 60))
+	}
+	for bi, b := range doc.Blocks {
+		if b.Skip != "" {
+			continue
+		}
+		switch b.Kind {
+		case Console:
+			for ci, c := range b.Commands {
+				got := segs[fmt.Sprintf("begin %d.%d", bi, ci)]
+				want := make([]string, len(c.Expect))
+				for i, l := range c.Expect {
+					want[i] = subst(l)
+				}
+				if !Match(want, lines(got)) {
+					t.Errorf("%s:%d: $ %s\nprinted:\n%s\nthe doc shows:\n%s", rel, c.Line, strings.Join(c.Text, "\n"), indent(got), indent(strings.Join(want, "\n")))
+				}
+			}
+		case Output:
+			prev := doc.Blocks[bi-1]
+			if prev.Skip != "" {
+				continue
+			}
+			var got string
+			if prev.Kind == Console {
+				for ci := range prev.Commands {
+					got += segs[fmt.Sprintf("begin %d.%d", bi-1, ci)]
+				}
+			} else {
+				got = segs[fmt.Sprintf("begin %d", bi-1)]
+			}
+			want := make([]string, len(b.Body))
+			for i, l := range b.Body {
+				want[i] = subst(l)
+			}
+			if !Match(want, lines(got)) {
+				t.Errorf("%s:%d: the block at line %d printed:\n%s\nthe doc shows:\n%s", rel, b.Line, prev.Line, indent(got), indent(strings.Join(want, "\n")))
+			}
+		}
+	}
+}
+
+// split cuts the output at the markers: segment "begin X" is what block or
+// command X printed. errLine is the markdown line of the first command that
+// failed, when there was one.
+func split(raw string, lineMap map[int]int) (segs map[string]string, order []string, errLine int) {
+	segs = map[string]string{}
+	cur := ""
+	pos := 0
+	for _, m := range markerRE.FindAllStringSubmatchIndex(raw, -1) {
+		segs[cur] += raw[pos:m[0]]
+		name := raw[m[2]:m[3]]
+		pos = m[1]
+		if strings.HasPrefix(name, "err ") {
+			if f := strings.Fields(name); errLine == 0 && len(f) == 3 {
+				l, _ := strconv.Atoi(f[1])
+				errLine = lineMap[l]
+			}
+			continue
+		}
+		order = append(order, name)
+		segs[name] += ""
+		cur = name
+	}
+	segs[cur] += raw[pos:]
+	return segs, order, errLine
+}
+
+func blockLine(doc *Doc, id string) int {
+	bs, cs, _ := strings.Cut(id, ".")
+	bi, _ := strconv.Atoi(bs)
+	if bi >= len(doc.Blocks) {
+		return 0
+	}
+	if cs != "" {
+		ci, _ := strconv.Atoi(cs)
+		if ci < len(doc.Blocks[bi].Commands) {
+			return doc.Blocks[bi].Commands[ci].Line
+		}
+	}
+	return doc.Blocks[bi].Line
+}
+
+// checkout lays out a fresh directory like a ppml checkout: bin/ with the
+// binaries, copies of examples/ and scripts/, python/, and ../shared beside
+// it as in CI. HOME is tmp/home, whose ~/.cache/ppml/datasets is the
+// dataset cache the tests use.
+func checkout(t *testing.T, root, tmp string) string {
+	w := filepath.Join(tmp, "ppml")
+	for _, d := range []string{w, filepath.Join(w, "bin"), filepath.Join(tmp, "home", ".cache", "ppml"), filepath.Join(tmp, "tmp")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, name := range []string{"ppml", "ppml-run", "ppml-bench"} {
+		if err := os.Symlink(filepath.Join(binDir, name), filepath.Join(w, "bin", name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, d := range []string{"examples", "scripts"} {
+		if err := os.CopyFS(filepath.Join(w, d), os.DirFS(filepath.Join(root, d))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink(filepath.Join(root, "python"), filepath.Join(w, "python")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(shareddata.Dir(), filepath.Join(tmp, "shared")); err != nil {
+		t.Fatal(err)
+	}
+	ds, err := datasetDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(ds, filepath.Join(tmp, "home", ".cache", "ppml", "datasets")); err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
+var datasetOnce = sync.OnceValues(func() (string, error) {
+	// Fetched (once, by scripts/datasets.sh) if missing: the ML examples need them.
+	for _, f := range []string{dataset.Boston, dataset.BreastCancer} {
+		if _, err := dataset.Path(f); err != nil {
+			return "", err
+		}
+	}
+	return dataset.Dir()
+})
+
+func datasetDir() (string, error) { return datasetOnce() }
+
+// docEnv is the environment of a document's shell: the test's, without any
+// PPML_ or XDG_ setting, with the checkout's bin/ first on PATH and a fresh
+// HOME and TMPDIR.
+func docEnv(tmp, w string) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		switch {
+		case strings.HasPrefix(k, "PPML_"), strings.HasPrefix(k, "XDG_"):
+		case k == "HOME", k == "PATH", k == "TMPDIR", k == "PWD", k == "OLDPWD", k == "CDPATH", k == "BASH_ENV", k == "ENV":
+		default:
+			env = append(env, kv)
+		}
+	}
+	return append(env,
+		"HOME="+filepath.Join(tmp, "home"),
+		"TMPDIR="+filepath.Join(tmp, "tmp"),
+		"PATH="+filepath.Join(w, "bin")+string(os.PathListSeparator)+os.Getenv("PATH"),
+	)
+}
+
+// killGroup ends every process left in the document's process group and
+// waits until none is left.
+func killGroup(t *testing.T, pgid int) {
+	if syscall.Kill(-pgid, 0) != nil {
+		return
+	}
+	syscall.Kill(-pgid, syscall.SIGTERM)
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if err := syscall.Kill(-pgid, 0); errors.Is(err, syscall.ESRCH) {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	syscall.Kill(-pgid, syscall.SIGKILL)
+	for i := 0; i < 100; i++ {
+		if err := syscall.Kill(-pgid, 0); errors.Is(err, syscall.ESRCH) {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Errorf("processes of group %d still running after SIGKILL", pgid)
+}
+
+func freePort(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+}
+
+func lines(s string) []string {
+	s = strings.TrimSuffix(s, "\n")
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, "\n")
+}
+
+func indent(s string) string {
+	var b bytes.Buffer
+	for _, l := range lines(s) {
+		b.WriteString("    " + l + "\n")
+	}
+	return b.String()
+}
+
+func tail(s string, n int) string {
+	ls := lines(s)
+	if len(ls) > n {
+		ls = append([]string{"…"}, ls[len(ls)-n:]...)
+	}
+	return indent(strings.Join(ls, "\n"))
+}
