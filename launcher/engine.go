@@ -60,8 +60,12 @@ var ErrDrainTimeout = fmt.Errorf("engine did not drain within the grace period")
 // order, and the caller's terminal.
 type Job struct {
 	Manifest *job.Manifest
-	Inputs   []Input
-	Outputs  []Output
+	// RawManifest is the manifest's bytes as read once and attested: what an
+	// engine that attests on its own (a worker's certificate) sends to the
+	// key service, which recomputes the job digest from them.
+	RawManifest []byte
+	Inputs      []Input
+	Outputs     []Output
 	// Secrets holds the decrypted content of the key files the parameters
 	// named through SecretFiles, by absolute path. The launcher clears it
 	// after Run returns; copy nothing out of it that outlives Run.
@@ -112,6 +116,10 @@ type Worker struct {
 	// Tracker is, on worker 0, the loopback address of a collective
 	// tracker already running beside it ("" starts one).
 	Tracker string
+	// JoinTimeout bounds how long a worker waits for the others to join
+	// (0: the engine's default): a worker that failed before joining fails
+	// the others within it, naming what they waited for.
+	JoinTimeout time.Duration
 }
 
 // Distributed may be implemented by an engine's job.Parameters: a job that

@@ -230,7 +230,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		}
 	}()
 
-	j := &Job{Manifest: m, Inputs: inputs, Outputs: outputs, Secrets: secrets,
+	j := &Job{Manifest: m, RawManifest: lm.Raw, Inputs: inputs, Outputs: outputs, Secrets: secrets,
 		Stdin: cfg.Stdin, Stdout: orDiscard(cfg.Stdout), Stderr: orDiscard(cfg.Stderr),
 		Options: cfg.EngineOptions, Grace: cfg.Grace, TempRoot: cfg.TempRoot, Logf: logf, Attester: cfg.Attester, Worker: worker}
 	if kk, ok := cfg.Keys.(*KMSKeys); ok {

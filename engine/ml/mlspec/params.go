@@ -226,6 +226,8 @@ func (s *Params) checkDistributed() error {
 		return errors.New("a distributed job has no query: each worker reads its files of the train input")
 	case s.TestFraction != 0:
 		return errors.New("a distributed job holds out no test rows: set test_fraction to 0 and evaluate the model with an evaluate job")
+	case s.Objective == Multiclass && !slices.ContainsFunc(s.Params, func(p Param) bool { return p.Name == "num_class" }):
+		return errors.New("multiclass on several workers needs params.num_class")
 	}
 	return api.CheckCertPolicyName(s.CertificatePolicy)
 }
@@ -554,6 +556,9 @@ func parseDistributed(s *Params, n job.Node, fs map[string]job.Node, c *job.Chec
 			fn = n.Missing("test_fraction")
 		}
 		c.Failf(fn, "a job with more than one worker holds out no test rows (the default is %g): write test_fraction: 0, and evaluate the model with an evaluate job", DefaultTestFraction)
+	}
+	if s.Objective == Multiclass && !slices.ContainsFunc(s.Params, func(p Param) bool { return p.Name == "num_class" }) {
+		c.Failf(wn, "multiclass on several workers needs params.num_class: the workers must agree on the number of classes, and none sees the others' labels")
 	}
 	s.Partition = PartitionFiles
 	if hasPartition {
