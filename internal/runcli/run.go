@@ -76,15 +76,15 @@ job; worker 0 writes the outputs. In a pod these come from the environment
 			if err := checkTEE(tee); err != nil {
 				return err
 			}
+			worker, err := wf.worker()
+			if err != nil {
+				return err
+			}
 			// The manifest is read and checked once, before TEE detection and
 			// attestation; the same bytes are attested and run.
 			m, err := launcher.Load(manifest)
 			if err != nil {
 				return command.JobError(manifest, err)
-			}
-			worker, err := wf.worker()
-			if err != nil {
-				return err
 			}
 			keys, err := keySource(cmd, &k, tee, keyFiles, "ppml run")
 			if err != nil {
