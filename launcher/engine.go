@@ -120,6 +120,8 @@ type Worker struct {
 	// (0: the engine's default): a worker that failed before joining fails
 	// the others within it, naming what they waited for.
 	JoinTimeout time.Duration
+
+	listings map[string][]byte // by input: Input.Listing
 }
 
 // Distributed may be implemented by an engine's job.Parameters: a job that
@@ -145,6 +147,13 @@ type Input struct {
 	// their files are not envelopes and were not opened; Mem is nil and the
 	// engine reads Path itself (e.g. Parquet with modular encryption).
 	Raw bool
+	// Listing is set on a worker of a distributed job: the SHA-256 of the
+	// whole input as this worker listed it (every file's name, key reference
+	// and wrapped data key, in order), before its block of files was taken.
+	// The workers compare it, so that none trains on another view of the
+	// input than the others (the host could show each worker different
+	// files).
+	Listing []byte
 }
 
 // InputFile is one file of an input.

@@ -51,6 +51,8 @@ package launcher
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -212,6 +214,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err != nil {
 		return res, err
 	}
+	if worker != nil {
+		for i := range inputs {
+			inputs[i].Listing = worker.listings[inputs[i].Name]
+		}
+	}
 
 	outputs := make([]Output, len(wm.Outputs))
 	for i, o := range wm.Outputs {
@@ -323,7 +330,31 @@ func checkWorker(m *job.Manifest, w *Worker) (*Worker, error) {
 	}
 	cp := *w
 	cp.Peers = append([]string(nil), w.Peers...)
+	cp.listings = map[string][]byte{}
 	return &cp, nil
+}
+
+// listing is the SHA-256 of an input as this worker sees it: every file's
+// name below the input and its envelope's key reference and wrapped data
+// key (random per file, so it tells files apart), in order. The workers of
+// a distributed job compare it (Input.Listing).
+func listing(root string, files []string) ([]byte, error) {
+	h := sha256.New()
+	for _, p := range files {
+		hd, err := readHeader(p)
+		if err != nil {
+			return nil, err
+		}
+		rel, err := filepath.Rel(root, p)
+		if err != nil {
+			rel = filepath.Base(p)
+		}
+		for _, b := range [][]byte{[]byte(filepath.ToSlash(rel)), []byte(hd.KeyRef.String()), hd.WrappedKey} {
+			binary.Write(h, binary.BigEndian, uint64(len(b)))
+			h.Write(b)
+		}
+	}
+	return h.Sum(nil), nil
 }
 
 // collect reads the envelope header of every input file, in manifest order
@@ -340,6 +371,9 @@ func collect(m *job.Manifest, rawInputs map[string]bool, w *Worker) ([]KeyReques
 			return nil, fmt.Errorf("input %s: %w", in.Name, err)
 		}
 		if w != nil {
+			if w.listings[in.Name], err = listing(in.Path, files); err != nil {
+				return nil, fmt.Errorf("input %s: %w", in.Name, err)
+			}
 			if files, err = m.Parameters.(Distributed).WorkerInputFiles(in.Name, files, w.Index); err != nil {
 				return nil, fmt.Errorf("input %s: worker %d of %d: %w", in.Name, w.Index, len(w.Peers), err)
 			}

@@ -329,3 +329,50 @@ func TestDistributedPlaceChecks(t *testing.T) {
 		}
 	}
 }
+
+// Input paths are not part of the job: a host can show each worker another
+// directory. Workers shown different listings of the training input (here
+// worker 1 gets an extra copy of a file, which would count its rows twice)
+// refuse to train, every one of them, and no model is written.
+func TestDistributedWorkersShownDifferentFiles(t *testing.T) {
+	d := newDistJob(t, 400, 4)
+	dist, digest := d.manifest(t, "dist", "  workers: 2\n  certificate_policy: alice/xgb\n")
+	d.certPolicy(t, digest)
+	// Worker 1's view: the same manifest and key elsewhere, with one more file.
+	other := filepath.Join(d.dir, "w1")
+	for _, sub := range []string{"train", "out"} {
+		if err := os.MkdirAll(filepath.Join(other, sub), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	copyFile := func(from, to string) {
+		b, err := os.ReadFile(from)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(to, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	copyFile(dist, filepath.Join(other, "dist.yaml"))
+	copyFile(d.ownerKey, filepath.Join(other, "owner.key"))
+	for i := range 4 {
+		name := fmt.Sprintf("part-%05d.csv.ppml", i)
+		copyFile(filepath.Join(d.dir, "train", name), filepath.Join(other, "train", name))
+	}
+	copyFile(filepath.Join(d.dir, "train", "part-00003.csv.ppml"), filepath.Join(other, "train", "part-00004.csv.ppml"))
+	peers := freeAddrs(t, 2)
+	c0, out0 := d.start(t, dist, 0, peers)
+	c1, out1 := d.start(t, filepath.Join(other, "dist.yaml"), 1, peers)
+	for i, c := range []*exec.Cmd{c0, c1} {
+		out := []*bytes.Buffer{out0, out1}[i]
+		if err := c.Wait(); err == nil || !strings.Contains(out.String(), fmt.Sprintf("worker %d of 2: the workers were shown different files", i)) {
+			t.Errorf("worker %d: %v\n%s", i, err, out)
+		}
+	}
+	for _, p := range []string{filepath.Join(d.dir, "out", "dist.model.ppml"), filepath.Join(other, "out", "dist.model.ppml")} {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("%s written: %v", p, err)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package mlengine
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"sync"
@@ -51,7 +52,9 @@ func runWorker(ctx context.Context, j *launcher.Job, cfg Config, spec *mlspec.Pa
 		}
 		j.Logf("ml engine: %s joined; training", place)
 		go e.watchJoin(timeout, finished)
-		return aw.Collective(), nil
+		c := aw.Collective()
+		c.Agree = agreement(j.Inputs)
+		return c, nil
 	}
 	stop := context.AfterFunc(ctx, func() { e.end() })
 	defer stop()
@@ -61,6 +64,8 @@ func runWorker(ctx context.Context, j *launcher.Job, cfg Config, spec *mlspec.Pa
 		aw := e.end()
 		var te *TrainError
 		switch {
+		case errors.Is(err, xgboost.ErrDisagree):
+			return fmt.Errorf("ml engine: %s: the workers were shown different files of the training input (their listings differ); nothing was trained", place)
 		case e.joinTimedOut():
 			return fmt.Errorf("ml engine: %s: not every worker joined the collective within %s (one failed or was not started: see its log); no model is written", place, timeout)
 		case ctx.Err() != nil:
@@ -80,6 +85,17 @@ func runWorker(ctx context.Context, j *launcher.Job, cfg Config, spec *mlspec.Pa
 	}
 	j.Logf("ml engine: %s trained on its %d rows", place, res.Rows)
 	return nil
+}
+
+// agreement is what the workers compare before training: every input's
+// listing as this worker saw it (launcher.Input.Listing), by name.
+func agreement(inputs []launcher.Input) []byte {
+	h := sha256.New()
+	for _, in := range inputs {
+		fmt.Fprintf(h, "%d:%s", len(in.Name), in.Name)
+		h.Write(in.Listing)
+	}
+	return h.Sum(nil)
 }
 
 // workerEnd ends a joined worker exactly once: Close after a successful
