@@ -414,8 +414,8 @@ func TestWorkers(t *testing.T) {
 
 	tdx := get[*batchv1.Job](t, r, "prod-ppml-tpch-tdx")
 	if tdx.Spec.CompletionMode == nil || *tdx.Spec.CompletionMode != batchv1.IndexedCompletion ||
-		*tdx.Spec.Completions != 3 || *tdx.Spec.Parallelism != 3 || *tdx.Spec.BackoffLimit != 0 {
-		t.Errorf("TDX job: want Indexed, 3 completions, 3 at once, no retry: %+v", tdx.Spec)
+		*tdx.Spec.Completions != 1 || *tdx.Spec.Parallelism != 1 || *tdx.Spec.BackoffLimit != 0 {
+		t.Errorf("TDX job: want Indexed, 1 completion, no retry: %+v", tdx.Spec)
 	}
 	p = tdx.Spec.Template.Spec
 	ctr = p.Containers[0]
@@ -425,8 +425,8 @@ func TestWorkers(t *testing.T) {
 	if !slices.Equal(ctr.Command, []string{"ppml-run"}) || !slices.Equal(ctr.Args, []string{"run", "--manifest=/etc/ppml/job/job.yaml", "--tee=tsm"}) {
 		t.Errorf("TDX worker: %v %v", ctr.Command, ctr.Args)
 	}
-	if p.Subdomain != "prod-ppml-tpch-tdx" || p.RestartPolicy != corev1.RestartPolicyNever {
-		t.Errorf("TDX worker: subdomain %q restart %q", p.Subdomain, p.RestartPolicy)
+	if p.Subdomain != "" || p.RestartPolicy != corev1.RestartPolicyNever || envVar(ctr, "PPML_PEERS") != nil || ctr.Ports != nil {
+		t.Errorf("TDX worker of a one-worker job: subdomain %q restart %q, peers %v, ports %v", p.Subdomain, p.RestartPolicy, envVar(ctr, "PPML_PEERS"), ctr.Ports)
 	}
 	if e := envVar(ctr, "PPML_SERVER"); e == nil || e.Value != "https://prod-ppml-kms.ppml.svc:8443" {
 		t.Errorf("PPML_SERVER %+v", e)
@@ -441,8 +441,32 @@ func TestWorkers(t *testing.T) {
 	if !strings.Contains(cm.Data["job.yaml"], "engine: sql") {
 		t.Errorf("manifest ConfigMap: %q", cm.Data["job.yaml"])
 	}
-	hs := get[*corev1.Service](t, r, "prod-ppml-tpch-tdx")
-	if hs.Spec.ClusterIP != corev1.ClusterIPNone || !labels.SelectorFromSet(hs.Spec.Selector).Matches(labels.Set(tdx.Spec.Template.Labels)) {
+	if _, ok := r.texts["Service/prod-ppml-tpch-tdx"]; ok {
+		t.Error("one-worker job: no headless Service expected")
+	}
+
+	// A distributed job: one pod per worker, all at once, each told its
+	// index and every worker's tunnel address.
+	xgb := get[*batchv1.Job](t, r, "prod-ppml-xgb-tdx")
+	if *xgb.Spec.CompletionMode != batchv1.IndexedCompletion || *xgb.Spec.Completions != 3 || *xgb.Spec.Parallelism != 3 || *xgb.Spec.BackoffLimit != 0 {
+		t.Errorf("distributed job: want Indexed, 3 completions, 3 at once, no retry: %+v", xgb.Spec)
+	}
+	p = xgb.Spec.Template.Spec
+	ctr = p.Containers[0]
+	if p.Subdomain != "prod-ppml-xgb-tdx" {
+		t.Errorf("distributed worker: subdomain %q", p.Subdomain)
+	}
+	if e := envVar(ctr, "PPML_WORKER_INDEX"); e == nil || e.ValueFrom == nil || e.ValueFrom.FieldRef.FieldPath != "metadata.annotations['batch.kubernetes.io/job-completion-index']" {
+		t.Errorf("PPML_WORKER_INDEX %+v", e)
+	}
+	if e := envVar(ctr, "PPML_PEERS"); e == nil || e.Value != "prod-ppml-xgb-tdx-0.prod-ppml-xgb-tdx:7070,prod-ppml-xgb-tdx-1.prod-ppml-xgb-tdx:7070,prod-ppml-xgb-tdx-2.prod-ppml-xgb-tdx:7070" {
+		t.Errorf("PPML_PEERS %+v", e)
+	}
+	if e := envVar(ctr, "PPML_WORKER_LISTEN"); e == nil || e.Value != ":7070" || len(ctr.Ports) != 1 || ctr.Ports[0].Name != "tunnel" || ctr.Ports[0].ContainerPort != 7070 {
+		t.Errorf("PPML_WORKER_LISTEN %+v, ports %+v", e, ctr.Ports)
+	}
+	hs := get[*corev1.Service](t, r, "prod-ppml-xgb-tdx")
+	if hs.Spec.ClusterIP != corev1.ClusterIPNone || !labels.SelectorFromSet(hs.Spec.Selector).Matches(labels.Set(xgb.Spec.Template.Labels)) {
 		t.Errorf("workers' headless Service %+v", hs.Spec)
 	}
 
@@ -551,6 +575,20 @@ func TestNetworkPolicies(t *testing.T) {
 	if len(sgx.Spec.Ingress) != 0 {
 		t.Errorf("single-worker batch job admits %+v", sgx.Spec.Ingress)
 	}
+	// The workers of a distributed job reach each other on the tunnel port only.
+	xgb := get[*networkingv1.NetworkPolicy](t, r, "prod-ppml-xgb-tdx")
+	if len(xgb.Spec.Ingress) != 1 || len(xgb.Spec.Ingress[0].Ports) != 1 || xgb.Spec.Ingress[0].Ports[0].Port.String() != "tunnel" {
+		t.Errorf("distributed job ingress %+v: want the tunnel port from its workers", xgb.Spec.Ingress)
+	}
+	tunnelOut := false
+	for _, e := range xgb.Spec.Egress {
+		if len(e.To) == 1 && e.To[0].PodSelector != nil && e.To[0].PodSelector.MatchLabels["ppml.io/job"] == "xgb-tdx" {
+			tunnelOut = len(e.Ports) == 1 && e.Ports[0].Port.IntValue() == 7070
+		}
+	}
+	if !tunnelOut {
+		t.Errorf("distributed job egress %+v: want port 7070 to its workers", xgb.Spec.Egress)
+	}
 	serve := get[*networkingv1.NetworkPolicy](t, r, "prod-ppml-scoring-snp")
 	if len(serve.Spec.Ingress) != 2 || serve.Spec.Ingress[1].From[0].PodSelector.MatchLabels["app"] != "claims-frontend" {
 		t.Errorf("serve job ingress %+v", serve.Spec.Ingress)
@@ -593,6 +631,7 @@ func TestValuesRefused(t *testing.T) {
 		{"no limits", merged(prod, map[string]any{"jobs": []any{job(map[string]any{"resources": map[string]any{"requests": map[string]any{"cpu": "1"}}})}}), "jobs[j]: resources.limits is required"},
 		{"no memory limit", merged(prod, map[string]any{"jobs": []any{job(map[string]any{"resources": map[string]any{"limits": map[string]any{"cpu": "1"}}})}}), "jobs[j]: resources.limits needs both cpu and memory"},
 		{"no token secret key", merged(prod, map[string]any{"jobs": []any{job(map[string]any{"tokenSecret": map[string]any{"name": "s"}})}}), "/jobs/0/tokenSecret"},
+		{"workers mismatch", merged(prod, map[string]any{"jobs": []any{job(map[string]any{"workers": 2})}}), "jobs[j]: workers is 2, and the manifest's parameters.workers 1"},
 		{"serve without port", merged(prod, map[string]any{"jobs": []any{job(map[string]any{"kind": "serve"})}}), "jobs[j]: kind serve needs port"},
 		{"duplicate job", merged(prod, map[string]any{"jobs": []any{job(nil), job(nil)}}), `jobs: the name "j" is used twice`},
 		{"bad job name", merged(prod, map[string]any{"jobs": []any{job(map[string]any{"name": "My_Job"})}}), "/jobs/0/name"},

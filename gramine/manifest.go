@@ -386,6 +386,16 @@ func New(m *job.Manifest, o Options) (*Manifest, error) {
 	if o.Server == "" {
 		g.Env = append(g.Env, EnvVar{Name: "PPML_SERVER", Passthrough: true})
 	}
+	if d, ok := m.Parameters.(interface{ JobWorkers() int }); ok && d.JobWorkers() > 1 {
+		// A worker of a distributed job learns its place from the host (the
+		// enclave's command line is fixed): it is not part of the job's
+		// identity, and the workers accept each other only by attested
+		// certificates. Worker 0 uses a tracker beside the enclave
+		// (PPML_RABIT_TRACKER): Gramine does not start python3.
+		for _, name := range []string{"PPML_WORKER_INDEX", "PPML_PEERS", "PPML_WORKER_LISTEN", "PPML_RABIT_TRACKER"} {
+			g.Env = append(g.Env, EnvVar{Name: name, Passthrough: true})
+		}
+	}
 	return g, nil
 }
 

@@ -317,6 +317,35 @@ func TestServerFixedInArgv(t *testing.T) {
 	}
 }
 
+// A worker of a distributed job takes its place in the job from the host:
+// the enclave passes those variables through, and only for such a job.
+func TestDistributedWorkerEnvironment(t *testing.T) {
+	names := []string{"PPML_WORKER_INDEX", "PPML_PEERS", "PPML_WORKER_LISTEN", "PPML_RABIT_TRACKER"}
+	dir := t.TempDir()
+	src := []byte("name: x\nengine: ml\ninputs: {train: train/}\noutputs: {model: {path: m.ppml, key: \"kms://kms:8443/alice/m\"}}\n" +
+		"parameters: {task: train, algorithm: xgboost, objective: binary, label: y, test_fraction: 0, workers: 2, certificate_policy: alice/xgb}\n")
+	if err := os.WriteFile(filepath.Join(dir, "job.yaml"), src, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dist, err := job.Parse(src, dir, specs.All)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, v, _ := render(t, dist, Options{Runtime: standInPPML, JobPath: filepath.Join(dir, "job.yaml")})
+	for _, n := range names {
+		if e, ok := get(t, v, "loader.env").(map[string]any)[n].(map[string]any); !ok || e["passthrough"] != true {
+			t.Errorf("%s is not passed through for a distributed job", n)
+		}
+	}
+	m, jobPath := loadJob(t, "python-job.yaml")
+	_, v, _ = render(t, m, Options{Runtime: standInPPML, JobPath: jobPath})
+	for _, n := range names {
+		if _, ok := get(t, v, "loader.env").(map[string]any)[n]; ok {
+			t.Errorf("%s passed through for a job on one worker", n)
+		}
+	}
+}
+
 func TestScriptInterpreter(t *testing.T) {
 	if ok, _ := shebangOf("/usr/bin/ldd"); !ok {
 		t.Skip("/usr/bin/ldd is not a #! script here")

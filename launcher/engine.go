@@ -12,6 +12,7 @@ import (
 	"github.com/ppml/ppml/attest"
 	"github.com/ppml/ppml/envelope"
 	"github.com/ppml/ppml/job"
+	"github.com/ppml/ppml/kms/client"
 	"github.com/ppml/ppml/memfd"
 )
 
@@ -59,8 +60,12 @@ var ErrDrainTimeout = fmt.Errorf("engine did not drain within the grace period")
 // order, and the caller's terminal.
 type Job struct {
 	Manifest *job.Manifest
-	Inputs   []Input
-	Outputs  []Output
+	// RawManifest is the manifest's bytes as read once and attested: what an
+	// engine that attests on its own (a worker's certificate) sends to the
+	// key service, which recomputes the job digest from them.
+	RawManifest []byte
+	Inputs      []Input
+	Outputs     []Output
 	// Secrets holds the decrypted content of the key files the parameters
 	// named through SecretFiles, by absolute path. The launcher clears it
 	// after Run returns; copy nothing out of it that outlives Run.
@@ -83,6 +88,54 @@ type Job struct {
 	Attester attest.Attester
 	// Logf writes a launcher progress line (names and sizes, never content).
 	Logf func(format string, args ...any)
+	// Worker is this run's place in a distributed job (Config.Worker); nil
+	// for a job on one worker. Inputs then hold this worker's files only,
+	// and Outputs are empty on every worker but worker 0.
+	Worker *Worker
+	// KMS is the key service's runner client when the run has one (the
+	// release's), for an engine whose workers obtain certificates; nil
+	// with local keys.
+	KMS *client.Client
+}
+
+// Worker places a run in a distributed job: which worker it is and where
+// the others are. It comes from the orchestrator (ppml-run run
+// --worker-index, --peers), not from the manifest, so it is not part of
+// the job's identity and is not trusted: workers recognise each other by
+// attested certificates naming the job digest, never by address, and the
+// rank each is given is checked by the collective (docs/cluster.md).
+type Worker struct {
+	// Index is this worker's index (its rank), from 0.
+	Index int
+	// Peers are the tunnel addresses of every worker of the job, by index;
+	// as many as the job has workers.
+	Peers []string
+	// Listen is where this worker's tunnel server listens ("" is
+	// Peers[Index]; in a pod, e.g. ":7070" while Peers name the pods).
+	Listen string
+	// Tracker is, on worker 0, the loopback address of a collective
+	// tracker already running beside it ("" starts one).
+	Tracker string
+	// JoinTimeout bounds how long a worker waits for the others to join
+	// (0: the engine's default): a worker that failed before joining fails
+	// the others within it, naming what they waited for.
+	JoinTimeout time.Duration
+
+	listings map[string][]byte // by input: Input.Listing
+}
+
+// Distributed may be implemented by an engine's job.Parameters: a job that
+// runs on several workers at once, each a ppml-run given the same manifest
+// and its place in the job (Config.Worker). Each worker decrypts only the
+// input files WorkerInputFiles gives it, and only worker 0 writes the
+// job's outputs (the others have none: Job.Outputs is empty).
+type Distributed interface {
+	// JobWorkers is the number of workers the job runs on; 1 runs as any
+	// other job.
+	JobWorkers() int
+	// WorkerInputFiles chooses, from the files of input name (sorted; one
+	// for a file input), those worker index decrypts.
+	WorkerInputFiles(input string, files []string, index int) ([]string, error)
 }
 
 // Input is one manifest input.
@@ -94,6 +147,13 @@ type Input struct {
 	// their files are not envelopes and were not opened; Mem is nil and the
 	// engine reads Path itself (e.g. Parquet with modular encryption).
 	Raw bool
+	// Listing is set on a worker of a distributed job: the SHA-256 of the
+	// whole input as this worker listed it (every file's name, key reference
+	// and wrapped data key, in order), before its block of files was taken.
+	// The workers compare it, so that none trains on another view of the
+	// input than the others (the host could show each worker different
+	// files).
+	Listing []byte
 }
 
 // InputFile is one file of an input.

@@ -39,7 +39,7 @@ func FuzzCollect(f *testing.F) {
 			ref, _ := job.ParseKeyRef("file:"+filepath.Join(dir, "owner.key"), dir)
 			m.Inputs[0].Key = &ref
 		}
-		reqs, err := collect(m, nil)
+		reqs, err := collect(m, nil, nil)
 		if err != nil {
 			return
 		}

@@ -51,6 +51,8 @@ package launcher
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -93,6 +95,10 @@ type Config struct {
 	// own (the serve engine's TLS key): Job.Attester. When nil and Keys is KMSKeys, its
 	// Attester is used; nil otherwise (local keys without a TEE).
 	Attester attest.Attester
+	// Worker is this run's place in a distributed job (parameters implementing
+	// Distributed with more than one worker); required for such a job, refused for
+	// any other.
+	Worker *Worker
 }
 
 // DefaultGrace is Config.Grace when it is not set.
@@ -128,13 +134,26 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return res, errors.New("no key source")
 	}
 
+	worker, err := checkWorker(m, cfg.Worker)
+	if err != nil {
+		return res, err
+	}
+	// Only worker 0 of a distributed job writes outputs: the others neither
+	// ask for output keys nor get output memfds.
+	wm := m
+	if worker != nil && worker.Index != 0 {
+		cp := *m
+		cp.Outputs = nil
+		wm = &cp
+		logf("worker %d of %d: the job's outputs are written by worker 0", worker.Index, len(worker.Peers))
+	}
 	rawInputs := map[string]bool{}
 	if ri, ok := m.Parameters.(RawInputs); ok {
 		for _, n := range ri.RawInputs() {
 			rawInputs[n] = true
 		}
 	}
-	reqs, err := collect(m, rawInputs)
+	reqs, err := collect(m, rawInputs, worker)
 	if err != nil {
 		return res, err
 	}
@@ -149,7 +168,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 				Wrapped: h.WrappedKey, AAD: bytes.Clone(h.WrapAAD())})
 		}
 	}
-	outKeys, err := loadOutputKeys(ctx, m, cfg.Keys)
+	outKeys, err := loadOutputKeys(ctx, wm, cfg.Keys)
 	if err != nil {
 		return res, err
 	}
@@ -195,9 +214,14 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err != nil {
 		return res, err
 	}
+	if worker != nil {
+		for i := range inputs {
+			inputs[i].Listing = worker.listings[inputs[i].Name]
+		}
+	}
 
-	outputs := make([]Output, len(m.Outputs))
-	for i, o := range m.Outputs {
+	outputs := make([]Output, len(wm.Outputs))
+	for i, o := range wm.Outputs {
 		f, err := memfd.New("output-" + o.Name)
 		if err != nil {
 			for _, done := range outputs[:i] {
@@ -213,11 +237,14 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		}
 	}()
 
-	j := &Job{Manifest: m, Inputs: inputs, Outputs: outputs, Secrets: secrets,
+	j := &Job{Manifest: m, RawManifest: lm.Raw, Inputs: inputs, Outputs: outputs, Secrets: secrets,
 		Stdin: cfg.Stdin, Stdout: orDiscard(cfg.Stdout), Stderr: orDiscard(cfg.Stderr),
-		Options: cfg.EngineOptions, Grace: cfg.Grace, TempRoot: cfg.TempRoot, Logf: logf, Attester: cfg.Attester}
-	if kk, ok := cfg.Keys.(*KMSKeys); ok && j.Attester == nil {
-		j.Attester = kk.Attester
+		Options: cfg.EngineOptions, Grace: cfg.Grace, TempRoot: cfg.TempRoot, Logf: logf, Attester: cfg.Attester, Worker: worker}
+	if kk, ok := cfg.Keys.(*KMSKeys); ok {
+		if j.Attester == nil {
+			j.Attester = kk.Attester
+		}
+		j.KMS = kk.Client
 	}
 	if j.Grace <= 0 {
 		j.Grace = DefaultGrace
@@ -230,10 +257,10 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err != nil {
 		return res, err
 	}
-	if err := writeOutputs(m, outputs, outKeys); err != nil {
+	if err := writeOutputs(wm, outputs, outKeys); err != nil {
 		return res, err
 	}
-	for _, o := range m.Outputs {
+	for _, o := range wm.Outputs {
 		res.Outputs = append(res.Outputs, o.Path)
 		logf("wrote %s (encrypted under %s)", o.Path, o.Key)
 	}
@@ -277,9 +304,63 @@ func decryptSecrets(reqs []KeyRequest, keys [][]byte) (map[string][]byte, error)
 
 const maxSecretSize = 64 << 10
 
+// checkWorker checks a run's place in a distributed job against the job:
+// the worker it names, a copy of it, or nil for a job on one worker.
+func checkWorker(m *job.Manifest, w *Worker) (*Worker, error) {
+	n := 1
+	if d, ok := m.Parameters.(Distributed); ok {
+		n = d.JobWorkers()
+	}
+	switch {
+	case n <= 1 && w != nil:
+		return nil, fmt.Errorf("job %q runs on one worker: a worker index and peers are only for a job with more than one worker", m.Name)
+	case n <= 1:
+		return nil, nil
+	case w == nil:
+		return nil, fmt.Errorf("job %q runs on %d workers: give this worker's index and the addresses of all %d (ppml-run run --worker-index, --peers)", m.Name, n, n)
+	case len(w.Peers) != n:
+		return nil, fmt.Errorf("job %q runs on %d workers, and %d peer address(es) were given (--peers lists every worker's, this one's included)", m.Name, n, len(w.Peers))
+	case w.Index < 0 || w.Index >= n:
+		return nil, fmt.Errorf("worker index %d: job %q has workers 0 to %d", w.Index, m.Name, n-1)
+	}
+	for i, p := range w.Peers {
+		if p == "" {
+			return nil, fmt.Errorf("peer %d: empty address", i)
+		}
+	}
+	cp := *w
+	cp.Peers = append([]string(nil), w.Peers...)
+	cp.listings = map[string][]byte{}
+	return &cp, nil
+}
+
+// listing is the SHA-256 of an input as this worker sees it: every file's
+// name below the input and its envelope's key reference and wrapped data
+// key (random per file, so it tells files apart), in order. The workers of
+// a distributed job compare it (Input.Listing).
+func listing(root string, files []string) ([]byte, error) {
+	h := sha256.New()
+	for _, p := range files {
+		hd, err := readHeader(p)
+		if err != nil {
+			return nil, err
+		}
+		rel, err := filepath.Rel(root, p)
+		if err != nil {
+			rel = filepath.Base(p)
+		}
+		for _, b := range [][]byte{[]byte(filepath.ToSlash(rel)), []byte(hd.KeyRef.String()), hd.WrappedKey} {
+			binary.Write(h, binary.BigEndian, uint64(len(b)))
+			h.Write(b)
+		}
+	}
+	return h.Sum(nil), nil
+}
+
 // collect reads the envelope header of every input file, in manifest order
-// (directories walked in lexical order), and checks pinned keys.
-func collect(m *job.Manifest, rawInputs map[string]bool) ([]KeyRequest, error) {
+// (directories walked in lexical order), and checks pinned keys. A worker
+// of a distributed job takes only its files.
+func collect(m *job.Manifest, rawInputs map[string]bool, w *Worker) ([]KeyRequest, error) {
 	var reqs []KeyRequest
 	for _, in := range m.Inputs {
 		if rawInputs[in.Name] {
@@ -288,6 +369,14 @@ func collect(m *job.Manifest, rawInputs map[string]bool) ([]KeyRequest, error) {
 		files, err := inputFiles(in.Path)
 		if err != nil {
 			return nil, fmt.Errorf("input %s: %w", in.Name, err)
+		}
+		if w != nil {
+			if w.listings[in.Name], err = listing(in.Path, files); err != nil {
+				return nil, fmt.Errorf("input %s: %w", in.Name, err)
+			}
+			if files, err = m.Parameters.(Distributed).WorkerInputFiles(in.Name, files, w.Index); err != nil {
+				return nil, fmt.Errorf("input %s: worker %d of %d: %w", in.Name, w.Index, len(w.Peers), err)
+			}
 		}
 		for _, p := range files {
 			h, err := readHeader(p)

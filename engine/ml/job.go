@@ -30,7 +30,7 @@ func (engine) Run(ctx context.Context, j *launcher.Job) error {
 	}
 	inputs := make(map[string]Input, len(j.Inputs))
 	for _, in := range j.Inputs {
-		mi, err := inputOf(in, spec.Query != "")
+		mi, err := inputOf(in, spec)
 		if err != nil {
 			return err
 		}
@@ -53,6 +53,9 @@ func (engine) Run(ctx context.Context, j *launcher.Job) error {
 		JobDigest: j.Manifest.DigestString(),
 		SQL:       sh,
 	}
+	if spec.Distributed() {
+		return runWorker(ctx, j, cfg, spec, inputs, outputs)
+	}
 	j.Logf("ml engine: %s job, %d input(s), %d output(s)", spec.Task, len(inputs), len(outputs))
 	res, err := Run(ctx, cfg, spec, inputs, outputs)
 	if err != nil {
@@ -65,26 +68,39 @@ func (engine) Run(ctx context.Context, j *launcher.Job) error {
 // inputOf maps one decrypted launcher input to an engine input by its memfd
 // path. Tables take their format from the envelope's content type; a model
 // input has none. With a query the SQL engine reads the inputs instead, so
-// their formats are its business.
-func inputOf(in launcher.Input, query bool) (Input, error) {
-	if in.IsDir || len(in.Files) != 1 {
+// their formats are its business. The training table of a train job without
+// a query may be a directory: a table split into files (a worker of a
+// distributed job is given its block of them).
+func inputOf(in launcher.Input, spec *mlspec.Params) (Input, error) {
+	query := spec.Query != ""
+	split := spec.Task == mlspec.Train && !query
+	if !split && (in.IsDir || len(in.Files) != 1) {
 		return Input{}, fmt.Errorf("ml engine: input %s: want one file, found a directory of %d", in.Name, len(in.Files))
 	}
-	f := in.Files[0]
-	if in.Raw || f.Mem == nil {
-		return Input{}, fmt.Errorf("ml engine: input %s: not a decrypted envelope", in.Name)
+	if len(in.Files) == 0 {
+		return Input{}, fmt.Errorf("ml engine: input %s: an empty directory", in.Name)
 	}
-	mi := Input{Path: f.Mem.Path()}
-	if in.Name == mlspec.InputModel || query {
-		return mi, nil
+	var parts []Input
+	for _, f := range in.Files {
+		if in.Raw || f.Mem == nil {
+			return Input{}, fmt.Errorf("ml engine: input %s: not a decrypted envelope", in.Name)
+		}
+		mi := Input{Path: f.Mem.Path(), Name: filepath.Base(f.Path)}
+		if in.Name != mlspec.InputModel && !query {
+			ft, err := mlspec.ParseFormat(f.ContentType.String())
+			if err != nil {
+				return Input{}, fmt.Errorf("ml engine: input %s (%s): content type %s is not a table (encrypt it with --type csv or parquet)",
+					in.Name, filepath.Base(f.Path), f.ContentType)
+			}
+			mi.Format = ft
+		}
+		parts = append(parts, mi)
 	}
-	ft, err := mlspec.ParseFormat(f.ContentType.String())
-	if err != nil {
-		return Input{}, fmt.Errorf("ml engine: input %s (%s): content type %s is not a table (encrypt it with --type csv or parquet)",
-			in.Name, filepath.Base(f.Path), f.ContentType)
+	if !in.IsDir {
+		parts[0].Name = ""
+		return parts[0], nil
 	}
-	mi.Format = ft
-	return mi, nil
+	return Input{Name: in.Name, Parts: parts}, nil
 }
 
 // shaper runs a train job's query on the SQL engine, with the job's inputs

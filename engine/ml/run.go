@@ -31,6 +31,12 @@ type Input struct {
 	ReaderAt io.ReaderAt
 	Size     int64
 	Format   mlspec.Format
+	// Name names the input in messages (a file of a directory input); may be empty.
+	Name string
+	// Parts, when set, are the files of a table split into several (a directory input of a
+	// train job, or a worker's block of one): the table is their rows in order, each file
+	// with its own header row and the same columns. Path and ReaderAt are then unused.
+	Parts []Input
 }
 
 // Output is one output of a job. Format applies to the predictions table ("" means the format
@@ -55,7 +61,29 @@ type Config struct {
 	JobDigest string
 	// SQL runs mlspec.Params.Query; a job with a query fails without it.
 	SQL Shaper
+	// Worker, for a worker of a distributed train job (mlspec.Params.Workers > 1), trains
+	// together with the other workers through XGBoost's collective: the training input
+	// holds this worker's rows only, and every worker builds the same model. Only worker 0
+	// writes outputs; the others are given none.
+	Worker *Worker
 }
+
+// Worker is one worker of a distributed train job.
+type Worker struct {
+	Rank, Workers int
+	// Join is called once this worker's training table was read and checked, just before
+	// training (a worker with a bad table fails alone, before the others wait on it): it
+	// joins the other workers and returns this worker's collective configuration.
+	Join func(ctx context.Context) (*xgboost.Collective, error)
+}
+
+// TrainError is a failure of the training itself (XGBoost's, or a linear fit's): on a
+// worker of a distributed job, possibly another worker's failure seen through the
+// collective.
+type TrainError struct{ Err error }
+
+func (e *TrainError) Error() string { return "ml job: train: " + e.Err.Error() }
+func (e *TrainError) Unwrap() error { return e.Err }
 
 // Result describes a finished job, for printing.
 type Result struct {
@@ -111,8 +139,13 @@ func Run(ctx context.Context, cfg Config, spec *mlspec.Params, inputs map[string
 	if cfg.JobDigest != "" && !digestRE.MatchString(cfg.JobDigest) {
 		return nil, fmt.Errorf("ml job: job digest %q is not sha256:<64 hex digits>", clip(cfg.JobDigest))
 	}
-	if err := checkOutputs(spec, outputs); err != nil {
+	if err := checkCollective(cfg, spec, outputs); err != nil {
 		return nil, err
+	}
+	if cfg.Worker == nil || cfg.Worker.Rank == 0 {
+		if err := checkOutputs(spec, outputs); err != nil {
+			return nil, err
+		}
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -126,6 +159,25 @@ func Run(ctx context.Context, cfg Config, spec *mlspec.Params, inputs map[string
 		}
 		return runApply(cfg, spec, inputs, outputs)
 	}
+}
+
+// checkCollective checks that a distributed job runs with a collective and
+// only its worker 0 writes.
+func checkCollective(cfg Config, spec *mlspec.Params, outputs map[string]Output) error {
+	w := cfg.Worker
+	switch {
+	case w == nil && spec.Distributed():
+		return fmt.Errorf("ml job: the job trains on %d workers: it runs under ppml-run run with this worker's place (--worker-index, --peers)", spec.Workers)
+	case w == nil:
+		return nil
+	case !spec.Distributed():
+		return errors.New("ml job: a worker's place was given for a job on one worker")
+	case w.Workers != spec.Workers || w.Rank < 0 || w.Rank >= w.Workers || w.Join == nil:
+		return fmt.Errorf("ml job: worker %d of %d, for a job on %d workers", w.Rank, w.Workers, spec.Workers)
+	case w.Rank != 0 && len(outputs) > 0:
+		return fmt.Errorf("ml job: worker %d writes no outputs (worker 0 writes the model)", w.Rank)
+	}
+	return nil
 }
 
 func checkOutputs(spec *mlspec.Params, outputs map[string]Output) error {
@@ -170,6 +222,17 @@ func (in Input) readAll(limit int64) ([]byte, error) {
 }
 
 func readDataset(in Input, sel table.Selection) (*table.Dataset, error) {
+	if len(in.Parts) > 0 {
+		parts := make([]*table.Dataset, len(in.Parts))
+		for i, p := range in.Parts {
+			d, err := readDataset(p, sel)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", cmpOr(p.Name, fmt.Sprintf("part %d", i+1)), err)
+			}
+			parts[i] = d
+		}
+		return table.Concat(parts)
+	}
 	ra, size, done, err := in.open()
 	if err != nil {
 		return nil, err
@@ -215,6 +278,12 @@ func runTrain(ctx context.Context, cfg Config, spec *mlspec.Params, inputs map[s
 	if err != nil {
 		return nil, fmt.Errorf("ml job: %w", err)
 	}
+	if cfg.Worker != nil && spec.Objective == mlspec.Multiclass {
+		// The workers agree on params.num_class (required): none sees the others' labels.
+		if classes, err = numClass(spec, classes); err != nil {
+			return nil, err
+		}
+	}
 	train, test := d, (*table.Dataset)(nil)
 	if spec.TestFraction > 0 {
 		tri, tei, err := split.TrainTest(d.X.NumRows(), spec.TestFraction, spec.Seed)
@@ -232,10 +301,16 @@ func runTrain(ctx context.Context, cfg Config, spec *mlspec.Params, inputs map[s
 		m.Classes = classes
 	}
 	res := &Result{Task: mlspec.Train, Model: m, Rows: train.X.NumRows()}
+	var coll *xgboost.Collective
+	if cfg.Worker != nil {
+		if coll, err = cfg.Worker.Join(ctx); err != nil {
+			return nil, err
+		}
+	}
 	var p predictor
 	switch spec.Algorithm {
 	case mlspec.XGBoost, mlspec.RandomForest:
-		xp, err := trainXGBoost(cfg, spec, train, classes, res)
+		xp, err := trainXGBoost(cfg, spec, train, classes, coll, res)
 		if err != nil {
 			return nil, err
 		}
@@ -289,6 +364,9 @@ func runTrain(ctx context.Context, cfg Config, spec *mlspec.Params, inputs map[s
 	res.Report = reportOf(mlspec.Train, m, m.Metrics)
 	if err := ctx.Err(); err != nil {
 		return nil, err
+	}
+	if cfg.Worker != nil && cfg.Worker.Rank != 0 {
+		return res, nil // worker 0 writes the model every worker built
 	}
 	if _, err := outputs[mlspec.OutputModel].W.Write(modelJSON); err != nil {
 		return nil, fmt.Errorf("ml job: write model: %w", err)
@@ -379,7 +457,7 @@ func cpuTime() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-func trainXGBoost(cfg Config, spec *mlspec.Params, train *table.Dataset, classes int, res *Result) (*xgbPredictor, error) {
+func trainXGBoost(cfg Config, spec *mlspec.Params, train *table.Dataset, classes int, coll *xgboost.Collective, res *Result) (*xgbPredictor, error) {
 	dm, err := xgboost.NewDMatrixFromDataset(train, cfg.Threads)
 	if err != nil {
 		return nil, fmt.Errorf("ml job: %w", err)
@@ -400,13 +478,33 @@ func trainXGBoost(cfg Config, spec *mlspec.Params, train *table.Dataset, classes
 		params := append([]xgboost.Param{{Name: "objective", Value: xgbObjective(spec.Objective)}}, head...)
 		xc = xgboost.Config{Params: append(params, xgbParams(spec.Params)...), Rounds: spec.Rounds, NThread: cfg.Threads}
 	}
+	xc.Collective = coll
 	t0, c0 := time.Now(), cpuTime()
 	b, err := xgboost.Train(dm, xc)
 	res.TrainTime, res.TrainCPU = time.Since(t0), cpuTime()-c0
 	if err != nil {
-		return nil, fmt.Errorf("ml job: train: %w", err)
+		return nil, &TrainError{err}
 	}
 	return &xgbPredictor{b: b, threads: cfg.Threads, obj: spec.Objective, classes: classes}, nil
+}
+
+// numClass is a distributed multiclass job's params.num_class, which every label of this
+// worker's rows must be below (seen is the number of classes its own labels show).
+func numClass(spec *mlspec.Params, seen int) (int, error) {
+	for _, p := range spec.Params {
+		if p.Name != "num_class" {
+			continue
+		}
+		k, err := strconv.Atoi(p.Value)
+		if err != nil || k < 2 || k > maxClasses {
+			return 0, fmt.Errorf("ml job: params.num_class %q: want a whole number from 2 to %d", clip(p.Value), maxClasses)
+		}
+		if seen > k {
+			return 0, fmt.Errorf("ml job: a label of this worker's rows is class %d, beyond params.num_class %d", seen-1, k)
+		}
+		return k, nil
+	}
+	return 0, errors.New("ml job: multiclass on several workers needs params.num_class")
 }
 
 // xgbParams hands the job's parameters to XGBoost, which checks their names and values.

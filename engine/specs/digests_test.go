@@ -22,7 +22,8 @@ const repoRoot = "../.."
 // (issue 10). A refactoring of the parsers must not change a job's identity:
 // owners pinned these digests in their key policies. The dl engine's
 // (examples/dl, examples/pytorch-lenet, inline:dl-*) were added when it
-// joined the contract.
+// joined the contract; inline:ml-distributed when ml jobs could train on
+// several workers (the digests of one-worker ml jobs did not change).
 var pinned = map[string]string{
 	"examples/dl/lenet/evaluate.yaml":                   "sha256:a7f60cfe29ae69736a86d2302c3dd3202e6f6a861574b461664229ffbb9eaeb7",
 	"examples/dl/lenet/predict.yaml":                    "sha256:d4fe5b328982e8b0ae78f1fa4b0e95b35fd6cf4fe72d543da37bb860ddff16c5",
@@ -54,6 +55,7 @@ var pinned = map[string]string{
 	"gramine/testdata/python-job.yaml":                  "sha256:bfb9e55d8ef1dc6a4fc7fd8e5e10dc27edef3cfdf2b3294debfe5156732108dd",
 	"inline:exec-defaults":                              "sha256:ef46573effdd379a22863cea7fba71f4edfc278531315105b230b504c1a72daf",
 	"inline:exec-every-parameter":                       "sha256:146e1ad67ba6fa960329fa565b78db24fd9b3e1261f10d1202ec83994e561a17",
+	"inline:ml-distributed":                             "sha256:c2f7de5c8d004b96b922ecce64ea84f16f7de2cf56639d56342110db988ea296",
 	"inline:ml-evaluate":                                "sha256:c2f8e187997e57edb0dc88635f9f5c541dce47dedf8a183eb37b35600eb9d4ca",
 	"inline:ml-forest":                                  "sha256:8564915d9e815a5a28e465f91c30a3d01adf037449f4fa77b76a2d375b981c22",
 	"inline:ml-logistic":                                "sha256:a9a9db9e06f379f2c9407dc99a1b8d35f05b498b6ee7b92bd17a10f0b0f2b485",
@@ -175,6 +177,7 @@ parameters:
 resources: {memory: 4GiB, threads: 2}
 `,
 	"ml-train-defaults": "name: m\nengine: ml\ninputs: {train: t.ppml}\noutputs: {model: {path: m.ppml, key: \"file:k\"}}\nparameters: {task: train, algorithm: xgboost, objective: binary, label: y}\n",
+	"ml-distributed":    "name: m\nengine: ml\ninputs: {train: parts/}\noutputs: {model: {path: m.ppml, key: \"file:k\"}}\nparameters: {task: train, algorithm: xgboost, objective: binary, label: y, test_fraction: 0, workers: 3, certificate_policy: alice/xgb-train}\n",
 	"ml-forest":         "name: m\nengine: ml\ninputs: {data: t.ppml}\noutputs: {model: {path: m.ppml, key: \"file:k\"}}\nparameters: {task: train, algorithm: random_forest, objective: regression, label: y, params: {num_parallel_tree: 50}, test_fraction: 0}\n",
 	"ml-logistic":       "name: m\nengine: ml\ninputs: {train: t.ppml}\noutputs: {model: {path: m.ppml, key: \"file:k\"}}\nparameters: {task: train, algorithm: logistic_regression, label: y, features: all_except_label, params: {l2: 0.5, max_iterations: 200}}\n",
 	"ml-predict":        "name: p\nengine: ml\ninputs: {model: m.ppml, data: d.ppml}\noutputs: {predictions: {path: p.parquet.ppml, key: \"file:k\"}}\nparameters: {task: predict, features: [a, b]}\n",

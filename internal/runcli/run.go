@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -32,6 +34,7 @@ func newRunCmd() *cobra.Command {
 		tee      string
 		keyFiles []string
 		grace    time.Duration
+		wf       workerFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "run --manifest job.yaml",
@@ -48,10 +51,18 @@ program (SIGTERM, then SIGKILL after --grace) and exit 128+signal with no output
 --tee auto finds Gramine or configfs-tsm and never picks the simulated TEE; --tee sim
 is the simulated TEE (insecure, for development: the key service must allow it).
 --json prints the outcome as a JSON object after the program's own output: name,
-digest, outputs, exit_code, and on failure error (and denials when keys were refused).`,
+digest, outputs, exit_code, and on failure error (and denials when keys were refused).
+
+A job that trains on several workers (ml, workers: N; docs/cluster.md) runs as N
+ppml-run processes, one per TEE, each given the same manifest, its index
+(--worker-index) and every worker's tunnel address (--peers, in index order). The
+workers obtain certificates from the key service and accept only workers of the same
+job; worker 0 writes the outputs. In a pod these come from the environment
+(PPML_WORKER_INDEX, PPML_PEERS, PPML_WORKER_LISTEN, PPML_RABIT_TRACKER).`,
 		Example: `  ppml run --manifest job.yaml --server https://kms:8443 --token $RUNNER_TOKEN --tee auto
   PPML_SIM_DIR=/tmp/sim ppml run --manifest job.yaml --tee sim
-  ppml run --manifest examples/python-hello/job.yaml --key owner.key`,
+  ppml run --manifest examples/python-hello/job.yaml --key owner.key
+  ppml run --manifest train.yaml --server https://kms:8443 --tee auto --worker-index 1 --peers xgb-0.xgb:7070,xgb-1.xgb:7070 --listen :7070`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 0 {
 				return command.Usagef("the manifest is given with --manifest: ppml run --manifest %s", args[0])
@@ -63,6 +74,10 @@ digest, outputs, exit_code, and on failure error (and denials when keys were ref
 				return command.Usagef("--manifest FILE is required")
 			}
 			if err := checkTEE(tee); err != nil {
+				return err
+			}
+			worker, err := wf.worker()
+			if err != nil {
 				return err
 			}
 			// The manifest is read and checked once, before TEE detection and
@@ -101,7 +116,7 @@ digest, outputs, exit_code, and on failure error (and denials when keys were ref
 			}()
 			stderr := cmd.ErrOrStderr()
 			res, err := launcher.Run(ctx, launcher.Config{Manifest: m, Keys: keys,
-				Stdout: cmd.OutOrStdout(), Stderr: stderr, Log: stderr, Grace: grace, Attester: att})
+				Stdout: cmd.OutOrStdout(), Stderr: stderr, Log: stderr, Grace: grace, Attester: att, Worker: worker})
 			close(stopped)
 			<-watched // got is settled
 			tokenBytes := 0
@@ -120,7 +135,62 @@ digest, outputs, exit_code, and on failure error (and denials when keys were ref
 	f.StringVar(&tee, "tee", "auto", "evidence backend: auto, sim (insecure), gramine or tsm")
 	f.StringArrayVar(&keyFiles, "key", nil, "local key file for local: keys (repeatable; development only)")
 	f.DurationVar(&grace, "grace", launcher.DefaultGrace, "time a stopped job gets to end (a program between SIGTERM and SIGKILL)")
+	wf.add(cmd)
 	return cmd
+}
+
+// workerFlags place a run in a distributed job. They come from the
+// orchestrator and are not part of the job's identity (launcher.Worker).
+type workerFlags struct {
+	index                  string
+	peers, listen, tracker string
+	joinTimeout            time.Duration
+}
+
+func (w *workerFlags) add(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.StringVar(&w.index, "worker-index", "", "this worker's index in a job with several workers, from 0 (env PPML_WORKER_INDEX)")
+	f.StringVar(&w.peers, "peers", "", "every worker's tunnel address HOST:PORT, comma-separated in index order (env PPML_PEERS)")
+	f.StringVar(&w.listen, "listen", "", "where this worker's tunnel server listens (env PPML_WORKER_LISTEN; default: its address in --peers)")
+	f.StringVar(&w.tracker, "tracker", "", "worker 0: loopback HOST:PORT of an XGBoost tracker already running beside it (env PPML_RABIT_TRACKER; default: start one)")
+	f.DurationVar(&w.joinTimeout, "join-timeout", 0, "how long the workers wait for each other to join (default 2m)")
+}
+
+// worker is the run's place from the flags and the environment; nil when
+// neither names an index or peers.
+func (w *workerFlags) worker() (*launcher.Worker, error) {
+	index := command.EnvOr(w.index, "PPML_WORKER_INDEX")
+	peers := command.EnvOr(w.peers, "PPML_PEERS")
+	listen := command.EnvOr(w.listen, "PPML_WORKER_LISTEN")
+	tracker := command.EnvOr(w.tracker, "PPML_RABIT_TRACKER")
+	if index == "" && peers == "" {
+		if listen != "" || tracker != "" || w.joinTimeout != 0 {
+			return nil, command.Usagef("--listen, --tracker and --join-timeout are for a worker of a job with several workers: give --worker-index and --peers")
+		}
+		return nil, nil
+	}
+	if index == "" || peers == "" {
+		return nil, command.Usagef("a worker of a job with several workers needs both --worker-index and --peers")
+	}
+	i, err := strconv.Atoi(index)
+	if err != nil || i < 0 {
+		return nil, command.Usagef("--worker-index %q: want a worker index 0, 1, ...", index)
+	}
+	if w.joinTimeout < 0 {
+		return nil, command.Usagef("--join-timeout %s: must be positive", w.joinTimeout)
+	}
+	var addrs []string
+	for _, p := range strings.Split(peers, ",") {
+		p = strings.TrimSpace(p)
+		if _, _, err := net.SplitHostPort(p); err != nil || p == "" {
+			return nil, command.Usagef("--peers: %q is not HOST:PORT", p)
+		}
+		addrs = append(addrs, p)
+	}
+	if i >= len(addrs) {
+		return nil, command.Usagef("--worker-index %d: --peers lists %d worker(s), indexes 0 to %d", i, len(addrs), len(addrs)-1)
+	}
+	return &launcher.Worker{Index: i, Peers: addrs, Listen: listen, Tracker: tracker, JoinTimeout: w.joinTimeout}, nil
 }
 
 func checkTEE(tee string) error {

@@ -234,3 +234,26 @@ func TestRunCommand(t *testing.T) {
 		t.Fatalf("exit 5: %v", err)
 	}
 }
+
+// A worker's place in a distributed job is checked before anything else; a
+// job on one worker refuses one.
+func TestRunWorkerFlags(t *testing.T) {
+	j := newRunJob(t, 0)
+	for _, c := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"--worker-index", "1"}, 2, "needs both --worker-index and --peers"},
+		{[]string{"--worker-index", "one", "--peers", "a:1,b:2"}, 2, `--worker-index "one"`},
+		{[]string{"--worker-index", "2", "--peers", "a:1,b:2"}, 2, "--peers lists 2 worker(s)"},
+		{[]string{"--worker-index", "0", "--peers", "a:1,b"}, 2, `--peers: "b" is not HOST:PORT`},
+		{[]string{"--listen", ":7070"}, 2, "give --worker-index and --peers"},
+		{[]string{"--worker-index", "0", "--peers", "a:1"}, 1, "runs on one worker"},
+	} {
+		code, _, stderr := run(t, nil, append([]string{"run", "--manifest", j.manifest, "--key", j.key}, c.args...)...)
+		if code != c.code || !strings.Contains(stderr, c.want) {
+			t.Errorf("%v: exit %d, %s; want %d, %q", c.args, code, stderr, c.code, c.want)
+		}
+	}
+}

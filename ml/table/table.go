@@ -142,3 +142,29 @@ func (d *Dataset) Split(idx []int) *Dataset {
 	}
 	return out
 }
+
+// Concat is the rows of parts in order: a table split into files (each with its own header)
+// read back as one. Every part must have the same columns and label.
+func Concat(parts []*Dataset) (*Dataset, error) {
+	if len(parts) == 0 {
+		return nil, fmt.Errorf("table: nothing to concatenate")
+	}
+	first := parts[0]
+	cols := make([][]float64, len(first.X.Names))
+	var y []float64
+	for k, p := range parts {
+		if !slices.Equal(p.X.Names, first.X.Names) || p.Label != first.Label || (p.Y == nil) != (first.Y == nil) {
+			return nil, fmt.Errorf("table: part %d has columns %s (label %q), part 1 has %s (label %q)",
+				k+1, quoteAll(p.X.Names), p.Label, quoteAll(first.X.Names), first.Label)
+		}
+		for j := range cols {
+			cols[j] = append(cols[j], p.X.Columns[j]...)
+		}
+		y = append(y, p.Y...)
+	}
+	t, err := New(slices.Clone(first.X.Names), cols)
+	if err != nil {
+		return nil, err
+	}
+	return &Dataset{X: t, Label: first.Label, Y: y}, nil
+}

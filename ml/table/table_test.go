@@ -101,3 +101,28 @@ func TestShowPredictions(t *testing.T) {
 		t.Fatalf("table:\n%s", b.String())
 	}
 }
+
+// A table split into files reads back as one: rows in order, the same
+// columns required of every part.
+func TestConcat(t *testing.T) {
+	read := func(s string) *Dataset {
+		d, err := ReadCSV(strings.NewReader(s), Selection{Label: "y"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	d, err := Concat([]*Dataset{read("a,y\n1,0\n2,1\n"), read("a,y\n3,1\n")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, _ := d.X.Column("a"); len(a) != 3 || a[2] != 3 || len(d.Y) != 3 || d.Y[1] != 1 {
+		t.Fatalf("%v %v", d.X.Columns, d.Y)
+	}
+	if _, err := Concat([]*Dataset{read("a,y\n1,0\n"), read("b,y\n1,0\n")}); err == nil || !strings.Contains(err.Error(), `part 2 has columns "b"`) {
+		t.Errorf("parts with other columns: %v", err)
+	}
+	if _, err := Concat(nil); err == nil {
+		t.Error("no parts")
+	}
+}

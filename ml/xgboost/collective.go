@@ -8,6 +8,7 @@ import "C"
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 	"unsafe"
@@ -34,7 +35,24 @@ type Collective struct {
 	// timeout; 0: 5 minutes). A worker that dies mid-training then fails
 	// the others' Train with an error instead of a hang.
 	Timeout time.Duration
+	// Agree, when set, is a value every worker must hold (its length the
+	// same on all): after joining and before the first round the workers
+	// compare it over the collective, and Train fails on every worker when
+	// any differs (ErrDisagree). ppml compares the workers' views of the
+	// job's input, so that none trains on another listing of the files.
+	Agree []byte
 }
+
+// ErrDisagree is returned (wrapped) by Train when the workers' Agree values differ.
+var ErrDisagree = errors.New("the workers' values differ")
+
+// XGBoost 1.7's collective::DataType and collective::Operation
+// (src/collective/communicator.h), which XGCommunicatorAllreduce takes.
+const (
+	collInt32 = 2
+	collMax   = 0
+	collMin   = 1
+)
 
 func (c *Collective) config() ([]byte, error) {
 	if c.TrackerHost == "" || c.TrackerPort <= 0 || c.TrackerPort > 65535 {
@@ -80,6 +98,33 @@ func (b *Booster) collectiveInit(c *Collective) error {
 	if int(world) != c.WorldSize || int(rank) != c.Rank {
 		b.collectiveFinalize()
 		return fmt.Errorf("xgboost collective: the tracker made this worker rank %d of %d, want rank %d of %d", rank, world, c.Rank, c.WorldSize)
+	}
+	return nil
+}
+
+// collectiveAgree checks that every worker holds v: the element-wise
+// maximum and minimum over the workers (each byte as an int32) are equal
+// exactly when every worker's bytes are the same. Every worker gets the
+// same answer, so all fail or none.
+func (b *Booster) collectiveAgree(v []byte) error {
+	n := len(v)
+	buf := unsafe.Slice((*C.int32_t)(C.malloc(C.size_t(2*n)*C.size_t(unsafe.Sizeof(C.int32_t(0))))), 2*n)
+	defer C.free(unsafe.Pointer(&buf[0]))
+	for i, x := range v {
+		buf[i], buf[n+i] = C.int32_t(x), C.int32_t(x)
+	}
+	for k, op := range []C.int{collMax, collMin} {
+		part := unsafe.Pointer(&buf[k*n])
+		if err := b.run("XGCommunicatorAllreduce", func(C.BoosterHandle) C.int {
+			return C.XGCommunicatorAllreduce(part, C.size_t(n), collInt32, op)
+		}); err != nil {
+			return fmt.Errorf("xgboost collective: compare the workers' values: %w", err)
+		}
+	}
+	for i := range n {
+		if buf[i] != buf[n+i] {
+			return fmt.Errorf("xgboost collective: %w", ErrDisagree)
+		}
 	}
 	return nil
 }

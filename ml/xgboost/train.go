@@ -60,6 +60,13 @@ func Train(dtrain *DMatrix, cfg Config) (*Booster, error) {
 			b.Close()
 			return nil, err
 		}
+		if len(cfg.Collective.Agree) > 0 {
+			if err := b.collectiveAgree(cfg.Collective.Agree); err != nil {
+				b.collectiveFinalize()
+				b.Close()
+				return nil, err
+			}
+		}
 		if err := b.train(dtrain, cfg); err != nil {
 			// train closed b, and with it the thread the communicator
 			// lived on.

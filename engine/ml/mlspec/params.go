@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/ppml/ppml/job"
+	"github.com/ppml/ppml/kms/api"
 )
 
 // Name is the manifest's engine value.
@@ -91,6 +92,54 @@ type Params struct {
 	// Query, when set, is a SQL statement the SQL engine runs over the inputs to make the
 	// training table (see Shaper).
 	Query string
+	// Workers is the number of ppml-run workers that train together (distributed XGBoost,
+	// docs/cluster.md); 1 trains in one process. With more than one, Partition says how
+	// the training input is split and CertificatePolicy under which certificate policy
+	// the workers obtain the identities they recognise each other by.
+	Workers           int
+	Partition         Partition
+	CertificatePolicy string
+}
+
+// Partition is how a distributed train job's input is split between its workers.
+type Partition string
+
+// PartitionFiles: the train input is a directory; its files, in the launcher's (sorted)
+// order, are dealt to the workers in contiguous blocks — worker i of n reads files
+// [i·F/n, (i+1)·F/n) of F — so that each worker decrypts only its own rows, and the rows
+// of all workers in worker order are the rows of the whole directory. It is the only
+// partition so far.
+const PartitionFiles Partition = "files"
+
+// MaxWorkers bounds Workers.
+const MaxWorkers = 256
+
+// Distributed reports whether the job trains on more than one worker.
+func (s *Params) Distributed() bool { return s.Workers > 1 }
+
+// JobWorkers is the number of workers the job runs on (launcher.Distributed).
+func (s *Params) JobWorkers() int { return max(s.Workers, 1) }
+
+// WorkerInputFiles gives worker index its block of the training input's files
+// (launcher.Distributed).
+func (s *Params) WorkerInputFiles(input string, files []string, index int) ([]string, error) {
+	if !s.Distributed() {
+		return files, nil
+	}
+	return WorkerFiles(files, index, s.Workers)
+}
+
+// WorkerFiles is the block of files (sorted, as the launcher lists an input directory)
+// that worker index of n reads under PartitionFiles. Every worker reads at least one file.
+func WorkerFiles(files []string, index, n int) ([]string, error) {
+	if n < 1 || index < 0 || index >= n {
+		return nil, fmt.Errorf("worker %d of %d", index, n)
+	}
+	if len(files) < n {
+		return nil, fmt.Errorf("%d file(s) for %d workers: partition files gives each worker at least one file (split the table into at least %d files)", len(files), n, n)
+	}
+	lo, hi := len(files)*index/n, len(files)*(index+1)/n
+	return files[lo:hi], nil
 }
 
 // Param is one algorithm parameter, by name, in the manifest's order: XGBoost's own
@@ -134,12 +183,18 @@ func (s *Params) Validate() error {
 		if err := checkParamNames(s.Algorithm, s.Params); err != nil {
 			bad("%v", err)
 		}
+		if err := s.checkDistributed(); err != nil {
+			bad("%v", err)
+		}
 	case Predict, Evaluate:
 		if s.Algorithm != "" || s.Objective != "" || len(s.Params) > 0 || s.Query != "" || s.TestFraction != 0 {
 			bad("%s takes the algorithm, objective and parameters from the model: only features and label apply", s.Task)
 		}
 		if s.Task == Predict && s.Label != "" {
 			bad("predict takes no label")
+		}
+		if s.Workers > 1 || s.Partition != "" || s.CertificatePolicy != "" {
+			bad("%s runs on one worker: workers, partition and certificate_policy are for train", s.Task)
 		}
 	default:
 		bad("task %q: want train, predict or evaluate", s.Task)
@@ -151,6 +206,30 @@ func (s *Params) Validate() error {
 		return fmt.Errorf("ml job: %s", strings.Join(probs, "; "))
 	}
 	return nil
+}
+
+// checkDistributed checks the distributed fields of a train job built in code.
+func (s *Params) checkDistributed() error {
+	switch {
+	case s.Workers < 0 || s.Workers > MaxWorkers:
+		return fmt.Errorf("workers %d: must be between 1 and %d", s.Workers, MaxWorkers)
+	case s.Workers <= 1:
+		if s.Partition != "" || s.CertificatePolicy != "" {
+			return errors.New("partition and certificate_policy are for a job with more than one worker")
+		}
+		return nil
+	case s.Algorithm != XGBoost && s.Algorithm != RandomForest:
+		return fmt.Errorf("workers %d: only xgboost and random_forest train on several workers, not %s", s.Workers, s.Algorithm)
+	case s.Partition != PartitionFiles:
+		return fmt.Errorf("partition %q: want files", s.Partition)
+	case s.Query != "":
+		return errors.New("a distributed job has no query: each worker reads its files of the train input")
+	case s.TestFraction != 0:
+		return errors.New("a distributed job holds out no test rows: set test_fraction to 0 and evaluate the model with an evaluate job")
+	case s.Objective == Multiclass && !slices.ContainsFunc(s.Params, func(p Param) bool { return p.Name == "num_class" }):
+		return errors.New("multiclass on several workers needs params.num_class")
+	}
+	return api.CheckCertPolicyName(s.CertificatePolicy)
 }
 
 // Linear-model parameter names (XGBoost's are checked by XGBoost itself).
@@ -213,7 +292,7 @@ func (s *Params) Canonical() map[string]any {
 	for _, p := range s.Params {
 		params = append(params, map[string]any{"name": p.Name, "value": p.Value})
 	}
-	return map[string]any{
+	c := map[string]any{
 		"task":          string(s.Task),
 		"algorithm":     string(s.Algorithm),
 		"objective":     string(s.Objective),
@@ -225,6 +304,15 @@ func (s *Params) Canonical() map[string]any {
 		"seed":          strconv.FormatUint(s.Seed, 10),
 		"query":         s.Query,
 	}
+	// One worker is the default and has no distributed fields: a one-worker job keeps the
+	// digest it had before jobs could be distributed (and workers: 1 written out is the
+	// same job). With more, every distributed field is explicit.
+	if s.Distributed() {
+		c["workers"] = int64(s.Workers)
+		c["partition"] = string(s.Partition)
+		c["certificate_policy"] = s.CertificatePolicy
+	}
+	return c
 }
 
 // Spec is the ml engine's job.Spec.
@@ -246,7 +334,8 @@ func (spec) ParseParameters(n job.Node, present bool, c *job.Checker) job.Parame
 		c.Failf(n, "required for engine ml (at least task)")
 		return nil
 	}
-	fs, ok := n.CheckedFields(c, "task", "algorithm", "objective", "features", "label", "params", "rounds", "test_fraction", "seed", "query")
+	fs, ok := n.CheckedFields(c, "task", "algorithm", "objective", "features", "label", "params", "rounds", "test_fraction", "seed", "query",
+		"workers", "partition", "certificate_policy")
 	if !ok {
 		return nil
 	}
@@ -280,7 +369,7 @@ func (spec) ParseParameters(n job.Node, present bool, c *job.Checker) job.Parame
 			c.Failf(fn, "only for task train (%s takes it from the model)", s.Task)
 		}
 	}
-	for _, f := range []string{"algorithm", "objective", "params", "rounds", "test_fraction", "seed", "query"} {
+	for _, f := range []string{"algorithm", "objective", "params", "rounds", "test_fraction", "seed", "query", "workers", "partition", "certificate_policy"} {
 		trainOnly(f)
 	}
 	if s.Task != Train {
@@ -425,7 +514,74 @@ func (spec) ParseParameters(n job.Node, present bool, c *job.Checker) job.Parame
 		}
 		s.Query = v
 	}
+	parseDistributed(s, n, fs, c)
 	return s
+}
+
+// parseDistributed reads workers, partition and certificate_policy of a train job.
+func parseDistributed(s *Params, n job.Node, fs map[string]job.Node, c *job.Checker) {
+	s.Workers = 1
+	if wn, ok := fs["workers"]; ok {
+		v, err := wn.Int()
+		switch {
+		case err != nil:
+			c.Add(err)
+			return
+		case v < 1 || v > MaxWorkers:
+			c.Failf(wn, "%d: must be between 1 and %d", v, MaxWorkers)
+			return
+		}
+		s.Workers = int(v)
+	}
+	pn, hasPartition := fs["partition"]
+	cn, hasPolicy := fs["certificate_policy"]
+	if !s.Distributed() {
+		for name, fn := range map[string]job.Node{"partition": pn, "certificate_policy": cn} {
+			if _, there := fs[name]; there {
+				c.Failf(fn, "only for a job with more than one worker (workers)")
+			}
+		}
+		return
+	}
+	wn := fs["workers"]
+	if s.Algorithm != XGBoost && s.Algorithm != RandomForest && s.Algorithm != "" {
+		c.Failf(wn, "only xgboost and random_forest train on several workers, not %s", s.Algorithm)
+	}
+	if fn, ok := fs["query"]; ok {
+		c.Failf(fn, "a job with more than one worker has no query: each worker reads its files of the train input")
+	}
+	if s.TestFraction != 0 {
+		fn, ok := fs["test_fraction"]
+		if !ok {
+			fn = n.Missing("test_fraction")
+		}
+		c.Failf(fn, "a job with more than one worker holds out no test rows (the default is %g): write test_fraction: 0, and evaluate the model with an evaluate job", DefaultTestFraction)
+	}
+	if s.Objective == Multiclass && !slices.ContainsFunc(s.Params, func(p Param) bool { return p.Name == "num_class" }) {
+		c.Failf(wn, "multiclass on several workers needs params.num_class: the workers must agree on the number of classes, and none sees the others' labels")
+	}
+	s.Partition = PartitionFiles
+	if hasPartition {
+		v, err := pn.Str()
+		if err != nil {
+			c.Add(err)
+		} else if Partition(v) != PartitionFiles {
+			c.Failf(pn, "%q: want files (each worker reads a block of the files of the train input directory)", v)
+		}
+	}
+	if !hasPolicy {
+		c.Failf(n.Missing("certificate_policy"), "required with more than one worker: the certificate policy (TENANT/NAME) the workers obtain their identities under")
+		return
+	}
+	v, err := cn.Str()
+	if err != nil {
+		c.Add(err)
+		return
+	}
+	if err := api.CheckCertPolicyName(v); err != nil {
+		c.Failf(cn, "%v", err)
+	}
+	s.CertificatePolicy = v
 }
 
 // CheckNames checks a manifest's input and output names against the task, so that the

@@ -153,3 +153,101 @@ func TestCheckManifest(t *testing.T) {
 		}
 	}
 }
+
+// A train job on several workers: its distributed fields are explicit in
+// the canonical form, and a job on one worker (workers omitted or 1) has
+// none of them, so its digest is the one it had before.
+func TestDistributedParameters(t *testing.T) {
+	const base = "  task: train\n  algorithm: xgboost\n  objective: binary\n  label: y\n  test_fraction: 0\n"
+	m, err := parseManifest(base + "  workers: 3\n  certificate_policy: alice/xgb-train\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := m.Parameters.(*Params)
+	if s.Workers != 3 || s.Partition != PartitionFiles || s.CertificatePolicy != "alice/xgb-train" || !s.Distributed() || s.JobWorkers() != 3 {
+		t.Fatalf("%+v", s)
+	}
+	if err := s.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	c := s.Canonical()
+	if c["workers"] != int64(3) || c["partition"] != "files" || c["certificate_policy"] != "alice/xgb-train" {
+		t.Errorf("canonical: %v", c)
+	}
+	explicit, err := parseManifest(base + "  workers: 3\n  partition: files\n  certificate_policy: alice/xgb-train\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Digest() != explicit.Digest() {
+		t.Error("partition: files (the default) changes the digest")
+	}
+	one, err := parseManifest(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oneExplicit, err := parseManifest(base + "  workers: 1\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if one.Digest() != oneExplicit.Digest() || one.Digest() == m.Digest() {
+		t.Error("workers: 1 is not the default, or workers: 3 the same job")
+	}
+	if _, there := one.Parameters.Canonical()["workers"]; there {
+		t.Error("a one-worker job has distributed fields in its canonical form")
+	}
+	if s := one.Parameters.(*Params); s.Distributed() || s.JobWorkers() != 1 {
+		t.Errorf("one worker: %+v", s)
+	}
+}
+
+func TestDistributedParameterProblems(t *testing.T) {
+	const base = "  task: train\n  algorithm: xgboost\n  objective: binary\n  label: y\n"
+	for _, c := range []struct{ params, want string }{
+		{base + "  workers: 2\n  certificate_policy: alice/x\n", "parameters.test_fraction: a job with more than one worker holds out no test rows"},
+		{base + "  test_fraction: 0\n  workers: 2\n", "parameters.certificate_policy: required with more than one worker"},
+		{base + "  test_fraction: 0\n  workers: 0\n", "parameters.workers: 0: must be between 1 and 256"},
+		{base + "  test_fraction: 0\n  workers: 257\n", "must be between 1 and 256"},
+		{base + "  test_fraction: 0\n  workers: two\n", "parameters.workers"},
+		{base + "  test_fraction: 0\n  workers: 2\n  certificate_policy: xgb\n", "want TENANT/NAME"},
+		{base + "  test_fraction: 0\n  workers: 2\n  partition: rows\n  certificate_policy: alice/x\n", `parameters.partition: "rows": want files`},
+		{base + "  test_fraction: 0\n  partition: files\n", "parameters.partition: only for a job with more than one worker"},
+		{base + "  certificate_policy: alice/x\n", "parameters.certificate_policy: only for a job with more than one worker"},
+		{base + "  test_fraction: 0\n  workers: 2\n  certificate_policy: alice/x\n  query: SELECT * FROM train\n", "parameters.query: a job with more than one worker has no query"},
+		{"  task: train\n  algorithm: logistic_regression\n  label: y\n  test_fraction: 0\n  workers: 2\n  certificate_policy: alice/x\n", "only xgboost and random_forest"},
+		{"  task: train\n  algorithm: xgboost\n  objective: multiclass\n  label: y\n  test_fraction: 0\n  workers: 2\n  certificate_policy: alice/x\n", "needs params.num_class"},
+		{"  task: predict\n  workers: 2\n", "parameters.workers: only for task train"},
+	} {
+		_, err := parseManifest(c.params)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: error %v, want %q", c.params, err, c.want)
+		}
+	}
+	// Params built in code are checked the same way.
+	for _, s := range []*Params{
+		{Task: Train, Algorithm: XGBoost, Objective: Binary, Label: "y", Rounds: 1, Workers: 2, Partition: PartitionFiles},
+		{Task: Train, Algorithm: XGBoost, Objective: Binary, Label: "y", Rounds: 1, Workers: 1, CertificatePolicy: "alice/x"},
+		{Task: Predict, Workers: 2},
+	} {
+		if err := s.Validate(); err == nil {
+			t.Errorf("%+v validated", s)
+		}
+	}
+}
+
+func TestWorkerFiles(t *testing.T) {
+	files := []string{"a", "b", "c", "d", "e"}
+	var all []string
+	for i := range 3 {
+		got, err := WorkerFiles(files, i, 3)
+		if err != nil || len(got) == 0 {
+			t.Fatalf("worker %d: %v %v", i, got, err)
+		}
+		all = append(all, got...)
+	}
+	if strings.Join(all, "") != "abcde" {
+		t.Errorf("blocks in worker order: %v", all)
+	}
+	if _, err := WorkerFiles(files[:2], 0, 3); err == nil || !strings.Contains(err.Error(), "2 file(s) for 3 workers") {
+		t.Errorf("fewer files than workers: %v", err)
+	}
+}

@@ -3,6 +3,7 @@ package rabit_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"crypto/x509"
 	"fmt"
 	"math/rand/v2"
@@ -354,5 +355,56 @@ func TestSidecarTracker(t *testing.T) {
 	srv, cli := cl.TLS(cl.Issue(t, workloadtest.Role), tunnel.ALPN, workloadtest.Role)
 	if _, err := rabit.Join(context.Background(), rabit.Options{Index: 0, Peers: []string{ln.Addr().String()}, Listener: ln, ServerTLS: srv, ClientTLS: cli, Tracker: "10.0.0.1:9091"}); err == nil || !strings.Contains(err.Error(), "loopback") {
 		t.Fatalf("a tracker off loopback: %v", err)
+	}
+}
+
+// Workers compare a value over the collective before training
+// (Collective.Agree): the same value trains, different ones fail every
+// worker with ErrDisagree.
+func TestWorkersAgree(t *testing.T) {
+	cl := workloadtest.New(t)
+	x, y := data(600, cols)
+	for _, c := range []struct {
+		name   string
+		values [2]string
+		same   bool
+	}{{"same", [2]string{"listing-a", "listing-a"}, true}, {"different", [2]string{"listing-a", "listing-b"}, false}} {
+		t.Run(c.name, func(t *testing.T) {
+			lns, peers := listeners(t, 2)
+			ws := make([]*rabit.Worker, 2)
+			errs := make([]error, 2)
+			var wg sync.WaitGroup
+			for i := range 2 {
+				srv, cli := cl.TLS(cl.Issue(t, workloadtest.Role), tunnel.ALPN, workloadtest.Role)
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					ws[i], errs[i] = rabit.Join(context.Background(), rabit.Options{Index: i, Peers: peers, Listener: lns[i], ServerTLS: srv, ClientTLS: cli})
+				}()
+			}
+			wg.Wait()
+			if errs[0] != nil || errs[1] != nil {
+				t.Fatal(errs)
+			}
+			models, errs := runWorkers(t, 2, x, y, func(i int) *xgboost.Collective {
+				return &xgboost.Collective{TrackerHost: ws[i].TrackerHost, TrackerPort: ws[i].TrackerPort, TaskID: rabit.TaskID(i), WorldSize: 2, Rank: i,
+					Agree: []byte(c.values[i])}
+			})
+			for i := 1; i >= 0; i-- {
+				if c.same {
+					ws[i].Close()
+				} else {
+					ws[i].Stop()
+				}
+			}
+			for i, err := range errs {
+				if c.same && (err != nil || !bytes.Equal(models[0], models[1])) {
+					t.Errorf("worker %d with the same value: %v", i, err)
+				}
+				if !c.same && !errors.Is(err, xgboost.ErrDisagree) {
+					t.Errorf("worker %d with different values: %v", i, err)
+				}
+			}
+		})
 	}
 }

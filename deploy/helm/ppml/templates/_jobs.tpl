@@ -46,6 +46,33 @@ ppml.io/job: {{ .job.name }}
 {{- if and (ne $j.kind "serve") $j.port -}}
 {{- fail (printf "%s: port is only for kind serve" $w) -}}
 {{- end -}}
+{{- $workers := int (default 1 $j.workers) -}}
+{{- if and (eq $j.kind "batch") $j.manifest -}}
+{{- $declared := int (dig "parameters" "workers" 1 (fromYaml $j.manifest)) -}}
+{{- if ne $workers $declared -}}
+{{- fail (printf "%s: workers is %d, and the manifest's parameters.workers %d: the workers of a batch job are one distributed job (docs/cluster.md), so the two must match" $w $workers $declared) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The port of a distributed job's attested tunnels between its workers. */}}
+{{- define "ppml.job.tunnelPort" -}}7070{{- end -}}
+
+{{/* Whether a job is one distributed job on several workers (a batch job
+with workers > 1): "true" or "". */}}
+{{- define "ppml.job.distributed" -}}
+{{- if and (eq .job.kind "batch") (gt (int (default 1 .job.workers)) 1) -}}true{{- end -}}
+{{- end -}}
+
+{{/* Every worker's tunnel address, by index: <job>-<i>.<job>:7070. */}}
+{{- define "ppml.job.peers" -}}
+{{- $name := include "ppml.job.name" . -}}
+{{- $port := include "ppml.job.tunnelPort" . -}}
+{{- $peers := list -}}
+{{- range $i := until (int .job.workers) -}}
+{{- $peers = append $peers (printf "%s-%d.%s:%s" $name $i $name $port) -}}
+{{- end -}}
+{{- join "," $peers -}}
 {{- end -}}
 
 {{/* The pod template of a job's workers. */}}
@@ -80,7 +107,7 @@ spec:
   {{- if eq $j.kind "batch" }}
   restartPolicy: Never
   {{- end }}
-  {{- if and (eq $j.kind "batch") (gt (int (default 1 $j.workers)) 1) }}
+  {{- if include "ppml.job.distributed" . }}
   # Stable DNS names <job>-<index>.<job> for the workers of one job.
   subdomain: {{ $name }}
   {{- end }}
@@ -142,11 +169,31 @@ spec:
         - name: PPML_SIM_DIR
           value: /etc/ppml/sim
         {{- end }}
+        {{- if include "ppml.job.distributed" . }}
+        # This worker's place in the distributed job: its index (the Indexed
+        # Job's completion index) and every worker's tunnel address. Not part
+        # of the job's identity: the workers accept each other only by
+        # attested certificates naming the job digest (docs/cluster.md).
+        - name: PPML_WORKER_INDEX
+          valueFrom:
+            fieldRef:
+              fieldPath: metadata.annotations['batch.kubernetes.io/job-completion-index']
+        - name: PPML_PEERS
+          value: {{ include "ppml.job.peers" . | quote }}
+        - name: PPML_WORKER_LISTEN
+          value: ":{{ include "ppml.job.tunnelPort" . }}"
+        {{- end }}
         - name: GOTRACEBACK
           value: single
         {{- with $j.env }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
+      {{- if include "ppml.job.distributed" . }}
+      ports:
+        - name: tunnel
+          containerPort: {{ include "ppml.job.tunnelPort" . }}
+          protocol: TCP
+      {{- end }}
       {{- if eq $j.kind "serve" }}
       ports:
         - name: serve
