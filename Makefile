@@ -22,10 +22,16 @@ COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -buildid= -X github.com/ppml/ppml/internal/buildinfo.Version=$(VERSION) -X github.com/ppml/ppml/internal/buildinfo.Commit=$(COMMIT)
 BUILD   := $(GO) build -trimpath -buildvcs=false -ldflags "$(LDFLAGS)"
 # Engines left out of bin/ppml-run, e.g. RUNTIME_TAGS=ppml_no_sql,ppml_no_ml,ppml_no_serve,ppml_no_stream,ppml_no_dl
-# for an exec-only runtime (docs/engines.md).
+# for an exec-only runtime (docs/engines.md). The dl engine is never in bin/ppml-run: libtorch's
+# ~280 shared libraries would slow every job's start and widen what an enclave trusts, so it
+# lives in bin/ppml-run-dl (every engine; DL_RUNTIME_TAGS leaves others out), which `ppml run`
+# picks for dl jobs.
 RUNTIME_TAGS ?=
+DL_RUNTIME_TAGS ?=
+comma := ,
+RUN_TAGS := ppml_no_dl$(if $(strip $(RUNTIME_TAGS)),$(comma)$(strip $(RUNTIME_TAGS)))
 
-.PHONY: all deps datasets build runtime install test demo fuzz bench reproducible-check clean
+.PHONY: all deps datasets build runtime runtime-dl install test demo fuzz bench reproducible-check clean
 all: build
 
 deps:
@@ -40,18 +46,21 @@ deps:
 datasets: deps
 	./scripts/datasets.sh $(DATASETS)
 
-# bin/ppml (CLI and key service: no engine, no cgo), bin/ppml-run (the
-# runtime a TEE measures), bin/ppml-bench (benchmarks).
-build: deps runtime
+# bin/ppml (CLI and key service: no engine, no cgo), bin/ppml-run and
+# bin/ppml-run-dl (the runtimes a TEE measures), bin/ppml-bench (benchmarks).
+build: deps runtime runtime-dl
 	CGO_ENABLED=0 $(BUILD) -o bin/ppml ./cmd/ppml
 	$(BUILD) -o bin/ppml-bench ./cmd/ppml-bench
 
 runtime: deps
-	$(BUILD) -tags "$(RUNTIME_TAGS)" -o bin/ppml-run ./cmd/ppml-run
+	$(BUILD) -tags "$(RUN_TAGS)" -o bin/ppml-run ./cmd/ppml-run
+
+runtime-dl: deps
+	$(BUILD) -tags "$(DL_RUNTIME_TAGS)" -o bin/ppml-run-dl ./cmd/ppml-run
 
 install: build
 	install -d $(DESTDIR)$(PREFIX)/bin
-	install -m 0755 bin/ppml bin/ppml-run bin/ppml-bench $(DESTDIR)$(PREFIX)/bin/
+	install -m 0755 bin/ppml bin/ppml-run bin/ppml-run-dl bin/ppml-bench $(DESTDIR)$(PREFIX)/bin/
 
 # Builds bin/ppml-run in two copies of the tree at different paths, each
 # with a Go build cache of its own, and compares them byte for byte.

@@ -187,3 +187,37 @@ func TestVersion(t *testing.T) {
 		t.Fatalf("without a runtime: %v %s", err, out)
 	}
 }
+
+// TestHandOverDL: a dl job goes to ppml-run-dl, the runtime with libtorch,
+// whichever way --manifest is written; other jobs stay with ppml-run.
+func TestHandOverDL(t *testing.T) {
+	dir := t.TempDir()
+	fake := filepath.Join(dir, "ppml-run-dl")
+	if err := os.WriteFile(fake, []byte("#!/bin/sh\necho \"dl runtime: $*\"\nexit 7\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	lenet, err := filepath.Abs("../../examples/dl/lenet/train.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"run", "--manifest", lenet, "--tee", "sim"},
+		{"run", "--tee", "sim", "--manifest=" + lenet},
+	} {
+		c := ppml(args...)
+		c.Env = append(c.Env, "PPML_RUN_DL="+fake)
+		out, err := c.CombinedOutput()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 7 || !strings.HasPrefix(string(out), "dl runtime: run ") {
+			t.Fatalf("ppml %s: %v\n%s\nwant ppml-run-dl run with the arguments and its exit status 7", strings.Join(args, " "), err, out)
+		}
+	}
+	// An exec job and an unreadable manifest go to ppml-run (which reports
+	// what is wrong with the manifest).
+	c := ppml("run", "--manifest", filepath.Join(dir, "missing.yaml"))
+	c.Env = append(c.Env, "PPML_RUN_DL="+fake)
+	out, _ := c.CombinedOutput()
+	if strings.Contains(string(out), "dl runtime") || !strings.Contains(string(out), "missing.yaml") {
+		t.Fatalf("a missing manifest went to the dl runtime or was not reported:\n%s", out)
+	}
+}

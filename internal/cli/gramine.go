@@ -70,7 +70,7 @@ refused unless --allow-key-files. See docs/sgx.md for signing and pinning MRENCL
 				return jobError(jobPath, err)
 			}
 			if runtimePath == "" {
-				if runtimePath, err = handover.Find(handover.Runtime); err != nil {
+				if runtimePath, err = handover.Find(handover.RuntimeFor(m.Engine)); err != nil {
 					return fmt.Errorf("the enclave runs the runtime (or pass --ppml-run): %w", err)
 				}
 			}

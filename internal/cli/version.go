@@ -30,6 +30,8 @@ type versionInfo struct {
 	Engines []string `json:"engines"`
 	// RuntimeError says why the runtime could not be asked.
 	RuntimeError string `json:"runtime_error,omitempty"`
+	// DLRuntime is ppml-run-dl, the runtime of dl jobs, when it is found.
+	DLRuntime *runtimeInfo `json:"dl_runtime,omitempty"`
 }
 
 // runtimeInfo is the part of `ppml-run version --json` an owner compares:
@@ -59,7 +61,11 @@ the runtime cannot be found or asked.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			v := versionInfo{Version: buildinfo.Version, Commit: buildinfo.Commit, GoVersion: buildinfo.GoVersion(),
 				Platform: runtime.GOOS + "/" + runtime.GOARCH, Engines: []string{}}
-			rt, rtErr := askRuntime(cmd.Context())
+			rt, rtErr := askRuntime(cmd.Context(), handover.Runtime)
+			// The dl runtime is optional: most deployments never install it.
+			if dl, err := askRuntime(cmd.Context(), handover.RuntimeDL); err == nil {
+				v.DLRuntime = dl
+			}
 			if rtErr != nil {
 				v.RuntimeError = rtErr.Error()
 			} else {
@@ -86,6 +92,12 @@ the runtime cannot be found or asked.`,
 			if rt.Commit != v.Commit || rt.Version != v.Version {
 				fmt.Fprintf(cmd.ErrOrStderr(), "ppml: warning: the runtime is %s (commit %s), this ppml %s (commit %s)\n", rt.Version, rt.Commit, v.Version, v.Commit)
 			}
+			if dl := v.DLRuntime; dl != nil {
+				fmt.Fprintf(w, "dl runtime:      %s (ppml-run-dl %s, commit %s)\n", dl.Path, dl.Version, dl.Commit)
+				fmt.Fprintf(w, "dl engines:      %s\n", strings.Join(dl.Engines, ", "))
+				fmt.Fprintf(w, "dl sha256:       %s\n", dl.SHA256)
+				fmt.Fprintf(w, "dl measurement:  %s\n", dl.SimMeasurement)
+			}
 			return nil
 		},
 	}
@@ -93,9 +105,9 @@ the runtime cannot be found or asked.`,
 	return c
 }
 
-// askRuntime runs `ppml-run version --json`.
-func askRuntime(ctx context.Context) (*runtimeInfo, error) {
-	bin, err := handover.Find(handover.Runtime)
+// askRuntime runs `NAME version --json` (NAME is ppml-run or ppml-run-dl).
+func askRuntime(ctx context.Context, name string) (*runtimeInfo, error) {
+	bin, err := handover.Find(name)
 	if err != nil {
 		return nil, err
 	}

@@ -1,8 +1,15 @@
 // Package handover finds and starts the ppml binaries that hold what the
 // ppml CLI does not link: ppml-run, the measured runtime (launcher, engines,
-// attesters), and ppml-bench, the benchmarks. `ppml run`, `ppml sql`,
+// attesters); ppml-run-dl, the same runtime with the deep-learning engine
+// (libtorch); and ppml-bench, the benchmarks. `ppml run`, `ppml sql`,
 // `ppml ml` and `ppml bench` replace the ppml process with them, so signals
 // and exit statuses pass straight through.
+//
+// The deep-learning runtime is a binary of its own because libtorch brings
+// about 280 shared libraries: linked into every runtime they would cost each
+// job over a second of CPU time before it starts, and every one of them is
+// code an SGX enclave must trust and measure, for owners who never approved
+// deep learning.
 //
 // A binary is looked up, in order:
 //
@@ -27,12 +34,23 @@ import (
 
 // The binaries.
 const (
-	Runtime = "ppml-run"
-	Bench   = "ppml-bench"
+	Runtime   = "ppml-run"
+	RuntimeDL = "ppml-run-dl" // ppml-run with the dl engine (make build builds both)
+	Bench     = "ppml-bench"
 )
 
+// RuntimeFor is the runtime that runs a job of the named engine: RuntimeDL
+// for dl, Runtime for every other engine.
+func RuntimeFor(engine string) string {
+	if engine == "dl" {
+		return RuntimeDL
+	}
+	return Runtime
+}
+
 // EnvVar is the environment variable that names a binary's path:
-// PPML_RUN for ppml-run, PPML_BENCH for ppml-bench.
+// PPML_RUN for ppml-run, PPML_RUN_DL for ppml-run-dl, PPML_BENCH for
+// ppml-bench.
 func EnvVar(name string) string {
 	return strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
 }
@@ -48,7 +66,7 @@ func (e *NotFoundError) Error() string {
 		e.Name, strings.Join(e.Looked, "; "), e.Name, EnvVar(e.Name), e.Name)
 }
 
-// Find returns the path of the named binary (Runtime or Bench).
+// Find returns the path of the named binary (Runtime, RuntimeDL or Bench).
 func Find(name string) (string, error) {
 	nf := &NotFoundError{Name: name}
 	env := EnvVar(name)
