@@ -248,7 +248,12 @@ func lookupEngine(name string) (Engine, error) {
 	if built == "" {
 		built = "none"
 	}
-	return nil, fmt.Errorf("engine %s is not built into this runtime (built in: %s)", quoteName(name), built)
+	hint := ""
+	if name == "dl" {
+		// make build's ppml-run never has it (docs/dl.md): say where it is.
+		hint = "; dl jobs run in ppml-run-dl, the runtime with libtorch"
+	}
+	return nil, fmt.Errorf("engine %s is not built into this runtime (built in: %s)%s", quoteName(name), built, hint)
 }
 
 // quoteName prints a manifest's engine value for a message: bare when it is
