@@ -12,6 +12,7 @@ import (
 	"github.com/ppml/ppml/attest"
 	"github.com/ppml/ppml/envelope"
 	"github.com/ppml/ppml/job"
+	"github.com/ppml/ppml/kms/client"
 	"github.com/ppml/ppml/memfd"
 )
 
@@ -81,6 +82,13 @@ type Job struct {
 	// something of its own into evidence — the serve engine's TLS key. nil when the run has
 	// no TEE: such an engine refuses to start.
 	Attester attest.Attester
+	// KeyService is the key service the keys came from (its client holds the runner's
+	// token), for an engine that asks it for more than keys: the serve engine's server
+	// certificate from the deployment CA. nil with local keys.
+	KeyService *client.Client
+	// ManifestRaw is the manifest as it was read and attested: a certificate request
+	// carries it for the key service to digest.
+	ManifestRaw []byte
 	// Logf writes a launcher progress line (names and sizes, never content).
 	Logf func(format string, args ...any)
 }

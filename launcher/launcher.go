@@ -215,9 +215,12 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 
 	j := &Job{Manifest: m, Inputs: inputs, Outputs: outputs, Secrets: secrets,
 		Stdin: cfg.Stdin, Stdout: orDiscard(cfg.Stdout), Stderr: orDiscard(cfg.Stderr),
-		Options: cfg.EngineOptions, Grace: cfg.Grace, TempRoot: cfg.TempRoot, Logf: logf, Attester: cfg.Attester}
-	if kk, ok := cfg.Keys.(*KMSKeys); ok && j.Attester == nil {
-		j.Attester = kk.Attester
+		Options: cfg.EngineOptions, Grace: cfg.Grace, TempRoot: cfg.TempRoot, Logf: logf, Attester: cfg.Attester, ManifestRaw: lm.Raw}
+	if kk, ok := cfg.Keys.(*KMSKeys); ok {
+		j.KeyService = kk.Client
+		if j.Attester == nil {
+			j.Attester = kk.Attester
+		}
 	}
 	if j.Grace <= 0 {
 		j.Grace = DefaultGrace
