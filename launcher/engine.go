@@ -86,16 +86,17 @@ type Job struct {
 	// something of its own into evidence — the serve engine's TLS key. nil when the run has
 	// no TEE: such an engine refuses to start.
 	Attester attest.Attester
+	// KeyService is the key service the keys came from (its client holds the runner's
+	// token), for an engine that asks it for more than keys: the serve engine's server
+	// certificate from the deployment CA, distributed workers' certificates. nil with
+	// local keys.
+	KeyService *client.Client
 	// Logf writes a launcher progress line (names and sizes, never content).
 	Logf func(format string, args ...any)
 	// Worker is this run's place in a distributed job (Config.Worker); nil
 	// for a job on one worker. Inputs then hold this worker's files only,
 	// and Outputs are empty on every worker but worker 0.
 	Worker *Worker
-	// KMS is the key service's runner client when the run has one (the
-	// release's), for an engine whose workers obtain certificates; nil
-	// with local keys.
-	KMS *client.Client
 }
 
 // Worker places a run in a distributed job: which worker it is and where

@@ -241,10 +241,10 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		Stdin: cfg.Stdin, Stdout: orDiscard(cfg.Stdout), Stderr: orDiscard(cfg.Stderr),
 		Options: cfg.EngineOptions, Grace: cfg.Grace, TempRoot: cfg.TempRoot, Logf: logf, Attester: cfg.Attester, Worker: worker}
 	if kk, ok := cfg.Keys.(*KMSKeys); ok {
+		j.KeyService = kk.Client
 		if j.Attester == nil {
 			j.Attester = kk.Attester
 		}
-		j.KMS = kk.Client
 	}
 	if j.Grace <= 0 {
 		j.Grace = DefaultGrace

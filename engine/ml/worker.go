@@ -26,7 +26,7 @@ func runWorker(ctx context.Context, j *launcher.Job, cfg Config, spec *mlspec.Pa
 	switch {
 	case w == nil:
 		return fmt.Errorf("ml engine: the job trains on %d workers: give this worker's place (ppml-run run --worker-index, --peers)", spec.Workers)
-	case j.KMS == nil:
+	case j.KeyService == nil:
 		return fmt.Errorf("ml engine: the job trains on %d workers, which obtain certificates from the key service: give --server", spec.Workers)
 	case j.Attester == nil:
 		return fmt.Errorf("ml engine: the job trains on %d workers, which attest to obtain certificates: no TEE", spec.Workers)
@@ -42,7 +42,7 @@ func runWorker(ctx context.Context, j *launcher.Job, cfg Config, spec *mlspec.Pa
 	join := func(ctx context.Context) (*xgboost.Collective, error) {
 		j.Logf("ml engine: %s: obtaining a certificate under %s and joining the other workers (tunnel %s)", place, spec.CertificatePolicy, w.Peers[w.Index])
 		digest := j.Manifest.Digest()
-		aw, err := rabit.JoinAttested(ctx, rabit.AttestedOptions{KMS: j.KMS, Attester: j.Attester, Manifest: j.RawManifest, JobDigest: digest[:],
+		aw, err := rabit.JoinAttested(ctx, rabit.AttestedOptions{KMS: j.KeyService, Attester: j.Attester, Manifest: j.RawManifest, JobDigest: digest[:],
 			Policy: spec.CertificatePolicy, Index: w.Index, Peers: w.Peers, Listen: w.Listen, Tracker: w.Tracker, ConnectTimeout: timeout})
 		if err != nil {
 			return nil, err

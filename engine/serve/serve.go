@@ -1,9 +1,12 @@
 // Package serve is the serve engine: a long-running job that serves the models its manifest
 // names — decrypted by the launcher into sealed in-memory files, loaded into memory — over
 // KServe v2 REST and gRPC, Cluster Serving's HTTP frontend and, optionally, Cluster Serving's
-// Redis queue, until it is stopped. Its TLS key is made inside the TEE and certified by the
-// TEE's own evidence (serve/attestedtls), so a client checks what it talks to before it
-// sends anything. Stopping the job (SIGTERM to ppml-run) drains: readiness turns false,
+// Redis queue, until it is stopped. Its TLS key is made inside the TEE and certified either
+// by the TEE's own evidence (serve/attestedtls, the default), so a client checks what it
+// talks to before it sends anything, or by the key service's deployment CA after
+// attestation (kms/client.Identity), so a client verifies it like any TLS server with the
+// CA bundle; either way the certificate is renewed with a new key at two thirds of its
+// lifetime while connections stay up. Stopping the job (SIGTERM to ppml-run) drains: readiness turns false,
 // new requests are refused, admitted requests and queue records are answered, then the
 // engine returns and the launcher ends the run.
 //
@@ -13,10 +16,13 @@ package serve
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -29,6 +35,7 @@ import (
 	"github.com/ppml/ppml/attest"
 	"github.com/ppml/ppml/engine/serve/servespec"
 	"github.com/ppml/ppml/job"
+	"github.com/ppml/ppml/kms/client"
 	"github.com/ppml/ppml/launcher"
 	"github.com/ppml/ppml/serve/attestedtls"
 	"github.com/ppml/ppml/serve/clusterserving/queue"
@@ -63,6 +70,7 @@ func (engine) Run(ctx context.Context, j *launcher.Job) error {
 	}
 	digest := j.Manifest.Digest()
 	s, err := Start(ctx, Config{Params: p, JobDigest: digest[:], Attester: j.Attester, Threads: j.Manifest.Resources.Threads,
+		KeyService: j.KeyService, Manifest: j.RawManifest,
 		Logf: j.Logf, Input: func(name string) ([]byte, error) { return readInput(inputs, name) }})
 	if err != nil {
 		return err
@@ -108,14 +116,21 @@ type Config struct {
 	// Input returns a manifest input's plaintext (a model file, a record key).
 	Input func(name string) ([]byte, error)
 	Logf  func(format string, args ...any)
+	// KeyService (a runner's client) and Manifest (the manifest as attested, which the
+	// service digests) are needed when the deployment CA issues the certificate.
+	KeyService *client.Client
+	Manifest   []byte
 }
 
 // Server is a running serving job.
 type Server struct {
 	Registry *model.Registry
-	Identity *attestedtls.Identity
-	Net      *server.Server
-	Gatherer *prometheus.Registry
+	// Identity is the self-certified attested identity (certificate.issuer self) and
+	// CAIdentity the one the deployment CA issues (deployment-ca); the other is nil.
+	Identity   *attestedtls.Identity
+	CAIdentity *client.Identity
+	Net        *server.Server
+	Gatherer   *prometheus.Registry
 
 	redis       *redis.Client
 	queueCancel context.CancelFunc
@@ -161,23 +176,13 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		logf("serve engine: model %s version %s (%s, %d features) loaded", m.Name, m.Version, md.Platform, len(md.Features))
 	}
 
-	s.Identity, err = attestedtls.NewIdentity(ctx, cfg.Attester, cfg.JobDigest, attestedtls.Options{Hosts: p.Hosts, Validity: p.Validity})
+	tlsConfig, err := s.certify(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("serve engine: %w", err)
 	}
-	s.Identity.OnRenew = func(err error) {
-		if err != nil {
-			logf("serve engine: renewing the attested certificate failed (the current one stays until it expires): %v", err)
-		} else {
-			logf("serve engine: attested certificate renewed, key sha256:%s", spkiPin(s.Identity))
-		}
-	}
-	leaf := s.Identity.Certificate().Leaf
-	logf("serve engine: attested TLS certificate from %s evidence, key sha256:%s, valid until %s",
-		cfg.Attester.Name(), spkiPin(s.Identity), leaf.NotAfter.UTC().Format(time.RFC3339))
 
 	l := p.Limits
-	s.Net, err = server.Start(server.Config{Registry: s.Registry, TLS: s.Identity.ServerConfig(),
+	s.Net, err = server.Start(server.Config{Registry: s.Registry, TLS: tlsConfig,
 		HTTPAddr: p.HTTP, GRPCAddr: p.GRPC, PredictModel: p.PredictModel, Name: "ppml", Version: "1",
 		Limits: server.Limits{MaxRequestBytes: l.MaxRequestBytes, RequestTimeout: l.RequestTimeout,
 			ReadHeaderTimeout: l.ReadHeaderTimeout, ReadTimeout: l.ReadTimeout, WriteTimeout: l.WriteTimeout,
@@ -236,9 +241,69 @@ func parseRecordKey(b []byte) (*record.Key, error) {
 	return record.NewKey(b)
 }
 
-func spkiPin(id *attestedtls.Identity) string {
-	sum := sha256.Sum256(id.Certificate().Leaf.RawSubjectPublicKeyInfo)
+func spkiPin(leaf *x509.Certificate) string {
+	sum := sha256.Sum256(leaf.RawSubjectPublicKeyInfo)
 	return hex.EncodeToString(sum[:])
+}
+
+// certify obtains the first serving certificate from the issuer the job names and returns
+// the TLS configuration that presents the newest one (tls.Config.GetCertificate): a renewal
+// changes what new handshakes get and leaves established connections alone.
+func (s *Server) certify(ctx context.Context, cfg Config) (*tls.Config, error) {
+	p, logf := cfg.Params, s.logf
+	if p.Certificate.Issuer != servespec.IssuerDeploymentCA {
+		id, err := attestedtls.NewIdentity(ctx, cfg.Attester, cfg.JobDigest, attestedtls.Options{Hosts: p.Hosts, Validity: p.Validity})
+		if err != nil {
+			return nil, err
+		}
+		s.Identity = id
+		id.OnRenew = func(err error) {
+			if err != nil {
+				logf("serve engine: renewing the attested certificate failed (the current one stays until it expires): %v", err)
+			} else {
+				logf("serve engine: attested certificate renewed, key sha256:%s", spkiPin(id.Certificate().Leaf))
+			}
+		}
+		leaf := id.Certificate().Leaf
+		logf("serve engine: attested TLS certificate from %s evidence, key sha256:%s, valid until %s",
+			cfg.Attester.Name(), spkiPin(leaf), leaf.NotAfter.UTC().Format(time.RFC3339))
+		return id.ServerConfig(), nil
+	}
+
+	ct := p.Certificate
+	if cfg.KeyService == nil {
+		return nil, fmt.Errorf("certificate.issuer %s: the certificate comes from the key service's deployment CA, and this run has no key service: run with --server (and a runner token)", servespec.IssuerDeploymentCA)
+	}
+	o := client.CertOptions{Policy: ct.Policy, Role: ct.Role, TTL: p.Validity}
+	for _, h := range p.Hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			o.IPAddresses = append(o.IPAddresses, ip)
+		} else {
+			o.DNSNames = append(o.DNSNames, h)
+		}
+	}
+	id, err := cfg.KeyService.NewIdentity(ctx, cfg.Attester, cfg.Manifest, cfg.JobDigest, o)
+	if err != nil {
+		return nil, fmt.Errorf("serving certificate from the deployment CA (certificate policy %s, role %s, hosts %s): %w",
+			ct.Policy, ct.Role, strings.Join(p.Hosts, ", "), err)
+	}
+	s.CAIdentity = id
+	id.OnRenew(func(c *client.Cert, err error) {
+		if err != nil {
+			logf("serve engine: renewing the serving certificate failed (the current one stays; retried with back-off): %v", err)
+		} else {
+			logf("serve engine: serving certificate renewed: serial %x, key sha256:%s, valid until %s",
+				c.Leaf.SerialNumber, spkiPin(c.Leaf), c.Leaf.NotAfter.UTC().Format(time.RFC3339))
+		}
+	})
+	c := id.Current()
+	logf("serve engine: serving certificate from deployment CA %q after %s attestation: policy %s version %d, role %s, serial %x, key sha256:%s, valid until %s",
+		c.CA.Subject.CommonName, cfg.Attester.Name(), c.Identity.Policy, c.Identity.PolicyVersion, c.Identity.Role,
+		c.Leaf.SerialNumber, spkiPin(c.Leaf), c.Leaf.NotAfter.UTC().Format(time.RFC3339))
+	return &tls.Config{
+		MinVersion:     tls.VersionTLS13,
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return id.Certificate() },
+	}, nil
 }
 
 // Stop drains and stops: the listeners finish admitted requests, the queue worker answers
@@ -295,6 +360,9 @@ func (s *Server) close() {
 	}
 	if s.Identity != nil {
 		s.Identity.Close()
+	}
+	if s.CAIdentity != nil {
+		s.CAIdentity.Close()
 	}
 	s.Registry.Close()
 }

@@ -113,9 +113,12 @@ parameters:
 func (j *job) start(t *testing.T, cfg launcher.Config) (context.CancelFunc, chan error, *launcher.Manifest) {
 	m, err := launcher.Load(j.manifest)
 	servetest.Must(t, err)
-	keys, err := launcher.NewLocalKeys(filepath.Join(j.dir, "owner.key"))
-	servetest.Must(t, err)
-	cfg.Manifest, cfg.Keys = m, keys
+	if cfg.Keys == nil {
+		keys, err := launcher.NewLocalKeys(filepath.Join(j.dir, "owner.key"))
+		servetest.Must(t, err)
+		cfg.Keys = keys
+	}
+	cfg.Manifest = m
 	ctx, cancel := context.WithCancel(context.Background())
 	done, finished := make(chan error, 1), make(chan struct{})
 	go func() {

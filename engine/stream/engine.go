@@ -63,7 +63,7 @@ func (engine) Run(ctx context.Context, j *launcher.Job) error {
 	if p.Log.Kind == streamspec.LogFiles {
 		return runBounded(ctx, j, p, plan, keys)
 	}
-	log, closeLog, err := openLog(p)
+	log, closeLog, err := openLog(p, j.Logf)
 	if err != nil {
 		return err
 	}
@@ -132,7 +132,7 @@ func ephemeralKey() (*envelope.LocalKey, error) {
 	return envelope.NewLocalKey(b)
 }
 
-func openLog(p *streamspec.Params) (pstream.Log, func(), error) {
+func openLog(p *streamspec.Params, logf func(string, ...any)) (pstream.Log, func(), error) {
 	switch p.Log.Kind {
 	case streamspec.LogJetStream:
 		var nc *nats.Conn
@@ -149,7 +149,16 @@ func openLog(p *streamspec.Params) (pstream.Log, func(), error) {
 			}
 			closeAll = func() { nc.Close(); e.Shutdown() }
 		} else {
-			if nc, err = nats.Connect(p.Log.URL, nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true)); err != nil {
+			// The client reconnects by itself and buffers meanwhile, so the
+			// worker may not notice a short outage: say so here.
+			if nc, err = nats.Connect(p.Log.URL, nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true),
+				nats.DisconnectErrHandler(func(c *nats.Conn, err error) {
+					// The URL may hold credentials: only the redacted form is logged.
+					logf("stream engine: lost the NATS server %s: %v; reconnecting", c.ConnectedUrlRedacted(), err)
+				}),
+				nats.ReconnectHandler(func(c *nats.Conn) {
+					logf("stream engine: reconnected to the NATS server %s", c.ConnectedUrlRedacted())
+				})); err != nil {
 				return nil, nil, fmt.Errorf("stream engine: connect to %s: %w", p.Log.URL, err)
 			}
 			closeAll = nc.Close

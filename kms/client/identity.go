@@ -26,14 +26,12 @@ type Identity struct {
 	jobDigest []byte
 	opts      CertOptions
 
-	cur    atomic.Pointer[Cert]
-	mu     sync.Mutex
-	err    error // the last renewal failure, nil after a success
-	cancel context.CancelFunc
-	done   chan struct{}
-	// OnRenew, when set before the first renewal, is told of each renewal
-	// (cert set) or failed attempt (err set); it must not block.
-	OnRenew func(cert *Cert, err error)
+	cur     atomic.Pointer[Cert]
+	mu      sync.Mutex
+	err     error // the last renewal failure, nil after a success
+	onRenew func(cert *Cert, err error)
+	cancel  context.CancelFunc
+	done    chan struct{}
 }
 
 // NewIdentity issues a first certificate (an error if it is refused) and
@@ -48,6 +46,14 @@ func (c *Client) NewIdentity(ctx context.Context, att attest.Attester, manifest,
 	id.cur.Store(cert)
 	go id.renew(rctx)
 	return id, nil
+}
+
+// OnRenew has f told of each later renewal (cert set) or failed attempt
+// (err set); f must not block.
+func (id *Identity) OnRenew(f func(cert *Cert, err error)) {
+	id.mu.Lock()
+	defer id.mu.Unlock()
+	id.onRenew = f
 }
 
 // Current is the newest certificate.
@@ -96,9 +102,13 @@ func (id *Identity) renew(ctx context.Context) {
 		}
 		id.mu.Lock()
 		id.err = err
+		notify := id.onRenew
 		id.mu.Unlock()
-		if id.OnRenew != nil {
-			id.OnRenew(cert, err)
+		if err == nil {
+			id.cur.Store(cert)
+		}
+		if notify != nil {
+			notify(cert, err)
 		}
 		if err != nil {
 			// Keep trying until the current certificate expires, and after:
@@ -108,7 +118,6 @@ func (id *Identity) renew(ctx context.Context) {
 			continue
 		}
 		backoff = 5 * time.Second
-		id.cur.Store(cert)
 		next = RenewAt(cert.Leaf)
 	}
 }

@@ -23,9 +23,19 @@ const MaxPayload = 9 << 20
 // is set (for workers in other processes), else for in-process
 // connections only.
 func StartEmbedded(dir string, listen bool) (*Embedded, error) {
-	opts := &server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, JetStream: true, StoreDir: dir, MaxPayload: MaxPayload,
+	return startEmbedded(dir, server.RANDOM_PORT, !listen)
+}
+
+// StartEmbeddedPort starts the server on 127.0.0.1:port: a server started again on the
+// same port and directory is the same broker, with its streams, consumers and buckets.
+func StartEmbeddedPort(dir string, port int) (*Embedded, error) {
+	return startEmbedded(dir, port, false)
+}
+
+func startEmbedded(dir string, port int, dontListen bool) (*Embedded, error) {
+	opts := &server.Options{Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: dir, MaxPayload: MaxPayload,
 		NoSigs: true, NoLog: true, JetStreamMaxMemory: 1 << 30, JetStreamMaxStore: 16 << 30}
-	opts.DontListen = !listen
+	opts.DontListen = dontListen
 	srv, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("embedded nats-server: %w", err)

@@ -72,3 +72,44 @@ func TestMain(m *testing.M) { streamtest.Main(m, backend) }
 
 func TestKill(t *testing.T)     { streamtest.RunKill(t, backend) }
 func TestScaleOut(t *testing.T) { streamtest.RunScaleOut(t, backend) }
+
+// restartable is an embedded nats-server on a fixed port and store
+// directory, shut down and started again as one broker.
+type restartable struct {
+	broker
+	dir  string
+	port int
+}
+
+func (r *restartable) start(t testing.TB) {
+	e, err := jetstream.StartEmbeddedPort(r.dir, r.port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := e.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err := js.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.e, r.j = e, j
+	t.Cleanup(func() { nc.Close(); e.Shutdown() })
+}
+
+func (r *restartable) Stop(t testing.TB)    { r.e.Shutdown() }
+func (r *restartable) Restart(t testing.TB) { r.start(t) }
+
+// TestBrokerGoesAway shuts the nats-server down mid-stream for longer than
+// a task lease and starts it again on the same port and store: the client
+// reconnects, the worker takes its tasks back from their snapshots, and
+// the output is exact (results published again after the outage are
+// de-duplicated by their message ids).
+func TestBrokerGoesAway(t *testing.T) {
+	r := &restartable{dir: t.TempDir(), port: streamtest.FreePort(t)}
+	r.start(t)
+	for _, l := range streamtest.RunBrokerGoesAway(t, backend, r, 2*leaseTTL) {
+		t.Logf("worker: %s", l)
+	}
+}

@@ -175,6 +175,7 @@ type session struct {
 	inTxn    bool
 	polled   bool // records polled since the last commit
 	reset    bool
+	opts     []kgo.Opt // the transactional client's, for a new client (Commit)
 	stateBuf map[stream.TaskID][]byte
 }
 
@@ -226,6 +227,7 @@ func (l *Log) Join(ctx context.Context, t stream.Topology) (stream.Session, erro
 			s.mu.Unlock()
 		}),
 	}, l.opts.ClientOpts...)
+	s.opts = opts
 	s.ts, err = kgo.NewGroupTransactSession(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("kafka: join group %s: %w", t.Group, err)
@@ -450,7 +452,18 @@ func endOffset(ctx context.Context, o Options, topic string, p int32) (int64, er
 
 // Commit writes every task's outputs and snapshot and the consumed offsets
 // in one transaction.
-func (s *session) Commit(ctx context.Context, tasks []stream.TaskCommit) error {
+func (s *session) Commit(ctx context.Context, tasks []stream.TaskCommit) (err error) {
+	defer func() {
+		if err != nil {
+			// Whatever failed, the tasks restart from the committed state
+			// (the worker drops them), and the next Poll lets a waiting
+			// rebalance run.
+			s.polled = false
+			s.mu.Lock()
+			s.reset = true
+			s.mu.Unlock()
+		}
+	}()
 	if err := s.ts.Begin(); err != nil {
 		return fmt.Errorf("kafka: begin transaction: %w", err)
 	}
@@ -475,20 +488,41 @@ func (s *session) Commit(ctx context.Context, tasks []stream.TaskCommit) error {
 	if err := s.ts.Client().Flush(ctx); err != nil || perr != nil {
 		commit = kgo.TryAbort
 	}
-	committed, err := s.ts.End(ctx, commit)
-	s.polled = false
-	if err != nil || !committed {
-		s.mu.Lock()
-		s.reset = true
-		s.mu.Unlock()
-		if err != nil {
-			return fmt.Errorf("kafka: end transaction: %w", err)
+	// End is bounded: it waits for a heartbeat to confirm the membership, and
+	// the heartbeat loop does not run while the group's manage loop waits for
+	// a rebalance that BlockRebalanceOnPoll holds back until the next Poll —
+	// which is what happens when the broker went away mid-commit (a heartbeat
+	// failed, the client wants to rejoin). Unbounded, the worker would wait
+	// forever.
+	ectx, cancel := context.WithTimeout(ctx, s.l.opts.SessionTimeout)
+	committed, err := s.ts.End(ectx, commit)
+	cancel()
+	if err != nil {
+		// The outcome is unknown: the broker may have committed the
+		// transaction or not, and the client's idea of the committed offsets
+		// and of its own transaction may be stale. Start over as a restarted
+		// worker would: a new client, whose InitProducerID fences (aborts)
+		// whatever of this transaction is still open and whose group join
+		// fetches the committed offsets from the broker; every task restarts
+		// from its last committed snapshot.
+		s.ts.CloseAllowingRebalance() // a static member: it does not leave the group
+		ts, nerr := kgo.NewGroupTransactSession(s.opts...)
+		if nerr != nil {
+			return fmt.Errorf("kafka: end transaction: %w; and a new client: %w", err, nerr)
 		}
+		s.mu.Lock()
+		s.ts = ts
+		clear(s.fetched)
+		s.mu.Unlock()
+		return fmt.Errorf("kafka: end transaction: %w (rejoining with a new client)", err)
+	}
+	if !committed {
 		if perr != nil {
 			return fmt.Errorf("kafka: produce: %w", perr)
 		}
 		return fmt.Errorf("kafka: transaction aborted by a rebalance: %w", stream.ErrFenced)
 	}
+	s.polled = false
 	return nil
 }
 

@@ -141,3 +141,45 @@ func TestDrainLeaves(t *testing.T) {
 	}
 	streamtest.Compare(t, got, want)
 }
+
+// restartable is a kfake cluster persisting to a directory on a fixed
+// port, closed and started again as one broker (its topics, transactions
+// and group offsets reloaded from the directory).
+type restartable struct {
+	broker
+	dir  string
+	port int
+}
+
+func (r *restartable) start(t testing.TB) {
+	c, err := kfake.NewCluster(kfake.Ports(r.port), kfake.DataDir(r.dir), kfake.GroupMinSessionTimeout(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		c.Close()
+		t.Fatal(err)
+	}
+	r.c, r.cl = c, cl
+	t.Cleanup(func() { cl.Close(); c.Close() })
+}
+
+func (r *restartable) Stop(t testing.TB)    { r.cl.Close(); r.c.Close() }
+func (r *restartable) Restart(t testing.TB) { r.start(t) }
+
+// TestBrokerGoesAway closes the broker mid-stream, with a transaction
+// open, and starts it again on the same port and data: the commit under
+// way fails (its outcome unknown), the worker starts over with a new client
+// from the committed state, and the output is exact.
+func TestBrokerGoesAway(t *testing.T) {
+	r := &restartable{dir: t.TempDir(), port: streamtest.FreePort(t)}
+	r.start(t)
+	reported := streamtest.RunBrokerGoesAway(t, backend, r, 2*time.Second)
+	if len(reported) == 0 {
+		t.Error("the worker did not report the outage")
+	}
+	for _, l := range reported {
+		t.Logf("worker: %s", l)
+	}
+}

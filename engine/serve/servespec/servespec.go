@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/ppml/ppml/job"
+	"github.com/ppml/ppml/kms/api"
+	"github.com/ppml/ppml/policy"
 )
 
 // Name is the manifest's engine value.
@@ -35,10 +37,22 @@ const (
 	DefaultStream          = "serving_stream"
 	DefaultClaimIdle       = 30 * time.Second
 	DefaultMaxDeliveries   = 3
+	DefaultRole            = "serve"
 	// Off disables a listener.
 	Off = "off"
 	// MaxModels bounds the models of one job.
 	MaxModels = 64
+)
+
+// Issuers of the serving certificate (certificate.issuer).
+const (
+	// IssuerSelf: the TEE certifies its own key with its evidence in an extension of a
+	// self-signed certificate (attested TLS, docs/formats/attested-tls.md). The default.
+	IssuerSelf = "self"
+	// IssuerDeploymentCA: the key service's deployment CA issues the certificate after
+	// attestation, under a certificate policy (docs/cluster.md); clients verify it with the
+	// CA bundle like any TLS server certificate.
+	IssuerDeploymentCA = "deployment-ca"
 )
 
 // Params are a validated serve job.
@@ -48,8 +62,11 @@ type Params struct {
 	HTTP, GRPC string
 	// Hosts are the DNS names and IP addresses the attested certificate names.
 	Hosts []string
-	// Validity is the certificate's lifetime; it is renewed at two thirds.
+	// Validity is the certificate's lifetime; it is renewed at two thirds. With the
+	// deployment CA the policy's lifetime, when shorter, wins.
 	Validity time.Duration
+	// Certificate says who issues the serving certificate.
+	Certificate Certificate
 	// PredictModel is the model Cluster Serving's POST /predict serves.
 	PredictModel string
 	Limits       Limits
@@ -66,6 +83,14 @@ type Model struct {
 	// batch that is not full waits for more.
 	MaxBatch int
 	MaxDelay time.Duration
+}
+
+// Certificate says who certifies the serving TLS key.
+type Certificate struct {
+	Issuer string // IssuerSelf or IssuerDeploymentCA
+	// Policy (TENANT/NAME) and Role are the certificate policy the deployment CA issues
+	// under and the worker role the certificate names (deployment CA only).
+	Policy, Role string
 }
 
 // Limits bound each client.
@@ -104,11 +129,12 @@ func (spec) ParseParameters(n job.Node, present bool, c *job.Checker) job.Parame
 		c.Failf(n, "required for engine serve (at least models)")
 		return nil
 	}
-	fs, ok := n.CheckedFields(c, "models", "listen", "hosts", "certificate_validity", "predict_model", "limits", "queue")
+	fs, ok := n.CheckedFields(c, "models", "listen", "hosts", "certificate_validity", "certificate", "predict_model", "limits", "queue")
 	if !ok {
 		return nil
 	}
 	p := &Params{HTTP: DefaultHTTP, GRPC: DefaultGRPC, Hosts: []string{"localhost", "127.0.0.1"}, Validity: DefaultValidity,
+		Certificate: Certificate{Issuer: IssuerSelf},
 		Limits: Limits{MaxRequestBytes: DefaultMaxRequestBytes, RequestTimeout: DefaultRequestTimeout, ReadHeaderTimeout: DefaultHeaderTimeout,
 			ReadTimeout: DefaultReadTimeout, WriteTimeout: DefaultWriteTimeout, IdleTimeout: DefaultIdleTimeout, MaxConnections: DefaultMaxConnections}}
 	mn, ok := fs["models"]
@@ -147,6 +173,9 @@ func (spec) ParseParameters(n job.Node, present bool, c *job.Checker) job.Parame
 		}
 	}
 	p.Validity = duration(fs, "certificate_validity", p.Validity, 5*time.Minute, 90*24*time.Hour, c)
+	if cn, ok := fs["certificate"]; ok {
+		p.Certificate = parseCertificate(cn, c)
+	}
 	if v, ok := str(fs, "predict_model", c); ok {
 		p.PredictModel = v
 	}
@@ -231,6 +260,49 @@ func parseModels(mn job.Node, c *job.Checker) []Model {
 		}
 		seen[key] = true
 		out = append(out, m)
+	}
+	return out
+}
+
+func parseCertificate(n job.Node, c *job.Checker) Certificate {
+	out := Certificate{Issuer: IssuerSelf}
+	f, ok := n.CheckedFields(c, "issuer", "policy", "role")
+	if !ok {
+		return out
+	}
+	if v, ok := str(f, "issuer", c); ok {
+		switch v {
+		case IssuerSelf, IssuerDeploymentCA:
+			out.Issuer = v
+		default:
+			c.Failf(f["issuer"], "%q: want %s (attested TLS: the TEE's evidence in a self-signed certificate) or %s (the key service's deployment CA, after attestation)", v, IssuerSelf, IssuerDeploymentCA)
+			return out
+		}
+	}
+	policyName, hasPolicy := str(f, "policy", c)
+	role, hasRole := str(f, "role", c)
+	if out.Issuer == IssuerSelf {
+		for _, name := range []string{"policy", "role"} {
+			if fn, there := f[name]; there {
+				c.Failf(fn, "only for issuer %s: a self-signed attested certificate names no certificate policy or role", IssuerDeploymentCA)
+			}
+		}
+		return out
+	}
+	if hasPolicy {
+		if err := api.CheckCertPolicyName(policyName); err != nil {
+			c.Failf(f["policy"], "%v", err)
+		}
+		out.Policy = policyName
+	} else if _, there := f["policy"]; !there {
+		c.Failf(n.Missing("policy"), "required for issuer %s: the certificate policy (TENANT/NAME) that admits this job", IssuerDeploymentCA)
+	}
+	out.Role = DefaultRole
+	if hasRole {
+		if err := policy.CheckRole(role); err != nil {
+			c.Failf(f["role"], "%v", err)
+		}
+		out.Role = role
 	}
 	return out
 }
@@ -437,6 +509,12 @@ func (p *Params) Canonical() map[string]any {
 			"idle_timeout":        p.Limits.IdleTimeout.String(),
 			"max_connections":     int64(p.Limits.MaxConnections),
 		},
+	}
+	// The issuer section appears only when it is not the default: serve jobs written before
+	// it existed keep their digests, and writing issuer: self gives the same digest as
+	// leaving it out (the default is no less explicit for being absent).
+	if ct := p.Certificate; ct.Issuer == IssuerDeploymentCA {
+		out["certificate"] = map[string]any{"issuer": ct.Issuer, "policy": ct.Policy, "role": ct.Role}
 	}
 	if q := p.Queue; q != nil {
 		keys := []any{}

@@ -81,6 +81,7 @@ func TestProblems(t *testing.T) {
 func FuzzServeParameters(f *testing.F) {
 	f.Add("  models: [{name: house, input: house}]\n  queue: {redis: 'r:1', record_keys: [rk]}\n")
 	f.Add("  models: [{name: h, version: '2', input: house, max_batch: 8, max_delay: 2ms}]\n  listen: {http: 127.0.0.1:9000, grpc: 'off'}\n  limits: {request_timeout: 1s}\n")
+	f.Add("  models: [{name: h, input: house}]\n  certificate: {issuer: deployment-ca, policy: alice/serving, role: serve}\n")
 	f.Fuzz(func(t *testing.T, params string) {
 		m, err := parse(params)
 		if err == nil {
@@ -88,4 +89,55 @@ func FuzzServeParameters(f *testing.F) {
 			m.Digest()
 		}
 	})
+}
+
+// TestCertificateIssuer: the deployment CA is chosen with certificate.issuer and needs a
+// policy; the role defaults to serve; the self-signed default leaves the digest of a job as
+// it was before the section existed, whether written out or not.
+func TestCertificateIssuer(t *testing.T) {
+	m, err := parse("  models: [{name: house, input: house}]\n  queue: {redis: 'r:1', record_keys: [rk]}\n" +
+		"  certificate: {issuer: deployment-ca, policy: alice/serving}\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := m.Parameters.(*Params).Certificate; c != (Certificate{Issuer: IssuerDeploymentCA, Policy: "alice/serving", Role: DefaultRole}) {
+		t.Fatalf("%+v", c)
+	}
+	explicit, err := parse("  models: [{name: house, input: house}]\n  queue: {redis: 'r:1', record_keys: [rk]}\n" +
+		"  certificate: {issuer: deployment-ca, policy: alice/serving, role: serve}\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Digest() != explicit.Digest() {
+		t.Errorf("the default role changes the digest")
+	}
+	self, err := parse("  models: [{name: house, input: house}]\n  queue: {redis: 'r:1', record_keys: [rk]}\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if self.Digest() == m.Digest() {
+		t.Errorf("the issuer is not in the digest")
+	}
+	selfExplicit, err := parse("  models: [{name: house, input: house}]\n  queue: {redis: 'r:1', record_keys: [rk]}\n  certificate: {issuer: self}\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The digest this job had before the certificate section existed (main at d38399a).
+	const before = "sha256:512d0449c130f8f8034b3758af96cfc86b7ea44fb2f60a55c239f1a09e310650"
+	if got := self.DigestString(); got != before || selfExplicit.DigestString() != before {
+		t.Errorf("digest of a self-certified job: %s and %s (written out), want %s as before", got, selfExplicit.DigestString(), before)
+	}
+	for params, want := range map[string]string{
+		"  certificate: {issuer: acme}\n":                                     `"acme": want self`,
+		"  certificate: {issuer: deployment-ca}\n":                            "policy: required for issuer deployment-ca",
+		"  certificate: {issuer: deployment-ca, policy: serving}\n":           "want TENANT/NAME",
+		"  certificate: {issuer: deployment-ca, policy: a/b, role: Web}\n":    "lower-case letters",
+		"  certificate: {policy: alice/serving}\n":                            "only for issuer deployment-ca",
+		"  certificate: {issuer: deployment-ca, policy: a/b, lifetime: 1h}\n": "lifetime",
+	} {
+		_, err := parse("  models: [{name: house, input: house}]\n  queue: {redis: 'r:1', record_keys: [rk]}\n" + params)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: got %v, want %q", params, err, want)
+		}
+	}
 }
