@@ -1,24 +1,32 @@
 // Package exec is the exec engine: it runs an external program on
-// decrypted inputs that live only in memory (memfds) and collects its
-// outputs in memfds, which the launcher encrypts when the program succeeds.
+// decrypted inputs that live only in memory and collects its outputs in
+// in-memory files, which the launcher encrypts when the program succeeds.
 // It registers itself with the launcher (import it for that); its manifest
 // parameters are read by package execspec.
 //
 // # How the program finds its files
 //
-// Every input and output memfd is handed to the child with exec.Cmd's
-// ExtraFiles, so the child holds it as descriptor 3+i, and the program gets
-// PPML_INPUT_<NAME> / PPML_OUTPUT_<NAME> = /proc/self/fd/<3+i>. A directory
-// input becomes a private directory of symbolic links whose targets are
-// /proc/self/fd/<3+i>: a link is resolved by the process that opens it, so
-// it reaches the child's descriptor, and the directory holds names only,
-// never plaintext.
+// The program gets PPML_INPUT_<NAME> and PPML_OUTPUT_<NAME>, paths it opens
+// by name. The contract is the same on every platform (docs/jobs.md):
 //
-// The alternative, /proc/<launcher pid>/fd/N, was rejected: it exposes every
-// descriptor of the launcher to the program (not only the job's files), it
-// needs ptrace-level access to the launcher, and Gramine does not emulate
-// another process's /proc/<pid>/fd; descriptor inheritance and
-// /proc/self/fd are what Gramine supports across fork and exec.
+//   - an input is a read-only regular file (a directory input, a directory
+//     of them), which the program may open as often as it likes, seek in
+//     and map;
+//   - an output is a named pipe, which the program opens for writing once
+//     and writes from start to end.
+//
+// Behind it, the hand-over takes channels Gramine supports between the
+// enclaves of one application, since there the child is an enclave of its
+// own with its own tmpfs: pipes (handover.go, stream.go, outputs.go). Where
+// an input is a memfd (Linux) it is shared as an inherited descriptor,
+// /proc/self/fd/N, with no copy. The child starts as a shim (shim.go) that
+// receives streamed inputs, makes the private working directory and sets
+// the memory limit before it execve's the program.
+//
+// The alternative of opening /proc/<launcher pid>/fd/N was rejected: it
+// exposes every descriptor of the launcher to the program, needs
+// ptrace-level access to the launcher, and does not cross Gramine's
+// enclaves.
 //
 // # Stopping
 //
@@ -33,8 +41,8 @@
 //
 // # Memory
 //
-// Config.Memory becomes the program's RLIMIT_DATA, set by a shim (this
-// binary re-executed, see limit.go) just before it execve's the program.
+// Config.Memory becomes the program's RLIMIT_DATA, set by the shim just
+// before it execve's the program.
 package exec
 
 import (
