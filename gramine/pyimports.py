@@ -38,15 +38,18 @@ import json
 import os
 import sysconfig
 
+stdlib = {os.path.realpath(sysconfig.get_paths()["stdlib"]), os.path.realpath(sysconfig.get_paths()["platstdlib"])}
+# The standard library and the interpreter's own site directories (the
+# distribution's third-party packages).
+base_sitedirs = {p for p in sys.path if p and ("site-packages" in p or "dist-packages" in p)}
+libdirs = stdlib | {os.path.realpath(p) for p in base_sitedirs}
+
+# The job's directories come last, after everything this helper imports
+# (sysconfig loads its data module lazily): nothing of the job is imported.
 req = json.loads(sys.argv[1])
 sys.path[:0] = (req.get("path") or [])
 for s in (req.get("scripts") or []):
     sys.path.insert(0, os.path.dirname(os.path.abspath(s)))
-
-stdlib = {os.path.realpath(sysconfig.get_paths()["stdlib"]), os.path.realpath(sysconfig.get_paths()["platstdlib"])}
-# The standard library and the interpreter's own site directories (the
-# distribution's third-party packages).
-libdirs = stdlib | {os.path.realpath(p) for p in sys.path if p and ("site-packages" in p or "dist-packages" in p)}
 
 specs = {}
 
@@ -182,7 +185,7 @@ for m in (req.get("modules") or []):
 while queue:
     visit(*queue.pop())
 
-sitedirs = sorted({p for p in sys.path if p and ("site-packages" in p or "dist-packages" in p)})
+sitedirs = sorted(base_sitedirs)
 pth = []
 if "site" in sys.modules:
     site = sys.modules["site"]
