@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -677,5 +678,29 @@ func TestParsePythonArgs(t *testing.T) {
 		if string(b) != c.want || noSite != c.noSite || noEnv != c.noEnv {
 			t.Errorf("%q: %s %v %v", c.args, b, noSite, noEnv)
 		}
+	}
+}
+
+// TestPythonScanRunsNothingOfTheJob: finding the imports executes none of
+// the job's code, even modules on its PYTHONPATH named like the ones the
+// interpreter or the helper import.
+func TestPythonScanRunsNothingOfTheJob(t *testing.T) {
+	dir := t.TempDir()
+	marker := filepath.Join(dir, "ran")
+	evil := "open(" + strconv.Quote(marker) + ", 'a').write(__name__ + '\\n')\n"
+	for _, name := range []string{"sitecustomize.py", "usercustomize.py", "json.py", "ast.py", "mylib.py", "_sysconfigdata__linux_x86_64-linux-gnu.py"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(evil), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "job.py"), []byte("import mylib, json\n"+evil), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	g := pythonJobManifest(t, ", env: [PYTHONPATH="+dir+"]", filepath.Join(dir, "job.py"))
+	if b, err := os.ReadFile(marker); err == nil {
+		t.Fatalf("the job's code ran while its imports were found: %s", b)
+	}
+	if _, ok := trustedSet(g)[filepath.Join(dir, "mylib.py")]; !ok {
+		t.Error("the job's module mylib.py is not trusted")
 	}
 }
