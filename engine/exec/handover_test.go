@@ -165,8 +165,8 @@ func TestChildCannotSeeRuntimeFiles(t *testing.T) {
 { cat "$PPML_INPUT_DATA" "$PPML_INPUT_PARTS/p.txt"; pwd; } > "$PPML_OUTPUT_RESULT"`
 	var stderr bytes.Buffer
 	err := Run(context.Background(), Config{
-		Params: sh(script, execspec.EnvVar{Name: sandboxEnv, Value: memfs}, execspec.EnvVar{Name: "RUNTIME_COPY", Value: in.Path()}),
-		Inputs: []Input{{Name: "data", File: in}, {Name: "parts", IsDir: true, Dir: []DirEntry{{Path: "p.txt", File: parts}}}},
+		Params:  sh(script, execspec.EnvVar{Name: sandboxEnv, Value: memfs}, execspec.EnvVar{Name: "RUNTIME_COPY", Value: in.Path()}),
+		Inputs:  []Input{{Name: "data", File: in}, {Name: "parts", IsDir: true, Dir: []DirEntry{{Path: "p.txt", File: parts}}}},
 		Outputs: []Output{{Name: "result", File: out}}, Stderr: &stderr,
 		TempRoot: t.TempDir(), // the private directory (named pipes) stays visible
 	})
