@@ -238,7 +238,7 @@ func New(m *job.Manifest, o Options) (*Manifest, error) {
 		return nil, err
 	}
 	if p, ok := m.Parameters.(*execspec.Params); ok {
-		t.pythonImports = pythonImports(p.Command)
+		t.python = &pythonJob{args: p.Command[1:], pythonPath: fixedEnv(p.Env, "PYTHONPATH")}
 	}
 	if pr, ok := m.Parameters.(programRunner); ok {
 		for _, prog := range pr.Programs() {
@@ -246,7 +246,7 @@ func New(m *job.Manifest, o Options) (*Manifest, error) {
 			if err != nil {
 				return nil, err
 			}
-			if err := t.addProgram(path, "job program", r, pathDirs); err != nil {
+			if err := t.addProgramArgs(path, "job program", r, pathDirs, t.python.argv()); err != nil {
 				return nil, err
 			}
 		}
@@ -477,11 +477,12 @@ func chrootMounts(paths []string) []Mount {
 }
 
 type trustSet struct {
-	// pythonImports are the modules the job's Python code imports.
-	pythonImports []string
-	files         []TrustedFile
-	byPath        map[string]int
-	skipped       []string
+	// python is the exec job's command, for a Python interpreter among
+	// its programs (nil for other engines).
+	python  *pythonJob
+	files   []TrustedFile
+	byPath  map[string]int
+	skipped []string
 }
 
 func (t *trustSet) add(f TrustedFile) {
@@ -511,10 +512,16 @@ func (t *trustSet) addFile(path, why, sha string) error {
 // its interpreter (#!) too; for a Python interpreter, its library
 // directories.
 func (t *trustSet) addProgram(path, why string, r *elfdeps.Resolver, pathDirs []string) error {
-	return t.addProgramDepth(path, why, r, pathDirs, 0)
+	return t.addProgramDepth(path, why, r, pathDirs, nil, 0)
 }
 
-func (t *trustSet) addProgramDepth(path, why string, r *elfdeps.Resolver, pathDirs []string, depth int) error {
+// addProgramArgs is addProgram for the job's program, started with args
+// (argv without argv[0]): for a Python interpreter they say what it runs.
+func (t *trustSet) addProgramArgs(path, why string, r *elfdeps.Resolver, pathDirs, args []string) error {
+	return t.addProgramDepth(path, why, r, pathDirs, args, 0)
+}
+
+func (t *trustSet) addProgramDepth(path, why string, r *elfdeps.Resolver, pathDirs, args []string, depth int) error {
 	if depth > 4 {
 		return fmt.Errorf("gramine: %s: too many nested #! interpreters", path)
 	}
@@ -534,17 +541,22 @@ func (t *trustSet) addProgramDepth(path, why string, r *elfdeps.Resolver, pathDi
 		if err != nil {
 			return err
 		}
-		if err := t.addProgramDepth(ip, "interpreter of "+path, r, pathDirs, depth+1); err != nil {
-			return err
+		// The kernel runs "interp [arg] path args...".
+		iargs := append([]string{path}, args...)
+		if arg != "" {
+			iargs = append([]string{arg}, iargs...)
 		}
 		if filepath.Base(ip) == "env" && arg != "" && !strings.HasPrefix(arg, "-") {
+			if err := t.addProgramDepth(ip, "interpreter of "+path, r, pathDirs, nil, depth+1); err != nil {
+				return err
+			}
 			p, err := lookPath(arg, pathDirs)
 			if err != nil {
 				return err
 			}
-			return t.addProgramDepth(p, "interpreter of "+path, r, pathDirs, depth+1)
+			return t.addProgramDepth(p, "interpreter of "+path, r, pathDirs, iargs[1:], depth+1)
 		}
-		return nil
+		return t.addProgramDepth(ip, "interpreter of "+path, r, pathDirs, iargs, depth+1)
 	}
 	res, err := r.Resolve(path)
 	if err != nil {
@@ -561,51 +573,7 @@ func (t *trustSet) addProgramDepth(path, why string, r *elfdeps.Resolver, pathDi
 		}
 	}
 	if pythonName.MatchString(filepath.Base(path)) {
-		return t.addPythonDirs(path, r)
-	}
-	return nil
-}
-
-// addPythonDirs trusts the standard library and system site-packages of a
-// Python interpreter, and the libraries their extension modules need.
-func (t *trustSet) addPythonDirs(interp string, r *elfdeps.Resolver) error {
-	realPath, err := filepath.EvalSymlinks(interp)
-	if err != nil {
-		return err
-	}
-	ver := strings.TrimPrefix(filepath.Base(realPath), "python")
-	if !strings.Contains(ver, ".") {
-		return nil
-	}
-	// The standard library is one release's, shipped with the interpreter.
-	if d := "/usr/lib/python" + ver; isDir(d) {
-		if err := t.addDir(d, "Python standard library", r); err != nil {
-			return err
-		}
-	}
-	// Third-party packages: only those the job's Python code imports (a
-	// whole dist-packages tree is thousands of files, slows every start
-	// and changes MRENCLAVE on any apt upgrade). Others the program needs
-	// are listed with --trusted or pinned by the job.
-	for _, d := range []string{"/usr/local/lib/python" + ver + "/dist-packages", "/usr/lib/python3/dist-packages"} {
-		if !isDir(d) {
-			continue
-		}
-		for _, name := range t.pythonImports {
-			if p := filepath.Join(d, name); isDir(p) {
-				if err := t.addDir(p, "Python package "+name, r); err != nil {
-					return err
-				}
-			} else if fileExists(p + ".py") {
-				t.add(TrustedFile{Path: p + ".py", Why: "Python module " + name})
-			}
-			exts, _ := filepath.Glob(filepath.Join(d, name+".*.so"))
-			for _, e := range exts {
-				if err := t.addProgram(e, "Python extension "+name, r, nil); err != nil {
-					return err
-				}
-			}
-		}
+		return t.addPython(path, args, r)
 	}
 	return nil
 }
@@ -613,40 +581,6 @@ func (t *trustSet) addPythonDirs(interp string, r *elfdeps.Resolver) error {
 func isDir(p string) bool {
 	fi, err := os.Stat(p)
 	return err == nil && fi.IsDir()
-}
-
-var pythonImport = regexp.MustCompile(`(?m)^[ \t]*(?:import|from)[ \t]+([A-Za-z_][A-Za-z0-9_]*(?:[ \t]*,[ \t]*[A-Za-z_][A-Za-z0-9_.]*)*)`)
-
-// pythonImports lists the top-level modules that Python source in args
-// imports (inline -c code, or script files named by the command).
-func pythonImports(args []string) []string {
-	seen := map[string]bool{}
-	var out []string
-	scan := func(src string) {
-		for _, m := range pythonImport.FindAllStringSubmatch(src, -1) {
-			for _, part := range strings.Split(m[1], ",") {
-				name := strings.TrimSpace(part)
-				if i := strings.IndexByte(name, '.'); i >= 0 {
-					name = name[:i]
-				}
-				if name != "" && !seen[name] {
-					seen[name] = true
-					out = append(out, name)
-				}
-			}
-		}
-	}
-	for _, a := range args {
-		if strings.HasSuffix(a, ".py") {
-			if b, err := os.ReadFile(a); err == nil {
-				scan(string(b))
-			}
-			continue
-		}
-		scan(a)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // addDir trusts a directory (measured recursively by gramine-sgx-sign) and

@@ -59,6 +59,11 @@ func New(name string) (*File, error) {
 	return &File{f: os.NewFile(uintptr(fd), "memfd:"+name)}, nil
 }
 
+// NewTmpfs is New without memfd_create, whatever the platform offers: a
+// fresh 0600 file in MemFS(). It is what New falls back to in Gramine; tests
+// use it to take that route on Linux.
+func NewTmpfs() (*File, error) { return newTmpfs() }
+
 // newTmpfs is New without memfd_create: a fresh 0600 file in MemFS().
 func newTmpfs() (*File, error) {
 	dir, err := MemFS()
@@ -198,6 +203,12 @@ func (m *File) Path() string {
 	}
 	return "/proc/self/fd/" + strconv.Itoa(int(m.f.Fd()))
 }
+
+// IsMemfd reports whether the file is a memfd, which a child process can
+// share through an inherited descriptor. It is false for the tmpfs file
+// used without memfd_create: in Gramine every process has its own tmpfs, so
+// a child must be given the content itself (engine/exec streams it).
+func (m *File) IsMemfd() bool { return m.path == "" }
 
 // OSFile returns the descriptor, e.g. for exec.Cmd.ExtraFiles.
 func (m *File) OSFile() *os.File { return m.f }

@@ -1,24 +1,32 @@
 // Package exec is the exec engine: it runs an external program on
-// decrypted inputs that live only in memory (memfds) and collects its
-// outputs in memfds, which the launcher encrypts when the program succeeds.
+// decrypted inputs that live only in memory and collects its outputs in
+// in-memory files, which the launcher encrypts when the program succeeds.
 // It registers itself with the launcher (import it for that); its manifest
 // parameters are read by package execspec.
 //
 // # How the program finds its files
 //
-// Every input and output memfd is handed to the child with exec.Cmd's
-// ExtraFiles, so the child holds it as descriptor 3+i, and the program gets
-// PPML_INPUT_<NAME> / PPML_OUTPUT_<NAME> = /proc/self/fd/<3+i>. A directory
-// input becomes a private directory of symbolic links whose targets are
-// /proc/self/fd/<3+i>: a link is resolved by the process that opens it, so
-// it reaches the child's descriptor, and the directory holds names only,
-// never plaintext.
+// The program gets PPML_INPUT_<NAME> and PPML_OUTPUT_<NAME>, paths it opens
+// by name. The contract is the same on every platform (docs/jobs.md):
 //
-// The alternative, /proc/<launcher pid>/fd/N, was rejected: it exposes every
-// descriptor of the launcher to the program (not only the job's files), it
-// needs ptrace-level access to the launcher, and Gramine does not emulate
-// another process's /proc/<pid>/fd; descriptor inheritance and
-// /proc/self/fd are what Gramine supports across fork and exec.
+//   - an input is a read-only regular file (a directory input, a directory
+//     of them), which the program may open as often as it likes, seek in
+//     and map;
+//   - an output is a named pipe, which the program opens for writing once
+//     and writes from start to end.
+//
+// Behind it, the hand-over takes channels Gramine supports between the
+// enclaves of one application, since there the child is an enclave of its
+// own with its own tmpfs: pipes (handover.go, stream.go, outputs.go). Where
+// an input is a memfd (Linux) it is shared as an inherited descriptor,
+// /proc/self/fd/N, with no copy. The child starts as a shim (shim.go) that
+// receives streamed inputs, makes the private working directory and sets
+// the memory limit before it execve's the program.
+//
+// The alternative of opening /proc/<launcher pid>/fd/N was rejected: it
+// exposes every descriptor of the launcher to the program, needs
+// ptrace-level access to the launcher, and does not cross Gramine's
+// enclaves.
 //
 // # Stopping
 //
@@ -33,8 +41,8 @@
 //
 // # Memory
 //
-// Config.Memory becomes the program's RLIMIT_DATA, set by a shim (this
-// binary re-executed, see limit.go) just before it execve's the program.
+// Config.Memory becomes the program's RLIMIT_DATA, set by the shim just
+// before it execve's the program.
 package exec
 
 import (
@@ -131,66 +139,55 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("exec: %w", err)
 	}
+	self, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("exec: the runtime's own path (for the shim): %w", err)
+	}
 	private, err := makePrivateDir(cfg.TempRoot)
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(private)
 
-	cmd := osexec.Command(prog)
-	cmd.Args = append([]string(nil), p.Command...)
-	if cfg.Memory > 0 {
-		self, err := os.Executable()
-		if err != nil {
-			return fmt.Errorf("exec: memory limit shim: %w", err)
-		}
-		cmd.Path, cmd.Args = self, shimArgs(cfg.Memory, prog, p.Command)
-	}
-	cmd.Stdin = nil
-	cmd.Stdout, cmd.Stderr = cfg.Stdout, cfg.Stderr
-	workdir := p.Workdir
-	if workdir == "" {
-		workdir = filepath.Join(private, "work")
-		if err := os.Mkdir(workdir, 0o700); err != nil {
+	spec := shimSpec{memory: cfg.Memory, workdir: p.Workdir, prog: prog, argv: p.Command}
+	if spec.workdir == "" {
+		// Made here and, for Gramine (a child enclave does not see the
+		// parent's tmpfs directories), again by the shim in the child.
+		spec.workdir, spec.mkWork = filepath.Join(private, "work"), true
+		if err := os.Mkdir(spec.workdir, 0o700); err != nil {
 			return fmt.Errorf("exec: working directory: %w", err)
 		}
 	}
-	cmd.Dir = workdir
+	cmd := osexec.Command(self)
+	cmd.Args = spec.args()
+	cmd.Stdin = nil
+	cmd.Stdout, cmd.Stderr = cfg.Stdout, cfg.Stderr
+	vars := map[string]string{"PATH": BasePATH, "HOME": spec.workdir, "TMPDIR": spec.workdir}
 
-	vars := map[string]string{"PATH": BasePATH, "HOME": workdir, "TMPDIR": workdir}
-	attach := func(f *memfd.File) string {
-		cmd.ExtraFiles = append(cmd.ExtraFiles, f.OSFile())
-		return "/proc/self/fd/" + strconv.Itoa(2+len(cmd.ExtraFiles))
+	// Inputs: shared where they are memfds, streamed otherwise (handover.go).
+	h, err := planInputs(cfg.Inputs, private)
+	if err != nil {
+		return err
 	}
-	for _, in := range cfg.Inputs {
-		if !in.IsDir {
-			vars[job.InputEnv(in.Name)] = attach(in.File)
-			continue
-		}
-		dir := filepath.Join(private, "in", in.Name)
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return fmt.Errorf("exec: input directory %s: %w", in.Name, err)
-		}
-		for _, e := range in.Dir {
-			link := filepath.Join(dir, filepath.FromSlash(e.Path))
-			if !strings.HasPrefix(link, dir+string(filepath.Separator)) {
-				return fmt.Errorf("exec: input %s: entry %q escapes its directory", in.Name, e.Path)
-			}
-			if err := os.MkdirAll(filepath.Dir(link), 0o700); err != nil {
-				return fmt.Errorf("exec: input directory %s: %w", in.Name, err)
-			}
-			if err := os.Symlink(attach(e.File), link); err != nil {
-				if errors.Is(err, unix.ENOSYS) {
-					// Gramine (no symlink): see docs/sgx.md, "Exec jobs".
-					return fmt.Errorf("exec: input %s is a directory, which this platform cannot hand to a program yet (no symbolic links, as in Gramine); give the program its files as separate inputs", in.Name)
-				}
-				return fmt.Errorf("exec: input directory %s: %w", in.Name, err)
-			}
-		}
-		vars[job.InputEnv(in.Name)] = dir
+	defer h.cleanup()
+	if len(h.stream) > 0 {
+		spec.inputDir = h.inputDir
+		cmd.Args = spec.args()
+		cmd.ExtraFiles = append(cmd.ExtraFiles, h.pipeR) // streamFD
 	}
-	for _, o := range cfg.Outputs {
-		vars[job.OutputEnv(o.Name)] = attach(o.File)
+	if err := h.share(cmd, vars, private); err != nil {
+		return err
+	}
+	outDir := filepath.Join(private, "out")
+	if err := os.Mkdir(outDir, 0o700); err != nil {
+		return fmt.Errorf("exec: output directory: %w", err)
+	}
+	fifos := make([]string, len(cfg.Outputs))
+	for i, o := range cfg.Outputs {
+		if fifos[i], err = makeFIFO(outDir, o.Name); err != nil {
+			return err
+		}
+		vars[job.OutputEnv(o.Name)] = fifos[i]
 	}
 	for _, v := range p.Env {
 		if v.Passthrough {
@@ -207,10 +204,8 @@ func Run(ctx context.Context, cfg Config) error {
 	for k, v := range vars {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
-	if cfg.Memory > 0 {
-		// The shim removes it before the program starts.
-		cmd.Env = append(cmd.Env, shimEnv+"=1")
-	}
+	// The shim removes it before the program starts.
+	cmd.Env = append(cmd.Env, shimEnv+"=1")
 
 	grace := cfg.Grace
 	if grace <= 0 {
@@ -227,15 +222,45 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("exec: start %s: %w", prog, err)
 	}
 	pgid := cmd.Process.Pid
-
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
+
+	// From here every way out ends the group first, then the hand-over:
+	// the collectors' last reads must see everything the group wrote.
+	sent := h.send()
+	collectors := make([]*collector, 0, len(cfg.Outputs))
+	finish := func() (err error) {
+		killGroup(pgid)
+		for _, c := range collectors {
+			if cerr := c.stop(); err == nil {
+				err = cerr
+			}
+		}
+		if serr := <-sent; err == nil && serr != nil {
+			err = fmt.Errorf("exec: send inputs: %w", serr)
+		}
+		return err
+	}
+	for i, o := range cfg.Outputs {
+		c, err := startCollector(o.Name, fifos[i], o.File.OSFile())
+		if err != nil {
+			unix.Kill(-pgid, unix.SIGKILL)
+			<-done
+			finish()
+			return err
+		}
+		collectors = append(collectors, c)
+	}
+
 	select {
 	case err := <-done:
-		// The leader is gone; members of its group that outlived it
-		// still hold the descriptors.
-		killGroup(pgid)
-		return exitError(err)
+		// The leader is gone; members of its group that outlived it may
+		// still write.
+		herr := finish()
+		if err := exitError(err); err != nil {
+			return err
+		}
+		return herr
 	case <-ctx.Done():
 	}
 	unix.Kill(-pgid, unix.SIGTERM)
@@ -247,7 +272,7 @@ func Run(ctx context.Context, cfg Config) error {
 		unix.Kill(-pgid, unix.SIGKILL)
 		<-done
 	}
-	killGroup(pgid)
+	finish()
 	return fmt.Errorf("%w: %w", ErrStopped, context.Cause(ctx))
 }
 

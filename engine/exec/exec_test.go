@@ -48,9 +48,11 @@ func TestFilesEnvAndDirectories(t *testing.T) {
 	t.Setenv("PASSED", "from-launcher")
 	t.Setenv("NOT_PASSED", "secret")
 	script := `set -e
-cat "$PPML_INPUT_DATA" > "$PPML_OUTPUT_RESULT"
-cat "$PPML_INPUT_PARTS/x.csv" "$PPML_INPUT_PARTS/sub/y.csv" >> "$PPML_OUTPUT_RESULT"
-echo "$FIXED $PASSED ${NOT_PASSED:-unset} $PATH" >> "$PPML_OUTPUT_RESULT"
+{
+  cat "$PPML_INPUT_DATA"
+  cat "$PPML_INPUT_PARTS/x.csv" "$PPML_INPUT_PARTS/sub/y.csv"
+  echo "$FIXED $PASSED ${NOT_PASSED:-unset} $PATH"
+} > "$PPML_OUTPUT_RESULT"
 case "$PPML_INPUT_DATA" in /proc/self/fd/*) ;; *) exit 9;; esac
 pwd >&2`
 	var stdout, stderr bytes.Buffer

@@ -139,7 +139,8 @@ func resolved(t *testing.T, p string) string {
 
 // Malformed shim arguments are refused before anything runs.
 func TestShimArguments(t *testing.T) {
-	for _, args := range [][]string{nil, {"x", "/bin/true", "true"}, {"0", "/bin/true", "true"}} {
+	for _, args := range [][]string{nil, {"x", "/", "0", "", "/bin/true", "true"}, {"-1", "/", "0", "", "/bin/true", "true"},
+		{"0", "rel", "0", "", "/bin/true", "true"}, {"0", "/", "2", "", "/bin/true", "true"}, {"0", "/", "0", "rel", "/bin/true", "true"}, {"0", "/", "0", "", "/bin/true"}} {
 		if err := runShim(args, nil); err == nil {
 			t.Fatalf("runShim(%q) accepted", args)
 		}

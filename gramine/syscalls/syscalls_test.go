@@ -210,11 +210,13 @@ func TestJobsUnderGramineSyscalls(t *testing.T) {
 	w.encrypt(t, "parts/sub/b.txt.ppml", []byte("second\n"), envelope.TypeBytes)
 
 	t.Run("exec", func(t *testing.T) {
-		// Three file inputs and two outputs. (Directory inputs need symlinks,
-		// which Gramine lacks: refused with a clear error, see docs/sgx.md.)
+		// Three file inputs, a directory input and two outputs. Without
+		// memfd_create and symlink the runtime must take the route built
+		// for Gramine: inputs streamed to the child (regular files of its
+		// own, not /proc/self/fd), outputs named pipes; the program checks.
 		w.run(t, "exec", `name: exec-under-gramine
 engine: exec
-inputs: {names: names.txt.ppml, first: parts/a.txt.ppml, second: parts/sub/b.txt.ppml}
+inputs: {names: names.txt.ppml, first: parts/a.txt.ppml, second: parts/sub/b.txt.ppml, parts: parts}
 outputs:
   greeting: {path: out/greeting.txt.ppml, key: file:owner.key}
   joined: {path: out/joined.txt.ppml, key: file:owner.key}
@@ -224,14 +226,19 @@ parameters:
     - -c
     - |
       set -e
+      for f in "$PPML_INPUT_NAMES" "$PPML_INPUT_FIRST" "$PPML_INPUT_PARTS/sub/b.txt"; do
+        case "$f" in /proc/*) echo "$f: shared descriptor, not the Gramine route" >&2; exit 3;; esac
+        [ -f "$f" ] || exit 4
+      done
+      [ -p "$PPML_OUTPUT_GREETING" ] || { echo "outputs are not named pipes" >&2; exit 5; }
       while read n; do echo "Hello, $n"; done < "$PPML_INPUT_NAMES" > "$PPML_OUTPUT_GREETING"
-      cat "$PPML_INPUT_FIRST" "$PPML_INPUT_SECOND" > "$PPML_OUTPUT_JOINED"
+      cat "$PPML_INPUT_FIRST" "$PPML_INPUT_SECOND" "$PPML_INPUT_PARTS/a.txt" "$PPML_INPUT_PARTS/sub/b.txt" > "$PPML_OUTPUT_JOINED"
 resources: {memory: 256MiB, threads: 1}
 `)
 		if got := string(w.out(t, "greeting.txt.ppml")); got != "Hello, Ada\nHello, Grace\n" {
 			t.Errorf("greeting %q", got)
 		}
-		if got := string(w.out(t, "joined.txt.ppml")); got != "first\nsecond\n" {
+		if got := string(w.out(t, "joined.txt.ppml")); got != "first\nsecond\nfirst\nsecond\n" {
 			t.Errorf("joined %q", got)
 		}
 	})

@@ -40,8 +40,10 @@ func newGramineManifestCmd() *cobra.Command {
 running "ppml-run run --manifest JOB --tee gramine" with a fixed command line. The
 runtime is the one 'ppml run' would use ($PPML_RUN, beside this ppml, or on PATH) unless
 --ppml-run names another. Trusted files: ppml-run, its dynamic loader and shared libraries,
-the job manifest, the job's program and its libraries (for Python: the standard library
-and the dist-packages the job's code imports), files the job pins by hash. Allowed files:
+the job manifest, the job's program and its libraries (for Python: the modules the
+interpreter loads at start-up and those the job's code imports, followed transitively —
+standard library module by module, installed packages whole — but not imports with
+computed names, which need --trusted), files the job pins by hash. Allowed files:
 the encrypted inputs and the output directories. /tmp is in memory; DCAP attestation; no
 debug. sgx.enclave_size and sgx.max_threads are computed (Go's reservations, the binaries,
 resources.memory, engine pools), each figure explained in the template. A file: key is

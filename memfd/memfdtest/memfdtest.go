@@ -19,6 +19,23 @@ func Sealed(t testing.TB, name string, data []byte) *memfd.File {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return fill(t, m, data)
+}
+
+// SealedTmpfs is Sealed on the route Gramine takes, where memfd_create is
+// missing: a read-only file in memfd.MemFS() (set $PPML_MEMFS to choose the
+// directory).
+func SealedTmpfs(t testing.TB, data []byte) *memfd.File {
+	t.Helper()
+	m, err := memfd.NewTmpfs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fill(t, m, data)
+}
+
+func fill(t testing.TB, m *memfd.File, data []byte) *memfd.File {
+	t.Helper()
 	t.Cleanup(func() { m.Close() })
 	if _, err := m.OSFile().Write(data); err != nil {
 		t.Fatal(err)

@@ -1,10 +1,10 @@
 """Inside an exec job: the program's inputs and outputs by name.
 
 ``ppml run`` hands an exec program each input as ``PPML_INPUT_<NAME>`` and each output as
-``PPML_OUTPUT_<NAME>`` (the manifest's name upper-cased): a path in memory,
-``/proc/self/fd/N`` of a sealed memfd for a file input or an empty memfd for an output, or a
-private directory of links for a directory input (docs/jobs.md, "The exec engine at run time").
-Open them by path; each open starts at offset 0. This module needs only the standard library,
+``PPML_OUTPUT_<NAME>`` (the manifest's name upper-cased): paths in memory (docs/jobs.md, "The
+exec engine at run time"). An input is a read-only file (a directory of them for a directory
+input): open it by path as often as needed; each open starts at offset 0. An output is a named
+pipe: open it once and write it from start to end. This module needs only the standard library,
 so a job that pins its code (parameters.files) pins little.
 """
 import os
