@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Checks that bin/ppml-run builds reproducibly: the source tree is copied
+# Checks that the runtimes build reproducibly: the source tree is copied
 # into two directories at different paths (as two clones would be), each
-# copy runs `make runtime` with the flags of `make build`, and the two
-# binaries must be identical byte for byte. Prints both SHA-256 digests.
+# copy runs `make runtime runtime-dl` with the flags of `make build`, and
+# the two copies' bin/ppml-run (and bin/ppml-run-dl) must be identical byte
+# for byte. Prints the SHA-256 digests.
 #
-#   scripts/reproducible-check.sh           every engine; each build with an
+#   scripts/reproducible-check.sh           ppml-run and ppml-run-dl with
+#                                           every engine; each build with an
 #                                           empty Go build cache of its own
-#                                           (several minutes: DuckDB is cgo)
+#                                           (tens of minutes: cgo engines)
 #   scripts/reproducible-check.sh --quick   an exec-only runtime, sharing the
 #                                           build cache (seconds; what the
 #                                           test suite runs)
@@ -40,7 +42,13 @@ copy() {
 }
 
 tags=""
-[ "$quick" = 1 ] && tags="ppml_no_sql,ppml_no_ml,ppml_no_serve,ppml_no_stream,ppml_no_dl"
+targets="runtime runtime-dl"
+bins="ppml-run ppml-run-dl"
+if [ "$quick" = 1 ]; then
+  tags="ppml_no_sql,ppml_no_ml,ppml_no_serve,ppml_no_stream,ppml_no_dl"
+  targets="runtime"
+  bins="ppml-run"
+fi
 i=0
 for dir in "$work/a/ppml" "$work/bb/a/much/longer/path/ppml"; do
   i=$((i + 1))
@@ -50,22 +58,25 @@ for dir in "$work/a/ppml" "$work/bb/a/much/longer/path/ppml"; do
     mkdir -p "$work/cache$i"
     env=(GOCACHE="$work/cache$i")
   fi
-  echo "building bin/ppml-run in $dir${tags:+ (tags $tags)}" >&2
-  env "${env[@]}" make -s -C "$dir" runtime RUNTIME_TAGS="$tags" VERSION="$VERSION" COMMIT="$COMMIT" >&2
+  echo "building $bins in $dir${tags:+ (tags $tags)}" >&2
+  # shellcheck disable=SC2086 # targets is a list
+  env "${env[@]}" make -s -C "$dir" $targets RUNTIME_TAGS="$tags" VERSION="$VERSION" COMMIT="$COMMIT" >&2
 done
 
-a="$work/a/ppml/bin/ppml-run"
-b="$work/bb/a/much/longer/path/ppml/bin/ppml-run"
-sha256sum "$a" "$b" | sed "s|$work/||"
-if ! cmp -s "$a" "$b"; then
-  echo "NOT reproducible: the two builds of bin/ppml-run differ" >&2
-  cmp "$a" "$b" | head -1 >&2 || true
-  exit 1
-fi
-for d in "$work/a/ppml" "$work/bb/a/much/longer/path/ppml"; do
-  if grep -qaF "$d" "$a"; then
-    echo "NOT reproducible: bin/ppml-run contains its build directory $d" >&2
+for bin in $bins; do
+  a="$work/a/ppml/bin/$bin"
+  b="$work/bb/a/much/longer/path/ppml/bin/$bin"
+  sha256sum "$a" "$b" | sed "s|$work/||"
+  if ! cmp -s "$a" "$b"; then
+    echo "NOT reproducible: the two builds of bin/$bin differ" >&2
+    cmp "$a" "$b" | head -1 >&2 || true
     exit 1
   fi
+  for d in "$work/a/ppml" "$work/bb/a/much/longer/path/ppml"; do
+    if grep -qaF "$d" "$a"; then
+      echo "NOT reproducible: bin/$bin contains its build directory $d" >&2
+      exit 1
+    fi
+  done
+  echo "reproducible: both builds of bin/$bin are identical ($(sha256sum < "$a" | cut -c1-64))"
 done
-echo "reproducible: both builds of bin/ppml-run are identical ($(sha256sum < "$a" | cut -c1-64))"
