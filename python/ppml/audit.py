@@ -749,3 +749,382 @@ def _verify_chains(v, by_index, size, heads):
         if why:
             v.add(BROKEN_CHAIN, i, rec.line, why)
         check(i + 1)
+
+
+# --- Trail exports (format 2): an owner's trails, complete up to a signed tree head ----------
+
+TRAIL_FORMAT = "ppml-audit-trail"
+TRAIL_VERSION = 1
+_MAX_TRAIL_NAME = 1024
+
+
+@dataclass
+class TrailProof:
+    """One trail of a trail export's header (Go: audit.TrailProof): its chain head at the tree
+    head, the chain head's inclusion proof in the chain table and the newest entry's in the log."""
+
+    tenant: str
+    key: str
+    slot: int
+    count: int
+    last: int
+    chain: bytes
+    slot_proof: list
+    last_proof: list
+
+    _FIELDS = ("tenant", "key", "slot", "count", "last", "chain", "slot_proof", "last_proof")
+
+    @classmethod
+    def from_json(cls, obj):
+        fs = gojson.fields(obj, set(cls._FIELDS), strict=True)
+        return cls(tenant=gojson.as_str(fs.get("tenant"), "tenant"), key=gojson.as_str(fs.get("key"), "key"),
+                   slot=gojson.as_uint(fs.get("slot"), 64, "slot"), count=gojson.as_uint(fs.get("count"), 64, "count"),
+                   last=gojson.as_uint(fs.get("last"), 64, "last"), chain=gojson.as_hex(fs.get("chain"), "chain"),
+                   slot_proof=_hex_list(fs.get("slot_proof"), "slot_proof"),
+                   last_proof=_hex_list(fs.get("last_proof"), "last_proof"))
+
+    @property
+    def id(self):
+        return (self.tenant, self.key)
+
+    def head(self):
+        return ChainHead(self.tenant, self.key, self.count, self.last, self.chain)
+
+
+def _hex_list(v, what):
+    if v is None:
+        return []
+    if not isinstance(v, list) or isinstance(v, gojson._Obj):
+        raise GoJSONError(f"json: cannot unmarshal {gojson._kind(v)} into {what} of type []attest.Hex")
+    return [gojson.as_hex(h, what) for h in v]
+
+
+def _obj_list(v, what):
+    if v is None:
+        return []
+    if not isinstance(v, list) or isinstance(v, gojson._Obj):
+        raise GoJSONError(f"json: cannot unmarshal {gojson._kind(v)} into {what}")
+    return v
+
+
+def _chain_head_problem(h):
+    """Why h cannot be a chain head (Go: ChainHead.Check), or ""."""
+    if not h.tenant:
+        return "chain head names no tenant"
+    if len(h.tenant.encode("utf-8", "surrogateescape")) > _MAX_TRAIL_NAME or \
+            len(h.key.encode("utf-8", "surrogateescape")) > _MAX_TRAIL_NAME:
+        return f"chain head names longer than {_MAX_TRAIL_NAME} bytes"
+    if h.count == 0:
+        return "chain head of an empty trail"
+    if h.last + 1 < h.count:
+        return f"chain head says {h.count} entries but the newest is entry {h.last}"
+    if len(h.chain) != 32:
+        return f"chain hash is {len(h.chain)} bytes, want 32"
+    return ""
+
+
+def verify_trail(data, public_key, trusted=(), keys=(), tenant=""):
+    """Verify a trail export (``ppml audit export --key NAME`` / ``--tenant NAME``; Go:
+    audit.VerifyTrail) with nothing but the tree-head public key: the tree head's signature
+    (format 2), each trail's chain head against the signed chain table, every entry line
+    (canonical, about one of the trails, in log order), each trail's hash chain against its chain
+    head (nothing changed, dropped, added or cut off at the end), the newest entry of each trail
+    against the log's root, that the trails of ``keys`` and ``tenant`` are there, and that the
+    tree head extends each ``trusted`` head (by the export's consistency proofs). Returns the
+    Result (``result.trails``: the verified ChainHeads); raises AuditTamperError listing every
+    problem, with Go's kinds, entry indices, lines and sentences."""
+    if hasattr(data, "read"):
+        data = data.read()
+    res = check_trail(data, public_key, trusted, keys, tenant)
+    if res.problems:
+        raise AuditTamperError(res.problems)
+    return res
+
+
+def check_trail(data, public_key, trusted=(), keys=(), tenant=""):
+    """verify_trail without raising: the Result lists the problems (empty when it verifies)."""
+    if isinstance(keys, str):
+        keys = [keys]
+    v = _Verifier()
+    res = v.res
+    lines = _split_lines(data)
+    if not lines:
+        v.add(MALFORMED_EXPORT, -1, 1, "the export is empty")
+        return res
+    if len(lines[0]) > MAX_HEADER_SIZE:
+        v.add(MALFORMED_EXPORT, -1, 1, f"header line exceeds {MAX_HEADER_SIZE} bytes")
+        return res
+    try:
+        fs = gojson.fields(gojson.loads(lines[0], trailing_ok=True),
+                           {"format", "version", "tree_head", "trails", "consistency"}, strict=True)
+        fmt = gojson.as_str(fs.get("format"), "format")
+        ver = gojson.as_int(fs.get("version"), "version")
+        head = TreeHead.from_json(fs["tree_head"], strict=True) if fs.get("tree_head") is not None else None
+        proofs = [None if p is None else TrailProof.from_json(p) for p in _obj_list(fs.get("trails"), "trails")]
+        consistency = []
+        for c in _obj_list(fs.get("consistency"), "consistency"):
+            if c is None:
+                consistency.append(None)
+                continue
+            cf = gojson.fields(c, {"from", "proof"}, strict=True)
+            consistency.append((gojson.as_uint(cf.get("from"), 64, "from"), _hex_list(cf.get("proof"), "proof")))
+    except GoJSONError as e:
+        v.add(MALFORMED_EXPORT, -1, 1, f"header is not valid: {e}")
+        return res
+    if fmt != TRAIL_FORMAT or ver != TRAIL_VERSION:
+        v.add(MALFORMED_EXPORT, -1, 1, f'header says format "{fmt}" version {ver}, want "{TRAIL_FORMAT}" version {TRAIL_VERSION}')
+        return res
+    if head is None:
+        v.add(MALFORMED_EXPORT, -1, 1, "header has no tree head")
+        return res
+    res.tree_head = head
+    try:
+        head.verify(public_key)
+    except VerificationError as e:
+        v.add(BAD_SIGNATURE, -1, 1, f"tree head (size {head.size}): {e}")
+        return res
+    if not head.v2:
+        v.add(MALFORMED_EXPORT, -1, 1, f"the tree head (size {head.size}) commits to no trails (it was signed by a key "
+                                       "service older than audit format 2): it cannot prove a trail complete")
+        return res
+
+    # Each trail's chain head must be in the signed chain table.
+    trails = {}
+    for i, p in enumerate(proofs, start=1):
+        if p is None:
+            v.add(MALFORMED_EXPORT, -1, 1, f"trail {i} is null")
+            continue
+        ch = p.head()
+        name = ch.name()
+        why = _chain_head_problem(ch)
+        if why:
+            v.add(MALFORMED_EXPORT, -1, 1, f"trail {i} ({name}): {why}")
+            continue
+        if p.id in trails:
+            v.add(MALFORMED_EXPORT, -1, 1, f"trail {i} ({name}) is listed twice")
+            continue
+        if p.last >= head.size:
+            v.add(INCONSISTENT_HEAD, -1, 1, f"trail {i} ({name}) ends at entry {p.last}, beyond the {head.size} entries of the tree head")
+            continue
+        if p.slot >= head.chains:
+            v.add(INCONSISTENT_HEAD, -1, 1, f"trail {i} ({name}) is at slot {p.slot} of a chain table of {head.chains} slots")
+            continue
+        try:
+            merkle.verify_inclusion(p.slot, head.chains, ch.leaf_hash(), p.slot_proof, head.chain_root)
+        except VerificationError as e:
+            v.add(INCONSISTENT_HEAD, -1, 1, f"the signed tree head does not commit to {name} as exported ({p.count} "
+                                            f"entries, the newest entry {p.last}): {e}")
+            continue
+        trails[p.id] = p
+
+    # Entry lines: canonical, each about one of the trails, in log order.
+    by_trail = {}
+    prev_index = 0
+    seen = {}
+    for line_no, raw in enumerate(lines[1:], start=2):
+        res.entries += 1
+        if len(raw) > MAX_ENTRY_SIZE:
+            v.add(MALFORMED_ENTRY, -1, line_no, f"line exceeds {MAX_ENTRY_SIZE} bytes")
+            continue
+        try:
+            loose = gojson.fields(gojson.loads(raw), {"index"})
+            idx = gojson.as_uint(loose["index"], 64, "index") if loose.get("index") is not None else None
+        except GoJSONError:
+            idx = None
+        if idx is None:
+            v.add(MALFORMED_ENTRY, -1, line_no, "line is not an audit entry (it has no index or is not JSON)")
+            continue
+        try:
+            e = Entry.decode(raw)
+        except VerificationError as err:
+            v.add(MODIFIED_ENTRY, idx, line_no, str(err))
+            continue
+        tid = (e.tenant, e.key)
+        if idx >= head.size:
+            v.add(EXTRA_ENTRY, idx, line_no, f"entry {idx} is beyond the {head.size} entries the signed tree head covers")
+            continue
+        if idx in seen:
+            v.add(EXTRA_ENTRY, idx, line_no, f"a second entry {idx} (the first is on line {seen[idx]})")
+            continue
+        if tid not in trails:
+            if e.tenant:
+                about = _trail_name(e.tenant, e.key)
+            elif e.key:
+                about = f"key {e.key} of no tenant"
+            else:
+                about = "no tenant"
+            v.add(EXTRA_ENTRY, idx, line_no, f"entry {idx} is about {about}, which is not one of the export's trails")
+            continue
+        if seen and idx < prev_index:
+            v.add(REORDERED, idx, line_no, f"entry {idx} comes after entry {prev_index}")
+        seen[idx] = line_no
+        prev_index = max(prev_index, idx)
+        by_trail.setdefault(tid, []).append(_Record(line_no, idx, merkle.leaf_hash(raw), b"", e))
+
+    for p in proofs:
+        if p is None or trails.get(p.id) is not p:
+            continue
+        ls = sorted(by_trail.get(p.id, []), key=lambda r: r.index)
+        ch = _verify_trail_chain(v, p, ls, head)
+        if ch is not None:
+            res.trails.append(ch)
+
+    for k in keys:
+        if not any(tid[1] == k for tid in trails):
+            v.add(MISSING_TRAIL, -1, 1, f"the export holds no trail of key {k}")
+    if tenant and (tenant, "") not in trails:
+        v.add(MISSING_TRAIL, -1, 1, f"the export holds no trail of tenant {tenant}")
+    _verify_trusted_by_proof(v, head, consistency, _trusted_list(trusted), public_key)
+
+    res.problems.sort(key=lambda p: p.index)  # stable, as Go's SortStableFunc
+    return res
+
+
+def _trusted_list(trusted):
+    # Unlike _trusted, keep None's place: Go numbers trusted heads by their position.
+    return [t if t is None or isinstance(t, TreeHead) else TreeHead.from_json(t) for t in (trusted or ())]
+
+
+def _verify_trail_chain(v, p, ls, head):
+    """Walk one trail's entries against its signed chain head (Go: verifyTrailChain); only the
+    first problem of a trail is reported, since everything after a break is unverifiable."""
+    name = p.head().name()
+    chain = b""
+    chained = False
+    for j, rec in enumerate(ls):
+        e = rec.entry
+        seq = j + 1
+        if not e.key_seq:
+            if chained:
+                v.add(BROKEN_CHAIN, rec.index, rec.line, f"entry {rec.index} about {name} has no chain fields although an "
+                                                         "earlier entry of the trail has")
+                return None
+        else:
+            chained = True
+            if e.key_seq > seq:
+                v.add(DELETED_ENTRY, rec.index, rec.line, f"entries about {name} are missing before entry {rec.index}: it is "
+                                                          f"the {_ordinal(e.key_seq)} of the trail, the export has {j} before it")
+                return None
+            if e.key_seq < seq:
+                v.add(EXTRA_ENTRY, rec.index, rec.line, f"entry {rec.index} says it is the {_ordinal(e.key_seq)} about {name} "
+                                                        f"but the export has {j} before it: entries were inserted")
+                return None
+            if e.key_chain != chain and j == 0:
+                v.add(BROKEN_CHAIN, rec.index, rec.line, f"entry {rec.index} is the first about {name} but records a chain hash")
+                return None
+            if e.key_chain != chain:
+                prev = ls[j - 1]
+                v.add(MODIFIED_ENTRY, prev.index, prev.line, f"entry {prev.index} was changed: entry {rec.index}, the next "
+                                                             f"about {name}, recorded a different chain hash")
+                return None
+            if e.key_slot != p.slot:
+                v.add(BROKEN_CHAIN, rec.index, rec.line, f"entry {rec.index} puts {name} at slot {e.key_slot} of the chain "
+                                                         f"table, the export's proof at slot {p.slot}")
+                return None
+        chain = chain_step(chain, rec.leaf)
+    n = len(ls)
+    if n < p.count and (n == 0 or ls[-1].index < p.last):
+        end = f"entry {ls[-1].index}, the {_ordinal(n)}" if n else "no entry about it"
+        v.add(TRUNCATED, p.last, 0, f"the newest entries about {name} are missing: the signed tree head says the trail has "
+                                    f"{p.count} entries, the newest is entry {p.last}; the export has {end}")
+        return None
+    if n < p.count:
+        v.add(DELETED_ENTRY, -1, 0, f"entries about {name} are missing: the signed tree head says the trail has {p.count} "
+                                    f"entries, the export has {n}")
+        return None
+    if n > p.count:
+        rec = ls[p.count]
+        v.add(EXTRA_ENTRY, rec.index, rec.line, f"entry {rec.index} about {name} is beyond the {p.count} entries the signed "
+                                                "tree head gives the trail")
+        return None
+    if chain != p.chain:
+        rec = ls[-1]
+        if chained:
+            v.add(MODIFIED_ENTRY, rec.index, rec.line, f"entry {rec.index}, the newest about {name}, was changed: the "
+                                                       "trail's chain hash differs from the signed one")
+        else:
+            v.add(MODIFIED_ENTRY, rec.index, rec.line, f"an entry about {name} up to entry {rec.index} was changed: the "
+                                                       "trail's chain hash differs from the signed one (entries written "
+                                                       "before format 2 carry no chain fields that could say which)")
+        return None
+    last = ls[-1]
+    if last.index != p.last:
+        v.add(INCONSISTENT_HEAD, last.index, last.line, f"the newest entry about {name} is entry {last.index}, the signed "
+                                                        f"chain head says entry {p.last}")
+        return None
+    try:
+        merkle.verify_inclusion(p.last, head.size, last.leaf, p.last_proof, head.root_hash)
+    except VerificationError as e:
+        v.add(INCONSISTENT_HEAD, p.last, last.line, f"the newest entry about {name} (entry {p.last}) is not in the signed "
+                                                    f"log: {e}")
+        return None
+    return p.head()
+
+
+def _verify_trusted_by_proof(v, head, items, trusted, public_key):
+    """The tree head extends each trusted head, by the export's consistency proofs (Go:
+    verifyTrustedByProof)."""
+    for i, t in enumerate(trusted, start=1):
+        if t is None:
+            continue
+        try:
+            t.verify(public_key)
+        except VerificationError as e:
+            v.add(BAD_SIGNATURE, -1, 0, f"trusted tree head {i} (size {t.size}): {e}")
+            continue
+        if t.log_id != head.log_id:
+            v.add(INCONSISTENT_HEAD, -1, 0, f"trusted tree head {i} is of log {t.log_id.hex()}, this export of log {head.log_id.hex()}")
+            continue
+        if t.size > head.size:
+            signed = _seconds(t.timestamp)
+            v.add(INCONSISTENT_HEAD, -1, 0, f"trusted tree head {i} covers {t.size} entries (signed {signed}) but this "
+                                            f"export's tree head only {head.size}: the log is shorter than one you trusted, "
+                                            f"it was truncated or rolled back (entries {head.size} to {t.size - 1} are gone)")
+            continue
+        if t.size == head.size:
+            if t.root_hash != head.root_hash or (t.v2 and head.v2 and (t.chain_root != head.chain_root or t.chains != head.chains)):
+                v.add(INCONSISTENT_HEAD, -1, 0, f"trusted tree head {i} and this export's tree head both cover {t.size} "
+                                                "entries but differ: the log was forked")
+            continue
+        proof = None
+        for c in items:
+            if c is not None and c[0] == t.size:
+                proof = c[1]  # the last one wins, as in Go
+        if proof is None:
+            v.add(INCONSISTENT_HEAD, -1, 0, f"the export holds no consistency proof from trusted tree head {i} (size "
+                                            f"{t.size}): export it again giving that head (--trusted-head)")
+            continue
+        try:
+            merkle.verify_consistency(t.size, head.size, proof, t.root_hash, head.root_hash)
+        except VerificationError as e:
+            v.add(INCONSISTENT_HEAD, -1, 0, f"the log does not extend trusted tree head {i} (size {t.size}): it was forked "
+                                            f"or rewritten before entry {t.size} ({e})")
+
+
+def _seconds(ts):
+    """Go's t.UTC().Format("2006-01-02T15:04:05Z07:00"): RFC 3339 without fractional seconds."""
+    t, _ = gojson.parse_time(ts)
+    return gojson.format_time(t, 0)
+
+
+def verify_any(data, public_key, trusted=(), keys=(), tenant=""):
+    """Verify a whole-log export or a trail export, whichever ``data`` is (as ``ppml audit
+    verify --file`` does): a trail export with verify_trail, a whole log with verify_export
+    (``keys``/``tenant`` must then be empty)."""
+    if hasattr(data, "read"):
+        data = data.read()
+    if export_format(data) == TRAIL_FORMAT:
+        return verify_trail(data, public_key, trusted, keys, tenant)
+    if keys or tenant:
+        raise VerificationError("a whole-log export, not a trail: verify it without keys and tenant, or export a trail "
+                                "(KeyService.audit_trail, ppml audit export --key)")
+    return verify_export(data, public_key, trusted)
+
+
+def export_format(data):
+    """The format name in an export's header line ("" when there is none)."""
+    line = bytes(data).split(b"\n", 1)[0]
+    try:
+        return gojson.as_str(gojson.fields(gojson.loads(line, trailing_ok=True), {"format"}).get("format"), "format")
+    except GoJSONError:
+        return ""

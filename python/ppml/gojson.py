@@ -111,12 +111,17 @@ def as_int(v, what="number"):
     return int(v)
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def as_str(v, what="string"):
+    """A JSON string as Go decodes it: each byte of invalid UTF-8 (kept by loads as a
+    surrogateescape code point) and each lone surrogate escape (\\udXXX) becomes U+FFFD."""
     if v is None:
         return ""
     if not isinstance(v, str) or isinstance(v, _Float):
         raise GoJSONError(f"json: cannot unmarshal {_kind(v)} into {what} of type string")
-    return v
+    return _SURROGATE.sub("\ufffd", v)
 
 
 def as_bool(v, what="bool"):

@@ -269,6 +269,28 @@ class KeyService:
         """The whole log in the export format (admin), as bytes."""
         return self._do("GET", "/v1/audit/export", raw=True)
 
+    def audit_trail(self, keys=(), tenant="", trusted=()):
+        """A trail export (GET /v1/audit/export?key=…; Go: client.AuditTrail), as bytes: every
+        entry about ``keys`` and their tenants (and ``tenant``'s own trail; an owner's is always
+        included), with the proof that they are complete up to a signed tree head, and a
+        consistency proof from each ``trusted`` head's size (heads or sizes). Verify it offline
+        with ``ppml.audit.verify_trail``."""
+        if isinstance(keys, str):
+            keys = [keys]
+        q = [("key", k) for k in keys]
+        if tenant or not keys:
+            q.append(("tenant", tenant or ""))
+        for t in trusted or ():
+            size = t if isinstance(t, int) else (t if isinstance(t, audit.TreeHead) else audit.TreeHead.from_json(t)).size
+            q.append(("from", str(size)))
+        return self._do("GET", "/v1/audit/export?" + urlencode(q), raw=True)
+
+    def audit_verify_trail(self, public_key, keys=(), tenant="", trusted=()):
+        """Fetch a trail export and verify it (``ppml audit verify --key``): raises
+        AuditTamperError, returns the Result."""
+        data = self.audit_trail(keys, tenant, trusted)
+        return audit.verify_trail(data, public_key, trusted, keys, tenant)
+
     def audit_public_key(self):
         """The PEM key that signs tree heads. Keep it from a trusted channel: a key fetched from
         the server you are checking proves nothing about that server."""

@@ -36,11 +36,12 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fail("usage: gointerop encrypt|decrypt|audit-export|audit-verify|audit-proofs ...")
+		fail("usage: gointerop encrypt|decrypt|audit-export|audit-verify|audit-proofs|trail-verify ...")
 	}
 	cmds := map[string]func([]string){
 		"encrypt": encrypt, "decrypt": decrypt,
 		"audit-export": auditExport, "audit-verify": auditVerify, "audit-proofs": auditProofs,
+		"trail-verify": trailVerify,
 	}
 	run, ok := cmds[os.Args[1]]
 	if !ok {
@@ -349,6 +350,48 @@ func auditVerify(args []string) {
 		check(err)
 		res, err := audit.VerifyExport(bytes.NewReader(data), audit.VerifyOptions{PublicKey: pub, Trusted: heads})
 		out := map[string]any{"ok": err == nil, "entries": res.Entries, "problems": res.Problems}
+		if res.Problems == nil {
+			out["problems"] = []audit.Problem{}
+		}
+		if err != nil {
+			var te *audit.TamperError
+			if !errors.As(err, &te) {
+				fail(err.Error())
+			}
+			out["error"] = err.Error()
+		}
+		check(enc.Encode(out))
+	}
+}
+
+// trail-verify -pub PEM [-trusted HEAD.json]... [-key NAME]... [-tenant NAME] FILE... runs
+// audit.VerifyTrail on each trail export and prints one JSON line per file.
+func trailVerify(args []string) {
+	fs := flag.NewFlagSet("trail-verify", flag.ExitOnError)
+	pubPath := fs.String("pub", "", "public key PEM")
+	tenant := fs.String("tenant", "", "tenant whose trail must be there")
+	var trusted, keys multi
+	fs.Var(&trusted, "trusted", "trusted tree head JSON (repeatable)")
+	fs.Var(&keys, "key", "key whose trail must be there (repeatable)")
+	fs.Parse(args)
+	pemb, err := os.ReadFile(*pubPath)
+	check(err)
+	pub, err := audit.ParsePublicKey(pemb)
+	check(err)
+	var heads []*audit.TreeHead
+	for _, p := range trusted {
+		var h audit.TreeHead
+		b, err := os.ReadFile(p)
+		check(err)
+		check(json.Unmarshal(b, &h))
+		heads = append(heads, &h)
+	}
+	enc := json.NewEncoder(os.Stdout)
+	for _, p := range fs.Args() {
+		data, err := os.ReadFile(p)
+		check(err)
+		res, err := audit.VerifyTrail(bytes.NewReader(data), audit.TrailOptions{PublicKey: pub, Trusted: heads, Keys: keys, Tenant: *tenant})
+		out := map[string]any{"ok": err == nil, "entries": res.Entries, "problems": res.Problems, "trails": res.Trails}
 		if res.Problems == nil {
 			out["problems"] = []audit.Problem{}
 		}
