@@ -4,6 +4,7 @@ import os
 import stat
 
 from . import header as hdr
+from . import keyref
 from . import keys as keymod
 from .atomic import AtomicFile
 from .errors import EnvelopeError
@@ -35,7 +36,12 @@ def open(file, mode="rb", *, keys=None, encoding=None, errors=None, newline=None
     if mode not in ("r", "rt", "rb"):
         raise ValueError(f"mode {mode!r}: ppml.open reads (r, rt, rb); write with ppml.create")
     resolver = keymod.resolver(keys)
-    if isinstance(file, (str, bytes, os.PathLike)):
+    f = None
+    if _mlkem_identities(resolver):
+        f, file = _open_mlkem(file, resolver)
+    if f is not None:
+        pass
+    elif isinstance(file, (str, bytes, os.PathLike)):
         path = os.fsdecode(file)
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         try:
@@ -73,6 +79,102 @@ def open(file, mode="rb", *, keys=None, encoding=None, errors=None, newline=None
     return io.TextIOWrapper(_Buffered(f), encoding=encoding or "utf-8", errors=errors, newline=newline)
 
 
+def _mlkem_identities(resolver):
+    from .recipient import RecipientIdentity
+    ks = resolver.keys if isinstance(resolver, keymod.Keyring) else [resolver]
+    return [k for k in ks if isinstance(k, RecipientIdentity) and k.kem == keyref.KEM_MLKEM768X25519]
+
+
+def _open_mlkem(file, resolver):
+    """With an mlkem768x25519 identity among the keys: read the header here (its errors are the
+    SDK's own), and if the file is encrypted to one of those identities, have ``ppml decrypt``
+    decrypt it (ppml.mlkem). Returns (file object or None, the source for the ordinary path)."""
+    from . import mlkem
+    if isinstance(file, (str, bytes, os.PathLike)):
+        path = os.fsdecode(file)
+        with io.open(path, "rb") as src:
+            st = os.fstat(src.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                raise EnvelopeError(f"{path} is not a regular file")
+            h = _inspect(src, path)
+        ident = _identity_for(h, resolver)
+        if ident is None:
+            return None, file
+        try:
+            return mlkem.decrypt(path, ident, h, name=path), file
+        except EnvelopeError as e:
+            raise _with_path(e, path) from None
+    name = getattr(file, "name", None)
+    name = name if isinstance(name, str) else None
+    try:
+        seekable = file.seekable()
+    except (AttributeError, ValueError):
+        seekable = False
+    if seekable:
+        start = file.tell()
+        h = _inspect(file, name)
+        file.seek(start)
+        ident = _identity_for(h, resolver)
+        if ident is None:
+            return None, file
+        prefix = b""
+    else:
+        rec = _Recorder(file)
+        h = _inspect(rec, name)
+        prefix = bytes(rec.seen)
+        ident = _identity_for(h, resolver)
+        if ident is None:
+            return None, io.BufferedReader(_Prefixed(prefix, file))
+    try:
+        return mlkem.decrypt(file, ident, h, name=name, prefix=prefix), file
+    except EnvelopeError as e:
+        raise _with_path(e, name) from None
+
+
+def _identity_for(h, resolver):
+    ref = h.key_ref
+    if ref.scheme != keyref.SCHEME_RECIPIENT or ref.kem != keyref.KEM_MLKEM768X25519:
+        return None
+    for k in _mlkem_identities(resolver):
+        if k.key_id == ref.key_id:
+            return k
+    return None  # the ordinary path names the key the file needs and every key given
+
+
+class _Recorder:
+    """A source's read that remembers what it returned (the header, for a pipe)."""
+
+    def __init__(self, f):
+        self._f = f
+        self.seen = bytearray()
+
+    def read(self, n=-1):
+        b = self._f.read(n)
+        self.seen += b
+        return b
+
+
+class _Prefixed(io.RawIOBase):
+    """Bytes already read from a pipe, then the rest of it."""
+
+    def __init__(self, prefix, f):
+        self._p = memoryview(prefix)
+        self._f = f
+
+    def readable(self):
+        return True
+
+    def readinto(self, buf):
+        if self._p:
+            n = min(len(buf), len(self._p))
+            buf[:n] = self._p[:n]
+            self._p = self._p[n:]
+            return n
+        b = self._f.read(len(buf))
+        buf[:len(b)] = b
+        return len(b)
+
+
 def _writing_key(key, recipient):
     if (key is None) == (recipient is None):
         raise TypeError("give exactly one of key= (a local or key-service key) and recipient= (a public key)")
@@ -98,17 +200,27 @@ def create(file, mode="wb", *, key=None, recipient=None, content_type="bytes", s
     if mode not in ("w", "wt", "wb"):
         raise ValueError(f"mode {mode!r}: ppml.create writes (w, wt, wb)")
     k = _writing_key(key, recipient)
+    writer = EnvelopeWriter
+    if getattr(k, "kem", None) == keyref.KEM_MLKEM768X25519:
+        from .mlkem import CLIWriter
+        if segment_size != hdr.DEFAULT_SEGMENT_SIZE:
+            raise ValueError(f"segment size {segment_size}: files to an {keyref.KEM_MLKEM768X25519} recipient are "
+                             f"written by the ppml command, in segments of {hdr.DEFAULT_SEGMENT_SIZE} bytes")
+        k = getattr(k, "recipient", k)  # an identity encrypts to its own public key
+
+        def writer(sink, key, content_type, segment_size, size, name):
+            return CLIWriter(sink, key, content_type=content_type, size=size, name=name)
     if isinstance(file, (str, bytes, os.PathLike)):
         path = os.fsdecode(file)
         sink = AtomicFile(path, overwrite=overwrite)
         try:
-            w = EnvelopeWriter(sink, k, content_type=content_type, segment_size=segment_size, size=size, name=path)
+            w = writer(sink, k, content_type=content_type, segment_size=segment_size, size=size, name=path)
         except BaseException:
             sink.abort()
             raise
     else:
-        w = EnvelopeWriter(file, k, content_type=content_type, segment_size=segment_size, size=size,
-                           name=getattr(file, "name", None))
+        w = writer(file, k, content_type=content_type, segment_size=segment_size, size=size,
+                   name=getattr(file, "name", None))
     if mode == "wb":
         return w
     return _TextWriter(w, encoding=encoding or "utf-8", errors=errors, newline=newline)

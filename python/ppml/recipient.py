@@ -5,10 +5,11 @@ docs/formats/envelope.md, sections 4.3 (the wrap: HPKE base mode), 5.1 (private 
 envelope.RecipientIdentity: a ``Recipient`` has ``new_data_key`` only (whoever holds the public
 key can encrypt but not decrypt); a ``RecipientIdentity`` has ``unwrap_data_key``.
 
-Only the ``x25519`` KEM is implemented here. ``mlkem768x25519`` (X-Wing: ML-KEM-768 + X25519,
-the CLI's default) needs ML-KEM-768, which Debian's python3-cryptography does not have: its keys
-and public keys are recognised and refused with UnsupportedError, and files encrypted to one are
-read with ``ppml decrypt`` (or the Go package) instead.
+The ``x25519`` KEM is implemented here. ``mlkem768x25519`` (X-Wing: ML-KEM-768 + X25519, the
+CLI's default) needs ML-KEM-768, which Debian's python3-cryptography does not have: its public
+keys and key files are read here (key ids, checks), and ``ppml.create``/``ppml.open`` hand files
+encrypted to one to the ``ppml`` command (``ppml.mlkem``); without the command they raise
+UnsupportedError saying so.
 """
 import datetime
 import hashlib
@@ -28,10 +29,10 @@ _PUB_LEN = {keyref.KEM_X25519: 32, keyref.KEM_MLKEM768X25519: 1216}
 WRAPPED_LEN = hpke.N_ENC + DATA_KEY_SIZE + TAG_SIZE  # x25519: 80 bytes
 
 
-def _unsupported(kem):
-    return UnsupportedError(f"recipient key type {kem} ({keyref.kem_display(kem)}) is not supported in the "
-                            "Python SDK (needs ML-KEM-768, which this python3-cryptography lacks); use an "
-                            "x25519 key pair (ppml key generate --recipient --kem x25519) or the ppml CLI")
+def _through_cli(what):
+    return UnsupportedError(f"{what} with an {keyref.KEM_MLKEM768X25519} ({keyref.kem_display(keyref.KEM_MLKEM768X25519)}) "
+                            "key needs ML-KEM-768, which python3-cryptography lacks: use ppml.create / ppml.open "
+                            "(or encrypt_file / decrypt_file), which hand the whole file to the ppml command")
 
 
 def key_id(kem, pk):
@@ -114,8 +115,6 @@ class Recipient:
     def __init__(self, kem, public_key):
         if kem not in _KEM_IDS:
             raise ValueError(f"unknown recipient key type {kem!r} (want {' or '.join(keyref.KEMS)})")
-        if kem != keyref.KEM_X25519:
-            raise _unsupported(kem)
         public_key = bytes(public_key)
         if len(public_key) != _PUB_LEN[kem]:
             raise ValueError(f"{keyref.kem_display(kem)} public key is {len(public_key)} bytes, "
@@ -135,6 +134,8 @@ class Recipient:
         return f"Recipient({self})"
 
     def new_data_key(self, aad):
+        if self.kem != keyref.KEM_X25519:
+            raise _through_cli("wrapping a data key")
         dk = secrets.token_bytes(DATA_KEY_SIZE)
         enc, ct = hpke.seal_base(self.public_key, WRAP_INFO, bytes(aad), dk)
         return dk, enc + ct, self.ref
@@ -194,14 +195,20 @@ class RecipientIdentity:
     x25519``) and returns it; ``.recipient`` is the public half."""
 
     def __init__(self, kem, private_key, path=None, warning=""):
-        if kem != keyref.KEM_X25519:
-            raise _unsupported(kem) if kem in _KEM_IDS else ValueError(f"unknown recipient key type {kem!r}")
+        if kem not in _KEM_IDS:
+            raise ValueError(f"unknown recipient key type {kem!r}")
         private_key = bytes(private_key)
         if len(private_key) != 32:
-            raise ValueError(f"X25519 private key is {len(private_key)} bytes, want 32")
+            raise ValueError(f"{keyref.kem_display(kem)} private key is {len(private_key)} bytes, want 32")
         self.kem = kem
-        self._sk = hpke.clamp(private_key)
-        self.recipient = Recipient(kem, hpke.public_key(self._sk))
+        if kem == keyref.KEM_X25519:
+            self._sk = hpke.clamp(private_key)
+            self.recipient = Recipient(kem, hpke.public_key(self._sk))
+        else:
+            # The public key of an ML-KEM seed takes ML-KEM key generation: the CLI's.
+            from . import mlkem
+            self._sk = private_key
+            self.recipient = Recipient.parse(mlkem.public_key_text(self.key_file_text()))
         self.key_id = self.recipient.key_id
         self.path = path
         self.warning = warning
@@ -216,9 +223,15 @@ class RecipientIdentity:
     def new_data_key(self, aad):
         return self.recipient.new_data_key(aad)
 
+    def key_file_text(self):
+        """The key line of this key's file (section 5.1), for the ppml command (secret)."""
+        return f"{KEY_LINE_PREFIX}{self.kem}:{self._sk.hex()}\n".encode("ascii")
+
     def unwrap_data_key(self, ref, wrapped, aad):
         if ref.scheme != keyref.SCHEME_RECIPIENT or ref.kem != self.kem or ref.key_id != self.key_id:
             raise WrongKeyError(ref, self.ref.describe())
+        if self.kem != keyref.KEM_X25519:
+            raise _through_cli("unwrapping a data key")
         if len(wrapped) != WRAPPED_LEN:
             raise CorruptHeaderError(f"corrupt envelope header: wrapped data key is {len(wrapped)} bytes, "
                                      f"an {keyref.kem_display(self.kem)} recipient wraps to {WRAPPED_LEN}")

@@ -142,13 +142,17 @@ func finish(res *readResult, out []byte, err error) readResult {
 }
 
 // decrypt -key K FILE... prints one JSON line per file: the streaming Reader's result and the
-// random-access File's.
+// random-access File's. K is a local key or a recipient private key file.
 func decrypt(args []string) {
 	fs := flag.NewFlagSet("decrypt", flag.ExitOnError)
 	keyPath := fs.String("key", "", "key file")
 	fs.Parse(args)
-	k, err := keyfile.Load(*keyPath)
+	a, err := keyfile.LoadAny(*keyPath)
 	check(err)
+	var k envelope.KeyResolver = a.Identity
+	if a.Local != nil {
+		k = a.Local
+	}
 	enc := json.NewEncoder(os.Stdout)
 	for _, p := range fs.Args() {
 		data, err := os.ReadFile(p)
