@@ -1,9 +1,11 @@
 # %% [markdown]
 # # The data owner's notebook: encrypt a dataset, set a policy, read the receipts
 #
-# Cells run in order in a notebook; as a script, `python3 owner.py prepare` runs cells 1-3
-# (before the job) and `python3 owner.py review` cells 1, 4 and 5 (after it).
-# Environment: PPML_SERVER, PPML_SERVER_FINGERPRINT and PPML_TOKEN (the owner's token).
+# Cells run in order in a notebook; as a script, `python3 owner.py prepare VISITS.csv.ppml` runs
+# cells 1-3 (before the job) and `python3 owner.py review` cells 1, 4, 5 and 6 (after it).
+# Environment: PPML_SERVER, PPML_SERVER_FINGERPRINT and PPML_TOKEN (the owner's token); in the
+# working directory owner.key, the owner's private key (`ppml key generate --recipient`), whose
+# public half (owner.pub) the clinic encrypted its visits to (provider.py).
 
 # %% 1. Connect to the key service and pin its tree-head key
 import hashlib
@@ -28,13 +30,15 @@ if not os.path.exists("audit.pub"):
 AUDIT_KEY = open("audit.pub", "rb").read()
 
 
-def prepare(data_csv):
-    # %% 2. Keys, and the dataset encrypted under the data key
+def prepare(received):
+    # %% 2. The clinic's file, opened with the owner's private key; re-encrypted under a key at
+    # the key service, whose policy decides which job may ever read it
     existing = {k.name for k in svc.list_keys()}
     for name in ("hospital/patients", "hospital/results"):
         if name not in existing:
             svc.create_key(name)
-    patients = pd.read_csv(data_csv)
+    patients = ppml.read_csv(received, keys="owner.key")
+    print(f"opened {received} from the clinic with owner.key ({ppml.inspect(received).key_ref.describe()})")
     ppml.to_csv(patients, "patients.csv.ppml", key=svc.key(PATIENTS), index=False, overwrite=True)
     print(f"encrypted {len(patients)} visits to patients.csv.ppml under {ppml.inspect('patients.csv.ppml').key_ref}")
 
@@ -63,13 +67,27 @@ def review():
             print(f"  {entry.index:3d} {entry.type:<11} {key:<20} {who}"
                   f"{' INSECURE' if entry.insecure else ''}  ✓ in tree of {head.size}")
     # Keep the newest tree head; next time, check the log only grew since.
-    if os.path.exists("head.json"):
-        head = svc.audit_consistency(json.load(open("head.json")), AUDIT_KEY)
+    kept = [ppml.audit.TreeHead.from_json(open("head.json", "rb").read())] if os.path.exists("head.json") else []
+    if kept:
+        head = svc.audit_consistency(kept[0], AUDIT_KEY)
         print(f"the log extends the tree head kept last time ({head.size} entries now)")
     else:
         head = svc.audit_head(AUDIT_KEY)
     with open("head.json", "w") as f:
         json.dump(head.to_json(), f)
+
+    # %% 6. The trail export: every entry about the two keys and about the tenant itself, with
+    # the signed tree head's commitment to each trail's newest entry, so that nothing can have
+    # been left out (and, with a head kept earlier, the proof that the log extends it). Kept as
+    # a file, it verifies offline any time: here, and with `ppml audit verify --file`.
+    keys = ["hospital/patients", "hospital/results"]
+    trail = svc.audit_trail(keys=keys, trusted=kept)
+    with open("hospital.trail", "wb") as f:
+        f.write(trail)
+    res = ppml.audit.verify_trail(trail, AUDIT_KEY, trusted=kept, keys=keys, tenant="hospital")
+    print(f"trail export verified: complete up to the tree head of {res.tree_head.size} entries")
+    for t in res.trails:
+        print(f"  {t.name():<42} {t.count:2d} entries, the newest entry {t.last}")
 
 
 if __name__ == "__main__":
@@ -78,4 +96,4 @@ if __name__ == "__main__":
     elif sys.argv[1:2] == ["review"]:
         review()
     else:
-        sys.exit("usage: python3 owner.py prepare DATA.csv | review")
+        sys.exit("usage: python3 owner.py prepare VISITS.csv.ppml | review")

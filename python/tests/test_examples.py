@@ -37,4 +37,13 @@ def test_python_sdk_example(repo, bindir, tmp_path):
     for kind in ("key_create", "data_key", "release", "output_key", "decrypt"):
         assert re.search(rf"\d+ {kind}\s.*✓ in tree of \d+", out), (kind, out)
     assert "INSECURE" in out and "patients.csv.ppml under kms://127.0.0.1:" in out
+    # The clinic encrypted to the owner's ML-KEM public key and could not read it back; the owner could.
+    assert re.search(r"encrypted 120 visits to visits.csv.ppml for recipient key [0-9a-f]{32} \(ML-KEM-768 \+ X25519\)", out)
+    assert "the clinic cannot read it back: wrong_key" in out and "opened visits.csv.ppml from the clinic" in out
+    # The owner's trail export verified in Python, then by the CLI from the file alone.
+    assert re.search(r"trail export verified: complete up to the tree head of \d+ entries", out), out
+    for name, n in (("key hospital/patients of tenant hospital", 4), ("key hospital/results of tenant hospital", 4)):
+        assert re.search(rf"{name}\s+{n} entries", out), (name, out)
+    assert re.search(r"tenant hospital\s+\d+ entries", out)
+    assert "trail verifies, complete up to the tree head" in out
     print(out)
