@@ -87,7 +87,10 @@ class EnvelopeFile(io.BufferedIOBase):
     def __init__(self, source, size, resolver, name=None, closefd=False, workers=None):
         super().__init__()
         self.name = name
-        self._closefd = closefd
+        # Owned only once the constructor succeeded: on failure the caller closes the source,
+        # and this half-built object's close() (run when it is collected) must not close a
+        # descriptor number that may by then belong to another file.
+        self._closefd = False
         self._src = source
         self._lock = threading.Lock()
         self._pool = None
@@ -144,6 +147,7 @@ class EnvelopeFile(io.BufferedIOBase):
                 self._segment(0)  # a failing first segment is the more useful message
             raise
         self._ready = True
+        self._closefd = closefd
 
     # -- layout and segments ---------------------------------------------------------------
 

@@ -356,3 +356,22 @@ def test_docs_examples(repo, tmp_path, monkeypatch, ppml_bin):
     assert (tmp_path / "people.csv").read_bytes() == b"name,age\nAndy,30\n"
     assert ppml.inspect(tmp_path / "model.json.ppml").content_type_name == "json"
     assert ppml.read_parquet(tmp_path / "visits.parquet.ppml", keys=tmp_path / "analyst.key").shape == (3, 2)
+
+
+def test_failed_open_leaves_descriptors_alone(tmp_path):
+    """A path whose open fails (wrong key) is closed once, by ppml.open: the half-built reader,
+    when collected, must not close the descriptor number again (by then another file's)."""
+    import gc
+    p = tmp_path / "f.ppml"
+    with ppml.create(p, key=ppml.LocalKey(bytes(32))) as w:
+        w.write(b"data")
+    kept = []
+    try:
+        ppml.open(p, keys=ppml.LocalKey(bytes([1] * 32)))
+    except ppml.WrongKeyError as e:
+        kept.append(e)  # its traceback keeps the half-built reader alive, as pytest.raises does
+    fd = os.open(p, os.O_RDONLY)  # takes the number the failed open released
+    kept.clear()
+    gc.collect()
+    os.fstat(fd)  # still this file's
+    os.close(fd)
