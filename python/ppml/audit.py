@@ -4,6 +4,9 @@
 - ``TreeHead``: a signed tree head; ``verify()`` checks its signature with the public key;
 - ``verify_export(data, public_key, trusted=())``: every check of Go's audit.VerifyExport, with
   the same problem kinds, entry indices and line numbers; raises AuditTamperError;
+- ``verify_trail(data, public_key, trusted=(), keys=(), tenant="")``: every check of Go's
+  audit.VerifyTrail on a trail export (``ppml audit export --key``/``--tenant``): the owner's
+  trails, proven complete up to a signed tree head; ``verify_any`` takes either kind;
 - ``verify_receipt`` and ``verify_consistency``: inclusion and consistency proofs against
   signed tree heads (what ``ppml audit prove`` checks).
 
