@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 
@@ -279,10 +280,16 @@ func (e *env) jobNamed(name string) (*Job, error) {
 	return nil, fmt.Errorf("no demo job %s", name)
 }
 
+var epochLine = regexp.MustCompile(`engine: epoch (\d+) of (\d+) done`)
+
 // runOwn runs a job that has a step of its own and returns its output.
 func (e *env) runOwn(ctx context.Context, st *Step, j *Job) ([]byte, error) {
 	run, err := e.launch(ctx, j.path)
 	for _, l := range run.log {
+		// A training job's progress: only the last epoch's line.
+		if m := epochLine.FindStringSubmatch(l); m != nil && m[1] != m[2] {
+			continue
+		}
 		st.detail("%s", l)
 	}
 	if err != nil {
