@@ -143,7 +143,10 @@ type env struct {
 	simDir  string
 	exe     string
 	runtime string // ppml-run
-	started time.Time
+	// runtimeDL is ppml-run-dl, where dl jobs run (runtime when there is none).
+	runtimeDL     string
+	measurementDL [48]byte
+	started       time.Time
 
 	srv      *kms.Server
 	stopSrv  func() error
@@ -202,6 +205,16 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 		e.runtime = filepath.Clean(abs)
 	}
 	e.sum.Runtime = e.runtime
+	// dl jobs run in ppml-run-dl, the runtime with libtorch, as `ppml run` hands them over;
+	// without one (a test's runtime with every engine) they run in the same runtime.
+	e.runtimeDL = e.runtime
+	if cfg.Runtime == "" {
+		if rt, err := handover.Find(handover.RuntimeDL); err == nil {
+			if abs, err := filepath.Abs(rt); err == nil {
+				e.runtimeDL = filepath.Clean(abs)
+			}
+		}
+	}
 	e.before = sharedTempEntries()
 	if err := e.makeDir(); err != nil {
 		return nil, err
@@ -443,6 +456,14 @@ func (e *env) setupOwner(ctx context.Context, st *Step) error {
 		return err
 	}
 	e.sum.Measurement = hex.EncodeToString(e.measurement[:])
+	measurements := []string{e.sum.Measurement}
+	e.measurementDL = e.measurement
+	if e.runtimeDL != e.runtime {
+		if e.measurementDL, err = sim.Measure(e.runtimeDL); err != nil {
+			return err
+		}
+		measurements = append(measurements, hex.EncodeToString(e.measurementDL[:]))
+	}
 	if e.exeSHA256, err = fileSHA256(e.exe); err != nil {
 		return fmt.Errorf("pin the job's program: %w", err)
 	}
@@ -468,7 +489,7 @@ func (e *env) setupOwner(ctx context.Context, st *Step) error {
 	doc, err := json.Marshal(map[string]any{
 		"version":   1,
 		"jobs":      digests,
-		"platforms": map[string]any{"sim": map[string]any{"measurements": []string{e.sum.Measurement}}},
+		"platforms": map[string]any{"sim": map[string]any{"measurements": measurements}},
 	})
 	if err != nil {
 		return err
@@ -601,7 +622,7 @@ func (e *env) outputKeyEntry(ctx context.Context, j *Job) (*audit.Entry, error) 
 	if err != nil {
 		return nil, err
 	}
-	if ok.Decision != audit.Allow || ok.Actor != e.runnerTokenID || ok.Tenant != OwnerTenant || !bytes.Equal(ok.Measurement, e.measurement[:]) {
+	if ok.Decision != audit.Allow || ok.Actor != e.runnerTokenID || ok.Tenant != OwnerTenant || !bytes.Equal(ok.Measurement, e.measurementOf(j)) {
 		return nil, fmt.Errorf("output_key entry %d for job %s: decision %s, actor %s, tenant %s, measurement %s", ok.Index, j.Name, ok.Decision, ok.Actor, ok.Tenant, ok.Measurement)
 	}
 	e.sum.OutputKeys = append(e.sum.OutputKeys, ok)
@@ -657,8 +678,29 @@ func (d *deniedError) Error() string {
 // run in the simulated TEE with the runner's token (in its environment, not
 // its arguments), the key service's certificate pinned.
 func (e *env) launch(ctx context.Context, manifest string) (*launchRun, error) {
+	return e.launchIn(ctx, e.runtime, manifest)
+}
+
+// runtimeOf is the runtime that runs a job, and measurementOf its measurement: dl jobs run in
+// ppml-run-dl.
+func (e *env) runtimeOf(j *Job) string {
+	if j.Name == dlJobName {
+		return e.runtimeDL
+	}
+	return e.runtime
+}
+
+func (e *env) measurementOf(j *Job) []byte {
+	if j.Name == dlJobName {
+		return e.measurementDL[:]
+	}
+	return e.measurement[:]
+}
+
+// launchIn runs a manifest in the given runtime binary (ppml-run, or ppml-run-dl for dl jobs).
+func (e *env) launchIn(ctx context.Context, runtime, manifest string) (*launchRun, error) {
 	var stdout, stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, e.runtime, "run", "--manifest", manifest, "--tee", "sim", "--grace", "2s", "--json")
+	cmd := exec.CommandContext(ctx, runtime, "run", "--manifest", manifest, "--tee", "sim", "--grace", "2s", "--json")
 	cmd.Env = append(os.Environ(), "PPML_SERVER="+e.url, "PPML_TOKEN="+e.runnerToken,
 		"PPML_SERVER_FINGERPRINT="+e.fp, "PPML_SIM_DIR="+e.simDir)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -692,7 +734,7 @@ func (e *env) launch(ctx context.Context, manifest string) (*launchRun, error) {
 	}
 	switch {
 	case perr != nil:
-		return run, fmt.Errorf("%s: %v (%v; stderr: %s)", e.runtime, perr, runErr, strings.TrimSpace(stderr.String()))
+		return run, fmt.Errorf("%s: %v (%v; stderr: %s)", runtime, perr, runErr, strings.TrimSpace(stderr.String()))
 	case len(res.Denials) > 0:
 		return run, &deniedError{denials: res.Denials}
 	case res.ExitCode != 0 || runErr != nil:

@@ -87,7 +87,7 @@ func Load(file []byte, opt LoadOptions) (Model, error) {
 		return found.Load(file, opt)
 	}
 	if bytes.HasPrefix(file, zipMagic) {
-		return nil, errors.New("a PyTorch archive (a dl model): this runtime serves no TorchScript models (built without deep learning, ppml_no_dl)")
+		return nil, errors.New("a PyTorch archive (a dl model): this runtime serves no TorchScript models (built without deep learning, ppml_no_dl); serve it with ppml-run-dl (PPML_RUN=path/to/ppml-run-dl ppml run …)")
 	}
 	return nil, fmt.Errorf("not a model file any backend of this runtime reads (built in: %s): a ppml model or XGBoost JSON starts with '{', a dl model is a PyTorch zip archive",
 		strings.Join(names, ", "))
