@@ -14,9 +14,10 @@
 // labelled insecure everywhere. Its platform key is made in the demo's
 // temporary directory, never the user's own simulation directory.
 //
-// The sql and ml engines have a step each: a GROUP BY over the same
-// encrypted dataset, and an XGBoost training on an embedded public dataset
-// (jobs.go, engines.go).
+// The sql, ml and dl engines have a step each: a GROUP BY over the same
+// encrypted dataset, an XGBoost training on an embedded public dataset
+// (jobs.go, engines.go), and a small neural network on libtorch trained on
+// the same encrypted table (dl.go).
 package demo
 
 import (
@@ -102,7 +103,7 @@ type Summary struct {
 	OutputDenial *audit.Entry `json:"output_denial,omitempty"`
 	// Refusal is what the launcher reported for the modified job.
 	Refusal *Denial `json:"refusal,omitempty"`
-	// OutputKeys are the output_key audit entries of the three demo jobs
+	// OutputKeys are the output_key audit entries of the four demo jobs
 	// (exec, SQL, training): the data key of each job's output, issued
 	// under ResultKeyName inside the job's attested release.
 	OutputKeys []*audit.Entry `json:"output_keys,omitempty"`
@@ -116,6 +117,9 @@ type Summary struct {
 	// Train is the training step's job and the decrypted model's
 	// description and test metrics.
 	Train *TrainStep `json:"train,omitempty"`
+	// DL is the deep-learning step's job and the decrypted network's
+	// description, test metrics and the owner's own scoring.
+	DL *DLStep `json:"dl,omitempty"`
 	// Scan is the final check of the working directory.
 	Scan *ScanReport `json:"scan,omitempty"`
 }
@@ -139,7 +143,10 @@ type env struct {
 	simDir  string
 	exe     string
 	runtime string // ppml-run
-	started time.Time
+	// runtimeDL is ppml-run-dl, where dl jobs run (runtime when there is none).
+	runtimeDL     string
+	measurementDL [48]byte
+	started       time.Time
 
 	srv      *kms.Server
 	stopSrv  func() error
@@ -198,6 +205,16 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 		e.runtime = filepath.Clean(abs)
 	}
 	e.sum.Runtime = e.runtime
+	// dl jobs run in ppml-run-dl, the runtime with libtorch, as `ppml run` hands them over;
+	// without one (a test's runtime with every engine) they run in the same runtime.
+	e.runtimeDL = e.runtime
+	if cfg.Runtime == "" {
+		if rt, err := handover.Find(handover.RuntimeDL); err == nil {
+			if abs, err := filepath.Abs(rt); err == nil {
+				e.runtimeDL = filepath.Clean(abs)
+			}
+		}
+	}
 	e.before = sharedTempEntries()
 	if err := e.makeDir(); err != nil {
 		return nil, err
@@ -215,13 +232,14 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 		fn    func(context.Context, *Step) error
 	}{
 		{"Start the real key service on 127.0.0.1 (TLS 1.3, file seal, a temporary data directory), trusting this machine's simulated TEE through a temporary platform key — never your own simulation keys.", e.startServer},
-		{"As administrator create the data owner (tenant + token) and a job runner; as the owner create two keys, hospital/patients for the data and hospital/results for every job output, each with a policy that releases it only to the simulated TEE running this exact ppml-run runtime binary (SHA-384 measurement) and these exact demo jobs (digests of the exec, SQL and training jobs) — a separate results key, because a careful owner can later let a downstream job read the aggregates without letting it read the patient records.", e.setupOwner},
+		{"As administrator create the data owner (tenant + token) and a job runner; as the owner create two keys, hospital/patients for the data and hospital/results for every job output, each with a policy that releases it only to the simulated TEE running this exact ppml-run runtime binary (SHA-384 measurement) and these exact demo jobs (digests of the exec, SQL, training and deep-learning jobs) — a separate results key, because a careful owner can later let a downstream job read the aggregates without letting it read the patient records.", e.setupOwner},
 		{"The owner encrypts the bundled synthetic dataset patients.csv, with one planted canary row, under the key-service key; the plaintext never touches the disk.", e.encrypt},
 		{"Run the exec demo job in the simulated TEE through the real launcher: attest, receive the data key sealed to the TEE, decrypt into memory, run `ppml demo aggregate` (visits per diagnosis, groups under 5 suppressed), and encrypt the output under the owner's key-service key hospital/results, whose fresh data key comes sealed to the TEE in the same attested release.", e.runJobs},
 		{"Verify the audit log as an outsider would: fetch the export and a signed tree head, verify every entry, the Merkle tree and every signature offline with audit.VerifyExport, and prove the inclusion of the job's release entry and of its output_key entry.", e.verifyAudit},
 		{"The owner decrypts the result through the key service (it unwraps the output's data key under hospital/results with the owner's token — the runner could not — and the decrypt is audited) and reads it; it matches the aggregate of the plaintext.", e.decryptResult},
 		{"Run a SQL job (sql engine) over the same encrypted dataset in the simulated TEE — visits per diagnosis, GROUP BY … HAVING count(*) >= 5 — whose digest both key policies also allow; the owner decrypts its output through the key service and it matches the aggregate computed in Go from the plaintext.", e.sqlStep},
 		{"Train a model on encrypted data (ml engine): the owner encrypts the bundled public breast cancer dataset under the same key, an XGBoost job (one thread) trains a classifier in the simulated TEE, and the owner decrypts the encrypted model through the key service; it records the approved job's digest and its test metrics.", e.trainStep},
+		{"Train a neural network on the same encrypted data (dl engine, libtorch): a small MLP job (one thread, a second or so) trains in the simulated TEE on the encrypted breast cancer table and writes a TorchScript model encrypted under hospital/results; the owner decrypts it through the key service, reads it as data only, checks the recorded job digest and test metrics, and runs its forward pass in plain Go on the plaintext.", e.dlStep},
 		{"A modified job — one byte of the manifest changed (--min-group=5 → --min-group=1, which would expose single patients) — is refused on rule job_digest for both the data key and the results key, never runs, gets no key at all, and the refusal is on the audit log.", e.modifiedJob},
 	}
 	failed := false
@@ -438,6 +456,14 @@ func (e *env) setupOwner(ctx context.Context, st *Step) error {
 		return err
 	}
 	e.sum.Measurement = hex.EncodeToString(e.measurement[:])
+	measurements := []string{e.sum.Measurement}
+	e.measurementDL = e.measurement
+	if e.runtimeDL != e.runtime {
+		if e.measurementDL, err = sim.Measure(e.runtimeDL); err != nil {
+			return err
+		}
+		measurements = append(measurements, hex.EncodeToString(e.measurementDL[:]))
+	}
 	if e.exeSHA256, err = fileSHA256(e.exe); err != nil {
 		return fmt.Errorf("pin the job's program: %w", err)
 	}
@@ -463,7 +489,7 @@ func (e *env) setupOwner(ctx context.Context, st *Step) error {
 	doc, err := json.Marshal(map[string]any{
 		"version":   1,
 		"jobs":      digests,
-		"platforms": map[string]any{"sim": map[string]any{"measurements": []string{e.sum.Measurement}}},
+		"platforms": map[string]any{"sim": map[string]any{"measurements": measurements}},
 	})
 	if err != nil {
 		return err
@@ -596,7 +622,7 @@ func (e *env) outputKeyEntry(ctx context.Context, j *Job) (*audit.Entry, error) 
 	if err != nil {
 		return nil, err
 	}
-	if ok.Decision != audit.Allow || ok.Actor != e.runnerTokenID || ok.Tenant != OwnerTenant || !bytes.Equal(ok.Measurement, e.measurement[:]) {
+	if ok.Decision != audit.Allow || ok.Actor != e.runnerTokenID || ok.Tenant != OwnerTenant || !bytes.Equal(ok.Measurement, e.measurementOf(j)) {
 		return nil, fmt.Errorf("output_key entry %d for job %s: decision %s, actor %s, tenant %s, measurement %s", ok.Index, j.Name, ok.Decision, ok.Actor, ok.Tenant, ok.Measurement)
 	}
 	e.sum.OutputKeys = append(e.sum.OutputKeys, ok)
@@ -652,8 +678,29 @@ func (d *deniedError) Error() string {
 // run in the simulated TEE with the runner's token (in its environment, not
 // its arguments), the key service's certificate pinned.
 func (e *env) launch(ctx context.Context, manifest string) (*launchRun, error) {
+	return e.launchIn(ctx, e.runtime, manifest)
+}
+
+// runtimeOf is the runtime that runs a job, and measurementOf its measurement: dl jobs run in
+// ppml-run-dl.
+func (e *env) runtimeOf(j *Job) string {
+	if j.Name == dlJobName {
+		return e.runtimeDL
+	}
+	return e.runtime
+}
+
+func (e *env) measurementOf(j *Job) []byte {
+	if j.Name == dlJobName {
+		return e.measurementDL[:]
+	}
+	return e.measurement[:]
+}
+
+// launchIn runs a manifest in the given runtime binary (ppml-run, or ppml-run-dl for dl jobs).
+func (e *env) launchIn(ctx context.Context, runtime, manifest string) (*launchRun, error) {
 	var stdout, stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, e.runtime, "run", "--manifest", manifest, "--tee", "sim", "--grace", "2s", "--json")
+	cmd := exec.CommandContext(ctx, runtime, "run", "--manifest", manifest, "--tee", "sim", "--grace", "2s", "--json")
 	cmd.Env = append(os.Environ(), "PPML_SERVER="+e.url, "PPML_TOKEN="+e.runnerToken,
 		"PPML_SERVER_FINGERPRINT="+e.fp, "PPML_SIM_DIR="+e.simDir)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -687,7 +734,7 @@ func (e *env) launch(ctx context.Context, manifest string) (*launchRun, error) {
 	}
 	switch {
 	case perr != nil:
-		return run, fmt.Errorf("%s: %v (%v; stderr: %s)", e.runtime, perr, runErr, strings.TrimSpace(stderr.String()))
+		return run, fmt.Errorf("%s: %v (%v; stderr: %s)", runtime, perr, runErr, strings.TrimSpace(stderr.String()))
 	case len(res.Denials) > 0:
 		return run, &deniedError{denials: res.Denials}
 	case res.ExitCode != 0 || runErr != nil:

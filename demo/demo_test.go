@@ -66,16 +66,16 @@ func TestDemo(t *testing.T) {
 	if !sum.OK {
 		t.Fatalf("demo failed:\n%s", out.String())
 	}
-	if len(sum.Steps) != 10 {
-		t.Fatalf("%d steps, want 10", len(sum.Steps))
+	if len(sum.Steps) != 11 {
+		t.Fatalf("%d steps, want 11", len(sum.Steps))
 	}
 	for _, s := range sum.Steps {
 		if !s.OK || s.Skipped || s.Error != "" {
 			t.Errorf("step %d: ok=%v skipped=%v error=%q", s.N, s.OK, s.Skipped, s.Error)
 		}
 	}
-	if got := strings.Count(out.String(), "✓ step"); got != 10 {
-		t.Errorf("%d ✓ lines, want 10", got)
+	if got := strings.Count(out.String(), "✓ step"); got != 11 {
+		t.Errorf("%d ✓ lines, want 11", got)
 	}
 	if strings.Contains(out.String(), "✗") {
 		t.Error("the walk-through shows a ✗")
@@ -137,6 +137,7 @@ func TestDemo(t *testing.T) {
 
 	checkSQL(t, sum, counts)
 	checkTrain(t, sum)
+	checkDL(t, sum)
 
 	// Nothing left behind.
 	if sum.Scan == nil || !sum.Scan.Removed || len(sum.Scan.Leftovers) > 0 || len(sum.Scan.Files) != len(expected) {
@@ -197,7 +198,7 @@ func TestDemoFailingStep(t *testing.T) {
 		t.Fatal("demo with a failing program passed")
 	}
 	st := sum.Steps
-	if len(st) != 10 || !st[2].OK || st[3].OK || !strings.Contains(st[3].Error, "exited with status 1") {
+	if len(st) != 11 || !st[2].OK || st[3].OK || !strings.Contains(st[3].Error, "exited with status 1") {
 		t.Fatalf("steps: %+v", st)
 	}
 	for _, s := range st[4:9] {
@@ -205,10 +206,10 @@ func TestDemoFailingStep(t *testing.T) {
 			t.Errorf("step %d after the failure: ok=%v skipped=%v", s.N, s.OK, s.Skipped)
 		}
 	}
-	if !st[9].OK || !sum.Scan.Removed {
-		t.Errorf("final step: ok=%v error=%q", st[9].OK, st[9].Error)
+	if !st[10].OK || !sum.Scan.Removed {
+		t.Errorf("final step: ok=%v error=%q", st[10].OK, st[10].Error)
 	}
-	if sum.SQL != nil || sum.Train != nil {
+	if sum.SQL != nil || sum.Train != nil || sum.DL != nil {
 		t.Error("skipped engine steps reported results")
 	}
 	if !strings.Contains(out.String(), "✗") || !strings.Contains(out.String(), "FAILED") {
@@ -238,7 +239,7 @@ func TestBinaryDemoJSON(t *testing.T) {
 	if err := json.Unmarshal(stdout.Bytes(), &sum); err != nil {
 		t.Fatalf("not JSON: %v\n%s", err, stdout.String())
 	}
-	if !sum.OK || len(sum.Steps) != 10 || sum.Refusal == nil || sum.Refusal.Rule != policy.RuleJob {
+	if !sum.OK || len(sum.Steps) != 11 || sum.Refusal == nil || sum.Refusal.Rule != policy.RuleJob {
 		t.Fatalf("summary: ok=%v steps=%d refusal=%+v", sum.OK, len(sum.Steps), sum.Refusal)
 	}
 	for _, s := range sum.Steps {
@@ -251,6 +252,7 @@ func TestBinaryDemoJSON(t *testing.T) {
 	}
 	checkSQL(t, &sum, countByDiagnosis(t))
 	checkTrain(t, &sum)
+	checkDL(t, &sum)
 	checkOutputKeys(t, &sum)
 }
 
@@ -262,12 +264,12 @@ func TestBinaryDemoJSON(t *testing.T) {
 // both keys were denied.
 func checkOutputKeys(t *testing.T, sum *Summary) {
 	t.Helper()
-	if sum.SQL == nil || sum.Train == nil || sum.Release == nil {
-		t.Fatal("the summary lacks the SQL or training step or the release entry")
+	if sum.SQL == nil || sum.Train == nil || sum.DL == nil || sum.Release == nil {
+		t.Fatal("the summary lacks the SQL, training or deep-learning step or the release entry")
 	}
-	want := map[string]bool{entryHex(sum.JobDigest): true, entryHex(sum.SQL.JobDigest): true, entryHex(sum.Train.JobDigest): true}
-	if len(sum.OutputKeys) != 3 {
-		t.Fatalf("%d output_key entries, want 3 (one per job)", len(sum.OutputKeys))
+	want := map[string]bool{entryHex(sum.JobDigest): true, entryHex(sum.SQL.JobDigest): true, entryHex(sum.Train.JobDigest): true, entryHex(sum.DL.JobDigest): true}
+	if len(sum.OutputKeys) != 4 {
+		t.Fatalf("%d output_key entries, want 4 (one per job)", len(sum.OutputKeys))
 	}
 	var last uint64
 	for _, e := range sum.OutputKeys {
@@ -281,8 +283,8 @@ func checkOutputKeys(t *testing.T, sum *Summary) {
 		delete(want, e.JobDigest.String())
 		last = max(last, e.Index)
 	}
-	if len(sum.Decrypts) != 3 {
-		t.Fatalf("%d decrypt entries, want 3 (one per output)", len(sum.Decrypts))
+	if len(sum.Decrypts) != 4 {
+		t.Fatalf("%d decrypt entries, want 4 (one per output)", len(sum.Decrypts))
 	}
 	for i, d := range sum.Decrypts {
 		if d.Type != "decrypt" || d.Key != ResultKeyName || d.Tenant != OwnerTenant || d.Decision != "allow" || d.Actor == "" || d.Actor == sum.Release.Actor {
@@ -364,6 +366,29 @@ func checkTrain(t *testing.T, sum *Summary) {
 	}
 	if n != m.TestRows {
 		t.Errorf("confusion matrix counts %d rows, %d tested", n, m.TestRows)
+	}
+}
+
+// checkDL: the network the dl step trained names its job, scores on its held-out rows, and
+// the owner's own forward pass agrees on every row.
+func checkDL(t *testing.T, sum *Summary) {
+	t.Helper()
+	d := sum.DL
+	if d == nil || d.TrainingJobDigest != d.JobDigest || d.JobDigest == sum.JobDigest || d.JobDigest == sum.Train.JobDigest {
+		t.Fatalf("deep-learning step %+v", d)
+	}
+	if d.Architecture.Kind != "mlp" || d.Architecture.Inputs != 30 || d.Features != 30 || d.Label != "target" || len(d.EpochLoss) != dlEpochs {
+		t.Errorf("network %+v", d)
+	}
+	m := d.Metrics
+	if m == nil || m.Classification == nil || m.TestRows < 100 || m.TestRows > 130 {
+		t.Fatalf("metrics %+v", m)
+	}
+	if a := m.Classification.Accuracy; a < MinAccuracy || a > 1 || d.OwnerRows != 569 || d.OwnerAccuracy < a-0.05 || d.OwnerAccuracy > 1 {
+		t.Errorf("test accuracy %.3f, the owner's %.3f on %d rows", a, d.OwnerAccuracy, d.OwnerRows)
+	}
+	if !(d.EpochLoss[len(d.EpochLoss)-1] < d.EpochLoss[0]) {
+		t.Errorf("epoch losses %v", d.EpochLoss)
 	}
 }
 

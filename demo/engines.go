@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 
@@ -279,10 +280,16 @@ func (e *env) jobNamed(name string) (*Job, error) {
 	return nil, fmt.Errorf("no demo job %s", name)
 }
 
+var epochLine = regexp.MustCompile(`engine: epoch (\d+) of (\d+) done`)
+
 // runOwn runs a job that has a step of its own and returns its output.
 func (e *env) runOwn(ctx context.Context, st *Step, j *Job) ([]byte, error) {
-	run, err := e.launch(ctx, j.path)
+	run, err := e.launchIn(ctx, e.runtimeOf(j), j.path)
 	for _, l := range run.log {
+		// A training job's progress: only the last epoch's line.
+		if m := epochLine.FindStringSubmatch(l); m != nil && m[1] != m[2] {
+			continue
+		}
 		st.detail("%s", l)
 	}
 	if err != nil {
@@ -300,7 +307,7 @@ func (e *env) runOwn(ctx context.Context, st *Step, j *Job) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if rel.Decision != audit.Allow || rel.Actor != e.runnerTokenID || !bytes.Equal(rel.Measurement, e.measurement[:]) {
+	if rel.Decision != audit.Allow || rel.Actor != e.runnerTokenID || !bytes.Equal(rel.Measurement, e.measurementOf(j)) {
 		return nil, fmt.Errorf("audit entry %d for job %s: decision %s, actor %s, measurement %s", rel.Index, j.Name, rel.Decision, rel.Actor, rel.Measurement)
 	}
 	st.detail("audit entry #%d: %s@%d released to token %s for this job (sha256:%s…), measurement %s…", rel.Index, rel.Key, rel.KeyVersion, rel.Actor, rel.JobDigest.String()[:16], rel.Measurement.String()[:24])

@@ -55,7 +55,7 @@ func (e *env) jobEnv() JobEnv {
 }
 
 func jobs() []*Job {
-	return []*Job{execJob(), sqlJob(), mlJob()}
+	return []*Job{execJob(), sqlJob(), mlJob(), dlJob()}
 }
 
 // minGroupArg is the argument the modified job changes by one byte.

@@ -132,6 +132,7 @@ var expected = map[string]string{
 	"patients.csv.ppml": KindCiphertext, "out/summary.csv.ppml": KindCiphertext,
 	"sql-job.yaml": KindManifest, "out/diagnoses.csv.ppml": KindCiphertext,
 	"train-job.yaml": KindManifest, "breast_cancer.csv.ppml": KindCiphertext, "out/tumour.model.ppml": KindCiphertext,
+	"dl-job.yaml": KindManifest, dlModel: KindCiphertext,
 }
 
 // The last step.

@@ -135,9 +135,13 @@ func TestEngineBuildTags(t *testing.T) {
 	if has(noStreamServe, "go-redis") {
 		t.Error("ppml_no_stream,ppml_no_serve still links the Redis client")
 	}
+	// The serve engine serves dl models on libtorch, unless deep learning is left out.
 	noDL := goList(t, "./", []string{"ppml_no_dl"})
-	if has(noDL, "/engine/dl") || has(noDL, "/dl/torch") {
-		t.Error("ppml_no_dl still links the dl engine or libtorch")
+	if has(noDL, "/engine/dl") || has(noDL, "/dl/torch") || is(noDL, "serve/model/torchscript") {
+		t.Error("ppml_no_dl still links the dl engine, libtorch or the serve engine's TorchScript backend")
+	}
+	if all := goList(t, "./", nil); !is(all, "serve/model/torchscript") || !is(all, "serve/model/tabular") {
+		t.Error("the full runtime's serve engine lacks a model backend")
 	}
 	execOnly := goList(t, "./", []string{"ppml_no_sql", "ppml_no_ml", "ppml_no_serve", "ppml_no_stream", "ppml_no_dl"})
 	if has(execOnly, "duckdb") || has(execOnly, "xgboost") || has(execOnly, "/engine/stream") || has(execOnly, "/dl/torch") {

@@ -41,7 +41,7 @@ import (
 	"github.com/ppml/ppml/serve/clusterserving/queue"
 	"github.com/ppml/ppml/serve/metrics"
 	"github.com/ppml/ppml/serve/model"
-	"github.com/ppml/ppml/serve/model/tabular"
+	_ "github.com/ppml/ppml/serve/model/tabular" // ppml's XGBoost and linear models
 	"github.com/ppml/ppml/serve/record"
 	"github.com/ppml/ppml/serve/server"
 )
@@ -162,7 +162,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		if err != nil {
 			return nil, fmt.Errorf("serve engine: model %s: %w", m.Name, err)
 		}
-		tm, err := tabular.Load(b, tabular.Options{Name: m.Name, Version: m.Version, Threads: threads})
+		tm, err := model.Load(b, model.LoadOptions{Name: m.Name, Version: m.Version, Threads: threads, MaxBatch: m.MaxBatch})
 		clear(b)
 		if err != nil {
 			return nil, fmt.Errorf("serve engine: model %s version %s (input %s): %w", m.Name, m.Version, m.Input, err)
@@ -173,7 +173,11 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 			return nil, fmt.Errorf("serve engine: %w", err)
 		}
 		md := tm.Metadata()
-		logf("serve engine: model %s version %s (%s, %d features) loaded", m.Name, m.Version, md.Platform, len(md.Features))
+		var ins []string
+		for _, in := range md.Inputs {
+			ins = append(ins, fmt.Sprintf("%s %s %v", in.Name, in.DataType, in.Shape))
+		}
+		logf("serve engine: model %s version %s (%s, input %s) loaded", m.Name, m.Version, md.Platform, strings.Join(ins, ", "))
 	}
 
 	tlsConfig, err := s.certify(ctx, cfg)

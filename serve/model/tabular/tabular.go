@@ -14,6 +14,7 @@
 package tabular
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"runtime"
@@ -26,6 +27,22 @@ import (
 	"github.com/ppml/ppml/serve/model"
 	"github.com/ppml/ppml/serve/tensor"
 )
+
+func init() {
+	model.RegisterBackend(model.Backend{
+		Name: "tabular",
+		// Every file that is not a zip archive: DecodeModel's errors then say what a tabular
+		// model file is.
+		Detect: func(b []byte) bool { return !bytes.HasPrefix(b, []byte("PK\x03\x04")) },
+		Load: func(b []byte, opt model.LoadOptions) (model.Model, error) {
+			m, err := Load(b, Options{Name: opt.Name, Version: opt.Version, Threads: opt.Threads})
+			if err != nil {
+				return nil, err
+			}
+			return m, nil
+		},
+	})
+}
 
 // InputName is the name of a tabular model's only input.
 const InputName = "input"

@@ -1,4 +1,4 @@
-package dlengine
+package modelfile
 
 import (
 	"bytes"
@@ -42,7 +42,7 @@ func FuzzDecodeModel(f *testing.F) {
 func small(f *testing.F, c arch.Config, meta *Meta) []byte {
 	var extra map[string][]byte
 	if meta != nil {
-		mb, err := encodeMeta(meta)
+		mb, err := EncodeMeta(meta)
 		if err != nil {
 			f.Fatal(err)
 		}
