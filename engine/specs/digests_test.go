@@ -51,6 +51,7 @@ var pinned = map[string]string{
 	"examples/sql/spark-basic/job.yaml":                 "sha256:c1fdb8b82f8101023cc2afa20dfcc387f43c6bea37d4d58d0f4f0b95933d13a4",
 	"examples/sql/wordcount/job.yaml":                   "sha256:d1d52d0242c995fe2295af3982ee47a6ed62fdee54c3d96109be0b951c97d4c1",
 	"examples/stream/earthquakes/job.yaml":              "sha256:92651d42f56b45f201540104d4083317538dee0e4ab837007039dfb81ba013a2",
+	"examples/stream/live/job.yaml":                     "sha256:5501e57f1520afb2cd289ee76ab27498240c8c67a46af7c69abc1a61d0d50830",
 	"examples/stream/wordcount/job.yaml":                "sha256:f454cb8c9d0455a63d8327f5a17204af88a61d762b8e266e55e438179ecab484",
 	"gramine/testdata/python-job.yaml":                  "sha256:bfb9e55d8ef1dc6a4fc7fd8e5e10dc27edef3cfdf2b3294debfe5156732108dd",
 	"inline:exec-defaults":                              "sha256:ef46573effdd379a22863cea7fba71f4edfc278531315105b230b504c1a72daf",
