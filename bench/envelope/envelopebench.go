@@ -9,15 +9,13 @@ import (
 	"crypto/rand"
 	"fmt"
 	"io"
-	"os"
 	"runtime"
-	"strconv"
-	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/ppml/ppml/envelope"
+	"github.com/ppml/ppml/internal/usage"
 )
 
 // Result holds throughputs in bytes per second of wall-clock time, and for
@@ -107,7 +105,7 @@ func Run(size int64, segSize, rounds int) (Result, error) {
 		return Result{}, err
 	}
 	ct := bytes.NewBuffer(make([]byte, 0, envelope.BodyLen(uint64(size), segSize)+4096))
-	res := Result{Bytes: size, SegmentSize: segSize, CPUs: runtime.GOMAXPROCS(0), LoadAverage: loadAverage()}
+	res := Result{Bytes: size, SegmentSize: segSize, CPUs: runtime.GOMAXPROCS(0), LoadAverage: usage.LoadAverage()}
 
 	gk := make([]byte, 32)
 	rand.Read(gk)
@@ -174,13 +172,4 @@ func Run(size int64, segSize, rounds int) (Result, error) {
 	res.RawGCMCPU, res.Encrypt1CPU, res.Decrypt1CPU = cpu(runs[0]), cpu(runs[3]), cpu(runs[4])
 	res.Encrypt1CPURatio, res.Decrypt1CPURatio = res.Encrypt1CPU/res.RawGCMCPU, res.Decrypt1CPU/res.RawGCMCPU
 	return res, nil
-}
-
-func loadAverage() float64 {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return 0
-	}
-	f, _ := strconv.ParseFloat(strings.Fields(string(b))[0], 64)
-	return f
 }

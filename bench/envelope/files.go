@@ -17,6 +17,7 @@ import (
 
 	"github.com/ppml/ppml/envelope"
 	"github.com/ppml/ppml/envelope/filecrypt"
+	"github.com/ppml/ppml/internal/usage"
 )
 
 // FileResult is `ppml bench envelope --files`: the encrypt and decrypt
@@ -68,7 +69,7 @@ func (r FileResult) Busy() bool { return r.LoadAverage > float64(r.CPUs)+0.5 }
 // no run pays for freeing the previous one's pages.
 func Files(ctx context.Context, dir string, size int64, rounds int) (FileResult, error) {
 	rounds = max(rounds, 1)
-	res := FileResult{Bytes: size, Dir: dir, CPUs: runtime.GOMAXPROCS(0), Rounds: rounds, LoadAverage: loadAverage()}
+	res := FileResult{Bytes: size, Dir: dir, CPUs: runtime.GOMAXPROCS(0), Rounds: rounds, LoadAverage: usage.LoadAverage()}
 	var st unix.Statfs_t
 	if err := unix.Statfs(dir, &st); err != nil {
 		return res, fmt.Errorf("benchmark directory: %w", err)

@@ -20,13 +20,13 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	js "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/ppml/ppml/envelope"
+	"github.com/ppml/ppml/internal/usage"
 	"github.com/ppml/ppml/stream"
 	"github.com/ppml/ppml/stream/jetstream"
 	"github.com/ppml/ppml/stream/record"
@@ -168,12 +168,12 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	rep := &Report{TextBytes: b.textBytes, Records: len(b.bodies), LinesPerRecord: cfg.LinesPerRecord, Partitions: cfg.Partitions,
 		CPUs: runtime.GOMAXPROCS(0), Checkpoint: cfg.Checkpoint.String(), Target: 1.3, Verified: true}
 
-	rep.LoadAverage = loadAverage()
+	rep.LoadAverage = usage.LoadAverage()
 	cfg.Progress("in-memory word count")
-	start, cpu := time.Now(), cpuTime()
+	start, cpu := time.Now(), usage.CPUTime()
 	b.memory = map[string]int64{}
 	rep.Words = countWords(text, b.memory)
-	rep.Memory = b.result("memory", 0, time.Since(start), cpuTime()-cpu)
+	rep.Memory = b.result("memory", 0, time.Since(start), usage.CPUTime()-cpu)
 	rep.DistinctWords = len(b.memory)
 	rep.Windows = b.windowCount
 
@@ -186,12 +186,12 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 
 	cfg.Progress("transport baseline")
-	cpu = cpuTime()
+	cpu = usage.CPUTime()
 	d, err := b.transport(ctx, "bench-plain", len(b.bodies), nil)
 	if err != nil {
 		return nil, err
 	}
-	rep.Transport = b.result("transport", 0, d, cpuTime()-cpu)
+	rep.Transport = b.result("transport", 0, d, usage.CPUTime()-cpu)
 	for _, n := range cfg.Workers {
 		cfg.Progress(fmt.Sprintf("pipeline, %d worker(s)", n))
 		d, cpu, ckpts, counts, err := b.pipeline(ctx, fmt.Sprintf("bench-wc-%dw", n), "bench-text", n, len(b.bodies), nil)
@@ -270,23 +270,6 @@ func (b *bench) result(name string, workers int, d, cpu time.Duration) Result {
 	s := d.Seconds()
 	return Result{Name: name, Workers: workers, Seconds: s, RecordsPerSec: float64(len(b.bodies)) / s, MBPerSec: float64(b.textBytes) / 1e6 / s,
 		CPUSeconds: cpu.Seconds()}
-}
-
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-func loadAverage() float64 {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return 0
-	}
-	f, _ := strconv.ParseFloat(strings.Fields(string(b))[0], 64)
-	return f
 }
 
 // publish writes the records round-robin over the partitions, sealed (and
@@ -537,7 +520,7 @@ func (b *bench) pipeline(ctx context.Context, name, source string, workers, reco
 	var ckpts int64
 	var wg sync.WaitGroup
 	errs := make([]error, workers)
-	start, cpu0 := time.Now(), cpuTime()
+	start, cpu0 := time.Now(), usage.CPUTime()
 	for i := 0; i < workers; i++ {
 		nc, err := b.e.Connect()
 		if err != nil {
@@ -569,7 +552,7 @@ func (b *bench) pipeline(ctx context.Context, name, source string, workers, reco
 	if pace == nil {
 		select {
 		case <-done:
-			d, cpu = time.Since(start), cpuTime()-cpu0
+			d, cpu = time.Since(start), usage.CPUTime()-cpu0
 		case <-ctx.Done():
 			return 0, 0, 0, nil, ctx.Err()
 		}

@@ -5,11 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"syscall"
 	"time"
 
 	"github.com/ppml/ppml/dl/arch"
 	"github.com/ppml/ppml/dl/torch"
+	"github.com/ppml/ppml/internal/usage"
 	"github.com/ppml/ppml/ml/split"
 )
 
@@ -57,15 +57,6 @@ type Result struct {
 	CPU time.Duration
 }
 
-// CPUTime is the process's CPU time so far.
-func CPUTime() time.Duration {
-	var ru syscall.Rusage
-	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
 // DivergedError is a training run whose loss became NaN or infinite.
 type DivergedError struct {
 	Epoch, Batch, Batches int // 1-based
@@ -92,7 +83,7 @@ func Fit(ctx context.Context, m *torch.Model, d Data, o Options) (*Result, error
 	}
 	batches := (n + o.BatchSize - 1) / o.BatchSize
 	res := &Result{}
-	t0, c0 := time.Now(), CPUTime()
+	t0, c0 := time.Now(), usage.CPUTime()
 	y := make([]int64, 0, o.BatchSize)
 	for e := range o.Epochs {
 		perm := split.Shuffle(n, o.Seed, shuffleStream+uint64(e))
@@ -125,7 +116,7 @@ func Fit(ctx context.Context, m *torch.Model, d Data, o Options) (*Result, error
 		}
 		res.EpochLoss = append(res.EpochLoss, sum/float64(batches))
 	}
-	res.Time, res.CPU = time.Since(t0), CPUTime()-c0
+	res.Time, res.CPU = time.Since(t0), usage.CPUTime()-c0
 	return res, nil
 }
 

@@ -12,10 +12,10 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/ppml/ppml/engine/ml/mlspec"
+	"github.com/ppml/ppml/internal/usage"
 	"github.com/ppml/ppml/ml/linear"
 	"github.com/ppml/ppml/ml/metrics"
 	"github.com/ppml/ppml/ml/split"
@@ -449,14 +449,6 @@ func xgbObjective(o mlspec.Objective) string {
 	return "reg:squarederror"
 }
 
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
 func trainXGBoost(cfg Config, spec *mlspec.Params, train *table.Dataset, classes int, coll *xgboost.Collective, res *Result) (*xgbPredictor, error) {
 	dm, err := xgboost.NewDMatrixFromDataset(train, cfg.Threads)
 	if err != nil {
@@ -479,9 +471,9 @@ func trainXGBoost(cfg Config, spec *mlspec.Params, train *table.Dataset, classes
 		xc = xgboost.Config{Params: append(params, xgbParams(spec.Params)...), Rounds: spec.Rounds, NThread: cfg.Threads}
 	}
 	xc.Collective = coll
-	t0, c0 := time.Now(), cpuTime()
+	t0, c0 := time.Now(), usage.CPUTime()
 	b, err := xgboost.Train(dm, xc)
-	res.TrainTime, res.TrainCPU = time.Since(t0), cpuTime()-c0
+	res.TrainTime, res.TrainCPU = time.Since(t0), usage.CPUTime()-c0
 	if err != nil {
 		return nil, &TrainError{err}
 	}
@@ -533,7 +525,7 @@ func trainLinear(spec *mlspec.Params, train *table.Dataset, res *Result) (*linea
 			opt.MaxIterations = int(v)
 		}
 	}
-	t0, c0 := time.Now(), cpuTime()
+	t0, c0 := time.Now(), usage.CPUTime()
 	var lm *linear.Model
 	var err error
 	if spec.Algorithm == mlspec.LinearRegression {
@@ -541,7 +533,7 @@ func trainLinear(spec *mlspec.Params, train *table.Dataset, res *Result) (*linea
 	} else {
 		lm, err = linear.FitLogistic(train, opt)
 	}
-	res.TrainTime, res.TrainCPU = time.Since(t0), cpuTime()-c0
+	res.TrainTime, res.TrainCPU = time.Since(t0), usage.CPUTime()-c0
 	if err != nil {
 		return nil, fmt.Errorf("ml job: train: %w", err)
 	}
