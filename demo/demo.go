@@ -42,6 +42,7 @@ import (
 	"github.com/ppml/ppml/engine/specs"
 	"github.com/ppml/ppml/envelope"
 	"github.com/ppml/ppml/examples/data"
+	"github.com/ppml/ppml/internal/command"
 	"github.com/ppml/ppml/internal/handover"
 	"github.com/ppml/ppml/job"
 	"github.com/ppml/ppml/kms"
@@ -291,12 +292,14 @@ func (e *env) runStep(ctx context.Context, st *Step, fn func(context.Context, *S
 	t0 := time.Now()
 	err := fn(ctx, st)
 	st.DurationMS = float64(time.Since(t0).Microseconds()) / 1000
+	// Details and errors quote the runtime's log and the key service's
+	// answers: printed through TermSafe so they cannot act on the terminal.
 	for _, d := range st.Details {
-		fmt.Fprintf(e.out, "   %s\n", d)
+		fmt.Fprintf(e.out, "   %s\n", command.TermSafe(d, "\t"))
 	}
 	if err != nil {
 		st.Error = err.Error()
-		fmt.Fprintf(e.out, "   ✗ %s\n", indent(st.Error))
+		fmt.Fprintf(e.out, "   ✗ %s\n", indent(command.TermSafe(st.Error, "\n\t")))
 	} else {
 		st.OK = true
 		fmt.Fprintf(e.out, "   ✓ step %d passed (%.0f ms)\n", st.N, st.DurationMS)

@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"github.com/ppml/ppml/internal/command"
+
 	"bytes"
 	"context"
 	"crypto/ed25519"
@@ -11,7 +13,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-	"unicode/utf8"
 
 	"github.com/ppml/ppml/audit"
 	"github.com/ppml/ppml/kms"
@@ -123,10 +124,10 @@ func TestAuditListEscapes(t *testing.T) {
 	if strings.ContainsAny(line, "\x1b\n\r\x07\u202e") || !strings.Contains(line, `\x1b[2J`) || !strings.Contains(line, `a\nfake`) || !strings.Contains(line, `\u202e`) || !strings.Contains(line, `field=jobs\x1b[0m\n (`) {
 		t.Fatalf("%q", line)
 	}
-	if got := termSafe("ok\nline\tx\x1b", "\n\t"); got != "ok\nline\tx\\x1b" {
+	if got := command.TermSafe("ok\nline\tx\x1b", "\n\t"); got != "ok\nline\tx\\x1b" {
 		t.Fatalf("%q", got)
 	}
-	if got := termSafe("bad \xff byte", ""); got != `bad \xff byte` {
+	if got := command.TermSafe("bad \xff byte", ""); got != `bad \xff byte` {
 		t.Fatalf("%q", got)
 	}
 
@@ -168,25 +169,6 @@ func writeExe(t *testing.T) string {
 }
 
 var _ = ed25519.PublicKey(nil)
-
-func FuzzTermSafe(f *testing.F) {
-	for _, s := range []string{"plain", "\x1b[2J\n", "bad \xff\xfe", "\u202e\u2028\u0085", "tab\tnew\nline"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		for _, keep := range []string{"", "\n\t"} {
-			out := termSafe(s, keep)
-			if !utf8.ValidString(out) {
-				t.Fatalf("%q -> invalid UTF-8 %q", s, out)
-			}
-			for _, r := range out {
-				if unsafeRune(r) && !strings.ContainsRune(keep, r) {
-					t.Fatalf("%q -> %q still holds %U", s, out, r)
-				}
-			}
-		}
-	})
-}
 
 // TestAuditProveHTMLCharacters: `ppml audit prove` verifies the receipt of
 // an entry holding <, > and & (a runner's hostile key reference, quoted

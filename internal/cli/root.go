@@ -83,18 +83,4 @@ func Main(args []string) int {
 // exitCode maps a command's error to the exit status, printing it.
 // Errors quote what servers, files and runners sent: what could act on the
 // terminal is escaped (the CLI's own messages may span lines).
-func exitCode(err error) int { return command.ExitCode(termSafeError(err), "ppml", os.Stderr) }
-
-// termSafeErr prints its error through termSafe; errors.As still sees the
-// error it wraps (usage errors, silent exits).
-type termSafeErr struct{ err error }
-
-func (e termSafeErr) Error() string { return termSafe(e.err.Error(), "\n\t") }
-func (e termSafeErr) Unwrap() error { return e.err }
-
-func termSafeError(err error) error {
-	if err == nil {
-		return nil
-	}
-	return termSafeErr{err}
-}
+func exitCode(err error) int { return command.ExitCode(err, "ppml", os.Stderr) }

@@ -322,7 +322,7 @@ func newTokenCmd() *cobra.Command {
 			}
 			var b strings.Builder
 			for _, t := range ts {
-				fmt.Fprintf(&b, "%s  %-16s %-6s revoked=%v expires=%s  %s\n", t.ID, t.Tenant, t.Role, t.Revoked, tokenExpiry(&t), termSafe(t.Description, ""))
+				fmt.Fprintf(&b, "%s  %-16s %-6s revoked=%v expires=%s  %s\n", t.ID, t.Tenant, t.Role, t.Revoked, tokenExpiry(&t), command.TermSafe(t.Description, ""))
 			}
 			return printResult(cmd, kf3.JSON, ts, strings.TrimRight(b.String(), "\n"))
 		},

@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"github.com/ppml/ppml/internal/command"
+
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -33,29 +35,29 @@ func newAuditCmd() *cobra.Command {
 // runner sent.
 func entryLine(e *audit.Entry) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%6d %s %-11s %s", e.Index, e.Time.UTC().Format("2006-01-02T15:04:05Z"), termSafe(string(e.Type), ""), termSafe(e.Key, ""))
+	fmt.Fprintf(&b, "%6d %s %-11s %s", e.Index, e.Time.UTC().Format("2006-01-02T15:04:05Z"), command.TermSafe(string(e.Type), ""), command.TermSafe(e.Key, ""))
 	if e.Key == "" && e.Tenant != "" {
-		b.WriteString("tenant " + termSafe(e.Tenant, ""))
+		b.WriteString("tenant " + command.TermSafe(e.Tenant, ""))
 	}
 	if e.KeyVersion != 0 {
 		fmt.Fprintf(&b, "@%d", e.KeyVersion)
 	}
 	if e.Platform != "" {
-		fmt.Fprintf(&b, " platform=%s measurement=%s job=%s", termSafe(e.Platform, ""), e.Measurement, e.JobDigest)
+		fmt.Fprintf(&b, " platform=%s measurement=%s job=%s", command.TermSafe(e.Platform, ""), e.Measurement, e.JobDigest)
 	}
 	if e.Insecure {
 		b.WriteString(" INSECURE")
 	}
 	if e.Rule != "" {
-		fmt.Fprintf(&b, " rule=%s", termSafe(e.Rule, ""))
+		fmt.Fprintf(&b, " rule=%s", command.TermSafe(e.Rule, ""))
 		if e.Field != "" {
-			fmt.Fprintf(&b, " field=%s", termSafe(e.Field, ""))
+			fmt.Fprintf(&b, " field=%s", command.TermSafe(e.Field, ""))
 		}
-		fmt.Fprintf(&b, " (%s)", termSafe(e.Reason, ""))
+		fmt.Fprintf(&b, " (%s)", command.TermSafe(e.Reason, ""))
 	} else if e.Reason != "" {
-		fmt.Fprintf(&b, " %s", termSafe(e.Reason, ""))
+		fmt.Fprintf(&b, " %s", command.TermSafe(e.Reason, ""))
 	}
-	fmt.Fprintf(&b, " actor=%s", termSafe(e.Actor, ""))
+	fmt.Fprintf(&b, " actor=%s", command.TermSafe(e.Actor, ""))
 	return b.String()
 }
 
@@ -286,7 +288,7 @@ it breaks. On success, verify prints the size and signing time of the head it ve
 					writeJSON(cmd.OutOrStdout(), map[string]any{"ok": false, "problems": te.Problems})
 					return &silentExit{Code: ExitFailure}
 				}
-				return errors.New(termSafe(err.Error(), ""))
+				return errors.New(command.TermSafe(err.Error(), ""))
 			}
 			if err != nil {
 				return err
@@ -306,7 +308,7 @@ it breaks. On success, verify prints the size and signing time of the head it ve
 			if len(heads) > 0 {
 				msg += fmt.Sprintf("; it extends the %d trusted tree heads", len(heads))
 			}
-			return printResult(cmd, kf.JSON, map[string]any{"ok": true, "entries": res.Entries, "tree_head": h, "trails": res.Trails, "trusted_heads": len(heads)}, termSafe(msg, ""))
+			return printResult(cmd, kf.JSON, map[string]any{"ok": true, "entries": res.Entries, "tree_head": h, "trails": res.Trails, "trusted_heads": len(heads)}, command.TermSafe(msg, ""))
 		},
 	}
 	kf.Add(c)
@@ -486,7 +488,7 @@ prove entries about their own keys. --save-head keeps the tree head for later ch
 				}
 			}
 			return printResult(cmd, kf.JSON, map[string]any{"entry": e, "tree_head": head, "verified": true},
-				fmt.Sprintf("entry %d (%s %s) is in the signed tree of %d entries, root %s", e.Index, termSafe(string(e.Type), ""), termSafe(e.Key, ""), head.Size, head.RootHash))
+				fmt.Sprintf("entry %d (%s %s) is in the signed tree of %d entries, root %s", e.Index, command.TermSafe(string(e.Type), ""), command.TermSafe(e.Key, ""), head.Size, head.RootHash))
 		},
 	}
 	kf.Add(c)

@@ -78,7 +78,9 @@ func Main(root *cobra.Command, args []string, stderr io.Writer) int {
 }
 
 // ExitCode maps a command's error to the exit status, printing it as
-// "prog: error".
+// "prog: error" through TermSafe: errors quote what a key service, an audit
+// log or a runner sent, and must not act on the terminal (the CLI's own
+// messages may span lines and indent, so newline and tab are kept).
 func ExitCode(err error, prog string, stderr io.Writer) int {
 	if err == nil {
 		return ExitOK
@@ -87,7 +89,7 @@ func ExitCode(err error, prog string, stderr io.Writer) int {
 	if errors.As(err, &se) {
 		return se.Code
 	}
-	fmt.Fprintf(stderr, "%s: %v\n", prog, err)
+	fmt.Fprintf(stderr, "%s: %s\n", prog, TermSafe(err.Error(), "\n\t"))
 	var ue *UsageError
 	if errors.As(err, &ue) || isCobraUsage(err) {
 		return ExitUsage

@@ -271,20 +271,20 @@ func runOutcome(cmd *cobra.Command, asJSON bool, res *launcher.Result, err error
 		if s, ok := sig.(syscall.Signal); ok {
 			code = 128 + int(s)
 		}
-		fmt.Fprintf(cmd.ErrOrStderr(), "ppml run: %v: no output written\n", err)
+		fmt.Fprintf(cmd.ErrOrStderr(), "ppml run: %s: no output written\n", command.TermSafe(err.Error(), "\n\t"))
 	case errors.As(err, &ee):
 		code = ee.Code
-		fmt.Fprintf(cmd.ErrOrStderr(), "ppml run: %v: no output written\n", ee)
+		fmt.Fprintf(cmd.ErrOrStderr(), "ppml run: %s: no output written\n", command.TermSafe(ee.Error(), "\n\t"))
 	case sig != nil:
 		// Interrupted before the program started (e.g. during the release).
-		fmt.Fprintf(cmd.ErrOrStderr(), "ppml run: stopped by %s: %v\n", sig, err)
+		fmt.Fprintf(cmd.ErrOrStderr(), "ppml run: stopped by %s: %s\n", sig, command.TermSafe(err.Error(), "\n\t"))
 		code = 128 + int(sig.(syscall.Signal))
 	case !asJSON:
 		return err
 	default:
 		// As without --json (command.ExitCode), and the object below too.
 		code = command.ExitFailure
-		fmt.Fprintf(cmd.ErrOrStderr(), "%s: %v\n", cmd.Root().Name(), err)
+		fmt.Fprintf(cmd.ErrOrStderr(), "%s: %s\n", cmd.Root().Name(), command.TermSafe(err.Error(), "\n\t"))
 	}
 	if asJSON {
 		out := map[string]any{"exit_code": code}

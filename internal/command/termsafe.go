@@ -1,4 +1,4 @@
-package cli
+package command
 
 import (
 	"strconv"
@@ -6,7 +6,7 @@ import (
 	"unicode/utf8"
 )
 
-// termSafe returns s with every character that can act on a terminal
+// TermSafe returns s with every character that can act on a terminal
 // written as a Go escape: C0 and C1 controls and DEL (ESC starts colour,
 // cursor and title sequences; CR and LF rewrite or fake lines), Unicode
 // line and paragraph separators and bidirectional overrides (which reorder
@@ -15,7 +15,7 @@ import (
 // crafted key reference or reason cannot forge output. keep lists
 // characters left as they are (e.g. "\n" for the CLI's own multi-line
 // messages).
-func termSafe(s, keep string) string {
+func TermSafe(s, keep string) string {
 	if safe(s, keep) {
 		return s
 	}
