@@ -24,6 +24,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -59,6 +60,10 @@ type Options struct {
 	Trees       int           // default 100
 	Depth       int           // default 6
 	Features    int           // default 16
+	// PacedRate is the open-loop load's total request rate (default 5000/s; < 0: no paced
+	// load), sent by PacedClients clients (default 64), each at fixed times.
+	PacedRate    float64
+	PacedClients int
 	// Progress, if set, is told what is being measured.
 	Progress func(step string)
 }
@@ -74,6 +79,32 @@ type Load struct {
 	P99ms       float64 `json:"p99_ms"`
 	// VsCeiling is PerSecond over the in-process predict throughput.
 	VsCeiling  float64 `json:"vs_in_process"`
+	FirstError string  `json:"first_error,omitempty"`
+}
+
+// Paced is one open-loop measurement: Clients clients together send TargetRate requests/s,
+// each client on a fixed schedule (every Clients/TargetRate seconds, the clients' phases
+// spread evenly). A request's latency runs from its scheduled send time, so a request that
+// could not be sent on time — its client still waited for the previous answer — counts its
+// wait too (coordinated omission is not hidden).
+type Paced struct {
+	Protocol   string  `json:"protocol"`
+	Clients    int     `json:"clients"`
+	TargetRate float64 `json:"target_requests_per_second"`
+	// Achieved is the requests answered over the time from the first scheduled send to the
+	// last answer: below TargetRate when the server fell behind.
+	Achieved float64 `json:"achieved_requests_per_second"`
+	Requests int     `json:"requests"`
+	Errors   int     `json:"errors"`
+	P50ms    float64 `json:"p50_ms"`
+	P99ms    float64 `json:"p99_ms"`
+	MaxMs    float64 `json:"max_ms"`
+	// SendLagP99ms is the 99th percentile of how late requests left the client (its previous
+	// request still running, or the load generator itself descheduled on a busy machine).
+	SendLagP99ms float64 `json:"send_lag_p99_ms"`
+	// TargetMet: achieved at least 99% of the rate, no errors, p99 under P99Target.
+	TargetMet  bool    `json:"target_met"`
+	P99Target  float64 `json:"p99_target_ms"`
 	FirstError string  `json:"first_error,omitempty"`
 }
 
@@ -94,6 +125,11 @@ type Result struct {
 	// InProcess is the model's own predict throughput, one row per call, GOMAXPROCS callers.
 	InProcess float64 `json:"in_process_predictions_per_second"`
 	Loads     []Load  `json:"loads"`
+	// Paced are the open-loop loads at the issue's target rate (KServe REST and gRPC).
+	Paced []Paced `json:"paced,omitempty"`
+	// Predictor is what computes the model's predictions in the server ("go": the Go
+	// evaluator, bit-identical to libxgboost; or libxgboost and why).
+	Predictor string `json:"predictor"`
 	// PlainREST is KServe REST at the highest concurrency over plain HTTP (no TLS) on the
 	// same handler and registry; TLSOverPlain the ratio of the HTTPS figure to it.
 	PlainREST    *Load   `json:"plain_http_rest,omitempty"`
@@ -126,6 +162,12 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	if o.Features <= 0 {
 		o.Features = 16
+	}
+	if o.PacedRate == 0 {
+		o.PacedRate = 5000
+	}
+	if o.PacedClients <= 0 {
+		o.PacedClients = 64
 	}
 	progress := o.Progress
 	if progress == nil {
@@ -204,6 +246,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return err
 	})
 	res.InProcess = inproc.PerSecond
+	if p, ok := entry.Model.(interface{ Predictor() string }); ok {
+		res.Predictor = p.Predictor()
+	}
 
 	// Clients check the certificate's evidence once per connection, as real clients do.
 	expect := attestedtls.Expect{AllowInsecure: true}
@@ -211,6 +256,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	maxC := 0
 	for _, c := range o.Concurrency {
 		maxC = max(maxC, c)
+	}
+	if o.PacedRate > 0 {
+		maxC = max(maxC, o.PacedClients)
 	}
 	httpClient := &http.Client{Transport: &http.Transport{TLSClientConfig: tlsConf.Clone(), MaxIdleConnsPerHost: maxC, MaxConnsPerHost: maxC}}
 	restURL := "https://" + srv.Net.HTTPAddr() + "/v2/models/xgb/infer"
@@ -239,6 +287,25 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		})
 		l.Protocol = "kserve_grpc_tls"
 		res.Loads = append(res.Loads, l)
+	}
+
+	if o.PacedRate > 0 {
+		progress(fmt.Sprintf("KServe REST over HTTPS, %d clients paced at %.0f requests/s", o.PacedClients, o.PacedRate))
+		p := paced(ctx, o.PacedClients, o.PacedRate, o.Warmup, o.Duration, func(ctx context.Context, i int) error {
+			return postInfer(ctx, httpClient, restURL, bodies[i%len(bodies)])
+		})
+		p.Protocol = "kserve_rest_https"
+		res.Paced = append(res.Paced, p)
+		progress(fmt.Sprintf("KServe gRPC over TLS, %d clients paced at %.0f requests/s", o.PacedClients, o.PacedRate))
+		p = paced(ctx, o.PacedClients, o.PacedRate, o.Warmup, o.Duration, func(ctx context.Context, i int) error {
+			r := rows[(i%(len(rows)/o.Features))*o.Features:][:o.Features]
+			_, err := gc.ModelInfer(ctx, &inferencepb.ModelInferRequest{ModelName: "xgb",
+				Inputs: []*inferencepb.ModelInferRequest_InferInputTensor{{Name: "input", Datatype: "FP32", Shape: []int64{1, int64(o.Features)},
+					Contents: &inferencepb.InferTensorContents{Fp32Contents: r}}}})
+			return err
+		})
+		p.Protocol = "kserve_grpc_tls"
+		res.Paced = append(res.Paced, p)
 	}
 
 	// Plaintext baseline: the same KServe handler and registry over plain HTTP.
@@ -349,6 +416,87 @@ func measure(ctx context.Context, c int, warmup, d time.Duration, f func(ctx con
 		l.FirstError = v
 	}
 	return l
+}
+
+// P99Target is the issue's latency target at 64 clients, in milliseconds.
+const P99Target = 10
+
+// paced runs an open-loop load: c clients, together rate requests/s, each sending on its own
+// fixed schedule for warmup (not counted) and then d. Latency is measured from each request's
+// scheduled time. A client whose request outlasts its interval sends the next one as soon as
+// it can, late; requests still unsent a second after the end are not sent and count as errors.
+func paced(ctx context.Context, c int, rate float64, warmup, d time.Duration, f func(ctx context.Context, i int) error) Paced {
+	interval := time.Duration(float64(c) / rate * float64(time.Second))
+	start := time.Now().Add(10 * time.Millisecond)
+	count := start.Add(warmup)
+	end := count.Add(d)
+	giveUp := end.Add(time.Second)
+	lat := make([][]time.Duration, c)
+	lag := make([][]time.Duration, c)
+	errs := make([]int, c)
+	last := make([]time.Time, c)
+	var first atomic.Value
+	var wg sync.WaitGroup
+	var seq atomic.Int64
+	for g := range c {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for at := start.Add(interval * time.Duration(g) / time.Duration(c)); at.Before(end) && ctx.Err() == nil; at = at.Add(interval) {
+				counted := !at.Before(count)
+				if wait := time.Until(at); wait > 0 {
+					time.Sleep(wait)
+				} else if time.Now().After(giveUp) {
+					if counted {
+						errs[g]++
+						first.CompareAndSwap(nil, "not sent: the server fell more than a second behind")
+					}
+					continue
+				}
+				sent := time.Now()
+				err := f(ctx, int(seq.Add(1)))
+				done := time.Now()
+				if !counted {
+					continue
+				}
+				last[g] = done
+				if err != nil {
+					errs[g]++
+					first.CompareAndSwap(nil, err.Error())
+					continue
+				}
+				lat[g] = append(lat[g], done.Sub(at))
+				lag[g] = append(lag[g], sent.Sub(at))
+			}
+		}()
+	}
+	wg.Wait()
+	var all, lags []time.Duration
+	n := 0
+	finish := end
+	for g := range c {
+		all = append(all, lat[g]...)
+		lags = append(lags, lag[g]...)
+		n += errs[g]
+		if last[g].After(finish) {
+			finish = last[g]
+		}
+	}
+	slices.Sort(all)
+	slices.Sort(lags)
+	p := Paced{Clients: c, TargetRate: rate, Requests: len(all), Errors: n, P99Target: P99Target,
+		Achieved: float64(len(all)) / finish.Sub(count).Seconds()}
+	if len(all) > 0 {
+		p.P50ms = ms(all[len(all)/2])
+		p.P99ms = ms(all[min(len(all)-1, len(all)*99/100)])
+		p.MaxMs = ms(all[len(all)-1])
+		p.SendLagP99ms = ms(lags[min(len(lags)-1, len(lags)*99/100)])
+	}
+	if v, ok := first.Load().(string); ok {
+		p.FirstError = v
+	}
+	p.TargetMet = p.Errors == 0 && p.Achieved >= 0.99*rate && p.P99ms < P99Target
+	return p
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

@@ -32,16 +32,8 @@ func NewDMatrix(data []float32, rows, cols, nthread int) (*DMatrix, error) {
 	if err := checkVersion(); err != nil {
 		return nil, err
 	}
-	if rows <= 0 || cols <= 0 {
-		return nil, fmt.Errorf("xgboost: matrix needs at least one row and one column, got %d×%d", rows, cols)
-	}
-	if len(data) != rows*cols {
-		return nil, fmt.Errorf("xgboost: matrix data has %d values, want %d×%d = %d", len(data), rows, cols, rows*cols)
-	}
-	for i, v := range data {
-		if math.IsInf(float64(v), 0) {
-			return nil, fmt.Errorf("xgboost: row %d, column %d is %v; infinite feature values are not allowed", i/cols, i%cols, v)
-		}
+	if err := checkMatrix(data, rows, cols); err != nil {
+		return nil, err
 	}
 	var h C.DMatrixHandle
 	nan := C.float(math.NaN())

@@ -463,6 +463,12 @@ func validateTree(tv any, path string, id, numFeature int) error {
 		if l == -1 || r == -1 {
 			return fmt.Errorf("%s: node %d has one child (left %d, right %d)", path, i, l, r)
 		}
+		// XGBoost's predictor takes the right child to be the left one plus one (predict_fn.h:
+		// LeftChild() + !(fvalue < SplitCond())): any other layout would predict from the wrong
+		// node, or read past the tree when the left child is its last node.
+		if r != l+1 {
+			return fmt.Errorf("%s: node %d's right child %d does not follow its left child %d", path, i, r, l)
+		}
 		if split[i] >= int64(numFeature) {
 			return fmt.Errorf("%s.split_indices[%d]: feature %d, model has %d features", path, i, split[i], numFeature)
 		}

@@ -59,7 +59,12 @@ type Options struct {
 type Model struct {
 	meta    model.Metadata
 	wrapper *modelfile.Model
-	pool    chan *xgboost.Booster // XGBoost: one booster per concurrent prediction
+	// XGBoost models predict with eval (Go, bit-identical to libxgboost, checked at load);
+	// a model eval cannot take is served by libxgboost, one booster per concurrent
+	// prediction from pool, and evalErr says why.
+	eval    *xgboost.Evaluator
+	evalErr error
+	pool    chan *xgboost.Booster
 	lin     *linear.Model
 }
 
@@ -82,8 +87,19 @@ func Load(modelFile []byte, opt Options) (*Model, error) {
 	case mlspec.XGBoost, mlspec.RandomForest:
 		m.meta.Platform = "xgboost"
 		m.meta.Inputs = []model.TensorSpec{{Name: InputName, DataType: tensor.FP32, Shape: []int64{-1, f}}}
+		// libxgboost loads the model first: what it refuses is refused, and the Go evaluator
+		// is compiled from the model as XGBoost holds it and checked against it.
+		b, err := xgboost.LoadJSON(w.Inner, 1)
+		if err != nil {
+			return nil, err
+		}
+		if m.eval, m.evalErr = xgboost.NewEvaluator(b); m.evalErr == nil {
+			b.Close()
+			break
+		}
 		m.pool = make(chan *xgboost.Booster, threads)
-		for range threads {
+		m.pool <- b
+		for range threads - 1 {
 			b, err := xgboost.LoadJSON(w.Inner, 1)
 			if err != nil {
 				m.Close()
@@ -115,6 +131,18 @@ func Load(modelFile []byte, opt Options) (*Model, error) {
 // Metadata describes the model.
 func (m *Model) Metadata() model.Metadata { return m.meta }
 
+// Predictor says what computes an XGBoost model's predictions: "go" (the Go evaluator), or
+// "libxgboost" and why the evaluator could not take the model; "" for linear models.
+func (m *Model) Predictor() string {
+	switch {
+	case m.eval != nil:
+		return "go"
+	case m.pool != nil:
+		return "libxgboost (" + m.evalErr.Error() + ")"
+	}
+	return ""
+}
+
 // Wrapper is the decoded model file (algorithm, objective, features, metrics).
 func (m *Model) Wrapper() *modelfile.Model { return m.wrapper }
 
@@ -145,6 +173,13 @@ func (m *Model) Predict(ctx context.Context, in []tensor.Tensor) ([]tensor.Tenso
 	}
 	if m.lin != nil {
 		return m.predictLinear(x, rows, cols)
+	}
+	if m.eval != nil {
+		p, err := m.eval.Predict(x.F32, rows, cols)
+		if err != nil {
+			return nil, fmt.Errorf("%w: input %q: %v", model.ErrInvalid, InputName, err)
+		}
+		return m.outputs(rows, p.Values, nil)
 	}
 	var b *xgboost.Booster
 	select {
