@@ -47,6 +47,7 @@ import (
 	"github.com/ppml/ppml/serve/clusterserving/queue"
 	"github.com/ppml/ppml/serve/kserve"
 	"github.com/ppml/ppml/serve/kserve/inferencepb"
+	"github.com/ppml/ppml/serve/model/tabular"
 	"github.com/ppml/ppml/serve/record"
 	"github.com/ppml/ppml/serve/tensor"
 )
@@ -64,6 +65,10 @@ type Options struct {
 	// load), sent by PacedClients clients (default 64), each at fixed times.
 	PacedRate    float64
 	PacedClients int
+	// MaxBatch is the served model's dynamic batch size (default: the serve engine's
+	// default); MaxDelay its batching delay (default none).
+	MaxBatch int
+	MaxDelay time.Duration
 	// Progress, if set, is told what is being measured.
 	Progress func(step string)
 }
@@ -124,6 +129,11 @@ type Result struct {
 	Attestation string `json:"attestation"`
 	// InProcess is the model's own predict throughput, one row per call, GOMAXPROCS callers.
 	InProcess float64 `json:"in_process_predictions_per_second"`
+	// InProcessLibXGBoost is the same with the model on libxgboost's C API (a DMatrix per
+	// call): what the server predicted with before the Go evaluator.
+	InProcessLibXGBoost float64 `json:"in_process_libxgboost_predictions_per_second"`
+	MaxBatch            int     `json:"max_batch"`
+	MaxDelayMs          float64 `json:"max_delay_ms"`
 	Loads     []Load  `json:"loads"`
 	// Paced are the open-loop loads at the issue's target rate (KServe REST and gRPC).
 	Paced []Paced `json:"paced,omitempty"`
@@ -169,6 +179,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if o.PacedClients <= 0 {
 		o.PacedClients = 64
 	}
+	if o.MaxBatch <= 0 {
+		o.MaxBatch = servespec.DefaultMaxBatch
+	}
 	progress := o.Progress
 	if progress == nil {
 		progress = func(string) {}
@@ -212,7 +225,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 
 	params := &servespec.Params{
-		Models: []servespec.Model{{Name: "xgb", Version: "1", Input: "model", MaxBatch: 64}},
+		Models: []servespec.Model{{Name: "xgb", Version: "1", Input: "model", MaxBatch: o.MaxBatch, MaxDelay: o.MaxDelay}},
 		HTTP:   "127.0.0.1:0", GRPC: "127.0.0.1:0", Hosts: []string{"127.0.0.1"}, Validity: time.Hour, PredictModel: "xgb",
 		Limits: servespec.Limits{MaxRequestBytes: servespec.DefaultMaxRequestBytes, RequestTimeout: servespec.DefaultRequestTimeout,
 			ReadHeaderTimeout: servespec.DefaultHeaderTimeout, ReadTimeout: servespec.DefaultReadTimeout, WriteTimeout: servespec.DefaultWriteTimeout,
@@ -249,6 +262,17 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if p, ok := entry.Model.(interface{ Predictor() string }); ok {
 		res.Predictor = p.Predictor()
 	}
+	progress("in-process predict on libxgboost (baseline)")
+	lib, err := tabular.Load(modelJSON, tabular.Options{Name: "xgb", Version: "lib", Threads: runtime.GOMAXPROCS(0), LibXGBoost: true})
+	if err != nil {
+		return nil, err
+	}
+	res.InProcessLibXGBoost = measure(ctx, runtime.GOMAXPROCS(0), o.Warmup, o.Duration, func(ctx context.Context, i int) error {
+		_, err := lib.Predict(ctx, one(i))
+		return err
+	}).PerSecond
+	lib.Close()
+	res.MaxBatch, res.MaxDelayMs = o.MaxBatch, ms(o.MaxDelay)
 
 	// Clients check the certificate's evidence once per connection, as real clients do.
 	expect := attestedtls.Expect{AllowInsecure: true}

@@ -53,6 +53,12 @@ machine's cores with the server.`,
 			if o.PacedRate == 0 {
 				o.PacedRate = -1 // Options: < 0 is none, 0 the default
 			}
+			if o.MaxBatch < 0 || o.MaxBatch > 1<<16 {
+				return command.Usagef("--max-batch %d: want 1 to 65536 (0: the engine's default)", o.MaxBatch)
+			}
+			if o.MaxDelay < 0 || o.MaxDelay > time.Second {
+				return command.Usagef("--max-delay %v: want 0 to 1s", o.MaxDelay)
+			}
 			if o.PacedClients < 1 || o.PacedClients > 4096 {
 				return command.Usagef("--paced-clients %d: want 1 to 4096", o.PacedClients)
 			}
@@ -68,7 +74,9 @@ machine's cores with the server.`,
 			}
 			w := cmd.OutOrStdout()
 			fmt.Fprintf(w, "model: %s; GOMAXPROCS %d; %s\n", r.Model, r.GOMAXPROCS, r.Attestation)
-			fmt.Fprintf(w, "in-process predict (ceiling): %.0f predictions/s (predictor: %s)\n", r.InProcess, r.Predictor)
+			fmt.Fprintf(w, "in-process predict (ceiling): %.0f predictions/s (predictor: %s); on libxgboost: %.0f predictions/s\n",
+				r.InProcess, r.Predictor, r.InProcessLibXGBoost)
+			fmt.Fprintf(w, "max_batch %d, max_delay %gms\n", r.MaxBatch, r.MaxDelayMs)
 			for _, l := range append(r.Loads, *r.PlainREST) {
 				fmt.Fprintf(w, "%-24s %3d clients: %7.0f req/s (%.2f of in-process), p50 %.2f ms, p99 %.2f ms, %d errors\n",
 					l.Protocol, l.Concurrency, l.PerSecond, l.VsCeiling, l.P50ms, l.P99ms, l.Errors)
@@ -109,6 +117,8 @@ machine's cores with the server.`,
 	f.StringVar(&conc, "concurrency", "1,64", "concurrent clients, comma-separated")
 	f.Float64Var(&o.PacedRate, "rate", 5000, "total requests/s of the open-loop load (0: none)")
 	f.IntVar(&o.PacedClients, "paced-clients", 64, "clients of the open-loop load")
+	f.IntVar(&o.MaxBatch, "max-batch", 0, "the served model's max_batch (0: the serve engine's default)")
+	f.DurationVar(&o.MaxDelay, "max-delay", 0, "the served model's max_delay")
 	f.IntVar(&o.Records, "records", 20000, "records through the queue in each queue measurement")
 	f.BoolVar(&asJSON, "json", false, "print the result as JSON")
 	return c

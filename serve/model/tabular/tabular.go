@@ -16,6 +16,7 @@ package tabular
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"runtime"
 
@@ -53,6 +54,9 @@ type Options struct {
 	// Threads is the number of predictions that run at once (XGBoost boosters loaded, each
 	// single-threaded). ≤ 0: GOMAXPROCS.
 	Threads int
+	// LibXGBoost serves an XGBoost model with libxgboost even when the Go evaluator could
+	// take it: the baseline benchmarks measure the evaluator against.
+	LibXGBoost bool
 }
 
 // Model is a loaded tabular model.
@@ -93,7 +97,9 @@ func Load(modelFile []byte, opt Options) (*Model, error) {
 		if err != nil {
 			return nil, err
 		}
-		if m.eval, m.evalErr = xgboost.NewEvaluator(b); m.evalErr == nil {
+		if opt.LibXGBoost {
+			m.evalErr = errors.New("libxgboost requested")
+		} else if m.eval, m.evalErr = xgboost.NewEvaluator(b); m.evalErr == nil {
 			b.Close()
 			break
 		}
