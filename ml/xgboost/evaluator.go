@@ -38,6 +38,7 @@ import "C"
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -313,6 +314,10 @@ func (e *Evaluator) ProbeRows(n int, seed uint64) []float32 {
 	return rows
 }
 
+// ErrMismatch is Check's error when the evaluator and XGBoost disagree (a bug to report; the
+// model is then served by XGBoost).
+var ErrMismatch = errors.New("xgboost evaluator: prediction differs from XGBoost's")
+
 // Check compares the evaluator with a booster of the same model on n probe rows and reports
 // the first prediction that differs in any bit.
 func (e *Evaluator) Check(b *Booster, n int) error {
@@ -331,11 +336,11 @@ func (e *Evaluator) Check(b *Booster, n int) error {
 		return err
 	}
 	if fmt.Sprint(got.Shape) != fmt.Sprint(want.Shape) || len(got.Values) != len(want.Values) {
-		return fmt.Errorf("xgboost evaluator: prediction shape %v, XGBoost's %v", got.Shape, want.Shape)
+		return fmt.Errorf("%w: prediction shape %v, XGBoost's %v", ErrMismatch, got.Shape, want.Shape)
 	}
 	for i := range got.Values {
 		if math.Float32bits(got.Values[i]) != math.Float32bits(want.Values[i]) {
-			return fmt.Errorf("xgboost evaluator: probe value %d is %v, XGBoost's %v", i, got.Values[i], want.Values[i])
+			return fmt.Errorf("%w: probe value %d is %v, XGBoost's %v", ErrMismatch, i, got.Values[i], want.Values[i])
 		}
 	}
 	return nil

@@ -2,6 +2,7 @@ package xgboost
 
 import (
 	"encoding/json"
+	"errors"
 	"math"
 	"sort"
 	"testing"
@@ -74,8 +75,25 @@ func exercise(t *testing.T, b *Booster) {
 		t.Fatal(err)
 	}
 	defer dm.Close()
-	b.Predict(dm)
+	want, err := b.Predict(dm)
 	b.SaveJSON()
+	// The Go evaluator, where it takes the model, must agree with XGBoost to the bit.
+	e, err2 := NewEvaluator(b)
+	if errors.Is(err2, ErrMismatch) {
+		t.Fatal(err2)
+	}
+	if err != nil || err2 != nil {
+		return
+	}
+	got, err := e.Predict(q, 2, nf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range want.Values {
+		if math.Float32bits(got.Values[i]) != math.Float32bits(want.Values[i]) {
+			t.Fatalf("value %d: evaluator %v, XGBoost %v", i, got.Values[i], want.Values[i])
+		}
+	}
 }
 
 // leaves lists pointers to every scalar in a decoded JSON document, in a fixed order.
@@ -126,6 +144,9 @@ func FuzzLoadJSONFields(f *testing.F) {
 		model, err := json.Marshal(doc)
 		if err != nil {
 			return
+		}
+		if canon, _, err := ValidateModelJSON(model); err == nil {
+			CompileJSON(canon) // hostile but valid models must not crash the compiler
 		}
 		b, err := LoadJSON(model, 1)
 		if err != nil {
