@@ -40,6 +40,7 @@ import (
 	"github.com/ppml/ppml/attest/verifier"
 	serveengine "github.com/ppml/ppml/engine/serve"
 	"github.com/ppml/ppml/engine/serve/servespec"
+	"github.com/ppml/ppml/internal/usage"
 	"github.com/ppml/ppml/ml/synth"
 	"github.com/ppml/ppml/ml/xgboost"
 	"github.com/ppml/ppml/serve/attestedtls"
@@ -127,6 +128,9 @@ type Result struct {
 	Model       string `json:"model"`
 	GOMAXPROCS  int    `json:"gomaxprocs"`
 	Attestation string `json:"attestation"`
+	// LoadAverage is the machine's 1-minute load average at the start and at the end of the
+	// run: figures taken on a busy machine are lower bounds.
+	LoadAverage [2]float64 `json:"load_average"`
 	// InProcess is the model's own predict throughput, one row per call, GOMAXPROCS callers.
 	InProcess float64 `json:"in_process_predictions_per_second"`
 	// InProcessLibXGBoost is the same with the model on libxgboost's C API (a DMatrix per
@@ -134,7 +138,7 @@ type Result struct {
 	InProcessLibXGBoost float64 `json:"in_process_libxgboost_predictions_per_second"`
 	MaxBatch            int     `json:"max_batch"`
 	MaxDelayMs          float64 `json:"max_delay_ms"`
-	Loads     []Load  `json:"loads"`
+	Loads               []Load  `json:"loads"`
 	// Paced are the open-loop loads at the issue's target rate (KServe REST and gRPC).
 	Paced []Paced `json:"paced,omitempty"`
 	// Predictor is what computes the model's predictions in the server ("go": the Go
@@ -215,7 +219,8 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 
 	var rdb *Redis
 	res := &Result{Model: fmt.Sprintf("xgboost regression, %d trees of depth %d, %d features", o.Trees, o.Depth, o.Features),
-		GOMAXPROCS: runtime.GOMAXPROCS(0), Attestation: "simulated TEE (evidence in the certificate, verified by the client)"}
+		LoadAverage: [2]float64{usage.LoadAverage()},
+		GOMAXPROCS:  runtime.GOMAXPROCS(0), Attestation: "simulated TEE (evidence in the certificate, verified by the client)"}
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		res.QueueSkipped = "redis-server is not installed"
 	} else if rdb, err = StartRedis(tmp); err != nil {
@@ -383,6 +388,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			res.EncryptedOverPlain = enc.PerSecond / pq.PerSecond
 		}
 	}
+	res.LoadAverage[1] = usage.LoadAverage()
 	return res, nil
 }
 

@@ -73,7 +73,8 @@ machine's cores with the server.`,
 				return command.WriteJSON(cmd.OutOrStdout(), r)
 			}
 			w := cmd.OutOrStdout()
-			fmt.Fprintf(w, "model: %s; GOMAXPROCS %d; %s\n", r.Model, r.GOMAXPROCS, r.Attestation)
+			fmt.Fprintf(w, "model: %s; GOMAXPROCS %d; %s; load average %.2f at the start, %.2f at the end\n",
+				r.Model, r.GOMAXPROCS, r.Attestation, r.LoadAverage[0], r.LoadAverage[1])
 			fmt.Fprintf(w, "in-process predict (ceiling): %.0f predictions/s (predictor: %s); on libxgboost: %.0f predictions/s\n",
 				r.InProcess, r.Predictor, r.InProcessLibXGBoost)
 			fmt.Fprintf(w, "max_batch %d, max_delay %gms\n", r.MaxBatch, r.MaxDelayMs)

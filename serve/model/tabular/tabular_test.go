@@ -5,10 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"syscall"
 	"testing"
-	"time"
 
+	"github.com/ppml/ppml/internal/usage"
 	"github.com/ppml/ppml/serve/model"
 	"github.com/ppml/ppml/serve/servetest"
 	"github.com/ppml/ppml/serve/tensor"
@@ -22,13 +21,6 @@ func load(t testing.TB, modelJSON []byte, libxgboost bool) *Model {
 	}
 	t.Cleanup(func() { m.Close() })
 	return m
-}
-
-// cpuTime is the process's user and system CPU time so far.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func input(x []float32, features int) []tensor.Tensor {
@@ -98,7 +90,7 @@ func BenchmarkPredictOneRow(b *testing.B) {
 		b.Run(map[bool]string{false: "go", true: "libxgboost"}[lib], func(b *testing.B) {
 			ctx := context.Background()
 			i := 0
-			cpu := cpuTime()
+			cpu := usage.CPUTime()
 			for b.Loop() {
 				r := i % 2000
 				if _, err := m.Predict(ctx, input(x[r*features:(r+1)*features], features)); err != nil {
@@ -107,7 +99,7 @@ func BenchmarkPredictOneRow(b *testing.B) {
 				i++
 			}
 			// CPU time (all threads) per prediction: wall time says little on a shared machine.
-			b.ReportMetric(float64(cpuTime()-cpu)/float64(b.N), "cpu-ns/op")
+			b.ReportMetric(float64(usage.CPUTime()-cpu)/float64(b.N), "cpu-ns/op")
 		})
 	}
 }
