@@ -259,7 +259,7 @@ func (f *File) WriteTo(w io.Writer) (int64, error) {
 	first := uint64(f.off / seg)
 	ws := f.workerScratch(f.nseg - first)
 	var written int64
-	err := runWritten(f.nseg-first, len(ws), f.segSize+TagSize, true, func(wk int, buf []byte, j uint64) ([]byte, error) {
+	err := runWritten(f.nseg-first, len(ws), f.bufSize(), true, func(wk int, buf []byte, j uint64) ([]byte, error) {
 		return f.openAt(&ws[wk], buf, first+j)
 	}, func(_ uint64, pt []byte) error {
 		n, err := w.Write(pt)
@@ -283,7 +283,7 @@ func (f *File) WriteAllAt(dst io.WriterAt) (int64, error) {
 	defer f.mu.Unlock()
 	var written int64 // only the goroutine holding the output lane adds
 	ws := f.workerScratch(f.nseg)
-	err := runWritten(f.nseg, len(ws), f.segSize+TagSize, false, func(wk int, buf []byte, i uint64) ([]byte, error) {
+	err := runWritten(f.nseg, len(ws), f.bufSize(), false, func(wk int, buf []byte, i uint64) ([]byte, error) {
 		return f.openAt(&ws[wk], buf, i)
 	}, func(i uint64, pt []byte) error {
 		n, err := dst.WriteAt(pt, int64(i)*int64(f.segSize))
@@ -305,16 +305,25 @@ func (f *File) Verify() error {
 	ws := f.workerScratch(f.nseg)
 	bufs := make([][]byte, len(ws))
 	for i := range bufs {
-		bufs[i] = make([]byte, f.segSize+TagSize)
+		bufs[i] = getBuffer(f.bufSize())
 	}
 	err := runUnordered(f.nseg, len(ws), func(wk int, i uint64) error {
 		_, err := f.openAt(&ws[wk], bufs[wk], i)
 		return err
 	})
 	for _, b := range bufs {
-		clear(b)
+		putBuffer(b)
 	}
 	return err
+}
+
+// bufSize is the size of a buffer for any segment: a file of one segment
+// needs one of its size only.
+func (f *File) bufSize() int {
+	if f.nseg == 1 {
+		return f.lastCT
+	}
+	return f.segSize + TagSize
 }
 
 // SetWorkers sets how many goroutines WriteTo, WriteAllAt and Verify use: 0

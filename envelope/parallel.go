@@ -116,7 +116,7 @@ func runWritten(n uint64, workers, segBuf int, ordered bool,
 	// Two buffers more than workers: one being written while every worker
 	// produces, and one ready behind it.
 	for range workers + min(workers, 2) {
-		b := make([]byte, segBuf)
+		b := getBuffer(segBuf)
 		free = append(free, b)
 		all = append(all, b)
 	}
@@ -220,7 +220,29 @@ func runWritten(n uint64, workers, segBuf int, ordered bool,
 	work(0)
 	wg.Wait()
 	for _, b := range all {
-		clear(b) // plaintext of segments sealed but never written, or opened
+		putBuffer(b) // cleared: plaintext of segments opened, or not sealed
 	}
 	return err
+}
+
+// bufferPool keeps full-size segment buffers of the default segment size
+// between calls (a tree of files, a benchmark's rounds): a fresh buffer's
+// pages fault in one by one on first use, a reused one's are mapped.
+var bufferPool sync.Pool // *[]byte, DefaultSegmentSize+TagSize long
+
+func getBuffer(n int) []byte {
+	if n == DefaultSegmentSize+TagSize {
+		if p, ok := bufferPool.Get().(*[]byte); ok {
+			return *p
+		}
+	}
+	return make([]byte, n)
+}
+
+// putBuffer clears b and keeps it for reuse if it has the default size.
+func putBuffer(b []byte) {
+	clear(b)
+	if len(b) == DefaultSegmentSize+TagSize {
+		bufferPool.Put(&b)
+	}
 }

@@ -362,7 +362,8 @@ func (w *Writer) sealAt(src io.ReaderAt, size int64, dst io.WriterAt, base int64
 		}
 		return nil
 	}
-	if err := runWritten(n, len(nonces), w.segSize+TagSize, dst == nil, seal, write); err != nil {
+	// A file of one segment needs a buffer of its size only.
+	if err := runWritten(n, len(nonces), int(min(seg, size))+TagSize, dst == nil, seal, write); err != nil {
 		return 0, err
 	}
 	w.counter, w.total = n, uint64(size)
