@@ -74,8 +74,9 @@ func clampWorkers(workers int, n uint64) int {
 // steady state neither allocates nor faults in fresh pages) and returns the
 // bytes to write; write(i, out) writes them. Only one goroutine writes at a
 // time, and it is whichever worker finds the lane free with segments ready:
-// it writes every ready one (in segment order when ordered) and goes back
-// to producing. No goroutine is dedicated to writing and none waits for
+// it writes them while any are ready (in segment order when ordered),
+// returning each buffer to the pool as soon as it is written, and goes
+// back to producing. No goroutine is dedicated to writing and none waits for
 // another's write while there is a segment it could produce: on a tmpfs a
 // write holds the file's lock, so writers on several goroutines would queue
 // for it with a core idle, while here the writes run back to back on
@@ -104,7 +105,6 @@ func runWritten(n uint64, workers, segBuf int, ordered bool,
 		cond     = sync.Cond{L: &mu}
 		free     = make([][]byte, 0, workers+2)
 		pending  = make([]ready, 0, workers+2) // produced, not yet written
-		batch    = make([]ready, 0, workers+2) // the lane holder's
 		all      [][]byte
 		next     uint64 // next index to produce
 		emit     uint64 // ordered: next index to write
@@ -125,60 +125,46 @@ func runWritten(n uint64, workers, segBuf int, ordered bool,
 			bad, err = i, e
 		}
 	}
-	// take moves the writable segments into batch; mu held.
-	take := func() {
-		batch = batch[:0]
-		if !ordered {
-			if err == nil {
-				batch, pending = append(batch, pending...), pending[:0]
+	// take removes and returns a writable segment, if any: the lowest
+	// pending one (the next in order when ordered, and none after a
+	// failure of an ordered output before it, or of any other). mu held.
+	take := func() (ready, bool) {
+		k := -1
+		for j := range pending {
+			if k < 0 || pending[j].i < pending[k].i {
+				k = j
 			}
-			return
 		}
-		for e := emit; e < bad; e++ {
-			k := -1
-			for j := range pending {
-				if pending[j].i == e {
-					k = j
-					break
-				}
-			}
-			if k < 0 {
-				break
-			}
-			batch = append(batch, pending[k])
-			pending[k] = pending[len(pending)-1]
-			pending = pending[:len(pending)-1]
+		if k < 0 || ordered && (pending[k].i != emit || emit >= bad) || !ordered && err != nil {
+			return ready{}, false
 		}
+		r := pending[k]
+		pending[k] = pending[len(pending)-1]
+		pending = pending[:len(pending)-1]
+		return r, true
 	}
 	work := func(w int) {
 		mu.Lock()
 		defer mu.Unlock()
 		for {
 			if !writing {
-				if take(); len(batch) > 0 {
+				// Hold the lane while segments are ready; each buffer goes
+				// back to the pool as soon as its segment is written, so
+				// producers never wait for a whole batch.
+				for r, ok := take(); ok; r, ok = take() {
 					writing = true
-					mine := batch
 					mu.Unlock()
-					var werr error
-					var wi uint64
-					done := 0
-					for _, r := range mine {
-						if werr = write(r.i, r.out); werr != nil {
-							wi = r.i
-							break
-						}
-						done++
-					}
+					werr := write(r.i, r.out)
 					mu.Lock()
+					free = append(free, r.buf)
 					if werr != nil {
-						fail(wi, werr)
+						fail(r.i, werr)
+					} else if ordered {
+						emit++
 					}
-					if ordered {
-						emit += uint64(done)
-					}
-					for _, r := range mine {
-						free = append(free, r.buf)
-					}
+					cond.Broadcast()
+				}
+				if writing {
 					writing = false
 					cond.Broadcast()
 					continue
