@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"sync"
-	"sync/atomic"
 )
 
 // File gives random access to an envelope's plaintext: it implements
@@ -258,12 +257,12 @@ func (f *File) WriteTo(w io.Writer) (int64, error) {
 		return total, nil
 	}
 	first := uint64(f.off / seg)
-	bufs := f.workerBuffers()
+	ws := f.workerScratch(f.nseg - first)
 	var written int64
-	err := runOrdered(f.nseg-first, len(bufs), func(wk int, j uint64) error {
-		return f.openAt(&bufs[wk], first+j)
-	}, func(wk int, j uint64) error {
-		n, err := w.Write(bufs[wk].out)
+	err := runWritten(f.nseg-first, len(ws), f.bufSize(), true, func(wk int, buf []byte, j uint64) ([]byte, error) {
+		return f.openAt(&ws[wk], buf, first+j)
+	}, func(_ uint64, pt []byte) error {
+		n, err := w.Write(pt)
 		written += int64(n)
 		f.off += int64(n)
 		return err
@@ -273,29 +272,28 @@ func (f *File) WriteTo(w io.Writer) (int64, error) {
 
 // WriteAllAt writes the whole plaintext to dst at its offsets (segment i at
 // i*SegmentSize), reading, authenticating and decrypting segments on several
-// goroutines that each write their own, in any order: the fast path for a
-// file output. Each segment's plaintext is written only after that segment
-// authenticated, but on error segments after the bad one may have been
-// written too: the caller must discard dst (an atomicfile.File aborts).
-// The error is the first failure in file order. The position is unchanged.
+// goroutines, one of which at a time writes the segments that are ready, in
+// any order: the fast path for a file output. Each segment's plaintext is
+// written only after that segment authenticated, but on error segments
+// after the bad one may have been written too: the caller must discard dst
+// (an atomicfile.File aborts). The error is the first failure in file
+// order. The position is unchanged.
 func (f *File) WriteAllAt(dst io.WriterAt) (int64, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	var written atomic.Int64
-	bufs := f.workerBuffers()
-	err := runUnordered(f.nseg, len(bufs), func(wk int, i uint64) error {
-		b := &bufs[wk]
-		if err := f.openAt(b, i); err != nil {
-			return err
-		}
-		n, err := dst.WriteAt(b.out, int64(i)*int64(f.segSize))
-		written.Add(int64(n))
+	var written int64 // only the goroutine holding the output lane adds
+	ws := f.workerScratch(f.nseg)
+	err := runWritten(f.nseg, len(ws), f.bufSize(), false, func(wk int, buf []byte, i uint64) ([]byte, error) {
+		return f.openAt(&ws[wk], buf, i)
+	}, func(i uint64, pt []byte) error {
+		n, err := dst.WriteAt(pt, int64(i)*int64(f.segSize))
+		written += int64(n)
 		if err != nil {
 			return fmt.Errorf("write plaintext of segment %d: %w", i, err)
 		}
 		return nil
 	})
-	return written.Load(), err
+	return written, err
 }
 
 // Verify authenticates every segment, on several goroutines, and writes
@@ -304,10 +302,28 @@ func (f *File) WriteAllAt(dst io.WriterAt) (int64, error) {
 func (f *File) Verify() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	bufs := f.workerBuffers()
-	return runUnordered(f.nseg, len(bufs), func(wk int, i uint64) error {
-		return f.openAt(&bufs[wk], i)
+	ws := f.workerScratch(f.nseg)
+	bufs := make([][]byte, len(ws))
+	for i := range bufs {
+		bufs[i] = getBuffer(f.bufSize())
+	}
+	err := runUnordered(f.nseg, len(ws), func(wk int, i uint64) error {
+		_, err := f.openAt(&ws[wk], bufs[wk], i)
+		return err
 	})
+	for _, b := range bufs {
+		putBuffer(b)
+	}
+	return err
+}
+
+// bufSize is the size of a buffer for any segment: a file of one segment
+// needs one of its size only.
+func (f *File) bufSize() int {
+	if f.nseg == 1 {
+		return f.lastCT
+	}
+	return f.segSize + TagSize
 }
 
 // SetWorkers sets how many goroutines WriteTo, WriteAllAt and Verify use: 0
@@ -318,50 +334,47 @@ func (f *File) SetWorkers(n int) {
 	f.workers = n
 }
 
-// segmentBuffers are one worker's. A segment is opened in place, which
-// halves the memory traffic; scratch is only for explaining a failure.
-type segmentBuffers struct {
-	ct, out, scratch []byte
-	nonce            [12]byte
+// openScratch is one worker's: the nonce, and a buffer only for explaining
+// a failure.
+type openScratch struct {
+	scratch []byte
+	nonce   [12]byte
 }
 
-func (f *File) workerBuffers() []segmentBuffers {
-	bufs := make([]segmentBuffers, clampWorkers(f.workers, f.nseg))
-	for i := range bufs {
-		bufs[i].ct = make([]byte, f.segSize+TagSize)
-	}
-	return bufs
+func (f *File) workerScratch(n uint64) []openScratch {
+	return make([]openScratch, clampWorkers(f.workers, n))
 }
 
-// openAt reads and authenticates segment i into b.out. Safe for concurrent
-// use with distinct buffers: it touches no File state.
-func (f *File) openAt(b *segmentBuffers, i uint64) error {
+// openAt reads segment i into buf (SegmentSize+TagSize bytes) and
+// authenticates and decrypts it there, in place, which halves the memory
+// traffic; it returns the plaintext. Safe for concurrent use with distinct
+// buffers: it touches no File state.
+func (f *File) openAt(s *openScratch, buf []byte, i uint64) ([]byte, error) {
 	last := i == f.nseg-1
 	ctLen := f.segSize + TagSize
 	if last {
 		ctLen = f.lastCT
 	}
-	ct := b.ct[:ctLen]
+	ct := buf[:ctLen]
 	if n, err := f.ra.ReadAt(ct, f.bodyOff+int64(i)*int64(f.segSize+TagSize)); n < ctLen {
 		if err == nil || err == io.EOF {
-			return &SegmentError{i, ErrTruncated, "the file is shorter than when it was opened"}
+			return nil, &SegmentError{i, ErrTruncated, "the file is shorter than when it was opened"}
 		}
-		return fmt.Errorf("read segment %d: %w", i, err)
+		return nil, fmt.Errorf("read segment %d: %w", i, err)
 	}
-	out, err := f.op.open(&b.nonce, ct[:0], ct, i, last)
+	out, err := f.op.open(&s.nonce, ct[:0], ct, i, last)
 	if err != nil {
 		// A failed in-place Open clears ct: read the segment again to
 		// find out why it failed.
 		if n, rerr := f.ra.ReadAt(ct, f.bodyOff+int64(i)*int64(f.segSize+TagSize)); n < ctLen {
-			return &SegmentError{i, ErrTruncated, "the file is shorter than when it was opened"}
+			return nil, &SegmentError{i, ErrTruncated, "the file is shorter than when it was opened"}
 		} else if rerr != nil && rerr != io.EOF {
-			return fmt.Errorf("read segment %d: %w", i, rerr)
+			return nil, fmt.Errorf("read segment %d: %w", i, rerr)
 		}
-		if b.scratch == nil {
-			b.scratch = make([]byte, f.segSize)
+		if s.scratch == nil {
+			s.scratch = make([]byte, f.segSize)
 		}
-		return f.op.diagnose(&b.nonce, b.scratch, ct, i, last)
+		return nil, f.op.diagnose(&s.nonce, s.scratch, ct, i, last)
 	}
-	b.out = out
-	return nil
+	return out, nil
 }

@@ -108,6 +108,21 @@ func FuzzSegmentReader(f *testing.F) {
 		if err == nil && !known(all) {
 			t.Fatal("File accepted a forged file")
 		}
+		// The parallel paths agree with Read: WriteTo writes exactly the
+		// segments before the first failure, WriteAllAt all of them when
+		// none fails.
+		for _, workers := range []int{1, 3} {
+			fl.SetWorkers(workers)
+			fl.Seek(0, io.SeekStart)
+			var seq bytes.Buffer
+			if _, werr := fl.WriteTo(&seq); (werr == nil) != (err == nil) || !bytes.Equal(seq.Bytes(), all) {
+				t.Fatalf("%d workers: File.WriteTo differs from Read: %v vs %v", workers, werr, err)
+			}
+			var m memAt
+			if _, aerr := fl.WriteAllAt(&m); (aerr == nil) != (err == nil) || err == nil && !bytes.Equal(m.buf, all) {
+				t.Fatalf("%d workers: File.WriteAllAt differs from Read: %v vs %v", workers, aerr, err)
+			}
+		}
 		b := make([]byte, 10)
 		fl.ReadAt(b, fl.Size()/2)
 	})

@@ -3,6 +3,7 @@ package envelope
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -69,6 +70,22 @@ func TestReadFromAtMatchesStream(t *testing.T) {
 			}
 			if got, _ := os.ReadFile(path); !bytes.Equal(got, want) {
 				t.Fatalf("size %d, %d workers: file written out of order differs from the stream's", size, workers)
+			}
+			// The header in order, the body positionally after it.
+			var hdr bytes.Buffer
+			w, err = NewWriter(&hdr, k, opts(workers))
+			if err != nil {
+				t.Fatal(err)
+			}
+			body := &memAt{}
+			if n, err := w.ReadFromAtTo(bytes.NewReader(pt), int64(size), body); err != nil || n != int64(size) {
+				t.Fatalf("size %d, %d workers: ReadFromAtTo: %d, %v", size, workers, n, err)
+			}
+			if err := w.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if got := append(hdr.Bytes(), body.buf...); !bytes.Equal(got, want) {
+				t.Fatalf("size %d, %d workers: header and positional body differ from the stream's", size, workers)
 			}
 		}
 	}
@@ -188,5 +205,88 @@ func TestWriteToStopsOnWriteError(t *testing.T) {
 	var sink bytes.Buffer
 	if _, err := f.WriteTo(&limitedWriter{&sink, 7 * 64}); err == nil || !strings.Contains(err.Error(), "no space left") {
 		t.Fatalf("%v", err)
+	}
+}
+
+// TestRunWritten: every segment is produced once and written once; in
+// order when ordered; after failures (of produce or of write) the error is
+// the lowest failing segment's, and ordered output holds exactly the
+// segments before it.
+func TestRunWritten(t *testing.T) {
+	const n = 40
+	for _, ordered := range []bool{false, true} {
+		for _, workers := range []int{1, 2, 3, 8} {
+			for _, c := range []struct {
+				name               string
+				badProduce, badOut []uint64
+				want               uint64 // n: no failure
+			}{
+				{"clean", nil, nil, n},
+				{"produce fails", []uint64{7, 23}, nil, 7},
+				{"write fails", nil, []uint64{11}, 11},
+				{"both", []uint64{30}, []uint64{12}, 12},
+				{"first and last", []uint64{0, n - 1}, nil, 0},
+			} {
+				in := func(set []uint64, i uint64) bool {
+					for _, v := range set {
+						if v == i {
+							return true
+						}
+					}
+					return false
+				}
+				var mu sync.Mutex
+				produced := make([]int, n)
+				var written []uint64
+				err := runWritten(n, workers, 8, ordered, func(w int, buf []byte, i uint64) ([]byte, error) {
+					mu.Lock()
+					produced[i]++
+					mu.Unlock()
+					if in(c.badProduce, i) {
+						return nil, &SegmentError{i, ErrAuth, "bad"}
+					}
+					buf[0] = byte(i)
+					return buf[:1], nil
+				}, func(i uint64, out []byte) error {
+					if out[0] != byte(i) {
+						t.Errorf("segment %d written with segment %d's bytes", i, out[0])
+					}
+					if in(c.badOut, i) {
+						return &SegmentError{i, ErrTrailingData, "write"}
+					}
+					written = append(written, i) // one writer at a time
+					return nil
+				})
+				what := fmt.Sprintf("%s, ordered %v, %d workers", c.name, ordered, workers)
+				var se *SegmentError
+				switch {
+				case c.want == n && err != nil:
+					t.Fatalf("%s: %v", what, err)
+				case c.want < n && (!errors.As(err, &se) || se.Index != c.want):
+					t.Fatalf("%s: error %v, want segment %d's", what, err, c.want)
+				}
+				for i, p := range produced {
+					if p > 1 || c.want == n && p != 1 || uint64(i) <= c.want && p != 1 {
+						t.Fatalf("%s: segment %d produced %d times", what, i, p)
+					}
+				}
+				seen := map[uint64]bool{}
+				for k, i := range written {
+					if seen[i] {
+						t.Fatalf("%s: segment %d written twice", what, i)
+					}
+					seen[i] = true
+					if ordered && i != uint64(k) {
+						t.Fatalf("%s: wrote %v, not in order", what, written)
+					}
+				}
+				if ordered && len(written) != int(min(c.want, n)) {
+					t.Fatalf("%s: wrote %d segments, want the %d before the failure", what, len(written), c.want)
+				}
+				if c.want == n && len(written) != n {
+					t.Fatalf("%s: wrote %d of %d segments", what, len(written), n)
+				}
+			}
+		}
 	}
 }

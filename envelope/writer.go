@@ -296,6 +296,21 @@ func (w *Writer) ReadFromAt(src io.ReaderAt, size int64) (int64, error) {
 	return sealed, w.finishAt(err)
 }
 
+// ReadFromAtTo is ReadFromAt with the body written to body instead of the
+// writer's destination: segment i at i*(SegmentSize+TagSize), in any order.
+// It is for a destination that can take positional writes after the
+// header went to it in order (standard output redirected to a regular
+// file, offset by where the header ended); the body is BodyLen of size
+// bytes long. On error the body may be partly written: the caller must
+// discard it.
+func (w *Writer) ReadFromAtTo(src io.ReaderAt, size int64, body io.WriterAt) (int64, error) {
+	if body == nil {
+		return 0, w.finishAt(errors.New("envelope writer: ReadFromAtTo without a destination"))
+	}
+	sealed, err := w.sealAt(src, size, body, 0)
+	return sealed, w.finishAt(err)
+}
+
 // sealAt seals size bytes of src. With dst it writes segment i at
 // base + i*(segSize+TagSize) in any order; without it, in order to w.dst.
 func (w *Writer) sealAt(src io.ReaderAt, size int64, dst io.WriterAt, base int64) (int64, error) {
@@ -315,61 +330,40 @@ func (w *Writer) sealAt(src io.ReaderAt, size int64, dst io.WriterAt, base int64
 		return 0, err
 	}
 	n := numSegments(uint64(size), w.segSize)
-	workers := clampWorkers(w.workers, n)
-	// Each worker seals in place in one buffer: half the memory traffic of
-	// separate plaintext and ciphertext buffers, and it stays in cache.
-	type buffers struct {
-		buf   []byte
-		nonce [12]byte
-	}
-	bufs := make([]buffers, workers)
-	for i := range bufs {
-		bufs[i].buf = make([]byte, w.segSize+TagSize)
-		copy(bufs[i].nonce[:], w.nonce[:NoncePrefixSize])
+	// Each segment is sealed in place in one buffer: half the memory
+	// traffic of separate plaintext and ciphertext buffers.
+	nonces := make([][12]byte, clampWorkers(w.workers, n))
+	for i := range nonces {
+		copy(nonces[i][:], w.nonce[:NoncePrefixSize])
 	}
 	seg := int64(w.segSize)
-	seal := func(wk int, i uint64) ([]byte, error) {
-		b := &bufs[wk]
+	seal := func(wk int, buf []byte, i uint64) ([]byte, error) {
 		off := int64(i) * seg
-		pt := b.buf[:min(seg, size-off)]
+		pt := buf[:min(seg, size-off)]
 		if m, err := src.ReadAt(pt, off); m < len(pt) {
 			if err == nil || err == io.EOF {
 				return nil, fmt.Errorf("read plaintext: the input ends at %d bytes, but it had %d when encryption started (was it changed meanwhile?)", off+int64(m), size)
 			}
 			return nil, fmt.Errorf("read plaintext: %w", err)
 		}
-		setNonce(&b.nonce, i, i == n-1)
-		return w.aead.Seal(pt[:0], b.nonce[:], pt, nil), nil
+		nonce := &nonces[wk]
+		setNonce(nonce, i, i == n-1)
+		return w.aead.Seal(pt[:0], nonce[:], pt, nil), nil
 	}
-	var err error
-	if dst != nil {
-		err = runUnordered(n, workers, func(wk int, i uint64) error {
-			ct, err := seal(wk, i)
-			if err != nil {
-				return err
-			}
-			if _, err := dst.WriteAt(ct, base+int64(i)*(seg+TagSize)); err != nil {
-				return fmt.Errorf("write segment %d: %w", i, err)
-			}
-			return nil
-		})
-	} else {
-		out := make([][]byte, workers)
-		err = runOrdered(n, workers, func(wk int, i uint64) error {
-			var err error
-			out[wk], err = seal(wk, i)
-			return err
-		}, func(wk int, i uint64) error {
-			if _, err := w.dst.Write(out[wk]); err != nil {
-				return fmt.Errorf("write segment %d: %w", i, err)
-			}
-			return nil
-		})
+	write := func(i uint64, ct []byte) error {
+		var err error
+		if dst != nil {
+			_, err = dst.WriteAt(ct, base+int64(i)*(seg+TagSize))
+		} else {
+			_, err = w.dst.Write(ct)
+		}
+		if err != nil {
+			return fmt.Errorf("write segment %d: %w", i, err)
+		}
+		return nil
 	}
-	for i := range bufs {
-		clear(bufs[i].buf) // plaintext of a segment that failed to seal
-	}
-	if err != nil {
+	// A file of one segment needs a buffer of its size only.
+	if err := runWritten(n, len(nonces), int(min(seg, size))+TagSize, dst == nil, seal, write); err != nil {
 		return 0, err
 	}
 	w.counter, w.total = n, uint64(size)

@@ -169,11 +169,7 @@ func EncryptFile(in, out string, kw envelope.KeyWrapper, o Options) (Result, err
 		if f, ok := src.(*os.File); ok && size > 0 {
 			n, err := w.ReadFromAt(bar.ReaderAt(f), size)
 			if err == nil {
-				// The stream path fails on a file that grew; so does this.
-				var b [1]byte
-				if m, _ := f.ReadAt(b[:], size); m > 0 {
-					err = fmt.Errorf("input %s grew while it was being encrypted (it had %d bytes when encryption started)", in, size)
-				}
+				err = grewCheck(f, in, size)
 			}
 			return n, err
 		}
@@ -181,7 +177,28 @@ func EncryptFile(in, out string, kw envelope.KeyWrapper, o Options) (Result, err
 	}
 	var hdr *envelope.Header
 	var n int64
-	if out == "-" {
+	inFile, _ := src.(*os.File)
+	if sf, start, ok := rewindableStdout(out, o); ok && inFile != nil && size > 0 {
+		// Standard output is a regular file that ends where we start (a
+		// shell redirection): the header goes there in order, then every
+		// segment straight to its place, as into a file output; on failure
+		// the file is cut back to where it was.
+		w, err := envelope.NewWriter(sf, kw, opts)
+		if err != nil {
+			return Result{}, cutBack(sf, start, err)
+		}
+		body := start + int64(w.Header().Len())
+		if n, err = w.ReadFromAtTo(bar.ReaderAt(inFile), size, &offsetFile{sf, body}); err == nil {
+			err = grewCheck(inFile, in, size)
+		}
+		if err == nil {
+			_, err = sf.Seek(body+int64(envelope.BodyLen(uint64(size), w.Header().SegmentSize)), io.SeekStart)
+		}
+		if err != nil {
+			return Result{}, cutBack(sf, start, err)
+		}
+		hdr = w.Header()
+	} else if out == "-" {
 		w, err := envelope.NewWriter(o.stdout(), kw, opts)
 		if err != nil {
 			return Result{}, err
@@ -210,6 +227,26 @@ func EncryptFile(in, out string, kw envelope.KeyWrapper, o Options) (Result, err
 	}
 	bar.Done()
 	return Result{Input: in, Output: out, Type: typ.String(), Bytes: n, KeyRef: hdr.KeyRef.String()}, nil
+}
+
+// grewCheck fails if the input has more than size bytes now: the stream
+// path fails on a file that grew, and so do the positional ones.
+func grewCheck(f *os.File, in string, size int64) error {
+	var b [1]byte
+	if m, _ := f.ReadAt(b[:], size); m > 0 {
+		return fmt.Errorf("input %s grew while it was being encrypted (it had %d bytes when encryption started)", in, size)
+	}
+	return nil
+}
+
+// cutBack truncates standard output (a regular file) back to start after
+// err, so a failed command leaves there what was there before.
+func cutBack(sf *os.File, start int64, err error) error {
+	if terr := sf.Truncate(start); terr != nil {
+		return fmt.Errorf("%w (and standard output could not be cut back to where it started: %v)", err, terr)
+	}
+	sf.Seek(start, io.SeekStart)
+	return err
 }
 
 // displayName is how progress lines name a file: its base name, or stdin.
@@ -330,11 +367,7 @@ func decryptFile(in, out string, kr envelope.KeyResolver, o Options) (Result, er
 			_, err = sf.Seek(start+n, io.SeekStart)
 		}
 		if err != nil {
-			if terr := sf.Truncate(start); terr != nil {
-				return Result{}, fmt.Errorf("%s: %w (and standard output could not be cut back to where it started: %v)", in, err, terr)
-			}
-			sf.Seek(start, io.SeekStart)
-			return Result{}, fmt.Errorf("%s: %w", in, err)
+			return Result{}, cutBack(sf, start, fmt.Errorf("%s: %w", in, err))
 		}
 		bar.Done()
 	} else if out == "-" {

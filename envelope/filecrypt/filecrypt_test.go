@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/ppml/ppml/envelope"
 )
 
@@ -142,6 +144,36 @@ func TestStdoutRedirectedToFile(t *testing.T) {
 		if err != nil || got.Bytes != int64(len(pt)) {
 			t.Fatalf("flags %#x: encrypted to stdout: %v", flag, err)
 		}
+	}
+}
+
+// TestEncryptToStdoutFileFails: encrypting to a stdout redirected to a
+// file writes the segments in place; when a write fails (here the file
+// size limit, EFBIG) the file is cut back to what it held before.
+func TestEncryptToStdoutFileFails(t *testing.T) {
+	k := newKey(t)
+	plain := filepath.Join(t.TempDir(), "data.bin")
+	os.WriteFile(plain, randBytes(5<<20), 0o600)
+	sf := stdoutFile(t, 0, "before\n")
+	var old unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_FSIZE, &old); err != nil {
+		t.Fatal(err)
+	}
+	lim := old
+	lim.Cur = 2 << 20
+	if err := unix.Setrlimit(unix.RLIMIT_FSIZE, &lim); err != nil {
+		t.Skip("cannot lower the file size limit:", err)
+	}
+	_, err := EncryptFile(plain, "-", k, Options{Quiet: true, Stdout: sf})
+	unix.Setrlimit(unix.RLIMIT_FSIZE, &old)
+	if err == nil || !strings.Contains(err.Error(), "write segment") {
+		t.Fatalf("encrypt beyond the file size limit: %v", err)
+	}
+	if b, _ := os.ReadFile(sf.Name()); string(b) != "before\n" {
+		t.Fatalf("stdout file holds %d bytes after a failed encryption", len(b))
+	}
+	if off, _ := sf.Seek(0, io.SeekCurrent); off != 7 {
+		t.Fatalf("stdout file offset %d after a failed encryption", off)
 	}
 }
 

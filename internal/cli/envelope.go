@@ -105,7 +105,8 @@ func newEncryptCmd() *cobra.Command {
 		Short: "Encrypt a file (or with -r a directory tree) into the ppml envelope",
 		Long: `Encrypt IN into the ppml envelope format under KEY, or to the public key PUBKEY. The
 output defaults to IN.ppml; '-' reads stdin or writes stdout. Outputs are written atomically
-and existing files are never replaced without --force. With -r, every file under the
+and existing files are never replaced without --force; standard output redirected to a
+regular file is cut back to what it held if encryption fails. With -r, every file under the
 directory IN is encrypted to the same relative path plus .ppml under the directory given
 with -o.
 
