@@ -239,6 +239,11 @@ set -eEo pipefail`, 0)
 
 	tmp := t.TempDir()
 	w := checkout(t, root, tmp)
+	if goRunRE.MatchString(script.String()) {
+		if err := copyModule(root, w); err != nil {
+			t.Fatal(err)
+		}
+	}
 	// The files the port directives name, in the run's copy.
 	for _, p := range doc.Ports {
 		for _, f := range p.Files {
@@ -442,20 +447,8 @@ func checkout(t *testing.T, root, tmp string) string {
 			t.Fatal(err)
 		}
 	}
-	// The module's sources, read only in spirit, so that "go run ./examples/..."
-	// builds from the checkout as it would in the reader's.
-	ents, err := os.ReadDir(root)
-	if err != nil {
+	if err := os.Symlink(filepath.Join(root, "python"), filepath.Join(w, "python")); err != nil {
 		t.Fatal(err)
-	}
-	for _, e := range ents {
-		switch name := e.Name(); {
-		case name == "bin", name == "examples", name == "scripts", strings.HasPrefix(name, "."):
-		default:
-			if err := os.Symlink(filepath.Join(root, name), filepath.Join(w, name)); err != nil {
-				t.Fatal(err)
-			}
-		}
 	}
 	if err := os.Symlink(shareddata.Dir(), filepath.Join(tmp, "shared")); err != nil {
 		t.Fatal(err)
@@ -468,6 +461,49 @@ func checkout(t *testing.T, root, tmp string) string {
 		t.Fatal(err)
 	}
 	return w
+}
+
+// goRunRE finds a go run or go build in a document's script: such a
+// document gets a copy of the module's sources (copyModule).
+var goRunRE = regexp.MustCompile(`(^|[\s;&|(])go (run|build) `)
+
+// copyModule copies the module's Go sources into the checkout w, for a
+// document that runs "go run ./examples/...": go.mod, go.sum and the
+// package directories, without .git, bin, docs, python, examples and
+// scripts (there already), testdata directories and files over 1 MiB (built
+// binaries). A copy, not links: a document that writes ./kms must not
+// write into the kms package of the repository.
+func copyModule(root, w string) error {
+	return filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		if rel == "." {
+			return nil
+		}
+		top, _, _ := strings.Cut(filepath.ToSlash(rel), "/")
+		switch {
+		case strings.HasPrefix(d.Name(), "."), top == "bin", top == "docs", top == "python", top == "examples", top == "scripts", d.Name() == "testdata":
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		case d.IsDir():
+			return os.MkdirAll(filepath.Join(w, rel), 0o755)
+		case !d.Type().IsRegular():
+			return nil
+		}
+		info, err := d.Info()
+		if err != nil || info.Size() > 1<<20 {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(w, rel), b, 0o644)
+	})
 }
 
 var datasetOnce = sync.OnceValues(func() (string, error) {
