@@ -544,12 +544,17 @@ func docEnv(t *testing.T, tmp, w string) []string {
 		switch {
 		case strings.HasPrefix(k, "PPML_"), strings.HasPrefix(k, "XDG_"):
 		case k == "HOME", k == "PATH", k == "TMPDIR", k == "PWD", k == "OLDPWD", k == "CDPATH", k == "BASH_ENV", k == "ENV",
-			k == "GOCACHE", k == "GOMODCACHE", k == "GOPATH", k == markerVar:
+			k == "GOCACHE", k == "GOMODCACHE", k == "GOPATH", k == "GOFLAGS", k == markerVar:
 		default:
 			env = append(env, kv)
 		}
 	}
+	// -trimpath: the copy of the module (copyModule) lives in a new
+	// directory each run; without it the directory is part of every
+	// package's build ID and "go run" would recompile the module's packages
+	// each time instead of hitting the cache.
 	env = append(env, goEnv()...)
+	env = append(env, "GOFLAGS=-trimpath")
 	return append(env,
 		"HOME="+filepath.Join(tmp, "home"),
 		"TMPDIR="+filepath.Join(tmp, "tmp"),
