@@ -240,7 +240,7 @@ set -eEo pipefail`, 0)
 	tmp := t.TempDir()
 	w := checkout(t, root, tmp)
 	if goRunRE.MatchString(script.String()) {
-		if err := copyModule(root, w); err != nil {
+		if err := moduleShim(root, w); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -464,46 +464,38 @@ func checkout(t *testing.T, root, tmp string) string {
 }
 
 // goRunRE finds a go run or go build in a document's script: such a
-// document gets a copy of the module's sources (copyModule).
+// document's checkout gets a module file (moduleShim).
 var goRunRE = regexp.MustCompile(`(^|[\s;&|(])go (run|build) `)
 
-// copyModule copies the module's Go sources into the checkout w, for a
-// document that runs "go run ./examples/...": go.mod, go.sum and the
-// package directories, without .git, bin, docs, python, examples and
-// scripts (there already), testdata directories and files over 1 MiB (built
-// binaries). A copy, not links: a document that writes ./kms must not
-// write into the kms package of the repository.
-func copyModule(root, w string) error {
-	return filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(root, p)
-		if rel == "." {
-			return nil
-		}
-		top, _, _ := strings.Cut(filepath.ToSlash(rel), "/")
-		switch {
-		case strings.HasPrefix(d.Name(), "."), top == "bin", top == "docs", top == "python", top == "examples", top == "scripts", d.Name() == "testdata":
-			if d.IsDir() {
-				return filepath.SkipDir
-			}
-			return nil
-		case d.IsDir():
-			return os.MkdirAll(filepath.Join(w, rel), 0o755)
-		case !d.Type().IsRegular():
-			return nil
-		}
-		info, err := d.Info()
-		if err != nil || info.Size() > 1<<20 {
-			return err
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(filepath.Join(w, rel), b, 0o644)
-	})
+// moduleShim makes the checkout w a Go module, so that a document's
+// "go run ./examples/..." builds the copied example as in the reader's
+// checkout: go.mod is the repository's, renamed ppml-docs-checkout, with
+// github.com/ppml/ppml required and replaced by the repository itself, and
+// go.sum is the repository's. The example's own package compiles from the
+// copy; every package of ppml it imports is read from the repository,
+// nothing is copied or linked into the document's directory (a document
+// that writes ./kms must not write into the kms package), and the build
+// cache that built the test's binaries serves them. An example cannot
+// import ppml's internal packages this way; none does.
+func moduleShim(root, w string) error {
+	mod, err := os.ReadFile(filepath.Join(root, "go.mod"))
+	if err != nil {
+		return err
+	}
+	modRE := regexp.MustCompile(`(?m)^module\s+` + regexp.QuoteMeta(buildtest.Module) + `\s*$`)
+	if !modRE.Match(mod) {
+		return fmt.Errorf("%s/go.mod does not declare module %s", root, buildtest.Module)
+	}
+	mod = modRE.ReplaceAll(mod, []byte("module ppml-docs-checkout"))
+	mod = append(mod, fmt.Sprintf("\nrequire %s v0.0.0\n\nreplace %s => %s\n", buildtest.Module, buildtest.Module, root)...)
+	if err := os.WriteFile(filepath.Join(w, "go.mod"), mod, 0o644); err != nil {
+		return err
+	}
+	sum, err := os.ReadFile(filepath.Join(root, "go.sum"))
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(w, "go.sum"), sum, 0o644)
 }
 
 var datasetOnce = sync.OnceValues(func() (string, error) {
@@ -544,17 +536,12 @@ func docEnv(t *testing.T, tmp, w string) []string {
 		switch {
 		case strings.HasPrefix(k, "PPML_"), strings.HasPrefix(k, "XDG_"):
 		case k == "HOME", k == "PATH", k == "TMPDIR", k == "PWD", k == "OLDPWD", k == "CDPATH", k == "BASH_ENV", k == "ENV",
-			k == "GOCACHE", k == "GOMODCACHE", k == "GOPATH", k == "GOFLAGS", k == markerVar:
+			k == "GOCACHE", k == "GOMODCACHE", k == "GOPATH", k == markerVar:
 		default:
 			env = append(env, kv)
 		}
 	}
-	// -trimpath: the copy of the module (copyModule) lives in a new
-	// directory each run; without it the directory is part of every
-	// package's build ID and "go run" would recompile the module's packages
-	// each time instead of hitting the cache.
 	env = append(env, goEnv()...)
-	env = append(env, "GOFLAGS=-trimpath")
 	return append(env,
 		"HOME="+filepath.Join(tmp, "home"),
 		"TMPDIR="+filepath.Join(tmp, "tmp"),

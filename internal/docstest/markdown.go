@@ -27,9 +27,9 @@
 // Every document runs in one bash process, block after block, in a fresh
 // directory laid out like a ppml checkout (bin/ with freshly built binaries,
 // also on PATH, a copy of examples/ and scripts/, and ../shared; for a
-// document that runs "go run" or "go build", a copy of the module's Go
-// sources, built with the test's Go build and module caches and
-// GOFLAGS=-trimpath so that the cache serves every run), with a fresh HOME. Whatever the document started
+// document that runs "go run" or "go build", a go.mod that makes the copied
+// examples build against the repository's packages with the test's Go build
+// and module caches), with a fresh HOME. Whatever the document started
 // ends with it, also when a block fails or the document times out: bash
 // runs under a reaper (the test binary as a child subreaper, see
 // reaper_test.go) that inherits every process the document orphans — a
