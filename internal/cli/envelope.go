@@ -38,7 +38,7 @@ func (f *cryptFlags) bind(c *cobra.Command, encrypt bool) {
 	c.Flags().BoolVarP(&f.recursive, "recursive", "r", false, "process a directory tree into a mirror tree (needs -o DIR)")
 	c.Flags().BoolVar(&f.force, "force", false, "replace existing outputs")
 	c.Flags().BoolVar(&f.json, "json", false, "print results as JSON (no progress bar)")
-	f.conn.AddConnection(c, "kms:// keys: reach the key service at this URL instead of the reference's host (env PPML_SERVER)")
+	f.conn.AddConnection(c, "kms:// keys: reach the reference's key service at this URL instead of its host:port (a tunnel, a port-forward); env PPML_SERVER is used only when it names the reference's host:port")
 	if encrypt {
 		c.Flags().StringVar(&f.typ, "type", "", "content type: csv, json, parquet, model or bytes (default: from the file extension)")
 	}

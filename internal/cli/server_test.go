@@ -211,3 +211,73 @@ func TestKMSRecipientKey(t *testing.T) {
 		t.Fatalf("tampered wrapped key: %d %s %s", code, out, errs)
 	}
 }
+
+// TestReferenceNamesTheServer: a kms:// reference says which key service
+// holds its key. PPML_SERVER naming another address is refused for
+// encrypt, decrypt by --key and decrypt by the header alike (and nothing
+// is written); PPML_SERVER naming the same address, no PPML_SERVER, and an
+// explicit --server (a second name of the same service here) work.
+func TestReferenceNamesTheServer(t *testing.T) {
+	srv := kmstest.New(t, kmstest.Options{})
+	t.Setenv("PPML_SERVER", srv.URL)
+	t.Setenv("PPML_SERVER_FINGERPRINT", srv.Fingerprint)
+	t.Setenv("PPML_TOKEN", srv.AdminToken())
+	if code, _, errs := runKMS(t, "", "tenant", "create", "alice", "--role", "owner"); code != 0 {
+		t.Fatal(errs)
+	}
+	code, out, errs := runKMS(t, "", "token", "create", "--tenant", "alice", "--json")
+	var tok struct{ Token string }
+	if code != 0 || json.Unmarshal([]byte(out), &tok) != nil {
+		t.Fatal(out, errs)
+	}
+	t.Setenv("PPML_TOKEN", tok.Token)
+	if code, _, errs := runKMS(t, "", "key", "create", "alice/sales"); code != 0 {
+		t.Fatal(errs)
+	}
+	dir := t.TempDir()
+	plain := filepath.Join(dir, "p.txt")
+	os.WriteFile(plain, []byte("owner data\n"), 0o600)
+	ref := "kms://" + net.JoinHostPort(srv.Host, strconv.Itoa(srv.Port)) + "/alice/sales"
+	other := "https://localhost:" + strconv.Itoa(srv.Port) // the same service under another name
+
+	t.Setenv("PPML_SERVER", other)
+	for _, args := range [][]string{
+		{"encrypt", "--key", ref, "-o", filepath.Join(dir, "refused.ppml"), plain},
+	} {
+		code, _, errs := runKMS(t, "", args...)
+		if code != ExitUsage || !strings.Contains(errs, "--key "+ref+" is a key of the key service at "+srv.Host) || !strings.Contains(errs, "PPML_SERVER is "+other) {
+			t.Fatalf("%v with PPML_SERVER=%s: exit %d, %s", args, other, code, errs)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "refused.ppml")); err == nil {
+		t.Fatal("a refused encrypt wrote its output")
+	}
+	// An explicit --server reaches the service at the other name; the
+	// header still names the reference's.
+	enc := filepath.Join(dir, "p.txt.ppml")
+	if code, _, errs := runKMS(t, "", "encrypt", "--server", other, "--key", ref, "-o", enc, plain); code != 0 {
+		t.Fatal(errs)
+	}
+	if code, out, errs := runKMS(t, "", "inspect", enc); code != 0 || !strings.Contains(out, ref+"@1") {
+		t.Fatalf("inspect: %d %s %s", code, out, errs)
+	}
+	for _, args := range [][]string{
+		{"decrypt", "--key", ref, "-o", filepath.Join(dir, "a.txt"), enc},
+		{"decrypt", "-o", filepath.Join(dir, "b.txt"), enc},
+	} {
+		code, _, errs := runKMS(t, "", args...)
+		if code != ExitUsage || !strings.Contains(errs, "PPML_SERVER is "+other) {
+			t.Fatalf("%v with PPML_SERVER=%s: exit %d, %s", args, other, code, errs)
+		}
+	}
+	for _, env := range []string{srv.URL, srv.URL + "/", ""} {
+		t.Setenv("PPML_SERVER", env)
+		back := filepath.Join(t.TempDir(), "back.txt")
+		if code, _, errs := runKMS(t, "", "decrypt", "-o", back, enc); code != 0 {
+			t.Fatalf("decrypt with PPML_SERVER=%q: %s", env, errs)
+		}
+		if b, _ := os.ReadFile(back); string(b) != "owner data\n" {
+			t.Fatalf("decrypted %q", b)
+		}
+	}
+}

@@ -2,6 +2,9 @@ package command
 
 import (
 	"fmt"
+	"net/url"
+	"os"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -87,10 +90,16 @@ func LoadKeyWith(cmd *cobra.Command, spec string, k *KMSFlags) (envelope.KeyWrap
 	return kf.KeyWrapper(), kf.KeyResolver(), nil
 }
 
-// KMSKey reaches the key service of a kms:// reference: at the
-// reference's host and port unless --server (or PPML_SERVER) names another
-// address for it, with the token of --token or PPML_TOKEN. what names the
-// reference as the user gave it, for errors.
+// KMSKey reaches the key service of a kms:// reference, with the token of
+// --token or PPML_TOKEN; what names the reference as the user gave it, for
+// errors. The reference's host and port say which key service holds the
+// key (a file's header records them), so that is where KMSKey connects:
+//   - an explicit --server URL connects there instead, on purpose (a tunnel
+//     or port-forward to that same service; the TLS pin or CA still decides
+//     whether the server is trusted);
+//   - PPML_SERVER, set for the whole shell and easily forgotten, never
+//     redirects a reference: it is used when it names the reference's
+//     host and port, and a different one is refused (exit 2), naming both.
 func KMSKey(cmd *cobra.Command, ref envelope.KeyRef, k *KMSFlags, what string) (*client.EnvelopeKey, error) {
 	if k == nil {
 		k = &KMSFlags{}
@@ -99,15 +108,51 @@ func KMSKey(cmd *cobra.Command, ref envelope.KeyRef, k *KMSFlags, what string) (
 	if tok == "" {
 		return nil, Usagef("%s needs an API token of the key service: give it with --token or PPML_TOKEN", what)
 	}
-	server := EnvOr(k.Server, "PPML_SERVER")
-	if server == "" {
-		server = client.ServerURL(ref.Host, ref.Port)
+	server, err := ServerFor(ref, k.Server, os.Getenv("PPML_SERVER"), what)
+	if err != nil {
+		return nil, err
 	}
 	c, err := client.New(server, tok, client.Options{Fingerprint: EnvOr(k.Fingerprint, "PPML_SERVER_FINGERPRINT"), CAFile: EnvOr(k.CAFile, "PPML_CA_FILE")})
 	if err != nil {
 		return nil, err
 	}
 	return &client.EnvelopeKey{Client: c, Ref: ref, Ctx: cmd.Context()}, nil
+}
+
+// ServerFor is the URL KMSKey connects to for ref: flag (--server) when
+// given, else the reference's https://HOST:PORT; env (PPML_SERVER) must
+// then be empty or name the same host and port.
+func ServerFor(ref envelope.KeyRef, flag, env, what string) (string, error) {
+	if flag != "" {
+		return flag, nil
+	}
+	own := client.ServerURL(ref.Host, ref.Port)
+	if env == "" || SameServer(env, ref) {
+		return own, nil
+	}
+	return "", Usagef("%s is a key of the key service at %s, but PPML_SERVER is %s: the reference says which "+
+		"key service holds the key, and PPML_SERVER does not redirect it. Unset PPML_SERVER (or set it to %s), "+
+		"or give --server URL to reach that key service at another address on purpose (a tunnel or port-forward)",
+		what, strings.TrimPrefix(own, "https://"), env, own)
+}
+
+// SameServer reports whether the URL u names ref's key service: https, the
+// same host (case-insensitively) and the same port (8443 when the reference
+// has none, 443 when the URL has none).
+func SameServer(u string, ref envelope.KeyRef) bool {
+	p, err := url.Parse(u)
+	if err != nil || p.Scheme != "https" || (p.Path != "" && p.Path != "/") {
+		return false
+	}
+	port := p.Port()
+	if port == "" {
+		port = "443"
+	}
+	want := ref.Port
+	if want == 0 {
+		want = client.DefaultPort
+	}
+	return strings.EqualFold(p.Hostname(), ref.Host) && port == strconv.Itoa(want)
 }
 
 // HeaderResolver resolves the key a file's header names, for decrypt

@@ -14,18 +14,38 @@
 //     <!-- docs-test: skip REASON --> does not run the block (the reason is
 //     listed by the test), <!-- docs-test: output --> compares a plain block
 //     with the output of the block before it;
-//   - <!-- docs-test: port N --> anywhere in a document replaces the port
-//     number N in its blocks with a free port for the run.
+//   - <!-- docs-test: port N [FILE...] --> anywhere in a document replaces
+//     the port number N (as a whole word) with a free port chosen for the
+//     run, in the document's blocks and the outputs they are compared with,
+//     and in each FILE named after it: a path relative to the document's
+//     directory, rewritten in the run's copy of examples/ before the first
+//     block runs (for an example's manifest that names its listen ports).
+//     Nothing else is rewritten: no other number, no host name, no file the
+//     directive does not name. A document that shows a digest of such a file
+//     shows it elided ("sha256:…"), since the digest changes with the port.
 //
 // Every document runs in one bash process, block after block, in a fresh
 // directory laid out like a ppml checkout (bin/ with freshly built binaries,
-// also on PATH, a copy of examples/ and scripts/, and ../shared), with a
-// fresh HOME; whatever it started is killed when the document ends.
+// also on PATH, a copy of examples/ and scripts/, and ../shared; for a
+// document that runs "go run" or "go build", a go.mod that makes the copied
+// examples build against the repository's packages with the test's Go build
+// and module caches), with a fresh HOME. Whatever the document started
+// ends with it, also when a block fails or the document times out: bash
+// runs under a reaper (the test binary as a child subreaper, see
+// reaper_test.go) that inherits every process the document orphans — a
+// server that daemonized with fork and setsid (redis-server --daemonize
+// yes) — and ends all its descendants when bash exits. Behind it, the
+// document's process group is killed, and so is every process whose
+// environment still carries the document's marker variable DOCSTEST_RUN (a
+// unique value per run), which finds daemons even if the reaper itself was
+// killed (not redis-server, which overwrites its environment with its
+// process title).
 package docstest
 
 import (
 	"bufio"
 	"fmt"
+	"path"
 	"regexp"
 	"strings"
 )
@@ -59,7 +79,14 @@ type Command struct {
 // Doc is a parsed markdown file.
 type Doc struct {
 	Blocks []Block
-	Ports  []string // port numbers to replace with free ones
+	Ports  []Port // port numbers to replace with free ones
+}
+
+// Port is a port directive: the number, and the files (relative to the
+// document's directory) it is replaced in besides the blocks.
+type Port struct {
+	Number string
+	Files  []string
 }
 
 var (
@@ -89,10 +116,16 @@ func Parse(src string) (*Doc, error) {
 		if m := directiveRE.FindStringSubmatch(line); m != nil {
 			switch m[1] {
 			case "port":
-				if !portRE.MatchString(m[2]) {
+				f := strings.Fields(m[2])
+				if len(f) == 0 || !portRE.MatchString(f[0]) {
 					return nil, fmt.Errorf("line %d: docs-test port wants a port number, got %q", i+1, m[2])
 				}
-				doc.Ports = append(doc.Ports, m[2])
+				for _, file := range f[1:] {
+					if path.IsAbs(file) || file != path.Clean(file) || strings.HasPrefix(file, "../") || file == ".." {
+						return nil, fmt.Errorf("line %d: docs-test port %s: file %q must be a clean path inside the document's directory", i+1, f[0], file)
+					}
+				}
+				doc.Ports = append(doc.Ports, Port{Number: f[0], Files: f[1:]})
 				continue
 			case "skip":
 				if m[2] == "" || m[2] == "—" {

@@ -18,7 +18,7 @@ func TestParse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(d.Blocks) != 4 || len(d.Ports) != 1 || d.Ports[0] != "18443" {
+	if len(d.Blocks) != 4 || len(d.Ports) != 1 || d.Ports[0].Number != "18443" {
 		t.Fatalf("blocks %d, ports %v", len(d.Blocks), d.Ports)
 	}
 	if d.Blocks[1].Kind != Output || d.Blocks[2].Skip != "needs Kubernetes" {
