@@ -275,7 +275,7 @@ func (s *sourceTask) end() error {
 	if s.ended {
 		return nil
 	}
-	s.ended = true
+	s.ended, s.endPending = true, true
 	if !s.pl.Aggregating() {
 		return s.emitEnd(s.pl.Sink.Stream, s.id.Partition, s.outID("end", 0))
 	}

@@ -240,7 +240,7 @@ func (t *windowTask) advance() {
 
 func (t *windowTask) checkEnd(ended bool) {
 	if ended && !t.ended {
-		t.ended = true
+		t.ended, t.endPending = true, true
 		t.flushResults()
 		if err := t.emitEnd(t.pl.Sink.Stream, t.id.Partition, t.outID("end", 0)); err != nil {
 			t.failed = err
