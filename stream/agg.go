@@ -46,14 +46,18 @@ type aggState struct {
 }
 
 func newAcc(aggs []Agg) *acc {
-	a := &acc{}
+	a := makeAcc(aggs)
+	return &a
+}
+
+// makeAcc returns an empty accumulator (by value, for slices of them).
+func makeAcc(aggs []Agg) acc {
 	for _, g := range aggs {
 		if g.Op != Count {
-			a.s = make([]aggState, len(aggs))
-			break
+			return acc{s: make([]aggState, len(aggs))}
 		}
 	}
-	return a
+	return acc{}
 }
 
 // add accumulates one row; vals are the aggregation inputs in agg order.
