@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"sort"
+	"strings"
 )
 
 // AggOp is an aggregation.
@@ -77,7 +78,9 @@ func (a *acc) add(aggs []Agg, vals []Value) {
 			if st.set == nil {
 				st.set = map[string]struct{}{}
 			}
-			st.set[v.Text()] = struct{}{}
+			if t := v.Text(); !hasKey(st.set, t) {
+				st.set[strings.Clone(t)] = struct{}{} // rows' strings are valid only during the call
+			}
 			st.c++
 		default:
 			if v.Kind == Number {
@@ -85,6 +88,11 @@ func (a *acc) add(aggs []Agg, vals []Value) {
 			}
 		}
 	}
+}
+
+func hasKey(m map[string]struct{}, k string) bool {
+	_, ok := m[k]
+	return ok
 }
 
 func (st *aggState) addNum(f float64) {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/ppml/ppml/stream/record"
@@ -181,7 +182,11 @@ func (s *sourceTask) addSession(w Window) {
 // of its key, which decides (with the global watermark) whether it is late.
 func (s *sourceTask) lateRow(t int64) {
 	p := partitionOf(string(s.key), s.pl.SinkPartitions())
-	s.late[p] = append(s.late[p], lateRow{time: t, key: string(s.key), vals: append([]Value(nil), s.aggVals...)})
+	vals := append([]Value(nil), s.aggVals...)
+	for i := range vals {
+		vals[i].S = strings.Clone(vals[i].S) // rows' strings are valid only during the call
+	}
+	s.late[p] = append(s.late[p], lateRow{time: t, key: string(s.key), vals: vals})
 }
 
 // advance moves the watermark to wm and, when windows close or a window

@@ -577,7 +577,7 @@ func (s *session) claim(ctx context.Context, id stream.TaskID, o *ownedTask) err
 		case s.notify <- struct{}{}:
 		default:
 		}
-	}, js.PullMaxMessages(1000), js.ConsumeErrHandler(func(_ js.ConsumeContext, err error) {
+	}, js.PullMaxMessages(maxBuffered/2), js.ConsumeErrHandler(func(_ js.ConsumeContext, err error) {
 		if errors.Is(err, js.ErrConsumerDeleted) || errors.Is(err, js.ErrConsumerNotFound) {
 			o.mu.Lock()
 			o.err = err
@@ -590,7 +590,7 @@ func (s *session) claim(ctx context.Context, id stream.TaskID, o *ownedTask) err
 // maxBuffered bounds the messages read ahead per task; maxPoll the
 // messages one Poll hands on per task.
 const (
-	maxBuffered = 2000
+	maxBuffered = 500
 	maxPoll     = 250
 )
 
