@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"sort"
+	"strings"
 )
 
 // AggOp is an aggregation.
@@ -46,14 +47,18 @@ type aggState struct {
 }
 
 func newAcc(aggs []Agg) *acc {
-	a := &acc{}
+	a := makeAcc(aggs)
+	return &a
+}
+
+// makeAcc returns an empty accumulator (by value, for slices of them).
+func makeAcc(aggs []Agg) acc {
 	for _, g := range aggs {
 		if g.Op != Count {
-			a.s = make([]aggState, len(aggs))
-			break
+			return acc{s: make([]aggState, len(aggs))}
 		}
 	}
-	return a
+	return acc{}
 }
 
 // add accumulates one row; vals are the aggregation inputs in agg order.
@@ -73,7 +78,9 @@ func (a *acc) add(aggs []Agg, vals []Value) {
 			if st.set == nil {
 				st.set = map[string]struct{}{}
 			}
-			st.set[v.Text()] = struct{}{}
+			if t := v.Text(); !hasKey(st.set, t) {
+				st.set[strings.Clone(t)] = struct{}{} // rows' strings are valid only during the call
+			}
 			st.c++
 		default:
 			if v.Kind == Number {
@@ -81,6 +88,11 @@ func (a *acc) add(aggs []Agg, vals []Value) {
 			}
 		}
 	}
+}
+
+func hasKey(m map[string]struct{}, k string) bool {
+	_, ok := m[k]
+	return ok
 }
 
 func (st *aggState) addNum(f float64) {

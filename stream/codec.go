@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"unsafe"
 )
 
 // enc and dec are the binary encoding of snapshots and shuffle messages:
@@ -123,6 +124,23 @@ func (d *dec) value() Value {
 	case Null:
 	case String:
 		v.S = d.str()
+	case Number, Bool:
+		v.F = d.f64()
+	default:
+		d.fail(fmt.Errorf("unknown value kind %d", v.Kind))
+	}
+	return v
+}
+
+// valueNoCopy is value for bytes that are never modified (a string's):
+// a string value shares them.
+func (d *dec) valueNoCopy() Value {
+	v := Value{Kind: Kind(d.byte1())}
+	switch v.Kind {
+	case Null:
+	case String:
+		r := d.raw()
+		v.S = unsafe.String(unsafe.SliceData(r), len(r))
 	case Number, Bool:
 		v.F = d.f64()
 	default:

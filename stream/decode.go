@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 )
 
 // Format is how a record body holds events: text (one event per line, in
@@ -60,7 +61,11 @@ func (d *decoder) decode(body []byte, recTime int64, emit func(*Row)) error {
 	switch d.format {
 	case FormatText:
 		row := Row{Time: recTime, Vals: make([]Value, len(d.fields))}
-		s := string(body)
+		// The lines share body's bytes, which are never written again (a
+		// record's plaintext is a new slice): rows are valid only during
+		// the call, and what keeps a value (keys, distinct sets, late
+		// rows) copies it.
+		s := unsafe.String(unsafe.SliceData(body), len(body))
 		for len(s) > 0 {
 			line := s
 			if i := strings.IndexByte(s, '\n'); i >= 0 {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"time"
+	"unsafe"
 
 	"github.com/ppml/ppml/stream/record"
 )
@@ -133,10 +134,21 @@ func (pl *Plan) appendRow(b []byte, r *Row) []byte {
 
 // appendResult appends one window result as a JSON line.
 func (pl *Plan) appendResult(b []byte, w Window, key []Value, a *acc, pane int) []byte {
-	b = append(b, `{"window_start":`...)
+	return pl.appendResultAfter(b, resultPrefix(w), key, a, pane)
+}
+
+// resultPrefix is the start of every result line of window w.
+func resultPrefix(w Window) []byte {
+	b := append([]byte(nil), `{"window_start":`...)
 	b = Str(fmtMillis(w.Start)).appendJSON(b)
 	b = append(b, `,"window_end":`...)
-	b = Str(fmtMillis(w.End)).appendJSON(b)
+	return Str(fmtMillis(w.End)).appendJSON(b)
+}
+
+// appendResultAfter appends a result line that starts with prefix
+// (resultPrefix of its window, computed once for all its keys).
+func (pl *Plan) appendResultAfter(b, prefix []byte, key []Value, a *acc, pane int) []byte {
+	b = append(b, prefix...)
 	for i, k := range pl.KeyFields {
 		b = append(b, ',')
 		b = Str(k).appendJSON(b)
@@ -166,10 +178,15 @@ func (pl *Plan) appendKey(b []byte, r *Row) []byte {
 }
 
 func decodeKey(k string, n int) []Value {
-	d := dec{b: []byte(k)}
-	vals := make([]Value, n)
+	return decodeKeyInto(make([]Value, n), k)
+}
+
+// decodeKeyInto decodes key k into vals (one per key field), whose
+// strings share k's bytes.
+func decodeKeyInto(vals []Value, k string) []Value {
+	d := dec{b: unsafe.Slice(unsafe.StringData(k), len(k))}
 	for i := range vals {
-		vals[i] = d.value()
+		vals[i] = d.valueNoCopy()
 	}
 	return vals
 }

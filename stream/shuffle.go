@@ -40,15 +40,70 @@ func (m *shuffleMsg) encode(aggs []Agg) []byte {
 			k.acc.encode(e, aggs)
 		}
 	}
-	e.uvarint(uint64(len(m.lateRows)))
-	for _, r := range m.lateRows {
+	encodeLateRows(e, m.lateRows)
+	return e.b
+}
+
+// encodeShuffle writes a source task's shuffle message for each of n
+// window tasks: the watermark (MinInt64: none), the partial aggregates of
+// the flushed windows ws (whose accumulators are wins) with keys routed by
+// their partition, and late rows. It writes what m.encode writes for the
+// same content, without building the messages first.
+func encodeShuffle(from int, wm int64, ended bool, ws []Window, wins []*winAccs, p *preAgg, late map[int][]lateRow, n int, aggs []Agg) [][]byte {
+	counts := make([]int, len(ws)*n) // keys of window i for partition q: counts[i*n+q]
+	total := 0
+	for i, wa := range wins {
+		for _, id := range wa.ids {
+			counts[i*n+int(p.parts[id])]++
+		}
+		total += len(wa.ids)
+	}
+	out := make([][]byte, n)
+	for q := range out {
+		e := &enc{b: make([]byte, 0, 16+total/n*12)}
+		e.byte1(shuffleVersion)
+		e.uvarint(uint64(from))
+		e.varint(wm)
+		e.bool(false)
+		e.bool(ended)
+		np := 0
+		for i := range ws {
+			if counts[i*n+q] > 0 {
+				np++
+			}
+		}
+		e.uvarint(uint64(np))
+		for i, w := range ws {
+			c := counts[i*n+q]
+			if c == 0 {
+				continue
+			}
+			e.varint(w.Start)
+			e.varint(w.End)
+			e.uvarint(uint64(c))
+			wa := wins[i]
+			for j, id := range wa.ids {
+				if int(p.parts[id]) == q {
+					e.str(p.keys[id])
+					wa.accs[j].encode(e, aggs)
+				}
+			}
+		}
+		encodeLateRows(e, late[q])
+		out[q] = e.b
+	}
+	return out
+}
+
+func encodeLateRows(e *enc, rows []lateRow) {
+	e.uvarint(uint64(len(rows)))
+	for _, r := range rows {
 		e.varint(r.time)
 		e.str(r.key)
 		for _, v := range r.vals {
 			e.value(v)
 		}
 	}
-	return e.b
 }
 
 func decodeShuffle(b []byte, aggs []Agg) (*shuffleMsg, error) {
@@ -62,9 +117,11 @@ func decodeShuffle(b []byte, aggs []Agg) (*shuffleMsg, error) {
 	m.idle = d.bool()
 	m.ended = d.bool()
 	n := d.count(3)
+	m.partials = make([]windowPartial, 0, n)
 	for i := 0; i < n && d.err == nil; i++ {
 		p := windowPartial{w: Window{Start: d.varint(), End: d.varint()}}
 		nk := d.count(2)
+		p.keys = make([]keyAcc, 0, nk)
 		for j := 0; j < nk && d.err == nil; j++ {
 			k := d.str()
 			p.keys = append(p.keys, keyAcc{k, decodeAcc(d, aggs)})

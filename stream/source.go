@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/ppml/ppml/stream/record"
@@ -23,7 +24,7 @@ type sourceTask struct {
 	maxTime  int64 // largest event time seen; MinInt64 before any
 	wm       int64 // this partition's watermark
 	emitted  int64 // watermark last sent to the window tasks
-	windows  map[Window]map[string]*acc
+	agg      *preAgg
 	sessions map[string][]Window // session windows: each key's open sessions
 	idle     bool
 	idleW    *record.Writer // seals idle markers (random id: they are not repeatable)
@@ -31,7 +32,7 @@ type sourceTask struct {
 	// scratch for one record
 	winTime int64 // time s.wins were assigned for
 	lastWin Window
-	lastMap map[string]*acc // s.windows[lastWin]; nil after windows change
+	lastWA  *winAccs // s.agg.wins[lastWin]; nil after windows change
 	key     []byte
 	wins    []Window
 	aggVals []Value
@@ -42,7 +43,7 @@ type sourceTask struct {
 func newSourceTask(w *worker, id TaskID, index int) *sourceTask {
 	s := &sourceTask{pl: w.plan, maxTime: math.MinInt64, wm: math.MinInt64, emitted: math.MinInt64}
 	s.init(w, id, index)
-	s.windows = map[Window]map[string]*acc{}
+	s.agg = newPreAgg(s.pl.SinkPartitions())
 	s.sessions = map[string][]Window{}
 	s.late = map[int][]lateRow{}
 	steps := make([]DoFn, len(s.pl.steps))
@@ -133,58 +134,59 @@ func (s *sourceTask) accept(r *Row) {
 		s.addSession(s.wins[0])
 		return
 	}
+	id := s.agg.id(s.key)
 	for _, w := range s.wins {
-		m := s.lastMap
-		if w != s.lastWin || m == nil {
-			if m = s.windows[w]; m == nil {
-				m = map[string]*acc{}
-				s.windows[w] = m
-			}
-			s.lastWin, s.lastMap = w, m
+		wa := s.lastWA
+		if w != s.lastWin || wa == nil {
+			wa = s.agg.window(w)
+			s.lastWin, s.lastWA = w, wa
 		}
-		a := m[string(s.key)]
+		a := wa.get(id)
 		if a == nil {
-			a = newAcc(s.pl.Aggs)
-			m[string(s.key)] = a
+			a = wa.put(id, len(s.agg.keys), makeAcc(s.pl.Aggs))
 		}
 		a.add(s.pl.Aggs, s.aggVals)
 	}
 }
 
 func (s *sourceTask) addSession(w Window) {
-	k := string(s.key)
-	a := newAcc(s.pl.Aggs)
+	id := s.agg.id(s.key)
+	k := s.agg.keys[id]
+	a := makeAcc(s.pl.Aggs)
 	a.add(s.pl.Aggs, s.aggVals)
 	kept := s.sessions[k][:0]
 	for _, o := range s.sessions[k] {
 		if mergeable(o, w) {
 			w = union(o, w)
-			a.merge(s.windows[o][k])
-			delete(s.windows[o], k)
-			if len(s.windows[o]) == 0 {
-				delete(s.windows, o)
+			wa := s.agg.wins[o]
+			a.merge(wa.get(id))
+			wa.remove(id)
+			if len(wa.ids) == 0 {
+				delete(s.agg.wins, o)
 			}
 			continue
 		}
 		kept = append(kept, o)
 	}
 	s.sessions[k] = append(kept, w)
-	m := s.windows[w]
-	if m == nil {
-		m = map[string]*acc{}
-		s.windows[w] = m
+	s.lastWA = nil
+	wa := s.agg.window(w)
+	if o := wa.get(id); o != nil {
+		o.merge(&a)
+	} else {
+		wa.put(id, len(s.agg.keys), a)
 	}
-	if o := m[k]; o != nil {
-		a.merge(o)
-	}
-	m[k] = a
 }
 
 // lateRow sends a row whose window was already sent on to the window task
 // of its key, which decides (with the global watermark) whether it is late.
 func (s *sourceTask) lateRow(t int64) {
 	p := partitionOf(string(s.key), s.pl.SinkPartitions())
-	s.late[p] = append(s.late[p], lateRow{time: t, key: string(s.key), vals: append([]Value(nil), s.aggVals...)})
+	vals := append([]Value(nil), s.aggVals...)
+	for i := range vals {
+		vals[i].S = strings.Clone(vals[i].S) // rows' strings are valid only during the call
+	}
+	s.late[p] = append(s.late[p], lateRow{time: t, key: string(s.key), vals: vals})
 }
 
 // advance moves the watermark to wm and, when windows close or a window
@@ -198,7 +200,7 @@ func (s *sourceTask) advance(wm int64, ended bool, label string) error {
 		s.wm = wm
 	}
 	var flush []Window
-	for w := range s.windows {
+	for w := range s.agg.wins {
 		if w.maxTs() <= s.wm {
 			flush = append(flush, w)
 		}
@@ -209,28 +211,23 @@ func (s *sourceTask) advance(wm int64, ended bool, label string) error {
 	}
 	sortWindows(flush)
 	n := s.pl.SinkPartitions()
-	msgs := make([]shuffleMsg, n)
-	for p := range msgs {
-		msgs[p] = shuffleMsg{from: s.id.Partition, wm: math.MinInt64, ended: ended}
-		if send {
-			msgs[p].wm = s.wm
-		}
+	sentWM := int64(math.MinInt64)
+	if send {
+		sentWM = s.wm
 	}
+	wins := make([]*winAccs, len(flush))
+	live, largest := 0, 0
+	for _, wa := range s.agg.wins {
+		live += len(wa.ids)
+	}
+	for i, w := range flush {
+		wins[i] = s.agg.wins[w]
+		largest = max(largest, len(wins[i].ids))
+	}
+	bodies := encodeShuffle(s.id.Partition, sentWM, ended, flush, wins, s.agg, s.late, n, s.pl.Aggs)
 	for _, w := range flush {
-		byPart := make([][]keyAcc, n)
-		for k, a := range s.windows[w] {
-			p := partitionOf(k, n)
-			byPart[p] = append(byPart[p], keyAcc{k, a})
-		}
-		for p, ks := range byPart {
-			if len(ks) == 0 {
-				continue
-			}
-			sort.Slice(ks, func(i, j int) bool { return ks[i].key < ks[j].key })
-			msgs[p].partials = append(msgs[p].partials, windowPartial{w, ks})
-		}
-		delete(s.windows, w)
-		s.lastMap = nil
+		delete(s.agg.wins, w)
+		s.lastWA = nil
 		if s.pl.Window.Kind == SessionKind {
 			for k := range s.sessions {
 				s.sessions[k] = removeWindow(s.sessions[k], w)
@@ -240,22 +237,21 @@ func (s *sourceTask) advance(wm int64, ended bool, label string) error {
 			}
 		}
 	}
-	for p, rows := range s.late {
-		msgs[p].lateRows = rows
+	if len(flush) > 0 {
+		s.agg.flushed(live, largest)
 	}
-	clear(s.late)
 	if send {
 		s.emitted = s.wm
 	}
-	for p := range msgs {
-		m := &msgs[p]
-		if !send && len(m.lateRows) == 0 {
+	for p, body := range bodies {
+		if !send && len(s.late[p]) == 0 {
 			continue
 		}
-		if err := s.emit(s.pl.ShuffleStream(), p, 0, m.encode(s.pl.Aggs), s.outID(label, p)); err != nil {
+		if err := s.emit(s.pl.ShuffleStream(), p, 0, body, s.outID(label, p)); err != nil {
 			return err
 		}
 	}
+	clear(s.late)
 	return nil
 }
 
@@ -275,7 +271,7 @@ func (s *sourceTask) end() error {
 	if s.ended {
 		return nil
 	}
-	s.ended = true
+	s.ended, s.endPending = true, true
 	if !s.pl.Aggregating() {
 		return s.emitEnd(s.pl.Sink.Stream, s.id.Partition, s.outID("end", 0))
 	}
@@ -314,7 +310,7 @@ func (s *sourceTask) snapshot() (TaskCommit, error) {
 		e.varint(s.maxTime)
 		e.varint(s.wm)
 		e.varint(s.emitted)
-		encodeWindows(e, s.windows, s.pl.Aggs, nil)
+		s.agg.encode(e, s.pl.Aggs)
 	})
 }
 
@@ -323,12 +319,13 @@ func (s *sourceTask) restoreState(d *dec) {
 	s.wm = d.varint()
 	s.emitted = d.varint()
 	decodeWindows(d, s.pl.Aggs, false, func(w Window, k string, a *acc, _ int) {
-		m := s.windows[w]
-		if m == nil {
-			m = map[string]*acc{}
-			s.windows[w] = m
+		id := s.agg.id([]byte(k))
+		wa := s.agg.window(w)
+		if wa.get(id) != nil {
+			d.fail(fmt.Errorf("key repeated in window %v", w))
+			return
 		}
-		m[k] = a
+		wa.put(id, len(s.agg.keys), *a)
 		if s.pl.Window != nil && s.pl.Window.Kind == SessionKind {
 			s.sessions[k] = append(s.sessions[k], w)
 		}

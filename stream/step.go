@@ -1,6 +1,9 @@
 package stream
 
-import "fmt"
+import (
+	"fmt"
+	"unsafe"
+)
 
 // DoFn is a stateless transformation of one row into zero or more rows
 // (Beam's ParDo). It must be deterministic: a task that restarts replays
@@ -105,7 +108,9 @@ func tokenizeFn(src int) DoFn {
 							buf[k] = c + 'a' - 'A'
 						}
 					}
-					w = string(buf)
+					// Valid until the next word: rows are valid only
+					// during the call.
+					w = unsafe.String(unsafe.SliceData(buf), len(buf))
 				}
 				out.Vals[last] = Str(w)
 				emit(&out)

@@ -41,6 +41,10 @@ type task struct {
 	w     *worker
 	pos   string
 	ended bool // the input ended (every writer of a source partition, or every source task)
+	// endPending: the input ended since the last checkpoint, which is
+	// then taken at once (Flink's final checkpoint at the end of input),
+	// so what the task wrote last does not wait for the interval.
+	endPending bool
 
 	// last sequence number seen from each input writer, and when it was
 	// last seen (a counter) for eviction.
@@ -229,7 +233,7 @@ func (t *task) snapshotCommit(state func(e *enc)) (TaskCommit, error) {
 }
 
 func (t *task) committed() {
-	t.out, t.outSize, t.dirty = nil, 0, false
+	t.out, t.outSize, t.dirty, t.endPending = nil, 0, false, false
 }
 
 // restore reads the common part of a snapshot; d is left at the stage's part.

@@ -23,6 +23,9 @@ type windowTask struct {
 	sessions map[string][]Window
 
 	results  []byte // result lines of the current record
+	prefix   []byte  // resultPrefix of prefixOf
+	prefixOf Window
+	keyVals  []Value // scratch: a decoded key
 	nres     int
 	lateOut  []byte
 	chunkNum int
@@ -174,7 +177,13 @@ func (t *windowTask) dropKey(w Window, k string) {
 }
 
 func (t *windowTask) result(w Window, k string, a *acc, ws *winState) {
-	t.results = t.pl.appendResult(t.results, w, decodeKey(k, len(t.pl.KeyFields)), a, ws.panes[k])
+	if t.prefix == nil || t.prefixOf != w {
+		t.prefix, t.prefixOf = resultPrefix(w), w
+	}
+	if len(t.keyVals) != len(t.pl.KeyFields) {
+		t.keyVals = make([]Value, len(t.pl.KeyFields))
+	}
+	t.results = t.pl.appendResultAfter(t.results, t.prefix, decodeKeyInto(t.keyVals, k), a, ws.panes[k])
 	ws.panes[k]++
 	t.nres++
 	t.stats.Results++
@@ -240,7 +249,7 @@ func (t *windowTask) advance() {
 
 func (t *windowTask) checkEnd(ended bool) {
 	if ended && !t.ended {
-		t.ended = true
+		t.ended, t.endPending = true, true
 		t.flushResults()
 		if err := t.emitEnd(t.pl.Sink.Stream, t.id.Partition, t.outID("end", 0)); err != nil {
 			t.failed = err

@@ -170,7 +170,7 @@ func (w *worker) run(ctx context.Context) (Stats, error) {
 		// A bounded run also commits whenever its input is drained, so the
 		// next stage sees the shuffle without waiting for the interval.
 		drained := w.cfg.StopWhenEnded && len(b.Records) == 0
-		if drained || b.CommitNow || time.Since(lastCkpt) >= w.cfg.CheckpointInterval || w.buffered() >= w.cfg.MaxBuffered {
+		if drained || b.CommitNow || w.endPending() || time.Since(lastCkpt) >= w.cfg.CheckpointInterval || w.buffered() >= w.cfg.MaxBuffered {
 			if err := w.checkpoint(ctx, sess); err != nil {
 				sess.Close(context.Background())
 				return w.total, err
@@ -208,6 +208,15 @@ func (w *worker) allEnded() bool {
 		}
 	}
 	return true
+}
+
+func (w *worker) endPending() bool {
+	for _, r := range w.tasks {
+		if r.base().endPending {
+			return true
+		}
+	}
+	return false
 }
 
 func (w *worker) buffered() int {

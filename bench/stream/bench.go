@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -46,6 +47,9 @@ type Config struct {
 	LatencyRecords int
 	LatencyRate    int
 	Dir            string // JetStream's store (default: a temporary directory)
+	// CPUProfile, when set, receives a CPU profile (pprof) of each
+	// pipeline's measured run in the file CPUProfile-Nw.pprof (N workers).
+	CPUProfile string
 	Progress       func(string)
 	Logf           func(string, ...any) // the workers' log lines
 }
@@ -520,6 +524,13 @@ func (b *bench) pipeline(ctx context.Context, name, source string, workers, reco
 	var ckpts int64
 	var wg sync.WaitGroup
 	errs := make([]error, workers)
+	if b.cfg.CPUProfile != "" && pace == nil {
+		stop, err := startProfile(fmt.Sprintf("%s-%dw.pprof", b.cfg.CPUProfile, workers))
+		if err != nil {
+			return 0, 0, 0, nil, err
+		}
+		defer stop()
+	}
 	start, cpu0 := time.Now(), usage.CPUTime()
 	for i := 0; i < workers; i++ {
 		nc, err := b.e.Connect()
@@ -608,6 +619,19 @@ func (b *bench) pipelineLatency(ctx context.Context, workers int) ([]time.Durati
 		return nil, err
 	}
 	return pace.latencies(), nil
+}
+
+// startProfile starts a CPU profile into path; stop ends it.
+func startProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("CPU profile: %w", err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
 func sameCounts(a, b map[string]int64) bool {

@@ -36,6 +36,11 @@ in-memory count.`,
 				return &command.UsageError{Err: fmt.Errorf("--size: %w", err)}
 			}
 			cfg.Size = n
+			for _, w := range cfg.Workers {
+				if w < 1 {
+					return &command.UsageError{Err: fmt.Errorf("--workers: %d: a pipeline needs at least 1 worker", w)}
+				}
+			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 			defer stop()
 			if f, ok := cmd.ErrOrStderr().(*os.File); ok && !asJSON && command.IsTerminal(f) {
@@ -72,6 +77,8 @@ in-memory count.`,
 	c.Flags().IntVar(&cfg.Partitions, "partitions", 4, "source partitions")
 	c.Flags().DurationVar(&cfg.Checkpoint, "checkpoint", 0, "checkpoint interval (default 2s, the engine's)")
 	c.Flags().StringVar(&cfg.Dir, "dir", "", "JetStream's store (default: a temporary directory)")
+	c.Flags().IntSliceVar(&cfg.Workers, "workers", nil, "worker counts of the pipeline runs (default 1,2)")
+	c.Flags().StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile of each pipeline run to PREFIX-Nw.pprof (N workers)")
 	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return c
 }

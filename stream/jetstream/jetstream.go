@@ -181,9 +181,10 @@ type session struct {
 	reset   bool
 	notify  chan struct{}
 
-	mu          sync.Mutex // guards leaseRev for the renewer
+	mu          sync.Mutex // guards leaseRev, lost and rebalance for the renewer and the watcher
 	leaseRev    map[stream.TaskID]uint64
 	lost        map[stream.TaskID]bool
+	rebalance   bool // the group changed: a worker came or left, a task's lease was given back
 	lastBalance time.Time
 	stop, done  chan struct{}
 }
@@ -249,8 +250,60 @@ func (l *Log) Join(ctx context.Context, t stream.Topology) (stream.Session, erro
 	if _, err := leases.Put(ctx, memberKey(t.Worker), []byte(t.Worker)); err != nil {
 		return nil, fmt.Errorf("jetstream: join group %s: %w", t.Group, err)
 	}
+	// Watching the leases lets the group rebalance as soon as a worker
+	// joins or leaves or a task is handed over, not at the next periodic
+	// check (a third of the lease TTL); that check still catches workers
+	// that died (their entries expire without a notice).
+	watcher, err := leases.WatchAll(ctx, js.UpdatesOnly(), js.MetaOnly())
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: watch group %s: %w", t.Group, err)
+	}
 	go s.renew()
+	go s.watch(watcher)
 	return s, nil
+}
+
+// watch flags a rebalance when a member appears or disappears or a task's
+// lease is deleted (handed over or released by a worker that left).
+// Renewals of known members and of task leases are not changes.
+func (s *session) watch(w js.KeyWatcher) {
+	defer w.Stop()
+	members := map[string]bool{memberKey(s.topo.Worker): true}
+	for {
+		var e js.KeyValueEntry
+		select {
+		case <-s.stop:
+			return
+		case e = <-w.Updates():
+		}
+		if e == nil {
+			continue
+		}
+		change := false
+		gone := e.Operation() == js.KeyValueDelete || e.Operation() == js.KeyValuePurge
+		switch k := e.Key(); {
+		case strings.HasPrefix(k, "member."):
+			if gone && members[k] {
+				delete(members, k)
+				change = true
+			} else if !gone && !members[k] {
+				members[k] = true
+				change = true
+			}
+		case strings.HasPrefix(k, "task."):
+			change = gone
+		}
+		if !change {
+			continue
+		}
+		s.mu.Lock()
+		s.rebalance = true
+		s.mu.Unlock()
+		select {
+		case s.notify <- struct{}{}:
+		default:
+		}
+	}
 }
 
 func memberKey(w string) string { return "member." + sanitize(w) }
@@ -347,12 +400,22 @@ func (s *session) Poll(ctx context.Context, maxWait time.Duration) (*stream.Batc
 		}
 		s.reset = false
 	}
-	if time.Since(s.lastBalance) > s.l.opts.LeaseTTL/3 {
+	s.mu.Lock()
+	changed := s.rebalance
+	s.rebalance = false
+	s.mu.Unlock()
+	if changed || time.Since(s.lastBalance) > s.l.opts.LeaseTTL/3 {
 		if err := s.balance(ctx, b); err != nil {
+			s.mu.Lock()
+			s.rebalance = s.rebalance || changed
+			s.mu.Unlock()
 			return nil, err
 		}
 		s.lastBalance = time.Now()
 	}
+	// Tasks to hand over go at the next commit: ask for it now, so the
+	// worker that wants them does not wait a checkpoint interval.
+	b.CommitNow = len(s.release) > 0
 	for id, o := range s.owned {
 		if o.fresh {
 			o.fresh = false
@@ -386,8 +449,11 @@ func (s *session) Poll(ctx context.Context, maxWait time.Duration) (*stream.Batc
 			return b, nil
 		}
 		wait := time.Until(deadline)
-		if wait <= 0 {
-			return b, nil
+		s.mu.Lock()
+		changed := s.rebalance
+		s.mu.Unlock()
+		if wait <= 0 || changed {
+			return b, nil // a change: the next Poll rebalances
 		}
 		t := time.NewTimer(wait)
 		select {
@@ -411,10 +477,10 @@ func (s *session) balance(ctx context.Context, b *stream.Batch) error {
 		if want[id] {
 			continue
 		}
-		o.mu.Lock()
-		idle := o.tail == nil && len(o.msgs) == 0
-		o.mu.Unlock()
-		if idle {
+		// Nothing polled since the last commit: the snapshot covers all
+		// the worker did, and what the consumer read ahead is re-read by
+		// the next owner.
+		if o.tail == nil {
 			s.hand(ctx, id)
 			b.Revoked = append(b.Revoked, id)
 			continue
@@ -511,7 +577,7 @@ func (s *session) claim(ctx context.Context, id stream.TaskID, o *ownedTask) err
 		case s.notify <- struct{}{}:
 		default:
 		}
-	}, js.PullMaxMessages(1000), js.ConsumeErrHandler(func(_ js.ConsumeContext, err error) {
+	}, js.PullMaxMessages(maxBuffered/2), js.ConsumeErrHandler(func(_ js.ConsumeContext, err error) {
 		if errors.Is(err, js.ErrConsumerDeleted) || errors.Is(err, js.ErrConsumerNotFound) {
 			o.mu.Lock()
 			o.err = err
@@ -524,7 +590,7 @@ func (s *session) claim(ctx context.Context, id stream.TaskID, o *ownedTask) err
 // maxBuffered bounds the messages read ahead per task; maxPoll the
 // messages one Poll hands on per task.
 const (
-	maxBuffered = 2000
+	maxBuffered = 500
 	maxPoll     = 250
 )
 
