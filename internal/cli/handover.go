@@ -74,7 +74,7 @@ func runtimeForRun(args []string) string {
 	if err != nil {
 		return handover.Runtime
 	}
-	return handover.RuntimeFor(m.Engine)
+	return handover.RuntimeFor(m)
 }
 
 // manifestArg is the value of --manifest in args, as the runtime's flag
