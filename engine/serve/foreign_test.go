@@ -21,6 +21,10 @@ import (
 	"time"
 
 	"github.com/ppml/ppml/attest/sim"
+	"github.com/ppml/ppml/dl/arch"
+	"github.com/ppml/ppml/dl/modelfile"
+	"github.com/ppml/ppml/dl/torch"
+	"github.com/ppml/ppml/dl/train"
 	"github.com/ppml/ppml/envelope"
 	"github.com/ppml/ppml/envelope/envelopetest"
 	"github.com/ppml/ppml/keyfile"
@@ -283,5 +287,51 @@ func startServing(t *testing.T, j *job) (*http.Client, string) {
 			t.Fatalf("not ready: %v\n%s", err, log)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// resources.memory bounds a serve job's TorchScript models: a job whose model (four instances
+// computing up to 1024 rows each) does not fit ends before it serves, with a message naming
+// the limit.
+func TestServeMemoryLimitThroughLauncher(t *testing.T) {
+	dir := t.TempDir()
+	k, err := keyfile.Generate(filepath.Join(dir, "owner.key"), false)
+	servetest.Must(t, err)
+	c := arch.Config{Kind: arch.LeNet5, Classes: 10}
+	tm, err := train.NewModel(c, c.Init(1), 1)
+	servetest.Must(t, err)
+	mj, err := modelfile.EncodeMeta(&modelfile.Meta{Format: modelfile.MetaFormat, Version: modelfile.MetaVersion, Architecture: c,
+		Input: modelfile.InputSpec{Kind: modelfile.InputImages, Height: 28, Width: 28}})
+	servetest.Must(t, err)
+	file, err := tm.Save(map[string][]byte{modelfile.MetaFile: mj})
+	tm.Close()
+	servetest.Must(t, err)
+	envelopetest.Encrypt(t, filepath.Join(dir, "lenet.pt.ppml"), k.LocalKey, file, envelope.TypeModel)
+	keys, err := launcher.NewLocalKeys(filepath.Join(dir, "owner.key"))
+	servetest.Must(t, err)
+	manifest := filepath.Join(dir, "serve.yaml")
+	servetest.Must(t, os.WriteFile(manifest, []byte(fmt.Sprintf(`version: 1
+name: small-serve
+engine: serve
+inputs: {lenet: lenet.pt.ppml}
+parameters:
+  models: [{name: lenet, input: lenet, max_batch: 1024}]
+  listen: {http: "127.0.0.1:%d", grpc: "off"}
+resources: {threads: 4, memory: 16MiB}
+`, servetest.FreePort(t))), 0o600))
+	m, err := launcher.Load(manifest)
+	servetest.Must(t, err)
+	exe := filepath.Join(dir, "runtime")
+	servetest.Must(t, os.WriteFile(exe, []byte("serving runtime"), 0o755))
+	att := &sim.Attester{Dir: filepath.Join(dir, "sim"), Executable: exe}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, err = launcher.Run(ctx, launcher.Config{Manifest: m, Keys: keys, Attester: att, Log: io.Discard})
+	if err == nil || !strings.Contains(err.Error(), "model lenet version 1 (input lenet): dl model: the model needs more memory than resources.memory allows") ||
+		!strings.Contains(err.Error(), "raise resources.memory, or lower resources.threads") {
+		t.Fatalf("a serve job over its memory: %v", err)
+	}
+	if torch.MemoryLimit() != 0 {
+		t.Fatalf("the limit outlived the job: %d", torch.MemoryLimit())
 	}
 }

@@ -42,6 +42,7 @@ import (
 	"math"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"unicode/utf8"
 
@@ -108,6 +109,14 @@ var (
 	committed int64
 	open      int
 )
+
+// MemoryCommitted is the working memory the loaded models have committed (their instances'
+// forward passes, all at once), beside what libtorch holds (torch.MemoryInUse).
+func MemoryCommitted() int64 {
+	memMu.Lock()
+	defer memMu.Unlock()
+	return committed
+}
 
 // MemoryError is a model that does not fit in the job's memory limit.
 type MemoryError struct {
@@ -237,7 +246,7 @@ func (m *Model) build(opt Options, newModel func(arch.Config, []arch.Tensor, int
 		if err != nil {
 			var me *torch.MemoryLimitError
 			if errors.As(err, &me) {
-				return memErr(fmt.Sprintf("instance %d of %d: %s", i+1, threads, me.Message), err)
+				return memErr(fmt.Sprintf("instance %d of %d: %s", i+1, threads, limitMessage(me)), err)
 			}
 			return fmt.Errorf("dl model: %w", err)
 		}
@@ -261,7 +270,8 @@ func (m *Model) build(opt Options, newModel func(arch.Config, []arch.Tensor, int
 	if err != nil {
 		var me *torch.MemoryLimitError
 		if errors.As(err, &me) {
-			return memErr(fmt.Sprintf("a forward pass of %d rows: %s", m.maxRows, me.Message), err)
+			return memErr(fmt.Sprintf("a forward pass of %d rows does not fit beside %d KiB in use and %d KiB committed to other models: %s",
+				m.maxRows, before>>10, committed>>10, limitMessage(me)), err)
 		}
 		return fmt.Errorf("dl model: forward pass of %d rows: %w", m.maxRows, err)
 	}
@@ -359,7 +369,7 @@ func (m *Model) Predict(ctx context.Context, in []tensor.Tensor) ([]tensor.Tenso
 			if err := tm.Forward(out, hi-lo, m.classes, m.inputs(x, lo, hi)...); err != nil {
 				var me *torch.MemoryLimitError
 				if errors.As(err, &me) {
-					return nil, model.Unavailable("model %s: rows %d to %d need more memory than resources.memory leaves free now: %s", m.meta.Name, lo, hi-1, me.Message)
+					return nil, model.Unavailable("model %s: rows %d to %d need more memory than resources.memory leaves free now: %s", m.meta.Name, lo, hi-1, limitMessage(me))
 				}
 				return nil, fmt.Errorf("model %s: rows %d to %d: %w", m.meta.Name, lo, hi-1, err)
 			}
@@ -481,4 +491,16 @@ func (m *Model) inputs(x tensor.Tensor, lo, hi int) []torch.Input {
 		tokens = []int64{} // texts without tokens: empty bags
 	}
 	return []torch.Input{{I64: tokens, Shape: []int64{int64(len(tokens))}}, {I64: offsets, Shape: []int64{int64(hi - lo)}}}
+}
+
+// limitMessage is the allocator's refusal without the TorchScript traceback around it.
+func limitMessage(me *torch.MemoryLimitError) string {
+	msg := me.Message
+	if i := strings.Index(msg, "ppml memory limit"); i >= 0 {
+		msg = msg[i:]
+	}
+	if i := strings.IndexByte(msg, '\n'); i >= 0 {
+		msg = msg[:i]
+	}
+	return msg
 }
