@@ -188,8 +188,9 @@ func TestVersion(t *testing.T) {
 	}
 }
 
-// TestHandOverDL: a dl job goes to ppml-run-dl, the runtime with libtorch,
-// whichever way --manifest is written; other jobs stay with ppml-run.
+// TestHandOverDL: a dl job, and a serve job that declares a TorchScript model,
+// go to ppml-run-dl, the runtime with libtorch, whichever way --manifest is
+// written; other jobs stay with ppml-run.
 func TestHandOverDL(t *testing.T) {
 	dir := t.TempDir()
 	fake := filepath.Join(dir, "ppml-run-dl")
@@ -200,9 +201,15 @@ func TestHandOverDL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A serve job that declares a TorchScript model runs on libtorch too.
+	serveTS, err := filepath.Abs("../../examples/pytorch-lenet/serve.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, args := range [][]string{
 		{"run", "--manifest", lenet, "--tee", "sim"},
 		{"run", "--tee", "sim", "--manifest=" + lenet},
+		{"run", "--manifest", serveTS, "--tee", "sim"},
 	} {
 		c := ppml(args...)
 		c.Env = append(c.Env, "PPML_RUN_DL="+fake)

@@ -207,7 +207,17 @@ func (c Config) Submodules() []Submodule {
 // Source is the TorchScript of the model's forward. Every model returns log-probabilities
 // (N × classes): LeNet-5 and the MLP take float32 input, the text classifier token ids and the
 // offset of each text in them (EmbeddingBag's convention).
-func (c Config) Source() string {
+func (c Config) Source() string { return c.source(true) }
+
+// LogitsSource is Source without the final log-softmax: the forward returns the last linear
+// layer's output (the serve engine's models declared by a job, whose own output it serves).
+func (c Config) LogitsSource() string { return c.source(false) }
+
+func (c Config) source(logSoftmax bool) string {
+	ret := "    return torch.log_softmax(x, 1)\n"
+	if !logSoftmax {
+		ret = "    return x\n"
+	}
 	switch c.Kind {
 	case LeNet5:
 		// BigDL's LeNet5 after its input normalization (GreyImgNormalizer): conv 1→6 5×5,
@@ -225,8 +235,7 @@ def forward(self, x: Tensor) -> Tensor:
     x = torch.flatten(x, 1)
     x = torch.tanh(torch.linear(x, self.fc1.weight, self.fc1.bias))
     x = torch.linear(x, self.fc2.weight, self.fc2.bias)
-    return torch.log_softmax(x, 1)
-`
+` + ret
 	case MLP:
 		var b strings.Builder
 		b.WriteString("\ndef forward(self, x: Tensor) -> Tensor:\n    x = (torch.flatten(x, 1) - self.mean) / self.std\n")
@@ -234,7 +243,8 @@ def forward(self, x: Tensor) -> Tensor:
 			fmt.Fprintf(&b, "    x = torch.relu(torch.linear(x, self.fc%d.weight, self.fc%d.bias))\n", i+1, i+1)
 		}
 		n := len(c.Hidden) + 1
-		fmt.Fprintf(&b, "    x = torch.linear(x, self.fc%d.weight, self.fc%d.bias)\n    return torch.log_softmax(x, 1)\n", n, n)
+		fmt.Fprintf(&b, "    x = torch.linear(x, self.fc%d.weight, self.fc%d.bias)\n", n, n)
+		b.WriteString(ret)
 		return b.String()
 	}
 	// embedding_bag(weight, indices, offsets, scale_grad_by_freq, mode (1 = mean), sparse,
@@ -243,8 +253,7 @@ def forward(self, x: Tensor) -> Tensor:
 def forward(self, tokens: Tensor, offsets: Tensor) -> Tensor:
     e = torch.embedding_bag(self.embedding.weight, tokens, offsets, False, 1, False, None, False)[0]
     x = torch.linear(e, self.fc.weight, self.fc.bias)
-    return torch.log_softmax(x, 1)
-`
+` + ret
 }
 
 // NumParams is the number of trained values.
@@ -310,6 +319,20 @@ func (c Config) Match(ts []*ptfile.Tensor) ([]Tensor, error) {
 			if _, ok := byName[name]; !ok {
 				byName[name] = &ptfile.Tensor{Name: name, DType: ptfile.Float32, Shape: []int64{}, Data: []float32{v}}
 			}
+		}
+	}
+	if c.Kind == MLP && c.Inputs > 0 {
+		// Likewise an MLP without the statistics buffers (a plain PyTorch module) reads its
+		// inputs as they are; only both missing is read so: one alone is a mismatch.
+		_, hasMean := byName["mean"]
+		_, hasStd := byName["std"]
+		if !hasMean && !hasStd {
+			mean, std := make([]float32, c.Inputs), make([]float32, c.Inputs)
+			for i := range std {
+				std[i] = 1
+			}
+			byName["mean"] = &ptfile.Tensor{Name: "mean", DType: ptfile.Float32, Shape: []int64{int64(c.Inputs)}, Data: mean}
+			byName["std"] = &ptfile.Tensor{Name: "std", DType: ptfile.Float32, Shape: []int64{int64(c.Inputs)}, Data: std}
 		}
 	}
 	var ps []Tensor

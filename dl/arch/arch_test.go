@@ -3,6 +3,7 @@ package arch
 import (
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -318,8 +319,25 @@ func TestMatchNamesWhatIsWrong(t *testing.T) {
 	if err == nil {
 		_, err = mc.Match(good())
 	}
-	if err == nil || !strings.Contains(err.Error(), "tensor mean is missing") {
+	if err == nil || !strings.Contains(err.Error(), "does not have: conv1.bias, conv1.weight") {
 		t.Errorf("a LeNet file declared as mlp: %v", err)
+	}
+	// An MLP without its statistics buffers (a plain PyTorch module) reads its inputs as they
+	// are; one of the two alone is a mismatch.
+	mlp := Config{Kind: MLP, Classes: 2, Inputs: 3, Hidden: []int{}}
+	var plain []*ptfile.Tensor
+	for _, s := range mlp.Shapes() {
+		if !s.Buffer {
+			plain = append(plain, &ptfile.Tensor{Name: s.Name, DType: ptfile.Float32, Shape: s.Dims, Data: make([]float32, ptfile.Numel(s.Dims))})
+		}
+	}
+	ts, err := mlp.Match(plain)
+	if err != nil || len(ts) != 4 || fmt.Sprint(ts[2].Data, ts[3].Data) != "[0 0 0] [1 1 1]" {
+		t.Fatalf("an MLP without mean and std: %v %v", err, ts)
+	}
+	withMean := append(plain, &ptfile.Tensor{Name: "mean", DType: ptfile.Float32, Shape: []int64{3}, Data: make([]float32, 3)})
+	if _, err := mlp.Match(withMean); err == nil || !strings.Contains(err.Error(), "tensor std is missing") {
+		t.Errorf("an MLP with mean and no std: %v", err)
 	}
 	if _, err := Infer("resnet", nil); err == nil || !strings.Contains(err.Error(), `"resnet"`) {
 		t.Errorf("unknown kind: %v", err)

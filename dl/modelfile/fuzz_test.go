@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/ppml/ppml/dl/arch"
+	"github.com/ppml/ppml/dl/declared"
 	"github.com/ppml/ppml/dl/ptfile"
 )
 
@@ -21,21 +22,32 @@ func FuzzDecodeModel(f *testing.F) {
 	meta := &Meta{Format: MetaFormat, Version: MetaVersion, Architecture: text,
 		Input: InputSpec{Kind: InputText, TextColumn: "text", MaxTokens: 8}, Vocabulary: []string{"<unk>", "a", "b"}}
 	f.Add(small(f, text, meta), "")
-	f.Fuzz(func(t *testing.T, b []byte, declared string) {
-		m, err := DecodeModel(b, arch.Kind(declared))
+	// And as a job declares the MLP (a file without metadata, dl/declared).
+	decl := &declared.Model{Architecture: arch.MLP, Classes: 2, Hidden: []int{3},
+		Input: declared.Input{Name: "input", DataType: declared.FP32, Shape: []int64{1, 2, 2}}, Output: declared.Output{Kind: declared.Logits, Name: "output"}}
+	f.Fuzz(func(t *testing.T, b []byte, kind string) {
+		if m, err := DecodeDeclared(b, decl); err == nil {
+			fits(t, m)
+		}
+		m, err := DecodeModel(b, arch.Kind(kind))
 		if err != nil {
 			return
 		}
-		shapes := m.Meta.Architecture.Shapes()
-		if len(m.Tensors) != len(shapes) {
-			t.Fatalf("%d tensors for %d shapes", len(m.Tensors), len(shapes))
-		}
-		for i, s := range shapes {
-			if m.Tensors[i].Name != s.Name || int64(len(m.Tensors[i].Data)) != ptfile.Numel(s.Dims) {
-				t.Fatalf("tensor %d: %s with %d values, want %s %v", i, m.Tensors[i].Name, len(m.Tensors[i].Data), s.Name, s.Dims)
-			}
-		}
+		fits(t, m)
 	})
+}
+
+// fits checks that a decoded model's tensors are its architecture's.
+func fits(t *testing.T, m *Model) {
+	shapes := m.Meta.Architecture.Shapes()
+	if len(m.Tensors) != len(shapes) {
+		t.Fatalf("%d tensors for %d shapes", len(m.Tensors), len(shapes))
+	}
+	for i, s := range shapes {
+		if m.Tensors[i].Name != s.Name || int64(len(m.Tensors[i].Data)) != ptfile.Numel(s.Dims) {
+			t.Fatalf("tensor %d: %s with %d values, want %s %v", i, m.Tensors[i].Name, len(m.Tensors[i].Data), s.Name, s.Dims)
+		}
+	}
 }
 
 // small is a state dict of c's initial tensors, with meta as extra/ppml.json unless nil.

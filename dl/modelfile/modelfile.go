@@ -19,6 +19,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/ppml/ppml/dl/arch"
+	"github.com/ppml/ppml/dl/declared"
 	"github.com/ppml/ppml/dl/ptfile"
 	"github.com/ppml/ppml/dl/text"
 	"github.com/ppml/ppml/ml/metrics"
@@ -40,6 +41,9 @@ const (
 	InputImages = "images"
 	InputTable  = "table"
 	InputText   = "text"
+	// InputTensor is a declared model's input of another shape (declared.Model): served,
+	// not read from images or tables by the dl engine.
+	InputTensor = "tensor"
 )
 
 // Meta is what predict and evaluate need to know about a model besides its tensors, and what
@@ -176,6 +180,8 @@ type Model struct {
 	// job); Meta then holds only what the tensors and the declaration tell.
 	Bare bool
 	Kind ptfile.Kind
+	// Declared is the job's declaration of a file without ppml metadata (DecodeDeclared).
+	Declared *declared.Model
 }
 
 // DecodeModel reads a model file from untrusted bytes: a TorchScript archive or a state dict,
@@ -231,6 +237,43 @@ func DecodeModel(b []byte, declared arch.Kind) (*Model, error) {
 	}
 	if out.Tensors, err = out.Meta.Architecture.Match(f.Tensors); err != nil {
 		return nil, err
+	}
+	return out, nil
+}
+
+// DecodeDeclared reads a model file without ppml metadata — a module saved by plain PyTorch —
+// as the job declares it: only its tensors are taken, and they must be exactly those of the
+// declared architecture and sizes. A file with ppml metadata is refused: its metadata, not
+// the job, says what it is.
+func DecodeDeclared(b []byte, d *declared.Model) (*Model, error) {
+	if len(b) > MaxModelSize {
+		return nil, fmt.Errorf("not a model: %d bytes is more than %d", len(b), MaxModelSize)
+	}
+	f, err := ptfile.Read(b, ptfile.Limits{MaxBytes: MaxModelSize})
+	if err != nil {
+		if errors.Is(err, ptfile.ErrNotArchive) {
+			return nil, errors.New("not a model: a model file is a TorchScript archive (torch.jit.save) or a state dict (torch.save), both zip archives")
+		}
+		return nil, fmt.Errorf("not a model: %w", err)
+	}
+	if _, ok := f.Extra[MetaFile]; ok {
+		return nil, fmt.Errorf("the model file carries ppml metadata (extra/%s), which describes it: leave out the job's torchscript declaration", MetaFile)
+	}
+	c := d.Config()
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("the declared architecture: %w", err)
+	}
+	m := &Meta{Format: MetaFormat, Version: MetaVersion, Architecture: c}
+	if h, w, ok := d.Image(); ok && d.Input.Features == nil {
+		m.Input = InputSpec{Kind: InputImages, Height: h, Width: w}
+	} else if len(d.Input.Shape) == 1 {
+		m.Input = InputSpec{Kind: InputTable, Features: d.Input.Features}
+	} else {
+		m.Input = InputSpec{Kind: InputTensor}
+	}
+	out := &Model{Meta: m, Bare: true, Kind: f.Kind, Declared: d}
+	if out.Tensors, err = c.Match(f.Tensors); err != nil {
+		return nil, fmt.Errorf("%w (the job declares %s)", err, d)
 	}
 	return out, nil
 }

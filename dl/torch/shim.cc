@@ -23,6 +23,9 @@
 #include <torch/optim/sgd.h>
 #include <torch/version.h>
 #include <dlfcn.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 namespace {
 
@@ -154,6 +157,18 @@ ppml_status ppml_init(void) {
 	if (g_init_done) return ok();
 	return guard([] {
 		c10::SetCPUAllocator(&g_allocator, /*priority=*/100);
+#if defined(__GLIBC__)
+		// A training step frees its activations and gradients and allocates them again at the
+		// next batch. By default glibc serves blocks over 128 KiB with mmap and gives freed
+		// memory at the top of a heap back to the kernel, so every batch faults the same pages
+		// in again and the kernel zeroes them: about a quarter of the CPU time of a LeNet-5
+		// epoch on this machine (docs/dl.md, "ppml bench dl"). Keep them instead (blocks under
+		// 32 MiB from the heap, up to 256 MiB of free heap kept). The memory limit counts
+		// libtorch's live tensors, not what malloc keeps; inside an enclave that memory is
+		// committed anyway.
+		mallopt(M_MMAP_THRESHOLD, 32 << 20);
+		mallopt(M_TRIM_THRESHOLD, 256 << 20);
+#endif
 		try {
 			at::set_num_interop_threads(1);
 		} catch (const c10::Error &) {

@@ -15,7 +15,17 @@ import (
 
 // NewModel builds the torch model of an architecture with the given tensors.
 func NewModel(c arch.Config, ts []arch.Tensor, threads int) (*torch.Model, error) {
-	s := torch.Spec{Class: c.Class(), Source: c.Source()}
+	return newModel(c, c.Source(), ts, threads)
+}
+
+// NewLogitsModel is NewModel with a forward that returns the last layer's output, before the
+// log-softmax (arch.Config.LogitsSource).
+func NewLogitsModel(c arch.Config, ts []arch.Tensor, threads int) (*torch.Model, error) {
+	return newModel(c, c.LogitsSource(), ts, threads)
+}
+
+func newModel(c arch.Config, source string, ts []arch.Tensor, threads int) (*torch.Model, error) {
+	s := torch.Spec{Class: c.Class(), Source: source}
 	for _, m := range c.Submodules() {
 		s.Submodules = append(s.Submodules, torch.Submodule{Name: m.Name, Class: m.Class})
 	}

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 
+	"github.com/ppml/ppml/dl/modelfile"
 	"github.com/ppml/ppml/dl/text"
 	"github.com/ppml/ppml/dl/train"
 	"github.com/ppml/ppml/engine/dl/dlspec"
@@ -31,7 +33,12 @@ func readModel(in Input, p *dlspec.Params, b *budget) (*Model, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dl job: model input: %w", err)
 	}
-	m, err := DecodeModel(raw, p.Model)
+	var m *Model
+	if p.Declared != nil {
+		m, err = modelfile.DecodeDeclared(raw, p.Declared)
+	} else {
+		m, err = DecodeModel(raw, p.Model)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("dl job: model input: %w", err)
 	}
@@ -152,7 +159,11 @@ func runApply(ctx context.Context, cfg Config, p *dlspec.Params, inputs map[stri
 	}
 	bufs := map[string][]byte{}
 	if _, ok := outputs[dlspec.OutputPredictions]; ok {
-		bufs[dlspec.OutputPredictions] = predictionsCSV(probs, c.Classes)
+		var labels []string
+		if p.Declared != nil {
+			labels = p.Declared.Output.Labels
+		}
+		bufs[dlspec.OutputPredictions] = predictionsCSV(probs, c.Classes, labels)
 	}
 	if p.Task == dlspec.Evaluate {
 		cl, err := score(d.Labels(), probs, c.Classes)
@@ -175,10 +186,14 @@ func runApply(ctx context.Context, cfg Config, p *dlspec.Params, inputs map[stri
 }
 
 // predictionsCSV writes row,prediction,probability_0,…: row is the 0-based position in the
-// input, prediction the most probable class, probabilities in float32's shortest form.
-func predictionsCSV(probs []float64, classes int) []byte {
+// input, prediction the most probable class, probabilities in float32's shortest form. With
+// class labels (declared by the job), a label column follows prediction.
+func predictionsCSV(probs []float64, classes int, labels []string) []byte {
 	var b bytes.Buffer
 	b.WriteString("row,prediction")
+	if labels != nil {
+		b.WriteString(",label")
+	}
 	for k := range classes {
 		fmt.Fprintf(&b, ",probability_%d", k)
 	}
@@ -187,6 +202,10 @@ func predictionsCSV(probs []float64, classes int) []byte {
 		b.WriteString(strconv.Itoa(i))
 		b.WriteByte(',')
 		b.WriteString(strconv.Itoa(cl))
+		if labels != nil {
+			b.WriteByte(',')
+			b.WriteString(csvField(labels[cl]))
+		}
 		for _, v := range probs[i*classes : (i+1)*classes] {
 			b.WriteByte(',')
 			b.WriteString(strconv.FormatFloat(float64(float32(v)), 'g', -1, 32))
@@ -194,4 +213,13 @@ func predictionsCSV(probs []float64, classes int) []byte {
 		b.WriteByte('\n')
 	}
 	return b.Bytes()
+}
+
+// csvField quotes a field when CSV needs it (a declared label with a comma, quote or line
+// break).
+func csvField(s string) string {
+	if !strings.ContainsAny(s, ",\"\r\n") && strings.TrimSpace(s) == s {
+		return s
+	}
+	return `"` + strings.ReplaceAll(s, `"`, `""`) + `"`
 }

@@ -69,7 +69,20 @@ func (engine) Run(ctx context.Context, j *launcher.Job) error {
 		inputs[in.Name] = in
 	}
 	digest := j.Manifest.Digest()
+	// resources.memory bounds libtorch's tensors (TorchScript models) beside the decrypted
+	// inputs, which stay in memory for the job's life.
+	var held int64
+	for _, in := range j.Inputs {
+		for _, f := range in.Files {
+			if f.Mem != nil {
+				if n, err := f.Mem.Size(); err == nil {
+					held += n
+				}
+			}
+		}
+	}
 	s, err := Start(ctx, Config{Params: p, JobDigest: digest[:], Attester: j.Attester, Threads: j.Manifest.Resources.Threads,
+		Memory: j.Manifest.Resources.Memory, Held: held,
 		KeyService: j.KeyService, Manifest: j.RawManifest,
 		Logf: j.Logf, Input: func(name string) ([]byte, error) { return readInput(inputs, name) }})
 	if err != nil {
@@ -113,6 +126,9 @@ type Config struct {
 	Attester  attest.Attester
 	// Threads is the number of model calls in flight per model (≤ 0: 1).
 	Threads int
+	// Memory (resources.memory; 0: none) bounds what TorchScript models allocate on
+	// libtorch, beside Held bytes the job holds otherwise (its decrypted inputs).
+	Memory, Held int64
 	// Input returns a manifest input's plaintext (a model file, a record key).
 	Input func(name string) ([]byte, error)
 	Logf  func(format string, args ...any)
@@ -162,7 +178,14 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		if err != nil {
 			return nil, fmt.Errorf("serve engine: model %s: %w", m.Name, err)
 		}
-		tm, err := model.Load(b, model.LoadOptions{Name: m.Name, Version: m.Version, Threads: threads, MaxBatch: m.MaxBatch})
+		var limit int64
+		if cfg.Memory > 0 {
+			if limit = cfg.Memory - cfg.Held; limit <= 0 {
+				return nil, fmt.Errorf("serve engine: the decrypted inputs (%d MiB) take all of resources.memory (%d MiB)", cfg.Held>>20, cfg.Memory>>20)
+			}
+		}
+		tm, err := model.Load(b, model.LoadOptions{Name: m.Name, Version: m.Version, Threads: threads, MaxBatch: m.MaxBatch,
+			Declared: m.Declared, MemoryLimit: limit})
 		clear(b)
 		if err != nil {
 			return nil, fmt.Errorf("serve engine: model %s version %s (input %s): %w", m.Name, m.Version, m.Input, err)

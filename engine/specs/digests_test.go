@@ -23,7 +23,9 @@ const repoRoot = "../.."
 // owners pinned these digests in their key policies. The dl engine's
 // (examples/dl, examples/pytorch-lenet, inline:dl-*) were added when it
 // joined the contract; inline:ml-distributed when ml jobs could train on
-// several workers (the digests of one-worker ml jobs did not change).
+// several workers (the digests of one-worker ml jobs did not change);
+// examples/pytorch-lenet/serve.yaml when serve jobs could declare a
+// TorchScript model (the digests of serve jobs without one did not change).
 var pinned = map[string]string{
 	"examples/dl/lenet/evaluate.yaml":                   "sha256:a7f60cfe29ae69736a86d2302c3dd3202e6f6a861574b461664229ffbb9eaeb7",
 	"examples/dl/lenet/predict.yaml":                    "sha256:d4fe5b328982e8b0ae78f1fa4b0e95b35fd6cf4fe72d543da37bb860ddff16c5",
@@ -32,6 +34,7 @@ var pinned = map[string]string{
 	"examples/dl/text/train.yaml":                       "sha256:ec8383f2c09b947f0db9867062789cf5a9758c61df26b74cee0ba9a8e98850ef",
 	"examples/pytorch-lenet/evaluate.yaml":              "sha256:d939aa32d135a18d9c123ca72106bbb862404cc454ebfa5561fd170037f97840",
 	"examples/pytorch-lenet/job.yaml":                   "sha256:ee34fbab6032eb8b72105b928ad047f3819e69f72b61569bfc963bad7a521bc5",
+	"examples/pytorch-lenet/serve.yaml":                 "sha256:5fac35a919d93506c16800b7c23941d167d780a1d93931c2fc8908d24b9c5b89",
 	"inline:dl-evaluate":                                "sha256:fa272cf833377a5af7f61191fd39801be9c56d02ddba0a1a29816250134439f1",
 	"inline:dl-mlp-table":                               "sha256:798719548f140db9227ee9fb5d95220aed94ea9f5e36504c0d245ff47205900c",
 	"inline:dl-predict":                                 "sha256:4f9113c60ed8c2baf89568e5b989fe41f2f08030f74c1080c01a30e64d679a1a",

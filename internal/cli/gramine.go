@@ -72,7 +72,7 @@ refused unless --allow-key-files. See docs/sgx.md for signing and pinning MRENCL
 				return jobError(jobPath, err)
 			}
 			if runtimePath == "" {
-				if runtimePath, err = handover.Find(handover.RuntimeFor(m.Engine)); err != nil {
+				if runtimePath, err = handover.Find(handover.RuntimeFor(m)); err != nil {
 					return fmt.Errorf("the enclave runs the runtime (or pass --ppml-run): %w", err)
 				}
 			}

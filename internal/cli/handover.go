@@ -59,7 +59,8 @@ func runtimeNote(name string) string {
 		return ""
 	}
 	return `
-A job of the dl engine runs in ` + handover.RuntimeDL + ` ($` + handover.EnvVar(handover.RuntimeDL) + `), the runtime with libtorch.`
+A job of the dl engine, and a serve job that declares a TorchScript model (models[].torchscript),
+runs in ` + handover.RuntimeDL + ` ($` + handover.EnvVar(handover.RuntimeDL) + `), the runtime with libtorch.`
 }
 
 // runtimeForRun picks the runtime for `ppml run ARGS`: the one that holds
@@ -74,7 +75,7 @@ func runtimeForRun(args []string) string {
 	if err != nil {
 		return handover.Runtime
 	}
-	return handover.RuntimeFor(m.Engine)
+	return handover.RuntimeFor(m)
 }
 
 // manifestArg is the value of --manifest in args, as the runtime's flag

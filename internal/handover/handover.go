@@ -30,6 +30,8 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+
+	"github.com/ppml/ppml/job"
 )
 
 // The binaries.
@@ -39,14 +41,22 @@ const (
 	Bench     = "ppml-bench"
 )
 
-// RuntimeFor is the runtime that runs a job of the named engine: RuntimeDL
-// for dl, Runtime for every other engine.
-func RuntimeFor(engine string) string {
-	if engine == "dl" {
+// RuntimeFor is the runtime that runs a job: RuntimeDL for a job on libtorch
+// — every dl job, and a serve job that declares a TorchScript model — and
+// Runtime for every other.
+func RuntimeFor(m *job.Manifest) string {
+	if m.Engine == "dl" {
+		return RuntimeDL
+	}
+	if p, ok := m.Parameters.(libtorchUser); ok && p.UsesLibtorch() {
 		return RuntimeDL
 	}
 	return Runtime
 }
+
+// libtorchUser is implemented by the parameters of engines whose jobs may
+// run on libtorch (engine/dl/dlspec, engine/serve/servespec).
+type libtorchUser interface{ UsesLibtorch() bool }
 
 // EnvVar is the environment variable that names a binary's path:
 // PPML_RUN for ppml-run, PPML_RUN_DL for ppml-run-dl, PPML_BENCH for

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+
+	"github.com/ppml/ppml/dl/declared"
 )
 
 // LoadOptions name a served model and size what it may run at once.
@@ -18,7 +20,21 @@ type LoadOptions struct {
 	// in pieces of bounded size (to bound its working memory) makes its pieces at least this
 	// large.
 	MaxBatch int
+	// Declared describes a TorchScript file without ppml metadata, as the job declares it
+	// (models[].torchscript): the file is loaded by the torchscript backend whatever its
+	// first bytes.
+	Declared *declared.Model
+	// MemoryLimit bounds what a backend that counts its memory (torchscript: every tensor
+	// libtorch allocates, in all the job's models) may take: resources.memory less what the
+	// job holds otherwise. A model that would not fit is refused at load. 0: no limit.
+	MemoryLimit int64
 }
+
+// TorchScriptBackend is the name of the backend of dl models (serve/model/torchscript).
+const TorchScriptBackend = "torchscript"
+
+// noTorchScript is the error of a runtime without the torchscript backend.
+const noTorchScript = "this runtime serves no TorchScript models (built without deep learning, ppml_no_dl); serve it with ppml-run-dl (ppml run picks it for a job that declares a TorchScript model; else PPML_RUN=path/to/ppml-run-dl ppml run …)"
 
 // A Backend loads one kind of model file. Backends register themselves from their package's
 // init (as engines do with the launcher), so a binary serves the kinds of model it links:
@@ -73,7 +89,7 @@ func Load(file []byte, opt LoadOptions) (Model, error) {
 	backendsMu.RLock()
 	var found *Backend
 	for i := range backends {
-		if backends[i].Detect(file) {
+		if opt.Declared != nil && backends[i].Name == TorchScriptBackend || opt.Declared == nil && backends[i].Detect(file) {
 			found = &backends[i]
 			break
 		}
@@ -86,8 +102,11 @@ func Load(file []byte, opt LoadOptions) (Model, error) {
 	if found != nil {
 		return found.Load(file, opt)
 	}
+	if opt.Declared != nil {
+		return nil, errors.New("a TorchScript model (declared by the job): " + noTorchScript)
+	}
 	if bytes.HasPrefix(file, zipMagic) {
-		return nil, errors.New("a PyTorch archive (a dl model): this runtime serves no TorchScript models (built without deep learning, ppml_no_dl); serve it with ppml-run-dl (PPML_RUN=path/to/ppml-run-dl ppml run …)")
+		return nil, errors.New("a PyTorch archive (a dl model): " + noTorchScript)
 	}
 	return nil, fmt.Errorf("not a model file any backend of this runtime reads (built in: %s): a ppml model or XGBoost JSON starts with '{', a dl model is a PyTorch zip archive",
 		strings.Join(names, ", "))

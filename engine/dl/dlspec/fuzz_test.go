@@ -15,6 +15,8 @@ func FuzzDLParameters(f *testing.F) {
 		"  task: train\n  model: text\n  vocab_size: 100\n  max_tokens: 16\n  text: body\n",
 		"  task: evaluate\n  model: lenet5\n  batch_size: 64\n",
 		"  task: predict\n",
+		"  task: evaluate\n  torchscript: {architecture: lenet5, classes: 10, input: {datatype: UINT8, shape: [1, 28, 28]}, output: {kind: logits, labels: [a, b, c, d, e, f, g, h, i, j]}}\n",
+		"  task: predict\n  torchscript: {architecture: mlp, hidden: [8], input: {shape: [2], features: [a, b]}, output: {name: y, labels: [no, yes]}}\n",
 	} {
 		f.Add([]byte("version: 1\nname: f\nengine: dl\ninputs:\n  images: /x/i\n  labels: /x/l\noutputs:\n  model: {path: /x/m, key: file:/x/k}\nparameters:\n" + p))
 		f.Add([]byte("version: 1\nname: f\nengine: dl\ninputs:\n  train: /x/t\noutputs:\n  model: {path: /x/m, key: file:/x/k}\nparameters:\n" + p))

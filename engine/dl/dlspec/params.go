@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/ppml/ppml/dl/arch"
+	"github.com/ppml/ppml/dl/declared"
 	"github.com/ppml/ppml/job"
 )
 
@@ -85,6 +86,9 @@ type Params struct {
 	// Model is the architecture: required to train; for predict and evaluate it declares the
 	// architecture of a model file without ppml metadata (and must match one with it).
 	Model arch.Kind
+	// Declared describes a model file without ppml metadata in full (predict and evaluate:
+	// parameters.torchscript), in place of Model.
+	Declared *declared.Model
 	// BatchSize applies to every task (prediction runs in batches too).
 	BatchSize int
 
@@ -122,6 +126,9 @@ func (p *Params) Canonical() map[string]any {
 	m := map[string]any{"task": string(p.Task), "model": string(p.Model), "batch_size": int64(p.BatchSize)}
 	if p.Task == Evaluate && !p.Images {
 		m["label"] = p.Label
+	}
+	if p.Declared != nil {
+		m["torchscript"] = p.Declared.Canonical()
 	}
 	if p.Task != Train {
 		return m
@@ -166,6 +173,9 @@ func (p *Params) Canonical() map[string]any {
 	return m
 }
 
+// UsesLibtorch reports that the job runs on libtorch, in ppml-run-dl (every dl job does).
+func (p *Params) UsesLibtorch() bool { return true }
+
 // Spec is the dl engine's job.Spec (listed in engine/specs.All).
 var Spec job.Spec = spec{}
 
@@ -177,7 +187,7 @@ func (spec) Name() string { return Name }
 func (spec) DefaultThreads() int { return DefaultThreads }
 
 var (
-	commonFields = []string{"task", "model", "batch_size"}
+	commonFields = []string{"task", "model", "batch_size", "torchscript"}
 	trainFields  = []string{"optimizer", "learning_rate", "momentum", "weight_decay", "epochs", "seed", "classes",
 		"hidden", "embedding_dim", "vocab_size", "max_tokens", "features", "label", "text", "test_fraction"}
 )
@@ -218,6 +228,16 @@ func (spec) ParseParameters(n job.Node, present bool, c *job.Checker) job.Parame
 		return nil
 	}
 	p.BatchSize = r.intIn("batch_size", DefaultBatchSize, 1, MaxBatchSize)
+	if tn, there := fs["torchscript"]; there {
+		switch {
+		case p.Task == Train:
+			c.Failf(tn, "only for tasks predict and evaluate: it describes a model file from elsewhere")
+		case p.Model != "":
+			c.Failf(fs["model"], "leave out model with torchscript: torchscript.architecture names the architecture")
+		default:
+			p.Declared = declared.Parse(tn, c)
+		}
+	}
 	if p.Task != Train {
 		for _, f := range trainFields {
 			if fn, there := fs[f]; there && !(f == "label" && p.Task == Evaluate) {
@@ -500,6 +520,15 @@ func (p *Params) CheckManifest(m *job.Manifest, c *job.Checker) {
 		p.Label, p.TestFraction, p.Features = "", 0, nil
 	} else if p.Model == arch.LeNet5 {
 		c.Add(&job.Problem{Field: "parameters.model", Message: "lenet5 reads 28 × 28 images from IDX inputs named images and labels, not a table"})
+	}
+	if d := p.Declared; d != nil && d.Input.Shape != nil {
+		_, _, image := d.Image()
+		switch {
+		case p.Images && (!image || d.Input.Features != nil):
+			c.Failf(p.present["torchscript"], "input shape %v: IDX images are read as [1, height, width]", d.Input.Shape)
+		case !p.Images && d.Input.Features == nil:
+			c.Failf(p.present["torchscript"], "input.features: required to read a table: the model's feature columns, in order")
+		}
 	}
 	if o, ok := m.Output(OutputPredictions); ok && o.ContentType != job.DefaultContentType {
 		if t := strings.ToLower(strings.TrimSpace(strings.Split(o.ContentType, ";")[0])); t != "text/csv" {

@@ -130,3 +130,46 @@ func TestCanonicalDependsOnData(t *testing.T) {
 		t.Fatalf("table: %v", ct)
 	}
 }
+
+// predict and evaluate may describe a model file without ppml metadata in full
+// (torchscript, dl/declared): it is in the digest, jobs without it keep theirs, and it must
+// fit the data the job reads.
+func TestTorchScriptDeclaration(t *testing.T) {
+	table := []string{"model", "data"}
+	images := []string{"model", "images", "labels"}
+	const mlp = "  torchscript: {architecture: mlp, hidden: [8], input: {shape: [2], features: [a, b]}, output: {kind: logits, labels: [no, yes]}}\n"
+	m, err := parse(t, table, []string{"predictions"}, "  task: predict\n"+mlp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := m.Parameters.(*Params)
+	if p.Declared == nil || p.Declared.Classes != 2 || !strings.Contains(string(m.Canonical()), `"torchscript"`) {
+		t.Fatalf("%+v\n%s", p.Declared, m.Canonical())
+	}
+	other, err := parse(t, table, []string{"predictions"}, "  task: predict\n"+strings.Replace(mlp, "[no, yes]", "[yes, no]", 1))
+	if err != nil || other.DigestString() == m.DigestString() {
+		t.Fatalf("the labels are not in the digest: %v", err)
+	}
+	plain, err := parse(t, images, []string{"report"}, "  task: evaluate\n  model: lenet5\n")
+	if err != nil || strings.Contains(string(plain.Canonical()), "torchscript") {
+		t.Fatalf("a job without a declaration: %v %s", err, plain.Canonical())
+	}
+	if _, err := parse(t, images, []string{"report"}, "  task: evaluate\n  torchscript: {architecture: lenet5, classes: 10, input: {shape: [1, 28, 28]}}\n"); err != nil {
+		t.Fatal(err)
+	}
+	for params, want := range map[string]string{
+		"  task: predict\n  model: mlp\n" + mlp: "leave out model with torchscript",
+		"  task: predict\n  torchscript: {architecture: mlp, hidden: [], classes: 2, input: {shape: [2]}}\n": "input.features: required to read a table",
+		"  task: predict\n  torchscript: {architecture: lenet5}\n":                                           "classes: required",
+	} {
+		if _, err := parse(t, table, []string{"predictions"}, params); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want %q", params, err, want)
+		}
+	}
+	if _, err := parse(t, images, []string{"report"}, "  task: evaluate\n"+mlp); err == nil || !strings.Contains(err.Error(), "IDX images are read as [1, height, width]") {
+		t.Errorf("a table model on images: %v", err)
+	}
+	if _, err := parse(t, idxTrain, model, "  task: train\n  model: lenet5\n  torchscript: {architecture: lenet5, classes: 10, input: {shape: [1, 28, 28]}}\n"); err == nil || !strings.Contains(err.Error(), "only for tasks predict and evaluate") {
+		t.Errorf("train with a declaration: %v", err)
+	}
+}

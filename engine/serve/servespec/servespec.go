@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/ppml/ppml/dl/declared"
 	"github.com/ppml/ppml/job"
 	"github.com/ppml/ppml/kms/api"
 	"github.com/ppml/ppml/policy"
@@ -83,6 +84,9 @@ type Model struct {
 	// batch that is not full waits for more.
 	MaxBatch int
 	MaxDelay time.Duration
+	// Declared describes a TorchScript file without ppml metadata (models[].torchscript):
+	// its architecture, input and output, so that it is served on libtorch (ppml-run-dl).
+	Declared *declared.Model
 }
 
 // Certificate says who certifies the serving TLS key.
@@ -220,7 +224,7 @@ func parseModels(mn job.Node, c *job.Checker) []Model {
 	var out []Model
 	seen := map[string]bool{}
 	for _, it := range items {
-		f, ok := it.CheckedFields(c, "name", "version", "input", "max_batch", "max_delay")
+		f, ok := it.CheckedFields(c, "name", "version", "input", "max_batch", "max_delay", "torchscript")
 		if !ok {
 			continue
 		}
@@ -254,6 +258,9 @@ func parseModels(mn job.Node, c *job.Checker) []Model {
 			}
 		}
 		m.MaxDelay = duration(f, "max_delay", 0, 0, time.Second, c)
+		if tn, ok := f["torchscript"]; ok {
+			m.Declared = declared.Parse(tn, c)
+		}
 		key := m.Name + "\x00" + m.Version
 		if seen[key] {
 			c.Failf(it, "model %q version %q is listed twice", m.Name, m.Version)
@@ -477,12 +484,29 @@ func (p *Params) CheckManifest(m *job.Manifest, c *job.Checker) {
 	}
 }
 
+// UsesLibtorch reports whether the job declares a TorchScript model: such a job runs in the
+// runtime with libtorch (ppml-run-dl), which `ppml run` then picks by itself.
+func (p *Params) UsesLibtorch() bool {
+	for _, m := range p.Models {
+		if m.Declared != nil {
+			return true
+		}
+	}
+	return false
+}
+
 // Canonical implements job.Parameters: every default explicit.
 func (p *Params) Canonical() map[string]any {
 	models := []any{}
 	for _, m := range p.Models {
-		models = append(models, map[string]any{"name": m.Name, "version": m.Version, "input": m.Input,
-			"max_batch": int64(m.MaxBatch), "max_delay": m.MaxDelay.String()})
+		mo := map[string]any{"name": m.Name, "version": m.Version, "input": m.Input,
+			"max_batch": int64(m.MaxBatch), "max_delay": m.MaxDelay.String()}
+		// Only a declared model names the section, so that jobs written before it existed keep
+		// their digests.
+		if m.Declared != nil {
+			mo["torchscript"] = m.Declared.Canonical()
+		}
+		models = append(models, mo)
 	}
 	hosts := []any{}
 	for _, h := range p.Hosts {

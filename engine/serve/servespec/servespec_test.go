@@ -82,6 +82,8 @@ func FuzzServeParameters(f *testing.F) {
 	f.Add("  models: [{name: house, input: house}]\n  queue: {redis: 'r:1', record_keys: [rk]}\n")
 	f.Add("  models: [{name: h, version: '2', input: house, max_batch: 8, max_delay: 2ms}]\n  listen: {http: 127.0.0.1:9000, grpc: 'off'}\n  limits: {request_timeout: 1s}\n")
 	f.Add("  models: [{name: h, input: house}]\n  certificate: {issuer: deployment-ca, policy: alice/serving, role: serve}\n")
+	f.Add("  models: [{name: h, input: house, torchscript: {architecture: mlp, hidden: [8, 4], input: {name: x, shape: [3], features: [a, b, c]}, output: {kind: logits, name: y, labels: [no, yes]}}}]\n  queue: {redis: 'r:1', record_keys: [rk]}\n")
+	f.Add("  models: [{name: h, input: house, torchscript: {architecture: lenet5, classes: 10, input: {datatype: UINT8, shape: [1, 28, 28]}}}]\n  queue: {redis: 'r:1', record_keys: [rk]}\n")
 	f.Fuzz(func(t *testing.T, params string) {
 		m, err := parse(params)
 		if err == nil {
@@ -138,6 +140,89 @@ func TestCertificateIssuer(t *testing.T) {
 		_, err := parse("  models: [{name: house, input: house}]\n  queue: {redis: 'r:1', record_keys: [rk]}\n" + params)
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: got %v, want %q", params, err, want)
+		}
+	}
+}
+
+// A TorchScript model without ppml metadata is declared in full: defaults are explicit in the
+// canonical form, every field is in the digest, a job without declarations keeps its digest,
+// and bad declarations are problems at their field.
+func TestTorchScriptDeclaration(t *testing.T) {
+	parseModel := func(params string) (*job.Manifest, error) {
+		return job.Parse([]byte("version: 1\nname: t\nengine: serve\ninputs:\n  house: /m/house.pt.ppml\nparameters:\n"+params), "/", specs)
+	}
+	decl := func(d string) string { return "  models: [{name: house, input: house, torchscript: " + d + "}]\n" }
+	plain, err := parseModel("  models: [{name: house, input: house}]\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plain.Parameters.(*Params).UsesLibtorch() || strings.Contains(string(plain.Canonical()), "torchscript") {
+		t.Fatalf("a job without a declaration: %s", plain.Canonical())
+	}
+	short, err := parseModel(decl("{architecture: mlp, hidden: [16], input: {shape: [4]}, output: {labels: [a, b, c]}}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	long, err := parseModel(decl("{architecture: mlp, classes: 3, hidden: [16], input: {name: input, datatype: FP32, shape: [4]}, output: {kind: log_probabilities, name: output, labels: [a, b, c]}}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := short.Parameters.(*Params)
+	d := p.Models[0].Declared
+	if !p.UsesLibtorch() || d == nil || d.Classes != 3 || d.Config().Inputs != 4 || short.Digest() != long.Digest() {
+		t.Fatalf("declaration %+v; canonical forms:\n%s\n%s", d, short.Canonical(), long.Canonical())
+	}
+	seen := map[string]string{string(short.Canonical()): "base"}
+	for _, v := range []string{
+		"{architecture: mlp, hidden: [16, 8], input: {shape: [4]}, output: {labels: [a, b, c]}}",
+		"{architecture: mlp, hidden: [16], input: {shape: [1, 2, 2]}, output: {labels: [a, b, c]}}",
+		"{architecture: mlp, hidden: [16], input: {name: x, shape: [4]}, output: {labels: [a, b, c]}}",
+		"{architecture: mlp, hidden: [16], input: {shape: [4], features: [p, q, r, s]}, output: {labels: [a, b, c]}}",
+		"{architecture: mlp, hidden: [16], input: {shape: [4]}, output: {kind: logits, labels: [a, b, c]}}",
+		"{architecture: mlp, hidden: [16], input: {shape: [4]}, output: {name: y, labels: [a, b, c]}}",
+		"{architecture: mlp, hidden: [16], input: {shape: [4]}, output: {labels: [a, c, b]}}",
+		"{architecture: mlp, hidden: [16], classes: 3, input: {shape: [4]}}",
+		"{architecture: lenet5, classes: 3, input: {shape: [1, 28, 28]}}",
+		"{architecture: lenet5, classes: 3, input: {datatype: UINT8, shape: [1, 28, 28]}}",
+	} {
+		m, err := parseModel(decl(v))
+		if err != nil {
+			t.Fatalf("%s: %v", v, err)
+		}
+		c := string(m.Canonical())
+		if prev, dup := seen[c]; dup {
+			t.Errorf("%s and %s have the same canonical form", v, prev)
+		}
+		seen[c] = v
+	}
+	for d, want := range map[string]string{
+		"{}": "architecture: required",
+		"{architecture: text, classes: 2, input: {shape: [4]}}":                                        "needs its vocabulary",
+		"{architecture: resnet}":                                                                       `"resnet": want lenet5 or mlp`,
+		"{architecture: mlp, classes: 2, input: {shape: [4]}}":                                         "hidden: required for mlp",
+		"{architecture: lenet5, classes: 2, hidden: [3], input: {shape: [1, 28, 28]}}":                 "only for architecture mlp",
+		"{architecture: lenet5, input: {shape: [1, 28, 28]}}":                                          "classes: required unless output.labels",
+		"{architecture: lenet5, classes: 1, input: {shape: [1, 28, 28]}}":                              "1: want 2 to",
+		"{architecture: lenet5, classes: 2, input: {shape: [1, 32, 32]}}":                              "lenet5 reads [1, 28, 28]",
+		"{architecture: lenet5, classes: 2}":                                                           "input: required",
+		"{architecture: mlp, hidden: [], classes: 2, input: {}}":                                       "shape: required",
+		"{architecture: mlp, hidden: [], classes: 2, input: {shape: []}}":                              "0 dimensions",
+		"{architecture: mlp, hidden: [], classes: 2, input: {shape: [0]}}":                             "dimension must be between 1",
+		"{architecture: mlp, hidden: [], classes: 2, input: {shape: [4], datatype: UINT8}}":            "UINT8 is for images",
+		"{architecture: mlp, hidden: [], classes: 2, input: {shape: [4], datatype: FP16}}":             `"FP16": want FP32`,
+		"{architecture: mlp, hidden: [], classes: 2, input: {shape: [4], features: [a, b]}}":           "2 features for a shape of [4]",
+		"{architecture: mlp, hidden: [], classes: 2, input: {shape: [2], features: [a, a]}}":           "listed twice",
+		"{architecture: mlp, hidden: [], classes: 2, input: {shape: [2], name: 'a b'}}":                "want 1 to 64 letters",
+		"{architecture: mlp, hidden: [], classes: 2, input: {shape: [2]}, output: {kind: softmax}}":    `"softmax": want log_probabilities`,
+		"{architecture: mlp, hidden: [], classes: 2, input: {shape: [2]}, output: {name: label}}":      "other than probability, prediction and label",
+		"{architecture: mlp, hidden: [], classes: 3, input: {shape: [2]}, output: {labels: [a, b]}}":   "3 classes, but output.labels names 2",
+		"{architecture: mlp, hidden: [], input: {shape: [2]}, output: {labels: [a, '']}}":              "is empty",
+		"{architecture: mlp, hidden: [], classes: 2, input: {shape: [2], name: y}, output: {name: y}}": `both "y"`,
+		"{architecture: mlp, hidden: [], classes: 2, input: {shape: [2]}, extra: 1}":                   "extra",
+	} {
+		_, err := parseModel(decl(d))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want %q", d, err, want)
 		}
 	}
 }

@@ -226,3 +226,51 @@ func TestBadModelFiles(t *testing.T) {
 		t.Errorf("garbage: %v", err)
 	}
 }
+
+// resources.memory bounds the models: a model whose instances and forward passes do not fit
+// is refused at load with a message naming the limit; what a loaded model committed to its
+// forward passes stays free while another loads; the limit is lifted with the last model.
+func TestMemoryLimit(t *testing.T) {
+	file, _ := modelFile(t, meta(arch.Config{Kind: arch.LeNet5, Classes: 10}, modelfile.InputSpec{Kind: modelfile.InputImages, Height: 28, Width: 28}), 1)
+	opt := torchscript.Options{Name: "m", Version: "1", Threads: 2, MaxRows: 64}
+	base := torch.MemoryInUse()
+
+	opt.MemoryLimit = base + 1<<20
+	_, err := torchscript.Load(file, opt)
+	var me *torchscript.MemoryError
+	if !errors.As(err, &me) || !strings.Contains(err.Error(), "more memory than resources.memory allows") || !strings.Contains(err.Error(), "raise resources.memory") {
+		t.Fatalf("1 MiB: %v", err)
+	}
+	if torch.MemoryLimit() != 0 || torch.MemoryInUse() != base || torchscript.MemoryCommitted() != 0 {
+		t.Fatalf("after a refused load: limit %d, in use %d (was %d), committed %d", torch.MemoryLimit(), torch.MemoryInUse(), base, torchscript.MemoryCommitted())
+	}
+
+	// What one model takes, measured under a generous limit.
+	opt.MemoryLimit = 1 << 30
+	a, err := torchscript.Load(file, opt)
+	must(t, err)
+	need := torch.MemoryInUse() - base + torchscript.MemoryCommitted()
+	if torchscript.MemoryCommitted() < 2*64*6*24*24*4 { // at least conv1's activations, per instance
+		t.Fatalf("committed %d bytes for 2 instances of 64 rows", torchscript.MemoryCommitted())
+	}
+	a.Close()
+
+	opt.MemoryLimit = base + need + need/4
+	a, err = torchscript.Load(file, opt)
+	must(t, err)
+	x := make([]float32, 64*28*28)
+	out, err := a.Predict(context.Background(), []tensor.Tensor{{Name: "input", DataType: tensor.FP32, Shape: []int64{64, 1, 28, 28}, F32: x}})
+	if err != nil || len(out[0].F32) != 640 {
+		t.Fatalf("predict within the limit: %v", err)
+	}
+	if _, err := torchscript.Load(file, opt); !errors.As(err, &me) || !strings.Contains(err.Error(), "committed") {
+		t.Fatalf("a second model beside the first's committed forward passes: %v", err)
+	}
+	a.Close()
+	b, err := torchscript.Load(file, opt)
+	must(t, err)
+	b.Close()
+	if torch.MemoryLimit() != 0 || torchscript.MemoryCommitted() != 0 {
+		t.Fatalf("after the last model: limit %d, committed %d", torch.MemoryLimit(), torchscript.MemoryCommitted())
+	}
+}
