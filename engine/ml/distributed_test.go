@@ -3,25 +3,30 @@ package mlengine
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/ppml/ppml/engine/ml/mlspec"
 	"github.com/ppml/ppml/engine/specs"
 	"github.com/ppml/ppml/envelope"
 	"github.com/ppml/ppml/envelope/envelopetest"
+	"github.com/ppml/ppml/internal/proctest"
 	"github.com/ppml/ppml/internal/runcli"
 	"github.com/ppml/ppml/job"
 	"github.com/ppml/ppml/keyfile"
 	"github.com/ppml/ppml/kms/api"
 	"github.com/ppml/ppml/kms/kmstest"
 	"github.com/ppml/ppml/launcher"
+	"github.com/ppml/ppml/ml/split"
 )
 
 // runAsPPMLRun makes this test binary act as ppml-run (with the ml engine
@@ -124,13 +129,24 @@ func newDistJob(t *testing.T, rows, files int) *distJob {
 // digest; extra goes into its parameters.
 func (d *distJob) manifest(t *testing.T, name, extra string) (string, string) {
 	t.Helper()
+	return d.manifestFrom(t, name, "train/", extra)
+}
+
+// manifestFrom writes a train job reading input, with a report output; a
+// test_fraction in extra replaces the default 0.
+func (d *distJob) manifestFrom(t *testing.T, name, input, extra string) (string, string) {
+	t.Helper()
+	if !strings.Contains(extra, "test_fraction:") {
+		extra = "  test_fraction: 0\n" + extra
+	}
 	doc := fmt.Sprintf(`version: 1
 name: %s
 engine: ml
 inputs:
-  train: train/
+  train: %s
 outputs:
   model: {path: out/%s.model.ppml, key: "file:owner.key"}
+  report: {path: out/%s.report.ppml, key: "file:owner.key"}
 parameters:
   task: train
   algorithm: xgboost
@@ -138,8 +154,7 @@ parameters:
   label: y
   params: {max_depth: 4, eta: 0.3}
   rounds: 8
-  test_fraction: 0
-%s`, name, name, extra)
+%s`, name, input, name, name, extra)
 	p := filepath.Join(d.dir, name+".yaml")
 	if err := os.WriteFile(p, []byte(doc), 0o644); err != nil {
 		t.Fatal(err)
@@ -170,15 +185,7 @@ func (d *distJob) start(t *testing.T, manifest string, index int, peers []string
 	cmd.Env = append(os.Environ(), runAsPPMLRun+"=1", "PPML_SIM_DIR="+d.sim.Dir, "PPML_TOKEN="+d.runnerToken)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			cmd.Process.Kill()
-			cmd.Wait()
-		}
-	})
+	proctest.Start(t, cmd)
 	return cmd, &out
 }
 
@@ -296,8 +303,10 @@ func TestDistributedWorkerOfAnotherJobCannotJoin(t *testing.T) {
 		t.Errorf("took %s", d)
 	}
 	for _, name := range []string{"dist", "other"} {
-		if _, err := os.Stat(filepath.Join(d.dir, "out", name+".model.ppml")); !os.IsNotExist(err) {
-			t.Errorf("model %s written: %v", name, err)
+		for _, out := range []string{".model.ppml", ".report.ppml"} {
+			if _, err := os.Stat(filepath.Join(d.dir, "out", name+out)); !os.IsNotExist(err) {
+				t.Errorf("%s%s written: %v", name, out, err)
+			}
 		}
 	}
 }
@@ -374,5 +383,114 @@ func TestDistributedWorkersShownDifferentFiles(t *testing.T) {
 		if _, err := os.Stat(p); !os.IsNotExist(err) {
 			t.Errorf("%s written: %v", p, err)
 		}
+	}
+}
+
+// runWorkers starts the workers of a distributed job from one manifest
+// and waits for them; it fails the test if any failed.
+func (d *distJob) runWorkers(t *testing.T, manifest string, n int) []*bytes.Buffer {
+	t.Helper()
+	peers := freeAddrs(t, n)
+	cmds := make([]*exec.Cmd, n)
+	outs := make([]*bytes.Buffer, n)
+	for i := range n {
+		cmds[i], outs[i] = d.start(t, manifest, i, peers)
+	}
+	for i, c := range cmds {
+		if err := c.Wait(); err != nil {
+			t.Errorf("worker %d: %v\n%s", i, err, outs[i])
+		}
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+	return outs
+}
+
+// A distributed job holds out test rows: each worker test_fraction of its
+// own rows (the split of its row count with the job's seed). The metrics
+// worker 0 records in the model and the report are those of every
+// worker's held-out rows together — equal, figure for figure, to what an
+// evaluate job in one process computes with the model on those rows.
+func TestDistributedHeldOutMetrics(t *testing.T) {
+	const rows, fraction, seed = 1000, 0.25, 11
+	d := newDistJob(t, rows, 2)
+	dist, digest := d.manifest(t, "held", fmt.Sprintf("  test_fraction: %g\n  seed: %d\n  workers: 2\n  certificate_policy: alice/xgb\n", fraction, seed))
+	d.certPolicy(t, digest)
+	d.runWorkers(t, dist, 2)
+	raw := envelopetest.Decrypt(t, filepath.Join(d.dir, "out", "held.model.ppml"), d.key)
+	m, err := DecodeModel(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var report Report
+	if err := json.Unmarshal(envelopetest.Decrypt(t, filepath.Join(d.dir, "out", "held.report.ppml"), d.key), &report); err != nil {
+		t.Fatal(err)
+	}
+	// The held-out rows as the workers chose them, in worker order.
+	table := distTable(rows)
+	header, body := table[0], table[1:]
+	var held bytes.Buffer
+	held.WriteString(strings.Join(header, ",") + "\n")
+	trained := 0
+	for i := range 2 {
+		part := body[len(body)*i/2 : len(body)*(i+1)/2]
+		tr, te, err := split.TrainTest(len(part), fraction, seed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		trained += len(tr)
+		for _, k := range te {
+			held.WriteString(strings.Join(part[k], ",") + "\n")
+		}
+	}
+	res, err := Run(context.Background(), Config{}, &mlspec.Params{Task: mlspec.Evaluate},
+		map[string]Input{mlspec.InputModel: {ReaderAt: bytes.NewReader(raw), Size: int64(len(raw))},
+			mlspec.InputData: {ReaderAt: bytes.NewReader(held.Bytes()), Size: int64(held.Len()), Format: mlspec.CSV}},
+		map[string]Output{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, got := res.Report.Metrics, m.Metrics
+	if got == nil || got.Classification == nil {
+		t.Fatalf("the distributed model records no metrics: %+v", got)
+	}
+	if got.TestRows != 250 || got.TestRows != want.TestRows || got.TrainRows != trained || got.TestFraction != fraction || got.Seed != seed {
+		t.Errorf("rows: %d held out (want %d), %d trained (want %d), fraction %g, seed %d", got.TestRows, want.TestRows, got.TrainRows, trained, got.TestFraction, got.Seed)
+	}
+	if !reflect.DeepEqual(got.Classification, want.Classification) {
+		g, _ := json.Marshal(got.Classification)
+		w, _ := json.Marshal(want.Classification)
+		t.Errorf("distributed metrics %s\nsingle-process evaluation of the same rows %s", g, w)
+	}
+	if !reflect.DeepEqual(report.Metrics, m.Metrics) {
+		t.Errorf("the report's metrics %+v differ from the model's %+v", report.Metrics, m.Metrics)
+	}
+}
+
+// partition: rows: both workers are given the same one-file input, each
+// decrypts it and trains on its half of the rows, and the model equals the
+// one a single process trains on the file.
+func TestDistributedRowPartition(t *testing.T) {
+	d := newDistJob(t, 1000, 1)
+	const file = "train/part-00000.csv.ppml"
+	single, _ := d.manifestFrom(t, "single", file, "")
+	keys, err := launcher.NewLocalKeys(d.ownerKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := runJob(single, launcher.Config{Keys: keys}); err != nil {
+		t.Fatal(err)
+	}
+	dist, digest := d.manifestFrom(t, "dist", file, "  workers: 2\n  partition: rows\n  certificate_policy: alice/xgb\n")
+	d.certPolicy(t, digest)
+	outs := d.runWorkers(t, dist, 2)
+	for i := range 2 {
+		if want := fmt.Sprintf("worker %d of 2 trained on its 500 rows", i); !strings.Contains(outs[i].String(), want) {
+			t.Errorf("worker %d's log lacks %q:\n%s", i, want, outs[i])
+		}
+	}
+	if got, want := d.model(t, "dist"), d.model(t, "single"); !bytes.Equal(got.Inner, want.Inner) {
+		t.Fatal("the model of a row partition differs from the single-process model")
 	}
 }

@@ -278,6 +278,14 @@ func runTrain(ctx context.Context, cfg Config, spec *mlspec.Params, inputs map[s
 	if err != nil {
 		return nil, fmt.Errorf("ml job: %w", err)
 	}
+	if w := cfg.Worker; w != nil && spec.Partition == mlspec.PartitionRows {
+		// Every worker read the whole table; it trains on its block of rows.
+		lo, hi, err := mlspec.WorkerRows(d.X.NumRows(), w.Rank, w.Workers)
+		if err != nil {
+			return nil, fmt.Errorf("ml job: partition rows: %w", err)
+		}
+		d = d.Split(rowRange(lo, hi))
+	}
 	if cfg.Worker != nil && spec.Objective == mlspec.Multiclass {
 		// The workers agree on params.num_class (required): none sees the others' labels.
 		if classes, err = numClass(spec, classes); err != nil {
@@ -288,6 +296,10 @@ func runTrain(ctx context.Context, cfg Config, spec *mlspec.Params, inputs map[s
 	if spec.TestFraction > 0 {
 		tri, tei, err := split.TrainTest(d.X.NumRows(), spec.TestFraction, spec.Seed)
 		if err != nil {
+			if cfg.Worker != nil {
+				// Each worker holds out test_fraction of its own rows.
+				return nil, fmt.Errorf("ml job: worker %d's rows: %w", cfg.Worker.Rank, err)
+			}
 			return nil, fmt.Errorf("ml job: %w", err)
 		}
 		train, test = d.Split(tri), d.Split(tei)
@@ -308,8 +320,18 @@ func runTrain(ctx context.Context, cfg Config, spec *mlspec.Params, inputs map[s
 		}
 	}
 	var p predictor
+	var held *heldOut
 	switch spec.Algorithm {
 	case mlspec.XGBoost, mlspec.RandomForest:
+		if coll != nil && test != nil {
+			// The workers' held-out rows are scored together, while
+			// the collective is still up.
+			coll.Finish = func(b *xgboost.Booster) (err error) {
+				xp := &xgbPredictor{b: b, threads: cfg.Threads, obj: spec.Objective, classes: classes}
+				held, err = gatherHeldOut(b, cfg.Worker, xp, test, train.X.NumRows())
+				return err
+			}
+		}
 		xp, err := trainXGBoost(cfg, spec, train, classes, coll, res)
 		if err != nil {
 			return nil, err
@@ -338,15 +360,23 @@ func runTrain(ctx context.Context, cfg Config, spec *mlspec.Params, inputs map[s
 		}
 	}
 	if test != nil {
-		pred, err := p.predict(test.X)
-		if err != nil {
-			return nil, fmt.Errorf("ml job: predict test rows: %w", err)
+		y, trainRows := test.Y, train.X.NumRows()
+		var pred, all *predictions
+		if held != nil {
+			// A distributed job: the metrics are those of every worker's
+			// held-out rows, in worker order.
+			pred, all, y, trainRows = held.own, held.pred, held.y, held.trainRows
+		} else {
+			if pred, err = p.predict(test.X); err != nil {
+				return nil, fmt.Errorf("ml job: predict test rows: %w", err)
+			}
+			all = pred
 		}
-		mt, err := score(test.Y, pred, m)
+		mt, err := score(y, all, m)
 		if err != nil {
 			return nil, fmt.Errorf("ml job: test metrics: %w", err)
 		}
-		mt.TrainRows, mt.TestFraction, mt.Seed = train.X.NumRows(), spec.TestFraction, spec.Seed
+		mt.TrainRows, mt.TestFraction, mt.Seed = trainRows, spec.TestFraction, spec.Seed
 		m.Metrics = mt
 		if lp, ok := p.(linearPredictor); ok {
 			// The linear format records metrics too, so a bare linear model keeps them.
@@ -741,4 +771,13 @@ func cmpOr[T comparable](a, b T) T {
 		return a
 	}
 	return b
+}
+
+// rowRange is the row indices [lo, hi).
+func rowRange(lo, hi int) []int {
+	idx := make([]int, hi-lo)
+	for i := range idx {
+		idx[i] = lo + i
+	}
+	return idx
 }

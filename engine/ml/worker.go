@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -36,7 +37,7 @@ func runWorker(ctx context.Context, j *launcher.Job, cfg Config, spec *mlspec.Pa
 	if timeout <= 0 {
 		timeout = DefaultJoinTimeout
 	}
-	var e workerEnd
+	e := workerEnd{joined: make(chan struct{})}
 	finished := make(chan struct{})
 	defer close(finished)
 	join := func(ctx context.Context) (*xgboost.Collective, error) {
@@ -54,6 +55,7 @@ func runWorker(ctx context.Context, j *launcher.Job, cfg Config, spec *mlspec.Pa
 		go e.watchJoin(timeout, finished)
 		c := aw.Collective()
 		c.Agree = agreement(j.Inputs)
+		c.Joined = sync.OnceFunc(func() { close(e.joined) })
 		return c, nil
 	}
 	stop := context.AfterFunc(ctx, func() { e.end() })
@@ -67,7 +69,7 @@ func runWorker(ctx context.Context, j *launcher.Job, cfg Config, spec *mlspec.Pa
 		case errors.Is(err, xgboost.ErrDisagree):
 			return fmt.Errorf("ml engine: %s: the workers were shown different files of the training input (their listings differ); nothing was trained", place)
 		case e.joinTimedOut():
-			return fmt.Errorf("ml engine: %s: not every worker joined the collective within %s (one failed or was not started: see its log); no model is written", place, timeout)
+			return fmt.Errorf("ml engine: %s: not every worker joined the collective within %s (workers at %s: one failed or was not started, see its log); no model is written", place, timeout, strings.Join(w.Peers, ", "))
 		case ctx.Err() != nil:
 			return fmt.Errorf("ml engine: %s: stopped (%v): %w", place, context.Cause(ctx), err)
 		case errors.As(err, &te) && aw != nil:
@@ -104,6 +106,7 @@ func agreement(inputs []launcher.Input) []byte {
 // other workers' training too. A stop that comes while the worker is still
 // joining stops it as soon as it joined.
 type workerEnd struct {
+	joined   chan struct{} // closed when XGBoost joined the collective
 	mu       sync.Mutex
 	aw       *rabit.AttestedWorker
 	ended    bool
@@ -114,41 +117,26 @@ type workerEnd struct {
 // others to join when launcher.Worker.JoinTimeout is not set.
 const DefaultJoinTimeout = 2 * time.Minute
 
-// watchJoin stops the worker when the collective has not started within
-// timeout: XGBoost waits on its tracker without a bound until every worker
-// connected, so a worker that failed before joining would hang the others.
-// The collective has started when the tracker assigned this worker its rank
-// and peers (its relay then knows XGBoost's listening port).
+// watchJoin stops the worker when it has not joined the collective within
+// timeout: XGBoost waits without a bound until every worker reached the
+// tracker and then until its peers connected to it, so a worker that failed
+// before joining, or died just after the tracker paired it, would hang the
+// others. Joined is when XGBoost's own join returned (Collective.Joined);
+// after that, rabit's timeout bounds every wait on a peer.
 func (e *workerEnd) watchJoin(timeout time.Duration, finished <-chan struct{}) {
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case <-finished:
-			return
-		case <-tick.C:
-			e.mu.Lock()
-			started := e.aw != nil && !e.ended
-			if started {
-				_, err := e.aw.RabitAddr()
-				started = err == nil
-			}
-			e.mu.Unlock()
-			if started {
-				return
-			}
-		case <-deadline.C:
-			e.mu.Lock()
-			if !e.ended && e.aw != nil {
-				e.timedOut = true
-				e.aw.Stop()
-				e.ended = true
-			}
-			e.mu.Unlock()
-			return
+	select {
+	case <-finished:
+	case <-e.joined:
+	case <-deadline.C:
+		e.mu.Lock()
+		if !e.ended && e.aw != nil {
+			e.timedOut = true
+			e.aw.Stop()
+			e.ended = true
 		}
+		e.mu.Unlock()
 	}
 }
 

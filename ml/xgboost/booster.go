@@ -28,6 +28,8 @@ type Booster struct {
 	h       C.BoosterHandle
 	w       *worker
 	cleanup runtime.Cleanup
+	// inCollective is set while Collective.Finish runs (AllreduceSum).
+	inCollective bool
 }
 
 // worker is a goroutine locked to its own OS thread that runs functions sent to it.

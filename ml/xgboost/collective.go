@@ -41,6 +41,16 @@ type Collective struct {
 	// any differs (ErrDisagree). ppml compares the workers' views of the
 	// job's input, so that none trains on another listing of the files.
 	Agree []byte
+	// Joined, when set, is called once this worker joined the collective:
+	// every worker reached the tracker and connected to its peers. Until
+	// then XGBoost waits without a bound (on the tracker, and for its
+	// peers to connect), so a caller that bounds the join stops waiting here.
+	Joined func()
+	// Finish, when set, is called on every worker after the last round,
+	// before it leaves the collective: a worker may predict with b and
+	// combine results with the others (Booster.AllreduceSum). Every worker
+	// must make the same collective calls in the same order.
+	Finish func(b *Booster) error
 }
 
 // ErrDisagree is returned (wrapped) by Train when the workers' Agree values differ.
@@ -49,9 +59,11 @@ var ErrDisagree = errors.New("the workers' values differ")
 // XGBoost 1.7's collective::DataType and collective::Operation
 // (src/collective/communicator.h), which XGCommunicatorAllreduce takes.
 const (
-	collInt32 = 2
-	collMax   = 0
-	collMin   = 1
+	collInt32  = 2
+	collDouble = 7
+	collMax    = 0
+	collMin    = 1
+	collSum    = 2
 )
 
 func (c *Collective) config() ([]byte, error) {
@@ -133,4 +145,25 @@ func (b *Booster) collectiveAgree(v []byte) error {
 // is done) on b's thread.
 func (b *Booster) collectiveFinalize() error {
 	return b.run("XGCommunicatorFinalize", func(C.BoosterHandle) C.int { return C.XGCommunicatorFinalize() })
+}
+
+// AllreduceSum replaces v by its element-wise sum over the workers of the
+// collective b trains in; every worker gets the same sums. It may be called
+// only from Collective.Finish, by every worker with the same len(v).
+// Sums of one worker's value and zeros are exact: workers gather values by
+// each filling its own slots of a zeroed buffer.
+func (b *Booster) AllreduceSum(v []float64) error {
+	if !b.inCollective {
+		return errors.New("xgboost collective: AllreduceSum outside a collective's Finish")
+	}
+	if len(v) == 0 {
+		return nil
+	}
+	p := unsafe.Pointer(&v[0])
+	if err := b.run("XGCommunicatorAllreduce", func(C.BoosterHandle) C.int {
+		return C.XGCommunicatorAllreduce(p, C.size_t(len(v)), collDouble, collSum)
+	}); err != nil {
+		return fmt.Errorf("xgboost collective: sum over the workers: %w", err)
+	}
+	return nil
 }

@@ -60,6 +60,9 @@ func Train(dtrain *DMatrix, cfg Config) (*Booster, error) {
 			b.Close()
 			return nil, err
 		}
+		if cfg.Collective.Joined != nil {
+			cfg.Collective.Joined()
+		}
 		if len(cfg.Collective.Agree) > 0 {
 			if err := b.collectiveAgree(cfg.Collective.Agree); err != nil {
 				b.collectiveFinalize()
@@ -71,6 +74,16 @@ func Train(dtrain *DMatrix, cfg Config) (*Booster, error) {
 			// train closed b, and with it the thread the communicator
 			// lived on.
 			return nil, err
+		}
+		if f := cfg.Collective.Finish; f != nil {
+			b.inCollective = true
+			err := f(b)
+			b.inCollective = false
+			if err != nil {
+				b.collectiveFinalize()
+				b.Close()
+				return nil, err
+			}
 		}
 		if err := b.collectiveFinalize(); err != nil {
 			b.Close()

@@ -69,6 +69,12 @@ func (s *Server) Serve(ln net.Listener) error {
 		return errors.New("tunnel: server without a TLS configuration")
 	}
 	s.mu.Lock()
+	if s.closed {
+		// Closed before it served: Close could not close ln.
+		s.mu.Unlock()
+		ln.Close()
+		return nil
+	}
 	s.ln = ln
 	if s.conns == nil {
 		s.conns = map[net.Conn]struct{}{}

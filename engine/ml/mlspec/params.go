@@ -104,12 +104,18 @@ type Params struct {
 // Partition is how a distributed train job's input is split between its workers.
 type Partition string
 
-// PartitionFiles: the train input is a directory; its files, in the launcher's (sorted)
-// order, are dealt to the workers in contiguous blocks — worker i of n reads files
-// [i·F/n, (i+1)·F/n) of F — so that each worker decrypts only its own rows, and the rows
-// of all workers in worker order are the rows of the whole directory. It is the only
-// partition so far.
-const PartitionFiles Partition = "files"
+// The partitions. Under both, the rows of all workers in worker order are the rows of the
+// whole train input (a file, or a directory's files in the launcher's sorted order).
+const (
+	// PartitionFiles: the train input is a directory whose files are dealt to the workers
+	// in contiguous blocks — worker i of n reads files [i·F/n, (i+1)·F/n) of F — so that
+	// each worker decrypts only its own files. The default.
+	PartitionFiles Partition = "files"
+	// PartitionRows: every worker is given the whole train input (one file, or a
+	// directory) and decrypts all of it, then trains on its contiguous block of rows —
+	// worker i of n keeps rows [i·R/n, (i+1)·R/n) of R (WorkerRows).
+	PartitionRows Partition = "rows"
+)
 
 // MaxWorkers bounds Workers.
 const MaxWorkers = 256
@@ -126,7 +132,26 @@ func (s *Params) WorkerInputFiles(input string, files []string, index int) ([]st
 	if !s.Distributed() {
 		return files, nil
 	}
+	if s.Partition == PartitionRows {
+		if index < 0 || index >= s.Workers {
+			return nil, fmt.Errorf("worker %d of %d", index, s.Workers)
+		}
+		return files, nil // every worker reads all rows, and keeps its block (WorkerRows)
+	}
 	return WorkerFiles(files, index, s.Workers)
+}
+
+// WorkerRows is the block of rows [lo, hi) of a table of rows rows that worker index of n
+// trains on under PartitionRows.
+func WorkerRows(rows, index, n int) (lo, hi int, err error) {
+	if n < 1 || index < 0 || index >= n {
+		return 0, 0, fmt.Errorf("worker %d of %d", index, n)
+	}
+	lo, hi = rows*index/n, rows*(index+1)/n
+	if hi <= lo {
+		return 0, 0, fmt.Errorf("the table has %d row(s) for %d workers: partition rows gives each worker at least one row", rows, n)
+	}
+	return lo, hi, nil
 }
 
 // WorkerFiles is the block of files (sorted, as the launcher lists an input directory)
@@ -220,12 +245,10 @@ func (s *Params) checkDistributed() error {
 		return nil
 	case s.Algorithm != XGBoost && s.Algorithm != RandomForest:
 		return fmt.Errorf("workers %d: only xgboost and random_forest train on several workers, not %s", s.Workers, s.Algorithm)
-	case s.Partition != PartitionFiles:
-		return fmt.Errorf("partition %q: want files", s.Partition)
+	case s.Partition != PartitionFiles && s.Partition != PartitionRows:
+		return fmt.Errorf("partition %q: want files or rows", s.Partition)
 	case s.Query != "":
-		return errors.New("a distributed job has no query: each worker reads its files of the train input")
-	case s.TestFraction != 0:
-		return errors.New("a distributed job holds out no test rows: set test_fraction to 0 and evaluate the model with an evaluate job")
+		return errors.New("a distributed job has no query: each worker reads its part of the train input")
 	case s.Objective == Multiclass && !slices.ContainsFunc(s.Params, func(p Param) bool { return p.Name == "num_class" }):
 		return errors.New("multiclass on several workers needs params.num_class")
 	}
@@ -548,14 +571,7 @@ func parseDistributed(s *Params, n job.Node, fs map[string]job.Node, c *job.Chec
 		c.Failf(wn, "only xgboost and random_forest train on several workers, not %s", s.Algorithm)
 	}
 	if fn, ok := fs["query"]; ok {
-		c.Failf(fn, "a job with more than one worker has no query: each worker reads its files of the train input")
-	}
-	if s.TestFraction != 0 {
-		fn, ok := fs["test_fraction"]
-		if !ok {
-			fn = n.Missing("test_fraction")
-		}
-		c.Failf(fn, "a job with more than one worker holds out no test rows (the default is %g): write test_fraction: 0, and evaluate the model with an evaluate job", DefaultTestFraction)
+		c.Failf(fn, "a job with more than one worker has no query: each worker reads its part of the train input")
 	}
 	if s.Objective == Multiclass && !slices.ContainsFunc(s.Params, func(p Param) bool { return p.Name == "num_class" }) {
 		c.Failf(wn, "multiclass on several workers needs params.num_class: the workers must agree on the number of classes, and none sees the others' labels")
@@ -563,10 +579,13 @@ func parseDistributed(s *Params, n job.Node, fs map[string]job.Node, c *job.Chec
 	s.Partition = PartitionFiles
 	if hasPartition {
 		v, err := pn.Str()
-		if err != nil {
+		switch {
+		case err != nil:
 			c.Add(err)
-		} else if Partition(v) != PartitionFiles {
-			c.Failf(pn, "%q: want files (each worker reads a block of the files of the train input directory)", v)
+		case Partition(v) == PartitionFiles || Partition(v) == PartitionRows:
+			s.Partition = Partition(v)
+		default:
+			c.Failf(pn, "%q: want files (each worker reads a block of the files of the train input directory) or rows (each worker reads the whole input and trains on a block of its rows)", v)
 		}
 	}
 	if !hasPolicy {

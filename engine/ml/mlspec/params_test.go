@@ -203,13 +203,14 @@ func TestDistributedParameters(t *testing.T) {
 func TestDistributedParameterProblems(t *testing.T) {
 	const base = "  task: train\n  algorithm: xgboost\n  objective: binary\n  label: y\n"
 	for _, c := range []struct{ params, want string }{
-		{base + "  workers: 2\n  certificate_policy: alice/x\n", "parameters.test_fraction: a job with more than one worker holds out no test rows"},
 		{base + "  test_fraction: 0\n  workers: 2\n", "parameters.certificate_policy: required with more than one worker"},
 		{base + "  test_fraction: 0\n  workers: 0\n", "parameters.workers: 0: must be between 1 and 256"},
 		{base + "  test_fraction: 0\n  workers: 257\n", "must be between 1 and 256"},
 		{base + "  test_fraction: 0\n  workers: two\n", "parameters.workers"},
 		{base + "  test_fraction: 0\n  workers: 2\n  certificate_policy: xgb\n", "want TENANT/NAME"},
-		{base + "  test_fraction: 0\n  workers: 2\n  partition: rows\n  certificate_policy: alice/x\n", `parameters.partition: "rows": want files`},
+		{base + "  test_fraction: 0\n  workers: 2\n  partition: columns\n  certificate_policy: alice/x\n", `parameters.partition: "columns": want files (`},
+		{base + "  test_fraction: 0\n  workers: 2\n  partition: [rows]\n  certificate_policy: alice/x\n", `parameters.partition`},
+		{base + "  test_fraction: 0\n  partition: rows\n", "parameters.partition: only for a job with more than one worker"},
 		{base + "  test_fraction: 0\n  partition: files\n", "parameters.partition: only for a job with more than one worker"},
 		{base + "  certificate_policy: alice/x\n", "parameters.certificate_policy: only for a job with more than one worker"},
 		{base + "  test_fraction: 0\n  workers: 2\n  certificate_policy: alice/x\n  query: SELECT * FROM train\n", "parameters.query: a job with more than one worker has no query"},
@@ -225,6 +226,7 @@ func TestDistributedParameterProblems(t *testing.T) {
 	// Params built in code are checked the same way.
 	for _, s := range []*Params{
 		{Task: Train, Algorithm: XGBoost, Objective: Binary, Label: "y", Rounds: 1, Workers: 2, Partition: PartitionFiles},
+		{Task: Train, Algorithm: XGBoost, Objective: Binary, Label: "y", Rounds: 1, Workers: 2, Partition: "columns", CertificatePolicy: "alice/x"},
 		{Task: Train, Algorithm: XGBoost, Objective: Binary, Label: "y", Rounds: 1, Workers: 1, CertificatePolicy: "alice/x"},
 		{Task: Predict, Workers: 2},
 	} {
@@ -249,5 +251,56 @@ func TestWorkerFiles(t *testing.T) {
 	}
 	if _, err := WorkerFiles(files[:2], 0, 3); err == nil || !strings.Contains(err.Error(), "2 file(s) for 3 workers") {
 		t.Errorf("fewer files than workers: %v", err)
+	}
+}
+
+// A distributed job may hold out test rows (each worker its share, the
+// default 0.2 included), and may partition rows instead of files: another
+// job, whose canonical form says so.
+func TestDistributedHeldOutAndRowPartition(t *testing.T) {
+	const base = "  task: train\n  algorithm: xgboost\n  objective: binary\n  label: y\n  workers: 2\n  certificate_policy: alice/x\n"
+	held, err := parseManifest(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := held.Parameters.(*Params); s.TestFraction != DefaultTestFraction || s.Validate() != nil {
+		t.Errorf("default test_fraction on 2 workers: %+v %v", s, s.Validate())
+	}
+	rows, err := parseManifest(base + "  partition: rows\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := rows.Parameters.(*Params)
+	if s.Partition != PartitionRows || s.Validate() != nil || s.Canonical()["partition"] != "rows" {
+		t.Fatalf("partition rows: %+v %v", s, s.Canonical())
+	}
+	if rows.Digest() == held.Digest() {
+		t.Error("partition: rows is the same job as partition: files")
+	}
+	files := []string{"a", "b"}
+	for i := range 2 {
+		if got, err := s.WorkerInputFiles("train", files, i); err != nil || len(got) != 2 {
+			t.Errorf("worker %d of a row partition decrypts %v (%v), want every file", i, got, err)
+		}
+	}
+	if _, err := s.WorkerInputFiles("train", files, 2); err == nil {
+		t.Error("worker 2 of 2 given files")
+	}
+}
+
+func TestWorkerRows(t *testing.T) {
+	next := 0
+	for i := range 3 {
+		lo, hi, err := WorkerRows(10, i, 3)
+		if err != nil || lo != next || hi <= lo {
+			t.Fatalf("worker %d: [%d, %d) %v", i, lo, hi, err)
+		}
+		next = hi
+	}
+	if next != 10 {
+		t.Fatalf("blocks end at %d", next)
+	}
+	if _, _, err := WorkerRows(1, 0, 2); err == nil || !strings.Contains(err.Error(), "1 row(s) for 2 workers") {
+		t.Errorf("fewer rows than workers: %v", err)
 	}
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/ppml/ppml/atomicfile"
 	"github.com/ppml/ppml/engine/specs"
+	"github.com/ppml/ppml/internal/proctest"
 	"github.com/ppml/ppml/job"
 	"github.com/ppml/ppml/kms/client"
 	"github.com/ppml/ppml/kms/kmstest"
@@ -141,9 +142,7 @@ func TestDistributedWorkerProcesses(t *testing.T) {
 		cmds[i].Env = append(os.Environ(), workerEnv+"="+p)
 		outs[i] = &bytes.Buffer{}
 		cmds[i].Stderr = outs[i]
-		if err := cmds[i].Start(); err != nil {
-			t.Fatal(err)
-		}
+		proctest.Start(t, cmds[i])
 	}
 	for i, c := range cmds {
 		if err := c.Wait(); err != nil {

@@ -124,6 +124,10 @@ func (r *Relay) RabitAddr() (string, error) {
 	return net.JoinHostPort("127.0.0.1", strconv.Itoa(r.rabitPort)), nil
 }
 
+// trackerAnswerTimeout bounds the wait for the tracker's first answer on
+// a connection (a var for tests).
+var trackerAnswerTimeout = time.Minute
+
 // relayGrace bounds how long Close waits for tracker connections still
 // being relayed.
 const relayGrace = 10 * time.Second
@@ -293,7 +297,7 @@ func (r *Relay) relayTracker(local net.Conn) error {
 	t := &conn{remote, "tracker"}
 	cmd, err := handshake(x, t)
 	if err != nil {
-		return err
+		return fmt.Errorf("the rabit tracker (worker 0 at %s): %w", r.Peers[0], err)
 	}
 	if cmd == "start" || cmd == "recover" {
 		if err := r.linkSetup(x, t); err != nil {
@@ -314,9 +318,16 @@ func handshake(x, t *conn) (string, error) {
 	if m[0] != magic {
 		return "", fmt.Errorf("rabit relay: XGBoost sent magic %#x, want %#x", m[0], magic)
 	}
+	// The tracker answers at once unless it is stuck, and XGBoost waits
+	// for this answer without a bound (in its shutdown too): fail it.
+	t.c.SetReadDeadline(time.Now().Add(trackerAnswerTimeout))
 	if m, err = copyInts(x, t, 1); err != nil {
+		if ne := net.Error(nil); errors.As(err, &ne) && ne.Timeout() {
+			return "", fmt.Errorf("rabit relay: the tracker did not answer within %s", trackerAnswerTimeout)
+		}
 		return "", err
 	}
+	t.c.SetReadDeadline(time.Time{})
 	if m[0] != magic {
 		return "", fmt.Errorf("rabit relay: the tracker sent magic %#x, want %#x", m[0], magic)
 	}

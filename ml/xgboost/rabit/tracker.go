@@ -32,15 +32,67 @@ import (
 )
 
 // trackerScript starts RabitTracker on 127.0.0.1 (an ephemeral port),
-// prints the port, and serves until every worker shut down.
+// prints the port, and serves until every worker shut down. It mends two
+// ways XGBoost 1.7's tracker hangs, since the tracker serves its
+// connections one at a time and a stuck one stalls every worker (whose
+// XGBoost then waits on it without a bound, in its shutdown as well):
+//
+//   - ExSocket.recvall loops for ever on a connection that closed
+//     mid-message (recv returns b"" and it tries again): a worker that
+//     died or was stopped while its message was in flight. It now fails
+//     the tracker, which exits non-zero.
+//   - It reads from a worker without a timeout. Every read it makes
+//     expects XGBoost's immediate answer (accept, where it waits for
+//     workers to join, is not bounded), so argv[2] seconds of silence
+//     fail it too.
+//
+// It also exits when its standard input closes: the worker that started
+// it holds the other end, so a worker killed outright leaves no tracker
+// behind (prctl's PDEATHSIG is not available under Gramine).
 const trackerScript = `
-import sys
-from xgboost.tracker import RabitTracker
-t = RabitTracker(host_ip="127.0.0.1", n_workers=int(sys.argv[1]), port=0, sortby="task")
+import os, sys, threading, traceback
+from xgboost import tracker
+
+def recvall(self, nbytes):
+    res, nread = [], 0
+    while nread < nbytes:
+        chunk = self.sock.recv(min(nbytes - nread, 1024))
+        if not chunk:
+            raise ConnectionError("a worker's connection closed in the middle of a message (the worker died or was stopped)")
+        nread += len(chunk)
+        res.append(chunk)
+    return b"".join(res)
+
+tracker.ExSocket.recvall = recvall
+entry = tracker.WorkerEntry.__init__
+
+def bounded(self, sock, addr):
+    sock.settimeout(float(sys.argv[2]))
+    entry(self, sock, addr)
+
+tracker.WorkerEntry.__init__ = bounded
+
+def orphaned():
+    while os.read(0, 4096):
+        pass
+    os._exit(3)
+
+threading.Thread(target=orphaned, daemon=True).start()
+t = tracker.RabitTracker(host_ip="127.0.0.1", n_workers=int(sys.argv[1]), port=0, sortby="task")
 print(t.port, flush=True)
-t.start(int(sys.argv[1]))
-t.join()
+try:
+    t.accept_workers(int(sys.argv[1]))
+except BaseException:
+    traceback.print_exc()
+    sys.stderr.flush()
+    os._exit(1)
+os._exit(0)
 `
+
+// trackerReadTimeout bounds each read the tracker makes from a worker's
+// connection: XGBoost answers at once, so a silent worker is a dead or
+// frozen one (a var for tests).
+var trackerReadTimeout = time.Minute
 
 // Python is the interpreter that runs the tracker: Debian's, where
 // python3-xgboost installs the tracker, when it exists (a python3 earlier
@@ -54,11 +106,12 @@ var Python = func() string {
 
 // Tracker is XGBoost's tracker running as a child process.
 type Tracker struct {
-	Port int
-	cmd  *exec.Cmd
-	done chan struct{}
-	err  error
-	out  *tail
+	Port  int
+	cmd   *exec.Cmd
+	stdin io.Closer
+	done  chan struct{}
+	err   error
+	out   *tail
 }
 
 // StartTracker starts the tracker for workers workers.
@@ -66,17 +119,23 @@ func StartTracker(ctx context.Context, workers int) (*Tracker, error) {
 	if workers < 1 {
 		return nil, fmt.Errorf("rabit tracker: %d workers", workers)
 	}
-	cmd := exec.Command(Python, "-c", trackerScript, strconv.Itoa(workers))
+	cmd := exec.Command(Python, "-c", trackerScript, strconv.Itoa(workers), strconv.Itoa(int(trackerReadTimeout/time.Second)))
 	out := &tail{}
 	cmd.Stderr = out
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
 	}
+	// The tracker exits when this end closes: when Stop closes it, or
+	// when this process dies.
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("rabit tracker: start %s (python3-xgboost): %w", Python, err)
 	}
-	t := &Tracker{cmd: cmd, done: make(chan struct{}), out: out}
+	t := &Tracker{cmd: cmd, stdin: stdin, done: make(chan struct{}), out: out}
 	portc := make(chan string, 1)
 	go func() {
 		line, _ := bufio.NewReader(stdout).ReadString('\n')
@@ -127,6 +186,7 @@ func (t *Tracker) Stop() {
 	default:
 	}
 	t.cmd.Process.Kill()
+	t.stdin.Close()
 	<-t.done
 }
 

@@ -49,7 +49,7 @@ type Worker struct {
 	TrackerPort int
 	tracker     *Tracker
 	server      *tunnel.Server
-	served      chan error
+	served      chan struct{} // closed when the server's Serve returned
 }
 
 // Join starts the worker's side of the collective: on worker 0 the
@@ -86,8 +86,11 @@ func Join(ctx context.Context, o Options) (*Worker, error) {
 		targets[TargetTracker] = func() (string, error) { return t.Addr(), nil }
 	}
 	w.server = &tunnel.Server{TLS: o.ServerTLS, Targets: targets, Logger: o.Logger, OnStream: o.OnStream}
-	w.served = make(chan error, 1)
-	go func() { w.served <- w.server.Serve(o.Listener) }()
+	w.served = make(chan struct{})
+	go func() {
+		defer close(w.served)
+		w.server.Serve(o.Listener)
+	}()
 	if err := w.waitForTracker(ctx, o); err != nil {
 		w.Close()
 		return nil, err
@@ -149,15 +152,24 @@ func (w *Worker) Close() error {
 }
 
 // Stop ends the worker at once (a failed job): every tunnel stream is
-// closed and the tracker killed.
+// closed and the tracker killed, which fails whatever this worker's
+// XGBoost waits on — except a wait for a peer to connect to its listening
+// port (the tracker paired them, then the peer died), which one connection
+// closed at once ends.
 func (w *Worker) Stop() {
 	if w.server != nil {
 		w.server.Close()
 		<-w.served
 	}
+	addr, err := w.Relay.RabitAddr()
 	w.Relay.Abort()
 	if w.tracker != nil {
 		w.tracker.Stop()
+	}
+	if err == nil {
+		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+			c.Close()
+		}
 	}
 }
 
