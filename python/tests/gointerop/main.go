@@ -43,7 +43,7 @@ func main() {
 	cmds := map[string]func([]string){
 		"encrypt": encrypt, "decrypt": decrypt,
 		"audit-export": auditExport, "audit-verify": auditVerify, "audit-proofs": auditProofs,
-		"trail-verify": trailVerify,
+		"trail-verify":         trailVerify,
 		"arrow-decode-request": arrowDecodeRequest, "arrow-encode-ndarray": arrowEncodeNdarray,
 		"arrow-encode-result": arrowEncodeResult, "arrow-decode-result": arrowDecodeResult,
 		"arrow-write-types": arrowWriteTypes, "arrow-read": arrowRead,
