@@ -226,6 +226,10 @@ class Tensor:
     def __eq__(self, other):
         return isinstance(other, Tensor) and (self.data, self.shape) == (other.data, other.shape)
 
+    def __str__(self):
+        """The elements as Go prints a slice of them (float32 in its shortest form)."""
+        return "[" + " ".join(_fmt32(v) if self.dtype == "float32" else str(v) for v in self.data) + "]"
+
     def __repr__(self):
         data = "[" + ", ".join(_fmt32(v) if self.dtype == "float32" else repr(v) for v in self.data) + "]"
         return f"Tensor(shape={list(self.shape)}, data={data})"

@@ -413,6 +413,13 @@ def test_queue_end_to_end(serve_job, go_client):
     assert out.returncode == 0, out.stderr
     go_vals = [float(v) for v in re.search(r"\[([^\]]*)\]", out.stdout).group(1).split()]
     assert [f32(v) for v in go_vals] == [float(want[0])] == got[0][0].data
+    # The example's Python client prints the same line.
+    out = subprocess.run(["/usr/bin/python3", os.path.join(REPO, "examples/serve/queue_client.py"), "--record-key",
+                          str(d / "record.key"), f"127.0.0.1:{port}", row], capture_output=True, text=True, timeout=120,
+                         env=dict(os.environ, PYTHONPATH=os.path.join(REPO, "python")))
+    assert out.returncode == 0, out.stderr
+    assert re.fullmatch(r"queue result for [0-9a-f-]{36} \(sealed in Redis, opened here\): \[(\S+)\]\n", out.stdout), out.stdout
+    assert f32(float(re.search(r"\[(\S+)\]", out.stdout).group(1))) == float(want[0])
 
     # Refusals come back as NaN with the job's dead-letter reason.
     with serving.Queue("127.0.0.1", port, key=RecordKey.generate()) as q:
