@@ -7,7 +7,7 @@ SUDO  := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PREFIX ?= /usr/local
 # System packages the build and the tests need (Debian 12 names).
 APT_PKGS := gcc g++ jq libxgboost-dev python3 python3-xgboost python3-numpy python3-cryptography redis-server \
-            python3-pytest python3-requests python3-pandas python3-venv python3-setuptools \
+            python3-pytest python3-requests python3-pandas python3-venv python3-setuptools python3-redis \
             libtorch-dev python3-torch dataset-fashion-mnist
 FUZZTIME ?= 60s
 # Public datasets the ML examples and tests use (fetched from npm and Debian, cached).

@@ -284,13 +284,14 @@ func (s *Server) certify(ctx context.Context, cfg Config) (*tls.Config, error) {
 			return nil, err
 		}
 		s.Identity = id
-		id.OnRenew = func(err error) {
+		id.OnRenew(func(c *tls.Certificate, err error) {
 			if err != nil {
 				logf("serve engine: renewing the attested certificate failed (the current one stays until it expires): %v", err)
 			} else {
-				logf("serve engine: attested certificate renewed, key sha256:%s", spkiPin(id.Certificate().Leaf))
+				logf("serve engine: attested certificate renewed, key sha256:%s, valid until %s",
+					spkiPin(c.Leaf), c.Leaf.NotAfter.UTC().Format(time.RFC3339))
 			}
-		}
+		})
 		leaf := id.Certificate().Leaf
 		logf("serve engine: attested TLS certificate from %s evidence, key sha256:%s, valid until %s",
 			cfg.Attester.Name(), spkiPin(leaf), leaf.NotAfter.UTC().Format(time.RFC3339))

@@ -12,7 +12,9 @@ protocols (docs/python.md):
   ``read_parquet`` / ``to_parquet`` through the ``ppml`` CLI;
 - the key service: ``ppml.KeyService``; the audit log: ``ppml.audit``;
 - jobs: ``ppml.job.digest(manifest)``, ``ppml.run(...)``; inside an exec job
-  ``ppml.inputs()`` and ``ppml.outputs()``.
+  ``ppml.inputs()`` and ``ppml.outputs()``;
+- serving: ``ppml.serving.Queue`` puts requests into a serve job's Cluster Serving queue and
+  reads the results, sealed as serving records (Arrow streams by ``ppml.arrowipc``).
 
 Attributes are imported on first use, so ``import ppml`` inside a job loads only what the job
 touches (``ppml.inputs()`` needs nothing but the standard library).
@@ -67,7 +69,8 @@ _EXPORTS = {
 }
 
 _SUBMODULES = {"audit", "job", "errors", "keyref", "keys", "kms", "frames", "jobenv", "bench", "merkle", "jcs",
-               "header", "reader", "writer", "envelope", "atomic", "cli", "recipient", "hpke"}
+               "header", "reader", "writer", "envelope", "atomic", "cli", "recipient", "hpke",
+               "serving", "arrowipc"}
 
 __all__ = sorted(_EXPORTS) + sorted(_SUBMODULES)
 

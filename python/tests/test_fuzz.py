@@ -96,3 +96,31 @@ def test_audit_parsers(tmp_path, gointerop):
             audit.TreeHead.from_json(gojson.loads(mutate(r, lines[0]), trailing_ok=True)).verify(pub)
         except (gojson.GoJSONError, ppml.VerificationError):
             pass
+
+
+def test_arrow_and_serving_parsers():
+    """ppml.arrowipc.read_stream and the serving decoders take bytes from Redis (outside the
+    TEE): mutated requests and results fail only with ArrowFormatError or ServingError."""
+    from ppml import arrowipc, serving
+    seeds = [
+        serving.encode_request(input=[[1.5, 2.0], [3.0, 4.0]], s="a|b", f=2.5, i=3),
+        serving.encode_request(sp=serving.Sparse([[0, 1], [1, 0]], [5.0, 6.0], [2, 2]), img={"b64": "aGk="}),
+        serving.encode_result([serving.Tensor([24.5], ()), serving.Tensor([0.1, 0.9], (2,))]),
+        arrowipc.write_stream([arrowipc.Field("l", arrowipc.large_list(arrowipc.utf8())), arrowipc.Field("b", arrowipc.bool_()),
+                               arrowipc.Field("x", arrowipc.binary())], [[[["a", None], None], [True, None], [b"\x00", None]]]),
+    ]
+    r = random.Random(15)
+    for i in range(N):
+        data = mutate(r, seeds[i % len(seeds)])
+        for decode in (arrowipc.read_stream, serving.decode_request, serving.decode_result):
+            try:
+                decode(data)
+            except (arrowipc.ArrowFormatError, serving.ServingError):
+                pass
+    key = serving.RecordKey(bytes(32))
+    rec = serving.seal(key, serving.RESULT, "s", "u", seeds[2])
+    for _ in range(N // 4):
+        try:
+            serving.open_record(key, serving.RESULT, "s", "u", mutate(r, rec))
+        except serving.RecordError:
+            pass

@@ -153,16 +153,21 @@ func Issue(ctx context.Context, att attest.Attester, jobDigest []byte, o Options
 // Identity is a serving TEE's attested certificate, renewed (new key, new evidence) when two
 // thirds of its lifetime have passed. A failed renewal keeps the current certificate and is
 // retried every minute until it expires.
+//
+// Renewal runs on its own goroutine while handshakes read the certificate: the certificate
+// is an atomic pointer, the renewal callback is guarded by a mutex (it may be set at any
+// time, also while a renewal is under way), and a renewal is published before it is
+// announced, so a callback that looks at Certificate sees the certificate it is told of.
 type Identity struct {
 	att       attest.Attester
 	jobDigest []byte
 	opts      Options
 	cur       atomic.Pointer[tls.Certificate]
-	stop      chan struct{}
+	mu        sync.Mutex
+	onRenew   func(cert *tls.Certificate, err error)
+	ctx       context.Context // cancelled by Close: ends a renewal under way
+	cancel    context.CancelFunc
 	done      chan struct{}
-	once      sync.Once
-	// OnRenew, set before the first renewal, is told of each renewal or failure.
-	OnRenew func(err error)
 }
 
 // NewIdentity issues the first certificate and starts renewing it until Close.
@@ -171,10 +176,29 @@ func NewIdentity(ctx context.Context, att attest.Attester, jobDigest []byte, o O
 	if err != nil {
 		return nil, err
 	}
-	id := &Identity{att: att, jobDigest: jobDigest, opts: o, stop: make(chan struct{}), done: make(chan struct{})}
+	rctx, cancel := context.WithCancel(context.Background())
+	id := &Identity{att: att, jobDigest: jobDigest, opts: o, ctx: rctx, cancel: cancel, done: make(chan struct{})}
 	id.cur.Store(c)
 	go id.renew()
 	return id, nil
+}
+
+// OnRenew has f told of each later renewal (cert set: already the one new handshakes get)
+// or failed attempt (err set). f runs on the renewal goroutine and must not block; it may be
+// set, or replaced, at any time.
+func (id *Identity) OnRenew(f func(cert *tls.Certificate, err error)) {
+	id.mu.Lock()
+	defer id.mu.Unlock()
+	id.onRenew = f
+}
+
+func (id *Identity) notify(c *tls.Certificate, err error) {
+	id.mu.Lock()
+	f := id.onRenew
+	id.mu.Unlock()
+	if f != nil {
+		f(c, err)
+	}
 }
 
 // Certificate is the current certificate.
@@ -191,37 +215,49 @@ func (id *Identity) ServerConfig(nextProtos ...string) *tls.Config {
 	}
 }
 
-// Close stops renewing.
+// Close stops renewing (a renewal under way is abandoned) and waits for the renewal
+// goroutine to end. Closing twice is harmless.
 func (id *Identity) Close() {
-	id.once.Do(func() { close(id.stop) })
+	id.cancel()
 	<-id.done
+}
+
+// renewAt is when c is renewed: two thirds into the lifetime it was issued with. NotBefore
+// is backdated for clock skew and does not count, or a short validity would be renewed at
+// once, again and again.
+func (id *Identity) renewAt(c *tls.Certificate) time.Time {
+	validity := id.opts.Validity
+	if validity <= 0 {
+		validity = 24 * time.Hour
+	}
+	return c.Leaf.NotAfter.Add(-validity / 3)
 }
 
 func (id *Identity) renew() {
 	defer close(id.done)
 	for {
-		leaf := id.cur.Load().Leaf
-		at := leaf.NotBefore.Add(leaf.NotAfter.Sub(leaf.NotBefore) * 2 / 3)
-		t := time.NewTimer(time.Until(at))
+		t := time.NewTimer(time.Until(id.renewAt(id.cur.Load())))
 		select {
-		case <-id.stop:
+		case <-id.ctx.Done():
 			t.Stop()
 			return
 		case <-t.C:
 		}
 		for {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			ctx, cancel := context.WithTimeout(id.ctx, time.Minute)
 			c, err := Issue(ctx, id.att, id.jobDigest, id.opts)
 			cancel()
-			if id.OnRenew != nil {
-				id.OnRenew(err)
+			if id.ctx.Err() != nil {
+				return
 			}
 			if err == nil {
-				id.cur.Store(c)
+				id.cur.Store(c) // published before it is announced
+				id.notify(c, nil)
 				break
 			}
+			id.notify(nil, err)
 			select {
-			case <-id.stop:
+			case <-id.ctx.Done():
 				return
 			case <-time.After(time.Minute):
 			}

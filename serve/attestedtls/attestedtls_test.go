@@ -11,8 +11,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/ppml/ppml/attest"
 	"github.com/ppml/ppml/attest/sim"
@@ -143,6 +145,114 @@ func TestForeignKey(t *testing.T) {
 	if _, err = tls.Dial("tcp", addr, attestedtls.ClientConfig(v, nil, nil)); err == nil || !strings.Contains(err.Error(), "carries no attestation evidence") {
 		t.Fatalf("plain certificate: %v", err)
 	}
+}
+
+// TestRenewalWhileServing renews a short-lived certificate while clients keep handshaking
+// and the renewal callback is replaced mid-flight, as the serve engine sets it after
+// NewIdentity returned. Under -race it catches unsynchronised access to the callback; in any
+// build it checks that a renewal is published before it is announced (the callback's
+// certificate is the one new handshakes get, so what the engine logs is the key it serves),
+// that clients see the new keys, and that Close ends the renewals.
+func TestRenewalWhileServing(t *testing.T) {
+	att, v := simTEE(t)
+	digest := sha256.Sum256([]byte("job"))
+	id, err := attestedtls.NewIdentity(context.Background(), att, digest[:], attestedtls.Options{Validity: 1500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer id.Close()
+	pin := func(c *x509.Certificate) string { s := sha256.Sum256(c.RawSubjectPublicKeyInfo); return string(s[:]) }
+
+	var mu sync.Mutex
+	issued := map[string]bool{pin(id.Certificate().Leaf): true}
+	renewed := make(chan struct{}, 16)
+	var calls atomic.Int32
+	record := func(c *tls.Certificate, err error) {
+		calls.Add(1)
+		if err != nil {
+			t.Errorf("renewal failed: %v", err)
+			return
+		}
+		if cur := id.Certificate(); cur != c {
+			t.Errorf("told of a renewal before it was published: callback has key %x, handshakes get %x", pin(c.Leaf)[:4], pin(cur.Leaf)[:4])
+		}
+		mu.Lock()
+		issued[pin(c.Leaf)] = true
+		mu.Unlock()
+		select {
+		case renewed <- struct{}{}:
+		default:
+		}
+	}
+	addr := serveTLS(t, id.ServerConfig())
+
+	// Clients handshake without pause for the whole test.
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var seenMu sync.Mutex
+	seen := map[string]bool{}
+	var handshakes atomic.Int32
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				var peer atomic.Pointer[attestedtls.Peer]
+				c, err := tls.Dial("tcp", addr, attestedtls.ClientConfig(v, attestedtls.Expect{AllowInsecure: true}.Accept, &peer))
+				if err != nil {
+					t.Errorf("handshake during renewal: %v", err)
+					return
+				}
+				c.Close()
+				handshakes.Add(1)
+				seenMu.Lock()
+				seen[pin(peer.Load().Leaf)] = true
+				seenMu.Unlock()
+			}
+		}()
+	}
+
+	// The callback is set while handshakes run, and replaced after the first renewal.
+	id.OnRenew(record)
+	wait := func(what string) {
+		select {
+		case <-renewed:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("no %s renewal within 30s of a 1.5s certificate", what)
+		}
+	}
+	wait("first")
+	id.OnRenew(func(c *tls.Certificate, err error) { record(c, err) })
+	wait("second")
+	wait("third")
+	close(stop)
+	wg.Wait()
+
+	seenMu.Lock()
+	defer seenMu.Unlock()
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) < 2 {
+		t.Errorf("%d handshakes saw %d key(s); renewals should have changed the key clients get", handshakes.Load(), len(seen))
+	}
+	for k := range seen {
+		if !issued[k] {
+			t.Errorf("a client got key %x, which no renewal announced", k[:4])
+		}
+	}
+
+	id.Close()
+	n := calls.Load()
+	time.Sleep(1200 * time.Millisecond) // past the next renewal time
+	if m := calls.Load(); m != n {
+		t.Errorf("%d renewals after Close", m-n)
+	}
+	id.Close() // twice is harmless
 }
 
 func FuzzEvidenceExtension(f *testing.F) {

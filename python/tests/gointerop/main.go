@@ -1,7 +1,9 @@
 // Command gointerop is the Go side of the Python SDK's cross-implementation tests
 // (python/tests): it writes and reads envelopes with package envelope, reporting failures by
 // the errors.Is class of the Go error, makes audit logs as the key service keeps them
-// (kms/auditlog in an encrypted store) and verifies exports with package audit.
+// (kms/auditlog in an encrypted store) and verifies exports with package audit; for the serving
+// client it writes and reads Arrow streams (arrow-go, package clusterserving) and serving
+// records (package record).
 // The tests build it once per run; it is not installed and not part of ppml.
 package main
 
@@ -41,7 +43,11 @@ func main() {
 	cmds := map[string]func([]string){
 		"encrypt": encrypt, "decrypt": decrypt,
 		"audit-export": auditExport, "audit-verify": auditVerify, "audit-proofs": auditProofs,
-		"trail-verify": trailVerify,
+		"trail-verify":         trailVerify,
+		"arrow-decode-request": arrowDecodeRequest, "arrow-encode-ndarray": arrowEncodeNdarray,
+		"arrow-encode-result": arrowEncodeResult, "arrow-decode-result": arrowDecodeResult,
+		"arrow-write-types": arrowWriteTypes, "arrow-read": arrowRead,
+		"record-seal": recordSeal, "record-open": recordOpen,
 	}
 	run, ok := cmds[os.Args[1]]
 	if !ok {
