@@ -13,6 +13,7 @@
 package buildtest
 
 import (
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -77,6 +78,9 @@ func (b Binary) Path() string { return built[b.key()] }
 // Main builds the binaries into a temporary directory, sets their
 // environment variables, runs the tests and removes the directory.
 func Main(m *testing.M, bins ...Binary) int {
+	if fuzzingOnly() {
+		return m.Run()
+	}
 	dir, err := os.MkdirTemp("", "ppml-buildtest-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -100,4 +104,26 @@ func Main(m *testing.M, bins ...Binary) int {
 		}
 	}
 	return m.Run()
+}
+
+// fuzzingOnly reports whether this process only fuzzes: a fuzz worker
+// (go test starts one per -parallel, each running TestMain again) or a
+// coordinator told to run no test (-run '^$', as scripts/fuzz.sh does).
+// Neither runs a test that needs the binaries, and building ppml-run (cgo,
+// DuckDB, XGBoost) in every worker held fuzzing at "gathering baseline
+// coverage" for minutes on a loaded machine.
+func fuzzingOnly() bool {
+	if !flag.Parsed() {
+		flag.Parse()
+	}
+	get := func(name string) string {
+		if f := flag.Lookup(name); f != nil {
+			return f.Value.String()
+		}
+		return ""
+	}
+	if get("test.fuzzworker") == "true" {
+		return true
+	}
+	return get("test.fuzz") != "" && get("test.run") == "^$"
 }
