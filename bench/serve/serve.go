@@ -298,41 +298,36 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	defer gconn.Close()
 	gc := inferencepb.NewGRPCInferenceServiceClient(gconn)
 	bodies := restBodies(rows, o.Features)
+	// One request of each protocol, the same under closed-loop and paced load.
+	restInfer := func(ctx context.Context, i int) error {
+		return postInfer(ctx, httpClient, restURL, bodies[i%len(bodies)])
+	}
+	grpcInfer := func(ctx context.Context, i int) error {
+		r := rows[(i%(len(rows)/o.Features))*o.Features:][:o.Features]
+		_, err := gc.ModelInfer(ctx, &inferencepb.ModelInferRequest{ModelName: "xgb",
+			Inputs: []*inferencepb.ModelInferRequest_InferInputTensor{{Name: "input", Datatype: "FP32", Shape: []int64{1, int64(o.Features)},
+				Contents: &inferencepb.InferTensorContents{Fp32Contents: r}}}})
+		return err
+	}
 
 	for _, c := range o.Concurrency {
 		progress(fmt.Sprintf("KServe REST over HTTPS, %d clients", c))
-		l := measure(ctx, c, o.Warmup, o.Duration, func(ctx context.Context, i int) error {
-			return postInfer(ctx, httpClient, restURL, bodies[i%len(bodies)])
-		})
+		l := measure(ctx, c, o.Warmup, o.Duration, restInfer)
 		l.Protocol = "kserve_rest_https"
 		res.Loads = append(res.Loads, l)
 		progress(fmt.Sprintf("KServe gRPC over TLS, %d clients", c))
-		l = measure(ctx, c, o.Warmup, o.Duration, func(ctx context.Context, i int) error {
-			r := rows[(i%(len(rows)/o.Features))*o.Features:][:o.Features]
-			_, err := gc.ModelInfer(ctx, &inferencepb.ModelInferRequest{ModelName: "xgb",
-				Inputs: []*inferencepb.ModelInferRequest_InferInputTensor{{Name: "input", Datatype: "FP32", Shape: []int64{1, int64(o.Features)},
-					Contents: &inferencepb.InferTensorContents{Fp32Contents: r}}}})
-			return err
-		})
+		l = measure(ctx, c, o.Warmup, o.Duration, grpcInfer)
 		l.Protocol = "kserve_grpc_tls"
 		res.Loads = append(res.Loads, l)
 	}
 
 	if o.PacedRate > 0 {
 		progress(fmt.Sprintf("KServe REST over HTTPS, %d clients paced at %.0f requests/s", o.PacedClients, o.PacedRate))
-		p := paced(ctx, o.PacedClients, o.PacedRate, o.Warmup, o.Duration, func(ctx context.Context, i int) error {
-			return postInfer(ctx, httpClient, restURL, bodies[i%len(bodies)])
-		})
+		p := paced(ctx, o.PacedClients, o.PacedRate, o.Warmup, o.Duration, restInfer)
 		p.Protocol = "kserve_rest_https"
 		res.Paced = append(res.Paced, p)
 		progress(fmt.Sprintf("KServe gRPC over TLS, %d clients paced at %.0f requests/s", o.PacedClients, o.PacedRate))
-		p = paced(ctx, o.PacedClients, o.PacedRate, o.Warmup, o.Duration, func(ctx context.Context, i int) error {
-			r := rows[(i%(len(rows)/o.Features))*o.Features:][:o.Features]
-			_, err := gc.ModelInfer(ctx, &inferencepb.ModelInferRequest{ModelName: "xgb",
-				Inputs: []*inferencepb.ModelInferRequest_InferInputTensor{{Name: "input", Datatype: "FP32", Shape: []int64{1, int64(o.Features)},
-					Contents: &inferencepb.InferTensorContents{Fp32Contents: r}}}})
-			return err
-		})
+		p = paced(ctx, o.PacedClients, o.PacedRate, o.Warmup, o.Duration, grpcInfer)
 		p.Protocol = "kserve_grpc_tls"
 		res.Paced = append(res.Paced, p)
 	}
