@@ -92,9 +92,9 @@ func (j *caJob) caClient() *http.Client {
 	return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS13}, ForceAttemptHTTP2: true}}
 }
 
-func waitReady(t *testing.T, hc *http.Client, url string, done chan error, log interface{ String() string }) *http.Response {
+func waitReady(t *testing.T, hc *http.Client, url string, done <-chan error, log interface{ String() string }, timeout time.Duration) *http.Response {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(timeout)
 	for {
 		resp, err := hc.Get(url + "/v2/health/ready")
 		if err == nil {
@@ -128,7 +128,7 @@ func TestServeDeploymentCA(t *testing.T) {
 	cancel, done := j.run(t, log)
 	hc := j.caClient()
 	base := "https://" + j.http
-	resp := waitReady(t, hc, base, done, log)
+	resp := waitReady(t, hc, base, done, log, 30*time.Second)
 
 	leaf := resp.TLS.PeerCertificates[0]
 	id, err := workload.FromCertificate(leaf)
@@ -227,7 +227,7 @@ func TestServeDeploymentCARenewal(t *testing.T) {
 	_, done := j.run(t, log)
 	kept := j.caClient()
 	base := "https://" + j.http
-	first := waitReady(t, kept, base, done, log).TLS.PeerCertificates[0]
+	first := waitReady(t, kept, base, done, log, 30*time.Second).TLS.PeerCertificates[0]
 
 	// New connections, each verifying from scratch, until one gets a new certificate.
 	var renewed *x509.Certificate

@@ -270,24 +270,8 @@ func startServing(t *testing.T, j *job) (*http.Client, string) {
 	servetest.Must(t, err)
 	gconn.Close()
 	base := "https://" + j.http
-	for deadline := time.Now().Add(60 * time.Second); ; {
-		resp, err := hc.Get(base + "/v2/health/ready")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return hc, base
-			}
-		}
-		select {
-		case err := <-done:
-			t.Fatalf("the job ended: %v\n%s", err, log)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not ready: %v\n%s", err, log)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitReady(t, hc, base, done, log, 60*time.Second)
+	return hc, base
 }
 
 // resources.memory bounds a serve job's TorchScript models: a job whose model (four instances

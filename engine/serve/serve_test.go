@@ -158,25 +158,8 @@ func TestServeJob(t *testing.T) {
 	defer gconn.Close()
 
 	base := "https://" + j.http
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := hc.Get(base + "/v2/health/ready")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				break
-			}
-		}
-		select {
-		case err := <-done:
-			t.Fatalf("the job ended: %v\n%s", err, log)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not ready: %v\n%s", err, log)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	deadline := time.Now().Add(30 * time.Second) // also bounds the queue's answer below
+	waitReady(t, hc, base, done, log, time.Until(deadline))
 	digest := m.Job.Digest()
 	if p := peer.Load(); p == nil || !bytes.Equal(p.JobDigest, digest[:]) {
 		t.Fatalf("the certificate names job %x, want %x", p.JobDigest, digest)

@@ -141,24 +141,7 @@ resources: {threads: 2}
 	servetest.Must(t, err)
 	defer gconn.Close()
 	base := "https://" + httpAddr
-	for deadline := time.Now().Add(30 * time.Second); ; {
-		resp, err := hc.Get(base + "/v2/health/ready")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				break
-			}
-		}
-		select {
-		case err := <-done:
-			t.Fatalf("the job ended: %v\n%s", err, log)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not ready: %v\n%s", err, log)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitReady(t, hc, base, done, log, 30*time.Second)
 
 	post := func(body string) (int, string) {
 		resp, err := hc.Post(base+"/v2/models/lenet/infer", "application/json", strings.NewReader(body))
