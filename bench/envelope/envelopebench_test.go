@@ -32,7 +32,7 @@ func TestFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res.Runs) != 4 || res.RawGCM <= 0 || res.Copy <= 0 {
+	if len(res.Runs) != 4 || res.RawGCM <= 0 || res.Copy <= 0 || res.Write <= 0 || res.WriteRatio != res.Write/res.RawGCM {
 		t.Fatalf("%+v", res)
 	}
 	for _, r := range res.Runs {

@@ -44,6 +44,14 @@ type FileResult struct {
 	Copy      float64 `json:"copy_bytes_per_sec"`
 	CopyCPU   float64 `json:"copy_bytes_per_cpu_sec"`
 	CopyRatio float64 `json:"copy_ratio"`
+	// Write writes the same number of bytes from memory into a new file in
+	// 1 MiB pieces: a file output's share of the work alone. A file system
+	// like tmpfs takes the file's lock for every write, so writes into one
+	// file do not run on two cores at once, and no command that writes its
+	// whole output there can be faster than this.
+	Write      float64 `json:"write_bytes_per_sec"`
+	WriteCPU   float64 `json:"write_bytes_per_cpu_sec"`
+	WriteRatio float64 `json:"write_ratio"`
 
 	Runs []FileRun `json:"runs"`
 }
@@ -134,6 +142,9 @@ func Files(ctx context.Context, dir string, size int64, rounds int) (FileResult,
 			}
 		}
 	}
+	// Every run starts with no other run's output left, so the directory
+	// never holds more than the plaintext, the envelope and one output.
+	cleanOutputs := clean("copy.bin", "write.bin", "out.ppml", "out.bin", "stdout")
 	// toStdout runs f with the command's standard output redirected to a
 	// new file, as `ppml ... -o - > FILE` does.
 	toStdout := func(f func(o filecrypt.Options) error) func() error {
@@ -160,23 +171,24 @@ func Files(ctx context.Context, dir string, size int64, rounds int) (FileResult,
 		{run: run{name: "encrypt file to file", f: func() error {
 			_, err := filecrypt.EncryptFile(p("data.bin"), p("out.ppml"), key, quiet)
 			return err
-		}}, command: "ppml encrypt --key K -o OUT.ppml IN", before: clean("out.ppml")},
+		}}, command: "ppml encrypt --key K -o OUT.ppml IN", before: cleanOutputs},
 		{run: run{name: "decrypt file to file", f: func() error {
 			_, err := filecrypt.DecryptFile(p("data.bin.ppml"), p("out.bin"), key, quiet)
 			return err
-		}}, command: "ppml decrypt --key K -o OUT IN.ppml", before: clean("out.bin")},
+		}}, command: "ppml decrypt --key K -o OUT IN.ppml", before: cleanOutputs},
 		{run: run{name: "encrypt file to stdout", f: toStdout(func(o filecrypt.Options) error {
 			_, err := filecrypt.EncryptFile(p("data.bin"), "-", key, o)
 			return err
-		})}, command: "ppml encrypt --key K -o - IN > OUT.ppml", before: clean("stdout")},
+		})}, command: "ppml encrypt --key K -o - IN > OUT.ppml", before: cleanOutputs},
 		{run: run{name: "decrypt file to stdout", f: toStdout(func(o filecrypt.Options) error {
 			_, err := filecrypt.DecryptFile(p("data.bin.ppml"), "-", key, o)
 			return err
-		})}, command: "ppml decrypt --key K -o - IN.ppml > OUT", before: clean("stdout")},
+		})}, command: "ppml decrypt --key K -o - IN.ppml > OUT", before: cleanOutputs},
 	}
 	rawRun := &cmd{run: run{name: "raw AES-GCM", f: raw, thread: true}}
-	copyRun := &cmd{run: run{name: "copy", f: func() error { return copyFile(p("data.bin"), p("copy.bin")) }}, before: clean("copy.bin")}
-	all := append([]*cmd{rawRun, copyRun}, cmds...)
+	copyRun := &cmd{run: run{name: "copy", f: func() error { return copyFile(p("data.bin"), p("copy.bin")) }}, before: cleanOutputs}
+	writeRun := &cmd{run: run{name: "write", f: func() error { return writePattern(p("write.bin"), chunk, size) }}, before: cleanOutputs}
+	all := append([]*cmd{rawRun, copyRun, writeRun}, cmds...)
 	for i := 0; i < rounds; i++ {
 		for _, c := range all {
 			if err := ctx.Err(); err != nil {
@@ -196,6 +208,8 @@ func Files(ctx context.Context, dir string, size int64, rounds int) (FileResult,
 	res.RawGCM, res.RawGCMCPU = wall(&rawRun.run), cpu(&rawRun.run)
 	res.Copy, res.CopyCPU = wall(&copyRun.run), cpu(&copyRun.run)
 	res.CopyRatio = res.Copy / res.RawGCM
+	res.Write, res.WriteCPU = wall(&writeRun.run), cpu(&writeRun.run)
+	res.WriteRatio = res.Write / res.RawGCM
 	for _, c := range cmds {
 		r := FileRun{Name: c.name, Command: c.command, Rate: wall(&c.run), CPURate: cpu(&c.run)}
 		r.Ratio, r.CPURatio, r.OfCopy = r.Rate/res.RawGCM, r.CPURate/res.RawGCMCPU, r.Rate/res.Copy
