@@ -654,28 +654,12 @@ type runResult struct {
 
 // Denial names a refused key and the rule that refused it, as the runtime
 // reports it.
-type Denial struct {
-	Key    string `json:"key"`
-	Rule   string `json:"rule"`
-	Field  string `json:"field,omitempty"`
-	Reason string `json:"reason"`
-}
+type Denial = api.Denial
 
 // deniedError is a run the key service refused.
 type deniedError struct{ denials []Denial }
 
-func (d *deniedError) Error() string {
-	var b strings.Builder
-	b.WriteString("keys denied, the job does not run:")
-	for _, x := range d.denials {
-		if x.Field != "" {
-			fmt.Fprintf(&b, "\n  key %s: rule %s (policy field %s): %s", x.Key, x.Rule, x.Field, x.Reason)
-		} else {
-			fmt.Fprintf(&b, "\n  key %s: rule %s: %s", x.Key, x.Rule, x.Reason)
-		}
-	}
-	return b.String()
-}
+func (d *deniedError) Error() string { return api.DenialsText(d.denials) }
 
 // launch runs one manifest in the runtime, as the job runner would: ppml-run
 // run in the simulated TEE with the runner's token (in its environment, not

@@ -3,11 +3,11 @@ package launcher
 import (
 	"context"
 	"fmt"
-	"strings"
 
 	"github.com/ppml/ppml/envelope"
 	"github.com/ppml/ppml/job"
 	"github.com/ppml/ppml/keyfile"
+	"github.com/ppml/ppml/kms/api"
 )
 
 // KeyRequest is one data key the job needs: what an input file's envelope
@@ -35,31 +35,16 @@ type KeySource interface {
 }
 
 // Denial names a refused key, the rule that refused it and, when the
-// key's policy was evaluated, the policy field that decided.
-type Denial struct {
-	Key    string `json:"key"`
-	Rule   string `json:"rule"`
-	Field  string `json:"field,omitempty"`
-	Reason string `json:"reason"`
-}
+// key's policy was evaluated, the policy field that decided: the key
+// service's answer, as `ppml-run run --json` reports it.
+type Denial = api.Denial
 
 // DeniedError is a release that was refused; nothing runs.
 type DeniedError struct {
 	Denials []Denial
 }
 
-func (e *DeniedError) Error() string {
-	var b strings.Builder
-	b.WriteString("keys denied, the job does not run:")
-	for _, d := range e.Denials {
-		if d.Field != "" {
-			fmt.Fprintf(&b, "\n  key %s: rule %s (policy field %s): %s", d.Key, d.Rule, d.Field, d.Reason)
-		} else {
-			fmt.Fprintf(&b, "\n  key %s: rule %s: %s", d.Key, d.Rule, d.Reason)
-		}
-	}
-	return b.String()
-}
+func (e *DeniedError) Error() string { return api.DenialsText(e.Denials) }
 
 // LocalKeys releases keys from key files (local:ID references, and
 // recipient:KEM:ID references from recipient private key files) to any job:

@@ -88,11 +88,7 @@ func (k *KMSKeys) ReleaseWithOutputs(ctx context.Context, m *Manifest, reqs []Ke
 		Zero(keys)
 		var se *client.StatusError
 		if errors.As(err, &se) && len(se.Err.Denials) > 0 {
-			de := &DeniedError{}
-			for _, d := range se.Err.Denials {
-				de.Denials = append(de.Denials, Denial{Key: d.Key, Rule: d.Rule, Field: d.Field, Reason: d.Reason})
-			}
-			return nil, nil, de
+			return nil, nil, &DeniedError{Denials: se.Err.Denials}
 		}
 		if strings.Contains(err.Error(), k.Server) {
 			return nil, nil, err // the client names the address it tried

@@ -97,6 +97,22 @@ type Denial struct {
 	Reason string `json:"reason"`
 }
 
+// DenialsText lists refused keys for a person: one line per key with the
+// rule and, when one decided, the policy field. The runtime prints it when a
+// release is refused, and the demo when it shows a refused run.
+func DenialsText(ds []Denial) string {
+	var b strings.Builder
+	b.WriteString("keys denied, the job does not run:")
+	for _, d := range ds {
+		if d.Field != "" {
+			fmt.Fprintf(&b, "\n  key %s: rule %s (policy field %s): %s", d.Key, d.Rule, d.Field, d.Reason)
+		} else {
+			fmt.Fprintf(&b, "\n  key %s: rule %s: %s", d.Key, d.Rule, d.Reason)
+		}
+	}
+	return b.String()
+}
+
 // Decode reads one JSON object of at most MaxBodySize bytes into v,
 // refusing unknown fields and trailing data.
 func Decode(r io.Reader, v any) error {
