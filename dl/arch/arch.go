@@ -63,6 +63,10 @@ type Config struct {
 	// Text: the vocabulary size (token ids 0 … VocabSize−1) and the embedding width.
 	VocabSize    int `json:"vocab_size,omitempty"`
 	EmbeddingDim int `json:"embedding_dim,omitempty"`
+	// Layers (declared by a job only, never read from a model file's metadata): one
+	// example's input shape and the layers in order.
+	Shape  []int64 `json:"shape,omitempty"`
+	Layers []Layer `json:"layers,omitempty"`
 }
 
 // Validate checks the sizes.
@@ -70,7 +74,12 @@ func (c Config) Validate() error {
 	if c.Classes < 2 || c.Classes > MaxClasses {
 		return fmt.Errorf("%s: %d classes (want 2 to %d)", c.Kind, c.Classes, MaxClasses)
 	}
+	if c.Kind != Layers && (c.Shape != nil || c.Layers != nil) {
+		return fmt.Errorf("%s has no shape or layers", c.Kind)
+	}
 	switch c.Kind {
+	case Layers:
+		return c.validateLayers()
 	case LeNet5:
 		if c.Inputs != 0 || c.Hidden != nil || c.VocabSize != 0 || c.EmbeddingDim != 0 {
 			return errors.New("lenet5 has no sizes besides its classes")
@@ -150,6 +159,8 @@ func (c Config) Shapes() []Shape {
 		}
 		s = append(s, linear(fmt.Sprintf("fc%d", len(c.Hidden)+1), in, c.Classes)...)
 		s = append(s, Shape{"mean", []int64{int64(c.Inputs)}, 0, true}, Shape{"std", []int64{int64(c.Inputs)}, 0, true})
+	case Layers:
+		s = c.layerShapes()
 	case Text:
 		s = append(s, Shape{"embedding.weight", []int64{int64(c.VocabSize), int64(c.EmbeddingDim)}, -1, false})
 		s = append(s, linear("fc", c.EmbeddingDim, c.Classes)...)
@@ -164,6 +175,8 @@ func (c Config) Class() string {
 		return "__torch__.LeNet5"
 	case MLP:
 		return "__torch__.MLP"
+	case Layers:
+		return "__torch__.Layers"
 	}
 	return "__torch__.TextClassifier"
 }
@@ -194,6 +207,10 @@ func (c Config) Submodules() []Submodule {
 		seen[mod] = true
 		cls := "__torch__.Linear"
 		switch {
+		case c.Kind == Layers:
+			// A class per layer: two linear layers, one with a bias and one without,
+			// cannot share a type.
+			cls = "__torch__.Layer" + strings.TrimPrefix(mod, "layer")
 		case strings.HasPrefix(mod, "conv"):
 			cls = "__torch__.Conv2d"
 		case mod == "embedding":
@@ -219,6 +236,8 @@ func (c Config) source(logSoftmax bool) string {
 		ret = "    return x\n"
 	}
 	switch c.Kind {
+	case Layers:
+		return c.layerSource(ret)
 	case LeNet5:
 		// BigDL's LeNet5 after its input normalization (GreyImgNormalizer): conv 1→6 5×5,
 		// tanh, max-pool 2, tanh, conv 6→12 5×5, max-pool 2, flatten (192), linear 100, tanh,
@@ -283,11 +302,12 @@ func (c Config) Init(seed uint64) []Tensor {
 	for _, s := range c.Shapes() {
 		d := make([]float32, ptfile.Numel(s.Dims))
 		switch {
-		case s.Buffer && (s.Name == "std" || s.Name == "input_std"):
+		case s.FanIn == 0 && (s.Name == "std" || s.Name == "input_std" || strings.HasSuffix(s.Name, ".running_var") || !s.Buffer && strings.HasSuffix(s.Name, ".weight")):
+			// Statistics' deviations and batch norms' scales start at 1, as in PyTorch.
 			for i := range d {
 				d[i] = 1
 			}
-		case s.Buffer:
+		case s.FanIn == 0:
 		case s.FanIn < 0:
 			for i := range d {
 				u1, u2 := 1-unit(), unit() // u1 in (0, 1]
@@ -308,6 +328,17 @@ func (c Config) Init(seed uint64) []Tensor {
 // architecture has must be there, float32, with its exact shape, and the file may hold no
 // other tensor. Errors name the tensor.
 func (c Config) Match(ts []*ptfile.Tensor) ([]Tensor, error) {
+	ts, from, err := c.byModule(ts)
+	if err != nil {
+		return nil, err
+	}
+	// name is a tensor as the user knows it: the file's name, and ppml's when they differ.
+	name := func(n string) string {
+		if f, ok := from[n]; ok && f != n {
+			return fmt.Sprintf("%s (%s)", f, n)
+		}
+		return n
+	}
 	byName := map[string]*ptfile.Tensor{}
 	for _, t := range ts {
 		byName[t.Name] = t
@@ -339,18 +370,25 @@ func (c Config) Match(ts []*ptfile.Tensor) ([]Tensor, error) {
 	for _, s := range c.Shapes() {
 		t, ok := byName[s.Name]
 		if !ok {
-			return nil, fmt.Errorf("%s model: tensor %s is missing", c.Kind, s.Name)
+			return nil, fmt.Errorf("%s model: tensor %s is missing", c.Kind, name(s.Name))
 		}
 		delete(byName, s.Name)
 		if t.DType != ptfile.Float32 {
-			return nil, fmt.Errorf("%s model: tensor %s is %s, want float32 (convert with model.float() before saving)", c.Kind, s.Name, t.DType)
+			return nil, fmt.Errorf("%s model: tensor %s is %s, want float32 (convert with model.float() before saving)", c.Kind, name(s.Name), t.DType)
 		}
 		if !slices.Equal(t.Shape, s.Dims) {
-			return nil, fmt.Errorf("%s model: tensor %s has shape %v, the architecture needs %v", c.Kind, s.Name, t.Shape, s.Dims)
+			return nil, fmt.Errorf("%s model: tensor %s has shape %v, the architecture needs %v", c.Kind, name(s.Name), t.Shape, s.Dims)
 		}
 		for i, v := range t.Data {
 			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
-				return nil, fmt.Errorf("%s model: tensor %s holds a non-finite value at %d", c.Kind, s.Name, i)
+				return nil, fmt.Errorf("%s model: tensor %s holds a non-finite value at %d", c.Kind, name(s.Name), i)
+			}
+		}
+		if strings.HasSuffix(s.Name, ".running_var") {
+			for i, v := range t.Data {
+				if v < 0 {
+					return nil, fmt.Errorf("%s model: tensor %s holds a negative variance at %d", c.Kind, name(s.Name), i)
+				}
 			}
 		}
 		ps = append(ps, Tensor{Name: s.Name, Shape: s.Dims, Data: t.Data, Buffer: s.Buffer})

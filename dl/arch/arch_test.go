@@ -343,3 +343,54 @@ func TestMatchNamesWhatIsWrong(t *testing.T) {
 		t.Errorf("unknown kind: %v", err)
 	}
 }
+
+// A model file from plain PyTorch names its modules its own way (nn.Sequential's 0, 3, …;
+// features.0): the architecture's modules take the file's in order, or the one a declared
+// layer names, and each must hold exactly its layer's tensors.
+func TestMatchByModule(t *testing.T) {
+	f32 := func(name string, shape ...int64) *ptfile.Tensor {
+		return &ptfile.Tensor{Name: name, DType: ptfile.Float32, Shape: shape, Data: make([]float32, ptfile.Numel(shape))}
+	}
+	seq := []*ptfile.Tensor{f32("1.weight", 8, 4), f32("1.bias", 8), f32("3.weight", 3, 8), f32("3.bias", 3)}
+	mlp := Config{Kind: MLP, Classes: 3, Inputs: 4, Hidden: []int{8}}
+	ts, err := mlp.Match(seq)
+	if err != nil || len(ts) != 6 || ts[0].Name != "fc1.weight" || ts[2].Name != "fc2.weight" {
+		t.Fatalf("an nn.Sequential MLP: %v %v", ts, err)
+	}
+	if _, err := mlp.Match(seq[:2]); err == nil || !strings.Contains(err.Error(), "the architecture has 2 modules with tensors, the file 1 (in order: 1 {weight [8 4], bias [8]})") {
+		t.Errorf("a module missing: %v", err)
+	}
+	bad := []*ptfile.Tensor{f32("1.weight", 8, 4), f32("1.bias", 8), f32("3.weight", 3, 8)}
+	if _, err := mlp.Match(bad); err == nil || !strings.Contains(err.Error(), "module fc2 takes the file's module 3, which holds weight; it needs bias, weight") {
+		t.Errorf("a bias missing: %v", err)
+	}
+	wrong := []*ptfile.Tensor{f32("1.weight", 8, 5), f32("1.bias", 8), f32("3.weight", 3, 8), f32("3.bias", 3)}
+	if _, err := mlp.Match(wrong); err == nil || !strings.Contains(err.Error(), "tensor 1.weight (fc1.weight) has shape [8 5], the architecture needs [8 4]") {
+		t.Errorf("a shape: %v", err)
+	}
+
+	layers := Config{Kind: Layers, Classes: 3, Shape: []int64{2, 4, 4}, Layers: []Layer{
+		{Op: OpConv2d, In: 2, Out: 4, Kernel: []int{3, 3}, Stride: []int{1, 1}, Padding: []int{0, 0}, Module: "features.0"},
+		{Op: OpBatchNorm, In: 4, Eps: 1e-5, Module: "features.1"},
+		{Op: OpFlatten}, {Op: OpLinear, In: 16, Out: 3, Bias: true}}}
+	if err := layers.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	count := &ptfile.Tensor{Name: "features.1.num_batches_tracked", DType: ptfile.Int64, Shape: []int64{}}
+	file := []*ptfile.Tensor{f32("classifier.weight", 3, 16), f32("classifier.bias", 3), f32("features.0.weight", 4, 2, 3, 3),
+		f32("features.1.weight", 4), f32("features.1.bias", 4), f32("features.1.running_mean", 4), f32("features.1.running_var", 4), count}
+	ts, err = layers.Match(file)
+	if err != nil || len(ts) != 7 || ts[0].Name != "layer0.weight" || ts[5].Name != "layer3.weight" || !ts[4].Buffer {
+		t.Fatalf("layers with named modules: %v %v", ts, err)
+	}
+	file[2] = f32("features.9.weight", 4, 2, 3, 3)
+	if _, err := layers.Match(file); err == nil || !strings.Contains(err.Error(), "layer 1 (conv2d 2→4 3×3) names module features.0, which the file does not hold") {
+		t.Errorf("a named module missing: %v", err)
+	}
+	file[6] = f32("features.1.running_var", 4)
+	file[6].Data[0] = -1
+	file[2] = f32("features.0.weight", 4, 2, 3, 3)
+	if _, err := layers.Match(file); err == nil || !strings.Contains(err.Error(), "features.1.running_var (layer1.running_var) holds a negative variance") {
+		t.Errorf("a negative variance: %v", err)
+	}
+}

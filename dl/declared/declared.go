@@ -15,6 +15,7 @@ package declared
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/ppml/ppml/dl/arch"
@@ -51,12 +52,15 @@ const (
 
 // Model is a declared model.
 type Model struct {
-	// Architecture is lenet5 or mlp: a text model needs its vocabulary, which only ppml's
-	// metadata carries.
+	// Architecture is lenet5, mlp or layers: a text model needs its vocabulary, which only
+	// ppml's metadata carries.
 	Architecture arch.Kind
 	Classes      int
 	// Hidden are the MLP's hidden widths (empty: one linear layer).
 	Hidden []int
+	// Layers are the layers of architecture layers (layers.go), without a final softmax or
+	// log_softmax, which Output.Kind records.
+	Layers []arch.Layer
 	Input  Input
 	Output Output
 }
@@ -90,6 +94,10 @@ func (m *Model) Config() arch.Config {
 		if c.Hidden == nil {
 			c.Hidden = []int{}
 		}
+	}
+	if m.Architecture == arch.Layers {
+		c.Shape = slices.Clone(m.Input.Shape)
+		c.Layers = slices.Clone(m.Layers)
 	}
 	return c
 }
@@ -137,6 +145,9 @@ func (m *Model) Canonical() map[string]any {
 		}
 		c["hidden"] = h
 	}
+	if m.Architecture == arch.Layers {
+		c["layers"] = canonicalLayers(m.Layers)
+	}
 	return c
 }
 
@@ -151,14 +162,14 @@ func strs(s []string) []any {
 // Parse reads a declaration (a mapping), recording problems at their fields. It returns nil
 // when the declaration cannot be read at all.
 func Parse(n job.Node, c *job.Checker) *Model {
-	f, ok := n.CheckedFields(c, "architecture", "classes", "hidden", "input", "output")
+	f, ok := n.CheckedFields(c, "architecture", "classes", "hidden", "layers", "input", "output")
 	if !ok {
 		return nil
 	}
 	m := &Model{}
 	an, ok := f["architecture"]
 	if !ok {
-		c.Failf(n.Missing("architecture"), "required: lenet5 or mlp (the architecture whose tensors the file holds)")
+		c.Failf(n.Missing("architecture"), "required: lenet5, mlp or layers (the architecture whose tensors the file holds)")
 		return nil
 	}
 	v, err := an.Str()
@@ -168,12 +179,12 @@ func Parse(n job.Node, c *job.Checker) *Model {
 	}
 	m.Architecture = arch.Kind(v)
 	switch m.Architecture {
-	case arch.LeNet5, arch.MLP:
+	case arch.LeNet5, arch.MLP, arch.Layers:
 	case arch.Text:
 		c.Failf(an, "text: a text model needs its vocabulary, which only ppml's metadata carries (save it with _extra_files as docs/formats/dl-model.md describes)")
 		return nil
 	default:
-		c.Failf(an, "%q: want lenet5 or mlp", v)
+		c.Failf(an, "%q: want lenet5, mlp or layers", v)
 		return nil
 	}
 	if hn, ok := f["hidden"]; ok {
@@ -198,15 +209,38 @@ func Parse(n job.Node, c *job.Checker) *Model {
 	} else if m.Architecture == arch.MLP {
 		c.Failf(n.Missing("hidden"), "required for mlp: the hidden layers' widths, [] for none (the file's tensors must match them)")
 	}
+	final := ""
+	if ln, ok := f["layers"]; ok {
+		if m.Architecture != arch.Layers {
+			c.Failf(ln, "only for architecture layers")
+		} else {
+			m.Layers, final = parseLayers(ln, c)
+		}
+	} else if m.Architecture == arch.Layers {
+		c.Failf(n.Missing("layers"), "required for architecture layers: the model's layers in order, such as [flatten, {linear: {in: 784, out: 10}}]")
+	}
 	if in, ok := f["input"]; ok {
 		m.Input = parseInput(in, m.Architecture, c)
 	} else {
 		c.Failf(n.Missing("input"), "required: the input's shape (one example, without the batch dimension)")
 	}
+	explicit := false
 	if on, ok := f["output"]; ok {
-		m.Output = parseOutput(on, c)
+		m.Output, explicit = parseOutput(on, c)
 	} else {
 		m.Output = Output{Kind: LogProbabilities, Name: DefaultOutputName}
+	}
+	if m.Architecture == arch.Layers {
+		// The layers end with the last layer's values (logits) unless they end with a
+		// softmax or log_softmax; output.kind, if given, must say the same.
+		kind := Logits
+		if final != "" {
+			kind = final
+		}
+		if explicit && m.Output.Kind != kind {
+			c.Failf(f["output"], "output.kind %s, but the layers end with %s", m.Output.Kind, map[string]string{Logits: "the last layer's values (logits)", LogProbabilities: "log_softmax", Probabilities: "softmax"}[kind])
+		}
+		m.Output.Kind = kind
 	}
 	if cn, ok := f["classes"]; ok {
 		if v, err := cn.Int(); err != nil {
@@ -221,11 +255,19 @@ func Parse(n job.Node, c *job.Checker) *Model {
 		}
 	} else if m.Output.Labels != nil {
 		m.Classes = len(m.Output.Labels)
+	} else if m.Architecture == arch.Layers && len(m.Layers) > 0 && m.Layers[len(m.Layers)-1].Op == arch.OpLinear {
+		m.Classes = m.Layers[len(m.Layers)-1].Out
 	} else {
 		c.Failf(n.Missing("classes"), "required unless output.labels names the classes")
 	}
 	if m.Input.Name != "" && m.Input.Name == m.Output.Name {
 		c.Failf(n, "input.name and output.name are both %q", m.Input.Name)
+	}
+	if m.Architecture == arch.Layers && m.Classes != 0 && m.Input.Shape != nil && len(m.Layers) > 0 {
+		// The layers must fit the input and one another and end with the classes.
+		if err := m.Config().Validate(); err != nil {
+			c.Failf(f["layers"], "%v", err)
+		}
 	}
 	return m
 }
@@ -316,13 +358,14 @@ func parseInput(n job.Node, kind arch.Kind, c *job.Checker) Input {
 	return in
 }
 
-func parseOutput(n job.Node, c *job.Checker) Output {
+func parseOutput(n job.Node, c *job.Checker) (_ Output, explicit bool) {
 	out := Output{Kind: LogProbabilities, Name: DefaultOutputName}
 	f, ok := n.CheckedFields(c, "kind", "name", "labels")
 	if !ok {
-		return out
+		return out, false
 	}
 	if kn, ok := f["kind"]; ok {
+		explicit = true
 		if v, err := kn.Str(); err != nil {
 			c.Add(err)
 		} else if v != LogProbabilities && v != Logits && v != Probabilities {
@@ -358,7 +401,7 @@ func parseOutput(n job.Node, c *job.Checker) Output {
 			out.Labels = labels
 		}
 	}
-	return out
+	return out, explicit
 }
 
 func tensorName(s string) bool {
@@ -375,5 +418,13 @@ func tensorName(s string) bool {
 
 // String describes the declaration in errors and logs.
 func (m *Model) String() string {
-	return fmt.Sprintf("%s, %d classes, input %s %s %v, output %s", m.Architecture, m.Classes, m.Input.Name, m.Input.DataType, m.Input.Shape, m.Output.Kind)
+	a := string(m.Architecture)
+	if m.Architecture == arch.Layers {
+		var ls []string
+		for _, l := range m.Layers {
+			ls = append(ls, l.String())
+		}
+		a = "layers [" + strings.Join(ls, ", ") + "]"
+	}
+	return fmt.Sprintf("%s, %d classes, input %s %s %v, output %s", a, m.Classes, m.Input.Name, m.Input.DataType, m.Input.Shape, m.Output.Kind)
 }

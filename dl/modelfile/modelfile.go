@@ -111,6 +111,11 @@ func (m *Meta) validate() error {
 		return fmt.Errorf("version %d, this ppml reads version %d", m.Version, MetaVersion)
 	}
 	c := m.Architecture
+	if c.Kind == arch.Layers {
+		// Layers are what a job declares for a file without metadata; a file does not
+		// choose its own computation.
+		return errors.New("architecture: layers are declared by the job (parameters.torchscript), not by a model file")
+	}
 	if err := c.Validate(); err != nil {
 		return fmt.Errorf("architecture: %w", err)
 	}

@@ -319,3 +319,191 @@ resources: {threads: 4, memory: 16MiB}
 		t.Fatalf("the limit outlived the job: %d", torch.MemoryLimit())
 	}
 }
+
+// sequentialModels runs testdata/sequential.py: three modules written the ordinary PyTorch
+// way (an nn.Sequential MLP, scripted; an nn.Sequential CNN with a batch norm, traced; a
+// torchvision-style module with features and classifier, scripted), IDX images and labels, and
+// PyTorch's outputs on them.
+type sequentialModels struct {
+	MLP    []float64 `json:"mlp"`
+	CNN    []float64 `json:"cnn"`
+	TV     []float64 `json:"tv"`
+	Images []int     `json:"images"`
+	Labels []int     `json:"labels"`
+}
+
+// The declarations of sequential.py's modules, as a data scientist writes them from the
+// Python: the MLP as ppml's mlp, the others layer by layer (the torchvision-style module
+// registers classifier before features, so its features' layers name their modules).
+const (
+	seqMLPDecl = `{architecture: mlp, hidden: [64], classes: 10, input: {name: pixels, datatype: UINT8, shape: [1, 28, 28]}, output: {kind: logits}}`
+	seqCNNDecl = `{architecture: layers, input: {name: pixels, datatype: UINT8, shape: [1, 28, 28]}, output: {name: log_probs},
+      layers: [{conv2d: {in: 1, out: 8, kernel: 3, padding: 1}}, {batch_norm: {features: 8}}, relu, {max_pool2d: {kernel: 2}},
+        {conv2d: {in: 8, out: 16, kernel: 3}}, relu, {max_pool2d: {kernel: 2}}, flatten, {linear: {in: 576, out: 32}}, relu, dropout,
+        {linear: {in: 32, out: 10}}, log_softmax]}`
+	seqTVDecl = `{architecture: layers, input: {shape: [1, 28, 28]},
+      layers: [{conv2d: {in: 1, out: 6, kernel: 5, padding: 2, module: features.0}}, relu, {max_pool2d: {kernel: 2}},
+        {conv2d: {in: 6, out: 16, kernel: 5, bias: false, module: features.3}}, {batch_norm: {features: 16, eps: 0.001, module: features.4}},
+        relu, {avg_pool2d: {kernel: 2}}, flatten, dropout, {linear: {in: 400, out: 120}}, relu, {linear: {in: 120, out: 10}}]}`
+)
+
+// TestServeForeignSequential: ordinary PyTorch models (nn.Sequential, a module with
+// submodules, F.relu, flatten, batch norm, traced or scripted), saved by python3-torch without
+// ppml metadata and encrypted, are evaluated by dl jobs and served by a serve job as the
+// manifests declare them, with PyTorch's outputs to 1e-5.
+func TestServeForeignSequential(t *testing.T) {
+	dir := t.TempDir()
+	cmd := exec.Command("/usr/bin/python3", "testdata/sequential.py", dir)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	pyOut, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("python3-torch (make deps installs it): %v\n%s", err, stderr.String())
+	}
+	var py sequentialModels
+	servetest.Must(t, json.Unmarshal(pyOut, &py))
+	k, err := keyfile.Generate(filepath.Join(dir, "owner.key"), false)
+	servetest.Must(t, err)
+	for _, f := range []string{"mlp.pt", "cnn.pt", "tv.pt", "images.idx", "labels.idx"} {
+		b, err := os.ReadFile(filepath.Join(dir, f))
+		servetest.Must(t, err)
+		typ := envelope.TypeModel
+		if strings.HasSuffix(f, ".idx") {
+			typ = envelope.TypeBytes
+		}
+		envelopetest.Encrypt(t, filepath.Join(dir, f+".ppml"), k.LocalKey, b, typ)
+	}
+	keys, err := launcher.NewLocalKeys(filepath.Join(dir, "owner.key"))
+	servetest.Must(t, err)
+	n := len(py.Labels)
+	probsOf := func(out []float64, kind string) []float64 {
+		switch kind {
+		case "logits":
+			return softmax10(out)
+		case "log_probabilities":
+			p := make([]float64, len(out))
+			for i, v := range out {
+				p[i] = math.Exp(v)
+			}
+			return p
+		}
+		return out
+	}
+	models := []struct {
+		name, decl, kind string
+		want             []float64
+	}{{"mlp", seqMLPDecl, "logits", py.MLP}, {"cnn", seqCNNDecl, "log_probabilities", py.CNN}, {"tv", seqTVDecl, "logits", py.TV}}
+
+	// The dl engine evaluates each on the encrypted IDX files.
+	for _, m := range models {
+		manifest := filepath.Join(dir, m.name+"-evaluate.yaml")
+		servetest.Must(t, os.WriteFile(manifest, []byte(`version: 1
+name: `+m.name+`-evaluate
+engine: dl
+inputs: {model: `+m.name+`.pt.ppml, images: images.idx.ppml, labels: labels.idx.ppml}
+outputs:
+  predictions: {path: `+m.name+`-predictions.csv.ppml, key: file:owner.key}
+parameters:
+  task: evaluate
+  torchscript: `+m.decl+`
+`), 0o600))
+		em, err := launcher.Load(manifest)
+		servetest.Must(t, err)
+		if _, err := launcher.Run(context.Background(), launcher.Config{Manifest: em, Keys: keys, Log: io.Discard}); err != nil {
+			t.Fatalf("%s: %v", m.name, err)
+		}
+		recs, err := csv.NewReader(bytes.NewReader(envelopetest.Decrypt(t, filepath.Join(dir, m.name+"-predictions.csv.ppml"), k.LocalKey))).ReadAll()
+		servetest.Must(t, err)
+		if len(recs) != n+1 {
+			t.Fatalf("%s: %d prediction rows for %d images", m.name, len(recs)-1, n)
+		}
+		var got []float64
+		for _, r := range recs[1:] {
+			for _, f := range r[2:] {
+				v, err := strconv.ParseFloat(f, 64)
+				servetest.Must(t, err)
+				got = append(got, v)
+			}
+		}
+		closeTo(t, m.name+" evaluate job's probabilities", got, probsOf(m.want, m.kind))
+	}
+
+	// The serve job serves all three over KServe REST.
+	httpAddr := "127.0.0.1:" + strconv.Itoa(servetest.FreePort(t))
+	j := &job{dir: dir, http: httpAddr}
+	j.manifest = filepath.Join(dir, "serve.yaml")
+	servetest.Must(t, os.WriteFile(j.manifest, []byte(fmt.Sprintf(`version: 1
+name: sequential-serve
+engine: serve
+inputs: {mlp: mlp.pt.ppml, cnn: cnn.pt.ppml, tv: tv.pt.ppml}
+parameters:
+  models:
+    - {name: mlp, input: mlp, torchscript: %s}
+    - name: cnn
+      input: cnn
+      torchscript: %s
+    - name: tv
+      input: tv
+      torchscript: %s
+  listen: {http: "%s", grpc: "off"}
+  hosts: [127.0.0.1]
+resources: {threads: 1, memory: 256MiB}
+`, seqMLPDecl, seqCNNDecl, seqTVDecl, httpAddr)), 0o600))
+	hc, base := startServing(t, j)
+	pix, _ := json.Marshal(py.Images)
+	x := make([]float64, len(py.Images))
+	for i, v := range py.Images {
+		x[i] = float64(float32(v) / 255)
+	}
+	fx, _ := json.Marshal(x)
+	for _, m := range models {
+		body := fmt.Sprintf(`{"inputs":[{"name":"pixels","datatype":"UINT8","shape":[%d,1,28,28],"data":%s}]}`, n, pix)
+		if m.name == "tv" {
+			body = fmt.Sprintf(`{"inputs":[{"name":"input","datatype":"FP32","shape":[%d,1,28,28],"data":%s}]}`, n, fx)
+		}
+		resp, err := hc.Post(base+"/v2/models/"+m.name+"/infer", "application/json", strings.NewReader(body))
+		servetest.Must(t, err)
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		var kr struct {
+			Outputs []struct {
+				Name string
+				Data json.RawMessage
+			}
+		}
+		if err := json.Unmarshal(b, &kr); resp.StatusCode != 200 || err != nil {
+			t.Fatalf("KServe REST %s: %d %.300s", m.name, resp.StatusCode, b)
+		}
+		outs := map[string][]float64{}
+		for _, o := range kr.Outputs {
+			var v []float64
+			if json.Unmarshal(o.Data, &v) == nil {
+				outs[o.Name] = v
+			}
+		}
+		own := "output"
+		if m.name == "cnn" {
+			own = "log_probs"
+		}
+		closeTo(t, m.name+" served output", outs[own], m.want)
+		closeTo(t, m.name+" served probabilities", outs["probability"], probsOf(m.want, m.kind))
+	}
+}
+
+func softmax10(z []float64) []float64 {
+	out := make([]float64, len(z))
+	for i := 0; i < len(z); i += 10 {
+		top := z[i]
+		for _, v := range z[i : i+10] {
+			top = math.Max(top, v)
+		}
+		var sum float64
+		for _, v := range z[i : i+10] {
+			sum += math.Exp(v - top)
+		}
+		for j, v := range z[i : i+10] {
+			out[i+j] = math.Exp(v-top) / sum
+		}
+	}
+	return out
+}

@@ -173,3 +173,56 @@ func TestTorchScriptDeclaration(t *testing.T) {
 		t.Errorf("train with a declaration: %v", err)
 	}
 }
+
+// architecture layers declares a plain PyTorch model layer by layer: defaults (PyTorch's) are
+// explicit in the digest, a final log_softmax is the output kind, and layers that do not fit
+// the input, one another or the classes are refused at the layer.
+func TestLayersDeclaration(t *testing.T) {
+	images := []string{"model", "images", "labels"}
+	decl := func(layers string) string {
+		return "  task: evaluate\n  torchscript: {architecture: layers, input: {shape: [1, 28, 28]}, layers: " + layers + "}\n"
+	}
+	const cnn = "[{conv2d: {in: 1, out: 4, kernel: 3}}, relu, {max_pool2d: {kernel: 2}}, flatten, {linear: {in: 676, out: 10}}]"
+	m, err := parse(t, images, []string{"report"}, decl(cnn))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := m.Parameters.(*Params).Declared
+	if d.Classes != 10 || d.Output.Kind != "logits" || len(d.Layers) != 5 || d.Layers[2].Stride[0] != 2 || !d.Layers[0].Bias {
+		t.Fatalf("%+v", d)
+	}
+	explicit, err := parse(t, images, []string{"report"}, decl("[{conv2d: {in: 1, out: 4, kernel: [3, 3], stride: 1, padding: 0, bias: true}}, relu, {max_pool2d: {kernel: 2, stride: 2}}, flatten, {linear: {in: 676, out: 10, bias: true}}]"))
+	if err != nil || explicit.DigestString() != m.DigestString() {
+		t.Fatalf("explicit defaults changed the digest: %v", err)
+	}
+	other, err := parse(t, images, []string{"report"}, decl(strings.Replace(cnn, "relu", "tanh", 1)))
+	if err != nil || other.DigestString() == m.DigestString() {
+		t.Fatalf("the layers are not in the digest: %v", err)
+	}
+	lsm, err := parse(t, images, []string{"report"}, decl(strings.TrimSuffix(cnn, "]")+", log_softmax]"))
+	if err != nil || lsm.Parameters.(*Params).Declared.Output.Kind != "log_probabilities" {
+		t.Fatalf("a final log_softmax: %v", err)
+	}
+	for layers, want := range map[string]string{
+		"[flatten, {linear: {in: 700, out: 10}}]":                                             "layer 2 (linear 700→10): takes 700 values, the layer before gives 784",
+		"[{linear: {in: 784, out: 10}}]":                                                      "layer 1 (linear 784→10): needs a flat input, it gets [1 28 28] (add flatten before it)",
+		"[{conv2d: {in: 3, out: 4, kernel: 3}}, flatten, {linear: {in: 2704, out: 10}}]":      "takes 3 channels, the layer before gives 1",
+		"[flatten, {linear: {in: 784, out: 1}}]":                                              "classes",
+		"[flatten, {linear: {in: 784, out: 10}}, {linear: {in: 10, out: 10}}, softmax, relu]": "softmax only as the last layer",
+		"[flatten, {lstm: {in: 784}}]":                                                        `"lstm": want one of linear, conv2d`,
+		"[{conv2d: {in: 1, out: 4}}, flatten]":                                                "conv2d needs kernel",
+		"[{max_pool2d: {kernel: 40}}, flatten, {linear: {in: 1, out: 10}}]":                   "kernel [40 40] is larger than its padded input",
+		"[{relu: {in: 3}}]": "relu takes no fields",
+		"[flatten, {linear: {in: 784, out: 10, module: 'a..b'}}]": "not a dotted module name",
+	} {
+		if _, err := parse(t, images, []string{"report"}, decl(layers)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want %q", layers, err, want)
+		}
+	}
+	if _, err := parse(t, images, []string{"report"}, "  task: evaluate\n  torchscript: {architecture: layers, input: {shape: [1, 28, 28]}, output: {kind: logits}, layers: [flatten, {linear: {in: 784, out: 10}}, log_softmax]}\n"); err == nil || !strings.Contains(err.Error(), "output.kind logits, but the layers end with log_softmax") {
+		t.Errorf("output.kind against a final log_softmax: %v", err)
+	}
+	if _, err := parse(t, images, []string{"report"}, "  task: evaluate\n  torchscript: {architecture: mlp, hidden: [], classes: 10, input: {shape: [1, 28, 28]}, layers: [relu]}\n"); err == nil || !strings.Contains(err.Error(), "only for architecture layers") {
+		t.Errorf("layers for mlp: %v", err)
+	}
+}

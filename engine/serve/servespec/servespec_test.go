@@ -198,7 +198,7 @@ func TestTorchScriptDeclaration(t *testing.T) {
 	for d, want := range map[string]string{
 		"{}": "architecture: required",
 		"{architecture: text, classes: 2, input: {shape: [4]}}":                                        "needs its vocabulary",
-		"{architecture: resnet}":                                                                       `"resnet": want lenet5 or mlp`,
+		"{architecture: resnet}":                                                                       `"resnet": want lenet5, mlp or layers`,
 		"{architecture: mlp, classes: 2, input: {shape: [4]}}":                                         "hidden: required for mlp",
 		"{architecture: lenet5, classes: 2, hidden: [3], input: {shape: [1, 28, 28]}}":                 "only for architecture mlp",
 		"{architecture: lenet5, input: {shape: [1, 28, 28]}}":                                          "classes: required unless output.labels",
