@@ -2,6 +2,7 @@ package modelfile
 
 import (
 	"bytes"
+	"strings"
 	"testing"
 
 	"github.com/ppml/ppml/dl/arch"
@@ -25,8 +26,33 @@ func FuzzDecodeModel(f *testing.F) {
 	// And as a job declares the MLP (a file without metadata, dl/declared).
 	decl := &declared.Model{Architecture: arch.MLP, Classes: 2, Hidden: []int{3},
 		Input: declared.Input{Name: "input", DataType: declared.FP32, Shape: []int64{1, 2, 2}}, Output: declared.Output{Kind: declared.Logits, Name: "output"}}
+	// And a chain of layers, as an nn.Sequential saves it (modules 0, 1 and 4).
+	layers := &declared.Model{Architecture: arch.Layers, Classes: 2, Layers: []arch.Layer{
+		{Op: arch.OpConv2d, In: 1, Out: 2, Kernel: []int{3, 3}, Stride: []int{1, 1}, Padding: []int{0, 0}, Bias: true},
+		{Op: arch.OpBatchNorm, In: 2, Eps: 1e-5}, {Op: arch.OpReLU}, {Op: arch.OpFlatten}, {Op: arch.OpLinear, In: 8, Out: 2, Bias: true}},
+		Input: declared.Input{Name: "input", DataType: declared.FP32, Shape: []int64{1, 4, 4}}, Output: declared.Output{Kind: declared.Logits, Name: "output"}}
+	seq := layers.Config()
+	if err := seq.Validate(); err != nil {
+		f.Fatal(err)
+	}
+	var pts []ptfile.Tensor
+	for _, t := range seq.Init(1) {
+		name := strings.NewReplacer("layer0.", "0.", "layer1.", "1.", "layer4.", "4.").Replace(t.Name)
+		pts = append(pts, ptfile.Tensor{Name: name, Shape: t.Shape, Data: t.Data})
+	}
+	var buf bytes.Buffer
+	if err := ptfile.WriteStateDict(&buf, "m", pts, nil); err != nil {
+		f.Fatal(err)
+	}
+	if _, err := DecodeDeclared(buf.Bytes(), layers); err != nil {
+		f.Fatalf("the Sequential seed: %v", err)
+	}
+	f.Add(buf.Bytes(), "")
 	f.Fuzz(func(t *testing.T, b []byte, kind string) {
 		if m, err := DecodeDeclared(b, decl); err == nil {
+			fits(t, m)
+		}
+		if m, err := DecodeDeclared(b, layers); err == nil {
 			fits(t, m)
 		}
 		m, err := DecodeModel(b, arch.Kind(kind))
