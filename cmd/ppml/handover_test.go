@@ -188,9 +188,9 @@ func TestVersion(t *testing.T) {
 	}
 }
 
-// TestHandOverDL: a dl job, and a serve job that declares a TorchScript model,
-// go to ppml-run-dl, the runtime with libtorch, whichever way --manifest is
-// written; other jobs stay with ppml-run.
+// TestHandOverDL: a dl job, and a serve job with a TorchScript model (declared, or a dl
+// model named by backend: torchscript), go to ppml-run-dl, the runtime with libtorch,
+// whichever way --manifest is written; other jobs stay with ppml-run.
 func TestHandOverDL(t *testing.T) {
 	dir := t.TempDir()
 	fake := filepath.Join(dir, "ppml-run-dl")
@@ -201,8 +201,13 @@ func TestHandOverDL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// A serve job that declares a TorchScript model runs on libtorch too.
+	// A serve job that declares a TorchScript model, or serves a dl model trained by ppml
+	// (backend: torchscript), runs on libtorch too.
 	serveTS, err := filepath.Abs("../../examples/pytorch-lenet/serve.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	serveDL, err := filepath.Abs("../../examples/dl/lenet/serve.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -210,6 +215,7 @@ func TestHandOverDL(t *testing.T) {
 		{"run", "--manifest", lenet, "--tee", "sim"},
 		{"run", "--tee", "sim", "--manifest=" + lenet},
 		{"run", "--manifest", serveTS, "--tee", "sim"},
+		{"run", "--manifest", serveDL, "--tee", "sim"},
 	} {
 		c := ppml(args...)
 		c.Env = append(c.Env, "PPML_RUN_DL="+fake)
@@ -219,9 +225,20 @@ func TestHandOverDL(t *testing.T) {
 			t.Fatalf("ppml %s: %v\n%s\nwant ppml-run-dl run with the arguments and its exit status 7", strings.Join(args, " "), err, out)
 		}
 	}
+	// A serve job whose models are not named TorchScript goes to ppml-run (this test's
+	// ppml-run has only the exec engine, and says so).
+	tabular, err := filepath.Abs("../../examples/serve/serve.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := ppml("run", "--manifest", tabular, "--tee", "sim")
+	c.Env = append(c.Env, "PPML_RUN_DL="+fake, "PPML_RUN="+runtimeBin.Path())
+	if out, _ := c.CombinedOutput(); strings.Contains(string(out), "dl runtime") || !strings.Contains(string(out), "serve") {
+		t.Fatalf("a tabular serve job went to the dl runtime, or ppml-run did not answer:\n%s", out)
+	}
 	// An exec job and an unreadable manifest go to ppml-run (which reports
 	// what is wrong with the manifest).
-	c := ppml("run", "--manifest", filepath.Join(dir, "missing.yaml"))
+	c = ppml("run", "--manifest", filepath.Join(dir, "missing.yaml"))
 	c.Env = append(c.Env, "PPML_RUN_DL="+fake)
 	out, _ := c.CombinedOutput()
 	if strings.Contains(string(out), "dl runtime") || !strings.Contains(string(out), "missing.yaml") {

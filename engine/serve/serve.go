@@ -185,7 +185,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 			}
 		}
 		tm, err := model.Load(b, model.LoadOptions{Name: m.Name, Version: m.Version, Threads: threads, MaxBatch: m.MaxBatch,
-			Declared: m.Declared, MemoryLimit: limit})
+			Declared: m.Declared, Backend: m.Backend, MemoryLimit: limit})
 		clear(b)
 		if err != nil {
 			return nil, fmt.Errorf("serve engine: model %s version %s (input %s): %w", m.Name, m.Version, m.Input, err)

@@ -29,6 +29,7 @@ const repoRoot = "../.."
 var pinned = map[string]string{
 	"examples/dl/lenet/evaluate.yaml":                   "sha256:a7f60cfe29ae69736a86d2302c3dd3202e6f6a861574b461664229ffbb9eaeb7",
 	"examples/dl/lenet/predict.yaml":                    "sha256:d4fe5b328982e8b0ae78f1fa4b0e95b35fd6cf4fe72d543da37bb860ddff16c5",
+	"examples/dl/lenet/serve.yaml":                      "sha256:bb100e22514abe522560bc0f4896dee50f3f2c5c348f63385c4be39bd9320174",
 	"examples/dl/lenet/train.yaml":                      "sha256:238520463e4ffa6e359ee35485223e50f7a9eb4fc078a5b72a8384cd1aa36bb7",
 	"examples/dl/text/evaluate.yaml":                    "sha256:812344b373a22e9e72e64e6152befa927c83611793a45782a82128b6c3209701",
 	"examples/dl/text/train.yaml":                       "sha256:ec8383f2c09b947f0db9867062789cf5a9758c61df26b74cee0ba9a8e98850ef",

@@ -59,7 +59,8 @@ func runtimeNote(name string) string {
 		return ""
 	}
 	return `
-A job of the dl engine, and a serve job that declares a TorchScript model (models[].torchscript),
+A job of the dl engine, and a serve job with a TorchScript model (declared with
+models[].torchscript, or a dl model named with models[].backend: torchscript),
 runs in ` + handover.RuntimeDL + ` ($` + handover.EnvVar(handover.RuntimeDL) + `), the runtime with libtorch.`
 }
 

@@ -42,7 +42,8 @@ const (
 )
 
 // RuntimeFor is the runtime that runs a job: RuntimeDL for a job on libtorch
-// — every dl job, and a serve job that declares a TorchScript model — and
+// — every dl job, and a serve job with a TorchScript model (declared, or named by
+// models[].backend) — and
 // Runtime for every other.
 func RuntimeFor(m *job.Manifest) string {
 	if m.Engine == "dl" {

@@ -24,6 +24,9 @@ type LoadOptions struct {
 	// (models[].torchscript): the file is loaded by the torchscript backend whatever its
 	// first bytes.
 	Declared *declared.Model
+	// Backend names the backend the job says must load the file (models[].backend); "":
+	// the one that recognizes it.
+	Backend string
 	// MemoryLimit bounds what a backend that counts its memory (torchscript: every tensor
 	// libtorch allocates, in all the job's models) may take: resources.memory less what the
 	// job holds otherwise. A model that would not fit is refused at load. 0: no limit.
@@ -34,7 +37,7 @@ type LoadOptions struct {
 const TorchScriptBackend = "torchscript"
 
 // noTorchScript is the error of a runtime without the torchscript backend.
-const noTorchScript = "this runtime serves no TorchScript models (built without deep learning, ppml_no_dl); serve it with ppml-run-dl (ppml run picks it for a job that declares a TorchScript model; else PPML_RUN=path/to/ppml-run-dl ppml run …)"
+const noTorchScript = "this runtime serves no TorchScript models (built without deep learning, ppml_no_dl); serve it with ppml-run-dl: say backend: torchscript in the model's entry of the manifest (or declare it with torchscript), and ppml run picks ppml-run-dl"
 
 // A Backend loads one kind of model file. Backends register themselves from their package's
 // init (as engines do with the launcher), so a binary serves the kinds of model it links:
@@ -86,10 +89,14 @@ var zipMagic = []byte("PK\x03\x04")
 
 // Load loads a model file with the backend that recognizes it.
 func Load(file []byte, opt LoadOptions) (Model, error) {
+	want := opt.Backend
+	if opt.Declared != nil {
+		want = TorchScriptBackend
+	}
 	backendsMu.RLock()
 	var found *Backend
 	for i := range backends {
-		if opt.Declared != nil && backends[i].Name == TorchScriptBackend || opt.Declared == nil && backends[i].Detect(file) {
+		if want != "" && backends[i].Name == want || want == "" && backends[i].Detect(file) {
 			found = &backends[i]
 			break
 		}
@@ -100,14 +107,32 @@ func Load(file []byte, opt LoadOptions) (Model, error) {
 	}
 	backendsMu.RUnlock()
 	if found != nil {
+		if opt.Declared == nil && want != "" && !found.Detect(file) {
+			// The file is not what the job says: the job was approved for another kind.
+			return nil, fmt.Errorf("the job says backend %s, but the file is not a model it reads (%s)", want, kindOf(file))
+		}
 		return found.Load(file, opt)
 	}
-	if opt.Declared != nil {
-		return nil, errors.New("a TorchScript model (declared by the job): " + noTorchScript)
+	if want == TorchScriptBackend {
+		return nil, errors.New("a TorchScript model (as the job says): " + noTorchScript)
+	}
+	if want != "" {
+		return nil, fmt.Errorf("the job says backend %s, which this runtime does not have (built in: %s)", want, strings.Join(names, ", "))
 	}
 	if bytes.HasPrefix(file, zipMagic) {
 		return nil, errors.New("a PyTorch archive (a dl model): " + noTorchScript)
 	}
 	return nil, fmt.Errorf("not a model file any backend of this runtime reads (built in: %s): a ppml model or XGBoost JSON starts with '{', a dl model is a PyTorch zip archive",
 		strings.Join(names, ", "))
+}
+
+// kindOf names what a file looks like from its first bytes, for errors.
+func kindOf(file []byte) string {
+	switch {
+	case bytes.HasPrefix(file, zipMagic):
+		return "it is a PyTorch archive, a dl model: backend torchscript"
+	case len(bytes.TrimLeft(file, " \t\r\n")) > 0 && bytes.TrimLeft(file, " \t\r\n")[0] == '{':
+		return "it is JSON, a ppml XGBoost or linear model: backend tabular"
+	}
+	return "it is neither a PyTorch archive nor JSON"
 }

@@ -87,7 +87,17 @@ type Model struct {
 	// Declared describes a TorchScript file without ppml metadata (models[].torchscript):
 	// its architecture, input and output, so that it is served on libtorch (ppml-run-dl).
 	Declared *declared.Model
+	// Backend is the backend that must load the file (models[].backend): BackendTorchScript
+	// (a dl model, on libtorch: the job runs in ppml-run-dl), BackendTabular, or "" for the
+	// one that recognizes the file. A declared model's is BackendTorchScript.
+	Backend string
 }
+
+// Backends a model entry may name (serve/model's backend names).
+const (
+	BackendTorchScript = "torchscript"
+	BackendTabular     = "tabular"
+)
 
 // Certificate says who certifies the serving TLS key.
 type Certificate struct {
@@ -224,7 +234,7 @@ func parseModels(mn job.Node, c *job.Checker) []Model {
 	var out []Model
 	seen := map[string]bool{}
 	for _, it := range items {
-		f, ok := it.CheckedFields(c, "name", "version", "input", "max_batch", "max_delay", "torchscript")
+		f, ok := it.CheckedFields(c, "name", "version", "input", "max_batch", "max_delay", "backend", "torchscript")
 		if !ok {
 			continue
 		}
@@ -258,8 +268,20 @@ func parseModels(mn job.Node, c *job.Checker) []Model {
 			}
 		}
 		m.MaxDelay = duration(f, "max_delay", 0, 0, time.Second, c)
+		if v, ok := str(f, "backend", c); ok {
+			switch v {
+			case BackendTorchScript, BackendTabular:
+				m.Backend = v
+			default:
+				c.Failf(f["backend"], "%q: want %s (a dl model, a PyTorch archive: served on libtorch, in ppml-run-dl) or %s (a ppml XGBoost or linear model)", v, BackendTorchScript, BackendTabular)
+			}
+		}
 		if tn, ok := f["torchscript"]; ok {
 			m.Declared = declared.Parse(tn, c)
+			if m.Backend == BackendTabular {
+				c.Failf(f["backend"], "a model declared with torchscript is served by the %s backend", BackendTorchScript)
+			}
+			m.Backend = BackendTorchScript
 		}
 		key := m.Name + "\x00" + m.Version
 		if seen[key] {
@@ -484,11 +506,12 @@ func (p *Params) CheckManifest(m *job.Manifest, c *job.Checker) {
 	}
 }
 
-// UsesLibtorch reports whether the job declares a TorchScript model: such a job runs in the
-// runtime with libtorch (ppml-run-dl), which `ppml run` then picks by itself.
+// UsesLibtorch reports whether the job has a TorchScript model — declared (torchscript) or
+// named (backend: torchscript): such a job runs in the runtime with libtorch (ppml-run-dl),
+// which `ppml run` then picks by itself. The file itself is encrypted; the manifest says.
 func (p *Params) UsesLibtorch() bool {
 	for _, m := range p.Models {
-		if m.Declared != nil {
+		if m.Backend == BackendTorchScript {
 			return true
 		}
 	}
@@ -505,6 +528,9 @@ func (p *Params) Canonical() map[string]any {
 		// their digests.
 		if m.Declared != nil {
 			mo["torchscript"] = m.Declared.Canonical()
+		} else if m.Backend != "" {
+			// Likewise backend (a declared model's is torchscript, which its section says).
+			mo["backend"] = m.Backend
 		}
 		models = append(models, mo)
 	}

@@ -226,3 +226,48 @@ func TestTorchScriptDeclaration(t *testing.T) {
 		}
 	}
 }
+
+// models[].backend says which backend must load the file, which the manifest alone cannot
+// otherwise tell (it is encrypted): backend torchscript makes the job one on libtorch; it is
+// in the digest when given, a declared model's is torchscript (and saying so changes
+// nothing), and a job without it keeps its digest.
+func TestModelBackend(t *testing.T) {
+	parseModel := func(model string) (*job.Manifest, error) {
+		return job.Parse([]byte("version: 1\nname: t\nengine: serve\ninputs:\n  lenet: /m/lenet.pt.ppml\nparameters:\n  models: ["+model+"]\n"), "/", specs)
+	}
+	plain, err := parseModel("{name: m, input: lenet}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts, err := parseModel("{name: m, input: lenet, backend: torchscript}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tab, err := parseModel("{name: m, input: lenet, backend: tabular}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plain.Parameters.(*Params).UsesLibtorch() || !ts.Parameters.(*Params).UsesLibtorch() || tab.Parameters.(*Params).UsesLibtorch() {
+		t.Fatal("only backend torchscript runs on libtorch")
+	}
+	if strings.Contains(string(plain.Canonical()), "backend") || plain.Digest() == ts.Digest() || ts.Digest() == tab.Digest() {
+		t.Fatalf("digests: %s\n%s", plain.Canonical(), ts.Canonical())
+	}
+	const decl = "torchscript: {architecture: lenet5, classes: 10, input: {shape: [1, 28, 28]}}"
+	d1, err := parseModel("{name: m, input: lenet, " + decl + "}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d2, err := parseModel("{name: m, input: lenet, backend: torchscript, " + decl + "}")
+	if err != nil || d1.Digest() != d2.Digest() || !d1.Parameters.(*Params).UsesLibtorch() {
+		t.Fatalf("a declared model with and without backend torchscript: %v", err)
+	}
+	for model, want := range map[string]string{
+		"{name: m, input: lenet, backend: pytorch}":               `"pytorch": want torchscript (a dl model`,
+		"{name: m, input: lenet, backend: tabular, " + decl + "}": "a model declared with torchscript is served by the torchscript backend",
+	} {
+		if _, err := parseModel(model); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want %q", model, err, want)
+		}
+	}
+}
