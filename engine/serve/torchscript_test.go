@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"math/rand/v2"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -18,12 +20,14 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/ppml/ppml/attest/sim"
 	"github.com/ppml/ppml/dl/idx"
 	"github.com/ppml/ppml/dl/modelfile"
+	"github.com/ppml/ppml/dl/ptfile"
 	"github.com/ppml/ppml/dl/torch"
 	"github.com/ppml/ppml/dl/train"
 	_ "github.com/ppml/ppml/engine/dl" // the training job
@@ -60,7 +64,8 @@ func fashionIDX(t *testing.T, name string, n int) []byte {
 }
 
 // TestServeDLModel trains a LeNet-5 with the dl engine (encrypted inputs, encrypted model, as
-// ppml run does), serves the encrypted model with the serve engine, and checks that KServe
+// ppml run does), serves the encrypted model with the serve engine (its entry says backend:
+// torchscript, as a job for ppml-run-dl does), and checks that KServe
 // REST and gRPC answer what libtorch computes directly from the same file; bad datatypes and
 // shapes are refused in each protocol's form and the server keeps serving.
 func TestServeDLModel(t *testing.T) {
@@ -122,7 +127,7 @@ name: lenet-serve
 engine: serve
 inputs: {lenet: lenet.pt.ppml}
 parameters:
-  models: [{name: lenet, input: lenet, max_batch: 8}]
+  models: [{name: lenet, input: lenet, max_batch: 8, backend: torchscript}]
   listen: {http: "%s", grpc: "%s"}
   hosts: [127.0.0.1]
 resources: {threads: 2}
@@ -231,5 +236,117 @@ resources: {threads: 2}
 	}
 	if !strings.Contains(log.String(), "pytorch_libtorch") {
 		t.Errorf("log:\n%s", log)
+	}
+}
+
+// A request whose tensors do not fit in resources.memory beside the model and its committed
+// forward passes is refused as unavailable before it is computed — KServe REST 503 with an
+// error body, gRPC UNAVAILABLE, naming the rows and the memory — and the job keeps serving
+// smaller requests, a request larger than one forward pass included. The model is a plain
+// PyTorch state dict (an nn.Sequential: Flatten, Linear) declared as layers, from UINT8 pixels.
+func TestServeRequestOverMemory(t *testing.T) {
+	dir := t.TempDir()
+	k, err := keyfile.Generate(filepath.Join(dir, "owner.key"), false)
+	servetest.Must(t, err)
+	r := rand.New(rand.NewPCG(1, 2))
+	w, b := make([]float32, 10*784), make([]float32, 10)
+	for i := range w {
+		w[i] = float32(r.NormFloat64() * 0.05)
+	}
+	var sd bytes.Buffer
+	servetest.Must(t, ptfile.WriteStateDict(&sd, "archive", []ptfile.Tensor{{Name: "1.weight", Shape: []int64{10, 784}, Data: w}, {Name: "1.bias", Shape: []int64{10}, Data: b}}, nil))
+	envelopetest.Encrypt(t, filepath.Join(dir, "linear.pt.ppml"), k.LocalKey, sd.Bytes(), envelope.TypeModel)
+	httpAddr := "127.0.0.1:" + strconv.Itoa(servetest.FreePort(t))
+	grpcAddr := "127.0.0.1:" + strconv.Itoa(servetest.FreePort(t))
+	j := &job{dir: dir, grpc: grpcAddr, http: httpAddr, manifest: filepath.Join(dir, "serve.yaml")}
+	// 16 MiB (the least resources.memory): the model and the decrypted file (31 KiB each) and
+	// a forward pass of 256 rows leave less than 16 MiB for requests; 5,000 images take
+	// 19.4 MiB (a byte and a float32 per pixel, and the outputs), 2,000 images 7.8 MiB.
+	servetest.Must(t, os.WriteFile(j.manifest, []byte(fmt.Sprintf(`version: 1
+name: memory-serve
+engine: serve
+inputs: {linear: linear.pt.ppml}
+parameters:
+  models:
+    - name: linear
+      input: linear
+      torchscript: {architecture: layers, input: {datatype: UINT8, shape: [1, 28, 28]}, layers: [flatten, {linear: {in: 784, out: 10}}]}
+  listen: {http: "%s", grpc: "%s"}
+  hosts: [127.0.0.1]
+resources: {threads: 1, memory: 16MiB}
+`, httpAddr, grpcAddr)), 0o600))
+	exe := filepath.Join(dir, "runtime")
+	servetest.Must(t, os.WriteFile(exe, []byte("serving runtime"), 0o755))
+	j.att = &sim.Attester{Dir: filepath.Join(dir, "sim"), Executable: exe}
+	_, err = j.att.Evidence(context.Background(), [64]byte{})
+	servetest.Must(t, err)
+	j.simPub, err = sim.LoadPublicKey(filepath.Join(j.att.Dir, sim.PlatformPubKeyFile))
+	servetest.Must(t, err)
+	log := &syncBuffer{}
+	_, done, _ := j.start(t, launcher.Config{Attester: j.att, Log: log, Grace: 10 * time.Second})
+	var peer atomic.Pointer[attestedtls.Peer]
+	hc, gconn, err := j.clientTLS(&peer)
+	servetest.Must(t, err)
+	defer gconn.Close()
+	base := "https://" + httpAddr
+	waitReady(t, hc, base, done, log, 60*time.Second)
+
+	pixels := func(rows int) []uint32 {
+		p := make([]uint32, rows*784)
+		for i := range p {
+			p[i] = uint32(r.IntN(256))
+		}
+		return p
+	}
+	rest := func(p []uint32) (int, string) {
+		t.Helper()
+		data, _ := json.Marshal(p)
+		body := fmt.Sprintf(`{"inputs":[{"name":"input","datatype":"UINT8","shape":[%d,1,28,28],"data":%s}]}`, len(p)/784, data)
+		resp, err := hc.Post(base+"/v2/models/linear/infer", "application/json", strings.NewReader(body))
+		servetest.Must(t, err)
+		defer resp.Body.Close()
+		got, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(got)
+	}
+	gc := inferencepb.NewGRPCInferenceServiceClient(gconn)
+	grpcInfer := func(p []uint32) (*inferencepb.ModelInferResponse, error) {
+		return gc.ModelInfer(context.Background(), &inferencepb.ModelInferRequest{ModelName: "linear",
+			Inputs: []*inferencepb.ModelInferRequest_InferInputTensor{{Name: "input", Datatype: "UINT8", Shape: []int64{int64(len(p) / 784), 1, 28, 28},
+				Contents: &inferencepb.InferTensorContents{UintContents: p}}}}, grpc.MaxCallSendMsgSize(64<<20))
+	}
+	served := func(rows int) {
+		t.Helper()
+		p := pixels(rows)
+		if code, body := rest(p); code != 200 || !strings.Contains(body, `"probability"`) {
+			t.Fatalf("KServe REST, %d rows: %d %.300s", rows, code, body)
+		}
+		if gr, err := grpcInfer(p); err != nil || len(gr.Outputs) < 2 || len(gr.Outputs[0].Contents.Fp32Contents) != rows*10 {
+			t.Fatalf("gRPC, %d rows: %v", rows, err)
+		}
+	}
+	served(3)
+	served(2000) // eight forward passes of 256 rows
+
+	big := pixels(5000)
+	code, body := rest(big)
+	var kerr struct{ Error string }
+	if code != http.StatusServiceUnavailable || json.Unmarshal([]byte(body), &kerr) != nil ||
+		!strings.Contains(kerr.Error, "a request of 5000 rows needs") || !strings.Contains(kerr.Error, "send fewer rows at once") {
+		t.Fatalf("KServe REST, 5,000 rows over resources.memory: %d %.400s, want 503 with a KServe error", code, body)
+	}
+	t.Log(kerr.Error)
+	if _, err := grpcInfer(big); status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "a request of 5000 rows needs") {
+		t.Fatalf("gRPC, 5,000 rows over resources.memory: %v, want UNAVAILABLE", err)
+	}
+	// The refused request took nothing with it.
+	served(3)
+	served(2000)
+	if torch.MemoryLimit() == 0 {
+		t.Fatal("no memory limit while serving")
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("the job ended: %v\n%s", err, log)
+	default:
 	}
 }

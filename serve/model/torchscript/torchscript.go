@@ -26,7 +26,10 @@
 // resources.memory (dl/torch's counting allocator). A model is refused at load when its
 // instances' weights, and the working memory a forward pass of MaxRows rows takes on each
 // instance at once, would not fit beside the models loaded before it; a request that still
-// meets the limit fails alone (unavailable) and the model keeps serving.
+// meets the limit fails alone (unavailable) and the model keeps serving. A request's own
+// tensors (its input, outputs and their copies) count too while it is computed: one that
+// does not fit beside the models and their committed working memory is refused as
+// unavailable before it is computed, and smaller ones are served.
 //
 // Concurrency and memory: libtorch keeps per-thread state, so each torch.Model runs on its own
 // OS thread; a Model holds Threads instances (one intra-op thread each) in a pool, and a call
@@ -104,9 +107,15 @@ type Options struct {
 // The memory the loaded models have committed: their working memory (a forward pass of
 // MaxRows rows on every instance at once), which libtorch allocates only while they compute,
 // so that a model loaded later cannot take what an earlier one needs to answer.
+//
+// resident is the loaded models' instances (their weights), and inflight the buffers of the
+// requests being computed (reserve): a request is computed only if its buffers fit beside
+// both and the committed working memory.
 var (
 	memMu     sync.Mutex
 	committed int64
+	resident  int64
+	inflight  int64
 	open      int
 )
 
@@ -142,9 +151,11 @@ type Model struct {
 	maxRows int
 	pool    chan *torch.Model
 	all     []*torch.Model
-	// work is the working memory this model committed (see committed).
-	work   int64
-	closed sync.Once
+	// work is the working memory this model committed (see committed), weights what its
+	// instances hold (see resident).
+	work    int64
+	weights int64
+	closed  sync.Once
 }
 
 // Load reads a model file from untrusted bytes and builds its instances.
@@ -236,6 +247,11 @@ func (m *Model) build(opt Options, newModel func(arch.Config, []arch.Tensor, int
 		return fmt.Errorf("dl model: %w", &MemoryError{Limit: limit, Need: need, Err: err})
 	}
 	m.pool = make(chan *torch.Model, threads)
+	start := torch.MemoryInUse()
+	defer func() {
+		m.weights = max(torch.MemoryInUse()-start, 0)
+		resident += m.weights
+	}()
 	for i := range threads {
 		// What the models loaded before have committed must stay free while this one loads.
 		if err := torch.Reserve("committed", committed); err != nil {
@@ -328,9 +344,10 @@ func (m *Model) closeLocked() {
 			tm.Close()
 		}
 		committed -= m.work
+		resident -= m.weights
 		if open--; open == 0 {
 			torch.SetMemoryLimit(0)
-			committed = 0
+			committed, resident = 0, 0
 		}
 	})
 }
@@ -339,6 +356,11 @@ func (m *Model) closeLocked() {
 func (m *Model) Predict(ctx context.Context, in []tensor.Tensor) ([]tensor.Tensor, error) {
 	x := in[0]
 	rows := int(x.Shape[0])
+	release, err := m.reserve(x, rows)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	if x.DataType == tensor.Uint8 {
 		// Pixels 0–255, which the module takes divided by 255 (as the dl engine gives IDX
 		// images); the datatype's range is checked already.
@@ -395,6 +417,51 @@ func (m *Model) Predict(ctx context.Context, in []tensor.Tensor) ([]tensor.Tenso
 	return []tensor.Tensor{
 		{Name: Probability, DataType: tensor.FP32, Shape: []int64{int64(rows), int64(m.classes)}, F32: probs},
 		{Name: Prediction, DataType: tensor.Int64, Shape: []int64{int64(rows)}, Ints: labels},
+	}, nil
+}
+
+// reserve counts a request's buffers against the memory limit while it is computed: its input
+// as decoded, the float32 copy of UINT8 pixels, a piece's token ids, and the outputs. They
+// must fit beside the models' instances, the working memory the models committed and the
+// other requests being computed; a request that does not is refused as unavailable (KServe
+// REST 503, gRPC UNAVAILABLE) before anything is computed, and the model keeps serving. (The
+// request's encoded form, which the protocol layer holds, is bounded by max_request_bytes.)
+func (m *Model) reserve(x tensor.Tensor, rows int) (func(), error) {
+	if torch.MemoryLimit() <= 0 {
+		return func() {}, nil
+	}
+	n := int64(len(x.F32))*4 + int64(len(x.Uints))*5 // UINT8 pixels are copied as float32
+	for _, b := range x.Bytes {
+		n += int64(len(b))
+	}
+	if m.vocab != nil {
+		n += int64(min(rows, m.maxRows)) * int64(m.file.Input.MaxTokens+1) * 8
+	}
+	outputs := 1 // probability, computed in place
+	if m.decl != nil {
+		outputs = 3 // the last layer's values, probability and the module's own output
+	}
+	n += int64(rows) * (int64(outputs*m.classes)*4 + 16)
+	memMu.Lock()
+	defer memMu.Unlock()
+	limit := torch.MemoryLimit()
+	free := limit - resident - committed - inflight
+	refuse := func() error {
+		return model.Unavailable("model %s: a request of %d rows needs %d KiB for its tensors; resources.memory (%d KiB for the models) has %d KiB free beside their instances (%d KiB), their forward passes (%d KiB) and the requests being computed (%d KiB): send fewer rows at once",
+			m.meta.Name, rows, n>>10, limit>>10, max(free, 0)>>10, resident>>10, committed>>10, inflight>>10)
+	}
+	if n > free {
+		return nil, refuse()
+	}
+	if err := torch.Reserve("request", n); err != nil {
+		return nil, refuse()
+	}
+	inflight += n
+	return func() {
+		memMu.Lock()
+		defer memMu.Unlock()
+		inflight -= n
+		torch.Release(n)
 	}, nil
 }
 
