@@ -21,11 +21,12 @@ import (
 	"github.com/ppml/ppml/keyfile"
 )
 
-// The hand-over is tested with real binaries: ppml, and an exec-only
-// ppml-run (quick to link) named by $PPML_RUN, as a user could.
+// The hand-over is tested with real binaries: ppml, and a ppml-run with the
+// pure-Go engines only (exec, and stream for TestRunStopDrains: quick to
+// link) named by $PPML_RUN, as a user could.
 var (
 	ppmlBin    = buildtest.PPML()
-	runtimeBin = buildtest.Runtime("ppml_no_sql", "ppml_no_ml", "ppml_no_serve", "ppml_no_stream", "ppml_no_dl")
+	runtimeBin = buildtest.Runtime("ppml_no_sql", "ppml_no_ml", "ppml_no_serve", "ppml_no_dl")
 )
 
 func TestMain(m *testing.M) { os.Exit(buildtest.Main(m, ppmlBin, runtimeBin)) }
