@@ -71,10 +71,15 @@ reproducible-check: deps
 # packages; a python3 earlier on PATH, e.g. pyenv's, may not).
 PYTHON ?= /usr/bin/python3
 
+# The docs tests and the Python tests run bin/ppml, bin/ppml-run (no dl engine: no test runs a
+# dl job) and bin/ppml-bench, built here once, just before, rather than each building its own.
 test: deps datasets
 	$(GO) vet ./...
-	PPML_DATASETS=$(DATASETS) $(GO) test -timeout 20m ./...
-	$(PYTHON) -m pytest -q -p no:cacheprovider python/tests
+	CGO_ENABLED=0 $(BUILD) -o bin/ppml ./cmd/ppml
+	$(BUILD) -tags ppml_no_dl -o bin/ppml-run ./cmd/ppml-run
+	$(BUILD) -o bin/ppml-bench ./cmd/ppml-bench
+	PPML_DOCSTEST_BIN=$(CURDIR)/bin PPML_DATASETS=$(DATASETS) $(GO) test -timeout 20m ./...
+	PPML_BIN=$(CURDIR)/bin/ppml $(PYTHON) -m pytest -q -p no:cacheprovider python/tests
 
 demo: build
 	./bin/ppml demo
