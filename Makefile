@@ -71,15 +71,17 @@ reproducible-check: deps
 # packages; a python3 earlier on PATH, e.g. pyenv's, may not).
 PYTHON ?= /usr/bin/python3
 
-# The docs tests and the Python tests run bin/ppml, bin/ppml-run (no dl engine: no test runs a
-# dl job) and bin/ppml-bench, built here once, just before, rather than each building its own.
+# The docs tests and the Python tests run ppml, ppml-run (without the dl engine: no test runs a dl
+# job, and linking libtorch is slow) and ppml-bench, built here once into a temporary directory
+# with the flags go test uses (so from its build cache: a link each) and so current, rather than
+# each building its own.
 test: deps datasets
 	$(GO) vet ./...
-	CGO_ENABLED=0 $(BUILD) -o bin/ppml ./cmd/ppml
-	$(BUILD) -tags ppml_no_dl -o bin/ppml-run ./cmd/ppml-run
-	$(BUILD) -o bin/ppml-bench ./cmd/ppml-bench
-	PPML_DOCSTEST_BIN=$(CURDIR)/bin PPML_DATASETS=$(DATASETS) $(GO) test -timeout 20m ./...
-	PPML_BIN=$(CURDIR)/bin/ppml $(PYTHON) -m pytest -q -p no:cacheprovider python/tests
+	T=$$(mktemp -d) && trap 'rm -rf "$$T"' EXIT && \
+	$(GO) build -o "$$T/" ./cmd/ppml ./cmd/ppml-bench && \
+	$(GO) build -tags ppml_no_dl -o "$$T/ppml-run" ./cmd/ppml-run && \
+	PPML_DOCSTEST_BIN="$$T" PPML_DATASETS=$(DATASETS) $(GO) test -timeout 20m ./... && \
+	PPML_BIN="$$T/ppml" $(PYTHON) -m pytest -q -p no:cacheprovider python/tests
 
 demo: build
 	./bin/ppml demo

@@ -41,8 +41,8 @@ func TestMain(m *testing.M) {
 		if testing.Short() {
 			return m.Run() // TestDocs skips: nothing to build
 		}
-		// Binaries built already: make test's bin/, built just before (so
-		// current), or yours when iterating on a document.
+		// Binaries built already: make test's, built from this checkout just
+		// before (so current), or yours when iterating on a document.
 		if dir := os.Getenv("PPML_DOCSTEST_BIN"); dir != "" {
 			binDir, _ = filepath.Abs(dir)
 			return m.Run()

@@ -27,25 +27,25 @@ BINARIES = ("ppml", "ppml-run")
 
 @pytest.fixture(scope="session")
 def bindir(tmp_path_factory):
-    """ppml and ppml-run: from $PPML_BIN's directory when set (make test builds bin/ppml and
-    bin/ppml-run just before and sets it, so they are current), else built from this checkout."""
+    """ppml and ppml-run: from $PPML_BIN's directory when set (make test builds them just before,
+    from this checkout, and sets it), else built from this checkout."""
     given = os.environ.get("PPML_BIN")
     d = tmp_path_factory.mktemp("bin")
     if given:
         for name in BINARIES:
             os.symlink(os.path.join(os.path.dirname(os.path.abspath(given)), name), d / name)
     else:
-        _go(["build", "-o", str(d / "ppml"), "./cmd/ppml"], env={"CGO_ENABLED": "0"})
+        _go(["build", "-o", str(d / "ppml"), "./cmd/ppml"])
         _go(["build", "-tags", "ppml_no_dl", "-o", str(d / "ppml-run"), "./cmd/ppml-run"])
     _go(["build", "-o", str(d / "gointerop"), "./python/tests/gointerop"])
     return d
 
 
-def _go(args, env=None):
+def _go(args):
     go = shutil.which("go")
     if go is None:
         pytest.skip("the go toolchain is needed to build ppml for the cross-implementation tests")
-    subprocess.run([go] + args, cwd=REPO, check=True, env=dict(os.environ, **(env or {})))
+    subprocess.run([go] + args, cwd=REPO, check=True)
 
 
 @pytest.fixture(scope="session")
