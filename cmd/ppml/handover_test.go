@@ -103,7 +103,7 @@ func TestHandOver(t *testing.T) {
 
 	// ppml sql on a runtime without the sql engine says so.
 	out, err := ppml("sql", "--input", "t="+filepath.Join(dir, "in.txt.ppml"), "--query", "SELECT 1").CombinedOutput()
-	if err == nil || !strings.Contains(string(out), "engine sql is not built into this runtime (built in: exec)") {
+	if err == nil || !strings.Contains(string(out), "engine sql is not built into this runtime (built in: exec, stream)") {
 		t.Fatalf("ppml sql: %v: %s", err, out)
 	}
 	// --help is the runtime's.
@@ -112,7 +112,7 @@ func TestHandOver(t *testing.T) {
 		t.Fatalf("ppml run --help: %v: %s", err, out)
 	}
 	out, _ = exec.Command(runtimeBin.Path(), "version").CombinedOutput()
-	if !strings.Contains(string(out), "engines:         exec\n") {
+	if !strings.Contains(string(out), "engines:         exec, stream\n") {
 		t.Fatalf("ppml-run version: %s", out)
 	}
 }
