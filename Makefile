@@ -71,10 +71,17 @@ reproducible-check: deps
 # packages; a python3 earlier on PATH, e.g. pyenv's, may not).
 PYTHON ?= /usr/bin/python3
 
+# The docs tests and the Python tests run ppml, ppml-run (without the dl engine: no test runs a dl
+# job, and linking libtorch is slow) and ppml-bench, built here once into a temporary directory
+# with the flags go test uses (so from its build cache: a link each) and so current, rather than
+# each building its own.
 test: deps datasets
 	$(GO) vet ./...
-	PPML_DATASETS=$(DATASETS) $(GO) test -timeout 20m ./...
-	$(PYTHON) -m pytest -q -p no:cacheprovider python/tests
+	T=$$(mktemp -d) && trap 'rm -rf "$$T"' EXIT && \
+	$(GO) build -o "$$T/" ./cmd/ppml ./cmd/ppml-bench && \
+	$(GO) build -tags ppml_no_dl -o "$$T/ppml-run" ./cmd/ppml-run && \
+	PPML_DOCSTEST_BIN="$$T" PPML_DATASETS=$(DATASETS) $(GO) test -timeout 20m ./... && \
+	PPML_BIN="$$T/ppml" $(PYTHON) -m pytest -q -p no:cacheprovider python/tests
 
 demo: build
 	./bin/ppml demo

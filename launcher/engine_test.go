@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ppml/ppml/envelope"
 	"github.com/ppml/ppml/job"
 	"github.com/ppml/ppml/launcher"
 )
@@ -152,6 +153,24 @@ func (drainEngine) Run(ctx context.Context, j *launcher.Job) error {
 
 func init() { launcher.Register(drainEngine{}) }
 
+// ctxKeys is a key source that, like the key service's client, fails
+// when its context is done.
+type ctxKeys struct{ launcher.KeySource }
+
+func (k ctxKeys) Release(ctx context.Context, m *launcher.Manifest, reqs []launcher.KeyRequest) ([][]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return k.KeySource.Release(ctx, m, reqs)
+}
+
+func (k ctxKeys) OutputWrapper(ctx context.Context, ref job.KeyRef) (envelope.KeyWrapper, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return k.KeySource.OutputWrapper(ctx, ref)
+}
+
 // A long-running engine ends when it is stopped: a drain within the grace
 // period is a successful run whose outputs are written; a drain that
 // outlasts it fails and writes nothing.
@@ -171,6 +190,18 @@ func TestLongRunningDrain(t *testing.T) {
 	}
 	if got := string(decryptFrom(t, filepath.Join(dir, "o.txt.ppml"), k.LocalKey)); got != "drained\n" {
 		t.Fatalf("output %q", got)
+	}
+	os.Remove(filepath.Join(dir, "o.txt.ppml"))
+
+	// Stopped before it started (a SIGTERM while the keys are released):
+	// the job still starts, stopped, and drains; the run succeeds.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := runJob(ctx, filepath.Join(dir, "job.yaml"), launcher.Config{Keys: ctxKeys{keys}, Grace: time.Second}); err != nil {
+		t.Fatalf("stopped before the start: %v", err)
+	}
+	if got := string(decryptFrom(t, filepath.Join(dir, "o.txt.ppml"), k.LocalKey)); got != "drained\n" {
+		t.Fatalf("stopped before the start: output %q", got)
 	}
 	os.Remove(filepath.Join(dir, "o.txt.ppml"))
 	if err := run("5s"); !errors.Is(err, launcher.ErrDrainTimeout) {

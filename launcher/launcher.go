@@ -133,6 +133,21 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if cfg.Keys == nil {
 		return res, errors.New("no key source")
 	}
+	grace := cfg.Grace
+	if grace <= 0 {
+		grace = DefaultGrace
+	}
+	// A stop is a long-running job's normal end, whenever it comes: one
+	// that comes while the keys are released and the inputs decrypted lets
+	// that finish (within the grace period), and the engine then starts
+	// stopped and drains at once, so the run ends as after any stop (exit
+	// 0, outputs written) instead of failing half-started.
+	setupCtx := ctx
+	if _, ok := eng.(LongRunning); ok {
+		var cancelSetup context.CancelFunc
+		setupCtx, cancelSetup = graceAfterStop(ctx, grace)
+		defer cancelSetup()
+	}
 
 	worker, err := checkWorker(m, cfg.Worker)
 	if err != nil {
@@ -168,7 +183,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 				Wrapped: h.WrappedKey, AAD: bytes.Clone(h.WrapAAD())})
 		}
 	}
-	outKeys, err := loadOutputKeys(ctx, wm, cfg.Keys)
+	outKeys, err := loadOutputKeys(setupCtx, wm, cfg.Keys)
 	if err != nil {
 		return res, err
 	}
@@ -179,7 +194,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	case len(outKeys.reqs) > 0:
 		logf("asking for %d key(s) and %d output key(s)", len(reqs), len(outKeys.reqs))
 		var ows []envelope.KeyWrapper
-		keys, ows, err = cfg.Keys.(OutputKeySource).ReleaseWithOutputs(ctx, lm, reqs, outKeys.reqs)
+		keys, ows, err = cfg.Keys.(OutputKeySource).ReleaseWithOutputs(setupCtx, lm, reqs, outKeys.reqs)
 		if err != nil {
 			return res, err
 		}
@@ -189,7 +204,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		}
 	case len(reqs) > 0:
 		logf("asking for %d key(s)", len(reqs))
-		keys, err = cfg.Keys.Release(ctx, lm, reqs)
+		keys, err = cfg.Keys.Release(setupCtx, lm, reqs)
 		if err != nil {
 			return res, err
 		}
@@ -239,15 +254,12 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 
 	j := &Job{Manifest: m, RawManifest: lm.Raw, Inputs: inputs, Outputs: outputs, Secrets: secrets,
 		Stdin: cfg.Stdin, Stdout: orDiscard(cfg.Stdout), Stderr: orDiscard(cfg.Stderr),
-		Options: cfg.EngineOptions, Grace: cfg.Grace, TempRoot: cfg.TempRoot, Logf: logf, Attester: cfg.Attester, Worker: worker}
+		Options: cfg.EngineOptions, Grace: grace, TempRoot: cfg.TempRoot, Logf: logf, Attester: cfg.Attester, Worker: worker}
 	if kk, ok := cfg.Keys.(*KMSKeys); ok {
 		j.KeyService = kk.Client
 		if j.Attester == nil {
 			j.Attester = kk.Attester
 		}
-	}
-	if j.Grace <= 0 {
-		j.Grace = DefaultGrace
 	}
 	err = runEngine(ctx, eng, j)
 	closeInputs()
@@ -588,6 +600,14 @@ func contentType(media string) envelope.ContentType {
 		return envelope.TypeParquet
 	}
 	return envelope.TypeBytes
+}
+
+// graceAfterStop is ctx's values with a cancellation that comes grace
+// after ctx is done rather than at once.
+func graceAfterStop(ctx context.Context, grace time.Duration) (context.Context, context.CancelFunc) {
+	c, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(ctx, func() { time.AfterFunc(grace, cancel) })
+	return c, func() { stop(); cancel() }
 }
 
 // runEngine runs the engine; a LongRunning engine gets Job.Grace after a

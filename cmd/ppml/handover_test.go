@@ -21,11 +21,12 @@ import (
 	"github.com/ppml/ppml/keyfile"
 )
 
-// The hand-over is tested with real binaries: ppml, and an exec-only
-// ppml-run (quick to link) named by $PPML_RUN, as a user could.
+// The hand-over is tested with real binaries: ppml, and a ppml-run with the
+// pure-Go engines only (exec, and stream for TestRunStopDrains: quick to
+// link) named by $PPML_RUN, as a user could.
 var (
 	ppmlBin    = buildtest.PPML()
-	runtimeBin = buildtest.Runtime("ppml_no_sql", "ppml_no_ml", "ppml_no_serve", "ppml_no_stream", "ppml_no_dl")
+	runtimeBin = buildtest.Runtime("ppml_no_sql", "ppml_no_ml", "ppml_no_serve", "ppml_no_dl")
 )
 
 func TestMain(m *testing.M) { os.Exit(buildtest.Main(m, ppmlBin, runtimeBin)) }
@@ -102,7 +103,7 @@ func TestHandOver(t *testing.T) {
 
 	// ppml sql on a runtime without the sql engine says so.
 	out, err := ppml("sql", "--input", "t="+filepath.Join(dir, "in.txt.ppml"), "--query", "SELECT 1").CombinedOutput()
-	if err == nil || !strings.Contains(string(out), "engine sql is not built into this runtime (built in: exec)") {
+	if err == nil || !strings.Contains(string(out), "engine sql is not built into this runtime (built in: exec, stream)") {
 		t.Fatalf("ppml sql: %v: %s", err, out)
 	}
 	// --help is the runtime's.
@@ -111,7 +112,7 @@ func TestHandOver(t *testing.T) {
 		t.Fatalf("ppml run --help: %v: %s", err, out)
 	}
 	out, _ = exec.Command(runtimeBin.Path(), "version").CombinedOutput()
-	if !strings.Contains(string(out), "engines:         exec\n") {
+	if !strings.Contains(string(out), "engines:         exec, stream\n") {
 		t.Fatalf("ppml-run version: %s", out)
 	}
 }

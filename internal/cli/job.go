@@ -32,8 +32,8 @@ func newJobValidateCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "validate --manifest job.yaml",
 		Short: "Check a job manifest and that its inputs exist; exit 1 naming every problem",
-		Example: `  ppml job validate --manifest examples/hello/job.yaml
-  ppml job validate --manifest job.yaml --json`,
+		Example: `  ppml job validate --manifest job.yaml
+  ppml job validate --manifest examples/python-hello/job.yaml --json   # before its README's steps: exit 1, naming the missing input`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			m, err := job.Load(manifest, specs.All)

@@ -8,6 +8,8 @@ package runcli
 
 import (
 	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -36,5 +38,22 @@ nothing of the key service. The ppml CLI runs it for 'ppml run', 'ppml sql' and 
 
 // Main runs the tree on args and returns the exit code.
 func Main(args []string, extra ...func() *cobra.Command) int {
+	if len(args) > 0 && args[0] == "run" {
+		catchStopSignals()
+	}
 	return command.Main(NewRoot(extra...), args, os.Stderr)
+}
+
+// earlyStop receives the SIGINT or SIGTERM that stops `ppml-run run`,
+// caught from the moment Main starts (nil before). Until a process asks
+// for a signal, Go's runtime ends it on SIGTERM with status 143; the run
+// command used to ask only after reading the manifest and setting up its
+// key source, so a job stopped in those first milliseconds (more on a
+// loaded machine) died instead of draining. A signal caught early waits in
+// the channel until the run command takes it.
+var earlyStop chan os.Signal
+
+func catchStopSignals() {
+	earlyStop = make(chan os.Signal, 1)
+	signal.Notify(earlyStop, syscall.SIGINT, syscall.SIGTERM)
 }

@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -46,7 +47,8 @@ PPML_SERVER), or from local key files (--key, development only) — and if any k
 input or output, is denied nothing runs. Inputs are decrypted into memory only;
 the program's outputs are encrypted and written atomically when it exits 0, and
 discarded otherwise. ppml exits with the program's status; SIGINT or SIGTERM stop the
-program (SIGTERM, then SIGKILL after --grace) and exit 128+signal with no output.
+program (SIGTERM, then SIGKILL after --grace) and exit 128+signal with no output; a
+long-running job (serve, stream on a log) drains instead, writes its outputs and exits 0.
 
 --tee auto finds Gramine or configfs-tsm and never picks the simulated TEE; --tee sim
 is the simulated TEE (insecure, for development: the key service must allow it).
@@ -73,6 +75,29 @@ job; worker 0 writes the outputs. In a pod these come from the environment
 			if manifest == "" {
 				return command.Usagef("--manifest FILE is required")
 			}
+			// Signals first: a stop that comes while the job is set up is
+			// not lost (see catchStopSignals).
+			ctx, cancel := context.WithCancelCause(cmd.Context())
+			defer cancel(nil)
+			sigs := earlyStop // caught since Main started (see catchStopSignals)
+			if sigs == nil {
+				sigs = make(chan os.Signal, 1)
+				signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+			}
+			defer signal.Stop(sigs)
+			var got os.Signal
+			stopped, watched := make(chan struct{}), make(chan struct{})
+			go func() {
+				defer close(watched)
+				select {
+				case s := <-sigs:
+					got = s
+					cancel(fmt.Errorf("received %s", s))
+				case <-stopped:
+				}
+			}()
+			endWatch := sync.OnceFunc(func() { close(stopped); <-watched }) // then got is settled
+			defer endWatch()
 			if err := checkTEE(tee); err != nil {
 				return err
 			}
@@ -98,27 +123,10 @@ job; worker 0 writes the outputs. In a pod these come from the environment
 					return err
 				}
 			}
-			ctx, cancel := context.WithCancelCause(cmd.Context())
-			defer cancel(nil)
-			sigs := make(chan os.Signal, 1)
-			signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-			defer signal.Stop(sigs)
-			var got os.Signal
-			stopped, watched := make(chan struct{}), make(chan struct{})
-			go func() {
-				defer close(watched)
-				select {
-				case s := <-sigs:
-					got = s
-					cancel(fmt.Errorf("received %s", s))
-				case <-stopped:
-				}
-			}()
 			stderr := cmd.ErrOrStderr()
 			res, err := launcher.Run(ctx, launcher.Config{Manifest: m, Keys: keys,
 				Stdout: cmd.OutOrStdout(), Stderr: stderr, Log: stderr, Grace: grace, Attester: att, Worker: worker})
-			close(stopped)
-			<-watched // got is settled
+			endWatch()
 			tokenBytes := 0
 			if kk, ok := keys.(*launcher.KMSKeys); ok && kk.Token != "" {
 				// The token itself is a bearer credential of the attested

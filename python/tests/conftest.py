@@ -20,17 +20,23 @@ def repo():
     return REPO
 
 
+# What the tests run: the CLI and the runtime without the dl engine (no test runs a dl job;
+# linking libtorch into ppml-run took a good part of this suite's time).
+BINARIES = ("ppml", "ppml-run")
+
+
 @pytest.fixture(scope="session")
 def bindir(tmp_path_factory):
-    """The ppml binaries: $PPML_BIN's directory when set, else built from this checkout."""
+    """ppml and ppml-run: from $PPML_BIN's directory when set (make test builds them just before,
+    from this checkout, and sets it), else built from this checkout."""
     given = os.environ.get("PPML_BIN")
     d = tmp_path_factory.mktemp("bin")
     if given:
-        for name in os.listdir(os.path.dirname(given)):
-            if name.startswith("ppml"):
-                os.symlink(os.path.join(os.path.dirname(given), name), d / name)
+        for name in BINARIES:
+            os.symlink(os.path.join(os.path.dirname(os.path.abspath(given)), name), d / name)
     else:
-        _go(["build", "-o", str(d) + "/", "./cmd/..."])
+        _go(["build", "-o", str(d / "ppml"), "./cmd/ppml"])
+        _go(["build", "-tags", "ppml_no_dl", "-o", str(d / "ppml-run"), "./cmd/ppml-run"])
     _go(["build", "-o", str(d / "gointerop"), "./python/tests/gointerop"])
     return d
 
