@@ -301,7 +301,8 @@ func (d *fastDecoder) shape() ([]int64, bool) {
 	}
 }
 
-// params reads a parameters object whose values are true, false, numbers or strings, and
+// params reads a parameters object whose values are true, false, numbers (in float64's
+// range) or strings, and
 // returns the literal of the value of key (nil when absent). Keys must be distinct: a
 // repeated key's last value wins in the general decoder.
 func (d *fastDecoder) params(key string) (value []byte, ok bool) {
@@ -330,11 +331,12 @@ func (d *fastDecoder) params(key string) (value []byte, ok bool) {
 			_, ok = d.str()
 		case d.lit("true"), d.lit("false"):
 		default:
-			if j := tensor.JSONNumberEnd(d.b, d.i); j > d.i {
-				d.i = j
-			} else {
-				ok = false
+			// encoding/json refuses a number out of float64's range even where it is not used.
+			j := tensor.JSONNumberEnd(d.b, d.i)
+			if _, err := strconv.ParseFloat(string(d.b[d.i:j]), 64); j == d.i || err != nil {
+				return nil, false
 			}
+			d.i = j
 		}
 		if !ok {
 			return nil, false

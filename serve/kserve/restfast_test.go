@@ -48,16 +48,17 @@ func TestFastDecoderTakesCommonRequests(t *testing.T) {
 // decoder refuses, go to the general decoder, which gives the answer (and the error).
 func TestFastDecoderDeclines(t *testing.T) {
 	for _, s := range []string{
-		`{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1]}],"inputs":[]}`,                // repeated key
-		`{"Inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1]}]}`,                            // a key encoding/json matches case-insensitively
-		`{"inputs":[{"name":"x\u0041","shape":[1],"datatype":"FP32","data":[1]}]}`,                      // an escape
-		`{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1]}],"extra":null}`,               // an unknown member
-		`{"inputs":[{"name":"x","shape":[2],"datatype":"FP32","data":[1]}]}`,                            // too few elements
-		`{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1e39]}]}`,                         // out of range
-		`{"inputs":[{"name":"x","shape":[1],"datatype":"INT8","data":[1.0]}]}`,                          // not an integer
-		`{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":1}]}`,                              // a scalar
-		`{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[01]}]}`,                           // not JSON
-		`{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1],"parameters":{"a":1,"a":2}}]}`, // repeated parameter
+		`{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1]}],"inputs":[]}`,                   // repeated key
+		`{"Inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1]}]}`,                               // a key encoding/json matches case-insensitively
+		`{"inputs":[{"name":"x\u0041","shape":[1],"datatype":"FP32","data":[1]}]}`,                         // an escape
+		`{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1]}],"extra":null}`,                  // an unknown member
+		`{"inputs":[{"name":"x","shape":[2],"datatype":"FP32","data":[1]}]}`,                               // too few elements
+		`{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1e39]}]}`,                            // out of range
+		`{"inputs":[{"name":"x","shape":[1],"datatype":"INT8","data":[1.0]}]}`,                             // not an integer
+		`{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":1}]}`,                                 // a scalar
+		`{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[01]}]}`,                              // not JSON
+		`{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1],"parameters":{"a":1,"a":2}}]}`,    // repeated parameter
+		`{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1]}],"parameters":{"unused":1e400}}`, // a number encoding/json refuses
 		`{"inputs":[]}`,
 		`{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1]}]} x`,
 	} {
@@ -76,6 +77,8 @@ func FuzzInferRequestDecoders(f *testing.F) {
 		f.Add([]byte(c.json), []byte(c.binary))
 	}
 	f.Add([]byte(`{"inputs":[{"name":"x","shape":[1,1],"datatype":"FP16","data":[[65504]]}],"outputs":[{"name":"y","parameters":{"binary_data":false}}],"id":""}`), []byte(nil))
+	f.Add([]byte(`{"inputs":[{"name":"x","shape":[1],"datatype":"FP64","data":[1e308],"parameters":{"n":-1.5e-3,"s":"v"}}],"parameters":{"binary_data_output":false}}`), []byte(nil))
+	f.Add([]byte(`{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1]}],"parameters":{"unused":1e400}}`), []byte(nil))
 	f.Add([]byte(`{"inputs":[{"name":"x","shape":[2],"datatype":"INT64","data":[-9223372036854775808,9223372036854775807]},{"name":"u","shape":[],"datatype":"UINT8","data":[255]}]}`), []byte(nil))
 	f.Fuzz(func(t *testing.T, jsonPart, bin []byte) {
 		general, gerr := decodeInferGeneral(jsonPart, bin)
