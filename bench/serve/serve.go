@@ -70,8 +70,22 @@ type Options struct {
 	// default); MaxDelay its batching delay (default none).
 	MaxBatch int
 	MaxDelay time.Duration
+	// CPUProfile, when set, is the prefix of CPU profiles (pprof) of each measured load's
+	// measured interval: PREFIX-<protocol>-<clients>c.pprof and PREFIX-<protocol>-paced.pprof.
+	CPUProfile string
 	// Progress, if set, is told what is being measured.
 	Progress func(step string)
+}
+
+// profile is the CPU profile file of a load (clients 0: the paced load), or "" for none.
+func (o *Options) profile(protocol string, clients int) string {
+	if o.CPUProfile == "" {
+		return ""
+	}
+	if clients == 0 {
+		return o.CPUProfile + "-" + protocol + "-paced.pprof"
+	}
+	return fmt.Sprintf("%s-%s-%dc.pprof", o.CPUProfile, protocol, clients)
 }
 
 // Load is one load-generator measurement.
@@ -84,8 +98,13 @@ type Load struct {
 	P50ms       float64 `json:"p50_ms"`
 	P99ms       float64 `json:"p99_ms"`
 	// VsCeiling is PerSecond over the in-process predict throughput.
-	VsCeiling  float64 `json:"vs_in_process"`
-	FirstError string  `json:"first_error,omitempty"`
+	VsCeiling float64 `json:"vs_in_process"`
+	// CPUPerRequestUs is the process's CPU time (user and system, all threads) during the
+	// measured interval over the requests answered in it, in microseconds: server and load
+	// generator together (they share the process), and less disturbed by other work on the
+	// machine than wall-clock rates.
+	CPUPerRequestUs float64 `json:"cpu_us_per_request"`
+	FirstError      string  `json:"first_error,omitempty"`
 }
 
 // Paced is one open-loop measurement: Clients clients together send TargetRate requests/s,
@@ -108,6 +127,8 @@ type Paced struct {
 	// SendLagP99ms is the 99th percentile of how late requests left the client (its previous
 	// request still running, or the load generator itself descheduled on a busy machine).
 	SendLagP99ms float64 `json:"send_lag_p99_ms"`
+	// CPUPerRequestUs: as in Load.
+	CPUPerRequestUs float64 `json:"cpu_us_per_request"`
 	// TargetMet: achieved at least 99% of the rate, no errors, p99 under P99Target.
 	TargetMet  bool    `json:"target_met"`
 	P99Target  float64 `json:"p99_target_ms"`
@@ -259,7 +280,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		r := rows[(i%(len(rows)/o.Features))*o.Features:][:o.Features]
 		return []tensor.Tensor{{Name: "input", DataType: tensor.FP32, Shape: []int64{1, int64(o.Features)}, F32: r}}
 	}
-	inproc := measure(ctx, runtime.GOMAXPROCS(0), o.Warmup, o.Duration, func(ctx context.Context, i int) error {
+	inproc := measure(ctx, runtime.GOMAXPROCS(0), o.Warmup, o.Duration, o.profile("inprocess", runtime.GOMAXPROCS(0)), func(ctx context.Context, i int) error {
 		_, err := entry.Model.Predict(ctx, one(i))
 		return err
 	})
@@ -272,7 +293,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	res.InProcessLibXGBoost = measure(ctx, runtime.GOMAXPROCS(0), o.Warmup, o.Duration, func(ctx context.Context, i int) error {
+	res.InProcessLibXGBoost = measure(ctx, runtime.GOMAXPROCS(0), o.Warmup, o.Duration, "", func(ctx context.Context, i int) error {
 		_, err := lib.Predict(ctx, one(i))
 		return err
 	}).PerSecond
@@ -312,22 +333,22 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 
 	for _, c := range o.Concurrency {
 		progress(fmt.Sprintf("KServe REST over HTTPS, %d clients", c))
-		l := measure(ctx, c, o.Warmup, o.Duration, restInfer)
+		l := measure(ctx, c, o.Warmup, o.Duration, o.profile("kserve_rest_https", c), restInfer)
 		l.Protocol = "kserve_rest_https"
 		res.Loads = append(res.Loads, l)
 		progress(fmt.Sprintf("KServe gRPC over TLS, %d clients", c))
-		l = measure(ctx, c, o.Warmup, o.Duration, grpcInfer)
+		l = measure(ctx, c, o.Warmup, o.Duration, o.profile("kserve_grpc_tls", c), grpcInfer)
 		l.Protocol = "kserve_grpc_tls"
 		res.Loads = append(res.Loads, l)
 	}
 
 	if o.PacedRate > 0 {
 		progress(fmt.Sprintf("KServe REST over HTTPS, %d clients paced at %.0f requests/s", o.PacedClients, o.PacedRate))
-		p := paced(ctx, o.PacedClients, o.PacedRate, o.Warmup, o.Duration, restInfer)
+		p := paced(ctx, o.PacedClients, o.PacedRate, o.Warmup, o.Duration, o.profile("kserve_rest_https", 0), restInfer)
 		p.Protocol = "kserve_rest_https"
 		res.Paced = append(res.Paced, p)
 		progress(fmt.Sprintf("KServe gRPC over TLS, %d clients paced at %.0f requests/s", o.PacedClients, o.PacedRate))
-		p = paced(ctx, o.PacedClients, o.PacedRate, o.Warmup, o.Duration, grpcInfer)
+		p = paced(ctx, o.PacedClients, o.PacedRate, o.Warmup, o.Duration, o.profile("kserve_grpc_tls", 0), grpcInfer)
 		p.Protocol = "kserve_grpc_tls"
 		res.Paced = append(res.Paced, p)
 	}
@@ -336,7 +357,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	progress(fmt.Sprintf("KServe REST over plain HTTP (baseline), %d clients", maxC))
 	plain := httptest.NewServer((&kserve.Server{Registry: srv.Registry, Name: "ppml", Version: "bench"}).Handler())
 	plainClient := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: maxC, MaxConnsPerHost: maxC}}
-	pl := measure(ctx, maxC, o.Warmup, o.Duration, func(ctx context.Context, i int) error {
+	pl := measure(ctx, maxC, o.Warmup, o.Duration, o.profile("kserve_rest_plain_http", maxC), func(ctx context.Context, i int) error {
 		return postInfer(ctx, plainClient, plain.URL+"/v2/models/xgb/infer", bodies[i%len(bodies)])
 	})
 	plain.Close()
@@ -389,7 +410,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 
 // measure runs f from c goroutines for warmup (not counted) and then d, and summarises
 // throughput and latency.
-func measure(ctx context.Context, c int, warmup, d time.Duration, f func(ctx context.Context, i int) error) Load {
+func measure(ctx context.Context, c int, warmup, d time.Duration, profile string, f func(ctx context.Context, i int) error) Load {
 	var counting atomic.Bool
 	var stop atomic.Bool
 	lat := make([][]time.Duration, c)
@@ -419,11 +440,13 @@ func measure(ctx context.Context, c int, warmup, d time.Duration, f func(ctx con
 		}()
 	}
 	time.Sleep(warmup)
+	w := startWindow(profile)
 	counting.Store(true)
 	start := time.Now()
 	time.Sleep(d)
 	stop.Store(true)
 	elapsed := time.Since(start)
+	cpu := w.stop()
 	wg.Wait()
 	var all []time.Duration
 	n := 0
@@ -434,6 +457,7 @@ func measure(ctx context.Context, c int, warmup, d time.Duration, f func(ctx con
 	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
 	l := Load{Concurrency: c, Requests: len(all), Errors: n, PerSecond: float64(len(all)) / elapsed.Seconds()}
 	if len(all) > 0 {
+		l.CPUPerRequestUs = float64(cpu.Microseconds()) / float64(len(all))
 		l.P50ms = ms(all[len(all)/2])
 		l.P99ms = ms(all[min(len(all)-1, len(all)*99/100)])
 	}
@@ -450,7 +474,7 @@ const P99Target = 10
 // fixed schedule for warmup (not counted) and then d. Latency is measured from each request's
 // scheduled time. A client whose request outlasts its interval sends the next one as soon as
 // it can, late; requests still unsent a second after the end are not sent and count as errors.
-func paced(ctx context.Context, c int, rate float64, warmup, d time.Duration, f func(ctx context.Context, i int) error) Paced {
+func paced(ctx context.Context, c int, rate float64, warmup, d time.Duration, profile string, f func(ctx context.Context, i int) error) Paced {
 	interval := time.Duration(float64(c) / rate * float64(time.Second))
 	start := time.Now().Add(10 * time.Millisecond)
 	count := start.Add(warmup)
@@ -495,6 +519,10 @@ func paced(ctx context.Context, c int, rate float64, warmup, d time.Duration, f 
 			}
 		}()
 	}
+	time.Sleep(time.Until(count))
+	w := startWindow(profile)
+	time.Sleep(time.Until(end))
+	cpu := w.stop()
 	wg.Wait()
 	var all, lags []time.Duration
 	n := 0
@@ -516,12 +544,41 @@ func paced(ctx context.Context, c int, rate float64, warmup, d time.Duration, f 
 		p.P99ms = ms(all[min(len(all)-1, len(all)*99/100)])
 		p.MaxMs = ms(all[len(all)-1])
 		p.SendLagP99ms = ms(lags[min(len(lags)-1, len(lags)*99/100)])
+		p.CPUPerRequestUs = float64(cpu.Microseconds()) / float64(len(all))
 	}
 	if v, ok := first.Load().(string); ok {
 		p.FirstError = v
 	}
 	p.TargetMet = p.Errors == 0 && p.Achieved >= 0.99*rate && p.P99ms < P99Target
 	return p
+}
+
+// window is a measured interval: the process's CPU time over it and, when asked, its CPU
+// profile.
+type window struct {
+	cpu0        time.Duration
+	stopProfile func()
+}
+
+func startWindow(profile string) *window {
+	w := &window{stopProfile: func() {}}
+	if profile != "" {
+		// A profile that cannot be written loses the profile, not the measurement.
+		if stop, err := usage.StartCPUProfile(profile); err == nil {
+			w.stopProfile = stop
+		} else {
+			fmt.Fprintf(os.Stderr, "bench serve: %v\n", err)
+		}
+	}
+	w.cpu0 = usage.CPUTime()
+	return w
+}
+
+// stop ends the window and returns the CPU time spent in it.
+func (w *window) stop() time.Duration {
+	cpu := usage.CPUTime() - w.cpu0
+	w.stopProfile()
+	return cpu
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

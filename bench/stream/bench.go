@@ -16,7 +16,6 @@ import (
 	"fmt"
 	"os"
 	"runtime"
-	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -50,8 +49,8 @@ type Config struct {
 	// CPUProfile, when set, receives a CPU profile (pprof) of each
 	// pipeline's measured run in the file CPUProfile-Nw.pprof (N workers).
 	CPUProfile string
-	Progress       func(string)
-	Logf           func(string, ...any) // the workers' log lines
+	Progress   func(string)
+	Logf       func(string, ...any) // the workers' log lines
 }
 
 // Result is one measured configuration.
@@ -525,7 +524,7 @@ func (b *bench) pipeline(ctx context.Context, name, source string, workers, reco
 	var wg sync.WaitGroup
 	errs := make([]error, workers)
 	if b.cfg.CPUProfile != "" && pace == nil {
-		stop, err := startProfile(fmt.Sprintf("%s-%dw.pprof", b.cfg.CPUProfile, workers))
+		stop, err := usage.StartCPUProfile(fmt.Sprintf("%s-%dw.pprof", b.cfg.CPUProfile, workers))
 		if err != nil {
 			return 0, 0, 0, nil, err
 		}
@@ -619,19 +618,6 @@ func (b *bench) pipelineLatency(ctx context.Context, workers int) ([]time.Durati
 		return nil, err
 	}
 	return pace.latencies(), nil
-}
-
-// startProfile starts a CPU profile into path; stop ends it.
-func startProfile(path string) (stop func(), err error) {
-	f, err := os.Create(path)
-	if err != nil {
-		return nil, err
-	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("CPU profile: %w", err)
-	}
-	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
 func sameCounts(a, b map[string]int64) bool {

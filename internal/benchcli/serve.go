@@ -79,8 +79,8 @@ machine's cores with the server.`,
 				r.InProcess, r.Predictor, r.InProcessLibXGBoost)
 			fmt.Fprintf(w, "max_batch %d, max_delay %gms\n", r.MaxBatch, r.MaxDelayMs)
 			for _, l := range append(r.Loads, *r.PlainREST) {
-				fmt.Fprintf(w, "%-24s %3d clients: %7.0f req/s (%.2f of in-process), p50 %.2f ms, p99 %.2f ms, %d errors\n",
-					l.Protocol, l.Concurrency, l.PerSecond, l.VsCeiling, l.P50ms, l.P99ms, l.Errors)
+				fmt.Fprintf(w, "%-24s %3d clients: %7.0f req/s (%.2f of in-process), p50 %.2f ms, p99 %.2f ms, %.0f µs CPU/request, %d errors\n",
+					l.Protocol, l.Concurrency, l.PerSecond, l.VsCeiling, l.P50ms, l.P99ms, l.CPUPerRequestUs, l.Errors)
 				if l.FirstError != "" {
 					fmt.Fprintf(w, "  first error: %s\n", l.FirstError)
 				}
@@ -90,8 +90,8 @@ machine's cores with the server.`,
 				if !p.TargetMet {
 					met = "target NOT met"
 				}
-				fmt.Fprintf(w, "%-24s %3d clients paced at %.0f/s: achieved %.0f req/s, p50 %.2f ms, p99 %.2f ms, max %.2f ms, send lag p99 %.2f ms, %d errors: %s\n",
-					p.Protocol, p.Clients, p.TargetRate, p.Achieved, p.P50ms, p.P99ms, p.MaxMs, p.SendLagP99ms, p.Errors, met)
+				fmt.Fprintf(w, "%-24s %3d clients paced at %.0f/s: achieved %.0f req/s, p50 %.2f ms, p99 %.2f ms, max %.2f ms, send lag p99 %.2f ms, %.0f µs CPU/request, %d errors: %s\n",
+					p.Protocol, p.Clients, p.TargetRate, p.Achieved, p.P50ms, p.P99ms, p.MaxMs, p.SendLagP99ms, p.CPUPerRequestUs, p.Errors, met)
 				if p.FirstError != "" {
 					fmt.Fprintf(w, "  first error: %s\n", p.FirstError)
 				}
@@ -121,6 +121,7 @@ machine's cores with the server.`,
 	f.IntVar(&o.MaxBatch, "max-batch", 0, "the served model's max_batch (0: the serve engine's default)")
 	f.DurationVar(&o.MaxDelay, "max-delay", 0, "the served model's max_delay")
 	f.IntVar(&o.Records, "records", 20000, "records through the queue in each queue measurement")
+	f.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of each load's measured interval to PREFIX-<protocol>-<clients>c.pprof")
 	f.BoolVar(&asJSON, "json", false, "print the result as JSON")
 	return c
 }

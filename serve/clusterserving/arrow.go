@@ -27,14 +27,16 @@ func DecodeArrow(b []byte) (inst Instance, err error) {
 	// arrow-go trusts the IPC metadata it reads in places; a malformed stream must not take
 	// the worker down.
 	defer func() {
-		if r := recover(); r != nil {
+		if r := recover(); r == errArrowBudget {
+			inst, err = nil, errArrowBudget
+		} else if r != nil {
 			inst, err = nil, fmt.Errorf("not an Arrow IPC stream: %v", r)
 		}
 	}()
 	if err := checkArrowStream(b); err != nil {
 		return nil, fmt.Errorf("not an Arrow IPC stream: %v", err)
 	}
-	mem := memory.NewGoAllocator()
+	mem := &arrowBudget{mem: memory.NewGoAllocator(), left: maxArrowAllocation}
 	rd, err := ipc.NewReader(bytes.NewReader(b), ipc.WithAllocator(mem))
 	if err != nil {
 		return nil, fmt.Errorf("not an Arrow IPC stream: %v", err)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/apache/arrow-go/v18/arrow/memory"
 	flatbuffers "github.com/google/flatbuffers/go"
 )
 
@@ -18,6 +19,14 @@ const (
 	maxArrowDepth    = 16      // nesting of struct and list fields
 	maxArrowRows     = 1 << 20 // rows of a record batch
 	maxArrowMessages = 16      // schema, dictionaries and the batch
+	// maxArrowDecompressed bounds the buffers of a compressed stream after decompression,
+	// all together: arrow-go allocates each buffer at the length its 8-byte prefix declares
+	// before it decompresses anything.
+	maxArrowDecompressed = 4 * MaxRecordBytes
+	// maxArrowAllocation bounds what arrow-go may allocate while reading one stream (the
+	// body and decompressed buffers), whatever path it takes: the allocator it is given
+	// refuses more (arrowBudget).
+	maxArrowAllocation = MaxRecordBytes + maxArrowDecompressed + 1<<20
 )
 
 // Message header types and table slots of Arrow's Message.fbs / Schema.fbs. A slot's vtable
@@ -39,10 +48,11 @@ const (
 	slotFieldChildren = 4 + 2*5
 	slotFieldMetadata = 4 + 2*6
 
-	slotBatchLength   = 4 + 2*0
-	slotBatchNodes    = 4 + 2*1
-	slotBatchBuffers  = 4 + 2*2
-	slotBatchVariadic = 4 + 2*4
+	slotBatchLength      = 4 + 2*0
+	slotBatchNodes       = 4 + 2*1
+	slotBatchBuffers     = 4 + 2*2
+	slotBatchCompression = 4 + 2*3
+	slotBatchVariadic    = 4 + 2*4
 
 	slotDictionaryData = 4 + 2*1
 )
@@ -58,6 +68,7 @@ func checkArrowStream(b []byte) (err error) {
 		}
 	}()
 	fields := 0
+	decompressed := int64(0)
 	for n := 0; len(b) > 0; n++ {
 		if n == maxArrowMessages {
 			return fmt.Errorf("more than %d messages", maxArrowMessages)
@@ -87,6 +98,7 @@ func checkArrowStream(b []byte) (err error) {
 		if body < 0 || body > int64(len(b)) {
 			return fmt.Errorf("message body of %d bytes where %d remain", body, len(b))
 		}
+		bodyBytes := b[:body]
 		b = b[body:]
 		if err := checkKeyValues(msg, slotMessageMetadata); err != nil {
 			return err
@@ -107,12 +119,12 @@ func checkArrowStream(b []byte) (err error) {
 				return err
 			}
 		case headerRecordBatch:
-			if err := checkBatch(header); err != nil {
+			if err := checkBatch(header, bodyBytes, &decompressed); err != nil {
 				return err
 			}
 		case headerDictionaryBatch:
 			if data, ok := tableAt(header, slotDictionaryData); ok {
-				if err := checkBatch(data); err != nil {
+				if err := checkBatch(data, bodyBytes, &decompressed); err != nil {
 					return err
 				}
 			}
@@ -144,7 +156,10 @@ func checkFields(t flatbuffers.Table, slot flatbuffers.VOffsetT, depth int, tota
 	return nil
 }
 
-func checkBatch(t flatbuffers.Table) error {
+// checkBatch checks a record (or dictionary) batch's counts, that its buffers lie in its
+// body and, when the body is compressed, the lengths its buffers declare once decompressed:
+// decompressed counts them over the stream.
+func checkBatch(t flatbuffers.Table, body []byte, decompressed *int64) error {
 	if rows := t.GetInt64Slot(slotBatchLength, 0); rows < 0 || rows > maxArrowRows {
 		return fmt.Errorf("record batch declares %d rows (at most %d)", rows, maxArrowRows)
 	}
@@ -162,11 +177,69 @@ func checkBatch(t flatbuffers.Table) error {
 			return fmt.Errorf("field node %d declares %d values, %d null", i, length, nulls)
 		}
 	}
-	if _, err := vector(t, slotBatchBuffers, 16); err != nil { // Buffer {offset, length int64}
+	bufs, err := vector(t, slotBatchBuffers, 16) // Buffer {offset, length int64}
+	if err != nil {
 		return err
+	}
+	_, compressed := tableAt(t, slotBatchCompression)
+	for i := 0; i < bufs.len; i++ {
+		at := bufs.start + flatbuffers.UOffsetT(16*i)
+		off, length := t.GetInt64(at), t.GetInt64(at+8)
+		if off < 0 || length < 0 || off > int64(len(body)) || length > int64(len(body))-off {
+			return fmt.Errorf("buffer %d (%d bytes at %d) lies outside the %d-byte message body", i, length, off, len(body))
+		}
+		if !compressed || length == 0 {
+			continue
+		}
+		// A compressed buffer starts with its length once decompressed (-1: stored as is).
+		if length < 8 {
+			return fmt.Errorf("compressed buffer %d is %d bytes, shorter than its length prefix", i, length)
+		}
+		n := int64(binary.LittleEndian.Uint64(body[off:]))
+		if n == -1 {
+			continue
+		}
+		if n < 0 || n > maxArrowDecompressed-*decompressed {
+			return fmt.Errorf("compressed buffer %d declares %d bytes once decompressed; a record's buffers hold at most %d together", i, n, maxArrowDecompressed)
+		}
+		*decompressed += n
 	}
 	_, err = vector(t, slotBatchVariadic, 8)
 	return err
+}
+
+// arrowBudget is the allocator arrow-go reads a record with: it refuses (by panicking with
+// errArrowBudget, which DecodeArrow recovers) to hand out more than its budget in all, so
+// a length checkArrowStream did not foresee cannot make the process allocate without bound.
+type arrowBudget struct {
+	mem  memory.Allocator
+	left int
+}
+
+var errArrowBudget = fmt.Errorf("the Arrow stream's buffers need more than %d bytes", maxArrowAllocation)
+
+func (a *arrowBudget) take(n int) {
+	if n < 0 || n > a.left {
+		panic(errArrowBudget)
+	}
+	a.left -= n
+}
+
+func (a *arrowBudget) Allocate(size int) []byte {
+	a.take(size)
+	return a.mem.Allocate(size)
+}
+
+func (a *arrowBudget) Reallocate(size int, b []byte) []byte {
+	if size > len(b) {
+		a.take(size - len(b))
+	}
+	return a.mem.Reallocate(size, b)
+}
+
+func (a *arrowBudget) Free(b []byte) {
+	a.left += len(b)
+	a.mem.Free(b)
 }
 
 // checkKeyValues checks a custom_metadata vector of KeyValue tables.

@@ -2,8 +2,10 @@ package clusterserving
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -19,7 +21,7 @@ import (
 
 // pythonNdarray writes a request the way BigDL's Python client lays out an ndarray: a struct
 // column of four rows, each row setting one of indiceData, indiceShape, data, shape.
-func pythonNdarray(t testing.TB, name string, data []float32, shape []int32) []byte {
+func pythonNdarray(t testing.TB, name string, data []float32, shape []int32, opts ...ipc.Option) []byte {
 	mem := memory.NewGoAllocator()
 	fields := []arrow.Field{
 		{Name: "indiceData", Type: arrow.ListOf(arrow.PrimitiveTypes.Int32), Nullable: true},
@@ -54,7 +56,7 @@ func pythonNdarray(t testing.TB, name string, data []float32, shape []int32) []b
 	rec := array.NewRecordBatch(schema, []arrow.Array{col}, 4)
 	defer rec.Release()
 	var buf bytes.Buffer
-	w := ipc.NewWriter(&buf, ipc.WithSchema(schema))
+	w := ipc.NewWriter(&buf, append([]ipc.Option{ipc.WithSchema(schema)}, opts...)...)
 	if err := w.Write(rec); err != nil {
 		t.Fatal(err)
 	}
@@ -162,11 +164,88 @@ func FuzzDecodeInstances(f *testing.F) {
 	})
 }
 
-// TestDecodeArrowDeclaredSizes: a stream whose schema announces 67 million fields in 528
-// bytes of metadata (FuzzDecodeArrow found it; arrow-go allocated gigabytes for it) is refused
-// before arrow-go reads it.
+// TestDecodeArrowDeclaredSizes: streams whose schema announces millions of fields in a few
+// hundred bytes of metadata are refused before arrow-go reads them. FuzzDecodeArrow found
+// both; arrow-go sized a slice of fields by the count (1342177280 × 88 bytes: the 110 GiB
+// allocations the kernel refused to clusterserving.test processes).
 func TestDecodeArrowDeclaredSizes(t *testing.T) {
-	b, err := os.ReadFile("testdata/fuzz/FuzzDecodeArrow/262e5e30060c5cef")
+	for file, want := range map[string]string{
+		"262e5e30060c5cef": "declares 67108864 entries",
+		"a5adeaa6adbde5cc": "declares 1342177280 entries",
+	} {
+		in := fuzzInput(t, "testdata/fuzz/FuzzDecodeArrow/"+file)
+		var err error
+		if alloc := allocated(func() { _, err = DecodeArrow(in) }); alloc > 1<<20 {
+			t.Errorf("%s: %d bytes allocated", file, alloc)
+		}
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: got %v, want the declared field count refused", file, err)
+		}
+	}
+}
+
+// TestDecodeArrowCompressed: a compressed stream decodes; one whose buffer declares a huge
+// length once decompressed (arrow-go allocates that length before decompressing) is refused
+// without the allocation.
+func TestDecodeArrowCompressed(t *testing.T) {
+	data := make([]float32, 1000)
+	b := pythonNdarray(t, "t", data, []int32{1000}, ipc.WithZstd())
+	inst, err := DecodeArrow(b)
+	if err != nil || len(inst) != 1 || len(inst[0].F32) != 1000 {
+		t.Fatalf("compressed stream: %+v, %v", inst, err)
+	}
+	// The data buffer's prefix: its 4000 bytes once decompressed.
+	prefix := []byte{0xa0, 0x0f, 0, 0, 0, 0, 0, 0}
+	if bytes.Count(b, prefix) != 1 {
+		t.Fatalf("the stream holds the 4000-byte prefix %d times", bytes.Count(b, prefix))
+	}
+	for _, n := range []uint64{100 << 30, 1 << 62, 1<<64 - 2} {
+		bad := bytes.Clone(b)
+		i := bytes.Index(bad, prefix)
+		binary.LittleEndian.PutUint64(bad[i:], n)
+		var err error
+		if alloc := allocated(func() { _, err = DecodeArrow(bad) }); alloc > 1<<20 {
+			t.Errorf("declared %d bytes: %d bytes allocated", n, alloc)
+		}
+		if err == nil || !strings.Contains(err.Error(), "once decompressed") {
+			t.Errorf("declared %d bytes: %v", n, err)
+		}
+	}
+}
+
+// TestArrowBudget: the allocator arrow-go reads with refuses to hand out more than its
+// budget, and DecodeArrow turns the refusal into its error.
+func TestArrowBudget(t *testing.T) {
+	a := &arrowBudget{mem: memory.NewGoAllocator(), left: 100}
+	b := a.Allocate(60)
+	b = a.Reallocate(90, b)
+	a.Free(b)
+	a.Allocate(100)
+	defer func() {
+		if r := recover(); r != errArrowBudget {
+			t.Errorf("over budget: %v", r)
+		}
+	}()
+	a.Allocate(1)
+}
+
+// TestSparseJSONBounds: a sparse tensor's coordinates are allocated only once every index
+// has the shape's rank, so a long shape and many empty indices cannot ask for their product.
+func TestSparseJSONBounds(t *testing.T) {
+	n := 20000
+	body := []byte(`{"instances":[{"s":{"shape":[` + strings.Repeat("0,", n) + `0],"data":[],"indices":[` + strings.Repeat("[],", n) + `[]]}}]}`)
+	var err error
+	if alloc := allocated(func() { _, err = DecodeInstances(body) }); alloc > 64<<20 {
+		t.Errorf("%d bytes allocated for a %d-byte request", alloc, len(body))
+	}
+	if err == nil || !strings.Contains(err.Error(), "has 0 coordinates for a rank-20001 shape") {
+		t.Errorf("got %v", err)
+	}
+}
+
+func fuzzInput(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,8 +255,14 @@ func TestDecodeArrowDeclaredSizes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = DecodeArrow([]byte(in))
-	if err == nil || !strings.Contains(err.Error(), "declares 67108864 entries") {
-		t.Fatalf("got %v, want the declared field count refused", err)
-	}
+	return []byte(in)
+}
+
+// allocated is the heap memory f allocates.
+func allocated(f func()) uint64 {
+	var a, b runtime.MemStats
+	runtime.ReadMemStats(&a)
+	f()
+	runtime.ReadMemStats(&b)
+	return b.TotalAlloc - a.TotalAlloc
 }

@@ -135,11 +135,15 @@ func objectValue(name string, v json.RawMessage) (tensor.Tensor, error) {
 		return tensor.Tensor{}, fmt.Errorf("value %q: an object value is {\"b64\": image} or a sparse tensor {\"shape\", \"data\", \"indices\"}", tensor.Clip(name))
 	}
 	rank, nnz := len(o.Shape), len(o.Indices)
-	idx := make([]int64, rank*nnz)
+	// Every index is checked before rank×nnz coordinates are allocated: a long shape and a
+	// long list of empty indices would otherwise ask for their product.
 	for k, c := range o.Indices {
 		if len(c) != rank {
 			return tensor.Tensor{}, fmt.Errorf("sparse tensor %q: index %d has %d coordinates for a rank-%d shape", tensor.Clip(name), k, len(c), rank)
 		}
+	}
+	idx := make([]int64, rank*nnz)
+	for k, c := range o.Indices {
 		for d, x := range c {
 			idx[d*nnz+k] = x
 		}

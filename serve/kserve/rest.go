@@ -5,8 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -126,46 +126,116 @@ type (
 func (s *Server) inferHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	name, version := r.PathValue("name"), r.PathValue("version")
-	resp, err := s.inferREST(w, r, name, version)
+	body := getBuffer()
+	defer body.put()
+	resp := getBuffer()
+	defer resp.put()
+	jsonLen, err := s.inferREST(w, r, name, version, body, resp)
 	s.Metrics.Request("kserve_rest", name, outcome(err), time.Since(start))
 	if err != nil {
 		writeError(w, httpStatus(err), err)
 		return
 	}
 	h := w.Header()
-	if resp.jsonLen >= 0 {
-		h.Set("Content-Type", "application/octet-stream")
-		h.Set(HeaderLength, strconv.Itoa(resp.jsonLen))
+	if jsonLen >= 0 {
+		h["Content-Type"] = octetStream
+		h[HeaderLength] = []string{strconv.Itoa(jsonLen)}
 	} else {
-		h.Set("Content-Type", "application/json")
+		h["Content-Type"] = applicationJSON
 	}
-	h.Set("Content-Length", strconv.Itoa(len(resp.body)))
+	h["Content-Length"] = []string{strconv.Itoa(len(resp.b))}
 	w.WriteHeader(http.StatusOK)
-	w.Write(resp.body)
+	w.Write(resp.b)
 }
 
-type restResponse struct {
-	body    []byte
-	jsonLen int // ≥ 0 when binary data follows the JSON
-}
+// Header values set without canonicalizing or allocating per request (the keys are
+// canonical already).
+var (
+	applicationJSON = []string{"application/json"}
+	octetStream     = []string{"application/octet-stream"}
+)
 
-func (s *Server) inferREST(w http.ResponseWriter, r *http.Request, name, version string) (*restResponse, error) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.maxBytes()))
-	if err != nil {
+// inferREST answers one infer request: it reads the body into body, writes the response
+// into resp and returns the length of its JSON part when binary data follows it (-1 when
+// the response is all JSON).
+func (s *Server) inferREST(w http.ResponseWriter, r *http.Request, name, version string, body, resp *buffer) (int, error) {
+	if err := body.readFrom(http.MaxBytesReader(w, r.Body, s.maxBytes()), r.ContentLength); err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			return nil, invalidf("request body is larger than %d bytes", s.maxBytes())
+			return 0, invalidf("request body is larger than %d bytes", s.maxBytes())
 		}
-		return nil, invalidf("reading the request body: %v", err)
+		return 0, invalidf("reading the request body: %v", err)
 	}
-	jsonPart, binary := body, []byte(nil)
+	jsonPart, binary := body.b, []byte(nil)
 	if hl := r.Header.Get(HeaderLength); hl != "" {
 		n, err := strconv.Atoi(hl)
-		if err != nil || n < 0 || n > len(body) {
-			return nil, invalidf("%s %q does not fit a %d-byte body", HeaderLength, tensor.Clip(hl), len(body))
+		if err != nil || n < 0 || n > len(body.b) {
+			return 0, invalidf("%s %q does not fit a %d-byte body", HeaderLength, tensor.Clip(hl), len(body.b))
 		}
-		jsonPart, binary = body[:n], body[n:]
+		jsonPart, binary = body.b[:n], body.b[n:]
 	}
+	call, err := decodeInferRequest(jsonPart, binary)
+	if err != nil {
+		return 0, err
+	}
+	if call.aliasesBody {
+		// BYTES inputs read from binary data point into the body, and a request that timed
+		// out may still sit in a batch: the body must not be reused.
+		body.keep()
+	}
+	e, out, err := s.infer(r.Context(), name, version, call.inputs, call.outputs)
+	if err != nil {
+		return 0, err
+	}
+	var binaryOut [8]bool
+	bin := binaryOut[:0]
+	for _, o := range out {
+		bin = append(bin, call.binaryOutput(o.Name))
+	}
+	md := e.Metadata()
+	return encodeResponse(resp, &md, call.id, out, bin)
+}
+
+// inferCall is a decoded infer request.
+type inferCall struct {
+	id     string
+	inputs []tensor.Tensor
+	// outputs are the requested outputs' names, in order; outBinary their binary_data
+	// parameters (-1: not given, 0: false, 1: true).
+	outputs   []string
+	outBinary []int8
+	// binaryAll is the request's binary_data_output parameter.
+	binaryAll bool
+	// aliasesBody: some input's elements point into the request body.
+	aliasesBody bool
+	// binaryLeft is the binary data not yet taken by an input (decodeInferFast's state).
+	binaryLeft []byte
+}
+
+// binaryOutput reports whether output name is answered as binary data.
+func (c *inferCall) binaryOutput(name string) bool {
+	for j, n := range c.outputs {
+		if n == name && c.outBinary[j] >= 0 {
+			return c.outBinary[j] == 1
+		}
+	}
+	return c.binaryAll
+}
+
+// decodeInferRequest decodes the JSON part of an infer request and the binary data after
+// it. The common request (inputs with name, shape, datatype and numeric data; plain ASCII
+// strings) takes a specialised decoder; anything it does not handle, errors included, goes
+// to the general decoder on encoding/json, so both accept the same requests with the same
+// result and every error comes from the general one (FuzzInferRequestDecoders checks it).
+func decodeInferRequest(jsonPart, binary []byte) (*inferCall, error) {
+	if c, ok := decodeInferFast(jsonPart, binary); ok {
+		return c, nil
+	}
+	return decodeInferGeneral(jsonPart, binary)
+}
+
+// decodeInferGeneral is the general decoder, on encoding/json.
+func decodeInferGeneral(jsonPart, binary []byte) (*inferCall, error) {
 	var req inferRequest
 	dec := json.NewDecoder(bytes.NewReader(jsonPart))
 	if err := dec.Decode(&req); err != nil {
@@ -174,31 +244,23 @@ func (s *Server) inferREST(w http.ResponseWriter, r *http.Request, name, version
 	if dec.More() {
 		return nil, invalidf("request has data after its JSON object (binary data needs the %s header)", HeaderLength)
 	}
-	in, err := decodeInputs(req.Inputs, binary)
-	if err != nil {
+	c := &inferCall{id: req.ID, binaryAll: boolParam(req.Parameters, "binary_data_output")}
+	var err error
+	if c.inputs, c.aliasesBody, err = decodeInputs(req.Inputs, binary); err != nil {
 		return nil, err
 	}
-	want := make([]string, len(req.Outputs))
-	for i, o := range req.Outputs {
-		want[i] = o.Name
-	}
-	e, out, err := s.infer(r.Context(), name, version, in, want)
-	if err != nil {
-		return nil, err
-	}
-	allBinary := boolParam(req.Parameters, "binary_data_output")
-	binaryOut := make([]bool, len(out))
-	for i, o := range out {
-		binaryOut[i] = allBinary
-		for _, ro := range req.Outputs {
-			if ro.Name == o.Name {
-				if v, ok := ro.Parameters["binary_data"].(bool); ok {
-					binaryOut[i] = v
-				}
+	for _, o := range req.Outputs {
+		b := int8(-1)
+		if v, ok := o.Parameters["binary_data"].(bool); ok {
+			b = 0
+			if v {
+				b = 1
 			}
 		}
+		c.outputs = append(c.outputs, o.Name)
+		c.outBinary = append(c.outBinary, b)
 	}
-	return encodeResponse(e.Metadata(), req.ID, out, binaryOut)
+	return c, nil
 }
 
 func boolParam(p map[string]any, name string) bool {
@@ -207,47 +269,50 @@ func boolParam(p map[string]any, name string) bool {
 }
 
 // decodeInputs builds the input tensors from their JSON objects, taking the binary data of
-// inputs that have a binary_data_size parameter from binary, in input order.
-func decodeInputs(reqs []requestInput, binary []byte) ([]tensor.Tensor, error) {
+// inputs that have a binary_data_size parameter from binary, in input order. aliases
+// reports a BYTES input whose elements point into binary.
+func decodeInputs(reqs []requestInput, binary []byte) (in []tensor.Tensor, aliases bool, err error) {
 	if len(reqs) == 0 {
-		return nil, invalidf("request has no inputs")
+		return nil, false, invalidf("request has no inputs")
 	}
-	in := make([]tensor.Tensor, len(reqs))
+	in = make([]tensor.Tensor, len(reqs))
 	for i, ri := range reqs {
 		dt, err := tensor.ParseDataType(ri.DataType)
 		if err != nil {
-			return nil, invalidf("input %q: %v", tensor.Clip(ri.Name), err)
+			return nil, false, invalidf("input %q: %v", tensor.Clip(ri.Name), err)
 		}
 		if ri.Shape == nil {
-			return nil, invalidf("input %q has no shape", tensor.Clip(ri.Name))
+			return nil, false, invalidf("input %q has no shape", tensor.Clip(ri.Name))
 		}
 		if size, ok := ri.Parameters["binary_data_size"]; ok {
 			n, ok := size.(float64)
 			if !ok || n < 0 || n != float64(int64(n)) || n > float64(len(binary)) {
-				return nil, invalidf("input %q: binary_data_size %v does not fit the %d bytes of binary data left", tensor.Clip(ri.Name), size, len(binary))
+				return nil, false, invalidf("input %q: binary_data_size %v does not fit the %d bytes of binary data left", tensor.Clip(ri.Name), size, len(binary))
 			}
 			if len(ri.Data) > 0 && string(bytes.TrimSpace(ri.Data)) != "null" {
-				return nil, invalidf("input %q has both data and binary_data_size", tensor.Clip(ri.Name))
+				return nil, false, invalidf("input %q has both data and binary_data_size", tensor.Clip(ri.Name))
 			}
 			in[i], err = tensor.DecodeRaw(ri.Name, dt, ri.Shape, binary[:int(n)])
 			binary = binary[int(n):]
+			aliases = aliases || dt == tensor.Bytes
 		} else {
 			in[i], err = tensor.DecodeJSON(ri.Name, dt, ri.Shape, ri.Data)
 		}
 		if err != nil {
-			return nil, &invalidError{err.Error()}
+			return nil, false, &invalidError{err.Error()}
 		}
 	}
 	if len(binary) > 0 {
-		return nil, invalidf("%d bytes of binary data are left after the inputs that declare binary_data_size", len(binary))
+		return nil, false, invalidf("%d bytes of binary data are left after the inputs that declare binary_data_size", len(binary))
 	}
-	return in, nil
+	return in, aliases, nil
 }
 
-// encodeResponse writes the response object, with the outputs marked binary as binary data
-// after it.
-func encodeResponse(md model.Metadata, id string, out []tensor.Tensor, binaryOut []bool) (*restResponse, error) {
-	var b []byte
+// encodeResponse writes the response object into resp, with the outputs marked binary as
+// binary data after it, and returns the length of the JSON part when binary data follows
+// (-1 when none does).
+func encodeResponse(resp *buffer, md *model.Metadata, id string, out []tensor.Tensor, binaryOut []bool) (int, error) {
+	b := resp.b[:0]
 	b = append(b, `{"model_name":`...)
 	b = appendString(b, md.Name)
 	b = append(b, `,"model_version":`...)
@@ -279,22 +344,30 @@ func encodeResponse(md model.Metadata, id string, out []tensor.Tensor, binaryOut
 		b = append(b, `,"data":`...)
 		var err error
 		if b, err = o.AppendJSON(b); err != nil {
-			return nil, err
+			return 0, err
 		}
 		b = append(b, '}')
 	}
 	b = append(b, "]}"...)
-	for _, v := range binaryOut {
-		if v {
-			return &restResponse{body: append(b, bin...), jsonLen: len(b)}, nil
-		}
+	resp.b = b
+	if slices.Contains(binaryOut, true) {
+		resp.b = append(b, bin...)
+		return len(b), nil
 	}
-	return &restResponse{body: b, jsonLen: -1}, nil
+	return -1, nil
 }
 
+// appendString appends s as a JSON string, as encoding/json writes it.
 func appendString(b []byte, s string) []byte {
-	q, _ := json.Marshal(s)
-	return append(b, q...)
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x80 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s)
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
 
 func appendShape(b []byte, shape []int64) []byte {

@@ -229,7 +229,7 @@ func (s *Server) handler(ks *kserve.Server) http.Handler {
 	}
 	timeout := s.cfg.Limits.RequestTimeout
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Strict-Transport-Security", "max-age=31536000")
+		w.Header()["Strict-Transport-Security"] = hsts
 		switch {
 		case r.URL.Path == "/metrics" && metricsH != nil:
 			metricsH.ServeHTTP(w, r)
@@ -245,6 +245,10 @@ func (s *Server) handler(ks *kserve.Server) http.Handler {
 		}
 	})
 }
+
+// hsts is the Strict-Transport-Security header every HTTPS answer carries (one shared value:
+// net/http only reads it).
+var hsts = []string{"max-age=31536000"}
 
 // deadline gives a gRPC call without a deadline (or a longer one) the request timeout.
 func (s *Server) deadline(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {

@@ -24,8 +24,9 @@ func DecodeJSON(name string, dt DataType, shape []int64, data json.RawMessage) (
 	if len(bytes.TrimSpace(data)) == 0 {
 		return t, fmt.Errorf("input %q: no data", clip(name))
 	}
-	// Every element takes at least one byte of JSON: a small body cannot claim a huge shape.
-	if n > len(data) {
+	// A small body cannot claim a huge shape: the elements are allocated only when the data
+	// has room for them.
+	if n > maxJSONElements(dt, len(data)) {
 		return t, fmt.Errorf("input %q: shape %v needs %d elements, the data holds fewer", clip(name), shape, n)
 	}
 	t.alloc(n)
@@ -69,61 +70,80 @@ func DecodeJSON(name string, dt DataType, shape []int64, data json.RawMessage) (
 	return t, nil
 }
 
+// maxJSONElements is the most elements JSON data of size bytes can hold: an array of n
+// elements takes n(k+1)+1 bytes at least, k the shortest element (1 byte: a digit; 2: the
+// empty string ""); a lone scalar is one element.
+func maxJSONElements(dt DataType, size int) int {
+	k := 1
+	if dt == Bytes {
+		k = 2
+	}
+	return max(1, (size-1)/(k+1))
+}
+
 func (t *Tensor) set(i int, tok json.Token) error {
-	dt := t.DataType
 	switch v := tok.(type) {
 	case bool:
-		if dt != Bool {
-			return fmt.Errorf("%v is a boolean, the datatype is %s", v, dt)
-		}
-		t.Bools[i] = v
-		return nil
+		return t.setBool(i, v)
 	case string:
-		if dt != Bytes {
-			return fmt.Errorf("a string, the datatype is %s", dt)
+		if t.DataType != Bytes {
+			return fmt.Errorf("a string, the datatype is %s", t.DataType)
 		}
 		t.Bytes[i] = []byte(v)
 		return nil
 	case json.Number:
-		switch {
-		case dt.isInt():
-			x, err := strconv.ParseInt(string(v), 10, 64)
-			lo, hi := dt.intRange()
-			if err != nil || x < lo || (x >= 0 && uint64(x) > hi) {
-				return fmt.Errorf("%s is not an integer in the range of %s", clip(string(v)), dt)
-			}
-			t.Ints[i] = x
-		case dt.isUint():
-			x, err := strconv.ParseUint(string(v), 10, 64)
-			_, hi := dt.intRange()
-			if err != nil || x > hi {
-				return fmt.Errorf("%s is not an integer in the range of %s", clip(string(v)), dt)
-			}
-			t.Uints[i] = x
-		case dt == FP16 || dt == FP32:
-			x, err := strconv.ParseFloat(string(v), 32)
-			if err != nil {
-				return fmt.Errorf("%s is not a %s number", clip(string(v)), dt)
-			}
-			if dt == FP16 {
-				t.F32[i] = RoundFP16(float32(x))
-			} else {
-				t.F32[i] = float32(x)
-			}
-		case dt == FP64:
-			x, err := strconv.ParseFloat(string(v), 64)
-			if err != nil {
-				return fmt.Errorf("%s is not a %s number", clip(string(v)), dt)
-			}
-			t.F64[i] = x
-		default:
-			return fmt.Errorf("a number, the datatype is %s", dt)
-		}
-		return nil
+		return t.setNumber(i, string(v))
 	case nil:
 		return errors.New("null is not an element")
 	}
 	return fmt.Errorf("unexpected %T", tok)
+}
+
+func (t *Tensor) setBool(i int, v bool) error {
+	if t.DataType != Bool {
+		return fmt.Errorf("%v is a boolean, the datatype is %s", v, t.DataType)
+	}
+	t.Bools[i] = v
+	return nil
+}
+
+// setNumber sets element i from a JSON number literal v.
+func (t *Tensor) setNumber(i int, v string) error {
+	switch dt := t.DataType; {
+	case dt.isInt():
+		x, err := strconv.ParseInt(v, 10, 64)
+		lo, hi := dt.intRange()
+		if err != nil || x < lo || (x >= 0 && uint64(x) > hi) {
+			return fmt.Errorf("%s is not an integer in the range of %s", clip(v), dt)
+		}
+		t.Ints[i] = x
+	case dt.isUint():
+		x, err := strconv.ParseUint(v, 10, 64)
+		_, hi := dt.intRange()
+		if err != nil || x > hi {
+			return fmt.Errorf("%s is not an integer in the range of %s", clip(v), dt)
+		}
+		t.Uints[i] = x
+	case dt == FP16 || dt == FP32:
+		x, err := strconv.ParseFloat(v, 32)
+		if err != nil {
+			return fmt.Errorf("%s is not a %s number", clip(v), dt)
+		}
+		if dt == FP16 {
+			t.F32[i] = RoundFP16(float32(x))
+		} else {
+			t.F32[i] = float32(x)
+		}
+	case dt == FP64:
+		x, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			return fmt.Errorf("%s is not a %s number", clip(v), dt)
+		}
+		t.F64[i] = x
+	default:
+		return fmt.Errorf("a number, the datatype is %s", dt)
+	}
+	return nil
 }
 
 // AppendJSON appends t's elements as a flat JSON array. NaN and ±Inf have no JSON form and

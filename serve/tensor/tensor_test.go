@@ -3,6 +3,9 @@ package tensor
 import (
 	"encoding/json"
 	"math"
+	"reflect"
+	"runtime"
+	"strings"
 	"testing"
 )
 
@@ -86,4 +89,61 @@ func FuzzDecodeRaw(f *testing.F) {
 			t.Fatalf("raw form does not round-trip")
 		}
 	})
+}
+
+// FuzzDecodeJSONArray checks DecodeJSONArray against DecodeJSON: whenever the fast decoder
+// takes data, DecodeJSON takes it too and returns the same tensor.
+func FuzzDecodeJSONArray(f *testing.F) {
+	f.Add("FP32", int64(2), int64(1), []byte(`[1.5,[2]]`))
+	f.Add("FP32", int64(2), int64(2), []byte(` [[1, -0.5e3], [0 ,1E-2]] `))
+	f.Add("BYTES", int64(2), int64(0), []byte(`["x",""]`))
+	f.Add("INT8", int64(3), int64(0), []byte(`[1,-2,3]`))
+	f.Add("UINT64", int64(1), int64(0), []byte(`[18446744073709551615]`))
+	f.Add("BOOL", int64(2), int64(0), []byte(`[true,false]`))
+	f.Add("FP16", int64(1), int64(1), []byte(`[[[]],[65519]]`))
+	f.Fuzz(func(t *testing.T, dt string, d0, d1 int64, data []byte) {
+		d, err := ParseDataType(dt)
+		if err != nil {
+			return
+		}
+		shape := []int64{d0}
+		if d1 != 0 {
+			shape = append(shape, d1)
+		}
+		fast, ok := DecodeJSONArray("x", d, shape, data)
+		if !ok {
+			return
+		}
+		general, err := DecodeJSON("x", d, shape, data)
+		if err != nil || !reflect.DeepEqual(fast, general) {
+			t.Fatalf("DecodeJSONArray took %q: %+v; DecodeJSON: %+v, %v", data, fast, general, err)
+		}
+	})
+}
+
+// TestDecodeJSONBoundsElements: a shape is allocated only when the data has room for its
+// elements (a BYTES element takes 24 bytes of memory and 3 of JSON).
+func TestDecodeJSONBoundsElements(t *testing.T) {
+	data := []byte(`["` + strings.Repeat("a", 1<<20) + `"]`)
+	for _, n := range []int64{1 << 20, 1 << 30} {
+		var err error
+		if alloc := allocated(func() { _, err = DecodeJSON("x", Bytes, []int64{n}, data) }); alloc > 4<<20 {
+			t.Errorf("shape [%d] with %d bytes of data: %d bytes allocated", n, len(data), alloc)
+		}
+		if err == nil || !strings.Contains(err.Error(), "the data holds fewer") {
+			t.Errorf("shape [%d]: %v", n, err)
+		}
+		if _, ok := DecodeJSONArray("x", Bytes, []int64{n}, data); ok {
+			t.Errorf("shape [%d]: DecodeJSONArray took it", n)
+		}
+	}
+}
+
+// allocated is the heap memory f allocates.
+func allocated(f func()) uint64 {
+	var a, b runtime.MemStats
+	runtime.ReadMemStats(&a)
+	f()
+	runtime.ReadMemStats(&b)
+	return b.TotalAlloc - a.TotalAlloc
 }

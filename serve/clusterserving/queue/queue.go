@@ -364,6 +364,10 @@ func (w *Worker) serve(ctx context.Context, m redis.XMessage) outcome {
 	return o
 }
 
+// maxDataLen bounds an entry's data field: a request record of at most
+// clusterserving.MaxRecordBytes, sealed, in base64.
+var maxDataLen = base64.StdEncoding.EncodedLen(clusterserving.MaxRecordBytes + record.Overhead)
+
 // decode turns an entry's data into an instance, decrypting a ppml serving record. It
 // returns the record's key (nil for plaintext) to seal the result with.
 func (w *Worker) decode(uri, data, serde string) (clusterserving.Instance, *record.Key, error) {
@@ -372,6 +376,10 @@ func (w *Worker) decode(uri, data, serde string) (clusterserving.Instance, *reco
 	}
 	if serde != "" && serde != "stream" {
 		return nil, nil, fmt.Errorf("serde %q is not supported (only the default Arrow encoding and \"stream\" JSON instances)", clip(serde))
+	}
+	// Bound the entry before decoding it: Redis holds values of up to 512 MB.
+	if len(data) > maxDataLen {
+		return nil, nil, fmt.Errorf("data is %d bytes, more than the %d bytes of a record of at most %d bytes in base64", len(data), maxDataLen, clusterserving.MaxRecordBytes)
 	}
 	var raw []byte
 	if serde == "stream" && strings.HasPrefix(strings.TrimSpace(data), "{") {
