@@ -61,10 +61,11 @@ func (d *decoder) decode(body []byte, recTime int64, emit func(*Row)) error {
 	switch d.format {
 	case FormatText:
 		row := Row{Time: recTime, Vals: make([]Value, len(d.fields))}
-		// The lines share body's bytes, which are never written again (a
-		// record's plaintext is a new slice): rows are valid only during
-		// the call, and what keeps a value (keys, distinct sets, late
-		// rows) copies it.
+		// The lines share body's bytes: a record's plaintext is a new
+		// slice that nothing writes again (record.Opener never reuses
+		// it), so the strings stay intact whoever keeps them. What the
+		// engine keeps (keys, distinct sets, late rows) it still copies,
+		// so that a small string does not hold a whole record in memory.
 		s := unsafe.String(unsafe.SliceData(body), len(body))
 		for len(s) > 0 {
 			line := s

@@ -342,6 +342,7 @@ func (p *Pipeline) Compile() (*Plan, error) {
 		return nil, fmt.Errorf("KeyBy and WindowInto must be followed by GroupByKey")
 	}
 	pl.schema = schema
+	pl.names()
 	if pl.Time.Unit == "" {
 		pl.Time.Unit = UnixMillis
 	}

@@ -3,6 +3,7 @@ package stream
 import (
 	"fmt"
 	"hash/fnv"
+	"strconv"
 	"time"
 	"unsafe"
 
@@ -26,6 +27,28 @@ type Plan struct {
 	keyIdx  []int
 	aggIdx  []int
 	schema  []string // after the steps
+
+	// `,"name":` of each key field and aggregation in result lines, and
+	// `"name":` of each field of rows written as they are
+	keyNames, aggNames, rowNames [][]byte
+}
+
+// names computes the field names of output lines once.
+func (pl *Plan) names() {
+	quoted := func(sep string, fields []string) [][]byte {
+		out := make([][]byte, len(fields))
+		for i, f := range fields {
+			out[i] = append(appendJSONString([]byte(sep), f), ':')
+		}
+		return out
+	}
+	pl.keyNames = quoted(",", pl.KeyFields)
+	aggs := make([]string, len(pl.Aggs))
+	for i, a := range pl.Aggs {
+		aggs[i] = a.Name
+	}
+	pl.aggNames = quoted(",", aggs)
+	pl.rowNames = quoted("", pl.schema)
 }
 
 // StreamSpec is a stream and its partition count.
@@ -121,12 +144,11 @@ func (pl *Plan) OutputFields() []string {
 // appendRow appends a non-aggregated row as a JSON line.
 func (pl *Plan) appendRow(b []byte, r *Row) []byte {
 	b = append(b, '{')
-	for i, n := range pl.schema {
+	for i, n := range pl.rowNames {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = Str(n).appendJSON(b)
-		b = append(b, ':')
+		b = append(b, n...)
 		b = r.Vals[i].appendJSON(b)
 	}
 	return append(b, '}', '\n')
@@ -149,21 +171,21 @@ func resultPrefix(w Window) []byte {
 // (resultPrefix of its window, computed once for all its keys).
 func (pl *Plan) appendResultAfter(b, prefix []byte, key []Value, a *acc, pane int) []byte {
 	b = append(b, prefix...)
-	for i, k := range pl.KeyFields {
-		b = append(b, ',')
-		b = Str(k).appendJSON(b)
-		b = append(b, ':')
+	for i, n := range pl.keyNames {
+		b = append(b, n...)
 		b = key[i].appendJSON(b)
 	}
-	for i, g := range pl.Aggs {
-		b = append(b, ',')
-		b = Str(g.Name).appendJSON(b)
-		b = append(b, ':')
+	for i, n := range pl.aggNames {
+		b = append(b, n...)
+		if pl.Aggs[i].Op == Count {
+			b = strconv.AppendInt(b, a.n, 10)
+			continue
+		}
 		b = a.result(pl.Aggs, i).appendJSON(b)
 	}
 	if pl.Lateness > 0 {
 		b = append(b, `,"pane":`...)
-		b = Num(float64(pane)).appendJSON(b)
+		b = strconv.AppendInt(b, int64(pane), 10)
 	}
 	return append(b, '}', '\n')
 }

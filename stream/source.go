@@ -332,9 +332,12 @@ func (s *sourceTask) restoreState(d *dec) {
 	})
 }
 
+// keyAcc is a key's partial aggregate in a shuffle message. A decoded
+// key shares the message's decrypted bytes (never written again): what
+// keeps it clones it.
 type keyAcc struct {
 	key string
-	acc *acc
+	acc acc
 }
 
 type windowPartial struct {
@@ -349,26 +352,6 @@ func sortWindows(ws []Window) {
 		}
 		return ws[i].Start < ws[j].Start
 	})
-}
-
-// encodeWindows writes windows and their keys for a snapshot; panes, when
-// not nil, gives a key's pane count (window tasks). The order is the maps'
-// (a snapshot needs no canonical order, and sorting every key at every
-// checkpoint costs).
-func encodeWindows(e *enc, windows map[Window]map[string]*acc, aggs []Agg, panes func(Window, string) int) {
-	e.uvarint(uint64(len(windows)))
-	for w, keys := range windows {
-		e.varint(w.Start)
-		e.varint(w.End)
-		e.uvarint(uint64(len(keys)))
-		for k, a := range keys {
-			e.str(k)
-			a.encode(e, aggs)
-			if panes != nil {
-				e.uvarint(uint64(panes(w, k)))
-			}
-		}
-	}
 }
 
 func decodeWindows(d *dec, aggs []Agg, panes bool, put func(Window, string, *acc, int)) {

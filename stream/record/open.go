@@ -15,7 +15,7 @@ import (
 type Record struct {
 	Header
 	Time int64  // event time in Unix milliseconds (data records)
-	Body []byte // plaintext body (data records); aliases no input
+	Body []byte // plaintext body (data records): a new slice, aliasing no input, that the Opener never writes again (stream decoders keep strings into it)
 }
 
 // Opener opens records, unwrapping each writer's data key once. It is safe
