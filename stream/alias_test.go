@@ -2,10 +2,17 @@ package stream
 
 import (
 	"bytes"
+	"crypto/rand"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/ppml/ppml/envelope"
+	"github.com/ppml/ppml/stream/record"
 )
 
 // The text decoder, the tokenizer and the shuffle decoder hand out strings
@@ -92,7 +99,20 @@ func TestSourceStateOutlivesRecordBytes(t *testing.T) {
 // window task, then overwrites the messages' bytes (the decrypted bodies
 // the decoded keys share): the window's keys and results must not change.
 func TestWindowStateOutlivesShuffleBytes(t *testing.T) {
-	pl := wordCountPlan(t)
+	t.Run("tumbling", func(t *testing.T) { testWindowStateOutlivesShuffleBytes(t, TumblingWindows(time.Minute)) })
+	// Session windows assign to maps whose entries exist already, which
+	// also stores the key used for the assignment.
+	t.Run("session", func(t *testing.T) { testWindowStateOutlivesShuffleBytes(t, SessionWindows(time.Minute)) })
+}
+
+func testWindowStateOutlivesShuffleBytes(t *testing.T, wf WindowFn) {
+	p := NewPipeline("wc")
+	words := Tokenize(p.Read(Source{Stream: "text", Partitions: 2, Format: FormatText}), "line", "word")
+	Write(GroupByKey(WindowInto(KeyBy(words, "word"), wf, 0), Agg{Name: "count", Op: Count}), Sink{Stream: "counts"})
+	pl, err := p.Compile()
+	if err != nil {
+		t.Fatal(err)
+	}
 	wt := newWindowTask(&worker{plan: pl}, TaskID{pl.ShuffleStream(), 0}, 4)
 	w := Window{0, 60000}
 	key := func(s string) string {
@@ -125,6 +145,11 @@ func TestWindowStateOutlivesShuffleBytes(t *testing.T) {
 	for _, b := range bodies {
 		copy(b, bytes.Repeat([]byte{0xff}, len(b)))
 	}
+	for k := range wt.sessions {
+		if !utf8.ValidString(k) {
+			t.Fatalf("session key %q changed with the shuffle bytes", k)
+		}
+	}
 	for i := range wt.up {
 		wt.up[i].wm = math.MaxInt64 // every window fires (not ended: the results stay in wt.results)
 	}
@@ -138,5 +163,51 @@ func TestWindowStateOutlivesShuffleBytes(t *testing.T) {
 	}
 	if !slices.Equal(lines, want) {
 		t.Fatalf("results after the shuffle bytes were overwritten:\n%s\nwant\n%s", strings.Join(lines, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// TestParDoKeepsStringsOfEarlierRecords runs sealed records through a
+// source task whose plan has a ParDo that keeps every line it sees: a
+// source task may decrypt records into a buffer it reuses only when no
+// step can keep a string, so the lines of earlier records stay intact.
+func TestParDoKeepsStringsOfEarlierRecords(t *testing.T) {
+	var kept []string
+	p := NewPipeline("keep")
+	lines := p.Read(Source{Stream: "text", Partitions: 1, Format: FormatText})
+	lines = ParDo(lines, func(r *Row, emit func(*Row)) {
+		kept = append(kept, r.Vals[0].S)
+		emit(r)
+	})
+	Write(Select(lines, Field{Name: "line"}), Sink{Stream: "out"})
+	pl, err := p.Compile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret := make([]byte, envelope.LocalKeySize)
+	rand.Read(secret)
+	key, err := envelope.NewLocalKey(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &worker{plan: pl, keys: Keys{Source: key, Sink: key, DeadLetter: key, State: key}, opener: record.NewOpener(key), state: record.NewOpener(key)}
+	s := newSourceTask(w, TaskID{"text", 0}, 0)
+	wr, err := record.NewWriter("text", key, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for i := range 3 {
+		line := strings.Repeat(string(rune('a'+i)), 40)
+		want = append(want, line)
+		b, err := wr.Seal(0, 1000, []byte(line+"\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.process(Record{Task: s.id, Value: b, Next: strconv.Itoa(i + 1)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !slices.Equal(kept, want) {
+		t.Fatalf("the ParDo's lines after later records: %q, want %q", kept, want)
 	}
 }

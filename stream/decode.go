@@ -61,11 +61,11 @@ func (d *decoder) decode(body []byte, recTime int64, emit func(*Row)) error {
 	switch d.format {
 	case FormatText:
 		row := Row{Time: recTime, Vals: make([]Value, len(d.fields))}
-		// The lines share body's bytes: a record's plaintext is a new
-		// slice that nothing writes again (record.Opener never reuses
-		// it), so the strings stay intact whoever keeps them. What the
-		// engine keeps (keys, distinct sets, late rows) it still copies,
-		// so that a small string does not hold a whole record in memory.
+		// The lines share body's bytes, which the caller must not write
+		// again while a string may point at them: a source task decrypts
+		// into a buffer it reuses only when the plan has no ParDo (whose
+		// DoFn may keep strings, immutable as Go promises); the engine's
+		// own steps copy what they keep (keys, distinct sets, late rows).
 		s := unsafe.String(unsafe.SliceData(body), len(body))
 		for len(s) > 0 {
 			line := s

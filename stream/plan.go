@@ -24,6 +24,11 @@ type Plan struct {
 	dec     decoder
 	timeIdx int
 	steps   []func() DoFn
+	// userSteps: a ParDo's DoFn may keep the strings of the rows it sees
+	// (immutable, as Go promises), so the record bytes they share are
+	// never reused; without one, every step copies what it keeps and a
+	// source task decrypts each record into the same buffer.
+	userSteps bool
 	keyIdx  []int
 	aggIdx  []int
 	schema  []string // after the steps

@@ -38,6 +38,11 @@ type sourceTask struct {
 	aggVals []Value
 	late    map[int][]lateRow // late rows by shuffle partition
 	lines   []byte            // rows for the sink (no GroupByKey)
+	// plain receives each record's plaintext when the plan's steps keep
+	// nothing of a row (no ParDo): rows share its bytes only while the
+	// record is processed, and reusing it spares the allocation (and the
+	// page faults of fresh memory) of every record's plaintext.
+	plain []byte
 }
 
 func newSourceTask(w *worker, id TaskID, index int) *sourceTask {
@@ -68,7 +73,11 @@ func (s *sourceTask) process(r Record) error {
 	s.lastIn = time.Now()
 	s.idle = false
 	s.dirty = true
-	rec, err := s.w.opener.Open(s.id.Stream, uint32(s.id.Partition), r.Value)
+	var dst []byte
+	if !s.pl.userSteps {
+		dst = reusable(&s.plain, len(r.Value))
+	}
+	rec, err := s.w.opener.OpenInto(dst, s.id.Stream, uint32(s.id.Partition), r.Value)
 	if err != nil {
 		return s.deadLetter(r.Value, err)
 	}
@@ -109,6 +118,22 @@ func (s *sourceTask) process(r Record) error {
 	}
 	return s.advance(wm, false, "shuffle")
 }
+
+// reusable returns *buf, grown to hold the plaintext of a record of n
+// bytes (less than n), or nil past maxReusedPlain: a larger record gets
+// a plaintext of its own.
+func reusable(buf *[]byte, n int) []byte {
+	if n > maxReusedPlain {
+		return nil
+	}
+	if cap(*buf) < n {
+		*buf = make([]byte, 0, min(n+n/4, maxReusedPlain))
+	}
+	return *buf
+}
+
+// maxReusedPlain bounds the plaintext buffer a task keeps between records.
+const maxReusedPlain = 1 << 20
 
 // accept pre-aggregates one row, or sets it aside as late when a window it
 // belongs to was already sent on.

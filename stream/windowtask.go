@@ -31,6 +31,9 @@ type windowTask struct {
 	lateOut  []byte
 	chunkNum int
 	hint     int // keys of the largest window so far: the size of a new window's map
+	// plain receives each shuffle record's plaintext: the keys decoded
+	// from it are cloned when kept, so nothing holds it after process.
+	plain []byte
 }
 
 type upstream struct {
@@ -75,7 +78,7 @@ func (t *windowTask) process(r Record) error {
 	t.stats.Records++
 	t.dirty = true
 	t.results, t.nres, t.lateOut, t.chunkNum = t.results[:0], 0, t.lateOut[:0], 0
-	rec, err := t.w.state.Open(t.id.Stream, uint32(t.id.Partition), r.Value)
+	rec, err := t.w.state.OpenInto(reusable(&t.plain, len(r.Value)), t.id.Stream, uint32(t.id.Partition), r.Value)
 	if err != nil {
 		return t.deadLetter(r.Value, err)
 	}
@@ -144,9 +147,9 @@ func (t *windowTask) isLate(w Window) bool {
 func (t *windowTask) merge(w Window, k string, a *acc) {
 	pane := 0
 	if t.pl.Window.Kind == SessionKind {
-		if _, ok := t.sessions[k]; !ok {
-			k = strings.Clone(k)
-		}
+		// Cloned even when the key is known: assigning to a map entry
+		// also stores the key used, which must not share k's bytes.
+		k = strings.Clone(k)
 		kept := t.sessions[k][:0]
 		for _, o := range t.sessions[k] {
 			if !mergeable(o, w) {
