@@ -29,9 +29,9 @@ type Plan struct {
 	// never reused; without one, every step copies what it keeps and a
 	// source task decrypts each record into the same buffer.
 	userSteps bool
-	keyIdx  []int
-	aggIdx  []int
-	schema  []string // after the steps
+	keyIdx    []int
+	aggIdx    []int
+	schema    []string // after the steps
 
 	// `,"name":` of each key field and aggregation in result lines, and
 	// `"name":` of each field of rows written as they are

@@ -14,7 +14,7 @@ import (
 // Record is an opened record.
 type Record struct {
 	Header
-	Time int64  // event time in Unix milliseconds (data records)
+	Time int64 // event time in Unix milliseconds (data records)
 	// Body is the plaintext body (data records). From Open it is a new
 	// slice, aliasing no input, that the Opener never writes again; from
 	// OpenInto it aliases the caller's buffer.
