@@ -29,6 +29,11 @@ type Plan struct {
 	// never reused; without one, every step copies what it keeps and a
 	// source task decrypts each record into the same buffer.
 	userSteps bool
+	// strKey is the field of a single key field (-1: several), which
+	// source tasks look keys up by when it holds a string; countOnly:
+	// every aggregation is a count.
+	strKey    int
+	countOnly bool
 	keyIdx    []int
 	aggIdx    []int
 	schema    []string // after the steps
@@ -38,8 +43,17 @@ type Plan struct {
 	keyNames, aggNames, rowNames [][]byte
 }
 
-// names computes the field names of output lines once.
+// names computes the field names of output lines once, and the fast
+// paths of source tasks.
 func (pl *Plan) names() {
+	pl.strKey = -1
+	if len(pl.keyIdx) == 1 {
+		pl.strKey = pl.keyIdx[0]
+	}
+	pl.countOnly = true
+	for _, a := range pl.Aggs {
+		pl.countOnly = pl.countOnly && a.Op == Count
+	}
 	quoted := func(sep string, fields []string) [][]byte {
 		out := make([][]byte, len(fields))
 		for i, f := range fields {

@@ -138,7 +138,6 @@ const maxReusedPlain = 1 << 20
 // accept pre-aggregates one row, or sets it aside as late when a window it
 // belongs to was already sent on.
 func (s *sourceTask) accept(r *Row) {
-	s.key = s.pl.appendKey(s.key[:0], r)
 	for i, idx := range s.pl.aggIdx {
 		if idx >= 0 {
 			s.aggVals[i] = r.Vals[idx]
@@ -151,15 +150,32 @@ func (s *sourceTask) accept(r *Row) {
 	}
 	for _, w := range s.wins {
 		if w.maxTs() <= s.emitted {
+			s.key = s.pl.appendKey(s.key[:0], r)
 			s.lateRow(r.Time)
 			return
 		}
 	}
 	if s.pl.Window.Kind == SessionKind {
+		s.key = s.pl.appendKey(s.key[:0], r)
 		s.addSession(s.wins[0])
 		return
 	}
-	id := s.agg.id(s.key)
+	var id int32
+	if k := s.pl.strKey; k >= 0 && r.Vals[k].Kind == String {
+		// One string key field: looked up by the string itself, without
+		// encoding the key first (the encoded key only for a new one).
+		v := &r.Vals[k]
+		var ok bool
+		if id, ok = s.agg.strIDs[v.S]; !ok {
+			s.key = s.pl.appendKey(s.key[:0], r)
+			id = s.agg.id(s.key)
+			k := s.agg.keys[id]
+			s.agg.strIDs[k[len(k)-len(v.S):]] = id // the interned key ends with the string
+		}
+	} else {
+		s.key = s.pl.appendKey(s.key[:0], r)
+		id = s.agg.id(s.key)
+	}
 	for _, w := range s.wins {
 		wa := s.lastWA
 		if w != s.lastWin || wa == nil {
@@ -170,7 +186,11 @@ func (s *sourceTask) accept(r *Row) {
 		if a == nil {
 			a = wa.put(id, len(s.agg.keys), makeAcc(s.pl.Aggs))
 		}
-		a.add(s.pl.Aggs, s.aggVals)
+		if s.pl.countOnly {
+			a.n++ // what add does for counts only
+		} else {
+			a.add(s.pl.Aggs, s.aggVals)
+		}
 	}
 }
 
