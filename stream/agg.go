@@ -264,10 +264,18 @@ func (a *acc) encode(e *enc, aggs []Agg) {
 }
 
 func decodeAcc(d *dec, aggs []Agg) *acc {
-	a := newAcc(aggs)
+	a := new(acc)
+	decodeAccInto(d, aggs, a)
+	return a
+}
+
+// decodeAccInto decodes an accumulator into a (whose old content is
+// dropped: it shares nothing with what a held).
+func decodeAccInto(d *dec, aggs []Agg, a *acc) {
+	*a = makeAcc(aggs)
 	a.n = d.varint()
 	if a.s == nil {
-		return a
+		return
 	}
 	for i, g := range aggs {
 		if g.Op == Count {
@@ -293,7 +301,6 @@ func decodeAcc(d *dec, aggs []Agg) *acc {
 			st.partials[j] = d.f64()
 		}
 	}
-	return a
 }
 
 func checkAggs(aggs []Agg) error {

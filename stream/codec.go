@@ -93,7 +93,15 @@ func (d *dec) raw() []byte {
 	return s
 }
 
-func (d *dec) str() string   { return string(d.raw()) }
+func (d *dec) str() string { return string(d.raw()) }
+
+// strNoCopy is str for bytes that are never modified: the string shares
+// them.
+func (d *dec) strNoCopy() string {
+	r := d.raw()
+	return unsafe.String(unsafe.SliceData(r), len(r))
+}
+
 func (d *dec) bytes() []byte { return append([]byte(nil), d.raw()...) }
 
 func (d *dec) f64() float64 {

@@ -61,10 +61,11 @@ func (d *decoder) decode(body []byte, recTime int64, emit func(*Row)) error {
 	switch d.format {
 	case FormatText:
 		row := Row{Time: recTime, Vals: make([]Value, len(d.fields))}
-		// The lines share body's bytes, which are never written again (a
-		// record's plaintext is a new slice): rows are valid only during
-		// the call, and what keeps a value (keys, distinct sets, late
-		// rows) copies it.
+		// The lines share body's bytes, which the caller must not write
+		// again while a string may point at them: a source task decrypts
+		// into a buffer it reuses only when the plan has no ParDo (whose
+		// DoFn may keep strings, immutable as Go promises); the engine's
+		// own steps copy what they keep (keys, distinct sets, late rows).
 		s := unsafe.String(unsafe.SliceData(body), len(body))
 		for len(s) > 0 {
 			line := s

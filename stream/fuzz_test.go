@@ -13,7 +13,7 @@ func FuzzDecodeShuffle(f *testing.F) {
 	aggs := []Agg{{Name: "n", Op: Count}, {Name: "s", Op: Sum, Field: "v"}, {Name: "d", Op: DistinctCount, Field: "v"}}
 	a := newAcc(aggs)
 	a.add(aggs, []Value{{}, Num(2.5), Str("x")})
-	m := shuffleMsg{from: 1, wm: 99, partials: []windowPartial{{w: Window{0, 60000}, keys: []keyAcc{{"\x01\x01k", a}}}},
+	m := shuffleMsg{from: 1, wm: 99, partials: []windowPartial{{w: Window{0, 60000}, keys: []keyAcc{{"\x01\x01k", *a}}}},
 		lateRows: []lateRow{{time: 5, key: "\x01\x01k", vals: []Value{{}, Num(1), Str("y")}}}}
 	f.Add(m.encode(aggs))
 	f.Add((&shuffleMsg{from: 0, idle: true}).encode(aggs))

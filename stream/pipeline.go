@@ -270,6 +270,7 @@ func (p *Pipeline) Compile() (*Plan, error) {
 				return nil, fmt.Errorf("%s: %w", where, err)
 			}
 			pl.steps = append(pl.steps, f)
+			pl.userSteps = pl.userSteps || t.kind == tParDo
 			schema = next
 			if t.kind == tSelect || t.kind == tParDo {
 				srcSchema = false
@@ -342,6 +343,7 @@ func (p *Pipeline) Compile() (*Plan, error) {
 		return nil, fmt.Errorf("KeyBy and WindowInto must be followed by GroupByKey")
 	}
 	pl.schema = schema
+	pl.names()
 	if pl.Time.Unit == "" {
 		pl.Time.Unit = UnixMillis
 	}

@@ -3,6 +3,7 @@ package stream
 import (
 	"fmt"
 	"hash/fnv"
+	"strconv"
 	"time"
 	"unsafe"
 
@@ -23,9 +24,50 @@ type Plan struct {
 	dec     decoder
 	timeIdx int
 	steps   []func() DoFn
-	keyIdx  []int
-	aggIdx  []int
-	schema  []string // after the steps
+	// userSteps: a ParDo's DoFn may keep the strings of the rows it sees
+	// (immutable, as Go promises), so the record bytes they share are
+	// never reused; without one, every step copies what it keeps and a
+	// source task decrypts each record into the same buffer.
+	userSteps bool
+	// strKey is the field of a single key field (-1: several), which
+	// source tasks look keys up by when it holds a string; countOnly:
+	// every aggregation is a count.
+	strKey    int
+	countOnly bool
+	keyIdx    []int
+	aggIdx    []int
+	schema    []string // after the steps
+
+	// `,"name":` of each key field and aggregation in result lines, and
+	// `"name":` of each field of rows written as they are
+	keyNames, aggNames, rowNames [][]byte
+}
+
+// names computes the field names of output lines once, and the fast
+// paths of source tasks.
+func (pl *Plan) names() {
+	pl.strKey = -1
+	if len(pl.keyIdx) == 1 {
+		pl.strKey = pl.keyIdx[0]
+	}
+	pl.countOnly = true
+	for _, a := range pl.Aggs {
+		pl.countOnly = pl.countOnly && a.Op == Count
+	}
+	quoted := func(sep string, fields []string) [][]byte {
+		out := make([][]byte, len(fields))
+		for i, f := range fields {
+			out[i] = append(appendJSONString([]byte(sep), f), ':')
+		}
+		return out
+	}
+	pl.keyNames = quoted(",", pl.KeyFields)
+	aggs := make([]string, len(pl.Aggs))
+	for i, a := range pl.Aggs {
+		aggs[i] = a.Name
+	}
+	pl.aggNames = quoted(",", aggs)
+	pl.rowNames = quoted("", pl.schema)
 }
 
 // StreamSpec is a stream and its partition count.
@@ -121,12 +163,11 @@ func (pl *Plan) OutputFields() []string {
 // appendRow appends a non-aggregated row as a JSON line.
 func (pl *Plan) appendRow(b []byte, r *Row) []byte {
 	b = append(b, '{')
-	for i, n := range pl.schema {
+	for i, n := range pl.rowNames {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = Str(n).appendJSON(b)
-		b = append(b, ':')
+		b = append(b, n...)
 		b = r.Vals[i].appendJSON(b)
 	}
 	return append(b, '}', '\n')
@@ -149,21 +190,21 @@ func resultPrefix(w Window) []byte {
 // (resultPrefix of its window, computed once for all its keys).
 func (pl *Plan) appendResultAfter(b, prefix []byte, key []Value, a *acc, pane int) []byte {
 	b = append(b, prefix...)
-	for i, k := range pl.KeyFields {
-		b = append(b, ',')
-		b = Str(k).appendJSON(b)
-		b = append(b, ':')
+	for i, n := range pl.keyNames {
+		b = append(b, n...)
 		b = key[i].appendJSON(b)
 	}
-	for i, g := range pl.Aggs {
-		b = append(b, ',')
-		b = Str(g.Name).appendJSON(b)
-		b = append(b, ':')
+	for i, n := range pl.aggNames {
+		b = append(b, n...)
+		if pl.Aggs[i].Op == Count {
+			b = strconv.AppendInt(b, a.n, 10)
+			continue
+		}
 		b = a.result(pl.Aggs, i).appendJSON(b)
 	}
 	if pl.Lateness > 0 {
 		b = append(b, `,"pane":`...)
-		b = Num(float64(pane)).appendJSON(b)
+		b = strconv.AppendInt(b, int64(pane), 10)
 	}
 	return append(b, '}', '\n')
 }

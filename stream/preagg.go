@@ -7,7 +7,11 @@ package stream
 // order its keys first came, which is a deterministic function of the
 // task's input: the shuffle needs no sort to be reproducible.
 type preAgg struct {
-	ids   map[string]int32
+	ids map[string]int32
+	// strIDs finds the id of a plan's single string key field by the
+	// string itself (its keys are suffixes of the interned keys): filled
+	// by the source task, emptied when ids change.
+	strIDs map[string]int32
 	keys  []string
 	parts []int32 // shuffle partition of each key
 	nPart int
@@ -23,7 +27,7 @@ type winAccs struct {
 }
 
 func newPreAgg(partitions int) *preAgg {
-	return &preAgg{ids: map[string]int32{}, nPart: partitions, wins: map[Window]*winAccs{}}
+	return &preAgg{ids: map[string]int32{}, strIDs: map[string]int32{}, nPart: partitions, wins: map[Window]*winAccs{}}
 }
 
 // id interns k.
@@ -106,6 +110,7 @@ func (p *preAgg) flushed(live, largest int) {
 	}
 	old := p.keys
 	p.ids, p.keys, p.parts = make(map[string]int32, live), nil, nil
+	p.strIDs = make(map[string]int32, live)
 	for _, w := range sortedWindows(p.wins) {
 		wa := p.wins[w]
 		for i, id := range wa.ids {

@@ -106,6 +106,9 @@ func encodeLateRows(e *enc, rows []lateRow) {
 	}
 }
 
+// decodeShuffle decodes a shuffle message. Its keys share b's bytes,
+// which must never be written again (a record's decrypted body): the
+// window task clones a key it keeps.
 func decodeShuffle(b []byte, aggs []Agg) (*shuffleMsg, error) {
 	d := &dec{b: b}
 	if v := d.byte1(); v != shuffleVersion && d.err == nil {
@@ -121,10 +124,10 @@ func decodeShuffle(b []byte, aggs []Agg) (*shuffleMsg, error) {
 	for i := 0; i < n && d.err == nil; i++ {
 		p := windowPartial{w: Window{Start: d.varint(), End: d.varint()}}
 		nk := d.count(2)
-		p.keys = make([]keyAcc, 0, nk)
+		p.keys = make([]keyAcc, nk)
 		for j := 0; j < nk && d.err == nil; j++ {
-			k := d.str()
-			p.keys = append(p.keys, keyAcc{k, decodeAcc(d, aggs)})
+			p.keys[j].key = d.strNoCopy()
+			decodeAccInto(d, aggs, &p.keys[j].acc)
 		}
 		m.partials = append(m.partials, p)
 	}

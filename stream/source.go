@@ -38,6 +38,11 @@ type sourceTask struct {
 	aggVals []Value
 	late    map[int][]lateRow // late rows by shuffle partition
 	lines   []byte            // rows for the sink (no GroupByKey)
+	// plain receives each record's plaintext when the plan's steps keep
+	// nothing of a row (no ParDo): rows share its bytes only while the
+	// record is processed, and reusing it spares the allocation (and the
+	// page faults of fresh memory) of every record's plaintext.
+	plain []byte
 }
 
 func newSourceTask(w *worker, id TaskID, index int) *sourceTask {
@@ -68,7 +73,11 @@ func (s *sourceTask) process(r Record) error {
 	s.lastIn = time.Now()
 	s.idle = false
 	s.dirty = true
-	rec, err := s.w.opener.Open(s.id.Stream, uint32(s.id.Partition), r.Value)
+	var dst []byte
+	if !s.pl.userSteps {
+		dst = reusable(&s.plain, len(r.Value))
+	}
+	rec, err := s.w.opener.OpenInto(dst, s.id.Stream, uint32(s.id.Partition), r.Value)
 	if err != nil {
 		return s.deadLetter(r.Value, err)
 	}
@@ -110,10 +119,25 @@ func (s *sourceTask) process(r Record) error {
 	return s.advance(wm, false, "shuffle")
 }
 
+// reusable returns *buf, grown to hold the plaintext of a record of n
+// bytes (less than n), or nil past maxReusedPlain: a larger record gets
+// a plaintext of its own.
+func reusable(buf *[]byte, n int) []byte {
+	if n > maxReusedPlain {
+		return nil
+	}
+	if cap(*buf) < n {
+		*buf = make([]byte, 0, min(n+n/4, maxReusedPlain))
+	}
+	return *buf
+}
+
+// maxReusedPlain bounds the plaintext buffer a task keeps between records.
+const maxReusedPlain = 1 << 20
+
 // accept pre-aggregates one row, or sets it aside as late when a window it
 // belongs to was already sent on.
 func (s *sourceTask) accept(r *Row) {
-	s.key = s.pl.appendKey(s.key[:0], r)
 	for i, idx := range s.pl.aggIdx {
 		if idx >= 0 {
 			s.aggVals[i] = r.Vals[idx]
@@ -126,15 +150,32 @@ func (s *sourceTask) accept(r *Row) {
 	}
 	for _, w := range s.wins {
 		if w.maxTs() <= s.emitted {
+			s.key = s.pl.appendKey(s.key[:0], r)
 			s.lateRow(r.Time)
 			return
 		}
 	}
 	if s.pl.Window.Kind == SessionKind {
+		s.key = s.pl.appendKey(s.key[:0], r)
 		s.addSession(s.wins[0])
 		return
 	}
-	id := s.agg.id(s.key)
+	var id int32
+	if k := s.pl.strKey; k >= 0 && r.Vals[k].Kind == String {
+		// One string key field: looked up by the string itself, without
+		// encoding the key first (the encoded key only for a new one).
+		v := &r.Vals[k]
+		var ok bool
+		if id, ok = s.agg.strIDs[v.S]; !ok {
+			s.key = s.pl.appendKey(s.key[:0], r)
+			id = s.agg.id(s.key)
+			k := s.agg.keys[id]
+			s.agg.strIDs[k[len(k)-len(v.S):]] = id // the interned key ends with the string
+		}
+	} else {
+		s.key = s.pl.appendKey(s.key[:0], r)
+		id = s.agg.id(s.key)
+	}
 	for _, w := range s.wins {
 		wa := s.lastWA
 		if w != s.lastWin || wa == nil {
@@ -145,7 +186,11 @@ func (s *sourceTask) accept(r *Row) {
 		if a == nil {
 			a = wa.put(id, len(s.agg.keys), makeAcc(s.pl.Aggs))
 		}
-		a.add(s.pl.Aggs, s.aggVals)
+		if s.pl.countOnly {
+			a.n++ // what add does for counts only
+		} else {
+			a.add(s.pl.Aggs, s.aggVals)
+		}
 	}
 }
 
@@ -332,9 +377,12 @@ func (s *sourceTask) restoreState(d *dec) {
 	})
 }
 
+// keyAcc is a key's partial aggregate in a shuffle message. A decoded
+// key shares the message's decrypted bytes (never written again): what
+// keeps it clones it.
 type keyAcc struct {
 	key string
-	acc *acc
+	acc acc
 }
 
 type windowPartial struct {
@@ -349,26 +397,6 @@ func sortWindows(ws []Window) {
 		}
 		return ws[i].Start < ws[j].Start
 	})
-}
-
-// encodeWindows writes windows and their keys for a snapshot; panes, when
-// not nil, gives a key's pane count (window tasks). The order is the maps'
-// (a snapshot needs no canonical order, and sorting every key at every
-// checkpoint costs).
-func encodeWindows(e *enc, windows map[Window]map[string]*acc, aggs []Agg, panes func(Window, string) int) {
-	e.uvarint(uint64(len(windows)))
-	for w, keys := range windows {
-		e.varint(w.Start)
-		e.varint(w.End)
-		e.uvarint(uint64(len(keys)))
-		for k, a := range keys {
-			e.str(k)
-			a.encode(e, aggs)
-			if panes != nil {
-				e.uvarint(uint64(panes(w, k)))
-			}
-		}
-	}
 }
 
 func decodeWindows(d *dec, aggs []Agg, panes bool, put func(Window, string, *acc, int)) {

@@ -79,9 +79,15 @@ func filterFn(conds []Cond, idx []int) DoFn {
 // tokenizeFn emits one row per word of field src, with the word appended
 // as a new last field. Words are lower-cased runs of ASCII letters, digits
 // and apostrophes, as in Spark's and the sql engine's WordCount.
+//
+// A word without capitals shares the bytes of the input string (which,
+// like every string, never changes). A lower-cased word is written into
+// an append-only arena whose bytes are never written again once handed
+// out (a full chunk is left to the garbage collector, not reused): a step
+// or DoFn that keeps a word keeps it intact, as Go strings promise.
 func tokenizeFn(src int) DoFn {
 	var out Row
-	var buf []byte
+	var arena []byte
 	return func(r *Row, emit func(*Row)) {
 		s := r.Vals[src].Text()
 		out.Time = r.Time
@@ -102,15 +108,19 @@ func tokenizeFn(src int) DoFn {
 			if j > i {
 				w := s[i:j]
 				if !lower {
-					buf = append(buf[:0], w...)
-					for k, c := range buf {
-						if c >= 'A' && c <= 'Z' {
-							buf[k] = c + 'a' - 'A'
-						}
+					if cap(arena)-len(arena) < len(w) {
+						arena = make([]byte, 0, max(arenaChunk, len(w)))
 					}
-					// Valid until the next word: rows are valid only
-					// during the call.
-					w = unsafe.String(unsafe.SliceData(buf), len(buf))
+					start := len(arena)
+					for k := 0; k < len(w); k++ {
+						c := w[k]
+						if c >= 'A' && c <= 'Z' {
+							c += 'a' - 'A'
+						}
+						arena = append(arena, c)
+					}
+					b := arena[start:len(arena):len(arena)]
+					w = unsafe.String(unsafe.SliceData(b), len(b))
 				}
 				out.Vals[last] = Str(w)
 				emit(&out)
@@ -120,9 +130,19 @@ func tokenizeFn(src int) DoFn {
 	}
 }
 
-func wordByte(c byte) bool {
-	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '\''
-}
+// arenaChunk is the size of the tokenizer's arena chunks.
+const arenaChunk = 16 << 10
+
+func wordByte(c byte) bool { return wordBytes[c] }
+
+// wordBytes marks the bytes of words: a table, as the tokenizer asks for
+// every byte of the text.
+var wordBytes = func() (t [256]bool) {
+	for c := range t {
+		t[c] = c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '\''
+	}
+	return t
+}()
 
 // selectFn keeps the fields at idx, in that order.
 func selectFn(idx []int) DoFn {

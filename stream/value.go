@@ -4,6 +4,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // Kind is the type of a Value.
@@ -60,12 +61,12 @@ func (v Value) Text() string {
 func (v Value) appendJSON(b []byte) []byte {
 	switch v.Kind {
 	case String:
-		return strconv.AppendQuote(b, v.S)
+		return appendJSONString(b, v.S)
 	case Number:
 		if math.IsInf(v.F, 0) || math.IsNaN(v.F) {
 			return append(b, "null"...)
 		}
-		return append(b, formatNumber(v.F)...)
+		return appendNumber(b, v.F)
 	case Bool:
 		if v.F != 0 {
 			return append(b, "true"...)
@@ -75,13 +76,63 @@ func (v Value) appendJSON(b []byte) []byte {
 	return append(b, "null"...)
 }
 
+// appendJSONString appends s as a JSON string: quotes, backslashes and
+// control characters escaped (\n, \r, \t, \u00XX), other text as it is,
+// and bytes that are not UTF-8 as U+FFFD (as encoding/json does).
+func appendJSONString(b []byte, s string) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' && c < utf8.RuneSelf {
+			i++
+			continue
+		}
+		if c >= utf8.RuneSelf {
+			r, n := utf8.DecodeRuneInString(s[i:])
+			if r != utf8.RuneError || n != 1 {
+				i += n
+				continue
+			}
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i++
+			start = i
+			continue
+		}
+		b = append(b, s[start:i]...)
+		switch c {
+		case '"', '\\':
+			b = append(b, '\\', c)
+		case '\n':
+			b = append(b, '\\', 'n')
+		case '\r':
+			b = append(b, '\\', 'r')
+		case '\t':
+			b = append(b, '\\', 't')
+		default:
+			const hex = "0123456789abcdef"
+			b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+		}
+		i++
+		start = i
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}
+
 // formatNumber prints integers without a fraction and other numbers in
 // the shortest form that reads back exactly.
 func formatNumber(f float64) string {
+	return string(appendNumber(nil, f))
+}
+
+// appendNumber appends f as formatNumber prints it.
+func appendNumber(b []byte, f float64) []byte {
 	if f == math.Trunc(f) && math.Abs(f) < 1e15 {
-		return strconv.FormatInt(int64(f), 10)
+		return strconv.AppendInt(b, int64(f), 10)
 	}
-	return strconv.FormatFloat(f, 'g', -1, 64)
+	return strconv.AppendFloat(b, f, 'g', -1, 64)
 }
 
 // compare orders two values of the same kind; ok is false across kinds,
@@ -109,7 +160,10 @@ func compare(a, b Value) (int, bool) {
 
 // Row is one event: its event time (Unix milliseconds) and its fields, in
 // the order of the schema the plan computed. Steps receive rows that are
-// valid only during the call.
+// valid only during the call: the Row and its Vals slice are reused for
+// the next event. The strings in it are ordinary immutable strings and may
+// be kept (they may share a record's decrypted bytes: clone a small one
+// kept for long, so it does not hold the whole record in memory).
 type Row struct {
 	Time int64
 	Vals []Value

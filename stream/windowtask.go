@@ -3,7 +3,8 @@ package stream
 import (
 	"fmt"
 	"math"
-	"sort"
+	"slices"
+	"strings"
 
 	"github.com/ppml/ppml/stream/record"
 )
@@ -23,12 +24,16 @@ type windowTask struct {
 	sessions map[string][]Window
 
 	results  []byte // result lines of the current record
-	prefix   []byte  // resultPrefix of prefixOf
+	prefix   []byte // resultPrefix of prefixOf
 	prefixOf Window
 	keyVals  []Value // scratch: a decoded key
 	nres     int
 	lateOut  []byte
 	chunkNum int
+	hint     int // keys of the largest window so far: the size of a new window's map
+	// plain receives each shuffle record's plaintext: the keys decoded
+	// from it are cloned when kept, so nothing holds it after process.
+	plain []byte
 }
 
 type upstream struct {
@@ -37,9 +42,20 @@ type upstream struct {
 }
 
 type winState struct {
-	keys  map[string]*acc
-	panes map[string]int // panes fired per key
+	keys  map[string]*keyState
 	fired bool
+}
+
+// keyState is one key's aggregate in a window and the panes fired for it.
+type keyState struct {
+	acc  acc
+	pane int
+}
+
+func (t *windowTask) newWindow(w Window) *winState {
+	ws := &winState{keys: make(map[string]*keyState, t.hint)}
+	t.windows[w] = ws
+	return ws
 }
 
 // resultChunk bounds the result lines of one output record.
@@ -62,7 +78,7 @@ func (t *windowTask) process(r Record) error {
 	t.stats.Records++
 	t.dirty = true
 	t.results, t.nres, t.lateOut, t.chunkNum = t.results[:0], 0, t.lateOut[:0], 0
-	rec, err := t.w.state.Open(t.id.Stream, uint32(t.id.Partition), r.Value)
+	rec, err := t.w.state.OpenInto(reusable(&t.plain, len(r.Value)), t.id.Stream, uint32(t.id.Partition), r.Value)
 	if err != nil {
 		return t.deadLetter(r.Value, err)
 	}
@@ -80,12 +96,13 @@ func (t *windowTask) process(r Record) error {
 		return t.deadLetter(r.Value, err)
 	}
 	for _, p := range m.partials {
-		for _, ka := range p.keys {
+		for i := range p.keys {
+			ka := &p.keys[i]
 			if t.isLate(p.w) {
-				t.latePartial(p.w, ka.key, ka.acc)
+				t.latePartial(p.w, ka.key, &ka.acc)
 				continue
 			}
-			t.merge(p.w, ka.key, ka.acc)
+			t.merge(p.w, ka.key, &ka.acc)
 		}
 	}
 	var wins []Window
@@ -125,9 +142,14 @@ func (t *windowTask) isLate(w Window) bool {
 
 // merge adds a partial aggregate for key k to window w (merging session
 // windows), and re-fires the key's result when the window already fired.
+// k may share a record's bytes: it is cloned when kept; a is taken over
+// (its content is not used after the call).
 func (t *windowTask) merge(w Window, k string, a *acc) {
 	pane := 0
 	if t.pl.Window.Kind == SessionKind {
+		// Cloned even when the key is known: assigning to a map entry
+		// also stores the key used, which must not share k's bytes.
+		k = strings.Clone(k)
 		kept := t.sessions[k][:0]
 		for _, o := range t.sessions[k] {
 			if !mergeable(o, w) {
@@ -135,8 +157,9 @@ func (t *windowTask) merge(w Window, k string, a *acc) {
 				continue
 			}
 			ws := t.windows[o]
-			a.merge(ws.keys[k])
-			pane = max(pane, ws.panes[k])
+			ks := ws.keys[k]
+			a.merge(&ks.acc)
+			pane = max(pane, ks.pane)
 			w = union(o, w)
 			t.dropKey(o, k)
 		}
@@ -144,23 +167,22 @@ func (t *windowTask) merge(w Window, k string, a *acc) {
 	}
 	ws := t.windows[w]
 	if ws == nil {
-		ws = &winState{keys: map[string]*acc{}, panes: map[string]int{}}
-		t.windows[w] = ws
+		ws = t.newWindow(w)
 	}
-	if o := ws.keys[k]; o != nil {
-		o.merge(a)
-		a = o
+	ks := ws.keys[k]
+	if ks != nil {
+		ks.acc.merge(a)
+	} else {
+		ks = &keyState{acc: *a}
+		ws.keys[strings.Clone(k)] = ks
 	}
-	ws.keys[k] = a
-	if pane > ws.panes[k] {
-		ws.panes[k] = pane
-	}
+	ks.pane = max(ks.pane, pane)
 	if w.maxTs() <= t.wm {
 		// The window already fired: this is a late pane (Flink's
 		// EventTimeTrigger fires at once for an element within the
 		// allowed lateness).
 		ws.fired = true
-		t.result(w, k, a, ws)
+		t.result(w, k, ks)
 	}
 }
 
@@ -170,21 +192,20 @@ func (t *windowTask) dropKey(w Window, k string) {
 		return
 	}
 	delete(ws.keys, k)
-	delete(ws.panes, k)
 	if len(ws.keys) == 0 {
 		delete(t.windows, w)
 	}
 }
 
-func (t *windowTask) result(w Window, k string, a *acc, ws *winState) {
+func (t *windowTask) result(w Window, k string, ks *keyState) {
 	if t.prefix == nil || t.prefixOf != w {
 		t.prefix, t.prefixOf = resultPrefix(w), w
 	}
 	if len(t.keyVals) != len(t.pl.KeyFields) {
 		t.keyVals = make([]Value, len(t.pl.KeyFields))
 	}
-	t.results = t.pl.appendResultAfter(t.results, t.prefix, decodeKeyInto(t.keyVals, k), a, ws.panes[k])
-	ws.panes[k]++
+	t.results = t.pl.appendResultAfter(t.results, t.prefix, decodeKeyInto(t.keyVals, k), &ks.acc, ks.pane)
+	ks.pane++
 	t.nres++
 	t.stats.Results++
 }
@@ -221,13 +242,16 @@ func (t *windowTask) advance() {
 	for _, w := range fire {
 		ws := t.windows[w]
 		ws.fired = true
+		t.hint = max(t.hint, len(ws.keys))
 		keys := make([]string, 0, len(ws.keys))
 		for k := range ws.keys {
 			keys = append(keys, k)
 		}
-		sort.Strings(keys)
+		// Sorted: a task that repeats its work after a restart must cut
+		// the same result records (their ids are their positions).
+		slices.Sort(keys)
 		for _, k := range keys {
-			t.result(w, k, ws.keys[k], ws)
+			t.result(w, k, ws.keys[k])
 			if t.nres >= resultChunk {
 				t.flushResults()
 			}
@@ -334,16 +358,23 @@ func (t *windowTask) snapshot() (TaskCommit, error) {
 			e.bool(u.idle)
 			e.bool(u.ended)
 		}
-		fired := map[Window]bool{}
-		accs := make(map[Window]map[string]*acc, len(t.windows))
+		// The order is the maps' (a snapshot needs no canonical order,
+		// and sorting every key at every checkpoint costs); the layout is
+		// decodeWindows' with panes.
+		e.uvarint(uint64(len(t.windows)))
 		for w, ws := range t.windows {
-			accs[w] = ws.keys
-			fired[w] = ws.fired
+			e.varint(w.Start)
+			e.varint(w.End)
+			e.uvarint(uint64(len(ws.keys)))
+			for k, ks := range ws.keys {
+				e.str(k)
+				ks.acc.encode(e, t.pl.Aggs)
+				e.uvarint(uint64(ks.pane))
+			}
 		}
-		encodeWindows(e, accs, t.pl.Aggs, func(w Window, k string) int { return t.windows[w].panes[k] })
-		ws := make([]Window, 0, len(fired))
-		for w, f := range fired {
-			if f {
+		ws := make([]Window, 0, len(t.windows))
+		for w, st := range t.windows {
+			if st.fired {
 				ws = append(ws, w)
 			}
 		}
@@ -368,11 +399,9 @@ func (t *windowTask) restoreState(d *dec) {
 	decodeWindows(d, t.pl.Aggs, true, func(w Window, k string, a *acc, pane int) {
 		ws := t.windows[w]
 		if ws == nil {
-			ws = &winState{keys: map[string]*acc{}, panes: map[string]int{}}
-			t.windows[w] = ws
+			ws = t.newWindow(w)
 		}
-		ws.keys[k] = a
-		ws.panes[k] = pane
+		ws.keys[k] = &keyState{acc: *a, pane: pane}
 		if t.pl.Window.Kind == SessionKind {
 			t.sessions[k] = append(t.sessions[k], w)
 		}

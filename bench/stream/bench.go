@@ -49,8 +49,11 @@ type Config struct {
 	// CPUProfile, when set, receives a CPU profile (pprof) of each
 	// pipeline's measured run in the file CPUProfile-Nw.pprof (N workers).
 	CPUProfile string
-	Progress   func(string)
-	Logf       func(string, ...any) // the workers' log lines
+	// NoWarmup measures cold runs: the first measured run then also pays
+	// for growing the heap.
+	NoWarmup bool
+	Progress func(string)
+	Logf     func(string, ...any) // the workers' log lines
 }
 
 // Result is one measured configuration.
@@ -92,7 +95,12 @@ type Report struct {
 	Pipeline       []Result `json:"pipeline"`
 	LatencyRate    int      `json:"latency_publish_rate"` // records/s during the latency runs
 	Target         float64  `json:"target_ratio_vs_transport"`
-	Verified       bool     `json:"verified"` // every pipeline's counts equal the in-memory count
+	Verified       bool     `json:"verified"` // the transport's and every pipeline's counts equal the in-memory count
+	// Warmup: the transport and a 1-worker pipeline each ran once,
+	// unmeasured, right before their measured runs, so that no measured
+	// run pays for growing the process's heap (page faults) that a
+	// long-running worker would have grown already.
+	Warmup bool `json:"warmup"`
 }
 
 func (c *Config) defaults() {
@@ -188,16 +196,41 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 
+	// Each kind of run once, unmeasured, right before it is measured: the
+	// heap then has the size the measured runs need (a pipeline needs a
+	// larger one than the transport, and a smaller run in between lets
+	// the runtime return memory to the system, which the next run faults
+	// in again), for the baseline and the pipelines alike.
+	if !cfg.NoWarmup {
+		cfg.Progress("warming up the transport")
+		if _, _, err := b.transport(ctx, "bench-plain", len(b.bodies), nil); err != nil {
+			return nil, err
+		}
+		rep.Warmup = true
+	}
 	cfg.Progress("transport baseline")
 	cpu = usage.CPUTime()
-	d, err := b.transport(ctx, "bench-plain", len(b.bodies), nil)
+	d, counts, err := b.transport(ctx, "bench-plain", len(b.bodies), nil)
 	if err != nil {
 		return nil, err
 	}
 	rep.Transport = b.result("transport", 0, d, usage.CPUTime()-cpu)
-	for _, n := range cfg.Workers {
+	if !sameCounts(counts, b.memory) {
+		rep.Verified = false
+	}
+	if !cfg.NoWarmup {
+		cfg.Progress("warming up the pipeline")
+		if _, _, _, _, err := b.pipeline(ctx, "bench-warmup", "bench-text", 1, len(b.bodies), nil, ""); err != nil {
+			return nil, err
+		}
+	}
+	for i, n := range cfg.Workers {
 		cfg.Progress(fmt.Sprintf("pipeline, %d worker(s)", n))
-		d, cpu, ckpts, counts, err := b.pipeline(ctx, fmt.Sprintf("bench-wc-%dw", n), "bench-text", n, len(b.bodies), nil)
+		prof := ""
+		if cfg.CPUProfile != "" {
+			prof = fmt.Sprintf("%s-%dw.pprof", cfg.CPUProfile, n)
+		}
+		d, cpu, ckpts, counts, err := b.pipeline(ctx, fmt.Sprintf("bench-wc-%d-%dw", i, n), "bench-text", n, len(b.bodies), nil, prof)
 		if err != nil {
 			return nil, err
 		}
@@ -228,7 +261,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	rep.Transport.P50LatencyMs, rep.Transport.P99LatencyMs = pct(lat, 0.5), pct(lat, 0.99)
 	for i, n := range cfg.Workers {
-		lat, err := b.pipelineLatency(ctx, n)
+		lat, err := b.pipelineLatency(ctx, i, n)
 		if err != nil {
 			return nil, err
 		}
@@ -401,11 +434,13 @@ func (p *paced) latencies() []time.Duration {
 
 // transport reads n records of every partition of a plain stream, one
 // consumer per partition, and counts their words: the ceiling of reading
-// the text through the broker.
-func (b *bench) transport(ctx context.Context, name string, n int, pace *paced) (time.Duration, error) {
+// the text through the broker. It returns the time until every record was
+// counted and the counts (summed over the partitions after the
+// measurement).
+func (b *bench) transport(ctx context.Context, name string, n int, pace *paced) (time.Duration, map[string]int64, error) {
 	st, err := b.j.Stream(ctx, jetstream.StreamName(name))
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -455,9 +490,9 @@ func (b *bench) transport(ctx context.Context, name string, n int, pace *paced) 
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
-		return 0, err
+		return 0, nil, err
 	}
-	return d, nil
+	return d, total, nil
 }
 
 func (b *bench) transportLatency(ctx context.Context) ([]time.Duration, error) {
@@ -468,7 +503,7 @@ func (b *bench) transportLatency(ctx context.Context) ([]time.Duration, error) {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- b.publish(ctx, name, false, pace) }()
-	if _, err := b.transport(ctx, name, min(len(b.bodies), b.cfg.LatencyRecords), pace); err != nil {
+	if _, _, err := b.transport(ctx, name, min(len(b.bodies), b.cfg.LatencyRecords), pace); err != nil {
 		return nil, err
 	}
 	if err := <-errc; err != nil {
@@ -480,8 +515,9 @@ func (b *bench) transportLatency(ctx context.Context) ([]time.Duration, error) {
 // pipeline runs the WordCount pipeline with n workers over the sealed
 // records until every result partition has its end record; it returns
 // the time, the CPU time spent until then, the checkpoints and the counts
-// summed over the windows (decoded after the measurement).
-func (b *bench) pipeline(ctx context.Context, name, source string, workers, records int, pace *paced) (time.Duration, time.Duration, int64, map[string]int64, error) {
+// summed over the windows (decoded after the measurement). With profile,
+// a CPU profile of the measured run goes to that file.
+func (b *bench) pipeline(ctx context.Context, name, source string, workers, records int, pace *paced, profile string) (time.Duration, time.Duration, int64, map[string]int64, error) {
 	p := stream.NewPipeline(name)
 	lines := p.Read(stream.Source{Stream: source, Partitions: b.cfg.Partitions, Format: stream.FormatText})
 	words := stream.Tokenize(lines, "line", "word")
@@ -512,7 +548,7 @@ func (b *bench) pipeline(ctx context.Context, name, source string, workers, reco
 			}
 			return
 		}
-		results = append(results, append([]byte(nil), m.Data...))
+		results = append(results, m.Data) // the client gives each message its own copy
 	})
 	if err != nil {
 		return 0, 0, 0, nil, err
@@ -523,13 +559,15 @@ func (b *bench) pipeline(ctx context.Context, name, source string, workers, reco
 	var ckpts int64
 	var wg sync.WaitGroup
 	errs := make([]error, workers)
-	if b.cfg.CPUProfile != "" && pace == nil {
-		stop, err := usage.StartCPUProfile(fmt.Sprintf("%s-%dw.pprof", b.cfg.CPUProfile, workers))
+	stopProfile := func() {}
+	if profile != "" && pace == nil {
+		stop, err := usage.StartCPUProfile(profile)
 		if err != nil {
 			return 0, 0, 0, nil, err
 		}
-		defer stop()
+		stopProfile = stop
 	}
+	defer func() { stopProfile() }()
 	start, cpu0 := time.Now(), usage.CPUTime()
 	for i := 0; i < workers; i++ {
 		nc, err := b.e.Connect()
@@ -563,6 +601,8 @@ func (b *bench) pipeline(ctx context.Context, name, source string, workers, reco
 		select {
 		case <-done:
 			d, cpu = time.Since(start), usage.CPUTime()-cpu0
+			stopProfile()
+			stopProfile = func() {}
 		case <-ctx.Done():
 			return 0, 0, 0, nil, ctx.Err()
 		}
@@ -602,16 +642,16 @@ func (b *bench) pipeline(ctx context.Context, name, source string, workers, reco
 	return d, cpu, ckpts, counts, nil
 }
 
-func (b *bench) pipelineLatency(ctx context.Context, workers int) ([]time.Duration, error) {
+func (b *bench) pipelineLatency(ctx context.Context, run, workers int) ([]time.Duration, error) {
 	pace := newPaced()
-	name := fmt.Sprintf("bench-lat-%dw", workers)
+	name := fmt.Sprintf("bench-lat-%d-%dw", run, workers)
 	src := name + "-text"
 	if err := jetstream.CreateStream(ctx, b.j, src, jetstream.Options{}); err != nil {
 		return nil, err
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- b.publish(ctx, src, true, pace) }()
-	if _, _, _, _, err := b.pipeline(ctx, name, src, workers, min(len(b.bodies), b.cfg.LatencyRecords), pace); err != nil {
+	if _, _, _, _, err := b.pipeline(ctx, name, src, workers, min(len(b.bodies), b.cfg.LatencyRecords), pace, ""); err != nil {
 		return nil, err
 	}
 	if err := <-errc; err != nil {

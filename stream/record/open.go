@@ -14,8 +14,11 @@ import (
 // Record is an opened record.
 type Record struct {
 	Header
-	Time int64  // event time in Unix milliseconds (data records)
-	Body []byte // plaintext body (data records); aliases no input
+	Time int64 // event time in Unix milliseconds (data records)
+	// Body is the plaintext body (data records). From Open it is a new
+	// slice, aliasing no input, that the Opener never writes again; from
+	// OpenInto it aliases the caller's buffer.
+	Body []byte
 }
 
 // Opener opens records, unwrapping each writer's data key once. It is safe
@@ -39,6 +42,15 @@ func NewOpener(keys envelope.KeyResolver) *Opener {
 // and partition. Errors match ErrNotRecord, ErrUnsupported, ErrCorrupt,
 // ErrWrongStream, ErrWrongKey or ErrAuth and say what was found.
 func (o *Opener) Open(stream string, partition uint32, b []byte) (*Record, error) {
+	return o.OpenInto(nil, stream, partition, b)
+}
+
+// OpenInto is Open decrypting into dst's storage when it has room (a
+// caller's buffer reused from record to record): the record's Body then
+// aliases dst. The caller must not reuse dst while anything it handed the
+// body to may still hold it. b is never modified, also when it does not
+// open (dead letters keep it).
+func (o *Opener) OpenInto(dst []byte, stream string, partition uint32, b []byte) (*Record, error) {
 	h, err := Parse(b)
 	if err != nil {
 		return nil, err
@@ -50,7 +62,7 @@ func (o *Opener) Open(stream string, partition uint32, b []byte) (*Record, error
 	if err != nil {
 		return nil, err
 	}
-	plain, err := aead.Open(nil, nonce(h.Partition, h.Seq), b[h.Len:], b[:h.Len])
+	plain, err := aead.Open(dst[:0], nonce(h.Partition, h.Seq), b[h.Len:], b[:h.Len])
 	if err != nil {
 		return nil, fmt.Errorf("%w: writer %s sequence %d of stream %s partition %d was modified", ErrAuth, h.Writer, h.Seq, h.Stream, h.Partition)
 	}
