@@ -1,6 +1,9 @@
 package stream
 
-import "fmt"
+import (
+	"fmt"
+	"slices"
+)
 
 // shuffleMsg is the body of a shuffle record: what one source task tells
 // one window task — its watermark, whether it is idle or ended, partial
@@ -13,6 +16,7 @@ type shuffleMsg struct {
 	ended    bool
 	partials []windowPartial
 	lateRows []lateRow
+	keys     []keyAcc // what the partials' keys share when decoded (decodeShuffleInto)
 }
 
 type lateRow struct {
@@ -110,25 +114,40 @@ func encodeLateRows(e *enc, rows []lateRow) {
 // which must never be written again (a record's decrypted body): the
 // window task clones a key it keeps.
 func decodeShuffle(b []byte, aggs []Agg) (*shuffleMsg, error) {
+	m := &shuffleMsg{}
+	if err := decodeShuffleInto(m, b, aggs); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// decodeShuffleInto decodes b into m, reusing m's slices: a window task
+// decodes every shuffle record into one message. What it reuses is only
+// the slices' backing arrays: every key's accumulator is a new one (a
+// window task takes an accumulator over), and keys share b.
+func decodeShuffleInto(m *shuffleMsg, b []byte, aggs []Agg) error {
 	d := &dec{b: b}
 	if v := d.byte1(); v != shuffleVersion && d.err == nil {
-		return nil, fmt.Errorf("shuffle message version %d (this ppml reads %d)", v, shuffleVersion)
+		return fmt.Errorf("shuffle message version %d (this ppml reads %d)", v, shuffleVersion)
 	}
-	m := &shuffleMsg{}
+	*m = shuffleMsg{partials: m.partials[:0], keys: m.keys[:0]}
 	m.from = int(d.uvarint())
 	m.wm = d.varint()
 	m.idle = d.bool()
 	m.ended = d.bool()
 	n := d.count(3)
-	m.partials = make([]windowPartial, 0, n)
 	for i := 0; i < n && d.err == nil; i++ {
 		p := windowPartial{w: Window{Start: d.varint(), End: d.varint()}}
 		nk := d.count(2)
-		p.keys = make([]keyAcc, nk)
+		start := len(m.keys)
+		m.keys = slices.Grow(m.keys, nk)
 		for j := 0; j < nk && d.err == nil; j++ {
-			p.keys[j].key = d.strNoCopy()
-			decodeAccInto(d, aggs, &p.keys[j].acc)
+			var ka keyAcc
+			ka.key = d.strNoCopy()
+			decodeAccInto(d, aggs, &ka.acc)
+			m.keys = append(m.keys, ka)
 		}
+		p.keys = m.keys[start:len(m.keys):len(m.keys)]
 		m.partials = append(m.partials, p)
 	}
 	nr := d.count(2)
@@ -139,8 +158,5 @@ func decodeShuffle(b []byte, aggs []Agg) (*shuffleMsg, error) {
 		}
 		m.lateRows = append(m.lateRows, r)
 	}
-	if err := d.done("shuffle message"); err != nil {
-		return nil, err
-	}
-	return m, nil
+	return d.done("shuffle message")
 }

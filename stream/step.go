@@ -2,7 +2,6 @@ package stream
 
 import (
 	"fmt"
-	"unsafe"
 )
 
 // DoFn is a stateless transformation of one row into zero or more rows
@@ -87,7 +86,7 @@ func filterFn(conds []Cond, idx []int) DoFn {
 // or DoFn that keeps a word keeps it intact, as Go strings promise.
 func tokenizeFn(src int) DoFn {
 	var out Row
-	var arena []byte
+	var arena strArena
 	return func(r *Row, emit func(*Row)) {
 		s := r.Vals[src].Text()
 		out.Time = r.Time
@@ -108,19 +107,7 @@ func tokenizeFn(src int) DoFn {
 			if j > i {
 				w := s[i:j]
 				if !lower {
-					if cap(arena)-len(arena) < len(w) {
-						arena = make([]byte, 0, max(arenaChunk, len(w)))
-					}
-					start := len(arena)
-					for k := 0; k < len(w); k++ {
-						c := w[k]
-						if c >= 'A' && c <= 'Z' {
-							c += 'a' - 'A'
-						}
-						arena = append(arena, c)
-					}
-					b := arena[start:len(arena):len(arena)]
-					w = unsafe.String(unsafe.SliceData(b), len(b))
+					w = arena.lower(w)
 				}
 				out.Vals[last] = Str(w)
 				emit(&out)
@@ -129,9 +116,6 @@ func tokenizeFn(src int) DoFn {
 		}
 	}
 }
-
-// arenaChunk is the size of the tokenizer's arena chunks.
-const arenaChunk = 16 << 10
 
 func wordByte(c byte) bool { return wordBytes[c] }
 

@@ -34,6 +34,7 @@ type windowTask struct {
 	// plain receives each shuffle record's plaintext: the keys decoded
 	// from it are cloned when kept, so nothing holds it after process.
 	plain []byte
+	shuf  shuffleMsg // each shuffle record is decoded into it
 }
 
 type upstream struct {
@@ -44,6 +45,30 @@ type upstream struct {
 type winState struct {
 	keys  map[string]*keyState
 	fired bool
+	// Keys and key states of windows whose keys are purged together (all
+	// but session windows) come from chunks the window holds instead of
+	// an allocation each.
+	arena strArena
+	slab  []keyState
+}
+
+// newKey adds key k (which may share a record's bytes: it is copied) with
+// accumulator a (taken over). dropped says the window drops keys one by
+// one (session windows), so a key must not keep a chunk alive.
+func (ws *winState) newKey(k string, a *acc, dropped bool) *keyState {
+	if dropped {
+		ks := &keyState{acc: *a}
+		ws.keys[strings.Clone(k)] = ks
+		return ks
+	}
+	if len(ws.slab) == 0 {
+		ws.slab = make([]keyState, min(max(len(ws.keys)/4, 16), 1024))
+	}
+	ks := &ws.slab[0]
+	ws.slab = ws.slab[1:]
+	ks.acc = *a
+	ws.keys[ws.arena.clone(k)] = ks
+	return ks
 }
 
 // keyState is one key's aggregate in a window and the panes fired for it.
@@ -52,11 +77,17 @@ type keyState struct {
 	pane int
 }
 
-func (t *windowTask) newWindow(w Window) *winState {
-	ws := &winState{keys: make(map[string]*keyState, t.hint)}
+// newWindow adds window w's state, sized for the most keys of a window
+// so far or keys, whichever is more.
+func (t *windowTask) newWindow(w Window, keys int) *winState {
+	ws := &winState{keys: make(map[string]*keyState, max(t.hint, min(keys, maxWindowHint)))}
 	t.windows[w] = ws
 	return ws
 }
+
+// maxWindowHint bounds the size a new window's map is given from what a
+// shuffle record says.
+const maxWindowHint = 1 << 20
 
 // resultChunk bounds the result lines of one output record.
 const resultChunk = 1000
@@ -88,7 +119,8 @@ func (t *windowTask) process(r Record) error {
 	if rec.Kind != record.KindData {
 		return t.deadLetter(r.Value, fmt.Errorf("unexpected %s record in the shuffle stream", rec.Kind))
 	}
-	m, err := decodeShuffle(rec.Body, t.pl.Aggs)
+	m := &t.shuf
+	err = decodeShuffleInto(m, rec.Body, t.pl.Aggs)
 	if err == nil && (m.from < 0 || m.from >= len(t.up)) {
 		err = fmt.Errorf("shuffle message from source partition %d of %d", m.from, len(t.up))
 	}
@@ -96,13 +128,26 @@ func (t *windowTask) process(r Record) error {
 		return t.deadLetter(r.Value, err)
 	}
 	for _, p := range m.partials {
-		for i := range p.keys {
-			ka := &p.keys[i]
-			if t.isLate(p.w) {
-				t.latePartial(p.w, ka.key, &ka.acc)
-				continue
+		switch {
+		case t.isLate(p.w):
+			for i := range p.keys {
+				t.latePartial(p.w, p.keys[i].key, &p.keys[i].acc)
 			}
-			t.merge(p.w, ka.key, &ka.acc)
+		case t.pl.Window.Kind == SessionKind:
+			for i := range p.keys {
+				t.merge(p.w, p.keys[i].key, &p.keys[i].acc)
+			}
+		default:
+			// One window per partial: looked up once, not per key, and
+			// sized from the partial when it is new (a source partition
+			// sees most of a window's keys).
+			ws := t.windows[p.w]
+			if ws == nil {
+				ws = t.newWindow(p.w, len(p.keys))
+			}
+			for i := range p.keys {
+				t.mergeInto(ws, p.w, p.keys[i].key, &p.keys[i].acc, 0)
+			}
 		}
 	}
 	var wins []Window
@@ -167,14 +212,18 @@ func (t *windowTask) merge(w Window, k string, a *acc) {
 	}
 	ws := t.windows[w]
 	if ws == nil {
-		ws = t.newWindow(w)
+		ws = t.newWindow(w, 0)
 	}
+	t.mergeInto(ws, w, k, a, pane)
+}
+
+// mergeInto is merge's second half: ws is window w's state.
+func (t *windowTask) mergeInto(ws *winState, w Window, k string, a *acc, pane int) {
 	ks := ws.keys[k]
 	if ks != nil {
 		ks.acc.merge(a)
 	} else {
-		ks = &keyState{acc: *a}
-		ws.keys[strings.Clone(k)] = ks
+		ks = ws.newKey(k, a, t.pl.Window.Kind == SessionKind)
 	}
 	ks.pane = max(ks.pane, pane)
 	if w.maxTs() <= t.wm {
@@ -399,7 +448,7 @@ func (t *windowTask) restoreState(d *dec) {
 	decodeWindows(d, t.pl.Aggs, true, func(w Window, k string, a *acc, pane int) {
 		ws := t.windows[w]
 		if ws == nil {
-			ws = t.newWindow(w)
+			ws = t.newWindow(w, 0)
 		}
 		ws.keys[k] = &keyState{acc: *a, pane: pane}
 		if t.pl.Window.Kind == SessionKind {
