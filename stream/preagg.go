@@ -12,11 +12,11 @@ type preAgg struct {
 	// string itself (its keys are suffixes of the interned keys): filled
 	// by the source task, emptied when ids change.
 	strIDs map[string]int32
-	keys  []string
-	parts []int32 // shuffle partition of each key
-	nPart int
-	wins  map[Window]*winAccs
-	hint  int // keys of the largest window flushed last: the size of a new window
+	keys   []string
+	parts  []int32 // shuffle partition of each key
+	nPart  int
+	wins   map[Window]*winAccs
+	hint   int // keys of the largest window flushed last: the size of a new window
 }
 
 // winAccs is one window's accumulators.
