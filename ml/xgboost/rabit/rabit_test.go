@@ -3,8 +3,8 @@ package rabit_test
 import (
 	"bytes"
 	"context"
-	"errors"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
