@@ -31,7 +31,7 @@ DL_RUNTIME_TAGS ?=
 comma := ,
 RUN_TAGS := ppml_no_dl$(if $(strip $(RUNTIME_TAGS)),$(comma)$(strip $(RUNTIME_TAGS)))
 
-.PHONY: all deps datasets build runtime runtime-dl install test demo fuzz bench reproducible-check clean
+.PHONY: all deps datasets build runtime runtime-dl install test fmt-check demo fuzz bench reproducible-check clean
 all: build
 
 deps:
@@ -75,13 +75,18 @@ PYTHON ?= /usr/bin/python3
 # job, and linking libtorch is slow) and ppml-bench, built here once into a temporary directory
 # with the flags go test uses (so from its build cache: a link each) and so current, rather than
 # each building its own.
-test: deps datasets
+test: deps datasets fmt-check
 	$(GO) vet ./...
 	T=$$(mktemp -d) && trap 'rm -rf "$$T"' EXIT && \
 	$(GO) build -o "$$T/" ./cmd/ppml ./cmd/ppml-bench && \
 	$(GO) build -tags ppml_no_dl -o "$$T/ppml-run" ./cmd/ppml-run && \
 	PPML_DOCSTEST_BIN="$$T" PPML_DATASETS=$(DATASETS) $(GO) test -timeout 20m ./... && \
 	PPML_BIN="$$T/ppml" $(PYTHON) -m pytest -q -p no:cacheprovider python/tests
+
+# Every Go file as gofmt writes it (the toolchain's own gofmt, beside the go command).
+fmt-check:
+	@u=$$("$$($(GO) env GOROOT)/bin/gofmt" -l $$(find . -name '*.go' -not -path './.git/*')) && \
+	if [ -n "$$u" ]; then echo "not formatted by gofmt (run gofmt -w on them):"; echo "$$u"; exit 1; fi
 
 demo: build
 	./bin/ppml demo
