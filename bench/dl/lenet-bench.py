@@ -1,8 +1,9 @@
 """The python3-torch side of `ppml bench dl`: LeNet-5 (BigDL's layout, the dl engine's lenet5)
 trained on plaintext Fashion-MNIST files with the same hyper-parameters as the engine's job.
 
-    lenet-bench.py TRAIN_IMAGES TRAIN_LABELS TEST_IMAGES TEST_LABELS EPOCHS BATCH OPTIMIZER LR MOMENTUM
-OPTIMIZER is sgd (with MOMENTUM) or adam.
+    lenet-bench.py TRAIN_IMAGES TRAIN_LABELS TEST_IMAGES TEST_LABELS EPOCHS BATCH OPTIMIZER LR MOMENTUM [STEP GAMMA]
+OPTIMIZER is sgd (with MOMENTUM) or adam. STEP > 0 multiplies the learning rate by GAMMA every
+STEP epochs (torch.optim.lr_scheduler.StepLR, the job's lr_step_epochs and lr_gamma).
 Prints JSON: epoch_seconds and epoch_cpu_seconds (the training loop of each epoch, wall and
 process CPU time), test_accuracy after the last epoch,
 predict_images_per_second (forward passes over the test images in batches of BATCH, as the
@@ -71,6 +72,8 @@ def main():
         opt = torch.optim.Adam(net.parameters(), lr=lr)
     else:
         opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=momentum)
+    step = int(sys.argv[10]) if len(sys.argv) > 10 else 0
+    sched = torch.optim.lr_scheduler.StepLR(opt, step, float(sys.argv[11])) if step > 0 else None
     seconds, cpu = [], []
     for _ in range(epochs):
         t0, c0 = time.perf_counter(), time.process_time()
@@ -83,6 +86,8 @@ def main():
             opt.step()
         seconds.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)
+        if sched is not None:
+            sched.step()
     net.eval()
     tx, ty = idx(tei), torch.from_numpy(idx(tel).astype(np.int64))
     right, t0 = 0, time.perf_counter()

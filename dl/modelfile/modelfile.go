@@ -84,6 +84,8 @@ type Training struct {
 	Momentum     float64   `json:"momentum,omitempty"`
 	WeightDecay  float64   `json:"weight_decay"`
 	Epochs       int       `json:"epochs"`
+	LRStepEpochs int       `json:"lr_step_epochs,omitempty"` // with LRGamma: StepLR's schedule
+	LRGamma      float64   `json:"lr_gamma,omitempty"`
 	BatchSize    int       `json:"batch_size"`
 	Seed         uint64    `json:"seed"`
 	Threads      int       `json:"threads"`

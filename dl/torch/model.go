@@ -221,6 +221,26 @@ func (m *Model) SetOptimizer(o Optimizer) error {
 	})
 }
 
+// SetLearningRate changes the learning rate of the optimizer SetOptimizer attached, keeping its
+// state: a schedule changes the rate between epochs without restarting Adam's moments.
+func (m *Model) SetLearningRate(lr float64) error {
+	if !(lr > 0) || math.IsInf(lr, 0) {
+		return fmt.Errorf("torch: learning rate %v", lr)
+	}
+	return m.run(func(h *C.ppml_model) error {
+		return status("learning rate", C.ppml_model_set_lr(h, C.double(lr)))
+	})
+}
+
+// LearningRate is the optimizer's current learning rate.
+func (m *Model) LearningRate() (float64, error) {
+	var lr C.double
+	err := m.run(func(h *C.ppml_model) error {
+		return status("learning rate", C.ppml_model_lr(h, &lr))
+	})
+	return float64(lr), err
+}
+
 // inputs lays out the forward arguments for the shim, pinning their data.
 func inputs(in []Input, pin *runtime.Pinner) ([]C.ppml_tensor, error) {
 	if len(in) == 0 {

@@ -289,6 +289,24 @@ ppml_status ppml_model_optimizer(ppml_model *pm, int kind, double lr, double mom
 	});
 }
 
+ppml_status ppml_model_set_lr(ppml_model *pm, double lr) {
+	return guard([&] {
+		auto *m = reinterpret_cast<Model *>(pm);
+		if (!m->opt) return fail(PPML_ERR_ARG, "no optimizer");
+		for (auto &g : m->opt->param_groups()) g.options().set_lr(lr);
+		return ok();
+	});
+}
+
+ppml_status ppml_model_lr(ppml_model *pm, double *lr) {
+	return guard([&] {
+		auto *m = reinterpret_cast<Model *>(pm);
+		if (!m->opt) return fail(PPML_ERR_ARG, "no optimizer");
+		*lr = m->opt->param_groups().at(0).options().get_lr();
+		return ok();
+	});
+}
+
 ppml_status ppml_model_train_step(ppml_model *pm, const ppml_tensor *in, int nin, const int64_t *labels,
                                   int64_t n, double *loss) {
 	return guard([&] {

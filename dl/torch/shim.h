@@ -77,6 +77,11 @@ void ppml_model_free(ppml_model *m);
 // kind 0 SGD (momentum, weight_decay), 1 Adam (weight_decay; betas 0.9, 0.999, eps 1e-8).
 ppml_status ppml_model_optimizer(ppml_model *m, int kind, double lr, double momentum, double weight_decay);
 
+// ppml_model_set_lr sets the learning rate of the attached optimizer, keeping its state (Adam's
+// moments, SGD's momentum buffers): a learning-rate schedule. ppml_model_lr reads it back.
+ppml_status ppml_model_set_lr(ppml_model *m, double lr);
+ppml_status ppml_model_lr(ppml_model *m, double *lr);
+
 // ppml_model_train_step runs forward on the inputs in training mode, the negative log-likelihood
 // of the log-probabilities it returns against labels (n of them), and, if the loss is finite,
 // backward and one optimizer step. *loss receives the loss either way.

@@ -239,3 +239,33 @@ func TestMemoryLimit(t *testing.T) {
 		t.Fatalf("without a limit: %v", err)
 	}
 }
+
+// TestSetLearningRate changes the optimizer's rate and reads it back, for both optimizers; a
+// model without an optimizer refuses.
+func TestSetLearningRate(t *testing.T) {
+	for _, kind := range []OptimizerKind{SGD, Adam} {
+		m, err := NewModel(tinySpec(1), 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Close()
+		if err := m.SetLearningRate(0.1); err == nil {
+			t.Fatal("a learning rate without an optimizer was accepted")
+		}
+		if err := m.SetOptimizer(Optimizer{Kind: kind, LR: 0.5}); err != nil {
+			t.Fatal(err)
+		}
+		if lr, err := m.LearningRate(); err != nil || lr != 0.5 {
+			t.Fatalf("optimizer %v: learning rate %v, %v; want 0.5", kind, lr, err)
+		}
+		if err := m.SetLearningRate(0.5 * 0.3); err != nil {
+			t.Fatal(err)
+		}
+		if lr, err := m.LearningRate(); err != nil || lr != 0.5*0.3 {
+			t.Fatalf("optimizer %v: learning rate %v, %v after setting %v", kind, lr, err, 0.5*0.3)
+		}
+		if err := m.SetLearningRate(-1); err == nil {
+			t.Fatal("a negative learning rate was accepted")
+		}
+	}
+}

@@ -55,6 +55,17 @@ type Options struct {
 	Seed      uint64
 	// Progress, when set, is called after every batch.
 	Progress func(epoch, batch, batches int, loss float64)
+	// Step, when set, lowers the learning rate between epochs.
+	Step *StepLR
+}
+
+// StepLR is PyTorch's torch.optim.lr_scheduler.StepLR: every Every epochs the learning rate
+// (starting at Base, the optimizer's) is multiplied by Gamma, as that scheduler does it (one
+// multiplication per step, so the rates are the same floating-point numbers).
+type StepLR struct {
+	Base  float64
+	Every int
+	Gamma float64
 }
 
 // Result of a training run.
@@ -95,7 +106,20 @@ func Fit(ctx context.Context, m *torch.Model, d Data, o Options) (*Result, error
 	res := &Result{}
 	t0, c0 := time.Now(), usage.CPUTime()
 	y := make([]int64, 0, o.BatchSize)
+	lr := 0.0
+	if o.Step != nil {
+		if o.Step.Every < 1 || !(o.Step.Gamma > 0) || !(o.Step.Base > 0) {
+			return nil, fmt.Errorf("train: learning rate %v times %v every %d epochs", o.Step.Base, o.Step.Gamma, o.Step.Every)
+		}
+		lr = o.Step.Base
+	}
 	for e := range o.Epochs {
+		if o.Step != nil && e > 0 && e%o.Step.Every == 0 {
+			lr *= o.Step.Gamma
+			if err := m.SetLearningRate(lr); err != nil {
+				return nil, fmt.Errorf("epoch %d: %w", e+1, err)
+			}
+		}
 		perm := split.Shuffle(n, o.Seed, shuffleStream+uint64(e))
 		var sum float64
 		for b := range batches {

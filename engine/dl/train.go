@@ -244,7 +244,11 @@ func runTrain(ctx context.Context, cfg Config, p *dlspec.Params, inputs map[stri
 		return nil, fmt.Errorf("dl job: %w", err)
 	}
 	res := &Result{Task: dlspec.Train, Rows: td.train.Len()}
-	fit, err := train.Fit(ctx, m, td.train, train.Options{Epochs: p.Epochs, BatchSize: p.BatchSize, Seed: p.Seed,
+	var step *train.StepLR
+	if p.LRStepEpochs > 0 {
+		step = &train.StepLR{Base: p.LearningRate, Every: p.LRStepEpochs, Gamma: p.LRGamma}
+	}
+	fit, err := train.Fit(ctx, m, td.train, train.Options{Epochs: p.Epochs, BatchSize: p.BatchSize, Seed: p.Seed, Step: step,
 		Progress: func(epoch, batch, batches int, _ float64) {
 			if batch == batches {
 				cfg.Logf("dl engine: epoch %d of %d done", epoch, p.Epochs)
@@ -257,7 +261,7 @@ func runTrain(ctx context.Context, cfg Config, p *dlspec.Params, inputs map[stri
 	meta := &Meta{Format: MetaFormat, Version: MetaVersion, Architecture: c, Input: td.input, Label: td.label,
 		Vocabulary: td.vocabulary, TrainingJobDigest: cfg.JobDigest, TorchVersion: torch.Version(),
 		Training: &Training{Optimizer: p.Optimizer, LearningRate: p.LearningRate, Momentum: p.Momentum,
-			WeightDecay: p.WeightDecay, Epochs: p.Epochs, BatchSize: p.BatchSize, Seed: p.Seed, Threads: cfg.Threads,
+			WeightDecay: p.WeightDecay, Epochs: p.Epochs, LRStepEpochs: p.LRStepEpochs, LRGamma: p.LRGamma, BatchSize: p.BatchSize, Seed: p.Seed, Threads: cfg.Threads,
 			TrainRows: td.train.Len(), EpochLoss: fit.EpochLoss}}
 	if td.test != nil {
 		probs, err := predictTimed(ctx, m, td.test, classes, p.BatchSize, res)

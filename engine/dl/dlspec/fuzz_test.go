@@ -11,6 +11,7 @@ import (
 func FuzzDLParameters(f *testing.F) {
 	for _, p := range []string{
 		"  task: train\n  model: lenet5\n  optimizer: adam\n  learning_rate: 0.003\n  epochs: 3\n  seed: 42\n",
+		"  task: train\n  model: lenet5\n  optimizer: adam\n  learning_rate: 0.003\n  lr_step_epochs: 2\n  lr_gamma: 0.3\n  epochs: 3\n",
 		"  task: train\n  model: mlp\n  hidden: [64, 32]\n  features: [a, b]\n  label: y\n  test_fraction: 0.25\n",
 		"  task: train\n  model: text\n  vocab_size: 100\n  max_tokens: 16\n  text: body\n",
 		"  task: evaluate\n  model: lenet5\n  batch_size: 64\n",

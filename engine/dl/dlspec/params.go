@@ -62,6 +62,7 @@ const (
 	DefaultSGDRate      = 0.05
 	DefaultAdamRate     = 0.001
 	DefaultMomentum     = 0.9
+	DefaultLRGamma      = 0.1 // StepLR's
 	DefaultEmbeddingDim = 64
 	DefaultVocabSize    = 20000
 	DefaultMaxTokens    = 256
@@ -98,6 +99,10 @@ type Params struct {
 	Momentum     float64 // sgd only
 	WeightDecay  float64
 	Epochs       int
+	// LRStepEpochs > 0 multiplies the learning rate by LRGamma every LRStepEpochs epochs
+	// (PyTorch's StepLR); 0 keeps it constant.
+	LRStepEpochs int
+	LRGamma      float64
 	Seed         uint64
 	Classes      int   // 0: one more than the largest training label
 	Hidden       []int // mlp
@@ -140,6 +145,10 @@ func (p *Params) Canonical() map[string]any {
 	}
 	m["weight_decay"] = f(p.WeightDecay)
 	m["epochs"] = int64(p.Epochs)
+	if p.LRStepEpochs > 0 { // absent otherwise, so digests of jobs without a schedule stay as they were
+		m["lr_step_epochs"] = int64(p.LRStepEpochs)
+		m["lr_gamma"] = f(p.LRGamma)
+	}
 	m["seed"] = strconv.FormatUint(p.Seed, 10)
 	m["classes"] = int64(p.Classes)
 	switch p.Model {
@@ -188,7 +197,7 @@ func (spec) DefaultThreads() int { return DefaultThreads }
 
 var (
 	commonFields = []string{"task", "model", "batch_size", "torchscript"}
-	trainFields  = []string{"optimizer", "learning_rate", "momentum", "weight_decay", "epochs", "seed", "classes",
+	trainFields  = []string{"optimizer", "learning_rate", "momentum", "weight_decay", "epochs", "lr_step_epochs", "lr_gamma", "seed", "classes",
 		"hidden", "embedding_dim", "vocab_size", "max_tokens", "features", "label", "text", "test_fraction"}
 )
 
@@ -272,6 +281,12 @@ func (spec) ParseParameters(n job.Node, present bool, c *job.Checker) job.Parame
 	p.Momentum = r.float("momentum", p.Momentum, func(v float64) bool { return v >= 0 && v < 1 }, "a number in [0, 1)")
 	p.WeightDecay = r.float("weight_decay", 0, func(v float64) bool { return v >= 0 && v <= 1 }, "a number in [0, 1]")
 	p.Epochs = r.intIn("epochs", DefaultEpochs, 1, MaxEpochs)
+	p.LRStepEpochs = r.intIn("lr_step_epochs", 0, 1, MaxEpochs)
+	if p.LRStepEpochs > 0 {
+		p.LRGamma = r.float("lr_gamma", DefaultLRGamma, func(v float64) bool { return v > 0 && v <= 1 }, "a number in (0, 1]")
+	} else if fn, there := fs["lr_gamma"]; there {
+		c.Failf(fn, "only with lr_step_epochs (the epochs between two reductions)")
+	}
 	if v, ok := r.str("seed"); ok {
 		u, err := strconv.ParseUint(v, 10, 64)
 		if err != nil {

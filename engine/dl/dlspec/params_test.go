@@ -63,6 +63,18 @@ func TestDefaultsAreExplicit(t *testing.T) {
 	if m3.DigestString() == m.DigestString() {
 		t.Fatal("the seed is not part of the job identity")
 	}
+	// A step schedule is part of the job; StepLR's gamma 0.1 by default.
+	s, err := parse(t, idxTrain, model, "  task: train\n  model: lenet5\n  lr_step_epochs: 2\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := s.Parameters.(*Params); p.LRStepEpochs != 2 || p.LRGamma != 0.1 {
+		t.Fatalf("schedule: %+v", p)
+	}
+	s2, _ := parse(t, idxTrain, model, "  task: train\n  model: lenet5\n  lr_step_epochs: 2\n  lr_gamma: 0.1\n")
+	if s.DigestString() == m.DigestString() || s.DigestString() != s2.DigestString() {
+		t.Fatal("a learning-rate schedule: not in the digest, or its default gamma changes it")
+	}
 	a, _ := parse(t, idxTrain, model, "  task: train\n  model: lenet5\n  optimizer: adam\n")
 	if p := a.Parameters.(*Params); p.LearningRate != 0.001 || p.Momentum != 0 {
 		t.Fatalf("adam defaults: %+v", p)
@@ -92,6 +104,9 @@ func TestBadParameters(t *testing.T) {
 		{idxTrain, model, "  task: train\n  model: lenet5\n  epochs: 0\n", "epochs: 0: must be between 1 and 10000"},
 		{idxTrain, model, "  task: train\n  model: lenet5\n  batch_size: many\n", "batch_size: must be a decimal integer"},
 		{idxTrain, model, "  task: train\n  model: lenet5\n  optimizer: adam\n  momentum: 0.9\n", "momentum: only for optimizer sgd"},
+		{idxTrain, model, "  task: train\n  model: lenet5\n  lr_gamma: 0.5\n", "lr_gamma: only with lr_step_epochs"},
+		{idxTrain, model, "  task: train\n  model: lenet5\n  lr_step_epochs: 0\n", "lr_step_epochs: 0: must be between 1 and 10000"},
+		{idxTrain, model, "  task: train\n  model: lenet5\n  lr_step_epochs: 2\n  lr_gamma: 1.5\n", `lr_gamma: "1.5": want a number in (0, 1]`},
 		{idxTrain, model, "  task: train\n  model: lenet5\n  hidden: [10]\n", "hidden: only for model mlp"},
 		{idxTrain, model, "  task: train\n  model: mlp\n  hidden: [0]\n", "must be between 1 and 65536"},
 		{idxTrain, model, "  task: train\n  model: lenet5\n  vocab_size: 10\n", "vocab_size: only for model text"},
