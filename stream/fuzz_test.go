@@ -1,6 +1,7 @@
 package stream
 
 import (
+	"bytes"
 	"strings"
 	"testing"
 	"time"
@@ -17,8 +18,19 @@ func FuzzDecodeShuffle(f *testing.F) {
 		lateRows: []lateRow{{time: 5, key: "\x01\x01k", vals: []Value{{}, Num(1), Str("y")}}}}
 	f.Add(m.encode(aggs))
 	f.Add((&shuffleMsg{from: 0, idle: true}).encode(aggs))
+	first := m.encode(aggs)
 	f.Fuzz(func(t *testing.T, b []byte) {
+		// A window task decodes every record into one message: after a
+		// message that had keys, b must decode into it as into a new one.
+		var reused shuffleMsg
+		if err := decodeShuffleInto(&reused, first, aggs); err != nil {
+			t.Fatal(err)
+		}
+		rerr := decodeShuffleInto(&reused, b, aggs)
 		m, err := decodeShuffle(b, aggs)
+		if (err == nil) != (rerr == nil) {
+			t.Fatalf("a new message: %v; a reused one: %v", err, rerr)
+		}
 		if err != nil {
 			return
 		}
@@ -27,7 +39,9 @@ func FuzzDecodeShuffle(f *testing.F) {
 				k.acc.result(aggs, 1)
 			}
 		}
-		m.encode(aggs)
+		if !bytes.Equal(m.encode(aggs), reused.encode(aggs)) {
+			t.Fatal("decoded into a reused message, the record re-encodes differently than decoded into a new one")
+		}
 	})
 }
 
