@@ -255,13 +255,7 @@ func closeTo(t *testing.T, what string, got, want []float64) {
 // waits until it is ready; the job is stopped at the end of the test.
 func startServing(t *testing.T, j *job) (*http.Client, string) {
 	t.Helper()
-	exe := filepath.Join(j.dir, "runtime")
-	servetest.Must(t, os.WriteFile(exe, []byte("serving runtime"), 0o755))
-	j.att = &sim.Attester{Dir: filepath.Join(j.dir, "sim"), Executable: exe}
-	_, err := j.att.Evidence(context.Background(), [64]byte{})
-	servetest.Must(t, err)
-	j.simPub, err = sim.LoadPublicKey(filepath.Join(j.att.Dir, sim.PlatformPubKeyFile))
-	servetest.Must(t, err)
+	j.simulateTEE(t)
 	log := &syncBuffer{}
 	_, done, _ := j.start(t, launcher.Config{Attester: j.att, Log: log, Grace: 10 * time.Second})
 	var peer atomic.Pointer[attestedtls.Peer]

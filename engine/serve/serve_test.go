@@ -100,14 +100,21 @@ parameters:
   hosts: [127.0.0.1]
   queue: {redis: "%s", record_keys: [record_key], claim_idle: 2s}
 %s`, j.http, j.grpc, j.redis.Addr(), extra)), 0o644)
+	j.simulateTEE(t)
+	return j
+}
+
+// simulateTEE gives j a simulated TEE whose measured runtime is a stand-in file in j.dir
+// (j.att), and the simulated platform's public key (j.simPub) for checking its evidence.
+func (j *job) simulateTEE(t *testing.T) {
+	t.Helper()
 	exe := filepath.Join(j.dir, "runtime")
-	os.WriteFile(exe, []byte("serving runtime"), 0o755)
+	servetest.Must(t, os.WriteFile(exe, []byte("serving runtime"), 0o755))
 	j.att = &sim.Attester{Dir: filepath.Join(j.dir, "sim"), Executable: exe}
-	_, err = j.att.Evidence(context.Background(), [64]byte{})
+	_, err := j.att.Evidence(context.Background(), [64]byte{})
 	servetest.Must(t, err)
 	j.simPub, err = sim.LoadPublicKey(filepath.Join(j.att.Dir, sim.PlatformPubKeyFile))
 	servetest.Must(t, err)
-	return j
 }
 
 func (j *job) start(t *testing.T, cfg launcher.Config) (context.CancelFunc, chan error, *launcher.Manifest) {

@@ -24,7 +24,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/ppml/ppml/attest/sim"
 	"github.com/ppml/ppml/dl/idx"
 	"github.com/ppml/ppml/dl/modelfile"
 	"github.com/ppml/ppml/dl/ptfile"
@@ -132,13 +131,7 @@ parameters:
   hosts: [127.0.0.1]
 resources: {threads: 2}
 `, httpAddr, grpcAddr))
-	exe := filepath.Join(dir, "runtime")
-	servetest.Must(t, os.WriteFile(exe, []byte("serving runtime"), 0o755))
-	j.att = &sim.Attester{Dir: filepath.Join(dir, "sim"), Executable: exe}
-	_, err = j.att.Evidence(context.Background(), [64]byte{})
-	servetest.Must(t, err)
-	j.simPub, err = sim.LoadPublicKey(filepath.Join(j.att.Dir, sim.PlatformPubKeyFile))
-	servetest.Must(t, err)
+	j.simulateTEE(t)
 	log := &syncBuffer{}
 	cancel, done, _ := j.start(t, launcher.Config{Attester: j.att, Log: log, Grace: 10 * time.Second})
 	var peer atomic.Pointer[attestedtls.Peer]
@@ -275,13 +268,7 @@ parameters:
   hosts: [127.0.0.1]
 resources: {threads: 1, memory: 16MiB}
 `, httpAddr, grpcAddr)), 0o600))
-	exe := filepath.Join(dir, "runtime")
-	servetest.Must(t, os.WriteFile(exe, []byte("serving runtime"), 0o755))
-	j.att = &sim.Attester{Dir: filepath.Join(dir, "sim"), Executable: exe}
-	_, err = j.att.Evidence(context.Background(), [64]byte{})
-	servetest.Must(t, err)
-	j.simPub, err = sim.LoadPublicKey(filepath.Join(j.att.Dir, sim.PlatformPubKeyFile))
-	servetest.Must(t, err)
+	j.simulateTEE(t)
 	log := &syncBuffer{}
 	_, done, _ := j.start(t, launcher.Config{Attester: j.att, Log: log, Grace: 10 * time.Second})
 	var peer atomic.Pointer[attestedtls.Peer]
