@@ -117,13 +117,18 @@ func parseLayers(n job.Node, c *job.Checker) ([]arch.Layer, string) {
 func parseLayer(op string, at job.Node, f map[string]job.Node, c *job.Checker) (arch.Layer, bool) {
 	l := arch.Layer{Op: op}
 	ok := true
-	integer := func(name string, required bool, def int) int {
+	// field returns the field called name, and fails the layer when it is required and absent.
+	field := func(name string, required bool) (job.Node, bool) {
 		n, has := f[name]
+		if !has && required {
+			c.Failf(at, "%s needs %s", op, name)
+			ok = false
+		}
+		return n, has
+	}
+	integer := func(name string, required bool, def int) int {
+		n, has := field(name, required)
 		if !has {
-			if required {
-				c.Failf(at, "%s needs %s", op, name)
-				ok = false
-			}
 			return def
 		}
 		v, err := n.Int()
@@ -141,12 +146,8 @@ func parseLayer(op string, at job.Node, f map[string]job.Node, c *job.Checker) (
 	}
 	// pair reads an integer or [height, width].
 	pair := func(name string, required bool, def []int) []int {
-		n, has := f[name]
+		n, has := field(name, required)
 		if !has {
-			if required {
-				c.Failf(at, "%s needs %s", op, name)
-				ok = false
-			}
 			return def
 		}
 		if n.IsScalar() {
