@@ -2,6 +2,7 @@ package stream
 
 import (
 	"bytes"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -79,6 +80,44 @@ func FuzzDecodeEvents(f *testing.F) {
 			}
 			if err != nil && !strings.HasPrefix(err.Error(), "line ") {
 				t.Fatalf("%s: reason does not name the line: %v", pl.Source.Format, err)
+			}
+		}
+	})
+}
+
+// FuzzFusedCount counts the words of arbitrary text (a record's line, as
+// producers write it) on the fused count path and with the tokenizer's
+// rows: the counts by key must agree, also when a line is counted again
+// (the table then finds every word).
+func FuzzFusedCount(f *testing.F) {
+	p := NewPipeline("fuzz")
+	words := Tokenize(p.Read(Source{Stream: "s", Partitions: 1, Format: FormatText}), "line", "word")
+	Write(GroupByKey(WindowInto(KeyBy(words, "word"), TumblingWindows(time.Minute), 0), Agg{Name: "n", Op: Count}), Sink{Stream: "out"})
+	pl, err := p.Compile()
+	if err != nil || !pl.fusedCount {
+		f.Fatalf("plan: %v; fused %v", err, pl.fusedCount)
+	}
+	f.Add([]byte("The cat's 42 CATS, abcdefghIJK abcdefghijk\xff\x07x\x10y Zz"))
+	f.Add([]byte("aaaaaaaaa aaaaaaaaaa AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		s := &sourceTask{pl: pl, agg: newPreAgg(1), emitted: math.MinInt64}
+		row := Row{Time: 5, Vals: []Value{Str(string(b))}}
+		want := map[string]int64{}
+		tokenizeFn(0)(&row, func(r *Row) { want[string(pl.appendKey(nil, r))] += 2 })
+		s.countWords(&row)
+		s.countWords(&row)
+		got := map[string]int64{}
+		for _, wa := range s.agg.wins {
+			for i, id := range wa.ids {
+				got[s.agg.keys[id]] += wa.accs[i].n
+			}
+		}
+		if len(got) != len(want) {
+			t.Fatalf("%d keys, want %d", len(got), len(want))
+		}
+		for k, n := range want {
+			if got[k] != n {
+				t.Fatalf("key %q: %d, want %d", k, got[k], n)
 			}
 		}
 	})

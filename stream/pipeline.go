@@ -170,7 +170,7 @@ func (p *Pipeline) Compile() (*Plan, error) {
 	if len(p.ts) < 2 || p.ts[0].kind != tRead || p.ts[len(p.ts)-1].kind != tWrite {
 		return nil, fmt.Errorf("a pipeline starts with Read and ends with Write")
 	}
-	pl := &Plan{Name: p.name, Source: p.ts[0].source, Sink: p.ts[len(p.ts)-1].sink}
+	pl := &Plan{Name: p.name, Source: p.ts[0].source, Sink: p.ts[len(p.ts)-1].sink, tokenSrc: -1}
 	pl.Time = EventTime{Unit: UnixMillis}
 	if err := pl.checkStreams(); err != nil {
 		return nil, err
@@ -268,6 +268,10 @@ func (p *Pipeline) Compile() (*Plan, error) {
 			f, next, err := buildStep(t, schema)
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", where, err)
+			}
+			pl.tokenSrc = -1
+			if t.kind == tTokenize {
+				pl.tokenSrc, _ = fieldIndex(schema, t.from) // buildStep found it
 			}
 			pl.steps = append(pl.steps, f)
 			pl.userSteps = pl.userSteps || t.kind == tParDo

@@ -34,9 +34,15 @@ type Plan struct {
 	// every aggregation is a count.
 	strKey    int
 	countOnly bool
-	keyIdx    []int
-	aggIdx    []int
-	schema    []string // after the steps
+	// tokenSrc is the field the last step before KeyBy tokenizes (-1:
+	// that step is no Tokenize); fusedCount: source tasks count its words
+	// on the fused path (wordcount.go), as the key is the word alone and
+	// every aggregation a count.
+	tokenSrc   int
+	fusedCount bool
+	keyIdx     []int
+	aggIdx     []int
+	schema     []string // after the steps
 
 	// `,"name":` of each key field and aggregation in result lines, and
 	// `"name":` of each field of rows written as they are
@@ -54,6 +60,8 @@ func (pl *Plan) names() {
 	for _, a := range pl.Aggs {
 		pl.countOnly = pl.countOnly && a.Op == Count
 	}
+	pl.fusedCount = pl.tokenSrc >= 0 && pl.countOnly && pl.Window != nil && pl.Window.Kind != SessionKind &&
+		len(pl.keyIdx) == 1 && pl.keyIdx[0] == len(pl.schema)-1
 	quoted := func(sep string, fields []string) [][]byte {
 		out := make([][]byte, len(fields))
 		for i, f := range fields {

@@ -12,11 +12,14 @@ type preAgg struct {
 	// string itself (its keys are suffixes of the interned keys): filled
 	// by the source task, emptied when ids change.
 	strIDs map[string]int32
-	keys   []string
-	parts  []int32 // shuffle partition of each key
-	nPart  int
-	wins   map[Window]*winAccs
-	hint   int // keys of the largest window flushed last: the size of a new window
+	// words finds the ids of the fused count path's words (see
+	// wordcount.go): emptied when ids change, like strIDs.
+	words wordTable
+	keys  []string
+	parts []int32 // shuffle partition of each key
+	nPart int
+	wins  map[Window]*winAccs
+	hint  int // keys of the largest window flushed last: the size of a new window
 }
 
 // winAccs is one window's accumulators.
@@ -111,6 +114,7 @@ func (p *preAgg) flushed(live, largest int) {
 	old := p.keys
 	p.ids, p.keys, p.parts = make(map[string]int32, live), nil, nil
 	p.strIDs = make(map[string]int32, live)
+	p.words = wordTable{}
 	for _, w := range sortedWindows(p.wins) {
 		wa := p.wins[w]
 		for i, id := range wa.ids {

@@ -38,6 +38,10 @@ type sourceTask struct {
 	aggVals []Value
 	late    map[int][]lateRow // late rows by shuffle partition
 	lines   []byte            // rows for the sink (no GroupByKey)
+	word    []byte            // a new word, lower-cased (fused count path)
+	// unfused runs a row through the tokenizer and accept: the fused
+	// count path's way for rows it does not take
+	unfused func(*Row)
 	// plain receives each record's plaintext when the plan's steps keep
 	// nothing of a row (no ParDo): rows share its bytes only while the
 	// record is processed, and reusing it spares the allocation (and the
@@ -58,6 +62,11 @@ func newSourceTask(w *worker, id TaskID, index int) *sourceTask {
 	if s.pl.Aggregating() {
 		s.run = chain(steps, s.accept)
 		s.aggVals = make([]Value, len(s.pl.Aggs))
+		if s.pl.fusedCount {
+			last := len(steps) - 1
+			s.unfused = chain(steps[last:], s.accept)
+			s.run = chain(steps[:last], s.countWords)
+		}
 	} else {
 		s.run = chain(steps, func(r *Row) {
 			s.lines = s.pl.appendRow(s.lines, r)

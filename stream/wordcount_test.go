@@ -1,0 +1,118 @@
+package stream_test
+
+import (
+	"math/rand/v2"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ppml/ppml/stream"
+	"github.com/ppml/ppml/stream/record"
+)
+
+// countPlan is WordCount over text with win; with unfused, a filter that
+// keeps every word follows the tokenizer, so the plan runs the general
+// steps instead of the fused count path.
+func countPlan(t testing.TB, win stream.WindowFn, lateness time.Duration, unfused bool) *stream.Plan {
+	p := stream.NewPipeline("wc")
+	lines := p.Read(stream.Source{Stream: "text", Partitions: 2, Format: stream.FormatText})
+	words := stream.Tokenize(lines, "line", "word")
+	if unfused {
+		words = stream.Filter(words, stream.Cond{Field: "word", Op: stream.Ne, Value: stream.Str("")})
+	}
+	w := stream.WindowInto(stream.KeyBy(words, "word"), win, lateness)
+	stream.Write(stream.GroupByKey(w, stream.Agg{Name: "count", Op: stream.Count}, stream.Agg{Name: "n", Op: stream.Count}),
+		stream.Sink{Stream: "counts", Partitions: 3, DeadLetter: "dead", Late: "late"})
+	pl, err := p.Compile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stream.FusedCount(pl) == unfused {
+		t.Fatalf("plan (unfused %v) fused: %v", unfused, stream.FusedCount(pl))
+	}
+	return pl
+}
+
+// randomText makes lines of words of every length the fused path treats
+// apart (up to 8 bytes in one word of the table, longer, longer than 16),
+// of capitals, digits and apostrophes, between separators that include
+// bytes above 0x7f and bytes that become word bytes when 0x20 is set
+// (0x07, 0x10–0x19, 0x41–0x5a are letters already).
+func randomText(rng *rand.Rand, vocab []string) string {
+	seps := []string{" ", ", ", ".\n", "\t", "\r\n", "-", "é", "\x07", "\x10", "\x19", "@", "[", "\xff", "\x00", "  "}
+	var b strings.Builder
+	for n := 1 + rng.IntN(30); n > 0; n-- {
+		w := vocab[rng.IntN(len(vocab))]
+		if rng.IntN(5) == 0 {
+			w = strings.ToUpper(w)
+		}
+		b.WriteString(w)
+		b.WriteString(seps[rng.IntN(len(seps))])
+	}
+	return b.String()
+}
+
+func TestFusedCountMatchesSteps(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 5))
+	const letters = "abcdefghijklmnopqrstuvwxyz0123456789'"
+	var vocab []string
+	for i := 0; i < 400; i++ {
+		n := 1 + rng.IntN(12)
+		if i%10 == 0 {
+			n = 8 + rng.IntN(40) // the lengths around and past a table slot's 8 bytes
+		}
+		var w []byte
+		for range n {
+			w = append(w, letters[rng.IntN(len(letters))])
+		}
+		vocab = append(vocab, string(w))
+	}
+	// Words that share their first 8 bytes and differ in length or after.
+	vocab = append(vocab, "abcdefgh", "abcdefghi", "abcdefghij", "abcdefghik", "abcdefghijklmnopq", "abcdefghijklmnopr", "aaaaaaaaa", "aaaaaaaaaa")
+	for _, tc := range []struct {
+		name     string
+		win      stream.WindowFn
+		lateness time.Duration
+	}{
+		{"tumbling", stream.TumblingWindows(time.Minute), 0},
+		{"sliding with lateness", stream.SlidingWindows(2*time.Minute, time.Minute), 30 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var parts [2][]rec
+			for p := range parts {
+				tm := int64(0)
+				for i := 0; i < 300; i++ {
+					tm += rng.Int64N(20_000)
+					at := tm
+					if i%25 == 24 {
+						at = tm - 150_000 // behind windows sent on already: late rows
+					}
+					parts[p] = append(parts[p], rec{at, randomText(rng, vocab)})
+				}
+			}
+			outputs := func(unfused bool) (counts, late []string) {
+				f := newFixture(t, false)
+				pl := countPlan(t, tc.win, tc.lateness, unfused)
+				w, _ := record.NewWriter("text", f.src, nil)
+				for p := range parts {
+					f.produce(w, p, true, parts[p]...)
+				}
+				run(t, stream.Config{Plan: pl, Log: f.log, Keys: f.keys()})
+				counts, ended := f.output("counts", f.sink)
+				if !ended {
+					t.Error("not every sink partition has its end record")
+				}
+				late, _ = f.output("late", f.sink)
+				return counts, late
+			}
+			fc, fl := outputs(false)
+			uc, ul := outputs(true)
+			if len(fc) < 1000 || len(fl) == 0 {
+				t.Fatalf("%d result lines and %d late lines: the test does not exercise the path", len(fc), len(fl))
+			}
+			t.Logf("%d result lines, %d late lines", len(fc), len(fl))
+			check(t, "counts", fc, uc...)
+			check(t, "late", fl, ul...)
+		})
+	}
+}
