@@ -293,6 +293,7 @@ func (s *sourceTask) advance(wm int64, ended bool, label string) error {
 	}
 	if len(flush) > 0 {
 		s.agg.flushed(live, largest)
+		s.closed = true
 	}
 	if send {
 		s.emitted = s.wm

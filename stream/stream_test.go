@@ -69,6 +69,15 @@ type rec struct {
 // whether every partition has its end record.
 func (f *fixture) output(name string, kr envelope.KeyResolver) (lines []string, ended bool) {
 	f.t.Helper()
+	lines, ended = f.outputInOrder(name, kr)
+	sort.Strings(lines)
+	return lines, ended
+}
+
+// outputInOrder is output's lines as the records hold them, partition
+// after partition.
+func (f *fixture) outputInOrder(name string, kr envelope.KeyResolver) (lines []string, ended bool) {
+	f.t.Helper()
 	o := record.NewOpener(kr)
 	ended = true
 	for p := 0; p < f.log.Partitions(name); p++ {
@@ -88,7 +97,6 @@ func (f *fixture) output(name string, kr envelope.KeyResolver) (lines []string, 
 		}
 		ended = ended && end
 	}
-	sort.Strings(lines)
 	return lines, ended
 }
 

@@ -45,6 +45,10 @@ type task struct {
 	// then taken at once (Flink's final checkpoint at the end of input),
 	// so what the task wrote last does not wait for the interval.
 	endPending bool
+	// closed: a window closed since the last checkpoint (the source task
+	// sent its partials on, the window task fired it), which brings the
+	// next checkpoint forward.
+	closed bool
 
 	// last sequence number seen from each input writer, and when it was
 	// last seen (a counter) for eviction.
@@ -233,7 +237,7 @@ func (t *task) snapshotCommit(state func(e *enc)) (TaskCommit, error) {
 }
 
 func (t *task) committed() {
-	t.out, t.outSize, t.dirty, t.endPending = nil, 0, false, false
+	t.out, t.outSize, t.dirty, t.endPending, t.closed = nil, 0, false, false, false
 }
 
 // restore reads the common part of a snapshot; d is left at the stage's part.

@@ -50,6 +50,16 @@ type winState struct {
 	// an allocation each.
 	arena strArena
 	slab  []keyState
+	// order holds those windows' keys in the order they came, which the
+	// task's input fixes and snapshots keep: results fire in it, so a
+	// task that repeats its work after a restart cuts the same result
+	// records (their ids are their positions) without sorting the keys.
+	order []orderedKey
+}
+
+type orderedKey struct {
+	k  string
+	ks *keyState
 }
 
 // newKey adds key k (which may share a record's bytes: it is copied) with
@@ -67,7 +77,9 @@ func (ws *winState) newKey(k string, a *acc, dropped bool) *keyState {
 	ks := &ws.slab[0]
 	ws.slab = ws.slab[1:]
 	ks.acc = *a
-	ws.keys[ws.arena.clone(k)] = ks
+	k = ws.arena.clone(k)
+	ws.keys[k] = ks
+	ws.order = append(ws.order, orderedKey{k, ks})
 	return ks
 }
 
@@ -288,19 +300,24 @@ func (t *windowTask) advance() {
 		}
 	}
 	sortWindows(fire)
+	t.closed = t.closed || len(fire) > 0
 	for _, w := range fire {
 		ws := t.windows[w]
 		ws.fired = true
 		t.hint = max(t.hint, len(ws.keys))
-		keys := make([]string, 0, len(ws.keys))
-		for k := range ws.keys {
-			keys = append(keys, k)
+		order := ws.order
+		if t.pl.Window.Kind == SessionKind {
+			// Keys come and go one by one: sorted, as a task that
+			// repeats its work after a restart must cut the same result
+			// records (their ids are their positions).
+			order = make([]orderedKey, 0, len(ws.keys))
+			for k, ks := range ws.keys {
+				order = append(order, orderedKey{k, ks})
+			}
+			slices.SortFunc(order, func(a, b orderedKey) int { return strings.Compare(a.k, b.k) })
 		}
-		// Sorted: a task that repeats its work after a restart must cut
-		// the same result records (their ids are their positions).
-		slices.Sort(keys)
-		for _, k := range keys {
-			t.result(w, k, ws.keys[k])
+		for _, o := range order {
+			t.result(w, o.k, o.ks)
 			if t.nres >= resultChunk {
 				t.flushResults()
 			}
@@ -407,18 +424,28 @@ func (t *windowTask) snapshot() (TaskCommit, error) {
 			e.bool(u.idle)
 			e.bool(u.ended)
 		}
-		// The order is the maps' (a snapshot needs no canonical order,
-		// and sorting every key at every checkpoint costs); the layout is
-		// decodeWindows' with panes.
+		// The layout is decodeWindows' with panes. Windows come in the
+		// map's order (a snapshot needs no canonical order), keys in the
+		// order they came (see winState.order), session windows' in the
+		// map's.
 		e.uvarint(uint64(len(t.windows)))
 		for w, ws := range t.windows {
 			e.varint(w.Start)
 			e.varint(w.End)
 			e.uvarint(uint64(len(ws.keys)))
-			for k, ks := range ws.keys {
+			key := func(k string, ks *keyState) {
 				e.str(k)
 				ks.acc.encode(e, t.pl.Aggs)
 				e.uvarint(uint64(ks.pane))
+			}
+			if t.pl.Window.Kind == SessionKind {
+				for k, ks := range ws.keys {
+					key(k, ks)
+				}
+				continue
+			}
+			for _, o := range ws.order {
+				key(o.k, o.ks)
 			}
 		}
 		ws := make([]Window, 0, len(t.windows))
@@ -450,7 +477,11 @@ func (t *windowTask) restoreState(d *dec) {
 		if ws == nil {
 			ws = t.newWindow(w, 0)
 		}
-		ws.keys[k] = &keyState{acc: *a, pane: pane}
+		if _, ok := ws.keys[k]; ok {
+			d.fail(fmt.Errorf("key repeated in window %v", w))
+			return
+		}
+		ws.newKey(k, a, t.pl.Window.Kind == SessionKind).pane = pane
 		if t.pl.Window.Kind == SessionKind {
 			t.sessions[k] = append(t.sessions[k], w)
 		}

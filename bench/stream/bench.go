@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -39,6 +40,11 @@ type Config struct {
 	Partitions     int           // source partitions (default 4)
 	Workers        []int         // pipeline runs (default 1 and 2 workers)
 	Checkpoint     time.Duration // default 2s
+	// Rounds is how many times the baselines and pipelines are measured
+	// (default 3), interleaved — memory, transport, each pipeline, then
+	// again — so that a slow stretch of a shared machine falls on every
+	// kind of run alike; a Result holds the median.
+	Rounds int
 	// Latency runs publish LatencyRecords records at LatencyRate per
 	// second (default 3,000 at half the slowest pipeline's throughput, at
 	// most 1,000/s: below saturation, so latency is not queueing) while
@@ -76,6 +82,10 @@ type Result struct {
 	CPURatioVsTransport float64 `json:"cpu_ratio_vs_transport,omitempty"`
 	CPURatioVsMemory    float64 `json:"cpu_ratio_vs_memory,omitempty"`
 	Checkpoints         int64   `json:"checkpoints,omitempty"`
+	// Rounds are the seconds of each round (Seconds is their median);
+	// a pipeline's ratios are the medians of its ratios to the baseline
+	// measured in the same round.
+	Rounds []float64 `json:"seconds_by_round"`
 }
 
 // Report is the whole run.
@@ -90,6 +100,7 @@ type Report struct {
 	CPUs           int      `json:"cpus"`
 	LoadAverage    float64  `json:"load_average"` // 1-minute, before the run: other work on the machine
 	Checkpoint     string   `json:"checkpoint_interval"`
+	Rounds         int      `json:"rounds"`
 	Memory         Result   `json:"memory"`
 	Transport      Result   `json:"transport"`
 	Pipeline       []Result `json:"pipeline"`
@@ -118,6 +129,9 @@ func (c *Config) defaults() {
 	}
 	if c.Checkpoint <= 0 {
 		c.Checkpoint = 2 * time.Second // the engine's default
+	}
+	if c.Rounds <= 0 {
+		c.Rounds = 3
 	}
 	if c.LatencyRecords <= 0 {
 		c.LatencyRecords = 3000
@@ -177,15 +191,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	b.textBytes = int64(len(text))
 	b.split(text)
 	rep := &Report{TextBytes: b.textBytes, Records: len(b.bodies), LinesPerRecord: cfg.LinesPerRecord, Partitions: cfg.Partitions,
-		CPUs: runtime.GOMAXPROCS(0), Checkpoint: cfg.Checkpoint.String(), Target: 1.3, Verified: true}
-
+		CPUs: runtime.GOMAXPROCS(0), Checkpoint: cfg.Checkpoint.String(), Rounds: cfg.Rounds, Target: 1.3, Verified: true}
 	rep.LoadAverage = usage.LoadAverage()
-	cfg.Progress("in-memory word count")
-	start, cpu := time.Now(), usage.CPUTime()
-	b.memory = map[string]int64{}
-	rep.Words = countWords(text, b.memory)
-	rep.Memory = b.result("memory", 0, time.Since(start), usage.CPUTime()-cpu)
-	rep.DistinctWords = len(b.memory)
 	rep.Windows = b.windowCount
 
 	cfg.Progress("publishing the records")
@@ -196,7 +203,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 
-	// Each kind of run once, unmeasured, right before it is measured: the
+	// Each kind of run once, unmeasured, before the measured rounds: the
 	// heap then has the size the measured runs need (a pipeline needs a
 	// larger one than the transport, and a smaller run in between lets
 	// the runtime return memory to the system, which the next run faults
@@ -206,43 +213,81 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		if _, _, err := b.transport(ctx, "bench-plain", len(b.bodies), nil); err != nil {
 			return nil, err
 		}
-		rep.Warmup = true
-	}
-	cfg.Progress("transport baseline")
-	cpu = usage.CPUTime()
-	d, counts, err := b.transport(ctx, "bench-plain", len(b.bodies), nil)
-	if err != nil {
-		return nil, err
-	}
-	rep.Transport = b.result("transport", 0, d, usage.CPUTime()-cpu)
-	if !sameCounts(counts, b.memory) {
-		rep.Verified = false
-	}
-	if !cfg.NoWarmup {
 		cfg.Progress("warming up the pipeline")
 		if _, _, _, _, err := b.pipeline(ctx, "bench-warmup", "bench-text", 1, len(b.bodies), nil, ""); err != nil {
 			return nil, err
 		}
+		rep.Warmup = true
 	}
-	for i, n := range cfg.Workers {
-		cfg.Progress(fmt.Sprintf("pipeline, %d worker(s)", n))
-		prof := ""
-		if cfg.CPUProfile != "" {
-			prof = fmt.Sprintf("%s-%dw.pprof", cfg.CPUProfile, n)
+	type sample struct{ d, cpu time.Duration }
+	var memory, transport []sample
+	pipes := make([][]sample, len(cfg.Workers))
+	ckpts := make([]int64, len(cfg.Workers))
+	for round := 0; round < cfg.Rounds; round++ {
+		of := fmt.Sprintf("round %d of %d: ", round+1, cfg.Rounds)
+		cfg.Progress(of + "in-memory word count")
+		start, cpu := time.Now(), usage.CPUTime()
+		counts := map[string]int64{}
+		words := countWords(text, counts)
+		memory = append(memory, sample{time.Since(start), usage.CPUTime() - cpu})
+		if b.memory == nil {
+			b.memory, rep.Words, rep.DistinctWords = counts, words, len(counts)
+		} else if !sameCounts(counts, b.memory) {
+			rep.Verified = false
 		}
-		d, cpu, ckpts, counts, err := b.pipeline(ctx, fmt.Sprintf("bench-wc-%d-%dw", i, n), "bench-text", n, len(b.bodies), nil, prof)
+
+		cfg.Progress(of + "transport baseline")
+		cpu = usage.CPUTime()
+		d, counts, err := b.transport(ctx, "bench-plain", len(b.bodies), nil)
 		if err != nil {
 			return nil, err
 		}
-		r := b.result("pipeline", n, d, cpu)
-		r.Checkpoints = ckpts
-		r.RatioVsTransport = d.Seconds() / rep.Transport.Seconds
-		r.RatioVsMemory = d.Seconds() / rep.Memory.Seconds
-		r.CPURatioVsTransport = r.CPUSeconds / rep.Transport.CPUSeconds
-		r.CPURatioVsMemory = r.CPUSeconds / rep.Memory.CPUSeconds
+		transport = append(transport, sample{d, usage.CPUTime() - cpu})
 		if !sameCounts(counts, b.memory) {
 			rep.Verified = false
 		}
+		for i, n := range cfg.Workers {
+			cfg.Progress(fmt.Sprintf("%spipeline, %d worker(s)", of, n))
+			prof := ""
+			if cfg.CPUProfile != "" && round == 0 {
+				prof = fmt.Sprintf("%s-%dw.pprof", cfg.CPUProfile, n)
+			}
+			d, cpu, ck, counts, err := b.pipeline(ctx, fmt.Sprintf("bench-wc-%d-%d-%dw", round, i, n), "bench-text", n, len(b.bodies), nil, prof)
+			if err != nil {
+				return nil, err
+			}
+			pipes[i] = append(pipes[i], sample{d, cpu})
+			ckpts[i] = max(ckpts[i], ck)
+			if !sameCounts(counts, b.memory) {
+				rep.Verified = false
+			}
+		}
+	}
+	// A Result of the rounds: the medians of the seconds and CPU seconds
+	// and of the ratios to the baselines of the same round.
+	summary := func(name string, workers int, ss []sample) Result {
+		var ds, cs, rt, rm, crt, crm []float64
+		for k, x := range ss {
+			ds = append(ds, x.d.Seconds())
+			cs = append(cs, x.cpu.Seconds())
+			rt = append(rt, x.d.Seconds()/transport[k].d.Seconds())
+			rm = append(rm, x.d.Seconds()/memory[k].d.Seconds())
+			crt = append(crt, x.cpu.Seconds()/transport[k].cpu.Seconds())
+			crm = append(crm, x.cpu.Seconds()/memory[k].cpu.Seconds())
+		}
+		r := b.result(name, workers, median(ds), median(cs))
+		r.Rounds = ds
+		if workers > 0 {
+			r.RatioVsTransport, r.RatioVsMemory = median(rt), median(rm)
+			r.CPURatioVsTransport, r.CPURatioVsMemory = median(crt), median(crm)
+		}
+		return r
+	}
+	rep.Memory = summary("memory", 0, memory)
+	rep.Transport = summary("transport", 0, transport)
+	for i, n := range cfg.Workers {
+		r := summary("pipeline", n, pipes[i])
+		r.Checkpoints = ckpts[i]
 		rep.Pipeline = append(rep.Pipeline, r)
 	}
 	// Latency at a rate every configuration sustains.
@@ -302,10 +347,18 @@ func (b *bench) split(text []byte) {
 	b.windowCount = 10
 }
 
-func (b *bench) result(name string, workers int, d, cpu time.Duration) Result {
-	s := d.Seconds()
+func (b *bench) result(name string, workers int, s, cpu float64) Result {
 	return Result{Name: name, Workers: workers, Seconds: s, RecordsPerSec: float64(len(b.bodies)) / s, MBPerSec: float64(b.textBytes) / 1e6 / s,
-		CPUSeconds: cpu.Seconds()}
+		CPUSeconds: cpu}
+}
+
+// median of xs (not empty); xs is left as it was.
+func median(xs []float64) float64 {
+	s := slices.Sorted(slices.Values(xs))
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 // publish writes the records round-robin over the partitions, sealed (and

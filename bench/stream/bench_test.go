@@ -6,10 +6,11 @@ import (
 	"time"
 )
 
-// TestSmallRun runs the benchmark on 2 MB: it checks that every part runs
-// and that the pipelines' counts equal the in-memory count, not speed.
+// TestSmallRun runs the benchmark on 2 MB in two rounds: it checks that
+// every part runs and that the pipelines' counts equal the in-memory
+// count, not speed.
 func TestSmallRun(t *testing.T) {
-	rep, err := Run(context.Background(), Config{Size: 2_000_000, Dir: t.TempDir(), LatencyRecords: 200, LatencyRate: 400, Checkpoint: 200 * time.Millisecond})
+	rep, err := Run(context.Background(), Config{Size: 2_000_000, Dir: t.TempDir(), LatencyRecords: 200, LatencyRate: 400, Checkpoint: 200 * time.Millisecond, Rounds: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -20,7 +21,7 @@ func TestSmallRun(t *testing.T) {
 		t.Fatalf("incomplete report: %+v", rep)
 	}
 	for _, p := range rep.Pipeline {
-		if p.P99LatencyMs <= 0 || p.RatioVsTransport <= 0 || p.Checkpoints == 0 {
+		if p.P99LatencyMs <= 0 || p.RatioVsTransport <= 0 || p.Checkpoints == 0 || len(p.Rounds) != 2 {
 			t.Errorf("pipeline %d workers: %+v", p.Workers, p)
 		}
 	}

@@ -27,7 +27,9 @@ and a plain in-memory Go word count. Prints records/s, end-to-end latency (publi
 checkpoint commit, at a paced publishing rate) and the pipelines' ratios to both baselines
 (target: ratio_vs_transport ≤ 1.3). The transport's and every pipeline's counts are checked
 against the in-memory count. Before the measured runs, the transport and a 1-worker pipeline
-run once unmeasured (--no-warmup: not), so that no measured run pays for growing the heap.`,
+run once unmeasured (--no-warmup: not), so that no measured run pays for growing the heap.
+The baselines and pipelines are then measured in --rounds rounds, interleaved; each figure is
+the median over the rounds, a ratio the median of the ratios within a round.`,
 		Example: `  ppml bench stream
   ppml bench stream --size 10MiB --json`,
 		Args: command.ExactArgs(0),
@@ -37,6 +39,9 @@ run once unmeasured (--no-warmup: not), so that no measured run pays for growing
 				return &command.UsageError{Err: fmt.Errorf("--size: %w", err)}
 			}
 			cfg.Size = n
+			if cfg.Rounds < 1 {
+				return &command.UsageError{Err: fmt.Errorf("--rounds: %d: at least 1", cfg.Rounds)}
+			}
 			for _, w := range cfg.Workers {
 				if w < 1 {
 					return &command.UsageError{Err: fmt.Errorf("--workers: %d: a pipeline needs at least 1 worker", w)}
@@ -70,7 +75,7 @@ run once unmeasured (--no-warmup: not), so that no measured run pays for growing
 			if !rep.Verified {
 				return fmt.Errorf("bench stream: the transport's or a pipeline's counts differ from the in-memory count")
 			}
-			fmt.Fprintf(w, "counts verified against the in-memory count; target ratio_vs_transport ≤ %.1f; load average before the run %.1f on %d CPUs\n", rep.Target, rep.LoadAverage, rep.CPUs)
+			fmt.Fprintf(w, "medians of %d rounds; counts verified against the in-memory count; target ratio_vs_transport ≤ %.1f; load average before the run %.1f on %d CPUs\n", rep.Rounds, rep.Target, rep.LoadAverage, rep.CPUs)
 			return nil
 		},
 	}
@@ -80,6 +85,7 @@ run once unmeasured (--no-warmup: not), so that no measured run pays for growing
 	c.Flags().StringVar(&cfg.Dir, "dir", "", "JetStream's store (default: a temporary directory)")
 	c.Flags().IntSliceVar(&cfg.Workers, "workers", nil, "worker counts of the pipeline runs (default 1,2)")
 	c.Flags().StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile of each pipeline run to PREFIX-Nw.pprof (N workers)")
+	c.Flags().IntVar(&cfg.Rounds, "rounds", 3, "measured rounds of every run (figures are medians)")
 	c.Flags().BoolVar(&cfg.NoWarmup, "no-warmup", false, "measure cold runs (the first then also grows the heap)")
 	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return c
