@@ -101,6 +101,7 @@ func FuzzFusedCount(f *testing.F) {
 	f.Add([]byte("aaaaaaaaa aaaaaaaaaa AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		s := &sourceTask{pl: pl, agg: newPreAgg(1), emitted: math.MinInt64}
+		s.agg.fused = true
 		row := Row{Time: 5, Vals: []Value{Str(string(b))}}
 		want := map[string]int64{}
 		tokenizeFn(0)(&row, func(r *Row) { want[string(pl.appendKey(nil, r))] += 2 })

@@ -13,8 +13,12 @@ type preAgg struct {
 	// by the source task, emptied when ids change.
 	strIDs map[string]int32
 	// words finds the ids of the fused count path's words (see
-	// wordcount.go): emptied when ids change, like strIDs.
+	// wordcount.go): emptied when ids change, like strIDs. With fused,
+	// it is where those keys are interned: ids holds only the keys of
+	// words too long for it (a map insert per new key, and the map's
+	// growth, cost more than the table's).
 	words wordTable
+	fused bool
 	keys  []string
 	parts []int32 // shuffle partition of each key
 	nPart int
@@ -35,15 +39,30 @@ func newPreAgg(partitions int) *preAgg {
 
 // id interns k.
 func (p *preAgg) id(k []byte) int32 {
+	if p.fused {
+		if w, ok := tableWord(k); ok {
+			id, h, pre, found := p.words.find(w, 0, len(w), p.keys)
+			if !found {
+				id = p.add(k)
+				p.words.insert(h, pre, len(w), id, p.keys)
+			}
+			return id
+		}
+	}
 	if id, ok := p.ids[string(k)]; ok {
 		return id
 	}
+	id := p.add(k)
+	p.ids[p.keys[id]] = id
+	return id
+}
+
+// add appends k, which no id stands for, to the keys.
+func (p *preAgg) add(k []byte) int32 {
 	s := string(k)
-	id := int32(len(p.keys))
-	p.ids[s] = id
 	p.keys = append(p.keys, s)
 	p.parts = append(p.parts, int32(partitionOf(s, p.nPart)))
-	return id
+	return int32(len(p.keys) - 1)
 }
 
 // window returns w's accumulators, creating them.

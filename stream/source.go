@@ -63,6 +63,7 @@ func newSourceTask(w *worker, id TaskID, index int) *sourceTask {
 		s.run = chain(steps, s.accept)
 		s.aggVals = make([]Value, len(s.pl.Aggs))
 		if s.pl.fusedCount {
+			s.agg.fused = true
 			last := len(steps) - 1
 			s.unfused = chain(steps[last:], s.accept)
 			s.run = chain(steps[:last], s.countWords)

@@ -197,9 +197,29 @@ func (s *sourceTask) wordID(b []byte, i, j int) int32 {
 	e := enc{b: s.key[:0]}
 	e.value(Str(unsafe.String(unsafe.SliceData(s.word), len(s.word))))
 	s.key = e.b
-	id := s.agg.id(s.key)
-	if j-i <= maxTableWord {
-		t.insert(h, pre, j-i, id, s.agg.keys)
+	if j-i > maxTableWord {
+		return s.agg.id(s.key)
 	}
+	id := s.agg.add(s.key) // the table is where the fused path's keys are interned
+	t.insert(h, pre, j-i, id, s.agg.keys)
 	return id
+}
+
+// tableWord returns the word of key k when k is a string the word table
+// holds (the key of a word of the fused path).
+func tableWord(k []byte) ([]byte, bool) {
+	if len(k) < 2 || Kind(k[0]) != String {
+		return nil, false
+	}
+	n, m := binary.Uvarint(k[1:])
+	if m <= 0 || n == 0 || n > maxTableWord || uint64(len(k)-1-m) != n {
+		return nil, false
+	}
+	w := k[1+m:]
+	for _, c := range w {
+		if !wordBytes[c] || c != c|0x20 {
+			return nil, false // not a folded word: no word of the fused path
+		}
+	}
+	return w, true
 }

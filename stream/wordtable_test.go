@@ -2,7 +2,9 @@ package stream
 
 import (
 	"fmt"
+	"strings"
 	"testing"
+	"time"
 )
 
 // TestWordTableTagCollision finds long words that share their first 8
@@ -74,5 +76,99 @@ func TestLoadFoldsAndPads(t *testing.T) {
 				t.Errorf("load at the end (%q, %d, %d) = %#x, want %#x", b[:i+n], i, n, got, want)
 			}
 		}
+	}
+}
+
+// TestFusedInterning follows the keys a fused source task interns in its
+// word table (not in the map) through a compaction of the key table and a
+// snapshot restored into a new task: every window must count each word
+// under one id, and the map must hold no word the table holds.
+func TestFusedInterning(t *testing.T) {
+	pl := wordCountPlan(t)
+	s := newSourceTask(&worker{plan: pl}, TaskID{pl.Source.Stream, 0}, 0)
+	if !s.agg.fused {
+		t.Fatal("the WordCount plan does not run fused")
+	}
+	minute := time.Minute.Milliseconds()
+	line := func(words ...string) string { return strings.Join(words, " ") }
+	var many []string
+	for i := range 5000 {
+		many = append(many, fmt.Sprintf("w%d", i))
+	}
+	var few []string
+	for i := range 100 {
+		few = append(few, fmt.Sprintf("X%d", i))
+	}
+	count := func(s *sourceTask, at int64, text string) {
+		s.run(&Row{Time: at, Vals: []Value{Str(text)}})
+	}
+	counts := func(s *sourceTask, w Window) map[string]int64 {
+		got := map[string]int64{}
+		wa := s.agg.wins[w]
+		if wa == nil {
+			return got
+		}
+		for i, id := range wa.ids {
+			k := decodeKey(s.agg.keys[id], 1)[0].S
+			if _, dup := got[k]; dup {
+				t.Fatalf("%q counted under two ids in window %v", k, w)
+			}
+			got[k] = wa.accs[i].n
+		}
+		return got
+	}
+	flush := func(s *sourceTask, w Window) { // what advance does with the key table
+		live := 0
+		for _, wa := range s.agg.wins {
+			live += len(wa.ids)
+		}
+		largest := len(s.agg.wins[w].ids)
+		delete(s.agg.wins, w)
+		s.lastWA = nil
+		s.agg.flushed(live, largest)
+	}
+	win := func(i int64) Window { return Window{Start: i * minute, End: (i + 1) * minute} }
+
+	count(s, 0, line(many...))
+	if got := counts(s, win(0)); len(got) != 5000 || got["w4999"] != 1 {
+		t.Fatalf("window 0: %d keys", len(got))
+	}
+	flush(s, win(0))
+	count(s, minute, line(append(few, "W0")...))
+	count(s, 2*minute, "w0 x0 W0") // two more windows open, with the same keys
+	count(s, 3*minute, "x0 w0")
+	flush(s, win(1)) // most keys are in no window now: the key table is compacted
+	if len(s.agg.keys) != 2 {
+		t.Fatalf("%d keys after the compaction, want 2", len(s.agg.keys))
+	}
+	count(s, 2*minute, "X0")
+	count(s, 3*minute, "W0")
+	if got := counts(s, win(2)); len(got) != 2 || got["w0"] != 2 || got["x0"] != 2 {
+		t.Fatalf("window 2 after the compaction: %v", got)
+	}
+	if got := counts(s, win(3)); len(got) != 2 || got["w0"] != 2 || got["x0"] != 1 {
+		t.Fatalf("window 3 after the compaction: %v", got)
+	}
+	if len(s.agg.ids) != 0 {
+		t.Fatalf("the map holds %d keys the word table holds", len(s.agg.ids))
+	}
+
+	e := &enc{}
+	e.varint(s.maxTime)
+	e.varint(s.wm)
+	e.varint(s.emitted)
+	s.agg.encode(e, pl.Aggs)
+	r := newSourceTask(&worker{plan: pl}, TaskID{pl.Source.Stream, 0}, 0)
+	d := &dec{b: e.b}
+	r.restoreState(d)
+	if err := d.done("snapshot"); err != nil {
+		t.Fatal(err)
+	}
+	count(r, 2*minute, "W0 x0 new")
+	if got := counts(r, win(2)); len(got) != 3 || got["w0"] != 3 || got["x0"] != 3 || got["new"] != 1 {
+		t.Fatalf("window 2 after the restore: %v", got)
+	}
+	if got := counts(r, win(3)); len(got) != 2 || got["w0"] != 2 || got["x0"] != 1 {
+		t.Fatalf("window 3 after the restore: %v", got)
 	}
 }
