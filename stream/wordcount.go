@@ -21,7 +21,8 @@ import (
 // wordTable maps tokenizer words to key ids of a preAgg: an open-addressed
 // table (linear probing) whose slots hold a word's first eight bytes,
 // lower-cased, so that most lookups compare one integer and never touch
-// the key's bytes. It is a cache over preAgg.ids: emptied when ids change.
+// the key's bytes. A fused task interns its words' keys here (preAgg.id);
+// the table is emptied when ids change.
 type wordTable struct {
 	slots []wordSlot
 	mask  uint32
