@@ -282,24 +282,33 @@ func (w *worker) apply(b *Batch) (err error) {
 		byTask[r.Task] = append(byTask[r.Task], r)
 	}
 	errs := make([]error, len(order))
+	w.parallel(len(order), func(i int) {
+		id := order[i]
+		r := w.tasks[id]
+		for _, rec := range byTask[id] {
+			if err := r.process(rec); err != nil {
+				errs[i] = fmt.Errorf("stream: task %s: %w", id, err)
+				return
+			}
+		}
+	})
+	return errors.Join(errs...)
+}
+
+// parallel runs f(0) to f(n-1), Config.Parallelism at a time, and waits
+// for all: tasks work on their own state, so several may at once.
+func (w *worker) parallel(n int, f func(i int)) {
 	sem := make(chan struct{}, w.cfg.Parallelism)
 	var wg sync.WaitGroup
-	for i, id := range order {
+	for i := range n {
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			r := w.tasks[id]
-			for _, rec := range byTask[id] {
-				if err := r.process(rec); err != nil {
-					errs[i] = fmt.Errorf("stream: task %s: %w", id, err)
-					return
-				}
-			}
+			f(i)
 		}()
 	}
 	wg.Wait()
-	return errors.Join(errs...)
 }
 
 func (w *worker) assign(a Assignment) error {
@@ -375,22 +384,24 @@ func (w *worker) checkpoint(ctx context.Context, sess Session) error {
 		return nil
 	}
 	sort.Slice(ids, func(i, j int) bool { return w.index[ids[i]] < w.index[ids[j]] })
-	commits := make([]TaskCommit, 0, len(ids))
+	// Snapshots are encoded and sealed in parallel, as records are
+	// processed: a checkpoint holds up every task.
+	commits := make([]TaskCommit, len(ids))
+	errs := make([]error, len(ids))
+	w.parallel(len(ids), func(i int) { commits[i], errs[i] = w.tasks[ids[i]].snapshot() })
 	pos := make([]string, 0, len(ids))
 	var st Stats
 	outs := 0
-	for _, id := range ids {
-		r := w.tasks[id]
-		tc, err := r.snapshot()
-		if err != nil {
-			return fmt.Errorf("stream: snapshot of task %s: %w", id, err)
+	for i, id := range ids {
+		tc := commits[i]
+		if errs[i] != nil {
+			return fmt.Errorf("stream: snapshot of task %s: %w", id, errs[i])
 		}
 		if len(tc.Snapshot) > record.MaxRecordSize {
 			return fmt.Errorf("stream: the state of task %s is %d bytes, more than a record holds (%d): use more partitions or smaller windows", id, len(tc.Snapshot), record.MaxRecordSize)
 		}
-		commits = append(commits, tc)
 		pos = append(pos, tc.Next)
-		st.add(&r.base().stats)
+		st.add(&w.tasks[id].base().stats)
 		outs += len(tc.Outputs)
 	}
 	if err := sess.Commit(ctx, commits); err != nil {

@@ -684,26 +684,41 @@ func (s *session) Commit(ctx context.Context, tasks []stream.TaskCommit) error {
 		s.reset = true
 		return err
 	}
-	for _, tc := range tasks {
+	// Each task's snapshot is its own compare-and-set: they go out at
+	// once, not one round trip after another.
+	errs := make([]error, len(tasks))
+	var wg sync.WaitGroup
+	for i, tc := range tasks {
 		o := s.owned[tc.Task]
-		rev, err := s.state.Update(ctx, snapKey(tc.Task), encodeState(o.epoch, tc.Next, tc.Snapshot), o.rev)
-		if err != nil {
-			s.reset = true
-			if errors.Is(err, js.ErrKeyRevisionMismatch) || errors.Is(err, js.ErrKeyExists) {
-				s.mu.Lock()
-				s.lost[tc.Task] = true
-				s.mu.Unlock()
-				return fmt.Errorf("jetstream: task %s: %w", tc.Task, stream.ErrFenced)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rev, err := s.state.Update(ctx, snapKey(tc.Task), encodeState(o.epoch, tc.Next, tc.Snapshot), o.rev)
+			if err != nil {
+				if errors.Is(err, js.ErrKeyRevisionMismatch) || errors.Is(err, js.ErrKeyExists) {
+					s.mu.Lock()
+					s.lost[tc.Task] = true
+					s.mu.Unlock()
+					err = fmt.Errorf("jetstream: task %s: %w", tc.Task, stream.ErrFenced)
+				} else {
+					err = fmt.Errorf("jetstream: store the snapshot of %s: %w", tc.Task, err)
+				}
+				errs[i] = err
+				return
 			}
-			return fmt.Errorf("jetstream: store the snapshot of %s: %w", tc.Task, err)
-		}
-		o.rev = rev
-		if o.tail != nil {
-			// The double ack tells us JetStream recorded it; a lost one
-			// only means the inputs are redelivered and skipped.
-			o.tail.DoubleAck(ctx)
-			o.tail = nil
-		}
+			o.rev = rev
+			if o.tail != nil {
+				// The double ack tells us JetStream recorded it; a lost one
+				// only means the inputs are redelivered and skipped.
+				o.tail.DoubleAck(ctx)
+				o.tail = nil
+			}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		s.reset = true
+		return err
 	}
 	for id := range s.release {
 		if s.owned[id] != nil {
