@@ -187,21 +187,37 @@ func (s *sourceTask) accept(r *Row) {
 		id = s.agg.id(s.key)
 	}
 	for _, w := range s.wins {
-		wa := s.lastWA
-		if w != s.lastWin || wa == nil {
-			wa = s.agg.window(w)
-			s.lastWin, s.lastWA = w, wa
-		}
-		a := wa.get(id)
-		if a == nil {
-			a = wa.put(id, len(s.agg.keys), makeAcc(s.pl.Aggs))
-		}
+		a := s.accOf(w, id)
 		if s.pl.countOnly {
 			a.n++ // what add does for counts only
 		} else {
 			a.add(s.pl.Aggs, s.aggVals)
 		}
 	}
+}
+
+// accOf returns the accumulator of key id in window w, creating it. Its
+// common case (the last window, a key seen in it) stays apart from the
+// rest, which newAccOf does.
+func (s *sourceTask) accOf(w Window, id int32) *acc {
+	if wa := s.lastWA; wa != nil && w == s.lastWin {
+		if a := wa.get(id); a != nil {
+			return a
+		}
+	}
+	return s.newAccOf(w, id)
+}
+
+func (s *sourceTask) newAccOf(w Window, id int32) *acc {
+	wa := s.lastWA
+	if w != s.lastWin || wa == nil {
+		wa = s.agg.window(w)
+		s.lastWin, s.lastWA = w, wa
+	}
+	if a := wa.get(id); a != nil {
+		return a
+	}
+	return wa.put(id, len(s.agg.keys), makeAcc(s.pl.Aggs))
 }
 
 func (s *sourceTask) addSession(w Window) {

@@ -165,16 +165,7 @@ func (s *sourceTask) countWords(r *Row) {
 		}
 		id := s.wordID(b, i, j)
 		for _, w := range s.wins {
-			wa := s.lastWA
-			if w != s.lastWin || wa == nil {
-				wa = s.agg.window(w)
-				s.lastWin, s.lastWA = w, wa
-			}
-			a := wa.get(id)
-			if a == nil {
-				a = wa.put(id, len(s.agg.keys), acc{})
-			}
-			a.n++
+			s.accOf(w, id).n++
 		}
 		i = j
 	}
