@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/ppml/ppml/stream"
-	"github.com/ppml/ppml/stream/record"
 )
 
 // ts returns minutes:seconds after the epoch in milliseconds.
@@ -33,20 +32,11 @@ func eventPlan(t testing.TB, w stream.WindowFn, ooo, lateness time.Duration, agg
 }
 
 func runEvents(t *testing.T, pl *stream.Plan, lines ...string) (out, late []string) {
-	f := newFixture(t, false)
-	w, _ := record.NewWriter("events", f.src, nil)
 	var recs []rec
 	for _, l := range lines {
 		recs = append(recs, rec{0, l})
 	}
-	f.produce(w, 0, true, recs...)
-	run(t, stream.Config{Plan: pl, Log: f.log, Keys: f.keys()})
-	out, ended := f.output("out", f.sink)
-	if !ended {
-		t.Error("no end record in the sink")
-	}
-	late, _ = f.output("late", f.sink)
-	return out, late
+	return runParts(t, pl, "events", "out", recs)
 }
 
 func check(t *testing.T, what string, got []string, want ...string) {

@@ -74,6 +74,25 @@ func (f *fixture) output(name string, kr envelope.KeyResolver) (lines []string, 
 	return lines, ended
 }
 
+// runParts writes parts[p] to partition p of stream source (each
+// partition ended), runs pl over them to the end, and returns the lines
+// of the stream sink and of the late stream, sorted.
+func runParts(t *testing.T, pl *stream.Plan, source, sink string, parts ...[]rec) (out, late []string) {
+	t.Helper()
+	f := newFixture(t, false)
+	w, _ := record.NewWriter(source, f.src, nil)
+	for p, recs := range parts {
+		f.produce(w, p, true, recs...)
+	}
+	run(t, stream.Config{Plan: pl, Log: f.log, Keys: f.keys()})
+	out, ended := f.output(sink, f.sink)
+	if !ended {
+		t.Error("not every sink partition has its end record")
+	}
+	late, _ = f.output("late", f.sink)
+	return out, late
+}
+
 // outputInOrder is output's lines as the records hold them, partition
 // after partition.
 func (f *fixture) outputInOrder(name string, kr envelope.KeyResolver) (lines []string, ended bool) {

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/ppml/ppml/stream"
-	"github.com/ppml/ppml/stream/record"
 )
 
 // countPlan is WordCount over text with win; with unfused, a filter that
@@ -90,23 +89,8 @@ func TestFusedCountMatchesSteps(t *testing.T) {
 					parts[p] = append(parts[p], rec{at, randomText(rng, vocab)})
 				}
 			}
-			outputs := func(unfused bool) (counts, late []string) {
-				f := newFixture(t, false)
-				pl := countPlan(t, tc.win, tc.lateness, unfused)
-				w, _ := record.NewWriter("text", f.src, nil)
-				for p := range parts {
-					f.produce(w, p, true, parts[p]...)
-				}
-				run(t, stream.Config{Plan: pl, Log: f.log, Keys: f.keys()})
-				counts, ended := f.output("counts", f.sink)
-				if !ended {
-					t.Error("not every sink partition has its end record")
-				}
-				late, _ = f.output("late", f.sink)
-				return counts, late
-			}
-			fc, fl := outputs(false)
-			uc, ul := outputs(true)
+			fc, fl := runParts(t, countPlan(t, tc.win, tc.lateness, false), "text", "counts", parts[:]...)
+			uc, ul := runParts(t, countPlan(t, tc.win, tc.lateness, true), "text", "counts", parts[:]...)
 			if len(fc) < 1000 || len(fl) == 0 {
 				t.Fatalf("%d result lines and %d late lines: the test does not exercise the path", len(fc), len(fl))
 			}
