@@ -88,7 +88,9 @@ func FuzzDecodeEvents(f *testing.F) {
 // FuzzFusedCount counts the words of arbitrary text (a record's line, as
 // producers write it) on the fused count path and with the tokenizer's
 // rows: the counts by key must agree, also when a line is counted again
-// (the table then finds every word).
+// (the table then finds every word, on countShort's path where it can)
+// and when the text is counted as a whole record body (countText), whose
+// events must be the lines the text decoder cuts.
 func FuzzFusedCount(f *testing.F) {
 	p := NewPipeline("fuzz")
 	words := Tokenize(p.Read(Source{Stream: "s", Partitions: 1, Format: FormatText}), "line", "word")
@@ -104,9 +106,17 @@ func FuzzFusedCount(f *testing.F) {
 		s.agg.fused = true
 		row := Row{Time: 5, Vals: []Value{Str(string(b))}}
 		want := map[string]int64{}
-		tokenizeFn(0)(&row, func(r *Row) { want[string(pl.appendKey(nil, r))] += 2 })
+		tokenizeFn(0)(&row, func(r *Row) { want[string(pl.appendKey(nil, r))] += 3 })
 		s.countWords(&row)
 		s.countWords(&row)
+		s.countText(b, 5)
+		var lines int64
+		if err := pl.dec.decode(b, 5, func(*Row) { lines++ }); err != nil {
+			t.Fatal(err)
+		}
+		if s.stats.Events != lines {
+			t.Fatalf("countText: %d events, the decoder cuts %d lines", s.stats.Events, lines)
+		}
 		got := map[string]int64{}
 		for _, wa := range s.agg.wins {
 			for i, id := range wa.ids {

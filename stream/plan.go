@@ -40,9 +40,12 @@ type Plan struct {
 	// every aggregation a count.
 	tokenSrc   int
 	fusedCount bool
-	keyIdx     []int
-	aggIdx     []int
-	schema     []string // after the steps
+	// fusedText: the fused count path takes a text record whole, as the
+	// plan tokenizes its lines as they come (Tokenize is its only step).
+	fusedText bool
+	keyIdx    []int
+	aggIdx    []int
+	schema    []string // after the steps
 
 	// `,"name":` of each key field and aggregation in result lines, and
 	// `"name":` of each field of rows written as they are
@@ -62,6 +65,7 @@ func (pl *Plan) names() {
 	}
 	pl.fusedCount = pl.tokenSrc >= 0 && pl.countOnly && pl.Window != nil && pl.Window.Kind != SessionKind &&
 		len(pl.keyIdx) == 1 && pl.keyIdx[0] == len(pl.schema)-1
+	pl.fusedText = pl.fusedCount && pl.Source.Format == FormatText && len(pl.steps) == 1
 	quoted := func(sep string, fields []string) [][]byte {
 		out := make([][]byte, len(fields))
 		for i, f := range fields {

@@ -39,6 +39,7 @@ type sourceTask struct {
 	late    map[int][]lateRow // late rows by shuffle partition
 	lines   []byte            // rows for the sink (no GroupByKey)
 	word    []byte            // a new word, lower-cased (fused count path)
+	text    Row               // a text record's row (countText)
 	// unfused runs a row through the tokenizer and accept: the fused
 	// count path's way for rows it does not take
 	unfused func(*Row)
@@ -99,14 +100,7 @@ func (s *sourceTask) process(r Record) error {
 	}
 	s.lines = s.lines[:0]
 	ooo := s.pl.Time.MaxOutOfOrderness.Milliseconds()
-	err = s.pl.dec.decode(rec.Body, rec.Time, func(row *Row) {
-		s.stats.Events++
-		if row.Time > s.maxTime {
-			s.maxTime = row.Time
-		}
-		s.run(row)
-	})
-	if err != nil {
+	if err := s.runBody(rec.Body, rec.Time); err != nil {
 		var de *errDecode
 		if errors.As(err, &de) {
 			return s.deadLetter(r.Value, err)
@@ -127,6 +121,22 @@ func (s *sourceTask) process(r Record) error {
 		wm = max(wm, s.maxTime-ooo-1)
 	}
 	return s.advance(wm, false, "shuffle")
+}
+
+// runBody runs the rows of a record's plaintext body (time t) through
+// the plan's steps.
+func (s *sourceTask) runBody(body []byte, t int64) error {
+	if s.pl.fusedText {
+		s.countText(body, t)
+		return nil
+	}
+	return s.pl.dec.decode(body, t, func(row *Row) {
+		s.stats.Events++
+		if row.Time > s.maxTime {
+			s.maxTime = row.Time
+		}
+		s.run(row)
+	})
 }
 
 // reusable returns *buf, grown to hold the plaintext of a record of n

@@ -1,6 +1,7 @@
 package stream
 
 import (
+	"bytes"
 	"encoding/binary"
 	"math/bits"
 	"unsafe"
@@ -19,10 +20,10 @@ import (
 // unfused path, which handles late rows.
 
 // wordTable maps tokenizer words to key ids of a preAgg: an open-addressed
-// table (linear probing) whose slots hold a word's first eight bytes,
-// lower-cased, so that most lookups compare one integer and never touch
-// the key's bytes. A fused task interns its words' keys here (preAgg.id);
-// the table is emptied when ids change.
+// table (linear probing) whose slots hold a word's first sixteen bytes,
+// lower-cased, so that a lookup of a word of up to 16 bytes compares two
+// integers and never touches the key's bytes. A fused task interns its
+// words' keys here (preAgg.id); the table is emptied when ids change.
 type wordTable struct {
 	slots []wordSlot
 	mask  uint32
@@ -30,10 +31,11 @@ type wordTable struct {
 }
 
 type wordSlot struct {
-	pre uint64 // the word's first 8 bytes, lower-cased, zero-padded; 0: empty (no word byte is 0)
-	id  int32
-	tag uint16 // high bits of the hash
-	n   uint16 // the word's length
+	pre  uint64 // the word's first 8 bytes, lower-cased, zero-padded; 0: empty (no word byte is 0)
+	pre2 uint64 // its next 8 bytes (from the 9th), the same way
+	id   int32
+	tag  uint16 // high bits of the hash
+	n    uint16 // the word's length
 }
 
 // maxTableWord bounds the words the table holds (a slot keeps the length
@@ -59,14 +61,37 @@ func load(b []byte, i, n int) uint64 {
 	return (x | fold) & m
 }
 
-// hashWord hashes the folded word b[i:j] whose first 8 bytes are pre.
+// hashWord hashes the folded word b[i:j] whose first 8 bytes are pre. For
+// a word of up to 16 bytes it is hash16 of its two prefixes.
 func hashWord(b []byte, i, j int, pre uint64) uint64 {
 	h := pre ^ uint64(j-i)<<56
 	for k := i + 8; k < j; k += 8 {
 		h = bits.RotateLeft64(h*0x9E3779B97F4A7C15, 29) ^ load(b, k, min(8, j-k))
 	}
+	return finish(h)
+}
+
+// hash16 is hashWord of a word of n bytes, at most 16, whose prefixes are
+// pre and pre2 (slot layout).
+func hash16(pre, pre2 uint64, n int) uint64 {
+	h := pre ^ uint64(n)<<56
+	if n > 8 {
+		h = bits.RotateLeft64(h*0x9E3779B97F4A7C15, 29) ^ pre2
+	}
+	return finish(h)
+}
+
+func finish(h uint64) uint64 {
 	hi, lo := bits.Mul64(h^0x243F6A8885A308D3, 0x9E3779B97F4A7C15)
 	return hi ^ lo
+}
+
+// pre2Of returns the second prefix (wordSlot.pre2) of the word b[i:j].
+func pre2Of(b []byte, i, j int) uint64 {
+	if j-i <= 8 {
+		return 0
+	}
+	return load(b, i+8, min(8, j-i-8))
 }
 
 // find returns the id of word b[i:j] (at most maxTableWord bytes, all
@@ -80,15 +105,16 @@ func (t *wordTable) find(b []byte, i, j int, keys []string) (id int32, h uint64,
 		return 0, h, pre, false
 	}
 	tag := uint16(h >> 48)
+	pre2 := pre2Of(b, i, j)
 	for p := uint32(h) & t.mask; ; p = (p + 1) & t.mask {
 		s := &t.slots[p]
 		if s.pre == 0 {
 			return 0, h, pre, false
 		}
-		if s.pre != pre || s.tag != tag || int(s.n) != n {
+		if s.pre != pre || s.pre2 != pre2 || s.tag != tag || int(s.n) != n {
 			continue
 		}
-		if n <= 8 {
+		if n <= 16 {
 			return s.id, h, pre, true
 		}
 		k := keys[s.id]
@@ -118,14 +144,17 @@ func (t *wordTable) insert(h, pre uint64, n int, id int32, keys []string) {
 			if s.pre != 0 {
 				// A slot keeps 16 bits of its hash: rehash the word
 				// (folded already) from its key.
-				k := keys[s.id]
-				w := unsafe.Slice(unsafe.StringData(k[len(k)-int(s.n):]), s.n)
-				t.put(s, hashWord(w, 0, len(w), s.pre))
+				t.put(s, hashWord(wordOf(keys[s.id], int(s.n)), 0, int(s.n), s.pre))
 			}
 		}
 	}
-	t.put(wordSlot{pre: pre, id: id, tag: uint16(h >> 48), n: uint16(n)}, h)
+	t.put(wordSlot{pre: pre, pre2: pre2Of(wordOf(keys[id], n), 0, n), id: id, tag: uint16(h >> 48), n: uint16(n)}, h)
 	t.n++
+}
+
+// wordOf returns the (folded) word of n bytes a key ends with.
+func wordOf(k string, n int) []byte {
+	return unsafe.Slice(unsafe.StringData(k[len(k)-n:]), n)
 }
 
 func (t *wordTable) put(s wordSlot, h uint64) {
@@ -152,23 +181,162 @@ func (s *sourceTask) countWords(r *Row) {
 	}
 	text := r.Vals[s.pl.tokenSrc].Text()
 	b := unsafe.Slice(unsafe.StringData(text), len(text))
-	for i := 0; i < len(b); {
-		for i < len(b) && !wordBytes[b[i]] {
-			i++
+	one := len(s.wins) == 1
+	for i := wordStart(b, 0); i < len(b); {
+		if one {
+			if i = s.countShort(b, i, s.wins[0]); i == len(b) {
+				break
+			}
 		}
-		j := i
-		for j < len(b) && wordBytes[b[j]] {
-			j++
-		}
-		if j == i {
-			break
-		}
+		j := wordEnd(b, i)
 		id := s.wordID(b, i, j)
 		for _, w := range s.wins {
 			s.accOf(w, id).n++
 		}
-		i = j
+		i = wordStart(b, j)
 	}
+}
+
+// countShort counts words from b[i] (a word's start) into window w
+// while they are the common case — shorter than 16 bytes and followed by
+// a byte within the 16 read, already in the table and in the window — in
+// the fewest instructions: one or two 8-byte loads give the word's end,
+// its table prefixes (which, for a word this short, are the whole word)
+// and the next word's start. It returns where the common case stopped,
+// for countWords's general loop.
+func (s *sourceTask) countShort(b []byte, i int, w Window) int {
+	wa := s.lastWA
+	if wa == nil || w != s.lastWin {
+		wa = s.agg.window(w)
+		s.lastWin, s.lastWA = w, wa
+	}
+	t := &s.agg.words
+	if t.slots == nil {
+		return i
+	}
+	for i+16 <= len(b) {
+		x := binary.LittleEndian.Uint64(b[i:])
+		m := wordMask(x)
+		var n int
+		var pre, pre2, next uint64
+		if end := ^m & high; end != 0 {
+			n = bits.TrailingZeros64(end) >> 3 // 1 to 7: b[i] is a word byte
+			pre = (x | fold) & (1<<(8*uint(n)) - 1)
+			next = m >> (8 * uint(n)) // word bytes after the word's end
+		} else {
+			x2 := binary.LittleEndian.Uint64(b[i+8:])
+			m2 := wordMask(x2)
+			end := ^m2 & high
+			if end == 0 {
+				return i // 16 bytes or more
+			}
+			k := bits.TrailingZeros64(end) >> 3
+			n, pre = 8+k, x|fold
+			pre2 = (x2 | fold) & (1<<(8*uint(k)) - 1)
+			next = m2 >> (8 * uint(k))
+		}
+		// Below 16 bytes, the prefixes are the whole word, and a word of
+		// 16 bytes or more has no zero byte in pre2: equal prefixes are
+		// the same word.
+		h := hash16(pre, pre2, n)
+		id := int32(-1)
+		for p := uint32(h) & t.mask; ; p = (p + 1) & t.mask {
+			sl := &t.slots[p]
+			if sl.pre == pre && sl.pre2 == pre2 {
+				id = sl.id
+				break
+			}
+			if sl.pre == 0 {
+				break
+			}
+		}
+		if id < 0 || int(id) >= len(wa.pos) || wa.pos[id] == 0 {
+			return i
+		}
+		wa.accs[wa.pos[id]-1].n++
+		// The next word starts within the bytes read or after them.
+		if next != 0 {
+			i += n + bits.TrailingZeros64(next)>>3
+		} else if n < 8 {
+			i = wordStart(b, i+8)
+		} else {
+			i = wordStart(b, i+16)
+		}
+	}
+	return i
+}
+
+// countText is the fused path of a plan whose only step tokenizes text
+// lines (Plan.fusedText): a record's lines all have its time, and no word
+// spans two lines (a line break is no word byte), so the words of its
+// lines are those of its whole body, counted in one pass instead of a
+// row per line. Its events are its lines, as the text decoder cuts them.
+func (s *sourceTask) countText(body []byte, t int64) {
+	lines := bytes.Count(body, []byte{'\n'})
+	if len(body) > 0 && body[len(body)-1] != '\n' {
+		lines++
+	}
+	if lines == 0 {
+		return
+	}
+	s.stats.Events += int64(lines)
+	s.maxTime = max(s.maxTime, t)
+	if len(s.text.Vals) == 0 {
+		s.text.Vals = make([]Value, len(s.pl.dec.fields))
+	}
+	s.text.Time = t
+	for i := range s.text.Vals {
+		s.text.Vals[i] = Str(unsafe.String(unsafe.SliceData(body), len(body)))
+	}
+	s.countWords(&s.text)
+}
+
+// Eight bytes are classified at once (SWAR, SIMD within a register): each
+// byte's range test subtracts the range's bound from the byte with bit 7
+// set, which never borrows from the next byte, and reads bit 7.
+const (
+	lanes = 0x0101010101010101
+	high  = 0x8080808080808080
+)
+
+// wordMask returns x with bit 7 set in each byte that is a tokenizer word
+// byte (wordBytes: an ASCII letter, digit or apostrophe) and every other
+// bit clear.
+func wordMask(x uint64) uint64 {
+	y := x&^high | high
+	f := (x|fold)&^high | high // letters folded to lower case
+	letter := (f - 0x61*lanes) &^ (f - 0x7b*lanes)
+	digit := (y - 0x30*lanes) &^ (y - 0x3a*lanes)
+	apos := (y - 0x27*lanes) &^ (y - 0x28*lanes)
+	return (letter | digit | apos) & high &^ x
+}
+
+// wordStart returns the index of the first word byte of b at or after i,
+// or len(b).
+func wordStart(b []byte, i int) int {
+	for ; i+8 <= len(b); i += 8 {
+		if m := wordMask(binary.LittleEndian.Uint64(b[i:])); m != 0 {
+			return i + bits.TrailingZeros64(m)>>3
+		}
+	}
+	for i < len(b) && !wordBytes[b[i]] {
+		i++
+	}
+	return i
+}
+
+// wordEnd returns the index of the first byte of b after i that is no
+// word byte, or len(b).
+func wordEnd(b []byte, i int) int {
+	for ; i+8 <= len(b); i += 8 {
+		if m := ^wordMask(binary.LittleEndian.Uint64(b[i:])) & high; m != 0 {
+			return i + bits.TrailingZeros64(m)>>3
+		}
+	}
+	for i < len(b) && wordBytes[b[i]] {
+		i++
+	}
+	return i
 }
 
 // wordID returns the key id of the word b[i:j], interning it.

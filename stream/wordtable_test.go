@@ -7,15 +7,15 @@ import (
 	"time"
 )
 
-// TestWordTableTagCollision finds long words that share their first 8
-// bytes, their length and the 16 bits of hash a slot keeps, so that only
-// the comparison with the key's bytes tells them apart, and checks that
-// each finds its own id, also after the table grows.
+// TestWordTableTagCollision finds words longer than 16 bytes that share
+// their first 16 bytes, their length and the 16 bits of hash a slot keeps,
+// so that only the comparison with the key's bytes tells them apart, and
+// checks that each finds its own id, also after the table grows.
 func TestWordTableTagCollision(t *testing.T) {
 	tags := map[[2]uint64]string{}
 	var a, b string
 	for i := 0; a == ""; i++ {
-		w := fmt.Sprintf("abcdefgh%06d", i)
+		w := fmt.Sprintf("abcdefghijklmnop%06d", i)
 		bw := []byte(w)
 		pre := load(bw, 0, 8)
 		h := hashWord(bw, 0, len(bw), pre)
@@ -47,7 +47,7 @@ func TestWordTableTagCollision(t *testing.T) {
 	for i := 0; i < 1000; i++ { // grow the table several times
 		add(fmt.Sprintf("w%d", i))
 	}
-	upper := []byte("ABCDEFGH" + a[8:])
+	upper := []byte("ABCDEFGHIJKLMNOP" + a[16:])
 	if id, _, _, ok := tab.find(upper, 0, len(upper), keys); !ok || id != ia {
 		t.Errorf("%q: id %d, %v; want %d", upper, id, ok, ia)
 	}
@@ -170,5 +170,19 @@ func TestFusedInterning(t *testing.T) {
 	}
 	if got := counts(r, win(3)); len(got) != 2 || got["w0"] != 2 || got["x0"] != 1 {
 		t.Fatalf("window 3 after the restore: %v", got)
+	}
+}
+
+// TestHash16 checks that hash16, by which countShort finds a word of up to
+// 16 bytes in the table, is hashWord, by which it was put there: were they
+// to differ, countShort would miss every such word (and fall back to the
+// slower general lookup) without a wrong count to show for it.
+func TestHash16(t *testing.T) {
+	w := []byte("aBcdefghijKlmno'9xyz")
+	for n := 1; n <= 16; n++ {
+		pre := load(w, 0, min(8, n))
+		if a, b := hashWord(w, 0, n, pre), hash16(pre, pre2Of(w, 0, n), n); a != b {
+			t.Errorf("%d bytes: hashWord %x, hash16 %x", n, a, b)
+		}
 	}
 }

@@ -220,24 +220,38 @@ func (l *Log) Join(ctx context.Context, t stream.Topology) (stream.Session, erro
 	if err != nil {
 		return nil, err
 	}
-	for _, s := range append(append([]stream.StreamSpec(nil), t.Inputs...), t.Outputs...) {
-		if err := CreateStream(ctx, j, s.Name, l.opts); err != nil {
-			return nil, err
-		}
-	}
 	storage := js.FileStorage
 	if l.opts.Memory {
 		storage = js.MemoryStorage
 	}
-	leases, err := j.CreateOrUpdateKeyValue(ctx, js.KeyValueConfig{Bucket: "ppml_lease_" + sanitize(t.Group), TTL: l.opts.LeaseTTL,
-		Storage: storage, Replicas: l.opts.Replicas})
-	if err != nil {
-		return nil, fmt.Errorf("jetstream: lease bucket: %w", err)
+	// The streams and buckets are made (or found) at once: each is a round
+	// trip that writes to the server's store.
+	specs := append(append([]stream.StreamSpec(nil), t.Inputs...), t.Outputs...)
+	errs := make([]error, len(specs)+2)
+	var leases, state js.KeyValue
+	var wg sync.WaitGroup
+	for i, sp := range specs {
+		wg.Go(func() { errs[i] = CreateStream(ctx, j, sp.Name, l.opts) })
 	}
-	state, err := j.CreateOrUpdateKeyValue(ctx, js.KeyValueConfig{Bucket: "ppml_state_" + sanitize(t.Group), History: 1,
-		Storage: storage, Replicas: l.opts.Replicas, MaxValueSize: -1})
-	if err != nil {
-		return nil, fmt.Errorf("jetstream: state bucket: %w", err)
+	wg.Go(func() {
+		var err error
+		leases, err = j.CreateOrUpdateKeyValue(ctx, js.KeyValueConfig{Bucket: "ppml_lease_" + sanitize(t.Group), TTL: l.opts.LeaseTTL,
+			Storage: storage, Replicas: l.opts.Replicas})
+		if err != nil {
+			errs[len(specs)] = fmt.Errorf("jetstream: lease bucket: %w", err)
+		}
+	})
+	wg.Go(func() {
+		var err error
+		state, err = j.CreateOrUpdateKeyValue(ctx, js.KeyValueConfig{Bucket: "ppml_state_" + sanitize(t.Group), History: 1,
+			Storage: storage, Replicas: l.opts.Replicas, MaxValueSize: -1})
+		if err != nil {
+			errs[len(specs)+1] = fmt.Errorf("jetstream: state bucket: %w", err)
+		}
+	})
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
 	}
 	s := &session{l: l, j: j, topo: t, leases: leases, state: state, owned: map[stream.TaskID]*ownedTask{},
 		release: map[stream.TaskID]bool{}, notify: make(chan struct{}, 1), leaseRev: map[stream.TaskID]uint64{},
@@ -487,27 +501,37 @@ func (s *session) balance(ctx context.Context, b *stream.Batch) error {
 		}
 		s.release[id] = true
 	}
+	// Tasks are claimed at once, each by its own round trips (a lease, the
+	// snapshot's compare-and-set, a consumer): a worker that starts, or
+	// takes over a dead one's tasks, does not wait for them one by one.
+	var ids []stream.TaskID
 	for _, id := range s.all {
-		if !want[id] || s.owned[id] != nil {
-			continue
-		}
-		rev, err := s.leases.Create(ctx, leaseKey(id), []byte(s.topo.Worker))
-		if errors.Is(err, js.ErrKeyExists) {
-			continue // its owner hands it over after its next commit, or its lease runs out
-		}
-		if err != nil {
-			return err
-		}
-		o := &ownedTask{}
-		s.mu.Lock()
-		s.leaseRev[id] = rev
-		s.owned[id] = o
-		s.mu.Unlock()
-		if err := s.claim(ctx, id, o); err != nil {
-			return err
+		if want[id] && s.owned[id] == nil {
+			ids = append(ids, id)
 		}
 	}
-	return nil
+	errs := make([]error, len(ids))
+	var wg sync.WaitGroup
+	for i, id := range ids {
+		wg.Go(func() {
+			rev, err := s.leases.Create(ctx, leaseKey(id), []byte(s.topo.Worker))
+			if errors.Is(err, js.ErrKeyExists) {
+				return // its owner hands it over after its next commit, or its lease runs out
+			}
+			if err != nil {
+				errs[i] = fmt.Errorf("jetstream: lease of %s: %w", id, err)
+				return
+			}
+			o := &ownedTask{}
+			s.mu.Lock()
+			s.leaseRev[id] = rev
+			s.owned[id] = o
+			s.mu.Unlock()
+			errs[i] = s.claim(ctx, id, o)
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // claim reads a task's snapshot and bumps its epoch with a
