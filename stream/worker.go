@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ppml/ppml/envelope"
@@ -29,7 +30,9 @@ type Config struct {
 	// for one. Default 16 MiB.
 	MaxBuffered int
 	// Parallelism is how many tasks process records at once. Default
-	// GOMAXPROCS.
+	// GOMAXPROCS. A task goes on to the records of the next Poll as soon as
+	// it is done with its own of the last, whatever the others still do:
+	// the worker waits for every task only to take a checkpoint.
 	Parallelism int
 	// StopWhenEnded returns once the worker owns every task and all of
 	// them ended (bounded mode).
@@ -68,6 +71,24 @@ type worker struct {
 	index  map[TaskID]int
 	total  Stats
 	logf   func(string, ...any)
+
+	// Runs: each task's records of a Poll are processed on a goroutine,
+	// in order after the task's run before (last), Parallelism at a time
+	// (slots). The loop goes on polling while runs go on, with no more
+	// than two Polls' runs under way (inflight); it waits for all of them
+	// (settle) before it touches the state of a task that may run.
+	slots    chan struct{}
+	last     map[TaskID]chan struct{}
+	inflight [][]chan struct{}
+	runMu    sync.Mutex
+	runErr   error
+	// What the tasks' state asks of the loop, kept up by the runs as
+	// they end, so that the loop need not wait for them to know: a
+	// checkpoint at once (an input ended), soon (a window closed), or for
+	// the output that waits.
+	endPending atomic.Bool
+	closed     atomic.Bool
+	buffered   atomic.Int64
 }
 
 // StateStream names the stream bound into a pipeline's sealed snapshots.
@@ -97,7 +118,8 @@ func Run(ctx context.Context, cfg Config) (Stats, error) {
 	if cfg.Parallelism <= 0 {
 		cfg.Parallelism = runtime.GOMAXPROCS(0)
 	}
-	w := &worker{cfg: cfg, plan: cfg.Plan, keys: cfg.Keys, tasks: map[TaskID]taskRunner{}, index: map[TaskID]int{}}
+	w := &worker{cfg: cfg, plan: cfg.Plan, keys: cfg.Keys, tasks: map[TaskID]taskRunner{}, index: map[TaskID]int{},
+		slots: make(chan struct{}, cfg.Parallelism), last: map[TaskID]chan struct{}{}}
 	w.logf = cfg.Logf
 	if w.logf == nil {
 		w.logf = func(string, ...any) {}
@@ -143,6 +165,9 @@ func (w *worker) run(ctx context.Context) (Stats, error) {
 			return w.total, w.drain(sess)
 		}
 		wait := w.interval() - time.Since(lastCkpt)
+		if w.busy() {
+			wait = 0 // take what the log has, or else wait for the runs (below)
+		}
 		if wait < time.Millisecond {
 			wait = time.Millisecond
 		}
@@ -158,35 +183,46 @@ func (w *worker) run(ctx context.Context) (Stats, error) {
 		}
 		pollErr.reset()
 		if err := w.apply(b); err != nil {
-			sess.Close(context.Background())
-			return w.total, err
+			return w.total, w.leave(sess, err)
 		}
-		now := time.Now()
-		for _, r := range w.tasks {
-			if s, ok := r.(*sourceTask); ok {
-				if err := s.idleCheck(now); err != nil {
-					sess.Close(context.Background())
-					return w.total, err
-				}
+		// Nothing new to read: the runs under way finish, and what they
+		// leave decides what comes next (a checkpoint, the end).
+		if len(b.Records) == 0 {
+			if err := w.settle(); err != nil {
+				return w.total, w.leave(sess, err)
 			}
+		}
+		if err := w.idleCheck(); err != nil {
+			return w.total, w.leave(sess, err)
 		}
 		// A bounded run also commits whenever its input is drained, so the
 		// next stage sees the shuffle without waiting for the interval.
 		drained := w.cfg.StopWhenEnded && len(b.Records) == 0
-		if drained || b.CommitNow || w.endPending() || time.Since(lastCkpt) >= w.interval() || w.buffered() >= w.cfg.MaxBuffered {
+		if drained || b.CommitNow || w.endPending.Load() || time.Since(lastCkpt) >= w.interval() || w.buffered.Load() >= int64(w.cfg.MaxBuffered) {
 			if err := w.checkpoint(ctx, sess); err != nil {
-				sess.Close(context.Background())
-				return w.total, err
+				return w.total, w.leave(sess, err)
 			}
 			lastCkpt = time.Now()
 		}
-		if w.cfg.StopWhenEnded && w.allEnded() {
-			if err := w.checkpoint(ctx, sess); err != nil {
-				return w.total, err
+		if w.cfg.StopWhenEnded {
+			if err := w.settle(); err != nil {
+				return w.total, w.leave(sess, err)
 			}
-			return w.total, sess.Close(context.Background())
+			if w.allEnded() {
+				if err := w.checkpoint(ctx, sess); err != nil {
+					return w.total, err
+				}
+				return w.total, sess.Close(context.Background())
+			}
 		}
 	}
+}
+
+// leave ends the session after a fatal error, once no task runs.
+func (w *worker) leave(sess Session, err error) error {
+	w.settle()
+	sess.Close(context.Background())
+	return err
 }
 
 // drain commits what the worker did and leaves the group.
@@ -213,15 +249,6 @@ func (w *worker) allEnded() bool {
 	return true
 }
 
-func (w *worker) endPending() bool {
-	for _, r := range w.tasks {
-		if r.base().endPending {
-			return true
-		}
-	}
-	return false
-}
-
 // closedGap: a closed window makes a checkpoint due after
 // CheckpointInterval/closedGap. Windows rarely close that often (and a
 // closed window leaves less state to snapshot), so the extra checkpoints
@@ -230,25 +257,104 @@ const closedGap = 20
 
 // interval is the time from one checkpoint to the next as it stands.
 func (w *worker) interval() time.Duration {
-	for _, r := range w.tasks {
-		if r.base().closed {
-			return w.cfg.CheckpointInterval / closedGap
-		}
+	if w.closed.Load() {
+		return w.cfg.CheckpointInterval / closedGap
 	}
 	return w.cfg.CheckpointInterval
 }
 
-func (w *worker) buffered() int {
-	n := 0
-	for _, r := range w.tasks {
-		n += r.base().outSize
+// note updates what the loop knows of the tasks' state (endPending,
+// closed, buffered) after task t changed, its output having been
+// outBefore bytes.
+func (w *worker) note(t *task, outBefore int) {
+	if t.endPending {
+		w.endPending.Store(true)
 	}
-	return n
+	if t.closed {
+		w.closed.Store(true)
+	}
+	w.buffered.Add(int64(t.outSize - outBefore))
 }
 
-// apply handles one Poll result: revocations, assignments, then records,
-// processed in parallel across tasks and in order within each.
+// recount sets what the loop knows of the tasks' state from the tasks,
+// which do not run.
+func (w *worker) recount() {
+	var end, closed bool
+	n := 0
+	for _, r := range w.tasks {
+		t := r.base()
+		end, closed, n = end || t.endPending, closed || t.closed, n+t.outSize
+	}
+	w.endPending.Store(end)
+	w.closed.Store(closed)
+	w.buffered.Store(int64(n))
+}
+
+// idleCheck tells the window tasks which source tasks are idle, of those
+// that do not run (one that runs has records).
+func (w *worker) idleCheck() error {
+	now := time.Now()
+	for id, r := range w.tasks {
+		s, ok := r.(*sourceTask)
+		if !ok || w.running(id) {
+			continue
+		}
+		before := s.outSize
+		if err := s.idleCheck(now); err != nil {
+			return err
+		}
+		w.note(&s.task, before)
+	}
+	return nil
+}
+
+// running reports whether task id has a run under way.
+func (w *worker) running(id TaskID) bool {
+	if d := w.last[id]; d != nil {
+		select {
+		case <-d:
+		default:
+			return true
+		}
+	}
+	return false
+}
+
+// busy reports whether a run is under way.
+func (w *worker) busy() bool {
+	for _, b := range w.inflight {
+		for _, d := range b {
+			select {
+			case <-d:
+			default:
+				return true
+			}
+		}
+	}
+	w.inflight = nil
+	return false
+}
+
+// settle waits until no task runs, and returns a run's error.
+func (w *worker) settle() error {
+	for _, b := range w.inflight {
+		for _, d := range b {
+			<-d
+		}
+	}
+	w.inflight = nil
+	return w.runError()
+}
+
+// apply handles one Poll result: revocations, assignments and ends of
+// input once no task runs, then records, handed to each task's next run.
+// It returns once the runs of the Poll before this one are done.
 func (w *worker) apply(b *Batch) (err error) {
+	if len(b.Revoked)+len(b.Assigned)+len(b.EndOfInput) > 0 {
+		if err := w.settle(); err != nil {
+			return err
+		}
+	}
 	for _, id := range b.Revoked {
 		if _, ok := w.tasks[id]; ok {
 			delete(w.tasks, id)
@@ -263,12 +369,16 @@ func (w *worker) apply(b *Batch) (err error) {
 	defer func() {
 		for _, id := range b.EndOfInput {
 			if s, ok := w.tasks[id].(*sourceTask); ok && err == nil {
-				err = s.end()
+				if err = w.settle(); err == nil {
+					before := s.outSize
+					err = s.end()
+					w.note(&s.task, before)
+				}
 			}
 		}
 	}()
 	if len(b.Records) == 0 {
-		return nil
+		return w.runError()
 	}
 	byTask := map[TaskID][]Record{}
 	var order []TaskID
@@ -281,18 +391,56 @@ func (w *worker) apply(b *Batch) (err error) {
 		}
 		byTask[r.Task] = append(byTask[r.Task], r)
 	}
-	errs := make([]error, len(order))
-	w.parallel(len(order), func(i int) {
-		id := order[i]
-		r := w.tasks[id]
-		for _, rec := range byTask[id] {
+	runs := make([]chan struct{}, len(order))
+	for i, id := range order {
+		runs[i] = w.startRun(id, w.tasks[id], byTask[id])
+	}
+	w.inflight = append(w.inflight, runs)
+	if len(w.inflight) > 1 {
+		for _, d := range w.inflight[0] {
+			<-d
+		}
+		w.inflight = w.inflight[1:]
+	}
+	return w.runError()
+}
+
+// startRun processes records of task id in order, after the task's run
+// before, on a goroutine of its own, once a slot is free; it returns a
+// channel closed when it is done. After a run failed, no run processes
+// anything: the error ends the worker.
+func (w *worker) startRun(id TaskID, r taskRunner, recs []Record) chan struct{} {
+	prev, done := w.last[id], make(chan struct{})
+	w.last[id] = done
+	go func() {
+		defer close(done)
+		if prev != nil {
+			<-prev
+		}
+		w.slots <- struct{}{}
+		defer func() { <-w.slots }()
+		if w.runError() != nil {
+			return
+		}
+		t := r.base()
+		before := t.outSize
+		defer w.note(t, before)
+		for _, rec := range recs {
 			if err := r.process(rec); err != nil {
-				errs[i] = fmt.Errorf("stream: task %s: %w", id, err)
+				w.runMu.Lock()
+				w.runErr = errors.Join(w.runErr, fmt.Errorf("stream: task %s: %w", id, err))
+				w.runMu.Unlock()
 				return
 			}
 		}
-	})
-	return errors.Join(errs...)
+	}()
+	return done
+}
+
+func (w *worker) runError() error {
+	w.runMu.Lock()
+	defer w.runMu.Unlock()
+	return w.runErr
 }
 
 // parallel runs f(0) to f(n-1), Config.Parallelism at a time, and waits
@@ -374,6 +522,10 @@ func (w *worker) keyFor(stream string) envelope.KeyWrapper {
 // A failed commit is not fatal: the log re-assigns the tasks from their
 // last checkpoint, and the work is redone.
 func (w *worker) checkpoint(ctx context.Context, sess Session) error {
+	if err := w.settle(); err != nil {
+		return err
+	}
+	defer w.recount()
 	var ids []TaskID
 	for id, r := range w.tasks {
 		if r.base().dirty {
