@@ -198,6 +198,7 @@ type ownedTask struct {
 	cc     js.ConsumeContext
 
 	mu    sync.Mutex
+	gen   uint64        // claims of the task: which consumer's deliveries count
 	msgs  []js.Msg      // delivered by the consumer, not yet polled
 	space chan struct{} // one token per message in msgs: the consumer waits when full
 	err   error
@@ -448,6 +449,11 @@ func (s *session) Poll(ctx context.Context, maxWait time.Duration) (*stream.Batc
 				<-o.space
 			}
 			if err != nil {
+				// What this Poll took of other tasks' messages (and their
+				// assignments) goes with the batch: every task restarts
+				// from its committed state at the next Poll, and none reads
+				// on before.
+				s.reset = true
 				return nil, fmt.Errorf("jetstream: read %s: %w", id, err)
 			}
 			for _, m := range msgs {
@@ -567,7 +573,13 @@ func (s *session) claim(ctx context.Context, id stream.TaskID, o *ownedTask) err
 		return fmt.Errorf("jetstream: claim %s: %w", id, err)
 	}
 	o.rev, o.epoch, o.resume, o.snap, o.fresh = rev, epoch+1, resume, snap, true
+	// Deliveries and errors of the consumer this claim replaces, should
+	// any still come, are not this one's: the generation tells them apart.
+	o.mu.Lock()
+	o.gen++
+	gen := o.gen
 	o.msgs, o.err, o.tail, o.last = nil, nil, nil, 0
+	o.mu.Unlock()
 	o.space = make(chan struct{}, maxBuffered)
 	start := uint64(1)
 	if resume != "" {
@@ -595,7 +607,9 @@ func (s *session) claim(ctx context.Context, id stream.TaskID, o *ownedTask) err
 		// takes, so a backlog is read batch by batch.
 		space <- struct{}{}
 		o.mu.Lock()
-		o.msgs = append(o.msgs, m)
+		if o.gen == gen {
+			o.msgs = append(o.msgs, m)
+		}
 		o.mu.Unlock()
 		select {
 		case s.notify <- struct{}{}:
@@ -604,7 +618,9 @@ func (s *session) claim(ctx context.Context, id stream.TaskID, o *ownedTask) err
 	}, js.PullMaxMessages(maxBuffered/2), js.ConsumeErrHandler(func(_ js.ConsumeContext, err error) {
 		if errors.Is(err, js.ErrConsumerDeleted) || errors.Is(err, js.ErrConsumerNotFound) {
 			o.mu.Lock()
-			o.err = err
+			if o.gen == gen {
+				o.err = err
+			}
 			o.mu.Unlock()
 		}
 	}))

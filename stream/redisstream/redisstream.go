@@ -258,8 +258,10 @@ func (s *session) Poll(ctx context.Context, max time.Duration) (*stream.Batch, e
 		if len(b.Records) > 0 || len(b.Assigned) > 0 || len(b.Revoked) > 0 {
 			return b, nil
 		}
+		// Redis blocks in whole milliseconds, and BLOCK 0 is for ever: less
+		// than one left is none.
 		wait := time.Until(deadline)
-		if wait <= 0 || ctx.Err() != nil {
+		if wait < time.Millisecond || ctx.Err() != nil {
 			return b, nil
 		}
 		if err := s.wait(ctx, min(wait, 100*time.Millisecond)); err != nil {
