@@ -219,15 +219,22 @@ func (s *sourceTask) accOf(w Window, id int32) *acc {
 }
 
 func (s *sourceTask) newAccOf(w Window, id int32) *acc {
-	wa := s.lastWA
-	if w != s.lastWin || wa == nil {
-		wa = s.agg.window(w)
-		s.lastWin, s.lastWA = w, wa
-	}
+	wa := s.windowAccs(w)
 	if a := wa.get(id); a != nil {
 		return a
 	}
 	return wa.put(id, len(s.agg.keys), makeAcc(s.pl.Aggs))
+}
+
+// windowAccs returns window w's accumulators, creating them, and keeps
+// them as the last window's.
+func (s *sourceTask) windowAccs(w Window) *winAccs {
+	if wa := s.lastWA; wa != nil && w == s.lastWin {
+		return wa
+	}
+	wa := s.agg.window(w)
+	s.lastWin, s.lastWA = w, wa
+	return wa
 }
 
 func (s *sourceTask) addSession(w Window) {

@@ -205,11 +205,7 @@ func (s *sourceTask) countWords(r *Row) {
 // and the next word's start. It returns where the common case stopped,
 // for countWords's general loop.
 func (s *sourceTask) countShort(b []byte, i int, w Window) int {
-	wa := s.lastWA
-	if wa == nil || w != s.lastWin {
-		wa = s.agg.window(w)
-		s.lastWin, s.lastWA = w, wa
-	}
+	wa := s.windowAccs(w)
 	t := &s.agg.words
 	if t.slots == nil {
 		return i

@@ -310,23 +310,15 @@ func (w *worker) idleCheck() error {
 
 // running reports whether task id has a run under way.
 func (w *worker) running(id TaskID) bool {
-	if d := w.last[id]; d != nil {
-		select {
-		case <-d:
-		default:
-			return true
-		}
-	}
-	return false
+	d := w.last[id]
+	return d != nil && !ended(d)
 }
 
 // busy reports whether a run is under way.
 func (w *worker) busy() bool {
 	for _, b := range w.inflight {
 		for _, d := range b {
-			select {
-			case <-d:
-			default:
+			if !ended(d) {
 				return true
 			}
 		}
@@ -335,15 +327,29 @@ func (w *worker) busy() bool {
 	return false
 }
 
+// ended reports whether the run whose channel is d is done.
+func ended(d chan struct{}) bool {
+	select {
+	case <-d:
+		return true
+	default:
+		return false
+	}
+}
+
 // settle waits until no task runs, and returns a run's error.
 func (w *worker) settle() error {
 	for _, b := range w.inflight {
-		for _, d := range b {
-			<-d
-		}
+		waitRuns(b)
 	}
 	w.inflight = nil
 	return w.runError()
+}
+
+func waitRuns(runs []chan struct{}) {
+	for _, d := range runs {
+		<-d
+	}
 }
 
 // apply handles one Poll result: revocations, assignments and ends of
@@ -397,9 +403,7 @@ func (w *worker) apply(b *Batch) (err error) {
 	}
 	w.inflight = append(w.inflight, runs)
 	if len(w.inflight) > 1 {
-		for _, d := range w.inflight[0] {
-			<-d
-		}
+		waitRuns(w.inflight[0])
 		w.inflight = w.inflight[1:]
 	}
 	return w.runError()
@@ -443,18 +447,17 @@ func (w *worker) runError() error {
 	return w.runErr
 }
 
-// parallel runs f(0) to f(n-1), Config.Parallelism at a time, and waits
-// for all: tasks work on their own state, so several may at once.
+// parallel runs f(0) to f(n-1) in the runs' slots (Config.Parallelism
+// at a time), and waits for all: tasks work on their own state, so
+// several may at once. No run may be under way.
 func (w *worker) parallel(n int, f func(i int)) {
-	sem := make(chan struct{}, w.cfg.Parallelism)
 	var wg sync.WaitGroup
 	for i := range n {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
+		w.slots <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-w.slots }()
 			f(i)
-		}()
+		})
 	}
 	wg.Wait()
 }

@@ -730,9 +730,7 @@ func (s *session) Commit(ctx context.Context, tasks []stream.TaskCommit) error {
 	var wg sync.WaitGroup
 	for i, tc := range tasks {
 		o := s.owned[tc.Task]
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			rev, err := s.state.Update(ctx, snapKey(tc.Task), encodeState(o.epoch, tc.Next, tc.Snapshot), o.rev)
 			if err != nil {
 				if errors.Is(err, js.ErrKeyRevisionMismatch) || errors.Is(err, js.ErrKeyExists) {
@@ -753,7 +751,7 @@ func (s *session) Commit(ctx context.Context, tasks []stream.TaskCommit) error {
 				o.tail.DoubleAck(ctx)
 				o.tail = nil
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
