@@ -62,9 +62,13 @@ func encodeShuffle(from int, wm int64, ended bool, ws []Window, wins []*winAccs,
 		}
 		total += len(wa.ids)
 	}
-	out := make([][]byte, n)
-	for q := range out {
-		e := &enc{b: make([]byte, 0, 16+total/n*12)}
+	// The messages are written side by side, in one pass over each
+	// window's keys (a key's partition, name and accumulator are each
+	// read once, not once per partition).
+	es := make([]enc, n)
+	for q := range es {
+		e := &es[q]
+		e.b = make([]byte, 0, 16+total/n*12)
 		e.byte1(shuffleVersion)
 		e.uvarint(uint64(from))
 		e.varint(wm)
@@ -77,24 +81,26 @@ func encodeShuffle(from int, wm int64, ended bool, ws []Window, wins []*winAccs,
 			}
 		}
 		e.uvarint(uint64(np))
-		for i, w := range ws {
-			c := counts[i*n+q]
-			if c == 0 {
-				continue
-			}
-			e.varint(w.Start)
-			e.varint(w.End)
-			e.uvarint(uint64(c))
-			wa := wins[i]
-			for j, id := range wa.ids {
-				if int(p.parts[id]) == q {
-					e.str(p.keys[id])
-					wa.accs[j].encode(e, aggs)
-				}
+	}
+	for i, w := range ws {
+		for q := range es {
+			if c := counts[i*n+q]; c > 0 {
+				es[q].varint(w.Start)
+				es[q].varint(w.End)
+				es[q].uvarint(uint64(c))
 			}
 		}
-		encodeLateRows(e, late[q])
-		out[q] = e.b
+		wa := wins[i]
+		for j, id := range wa.ids {
+			e := &es[p.parts[id]]
+			e.str(p.keys[id])
+			wa.accs[j].encode(e, aggs)
+		}
+	}
+	out := make([][]byte, n)
+	for q := range es {
+		encodeLateRows(&es[q], late[q])
+		out[q] = es[q].b
 	}
 	return out
 }

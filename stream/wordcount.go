@@ -199,7 +199,7 @@ func (s *sourceTask) countWords(r *Row) {
 
 // countShort counts words from b[i] (a word's start) into window w
 // while they are the common case — shorter than 16 bytes and followed by
-// a byte within the 16 read, already in the table and in the window — in
+// a byte within the 16 read, already in the table — in
 // the fewest instructions: one or two 8-byte loads give the word's end,
 // its table prefixes (which, for a word this short, are the whole word)
 // and the next word's start. It returns where the common case stopped,
@@ -246,10 +246,16 @@ func (s *sourceTask) countShort(b []byte, i int, w Window) int {
 				break
 			}
 		}
-		if id < 0 || int(id) >= len(wa.pos) || wa.pos[id] == 0 {
+		if id < 0 {
 			return i
 		}
-		wa.accs[wa.pos[id]-1].n++
+		if int(id) < len(wa.pos) && wa.pos[id] != 0 {
+			wa.accs[wa.pos[id]-1].n++
+		} else {
+			// New to the window: what newAccOf does, for a count-only
+			// plan, whose accumulator is its count.
+			wa.put(id, len(s.agg.keys), acc{n: 1})
+		}
 		// The next word starts within the bytes read or after them.
 		if next != 0 {
 			i += n + bits.TrailingZeros64(next)>>3
