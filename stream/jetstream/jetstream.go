@@ -595,9 +595,15 @@ func (s *session) claim(ctx context.Context, id stream.TaskID, o *ownedTask) err
 	if err := st.DeleteConsumer(ctx, name); err != nil && !errors.Is(err, js.ErrConsumerNotFound) {
 		return err
 	}
+	// The consumer's own state (its acknowledgements) is kept in the
+	// server's memory: the position that counts is the snapshot's, and a
+	// consumer is made anew at every claim, so writing its state to disk
+	// (a file written and renamed after acknowledgements, files made at
+	// each claim) buys nothing. A consumer that a server restart lost
+	// fails its pull requests, and the task is claimed again.
 	c, err := st.CreateConsumer(ctx, js.ConsumerConfig{Durable: name, FilterSubject: Subject(id.Stream, id.Partition),
 		DeliverPolicy: js.DeliverByStartSequencePolicy, OptStartSeq: start, AckPolicy: js.AckAllPolicy,
-		AckWait: 10 * time.Minute, MaxAckPending: -1, Replicas: s.l.opts.Replicas})
+		AckWait: 10 * time.Minute, MaxAckPending: -1, Replicas: s.l.opts.Replicas, MemoryStorage: true})
 	if err != nil {
 		return fmt.Errorf("jetstream: consumer for %s: %w", id, err)
 	}
@@ -616,7 +622,11 @@ func (s *session) claim(ctx context.Context, id stream.TaskID, o *ownedTask) err
 		default:
 		}
 	}, js.PullMaxMessages(maxBuffered/2), js.ConsumeErrHandler(func(_ js.ConsumeContext, err error) {
-		if errors.Is(err, js.ErrConsumerDeleted) || errors.Is(err, js.ErrConsumerNotFound) {
+		// No responder to a pull request: the consumer is not there (a
+		// server restart lost it) or JetStream is not up yet. The client
+		// would ask again for ever; the task is claimed again instead,
+		// which makes the consumer anew once JetStream answers.
+		if errors.Is(err, js.ErrConsumerDeleted) || errors.Is(err, js.ErrConsumerNotFound) || errors.Is(err, nats.ErrNoResponders) {
 			o.mu.Lock()
 			if o.gen == gen {
 				o.err = err

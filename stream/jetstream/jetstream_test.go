@@ -113,3 +113,25 @@ func TestBrokerGoesAway(t *testing.T) {
 		t.Logf("worker: %s", l)
 	}
 }
+
+// TestBrokerRestartsIdle restarts the nats-server, for less than a task
+// lease, while the worker waits on an empty log: the worker keeps its
+// tasks, makes again the consumers the restart lost (their state is in
+// the server's memory), and reads what comes after.
+// The leases outlive the restart and the client's reconnect (2 s), so
+// nothing but the lost consumers tells the worker of it.
+func TestBrokerRestartsIdle(t *testing.T) {
+	r := &restartable{dir: t.TempDir(), port: streamtest.FreePort(t)}
+	r.start(t)
+	long := backend
+	long.Connect = func(addr string) (stream.Log, func(), error) {
+		nc, err := nats.Connect(addr, nats.MaxReconnects(-1))
+		if err != nil {
+			return nil, nil, err
+		}
+		return jetstream.New(nc, jetstream.Options{LeaseTTL: 30 * time.Second}), nc.Close, nil
+	}
+	for _, l := range streamtest.RunBrokerRestartsIdle(t, long, r, leaseTTL/5) {
+		t.Logf("worker: %s", l)
+	}
+}

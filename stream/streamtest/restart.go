@@ -29,6 +29,18 @@ type Restartable interface {
 // report the outage (a failed read or checkpoint): a client that
 // reconnects by itself (NATS) may hide a short one from the worker.
 func RunBrokerGoesAway(t *testing.T, be Backend, b Restartable, outage time.Duration) (reported []string) {
+	return runBrokerAway(t, be, b, outage, false)
+}
+
+// RunBrokerRestartsIdle is RunBrokerGoesAway with the worker idle when
+// the broker goes: everything fed so far committed, nothing in flight. A
+// worker that learns of the outage only from its reads (nothing to
+// commit fails) must still read what comes after it.
+func RunBrokerRestartsIdle(t *testing.T, be Backend, b Restartable, outage time.Duration) (reported []string) {
+	return runBrokerAway(t, be, b, outage, true)
+}
+
+func runBrokerAway(t *testing.T, be Backend, b Restartable, outage time.Duration, idle bool) (reported []string) {
 	data := Workload(150)
 	want := Reference(t, data)
 	b.Create(t, "events", Partitions)
@@ -78,7 +90,14 @@ func RunBrokerGoesAway(t *testing.T, be Backend, b Restartable, outage time.Dura
 		running()
 		time.Sleep(20 * time.Millisecond)
 	}
-	f.feed(t, 0.5) // in flight when the broker goes
+	if idle {
+		f.feed(t, 0.5)
+		// Ten checkpoint intervals: the worker has committed what it
+		// read and waits on an empty log.
+		time.Sleep(500 * time.Millisecond)
+	} else {
+		f.feed(t, 0.5) // in flight when the broker goes
+	}
 	b.Stop(t)
 	for down := time.Now(); time.Since(down) < outage; {
 		running()
