@@ -21,6 +21,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -582,34 +583,18 @@ func (b *bench) pipeline(ctx context.Context, name, source string, workers, reco
 		return 0, 0, 0, nil, err
 	}
 	sinkParts := plan.SinkPartitions()
-	// Watch the result stream for end records (and keep the results).
-	var mu sync.Mutex
-	var results [][]byte
-	ended := map[string]bool{}
-	done := make(chan struct{})
-	sub, err := b.nc.Subscribe("ppml."+plan.Sink.Stream+".*", func(m *nats.Msg) {
-		h, err := record.Parse(m.Data)
-		if err != nil {
-			return
-		}
-		mu.Lock()
-		defer mu.Unlock()
-		if h.Kind == record.KindEnd {
-			ended[m.Subject] = true
-			if len(ended) == sinkParts {
-				close(done)
-			}
-			return
-		}
-		results = append(results, m.Data) // the client gives each message its own copy
-	})
-	if err != nil {
-		return 0, 0, 0, nil, err
-	}
-	defer sub.Unsubscribe()
+	// The run is over when every result partition ends with its end
+	// record. The last record of each partition is looked at after each
+	// commit (what a commit did not write cannot have ended it); the
+	// results themselves are read after the measurement. A consumer
+	// reading them during the run would put its own work — a copy of
+	// every result, through the same broker — into the pipeline's time,
+	// which the transport's time does not have either.
+	committed := make(chan struct{}, 1)
+	done := make(chan error, 1)
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	var ckpts int64
+	var ckpts atomic.Int64
 	var wg sync.WaitGroup
 	errs := make([]error, workers)
 	stopProfile := func() {}
@@ -634,10 +619,12 @@ func (b *bench) pipeline(ctx context.Context, name, source string, workers, reco
 			_, errs[i] = stream.Run(wctx, stream.Config{Plan: plan, Log: jetstream.New(nc, jetstream.Options{}), Worker: "w" + strconv.Itoa(i),
 				Keys: stream.Keys{Source: b.src, Sink: b.sink, State: b.state}, CheckpointInterval: b.cfg.Checkpoint, Logf: b.cfg.Logf,
 				OnCommit: func(ci stream.CommitInfo) {
-					mu.Lock()
-					ckpts++
-					mu.Unlock()
+					ckpts.Add(1)
 					if pace == nil {
+						select {
+						case committed <- struct{}{}:
+						default:
+						}
 						return
 					}
 					for k, t := range ci.Tasks {
@@ -651,14 +638,15 @@ func (b *bench) pipeline(ctx context.Context, name, source string, workers, reco
 	}
 	var d, cpu time.Duration
 	if pace == nil {
-		select {
-		case <-done:
-			d, cpu = time.Since(start), usage.CPUTime()-cpu0
-			stopProfile()
-			stopProfile = func() {}
-		case <-ctx.Done():
-			return 0, 0, 0, nil, ctx.Err()
+		go func() { done <- b.awaitEnds(wctx, plan.Sink.Stream, sinkParts, committed) }()
+		if err := <-done; err != nil {
+			cancel()
+			wg.Wait()
+			return 0, 0, 0, nil, errors.Join(err, errors.Join(errs...))
 		}
+		d, cpu = time.Since(start), usage.CPUTime()-cpu0
+		stopProfile()
+		stopProfile = func() {}
 	} else {
 		deadline := time.Now().Add(time.Minute)
 		for len(pace.latencies()) < records && time.Now().Before(deadline) {
@@ -671,11 +659,25 @@ func (b *bench) pipeline(ctx context.Context, name, source string, workers, reco
 		return 0, 0, 0, nil, err
 	}
 	counts := map[string]int64{}
+	if pace != nil {
+		return d, cpu, ckpts.Load(), counts, nil
+	}
+	var results [][]byte
+	for p := range sinkParts {
+		rs, err := jetstream.Read(ctx, b.j, plan.Sink.Stream, p)
+		if err != nil {
+			return 0, 0, 0, nil, fmt.Errorf("read the results: %w", err)
+		}
+		results = append(results, rs...)
+	}
 	o := record.NewOpener(b.sink)
 	for _, r := range results {
 		h, err := record.Parse(r)
 		if err != nil {
 			return 0, 0, 0, nil, err
+		}
+		if h.Kind == record.KindEnd {
+			continue
 		}
 		rec, err := o.Open(plan.Sink.Stream, h.Partition, r)
 		if err != nil {
@@ -692,7 +694,42 @@ func (b *bench) pipeline(ctx context.Context, name, source string, workers, reco
 			counts[v.Word] += v.Count
 		}
 	}
-	return d, cpu, ckpts, counts, nil
+	return d, cpu, ckpts.Load(), counts, nil
+}
+
+// awaitEnds returns once the last record of every partition of the
+// result stream is an end record, looking after each signal on committed.
+func (b *bench) awaitEnds(ctx context.Context, name string, parts int, committed <-chan struct{}) error {
+	ended := make([]bool, parts)
+	left := parts
+	for left > 0 {
+		select {
+		case <-committed:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		st, err := b.j.Stream(ctx, jetstream.StreamName(name))
+		if err != nil {
+			return err
+		}
+		for p := range parts {
+			if ended[p] {
+				continue
+			}
+			m, err := st.GetLastMsgForSubject(ctx, jetstream.Subject(name, p))
+			if errors.Is(err, js.ErrMsgNotFound) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if h, err := record.Parse(m.Data); err == nil && h.Kind == record.KindEnd {
+				ended[p] = true
+				left--
+			}
+		}
+	}
+	return nil
 }
 
 func (b *bench) pipelineLatency(ctx context.Context, run, workers int) ([]time.Duration, error) {
