@@ -76,6 +76,12 @@ type Result struct {
 	// broker included) during the run: a fairer measure than wall clock on
 	// a busy machine.
 	CPUSeconds float64 `json:"cpu_seconds"`
+	// SystemCPUSeconds is the part of CPUSeconds spent in the kernel
+	// (system calls, page faults): what moves with the machine — how
+	// fast it hands out fresh memory and file pages — rather than with
+	// ppml's code. A pipeline writes its shuffle and results to the
+	// broker's files; the transport writes nothing.
+	SystemCPUSeconds float64 `json:"system_cpu_seconds"`
 	// Ratios are seconds over the baseline's seconds (1.3: 30% slower),
 	// by wall clock and by CPU time.
 	RatioVsTransport    float64 `json:"ratio_vs_transport,omitempty"`
@@ -220,17 +226,20 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 		rep.Warmup = true
 	}
-	type sample struct{ d, cpu time.Duration }
+	type sample struct {
+		d   time.Duration
+		cpu usage.Times
+	}
 	var memory, transport []sample
 	pipes := make([][]sample, len(cfg.Workers))
 	ckpts := make([]int64, len(cfg.Workers))
 	for round := 0; round < cfg.Rounds; round++ {
 		of := fmt.Sprintf("round %d of %d: ", round+1, cfg.Rounds)
 		cfg.Progress(of + "in-memory word count")
-		start, cpu := time.Now(), usage.CPUTime()
+		start, cpu := time.Now(), usage.CPUTimes()
 		counts := map[string]int64{}
 		words := countWords(text, counts)
-		memory = append(memory, sample{time.Since(start), usage.CPUTime() - cpu})
+		memory = append(memory, sample{time.Since(start), usage.CPUTimes().Sub(cpu)})
 		if b.memory == nil {
 			b.memory, rep.Words, rep.DistinctWords = counts, words, len(counts)
 		} else if !sameCounts(counts, b.memory) {
@@ -238,12 +247,12 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 
 		cfg.Progress(of + "transport baseline")
-		cpu = usage.CPUTime()
+		cpu = usage.CPUTimes()
 		d, counts, err := b.transport(ctx, "bench-plain", len(b.bodies), nil)
 		if err != nil {
 			return nil, err
 		}
-		transport = append(transport, sample{d, usage.CPUTime() - cpu})
+		transport = append(transport, sample{d, usage.CPUTimes().Sub(cpu)})
 		if !sameCounts(counts, b.memory) {
 			rep.Verified = false
 		}
@@ -267,16 +276,19 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	// A Result of the rounds: the medians of the seconds and CPU seconds
 	// and of the ratios to the baselines of the same round.
 	summary := func(name string, workers int, ss []sample) Result {
-		var ds, cs, rt, rm, crt, crm []float64
+		var ds, cs, sys, rt, rm, crt, crm []float64
 		for k, x := range ss {
+			cpu := x.cpu.Total().Seconds()
 			ds = append(ds, x.d.Seconds())
-			cs = append(cs, x.cpu.Seconds())
+			cs = append(cs, cpu)
+			sys = append(sys, x.cpu.System.Seconds())
 			rt = append(rt, x.d.Seconds()/transport[k].d.Seconds())
 			rm = append(rm, x.d.Seconds()/memory[k].d.Seconds())
-			crt = append(crt, x.cpu.Seconds()/transport[k].cpu.Seconds())
-			crm = append(crm, x.cpu.Seconds()/memory[k].cpu.Seconds())
+			crt = append(crt, cpu/transport[k].cpu.Total().Seconds())
+			crm = append(crm, cpu/memory[k].cpu.Total().Seconds())
 		}
 		r := b.result(name, workers, median(ds), median(cs))
+		r.SystemCPUSeconds = median(sys)
 		r.Rounds = ds
 		if workers > 0 {
 			r.RatioVsTransport, r.RatioVsMemory = median(rt), median(rm)
@@ -571,7 +583,7 @@ func (b *bench) transportLatency(ctx context.Context) ([]time.Duration, error) {
 // the time, the CPU time spent until then, the checkpoints and the counts
 // summed over the windows (decoded after the measurement). With profile,
 // a CPU profile of the measured run goes to that file.
-func (b *bench) pipeline(ctx context.Context, name, source string, workers, records int, pace *paced, profile string) (time.Duration, time.Duration, int64, map[string]int64, error) {
+func (b *bench) pipeline(ctx context.Context, name, source string, workers, records int, pace *paced, profile string) (time.Duration, usage.Times, int64, map[string]int64, error) {
 	p := stream.NewPipeline(name)
 	lines := p.Read(stream.Source{Stream: source, Partitions: b.cfg.Partitions, Format: stream.FormatText})
 	words := stream.Tokenize(lines, "line", "word")
@@ -580,7 +592,11 @@ func (b *bench) pipeline(ctx context.Context, name, source string, workers, reco
 		stream.Sink{Stream: name + "-out", DeadLetter: name + "-dead"})
 	plan, err := p.Compile()
 	if err != nil {
-		return 0, 0, 0, nil, err
+		return 0, usage.Times{}, 0, nil, err
+	}
+	before, err := b.streams(ctx)
+	if err != nil {
+		return 0, usage.Times{}, 0, nil, err
 	}
 	sinkParts := plan.SinkPartitions()
 	// The run is over when every result partition ends with its end
@@ -601,16 +617,16 @@ func (b *bench) pipeline(ctx context.Context, name, source string, workers, reco
 	if profile != "" && pace == nil {
 		stop, err := usage.StartCPUProfile(profile)
 		if err != nil {
-			return 0, 0, 0, nil, err
+			return 0, usage.Times{}, 0, nil, err
 		}
 		stopProfile = stop
 	}
 	defer func() { stopProfile() }()
-	start, cpu0 := time.Now(), usage.CPUTime()
+	start, cpu0 := time.Now(), usage.CPUTimes()
 	for i := 0; i < workers; i++ {
 		nc, err := b.e.Connect()
 		if err != nil {
-			return 0, 0, 0, nil, err
+			return 0, usage.Times{}, 0, nil, err
 		}
 		defer nc.Close()
 		wg.Add(1)
@@ -636,15 +652,16 @@ func (b *bench) pipeline(ctx context.Context, name, source string, workers, reco
 				}})
 		}()
 	}
-	var d, cpu time.Duration
+	var d time.Duration
+	var cpu usage.Times
 	if pace == nil {
 		go func() { done <- b.awaitEnds(wctx, plan.Sink.Stream, sinkParts, committed) }()
 		if err := <-done; err != nil {
 			cancel()
 			wg.Wait()
-			return 0, 0, 0, nil, errors.Join(err, errors.Join(errs...))
+			return 0, usage.Times{}, 0, nil, errors.Join(err, errors.Join(errs...))
 		}
-		d, cpu = time.Since(start), usage.CPUTime()-cpu0
+		d, cpu = time.Since(start), usage.CPUTimes().Sub(cpu0)
 		stopProfile()
 		stopProfile = func() {}
 	} else {
@@ -656,17 +673,17 @@ func (b *bench) pipeline(ctx context.Context, name, source string, workers, reco
 	cancel()
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
-		return 0, 0, 0, nil, err
+		return 0, usage.Times{}, 0, nil, err
 	}
 	counts := map[string]int64{}
 	if pace != nil {
-		return d, cpu, ckpts.Load(), counts, nil
+		return d, cpu, ckpts.Load(), counts, b.dropNew(ctx, before)
 	}
 	var results [][]byte
 	for p := range sinkParts {
 		rs, err := jetstream.Read(ctx, b.j, plan.Sink.Stream, p)
 		if err != nil {
-			return 0, 0, 0, nil, fmt.Errorf("read the results: %w", err)
+			return 0, usage.Times{}, 0, nil, fmt.Errorf("read the results: %w", err)
 		}
 		results = append(results, rs...)
 	}
@@ -674,14 +691,14 @@ func (b *bench) pipeline(ctx context.Context, name, source string, workers, reco
 	for _, r := range results {
 		h, err := record.Parse(r)
 		if err != nil {
-			return 0, 0, 0, nil, err
+			return 0, usage.Times{}, 0, nil, err
 		}
 		if h.Kind == record.KindEnd {
 			continue
 		}
 		rec, err := o.Open(plan.Sink.Stream, h.Partition, r)
 		if err != nil {
-			return 0, 0, 0, nil, err
+			return 0, usage.Times{}, 0, nil, err
 		}
 		for _, l := range strings.Split(strings.TrimSpace(string(rec.Body)), "\n") {
 			var v struct {
@@ -689,12 +706,12 @@ func (b *bench) pipeline(ctx context.Context, name, source string, workers, reco
 				Count int64
 			}
 			if err := json.Unmarshal([]byte(l), &v); err != nil {
-				return 0, 0, 0, nil, err
+				return 0, usage.Times{}, 0, nil, err
 			}
 			counts[v.Word] += v.Count
 		}
 	}
-	return d, cpu, ckpts.Load(), counts, nil
+	return d, cpu, ckpts.Load(), counts, b.dropNew(ctx, before)
 }
 
 // awaitEnds returns once the last record of every partition of the
@@ -726,6 +743,42 @@ func (b *bench) awaitEnds(ctx context.Context, name string, parts int, committed
 			if h, err := record.Parse(m.Data); err == nil && h.Kind == record.KindEnd {
 				ended[p] = true
 				left--
+			}
+		}
+	}
+	return nil
+}
+
+// streams lists the broker's streams, key-value buckets included.
+func (b *bench) streams(ctx context.Context) (map[string]bool, error) {
+	names := map[string]bool{}
+	l := b.j.StreamNames(ctx)
+	for n := range l.Name() {
+		names[n] = true
+	}
+	if err := l.Err(); err != nil {
+		return nil, fmt.Errorf("list the streams: %w", err)
+	}
+	return names, nil
+}
+
+// dropNew deletes the streams not in before: what a pipeline run made
+// (its shuffle, results, dead letters, leases and state). Every run then
+// starts with the broker holding the inputs only, as a pipeline starting
+// for real would, and the pages of the run's files are free for the
+// next run to write into. Kept, 37 MB of them per run piled up, and
+// each run wrote into pages it had never touched — after the machine
+// idled, pages the hypervisor had taken back, slow to touch again: up to
+// a second of system time in a 0.5 s run.
+func (b *bench) dropNew(ctx context.Context, before map[string]bool) error {
+	now, err := b.streams(ctx)
+	if err != nil {
+		return err
+	}
+	for n := range now {
+		if !before[n] {
+			if err := b.j.DeleteStream(ctx, n); err != nil {
+				return fmt.Errorf("delete stream %s: %w", n, err)
 			}
 		}
 	}

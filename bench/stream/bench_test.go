@@ -2,6 +2,8 @@ package streambench
 
 import (
 	"context"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -10,7 +12,8 @@ import (
 // every part runs and that the pipelines' counts equal the in-memory
 // count, not speed.
 func TestSmallRun(t *testing.T) {
-	rep, err := Run(context.Background(), Config{Size: 2_000_000, Dir: t.TempDir(), LatencyRecords: 200, LatencyRate: 400, Checkpoint: 200 * time.Millisecond, Rounds: 2})
+	dir := t.TempDir()
+	rep, err := Run(context.Background(), Config{Size: 2_000_000, Dir: dir, LatencyRecords: 200, LatencyRate: 400, Checkpoint: 200 * time.Millisecond, Rounds: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -23,6 +26,19 @@ func TestSmallRun(t *testing.T) {
 	for _, p := range rep.Pipeline {
 		if p.P99LatencyMs <= 0 || p.RatioVsTransport <= 0 || p.Checkpoints == 0 || len(p.Rounds) != 2 {
 			t.Errorf("pipeline %d workers: %+v", p.Workers, p)
+		}
+	}
+	// Every pipeline run deleted what it made: the store keeps only the
+	// inputs (the text, plain and sealed, and the latency runs' sources).
+	streams, err := filepath.Glob(filepath.Join(dir, "jetstream", "*", "streams", "*"))
+	if err != nil || len(streams) == 0 {
+		t.Fatalf("no streams in the store (%v): is its layout still jetstream/ACCOUNT/streams/NAME?", err)
+	}
+	for _, s := range streams {
+		if n := filepath.Base(s); n != "bench-plain" && n != "bench-text" && !strings.HasPrefix(n, "bench-lat-") {
+			t.Errorf("stream %s left in the store after the runs", n)
+		} else if strings.HasSuffix(n, "-out") || strings.HasSuffix(n, "-shuffle") {
+			t.Errorf("stream %s left in the store after the runs", n)
 		}
 	}
 	t.Logf("%+v", rep)

@@ -62,9 +62,9 @@ the median over the rounds, a ratio the median of the ratios within a round.`,
 			}
 			fmt.Fprintf(w, "stream benchmark: WordCount over %.1f MB (%d records of %d lines, %d words, %d distinct), %d partitions, %d windows, checkpoints every %s, %d CPUs\n",
 				float64(rep.TextBytes)/1e6, rep.Records, rep.LinesPerRecord, rep.Words, rep.DistinctWords, rep.Partitions, rep.Windows, rep.Checkpoint, rep.CPUs)
-			fmt.Fprintf(w, "  %-28s %8s %8s %10s %8s %9s %9s %9s %9s %9s %9s\n", "", "seconds", "CPU s", "records/s", "MB/s", "p50 ms", "p99 ms", "vs trans", "vs mem", "CPU trans", "CPU mem")
+			fmt.Fprintf(w, "  %-28s %8s %8s %8s %10s %8s %9s %9s %9s %9s %9s %9s\n", "", "seconds", "CPU s", "sys s", "records/s", "MB/s", "p50 ms", "p99 ms", "vs trans", "vs mem", "CPU trans", "CPU mem")
 			row := func(label string, r streambench.Result) {
-				fmt.Fprintf(w, "  %-28s %8.2f %8.2f %10.0f %8.1f %9.1f %9.1f %9.2f %9.2f %9.2f %9.2f\n", label, r.Seconds, r.CPUSeconds, r.RecordsPerSec, r.MBPerSec,
+				fmt.Fprintf(w, "  %-28s %8.2f %8.2f %8.2f %10.0f %8.1f %9.1f %9.1f %9.2f %9.2f %9.2f %9.2f\n", label, r.Seconds, r.CPUSeconds, r.SystemCPUSeconds, r.RecordsPerSec, r.MBPerSec,
 					r.P50LatencyMs, r.P99LatencyMs, r.RatioVsTransport, r.RatioVsMemory, r.CPURatioVsTransport, r.CPURatioVsMemory)
 			}
 			row("in-memory Go word count", rep.Memory)
