@@ -24,7 +24,18 @@ type preAgg struct {
 	nPart int
 	wins  map[Window]*winAccs
 	hint  int // keys of the largest window flushed last: the size of a new window
+	// spare holds windows sent on, emptied, for new windows to reuse:
+	// a window's index and accumulators are as large as the windows
+	// before it (hint), and making them anew for every window was a
+	// fifth of what a source task allocated — memory a long-running
+	// worker's collector then reclaims, and a fresh page each time the
+	// heap grows.
+	spare []*winAccs
 }
+
+// maxSpare bounds the emptied windows a task keeps: tumbling windows
+// need one, sliding windows as many as overlap.
+const maxSpare = 4
 
 // winAccs is one window's accumulators.
 type winAccs struct {
@@ -68,6 +79,11 @@ func (p *preAgg) add(k []byte) int32 {
 // window returns w's accumulators, creating them.
 func (p *preAgg) window(w Window) *winAccs {
 	wa := p.wins[w]
+	if wa == nil && len(p.spare) > 0 {
+		wa = p.spare[len(p.spare)-1]
+		p.spare = p.spare[:len(p.spare)-1]
+		p.wins[w] = wa
+	}
 	if wa == nil {
 		wa = &winAccs{ids: make([]int32, 0, p.hint), accs: make([]acc, 0, p.hint)}
 		if p.hint > 0 {
@@ -76,6 +92,22 @@ func (p *preAgg) window(w Window) *winAccs {
 		p.wins[w] = wa
 	}
 	return wa
+}
+
+// recycle empties wa, a window that was sent on and is in no map any
+// more, and keeps it for a new window.
+func (p *preAgg) recycle(wa *winAccs) {
+	if len(p.spare) >= maxSpare {
+		return
+	}
+	for _, id := range wa.ids {
+		if int(id) < len(wa.pos) {
+			wa.pos[id] = 0
+		}
+	}
+	clear(wa.accs) // what the accumulators point to (sets, partial sums) is not kept alive
+	wa.ids, wa.accs = wa.ids[:0], wa.accs[:0]
+	p.spare = append(p.spare, wa)
 }
 
 // get returns the accumulator of key id, or nil.

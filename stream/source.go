@@ -313,8 +313,9 @@ func (s *sourceTask) advance(wm int64, ended bool, label string) error {
 		largest = max(largest, len(wins[i].ids))
 	}
 	bodies := encodeShuffle(s.id.Partition, sentWM, ended, flush, wins, s.agg, s.late, n, s.pl.Aggs)
-	for _, w := range flush {
+	for i, w := range flush {
 		delete(s.agg.wins, w)
+		s.agg.recycle(wins[i]) // encoded: nothing refers to it any more
 		s.lastWA = nil
 		if s.pl.Window.Kind == SessionKind {
 			for k := range s.sessions {

@@ -31,6 +31,12 @@ type windowTask struct {
 	lateOut  []byte
 	chunkNum int
 	hint     int // keys of the largest window so far: the size of a new window's map
+	// spare holds purged windows (not session windows), emptied, for new
+	// windows to reuse their key map and key order: each window made
+	// them anew, as large as the largest window, and grew its order
+	// from empty, copying it at every doubling — a tenth of what a run
+	// of the benchmark allocated.
+	spare []*winState
 	// plain receives each shuffle record's plaintext: the keys decoded
 	// from it are cloned when kept, so nothing holds it after process.
 	plain []byte
@@ -92,9 +98,34 @@ type keyState struct {
 // newWindow adds window w's state, sized for the most keys of a window
 // so far or keys, whichever is more.
 func (t *windowTask) newWindow(w Window, keys int) *winState {
-	ws := &winState{keys: make(map[string]*keyState, max(t.hint, min(keys, maxWindowHint)))}
+	var ws *winState
+	if n := len(t.spare); n > 0 {
+		ws, t.spare = t.spare[n-1], t.spare[:n-1]
+	} else {
+		size := max(t.hint, min(keys, maxWindowHint))
+		ws = &winState{keys: make(map[string]*keyState, size)}
+		if t.pl.Window.Kind != SessionKind {
+			ws.order = make([]orderedKey, 0, size)
+		}
+	}
 	t.windows[w] = ws
 	return ws
+}
+
+// recycle empties ws, a purged window that is in no map any more, and
+// keeps it for a new window. Its arena is not reused: strings cut from
+// it (its keys) are immutable, so its bytes are never written again.
+// The unused rest of its slab is: no key state points there.
+func (t *windowTask) recycle(ws *winState) {
+	if t.pl.Window.Kind == SessionKind || len(t.spare) >= maxSpare {
+		return
+	}
+	clear(ws.keys)
+	clear(ws.order) // the keys and key states are not kept alive
+	ws.order = ws.order[:0]
+	ws.fired = false
+	ws.arena = strArena{}
+	t.spare = append(t.spare, ws)
 }
 
 // maxWindowHint bounds the size a new window's map is given from what a
@@ -332,6 +363,7 @@ func (t *windowTask) advance() {
 				}
 			}
 		}
+		t.recycle(t.windows[w])
 		delete(t.windows, w)
 	}
 	t.checkEnd(ended)

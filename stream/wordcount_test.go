@@ -1,7 +1,9 @@
 package stream_test
 
 import (
+	"encoding/json"
 	"math/rand/v2"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -12,9 +14,9 @@ import (
 // countPlan is WordCount over text with win; with unfused, a filter that
 // keeps every word follows the tokenizer, so the plan runs the general
 // steps instead of the fused count path.
-func countPlan(t testing.TB, win stream.WindowFn, lateness time.Duration, unfused bool) *stream.Plan {
+func countPlan(t testing.TB, partitions int, win stream.WindowFn, lateness time.Duration, unfused bool) *stream.Plan {
 	p := stream.NewPipeline("wc")
-	lines := p.Read(stream.Source{Stream: "text", Partitions: 2, Format: stream.FormatText})
+	lines := p.Read(stream.Source{Stream: "text", Partitions: partitions, Format: stream.FormatText})
 	words := stream.Tokenize(lines, "line", "word")
 	if unfused {
 		words = stream.Filter(words, stream.Cond{Field: "word", Op: stream.Ne, Value: stream.Str("")})
@@ -89,14 +91,92 @@ func TestFusedCountMatchesSteps(t *testing.T) {
 					parts[p] = append(parts[p], rec{at, randomText(rng, vocab)})
 				}
 			}
-			fc, fl := runParts(t, countPlan(t, tc.win, tc.lateness, false), "text", "counts", parts[:]...)
-			uc, ul := runParts(t, countPlan(t, tc.win, tc.lateness, true), "text", "counts", parts[:]...)
+			fc, fl := runParts(t, countPlan(t, 2, tc.win, tc.lateness, false), "text", "counts", parts[:]...)
+			uc, ul := runParts(t, countPlan(t, 2, tc.win, tc.lateness, true), "text", "counts", parts[:]...)
 			if len(fc) < 1000 || len(fl) == 0 {
 				t.Fatalf("%d result lines and %d late lines: the test does not exercise the path", len(fc), len(fl))
 			}
 			t.Logf("%d result lines, %d late lines", len(fc), len(fl))
 			check(t, "counts", fc, uc...)
 			check(t, "late", fl, ul...)
+		})
+	}
+}
+
+// TestWindowsReuseTheirMemory checks results against counts made here,
+// over many windows in a row whose words change from window to window:
+// source tasks reuse the accumulators of windows they sent on, window
+// tasks the key maps of windows they purged, and source tasks compact
+// their key tables as old words die out — a key left behind in a reused
+// window, or found under a stale id, would show as a wrong count. One
+// source partition: its window tasks' watermark then moves with it, so
+// they purge windows between making new ones, as in a long run (with
+// two, bounded inputs are read one after the other and the second holds
+// the watermark back until every window exists).
+func TestWindowsReuseTheirMemory(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 11))
+	const minute = int64(time.Minute / time.Millisecond)
+	vocab := make([]string, 12000)
+	for i := range vocab {
+		vocab[i] = "w" + strconv.Itoa(i)
+	}
+	for _, tc := range []struct {
+		name  string
+		win   stream.WindowFn
+		size  int64 // window size and slide, in minutes
+		slide int64
+	}{
+		{"tumbling", stream.TumblingWindows(time.Minute), 1, 1},
+		{"sliding", stream.SlidingWindows(2*time.Minute, time.Minute), 2, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			want := map[string]int64{} // window start and word → count
+			var parts [1][]rec
+			for p := range parts {
+				for m := int64(10); m < 40; m++ {
+					// Each minute's words come from its own stretch of the
+					// vocabulary, overlapping the last minute's by half.
+					base := int((m - 10) * 400 % int64(len(vocab)-1000))
+					for i := 0; i < 4; i++ {
+						at := m*minute + int64(i)*15_000 + rng.Int64N(15_000)
+						var line []string
+						for n := 50 + rng.IntN(100); n > 0; n-- {
+							w := vocab[base+rng.IntN(800)]
+							line = append(line, w)
+							for s := (at/(tc.slide*minute) - tc.size/tc.slide + 1) * tc.slide * minute; s <= at; s += tc.slide * minute {
+								want[time.UnixMilli(s).UTC().Format(time.RFC3339)+" "+w]++
+							}
+						}
+						parts[p] = append(parts[p], rec{at, strings.Join(line, " ")})
+					}
+				}
+			}
+			for _, unfused := range []bool{false, true} {
+				out, late := runParts(t, countPlan(t, 1, tc.win, 0, unfused), "text", "counts", parts[:]...)
+				if len(late) > 0 {
+					t.Fatalf("unfused %v: %d late rows from records in order", unfused, len(late))
+				}
+				got := map[string]int64{}
+				for _, l := range out {
+					var v struct {
+						Start string `json:"window_start"`
+						Word  string
+						Count int64
+					}
+					if err := json.Unmarshal([]byte(l), &v); err != nil {
+						t.Fatalf("result %q: %v", l, err)
+					}
+					got[v.Start+" "+v.Word] += v.Count
+				}
+				if len(got) != len(want) {
+					t.Errorf("unfused %v: %d (window, word) results, want %d", unfused, len(got), len(want))
+				}
+				for k, n := range want {
+					if got[k] != n {
+						t.Fatalf("unfused %v: %s: %d, want %d", unfused, k, got[k], n)
+					}
+				}
+			}
 		})
 	}
 }

@@ -221,7 +221,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			return nil, err
 		}
 		cfg.Progress("warming up the pipeline")
-		if _, _, _, _, err := b.pipeline(ctx, "bench-warmup", "bench-text", 1, len(b.bodies), nil, ""); err != nil {
+		if _, err := b.pipeline(ctx, "bench-warmup", "bench-text", 1, len(b.bodies), nil, ""); err != nil {
 			return nil, err
 		}
 		rep.Warmup = true
@@ -262,13 +262,13 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			if cfg.CPUProfile != "" && round == 0 {
 				prof = fmt.Sprintf("%s-%dw.pprof", cfg.CPUProfile, n)
 			}
-			d, cpu, ck, counts, err := b.pipeline(ctx, fmt.Sprintf("bench-wc-%d-%d-%dw", round, i, n), "bench-text", n, len(b.bodies), nil, prof)
+			run, err := b.pipeline(ctx, fmt.Sprintf("bench-wc-%d-%d-%dw", round, i, n), "bench-text", n, len(b.bodies), nil, prof)
 			if err != nil {
 				return nil, err
 			}
-			pipes[i] = append(pipes[i], sample{d, cpu})
-			ckpts[i] = max(ckpts[i], ck)
-			if !sameCounts(counts, b.memory) {
+			pipes[i] = append(pipes[i], sample{run.d, run.cpu})
+			ckpts[i] = max(ckpts[i], run.checkpoints)
+			if !sameCounts(run.counts, b.memory) {
 				rep.Verified = false
 			}
 		}
@@ -583,7 +583,15 @@ func (b *bench) transportLatency(ctx context.Context) ([]time.Duration, error) {
 // the time, the CPU time spent until then, the checkpoints and the counts
 // summed over the windows (decoded after the measurement). With profile,
 // a CPU profile of the measured run goes to that file.
-func (b *bench) pipeline(ctx context.Context, name, source string, workers, records int, pace *paced, profile string) (time.Duration, usage.Times, int64, map[string]int64, error) {
+// pipelineRun is what one pipeline run measured and produced.
+type pipelineRun struct {
+	d           time.Duration
+	cpu         usage.Times
+	checkpoints int64
+	counts      map[string]int64 // the results, read after the measurement (not in paced runs)
+}
+
+func (b *bench) pipeline(ctx context.Context, name, source string, workers, records int, pace *paced, profile string) (run pipelineRun, err error) {
 	p := stream.NewPipeline(name)
 	lines := p.Read(stream.Source{Stream: source, Partitions: b.cfg.Partitions, Format: stream.FormatText})
 	words := stream.Tokenize(lines, "line", "word")
@@ -592,11 +600,11 @@ func (b *bench) pipeline(ctx context.Context, name, source string, workers, reco
 		stream.Sink{Stream: name + "-out", DeadLetter: name + "-dead"})
 	plan, err := p.Compile()
 	if err != nil {
-		return 0, usage.Times{}, 0, nil, err
+		return run, err
 	}
 	before, err := b.streams(ctx)
 	if err != nil {
-		return 0, usage.Times{}, 0, nil, err
+		return run, err
 	}
 	sinkParts := plan.SinkPartitions()
 	// The run is over when every result partition ends with its end
@@ -607,17 +615,30 @@ func (b *bench) pipeline(ctx context.Context, name, source string, workers, reco
 	// every result, through the same broker — into the pipeline's time,
 	// which the transport's time does not have either.
 	committed := make(chan struct{}, 1)
-	done := make(chan error, 1)
 	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	var ckpts atomic.Int64
 	var wg sync.WaitGroup
 	errs := make([]error, workers)
+	var conns []*nats.Conn
+	// However the run ends, its workers stop before their connections
+	// close and the run's streams and buckets go, and those go even when
+	// it failed: the next run starts with the broker holding the inputs
+	// only.
+	defer func() {
+		cancel()
+		wg.Wait()
+		for _, nc := range conns {
+			nc.Close()
+		}
+		if derr := b.dropNew(ctx, before); err == nil {
+			err = derr
+		}
+	}()
 	stopProfile := func() {}
 	if profile != "" && pace == nil {
 		stop, err := usage.StartCPUProfile(profile)
 		if err != nil {
-			return 0, usage.Times{}, 0, nil, err
+			return run, err
 		}
 		stopProfile = stop
 	}
@@ -626,9 +647,9 @@ func (b *bench) pipeline(ctx context.Context, name, source string, workers, reco
 	for i := 0; i < workers; i++ {
 		nc, err := b.e.Connect()
 		if err != nil {
-			return 0, usage.Times{}, 0, nil, err
+			return run, err
 		}
-		defer nc.Close()
+		conns = append(conns, nc)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -652,16 +673,13 @@ func (b *bench) pipeline(ctx context.Context, name, source string, workers, reco
 				}})
 		}()
 	}
-	var d time.Duration
-	var cpu usage.Times
 	if pace == nil {
-		go func() { done <- b.awaitEnds(wctx, plan.Sink.Stream, sinkParts, committed) }()
-		if err := <-done; err != nil {
+		if err := b.awaitEnds(wctx, plan.Sink.Stream, sinkParts, committed); err != nil {
 			cancel()
 			wg.Wait()
-			return 0, usage.Times{}, 0, nil, errors.Join(err, errors.Join(errs...))
+			return run, errors.Join(err, errors.Join(errs...))
 		}
-		d, cpu = time.Since(start), usage.CPUTimes().Sub(cpu0)
+		run.d, run.cpu = time.Since(start), usage.CPUTimes().Sub(cpu0)
 		stopProfile()
 		stopProfile = func() {}
 	} else {
@@ -673,32 +691,39 @@ func (b *bench) pipeline(ctx context.Context, name, source string, workers, reco
 	cancel()
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
-		return 0, usage.Times{}, 0, nil, err
+		return run, err
 	}
-	counts := map[string]int64{}
+	run.checkpoints = ckpts.Load()
 	if pace != nil {
-		return d, cpu, ckpts.Load(), counts, b.dropNew(ctx, before)
+		return run, nil
 	}
+	run.counts, err = b.results(ctx, plan)
+	return run, err
+}
+
+// results reads and opens a pipeline's results and adds up the counts.
+func (b *bench) results(ctx context.Context, plan *stream.Plan) (map[string]int64, error) {
 	var results [][]byte
-	for p := range sinkParts {
+	for p := range plan.SinkPartitions() {
 		rs, err := jetstream.Read(ctx, b.j, plan.Sink.Stream, p)
 		if err != nil {
-			return 0, usage.Times{}, 0, nil, fmt.Errorf("read the results: %w", err)
+			return nil, fmt.Errorf("read the results: %w", err)
 		}
 		results = append(results, rs...)
 	}
+	counts := map[string]int64{}
 	o := record.NewOpener(b.sink)
 	for _, r := range results {
 		h, err := record.Parse(r)
 		if err != nil {
-			return 0, usage.Times{}, 0, nil, err
+			return nil, err
 		}
 		if h.Kind == record.KindEnd {
 			continue
 		}
 		rec, err := o.Open(plan.Sink.Stream, h.Partition, r)
 		if err != nil {
-			return 0, usage.Times{}, 0, nil, err
+			return nil, err
 		}
 		for _, l := range strings.Split(strings.TrimSpace(string(rec.Body)), "\n") {
 			var v struct {
@@ -706,12 +731,12 @@ func (b *bench) pipeline(ctx context.Context, name, source string, workers, reco
 				Count int64
 			}
 			if err := json.Unmarshal([]byte(l), &v); err != nil {
-				return 0, usage.Times{}, 0, nil, err
+				return nil, err
 			}
 			counts[v.Word] += v.Count
 		}
 	}
-	return d, cpu, ckpts.Load(), counts, b.dropNew(ctx, before)
+	return counts, nil
 }
 
 // awaitEnds returns once the last record of every partition of the
@@ -794,7 +819,7 @@ func (b *bench) pipelineLatency(ctx context.Context, run, workers int) ([]time.D
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- b.publish(ctx, src, true, pace) }()
-	if _, _, _, _, err := b.pipeline(ctx, name, src, workers, min(len(b.bodies), b.cfg.LatencyRecords), pace, ""); err != nil {
+	if _, err := b.pipeline(ctx, name, src, workers, min(len(b.bodies), b.cfg.LatencyRecords), pace, ""); err != nil {
 		return nil, err
 	}
 	if err := <-errc; err != nil {
