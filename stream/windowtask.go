@@ -34,8 +34,8 @@ type windowTask struct {
 	// spare holds purged windows (not session windows), emptied, for new
 	// windows to reuse their key map and key order: each window made
 	// them anew, as large as the largest window, and grew its order
-	// from empty, copying it at every doubling — a tenth of what a run
-	// of the benchmark allocated.
+	// from empty, copying it at every doubling: 0.32 of the 5.08 GB a
+	// benchmark invocation allocated.
 	spare []*winState
 	// plain receives each shuffle record's plaintext: the keys decoded
 	// from it are cloned when kept, so nothing holds it after process.
