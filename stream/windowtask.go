@@ -363,8 +363,9 @@ func (t *windowTask) advance() {
 				}
 			}
 		}
-		t.recycle(t.windows[w])
+		ws := t.windows[w]
 		delete(t.windows, w)
+		t.recycle(ws)
 	}
 	t.checkEnd(ended)
 }
