@@ -183,3 +183,14 @@ func TestBrokerGoesAway(t *testing.T) {
 		t.Logf("worker: %s", l)
 	}
 }
+
+// TestBrokerRestartsIdle restarts the broker while the worker waits on
+// an empty log, everything it read committed: nothing to commit fails,
+// so only its reads meet the outage, and it must read what comes after.
+func TestBrokerRestartsIdle(t *testing.T) {
+	r := &restartable{dir: t.TempDir(), port: streamtest.FreePort(t)}
+	r.start(t)
+	for _, l := range streamtest.RunBrokerRestartsIdle(t, backend, r, 2*time.Second) {
+		t.Logf("worker: %s", l)
+	}
+}

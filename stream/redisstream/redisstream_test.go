@@ -124,3 +124,23 @@ func TestRedisGoesAway(t *testing.T) {
 	}
 	mu.Unlock()
 }
+
+// restartable is the test's redis-server, stopped and started again on
+// its port and append-only file.
+type restartable struct{ broker }
+
+func (r *restartable) Stop(t testing.TB)    { r.r.Stop() }
+func (r *restartable) Restart(t testing.TB) { r.r.Start(t) }
+
+// TestBrokerRestartsIdle restarts redis-server, for less than a task
+// lease, while the worker waits on an empty log, everything it read
+// committed: only its reads meet the outage, and it must read what comes
+// after.
+func TestBrokerRestartsIdle(t *testing.T) {
+	r := streamtest.StartRedis(t)
+	rdb := redis.NewClient(&redis.Options{Addr: r.Addr, MaxRetries: -1})
+	defer rdb.Close()
+	for _, l := range streamtest.RunBrokerRestartsIdle(t, backend, &restartable{broker{r: r, rdb: rdb}}, leaseTTL/3) {
+		t.Logf("worker: %s", l)
+	}
+}
