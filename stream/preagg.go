@@ -100,9 +100,7 @@ func (p *preAgg) recycle(wa *winAccs) {
 		return
 	}
 	for _, id := range wa.ids {
-		if int(id) < len(wa.pos) {
-			wa.pos[id] = 0
-		}
+		wa.pos[id] = 0 // put made pos cover every id it added
 	}
 	clear(wa.accs) // what the accumulators point to (sets, partial sums) is not kept alive
 	wa.ids, wa.accs = wa.ids[:0], wa.accs[:0]

@@ -578,11 +578,6 @@ func (b *bench) transportLatency(ctx context.Context) ([]time.Duration, error) {
 	return pace.latencies(), nil
 }
 
-// pipeline runs the WordCount pipeline with n workers over the sealed
-// records until every result partition has its end record; it returns
-// the time, the CPU time spent until then, the checkpoints and the counts
-// summed over the windows (decoded after the measurement). With profile,
-// a CPU profile of the measured run goes to that file.
 // pipelineRun is what one pipeline run measured and produced.
 type pipelineRun struct {
 	d           time.Duration
@@ -591,6 +586,13 @@ type pipelineRun struct {
 	counts      map[string]int64 // the results, read after the measurement (not in paced runs)
 }
 
+// pipeline runs the WordCount pipeline on the given number of workers
+// over the sealed records until every result partition has its end
+// record (with pace, until the paced records are committed), then drops
+// the streams the run made. Its pipelineRun holds the time and CPU time
+// spent until then, the checkpoints and the counts summed over the
+// windows. With profile, a CPU profile of the measured run goes to that
+// file.
 func (b *bench) pipeline(ctx context.Context, name, source string, workers, records int, pace *paced, profile string) (run pipelineRun, err error) {
 	p := stream.NewPipeline(name)
 	lines := p.Read(stream.Source{Stream: source, Partitions: b.cfg.Partitions, Format: stream.FormatText})
